@@ -1,0 +1,14 @@
+// The strand CLI's sub-commands. Each add_*_command registers its flags on the app and a
+// callback that runs it; errors are thrown as strand::Error and reported by main().
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace strand::cli {
+
+void add_train_command(CLI::App& app);
+void add_eval_command(CLI::App& app);
+void add_data_command(CLI::App& app);
+void add_bench_command(CLI::App& app);
+
+}  // namespace strand::cli

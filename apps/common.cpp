@@ -1,0 +1,38 @@
+#include "apps/common.hpp"
+
+#include <chrono>
+#include <cstdlib>
+#include <sched.h>
+
+#include "core/error.hpp"
+
+namespace strand::cli {
+
+int default_threads() {
+  // Respect an affinity mask (taskset, mpirun binding) rather than counting every core.
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return 1;
+}
+
+std::filesystem::path default_mnist_cache() {
+  if (const char* c = std::getenv("STRAND_CACHE"); c && *c) return std::filesystem::path(c) / "mnist";
+  const char* home = std::getenv("HOME");
+  return std::filesystem::path(home && *home ? home : "/tmp") / ".cache" / "strand" / "mnist";
+}
+
+Context make_context(int threads) {
+  STRAND_CHECK(threads >= 1, Usage, "--threads must be at least 1", "strand");
+  return Context(make_cpu_backend(threads));
+}
+
+io::MnistSplits load_data(const Context& ctx, const std::filesystem::path& dir) {
+  const auto t0 = std::chrono::steady_clock::now();
+  io::MnistSplits s = io::load_mnist_dir(dir);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  ctx.log("data " + dir.string() + " (" + s.layout + " layout): " + std::to_string(s.train.size()) + " train, " +
+          std::to_string(s.eval.size()) + " test images, read in " + std::to_string(int(secs * 1000)) + " ms");
+  return s;
+}
+
+}  // namespace strand::cli

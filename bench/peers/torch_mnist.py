@@ -1,0 +1,199 @@
+#!/usr/bin/python3
+"""PyTorch peer of strand's MNIST models, for throughput and accuracy comparisons.
+
+Prints one JSON object on stdout; progress goes to stderr. Run it with Debian's
+/usr/bin/python3 (python3-torch), not a virtualenv interpreter.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+# numpy and torch are imported in main(), after --threads is known: Debian's
+# torch uses OpenBLAS, which sizes its thread pool from OPENBLAS_NUM_THREADS when
+# it is loaded and does not follow torch.set_num_threads.
+np = torch = nn = None
+
+IDX_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+NPY_FILES = {
+    "train": ("train_data.npy", "train_labels.npy"),
+    "test": ("eval_data.npy", "eval_labels.npy"),
+}
+
+
+def log(msg):
+    print(f"torch_mnist: {msg}", file=sys.stderr, flush=True)
+
+
+def default_data_dir():
+    cache = os.environ.get("STRAND_CACHE") or os.path.join(Path.home(), ".cache", "strand")
+    return Path(cache) / "mnist"
+
+
+def read_idx(path, magic):
+    """Reads an IDX file into a uint8 array."""
+    raw = path.read_bytes()
+    found = int.from_bytes(raw[:4], "big")
+    if found != magic:
+        sys.exit(f"torch_mnist: {path}: IDX magic {found}, expected {magic}")
+    ndim = magic & 0xFF
+    shape = [int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def load_split(data_dir, split):
+    """Returns (images [N,1,28,28] float32 in [0,1], labels [N] int64) tensors."""
+    images_npy, labels_npy = (data_dir / name for name in NPY_FILES[split])
+    if images_npy.exists() and labels_npy.exists():
+        images = np.load(images_npy).astype(np.float32, copy=False)
+        labels = np.load(labels_npy)
+    else:
+        images_idx, labels_idx = (data_dir / name for name in IDX_FILES[split])
+        if not (images_idx.exists() and labels_idx.exists()):
+            sys.exit(f"torch_mnist: no MNIST {split} set in {data_dir}: expected "
+                     f"{' + '.join(IDX_FILES[split])} or {' + '.join(NPY_FILES[split])} "
+                     "(scripts/setup fetches the IDX files)")
+        images = read_idx(images_idx, 2051).astype(np.float32) / 255.0
+        labels = read_idx(labels_idx, 2049)
+    if images.shape[0] != labels.shape[0]:
+        sys.exit(f"torch_mnist: {split} set in {data_dir}: {images.shape[0]} images "
+                 f"but {labels.shape[0]} labels")
+    return (torch.from_numpy(np.ascontiguousarray(images)).reshape(-1, 1, 28, 28),
+            torch.from_numpy(labels.astype(np.int64)))
+
+
+def build_model(name):
+    if name == "mnist_cnn":
+        return nn.Sequential(
+            nn.Conv2d(1, 32, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(7 * 7 * 64, 1024), nn.ReLU(), nn.Dropout(0.4),
+            nn.Linear(1024, 10))
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(28 * 28, 1024), nn.ReLU(), nn.Dropout(0.4),
+        nn.Linear(1024, 10))
+
+
+def batches(images, labels, batch_size, generator):
+    """Endless shuffled batches; reshuffles at every epoch, keeps the partial last batch."""
+    n = images.shape[0]
+    while True:
+        order = torch.randperm(n, generator=generator)
+        for start in range(0, n, batch_size):
+            idx = order[start:start + batch_size]
+            yield images[idx], labels[idx]
+
+
+def accuracy(model, images, labels):
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for start in range(0, images.shape[0], 1000):
+            logits = model(images[start:start + 1000])
+            correct += (logits.argmax(1) == labels[start:start + 1000]).sum().item()
+    model.train()
+    return correct / images.shape[0]
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", choices=["mnist_cnn", "mnist_mlp"], default="mnist_cnn")
+    parser.add_argument("--data", type=Path, default=default_data_dir(),
+                        help="directory with the MNIST IDX files or train_data.npy/"
+                             "train_labels.npy (+ eval_data.npy/eval_labels.npy); "
+                             "default: %(default)s")
+    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--threads", type=int, default=os.cpu_count(),
+                        help="intra-op, inter-op and OpenBLAS threads (default: %(default)s)")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed steps before --steps")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--steps", type=int, default=100, help="timed training steps (default: 100)")
+    mode.add_argument("--epochs", type=int,
+                      help="train full epochs instead and report test accuracy")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    for name in ("batch_size", "threads", "steps"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.warmup < 0 or (args.epochs is not None and args.epochs < 1):
+        parser.error("--warmup must be >= 0 and --epochs >= 1")
+    return args
+
+
+def main():
+    global np, torch, nn
+    args = parse_args()
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", str(args.threads))
+    import numpy as np
+    import torch
+    from torch import nn
+
+    torch.set_num_threads(args.threads)
+    torch.set_num_interop_threads(args.threads)
+    torch.manual_seed(args.seed)
+    generator = torch.Generator().manual_seed(args.seed)
+
+    train_images, train_labels = load_split(args.data, "train")
+    test_set = load_split(args.data, "test") if args.epochs else None
+    log(f"{args.model}, {train_images.shape[0]} training images from {args.data}, "
+        f"batch {args.batch_size}, {args.threads} threads "
+        f"(OpenBLAS {os.environ['OPENBLAS_NUM_THREADS']}), torch {torch.__version__}")
+
+    model = build_model(args.model)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = nn.CrossEntropyLoss()
+    model.train()
+
+    def step(images, labels):
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model(images), labels)
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+
+    stream = batches(train_images, train_labels, args.batch_size, generator)
+    if args.epochs:
+        steps_per_epoch = -(-train_images.shape[0] // args.batch_size)
+        steps = args.epochs * steps_per_epoch
+    else:
+        steps = args.steps
+        for _ in range(args.warmup):
+            step(*next(stream))
+
+    images_seen = 0
+    start = time.perf_counter()
+    for i in range(1, steps + 1):
+        images, labels = next(stream)
+        loss = step(images, labels)
+        images_seen += images.shape[0]
+        if args.epochs and (i % 100 == 0 or i == steps):
+            log(f"epoch {(i - 1) // steps_per_epoch + 1} step {i}/{steps} loss {loss:.4f} "
+                f"{images_seen / (time.perf_counter() - start):.1f} images/s")
+    seconds = time.perf_counter() - start
+
+    result = {
+        "peer": "pytorch",
+        "torch_version": torch.__version__,
+        "model": args.model,
+        "batch_size": args.batch_size,
+        "threads": args.threads,
+        "steps": steps,
+        "images_per_sec": images_seen / seconds,
+        "seconds": seconds,
+    }
+    if args.epochs:
+        result["epochs"] = args.epochs
+        result["test_accuracy"] = accuracy(model, *test_set)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

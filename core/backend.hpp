@@ -1,0 +1,142 @@
+// Backend: device memory and every kernel a layer, loss or optimizer needs.
+// Layers hold no device code: they describe the op and call their backend.
+// CpuBackend (core/cpu/) is the reference and is always built; CudaBackend (core/cuda/)
+// mirrors it name for name. All kernels are deterministic: same inputs and same thread
+// count give the same bits.
+//
+// Layouts: images NCHW; conv weights [out_c, in_c, kh, kw]; dense weights [out, in]
+// (y = x W^T + b); all tensors float32 unless named otherwise; labels int32.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace strand {
+
+class Backend;
+
+// Owning handle to device memory (RAII). Move-only.
+class Buffer {
+ public:
+  Buffer() = default;
+  Buffer(Backend* backend, void* ptr, size_t bytes) : backend_(backend), ptr_(ptr), bytes_(bytes) {}
+  Buffer(Buffer&& o) noexcept { swap(o); }
+  Buffer& operator=(Buffer&& o) noexcept { Buffer t(std::move(o)); swap(t); return *this; }
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+  ~Buffer();
+
+  float* f32() const { return static_cast<float*>(ptr_); }
+  int32_t* i32() const { return static_cast<int32_t*>(ptr_); }
+  void* data() const { return ptr_; }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  void swap(Buffer& o) noexcept { std::swap(backend_, o.backend_); std::swap(ptr_, o.ptr_); std::swap(bytes_, o.bytes_); }
+  Backend* backend_ = nullptr;
+  void* ptr_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+// Stride-1 2-D convolution with symmetric zero padding.
+struct Conv2dDesc {
+  int64_t batch = 0, in_c = 0, in_h = 0, in_w = 0;
+  int64_t out_c = 0, kernel_h = 0, kernel_w = 0, pad_h = 0, pad_w = 0;
+  int64_t out_h() const { return in_h + 2 * pad_h - kernel_h + 1; }
+  int64_t out_w() const { return in_w + 2 * pad_w - kernel_w + 1; }
+  double flops() const { return 2.0 * batch * out_c * out_h() * out_w() * in_c * kernel_h * kernel_w; }
+};
+
+// 2x2 max pooling, stride 2; odd trailing rows/columns are dropped (floor).
+struct Pool2dDesc {
+  int64_t batch = 0, channels = 0, in_h = 0, in_w = 0;
+  int64_t out_h() const { return in_h / 2; }
+  int64_t out_w() const { return in_w / 2; }
+};
+
+struct DenseDesc {
+  int64_t batch = 0, in = 0, out = 0;
+  double flops() const { return 2.0 * batch * in * out; }
+};
+
+struct LossResult {
+  double loss = 0;      // mean cross-entropy over the batch
+  int64_t correct = 0;  // rows whose arg-max equals the label
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;  // "cpu", "cuda"
+
+  // ---- memory
+  virtual Buffer alloc(size_t bytes) = 0;                     // zero-filled
+  virtual void free(void* ptr) noexcept = 0;                  // called by ~Buffer
+  virtual void to_device(void* dst, const void* src, size_t bytes) = 0;
+  virtual void to_host(void* dst, const void* src, size_t bytes) = 0;
+  virtual void fill(float* dst, int64_t n, float value) = 0;
+  virtual void synchronize() {}
+
+  // ---- conv2d. x [B,in_c,H,W], w [out_c,in_c,kh,kw], b [out_c], y [B,out_c,oh,ow].
+  virtual void conv2d_forward(const Conv2dDesc& d, const float* x, const float* w, const float* b,
+                              float* y) = 0;
+  // Writes (overwrites) dw and db; dx may be null (first layer needs no input gradient).
+  virtual void conv2d_backward(const Conv2dDesc& d, const float* x, const float* w, const float* dy,
+                               float* dx, float* dw, float* db) = 0;
+
+  // ---- max pool 2x2 stride 2. x [B,C,H,W], y [B,C,H/2,W/2]. Backward routes dy to the first
+  // position (row-major within the window) holding the maximum; other positions get 0.
+  virtual void maxpool2x2_forward(const Pool2dDesc& d, const float* x, float* y) = 0;
+  virtual void maxpool2x2_backward(const Pool2dDesc& d, const float* x, const float* y,
+                                   const float* dy, float* dx) = 0;
+
+  // ---- dense. x [B,in], w [out,in], b [out], y [B,out] = x w^T + b.
+  virtual void dense_forward(const DenseDesc& d, const float* x, const float* w, const float* b,
+                             float* y) = 0;
+  // Writes dw [out,in] and db [out]; dx [B,in] may be null.
+  virtual void dense_backward(const DenseDesc& d, const float* x, const float* w, const float* dy,
+                              float* dx, float* dw, float* db) = 0;
+
+  // ---- elementwise. y may alias x; dx may alias dy.
+  virtual void relu_forward(int64_t n, const float* x, float* y) = 0;
+  virtual void relu_backward(int64_t n, const float* y, const float* dy, float* dx) = 0;
+  // Inverted dropout: element i is kept iff dropout_keep(key, i, rate) (below), and kept
+  // elements are scaled by 1/(1-rate). The mask is a pure function of (key, i), so forward
+  // and backward agree without storing it, on every backend.
+  virtual void dropout_forward(int64_t n, float rate, uint64_t key, const float* x, float* y) = 0;
+  virtual void dropout_backward(int64_t n, float rate, uint64_t key, const float* dy, float* dx) = 0;
+
+  // ---- softmax cross-entropy, mean over the batch. logits [B,C], labels int32 [B].
+  // Writes dlogits [B,C] = (softmax - onehot) / B. A label outside [0,C) is a Usage error.
+  virtual LossResult softmax_xent(int64_t batch, int64_t classes, const float* logits,
+                                  const int32_t* labels, float* dlogits) = 0;
+  // probs [B,C] = softmax(logits) (inference). probs may alias logits.
+  virtual void softmax(int64_t batch, int64_t classes, const float* logits, float* probs) = 0;
+
+  // ---- optimizers over flat buffers of n floats.
+  virtual void sgd_step(int64_t n, float lr, float* params, const float* grads) = 0;
+  virtual void momentum_step(int64_t n, float lr, float momentum, float* params, const float* grads,
+                             float* velocity) = 0;
+  // Adam with bias correction; `step` counts from 1.
+  virtual void adam_step(int64_t n, float lr, float beta1, float beta2, float eps, int64_t step,
+                         float* params, const float* grads, float* m, float* v) = 0;
+};
+
+// The dropout mask, shared by every backend (host and device code must compute the same
+// bits): a 64-bit mix of (key, i) mapped to [0,1) with 24 bits, compared with rate.
+inline constexpr uint64_t mix64(uint64_t z) {
+  z += 0x9e3779b97f4a7c15ULL;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+inline constexpr bool dropout_keep(uint64_t key, uint64_t i, float rate) {
+  return static_cast<float>(mix64(key ^ mix64(i)) >> 40) * (1.0f / 16777216.0f) >= rate;
+}
+
+// The CPU backend with `threads` worker threads (>= 1).
+std::unique_ptr<Backend> make_cpu_backend(int threads);
+
+}  // namespace strand

@@ -1,0 +1,183 @@
+// Conv2d as im2col + sgemm, one image at a time, images split into `threads` contiguous
+// chunks. Per image: col [K,P] with K = in_c*kh*kw, P = oh*ow;
+//   forward   y_b [out_c,P]  = w [out_c,K] * col
+//   dx        dcol [K,P]     = w^T * dy_b, then col2im adds dcol back into dx_b
+//   dw        dw [out_c,K]  += dy_b * col^T   (partial per chunk, summed in chunk order)
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include "core/cpu/gemm.hpp"
+#include "core/cpu/kernels.hpp"
+#include "core/error.hpp"
+
+namespace strand::cpu {
+namespace {
+
+void check_desc(const Conv2dDesc& d, const char* where) {
+  const std::string dims = "batch=" + std::to_string(d.batch) + " in_c=" + std::to_string(d.in_c) +
+                           " in=" + std::to_string(d.in_h) + "x" + std::to_string(d.in_w) +
+                           " out_c=" + std::to_string(d.out_c) + " kernel=" +
+                           std::to_string(d.kernel_h) + "x" + std::to_string(d.kernel_w) +
+                           " pad=" + std::to_string(d.pad_h) + "x" + std::to_string(d.pad_w);
+  STRAND_CHECK(d.batch >= 1 && d.in_c >= 1 && d.in_h >= 1 && d.in_w >= 1 && d.out_c >= 1 &&
+                   d.kernel_h >= 1 && d.kernel_w >= 1,
+               Shape, "conv2d needs every size >= 1, got " + dims, where);
+  STRAND_CHECK(d.pad_h >= 0 && d.pad_w >= 0, Shape, "conv2d padding must be >= 0, got " + dims,
+               where);
+  STRAND_CHECK(d.out_h() >= 1 && d.out_w() >= 1, Shape,
+               "conv2d kernel larger than the padded input (output would be " +
+                   std::to_string(d.out_h()) + "x" + std::to_string(d.out_w()) + "), got " + dims,
+               where);
+}
+
+// Valid output columns [lo, hi) for kernel column j: those reading inside the image.
+inline void valid_range(int64_t j, int64_t pad, int64_t in, int64_t out, int64_t& lo,
+                        int64_t& hi) {
+  lo = std::clamp<int64_t>(pad - j, 0, out);
+  hi = std::clamp<int64_t>(in + pad - j, lo, out);
+}
+
+// x_b [in_c,H,W] -> col [K,P]; row (c,i,j), column (oy,ox) holds x_b[c, oy+i-ph, ox+j-pw] or 0.
+void im2col(const Conv2dDesc& d, const float* x, float* col) {
+  const int64_t oh = d.out_h(), ow = d.out_w();
+  for (int64_t c = 0; c < d.in_c; ++c) {
+    for (int64_t i = 0; i < d.kernel_h; ++i) {
+      for (int64_t j = 0; j < d.kernel_w; ++j) {
+        int64_t lo, hi;
+        valid_range(j, d.pad_w, d.in_w, ow, lo, hi);
+        float* row = col + ((c * d.kernel_h + i) * d.kernel_w + j) * oh * ow;
+        if (lo == hi) {  // this kernel column only ever reads padding
+          std::memset(row, 0, sizeof(float) * oh * ow);
+          continue;
+        }
+        for (int64_t oy = 0; oy < oh; ++oy) {
+          float* out = row + oy * ow;
+          const int64_t iy = oy + i - d.pad_h;
+          if (iy < 0 || iy >= d.in_h) {
+            std::memset(out, 0, sizeof(float) * ow);
+            continue;
+          }
+          // Input column of output column lo: inside the row since lo < hi.
+          const float* in = x + (c * d.in_h + iy) * d.in_w + (lo + j - d.pad_w);
+          std::fill(out, out + lo, 0.0f);
+          std::memcpy(out + lo, in, sizeof(float) * (hi - lo));
+          std::fill(out + hi, out + ow, 0.0f);
+        }
+      }
+    }
+  }
+}
+
+// dx_b [in_c,H,W] = sum of col [K,P] entries over the positions im2col read them from.
+void col2im(const Conv2dDesc& d, const float* col, float* dx) {
+  const int64_t oh = d.out_h(), ow = d.out_w();
+  std::memset(dx, 0, sizeof(float) * d.in_c * d.in_h * d.in_w);
+  for (int64_t c = 0; c < d.in_c; ++c) {
+    for (int64_t i = 0; i < d.kernel_h; ++i) {
+      for (int64_t j = 0; j < d.kernel_w; ++j) {
+        int64_t lo, hi;
+        valid_range(j, d.pad_w, d.in_w, ow, lo, hi);
+        if (lo == hi) continue;
+        const float* row = col + ((c * d.kernel_h + i) * d.kernel_w + j) * oh * ow;
+        for (int64_t oy = 0; oy < oh; ++oy) {
+          const int64_t iy = oy + i - d.pad_h;
+          if (iy < 0 || iy >= d.in_h) continue;
+          float* out = dx + (c * d.in_h + iy) * d.in_w + (lo + j - d.pad_w);
+          const float* in = row + oy * ow + lo;
+#pragma omp simd
+          for (int64_t k = 0; k < hi - lo; ++k) out[k] += in[k];
+        }
+      }
+    }
+  }
+}
+
+// Runs body(chunk, first_image, end_image) for `chunks` contiguous batch ranges. With one
+// chunk it runs on the calling thread so the body's sgemm may use every thread itself.
+template <class Body>
+void for_chunks(int64_t batch, int chunks, Body&& body) {
+  auto range = [&](int c) { return batch * c / chunks; };
+  if (chunks == 1) {
+    body(0, int64_t{0}, batch);
+    return;
+  }
+#pragma omp parallel for num_threads(chunks) schedule(static, 1)
+  for (int c = 0; c < chunks; ++c) body(c, range(c), range(c + 1));
+}
+
+int chunk_count(int64_t batch, int threads, const char* where) {
+  STRAND_CHECK(threads >= 1, Usage, "threads must be >= 1, got " + std::to_string(threads), where);
+  return static_cast<int>(std::min<int64_t>(batch, threads));
+}
+
+}  // namespace
+
+void conv2d_forward(const Conv2dDesc& d, const float* x, const float* w, const float* b, float* y,
+                    Workspace& ws, int threads) {
+  check_desc(d, "cpu::conv2d_forward");
+  const int64_t K = d.in_c * d.kernel_h * d.kernel_w, P = d.out_h() * d.out_w();
+  const int chunks = chunk_count(d.batch, threads, "cpu::conv2d_forward");
+  const int gemm_threads = chunks == 1 ? threads : 1;
+  ws.reserve(chunks, static_cast<size_t>(K * P));
+  for_chunks(d.batch, chunks, [&](int c, int64_t b0, int64_t b1) {
+    float* col = ws.slot(c);  // [K,P]
+    for (int64_t n = b0; n < b1; ++n) {
+      float* yb = y + n * d.out_c * P;  // [out_c,P]
+      im2col(d, x + n * d.in_c * d.in_h * d.in_w, col);
+      sgemm(false, false, d.out_c, P, K, 1.0f, w, K, col, P, 0.0f, yb, P, gemm_threads);
+      for (int64_t o = 0; o < d.out_c; ++o) {
+        const float bias = b[o];
+#pragma omp simd
+        for (int64_t p = 0; p < P; ++p) yb[o * P + p] += bias;
+      }
+    }
+  });
+}
+
+void conv2d_backward(const Conv2dDesc& d, const float* x, const float* w, const float* dy,
+                     float* dx, float* dw, float* db, Workspace& ws, int threads) {
+  check_desc(d, "cpu::conv2d_backward");
+  const int64_t K = d.in_c * d.kernel_h * d.kernel_w, P = d.out_h() * d.out_w();
+  const int64_t wsize = d.out_c * K;
+  const int chunks = chunk_count(d.batch, threads, "cpu::conv2d_backward");
+  const int gemm_threads = chunks == 1 ? threads : 1;
+  // Slot layout: col [K,P], dcol [K,P], dw partial [out_c,K] (chunk 0 writes dw directly).
+  ws.reserve(chunks, static_cast<size_t>(2 * K * P + wsize));
+  for_chunks(d.batch, chunks, [&](int c, int64_t b0, int64_t b1) {
+    float* col = ws.slot(c);
+    float* dcol = col + K * P;
+    float* dw_part = c == 0 ? dw : dcol + K * P;
+    for (int64_t n = b0; n < b1; ++n) {
+      const float* dyb = dy + n * d.out_c * P;  // [out_c,P]
+      im2col(d, x + n * d.in_c * d.in_h * d.in_w, col);
+      sgemm(false, true, d.out_c, K, P, 1.0f, dyb, P, col, P, n == b0 ? 0.0f : 1.0f, dw_part, K,
+            gemm_threads);
+      if (dx) {
+        sgemm(true, false, K, P, d.out_c, 1.0f, w, K, dyb, P, 0.0f, dcol, P, gemm_threads);
+        col2im(d, dcol, dx + n * d.in_c * d.in_h * d.in_w);
+      }
+    }
+  });
+  // Partials are added in chunk order, so dw does not depend on which thread finished first.
+  for (int c = 1; c < chunks; ++c) {
+    const float* part = ws.slot(c) + 2 * K * P;  // [out_c,K]
+#pragma omp simd
+    for (int64_t e = 0; e < wsize; ++e) dw[e] += part[e];
+  }
+  // db[o] = sum over images and pixels of dy, summed in a fixed order per channel.
+#pragma omp parallel for num_threads(threads) if (d.batch * d.out_c * P >= kParallelMin)
+  for (int64_t o = 0; o < d.out_c; ++o) {
+    float s = 0.0f;
+    for (int64_t n = 0; n < d.batch; ++n) {
+      const float* row = dy + (n * d.out_c + o) * P;
+      float t = 0.0f;
+#pragma omp simd reduction(+ : t)
+      for (int64_t p = 0; p < P; ++p) t += row[p];
+      s += t;
+    }
+    db[o] = s;
+  }
+}
+
+}  // namespace strand::cpu

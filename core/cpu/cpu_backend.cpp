@@ -1,0 +1,107 @@
+#include "core/cpu/cpu_backend.hpp"
+
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <string>
+
+#include "core/error.hpp"
+
+namespace strand {
+namespace cpu {
+
+CpuBackend::CpuBackend(int threads) : threads_(threads) {
+  STRAND_CHECK(threads >= 1, Usage,
+               "the CPU backend needs at least 1 thread, got " + std::to_string(threads),
+               "make_cpu_backend");
+}
+
+Buffer CpuBackend::alloc(size_t bytes) {
+  if (bytes == 0) return Buffer(this, nullptr, 0);
+  // 64-byte alignment puts every buffer on a cache line and an AVX-512 vector boundary;
+  // aligned_alloc wants the size to be a multiple of the alignment.
+  const size_t padded = (bytes + 63) / 64 * 64;
+  void* p = std::aligned_alloc(64, padded);
+  STRAND_CHECK(p != nullptr, Io, "out of host memory allocating " + std::to_string(bytes) + " bytes",
+               "cpu::alloc");
+  std::memset(p, 0, padded);
+  return Buffer(this, p, bytes);
+}
+
+void CpuBackend::free(void* ptr) noexcept { std::free(ptr); }
+
+void CpuBackend::to_device(void* dst, const void* src, size_t bytes) {
+  if (bytes) std::memcpy(dst, src, bytes);
+}
+
+void CpuBackend::to_host(void* dst, const void* src, size_t bytes) {
+  if (bytes) std::memcpy(dst, src, bytes);
+}
+
+void CpuBackend::fill(float* dst, int64_t n, float value) {
+#pragma omp parallel for simd num_threads(threads_) if (n >= kParallelMin)
+  for (int64_t i = 0; i < n; ++i) dst[i] = value;
+}
+
+void CpuBackend::conv2d_forward(const Conv2dDesc& d, const float* x, const float* w,
+                                const float* b, float* y) {
+  cpu::conv2d_forward(d, x, w, b, y, ws_, threads_);
+}
+void CpuBackend::conv2d_backward(const Conv2dDesc& d, const float* x, const float* w,
+                                 const float* dy, float* dx, float* dw, float* db) {
+  cpu::conv2d_backward(d, x, w, dy, dx, dw, db, ws_, threads_);
+}
+void CpuBackend::maxpool2x2_forward(const Pool2dDesc& d, const float* x, float* y) {
+  cpu::maxpool2x2_forward(d, x, y, threads_);
+}
+void CpuBackend::maxpool2x2_backward(const Pool2dDesc& d, const float* x, const float* y,
+                                     const float* dy, float* dx) {
+  cpu::maxpool2x2_backward(d, x, y, dy, dx, threads_);
+}
+void CpuBackend::dense_forward(const DenseDesc& d, const float* x, const float* w,
+                               const float* b, float* y) {
+  cpu::dense_forward(d, x, w, b, y, threads_);
+}
+void CpuBackend::dense_backward(const DenseDesc& d, const float* x, const float* w,
+                                const float* dy, float* dx, float* dw, float* db) {
+  cpu::dense_backward(d, x, w, dy, dx, dw, db, threads_);
+}
+void CpuBackend::relu_forward(int64_t n, const float* x, float* y) {
+  cpu::relu_forward(n, x, y, threads_);
+}
+void CpuBackend::relu_backward(int64_t n, const float* y, const float* dy, float* dx) {
+  cpu::relu_backward(n, y, dy, dx, threads_);
+}
+void CpuBackend::dropout_forward(int64_t n, float rate, uint64_t key, const float* x, float* y) {
+  cpu::dropout_forward(n, rate, key, x, y, threads_);
+}
+void CpuBackend::dropout_backward(int64_t n, float rate, uint64_t key, const float* dy,
+                                  float* dx) {
+  cpu::dropout_backward(n, rate, key, dy, dx, threads_);
+}
+LossResult CpuBackend::softmax_xent(int64_t batch, int64_t classes, const float* logits,
+                                    const int32_t* labels, float* dlogits) {
+  return cpu::softmax_xent(batch, classes, logits, labels, dlogits, ws_, threads_);
+}
+void CpuBackend::softmax(int64_t batch, int64_t classes, const float* logits, float* probs) {
+  cpu::softmax(batch, classes, logits, probs, threads_);
+}
+void CpuBackend::sgd_step(int64_t n, float lr, float* params, const float* grads) {
+  cpu::sgd_step(n, lr, params, grads, threads_);
+}
+void CpuBackend::momentum_step(int64_t n, float lr, float momentum, float* params,
+                               const float* grads, float* velocity) {
+  cpu::momentum_step(n, lr, momentum, params, grads, velocity, threads_);
+}
+void CpuBackend::adam_step(int64_t n, float lr, float beta1, float beta2, float eps,
+                           int64_t step, float* params, const float* grads, float* m, float* v) {
+  cpu::adam_step(n, lr, beta1, beta2, eps, step, params, grads, m, v, threads_);
+}
+
+}  // namespace cpu
+
+std::unique_ptr<Backend> make_cpu_backend(int threads) {
+  return std::make_unique<cpu::CpuBackend>(threads);
+}
+
+}  // namespace strand

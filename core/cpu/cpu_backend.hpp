@@ -1,0 +1,53 @@
+// CpuBackend: host memory (64-byte aligned, zero-filled) and the kernels of kernels.hpp run
+// with a fixed number of OpenMP threads. It owns the kernels' scratch memory, so one
+// CpuBackend must not run two kernels at the same time; use one backend per caller thread.
+#pragma once
+
+#include "core/backend.hpp"
+#include "core/cpu/kernels.hpp"
+
+namespace strand::cpu {
+
+class CpuBackend final : public Backend {
+ public:
+  explicit CpuBackend(int threads);  // threads >= 1, else Error(Usage)
+
+  int threads() const { return threads_; }
+  std::string name() const override { return "cpu"; }
+
+  Buffer alloc(size_t bytes) override;
+  void free(void* ptr) noexcept override;
+  void to_device(void* dst, const void* src, size_t bytes) override;
+  void to_host(void* dst, const void* src, size_t bytes) override;
+  void fill(float* dst, int64_t n, float value) override;
+
+  void conv2d_forward(const Conv2dDesc& d, const float* x, const float* w, const float* b,
+                      float* y) override;
+  void conv2d_backward(const Conv2dDesc& d, const float* x, const float* w, const float* dy,
+                       float* dx, float* dw, float* db) override;
+  void maxpool2x2_forward(const Pool2dDesc& d, const float* x, float* y) override;
+  void maxpool2x2_backward(const Pool2dDesc& d, const float* x, const float* y, const float* dy,
+                           float* dx) override;
+  void dense_forward(const DenseDesc& d, const float* x, const float* w, const float* b,
+                     float* y) override;
+  void dense_backward(const DenseDesc& d, const float* x, const float* w, const float* dy,
+                      float* dx, float* dw, float* db) override;
+  void relu_forward(int64_t n, const float* x, float* y) override;
+  void relu_backward(int64_t n, const float* y, const float* dy, float* dx) override;
+  void dropout_forward(int64_t n, float rate, uint64_t key, const float* x, float* y) override;
+  void dropout_backward(int64_t n, float rate, uint64_t key, const float* dy, float* dx) override;
+  LossResult softmax_xent(int64_t batch, int64_t classes, const float* logits,
+                          const int32_t* labels, float* dlogits) override;
+  void softmax(int64_t batch, int64_t classes, const float* logits, float* probs) override;
+  void sgd_step(int64_t n, float lr, float* params, const float* grads) override;
+  void momentum_step(int64_t n, float lr, float momentum, float* params, const float* grads,
+                     float* velocity) override;
+  void adam_step(int64_t n, float lr, float beta1, float beta2, float eps, int64_t step,
+                 float* params, const float* grads, float* m, float* v) override;
+
+ private:
+  int threads_;
+  Workspace ws_;  // conv im2col columns, per-chunk dw partials, per-row losses
+};
+
+}  // namespace strand::cpu

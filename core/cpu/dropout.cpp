@@ -1,0 +1,39 @@
+// Inverted dropout with the stateless mask dropout_keep(key, i, rate) from backend.hpp, so
+// forward and backward (and every backend) agree without a stored mask.
+#include <string>
+
+#include "core/cpu/kernels.hpp"
+#include "core/error.hpp"
+
+namespace strand::cpu {
+namespace {
+
+float keep_scale(float rate, const char* where) {
+  // rate == 1 would drop everything and scale by infinity; NaN fails both comparisons.
+  STRAND_CHECK(rate >= 0.0f && rate < 1.0f, Usage,
+               "dropout rate must be in [0, 1), got " + std::to_string(rate), where);
+  return 1.0f / (1.0f - rate);
+}
+
+}  // namespace
+
+void dropout_forward(int64_t n, float rate, uint64_t key, const float* x, float* y, int threads) {
+  const float scale = keep_scale(rate, "cpu::dropout_forward");
+#pragma omp parallel for simd num_threads(threads) if (n >= kParallelMin)
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = x[i] * scale;  // unconditional load, so the loop vectorizes
+    y[i] = dropout_keep(key, static_cast<uint64_t>(i), rate) ? v : 0.0f;
+  }
+}
+
+void dropout_backward(int64_t n, float rate, uint64_t key, const float* dy, float* dx,
+                      int threads) {
+  const float scale = keep_scale(rate, "cpu::dropout_backward");
+#pragma omp parallel for simd num_threads(threads) if (n >= kParallelMin)
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = dy[i] * scale;
+    dx[i] = dropout_keep(key, static_cast<uint64_t>(i), rate) ? g : 0.0f;
+  }
+}
+
+}  // namespace strand::cpu

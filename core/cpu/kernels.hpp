@@ -1,0 +1,79 @@
+// CPU kernels behind CpuBackend, one free function per Backend kernel (same arguments, same
+// layouts and contracts as backend.hpp) plus a trailing `threads` (OpenMP threads to use,
+// >= 1). Conv and dense run on sgemm (gemm.hpp); everything else is a vectorized loop.
+// Kernels that need scratch memory take a Workspace owned by the caller, so there is no
+// global state: one Workspace must not be used by two calls at the same time.
+//
+// Determinism: every kernel gives the same bits for the same inputs and `threads`. Only the
+// weight gradients (conv2d dw) depend on `threads`, because they are reduced per thread chunk.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <new>
+
+#include "core/backend.hpp"
+
+namespace strand::cpu {
+
+// Reusable scratch: `slots` regions of equal size, each 64-byte aligned, one per parallel
+// chunk. Grows on demand and never shrinks; contents are unspecified after reserve().
+class Workspace {
+ public:
+  void reserve(int slots, size_t floats_per_slot) {
+    stride_ = (floats_per_slot + 15) / 16 * 16;  // keep every slot on a 64-byte boundary
+    const size_t need = stride_ * static_cast<size_t>(slots);
+    if (need > capacity_) {
+      data_.reset(static_cast<float*>(::operator new[](need * sizeof(float), std::align_val_t{64})));
+      capacity_ = need;
+    }
+  }
+  float* slot(int i) const { return data_.get() + stride_ * static_cast<size_t>(i); }
+
+ private:
+  struct Free {
+    void operator()(float* p) const { ::operator delete[](p, std::align_val_t{64}); }
+  };
+  std::unique_ptr<float[], Free> data_;
+  size_t capacity_ = 0, stride_ = 0;
+};
+
+void conv2d_forward(const Conv2dDesc& d, const float* x, const float* w, const float* b, float* y,
+                    Workspace& ws, int threads);
+void conv2d_backward(const Conv2dDesc& d, const float* x, const float* w, const float* dy,
+                     float* dx, float* dw, float* db, Workspace& ws, int threads);
+
+void maxpool2x2_forward(const Pool2dDesc& d, const float* x, float* y, int threads);
+void maxpool2x2_backward(const Pool2dDesc& d, const float* x, const float* y, const float* dy,
+                         float* dx, int threads);
+
+void dense_forward(const DenseDesc& d, const float* x, const float* w, const float* b, float* y,
+                   int threads);
+void dense_backward(const DenseDesc& d, const float* x, const float* w, const float* dy,
+                    float* dx, float* dw, float* db, int threads);
+
+void relu_forward(int64_t n, const float* x, float* y, int threads);
+void relu_backward(int64_t n, const float* y, const float* dy, float* dx, int threads);
+
+void dropout_forward(int64_t n, float rate, uint64_t key, const float* x, float* y, int threads);
+void dropout_backward(int64_t n, float rate, uint64_t key, const float* dy, float* dx,
+                      int threads);
+
+// `ws` holds the per-row losses so they can be summed in row order.
+LossResult softmax_xent(int64_t batch, int64_t classes, const float* logits,
+                        const int32_t* labels, float* dlogits, Workspace& ws, int threads);
+void softmax(int64_t batch, int64_t classes, const float* logits, float* probs, int threads);
+
+void sgd_step(int64_t n, float lr, float* params, const float* grads, int threads);
+// velocity = momentum * velocity + grads; params -= lr * velocity.
+void momentum_step(int64_t n, float lr, float momentum, float* params, const float* grads,
+                   float* velocity, int threads);
+void adam_step(int64_t n, float lr, float beta1, float beta2, float eps, int64_t step,
+               float* params, const float* grads, float* m, float* v, int threads);
+
+// Element count above which elementwise loops go parallel; below it, starting threads costs
+// more than the loop.
+inline constexpr int64_t kParallelMin = 1 << 15;
+
+}  // namespace strand::cpu

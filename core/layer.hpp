@@ -1,0 +1,61 @@
+// Layer: one step of a network, described by a LayerSpec (what is saved in model files) and
+// run through a Backend. Layers own no parameters: the Model hands each one a view into its
+// single flat parameter buffer and its single flat gradient buffer.
+// Shapes passed to layers are per sample (no batch dimension): {C,H,W} or {F}.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "core/backend.hpp"
+#include "core/tensor.hpp"
+
+namespace strand {
+
+// A layer's type and settings, e.g. {"conv2d", {{"filters",32},{"kernel",5},{"same",1}}}.
+struct LayerSpec {
+  std::string type;
+  std::map<std::string, double> attrs;
+
+  double attr(const std::string& key) const;  // Format error when missing
+  bool operator==(const LayerSpec&) const = default;
+  template <class Archive>
+  void serialize(Archive& ar) { ar(type, attrs); }
+};
+
+// What differs from one step to the next.
+struct StepInfo {
+  bool training = false;
+  uint64_t key = 0;  // per-step, per-layer random key (dropout masks)
+};
+
+class Layer {
+ public:
+  virtual ~Layer() = default;
+
+  virtual LayerSpec spec() const = 0;
+  // Fixes the input shape and checks that it fits; returns the output shape.
+  virtual Shape bind(const Shape& in) = 0;
+  virtual int64_t param_count() const { return 0; }
+  // Writes initial parameters (host memory, param_count() floats).
+  virtual void init_params(float* /*params*/, uint64_t /*seed*/) const {}
+  virtual double forward_flops() const { return 0; }  // per sample
+  // True when the output is the input reinterpreted (flatten): the model passes the same
+  // memory through and calls neither forward nor backward.
+  virtual bool aliases_input() const { return false; }
+
+  // x [B,in...] -> y [B,out...]
+  virtual void forward(Backend& be, int64_t batch, const float* x, float* y, const float* params,
+                       const StepInfo& step) = 0;
+  // Writes grads (param_count() floats) and dx (may be null: nothing needs it).
+  virtual void backward(Backend& be, int64_t batch, const float* x, const float* y,
+                        const float* dy, float* dx, const float* params, float* grads,
+                        const StepInfo& step) = 0;
+};
+
+// Builds a layer from its spec; Format error for an unknown type or bad settings.
+std::unique_ptr<Layer> make_layer(const LayerSpec& spec);
+
+}  // namespace strand

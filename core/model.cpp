@@ -1,0 +1,128 @@
+#include "core/model.hpp"
+
+#include <algorithm>
+
+#include "core/error.hpp"
+
+namespace strand {
+
+Model::Model(Backend& backend, ModelArch arch) : be_(backend), arch_(std::move(arch)) {
+  STRAND_CHECK(!arch_.layers.empty(), Usage, "model '" + arch_.name + "' has no layers", "Model");
+  STRAND_CHECK(arch_.input.rank() >= 1 && arch_.input.numel() >= 1, Shape,
+               "model '" + arch_.name + "' has an empty input shape " + arch_.input.str(), "Model");
+  shapes_.push_back(arch_.input);
+  offsets_.push_back(0);
+  for (const LayerSpec& spec : arch_.layers) {
+    layers_.push_back(make_layer(spec));
+    try {
+      shapes_.push_back(layers_.back()->bind(shapes_.back()));
+    } catch (const Error& e) {
+      throw Error(e.kind(), e.message(),
+                  "model '" + arch_.name + "' layer " + std::to_string(layers_.size() - 1) + " (" + spec.type + ")");
+    }
+    offsets_.push_back(offsets_.back() + layers_.back()->param_count());
+  }
+  param_count_ = offsets_.back();
+  params_ = be_.alloc(size_t(param_count_) * sizeof(float));
+  grads_ = be_.alloc(size_t(param_count_) * sizeof(float));
+}
+
+double Model::forward_flops_per_sample() const {
+  double f = 0;
+  for (const auto& l : layers_) f += l->forward_flops();
+  return f;
+}
+
+void Model::init(uint64_t seed) {
+  std::vector<float> host(static_cast<size_t>(param_count_));
+  for (size_t i = 0; i < layers_.size(); ++i)
+    layers_[i]->init_params(host.data() + offsets_[i], mix64(seed + i));
+  set_params(host);
+}
+
+std::vector<float> Model::get_params() const {
+  std::vector<float> host(static_cast<size_t>(param_count_));
+  be_.to_host(host.data(), params_.data(), host.size() * sizeof(float));
+  return host;
+}
+
+void Model::set_params(std::span<const float> host) {
+  STRAND_CHECK(int64_t(host.size()) == param_count_, Shape,
+               "model '" + arch_.name + "' has " + std::to_string(param_count_) + " parameters, got " +
+                   std::to_string(host.size()),
+               "Model::set_params");
+  be_.to_device(params_.data(), host.data(), host.size() * sizeof(float));
+}
+
+void Model::reserve(int64_t batch) {
+  if (batch <= capacity_) return;
+  acts_.clear();
+  int64_t largest = arch_.input.numel();
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const int64_t n = shapes_[i + 1].numel();
+    largest = std::max(largest, n);
+    acts_.push_back(layers_[i]->aliases_input() ? Buffer() : be_.alloc(size_t(batch * n) * sizeof(float)));
+  }
+  for (Buffer& b : dbuf_) b = be_.alloc(size_t(batch * largest) * sizeof(float));
+  capacity_ = batch;
+}
+
+StepInfo Model::step_info(size_t layer) const {
+  return StepInfo{training_, mix64(step_key_ ^ mix64(layer + 1))};
+}
+
+const float* Model::forward(const float* x, int64_t batch, bool training, uint64_t step_key) {
+  STRAND_CHECK(batch >= 1, Usage, "batch size must be at least 1", "Model::forward");
+  reserve(batch);
+  batch_ = batch;
+  training_ = training;
+  step_key_ = step_key;
+  outs_.assign(1, x);
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const float* in = outs_.back();
+    if (layers_[i]->aliases_input()) {
+      outs_.push_back(in);
+      continue;
+    }
+    float* y = acts_[i].f32();
+    layers_[i]->forward(be_, batch, in, y, params_.f32() + offsets_[i], step_info(i));
+    outs_.push_back(y);
+  }
+  return outs_.back();
+}
+
+LossResult Model::loss(const int32_t* labels, int64_t batch) {
+  STRAND_CHECK(outs_.size() == layers_.size() + 1 && batch == batch_, Usage,
+               "loss() needs a forward() of the same batch first", "Model::loss");
+  // dbuf_[0] holds d(loss)/d(logits); backward() alternates from there.
+  return be_.softmax_xent(batch, classes(), outs_.back(), labels, dbuf_[0].f32());
+}
+
+void Model::backward(const GradsReady& ready) {
+  STRAND_CHECK(outs_.size() == layers_.size() + 1, Usage, "backward() needs forward() and loss() first",
+               "Model::backward");
+  int cur = 0;  // dbuf_[cur] holds the gradient w.r.t. the current layer's output
+  for (size_t i = layers_.size(); i-- > 0;) {
+    Layer& layer = *layers_[i];
+    if (layer.aliases_input()) continue;  // the gradient passes through unchanged
+    // The first layer's input gradient is never used: skip computing it.
+    float* dx = i == 0 ? nullptr : dbuf_[1 - cur].f32();
+    layer.backward(be_, batch_, outs_[i], outs_[i + 1], dbuf_[cur].f32(), dx, params_.f32() + offsets_[i],
+                   grads_.f32() + offsets_[i], step_info(i));
+    if (dx) cur = 1 - cur;
+    if (ready && offsets_[i + 1] > offsets_[i]) ready(offsets_[i], offsets_[i + 1]);
+  }
+}
+
+void Model::predict(const float* x_host, int64_t batch, float* probs_host) {
+  const size_t in_bytes = size_t(batch * arch_.input.numel()) * sizeof(float);
+  const size_t out_bytes = size_t(batch * classes()) * sizeof(float);
+  if (xbuf_.bytes() < in_bytes) xbuf_ = be_.alloc(in_bytes);
+  if (pbuf_.bytes() < out_bytes) pbuf_ = be_.alloc(out_bytes);
+  be_.to_device(xbuf_.data(), x_host, in_bytes);
+  const float* logits = forward(xbuf_.f32(), batch, false, 0);
+  be_.softmax(batch, classes(), logits, pbuf_.f32());
+  be_.to_host(probs_host, pbuf_.data(), out_bytes);
+}
+
+}  // namespace strand

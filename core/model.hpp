@@ -1,0 +1,89 @@
+// Model: a list of layers run on one backend, with ALL parameters in one contiguous buffer and
+// ALL gradients in another (same layout), so a distributed strategy moves them in one call.
+// Layout: layer 0's parameters first; within a layer, weights then bias.
+// Backward fills gradients last layer first and reports each finished range through a
+// callback, so a strategy can start moving them while earlier layers still compute.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/backend.hpp"
+#include "core/layer.hpp"
+#include "core/tensor.hpp"
+
+namespace strand {
+
+// What a model is, independent of any backend: saved in model files.
+struct ModelArch {
+  std::string name;         // "mnist_cnn"
+  Shape input;              // per sample, e.g. {1,28,28}
+  std::vector<LayerSpec> layers;
+
+  bool operator==(const ModelArch&) const = default;
+};
+
+class Model {
+ public:
+  // [begin, end) of the flat gradient buffer, in floats, is final for this step.
+  using GradsReady = std::function<void(int64_t begin, int64_t end)>;
+
+  Model(Backend& backend, ModelArch arch);
+  Model(const Model&) = delete;
+  Model& operator=(const Model&) = delete;
+
+  const ModelArch& arch() const { return arch_; }
+  Backend& backend() const { return be_; }
+  const Shape& output_shape() const { return shapes_.back(); }  // per sample, e.g. {10}
+  int64_t classes() const { return output_shape().numel(); }
+  int64_t param_count() const { return param_count_; }
+  double forward_flops_per_sample() const;
+  // Offsets of each layer's parameters in the flat buffer (size layers+1).
+  const std::vector<int64_t>& param_offsets() const { return offsets_; }
+
+  // Device pointers to the flat buffers (param_count() floats each).
+  float* params() const { return params_.f32(); }
+  float* grads() const { return grads_.f32(); }
+
+  void init(uint64_t seed);  // Glorot-uniform weights, zero biases
+  std::vector<float> get_params() const;                 // to host
+  void set_params(std::span<const float> host_params);  // from host; Shape error on size mismatch
+
+  // x: device [batch, input...]. Returns device logits [batch, classes]. `step_key` seeds
+  // this step's dropout masks (each layer mixes in its index).
+  const float* forward(const float* x, int64_t batch, bool training, uint64_t step_key);
+  // Softmax cross-entropy on the last forward's logits; prepares the backward pass.
+  LossResult loss(const int32_t* labels, int64_t batch);
+  // Fills grads() from the last loss(); calls ready(begin, end) after each layer with parameters.
+  void backward(const GradsReady& ready = {});
+
+  // Inference on host memory: x [batch, input...] -> probs [batch, classes].
+  void predict(const float* x_host, int64_t batch, float* probs_host);
+
+ private:
+  void reserve(int64_t batch);
+  StepInfo step_info(size_t layer) const;
+
+  Backend& be_;
+  ModelArch arch_;
+  std::vector<std::unique_ptr<Layer>> layers_;
+  std::vector<Shape> shapes_;       // shapes_[i] = input of layer i; back() = output
+  std::vector<int64_t> offsets_;
+  int64_t param_count_ = 0;
+  Buffer params_, grads_;
+
+  int64_t capacity_ = 0;            // batch size the activation buffers hold
+  std::vector<Buffer> acts_;        // acts_[i] = output of layer i (unless it aliases)
+  std::vector<const float*> outs_;  // outputs of the last forward, outs_[0] = input
+  Buffer dbuf_[2];                  // ping-pong gradient buffers for backward
+  Buffer xbuf_, pbuf_;              // predict(): staged input and probabilities
+  int64_t batch_ = 0;
+  bool training_ = false;
+  uint64_t step_key_ = 0;
+};
+
+}  // namespace strand

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# The strand CLI as a user meets it: help, errors that say what is wrong, the SageMaker
+# environment contract, metrics, exports, resume, eval and bench output.
+#   test_cli.sh PATH/TO/strand
+set -uo pipefail
+strand=$1
+here=$(cd "$(dirname "$0")" && pwd)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+failures=0
+
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+# expect CODE PATTERN -- CMD...: exit status CODE and PATTERN (grep -E) in stdout+stderr.
+expect() {
+  local code=$1 pattern=$2
+  shift 3
+  local out status
+  out=$("$@" 2>&1)
+  status=$?
+  if [[ $status != "$code" ]]; then fail "'$*' exited $status, expected $code. Output:"$'\n'"$out"; return; fi
+  if ! grep -qE -- "$pattern" <<<"$out"; then fail "'$*' output lacks /$pattern/:"$'\n'"$out"; fi
+}
+
+/usr/bin/python3 "$here/make_tiny_mnist.py" "$work/data" || { echo "cannot make test data"; exit 1; }
+tiny=(--batch-size 50 --threads 1)
+
+# Help on every command.
+expect 0 "Subcommands" -- "$strand" --help
+for cmd in train eval data "data mnist" bench "bench train"; do
+  # shellcheck disable=SC2086
+  expect 0 "Usage" -- "$strand" $cmd --help
+done
+expect 0 "strand 0" -- "$strand" --version
+
+# Errors name the problem.
+expect 2 "subcommand" -- "$strand"
+expect 2 "--bogus" -- "$strand" train --bogus
+expect 2 "SM_MODEL_DIR" -- "$strand" train --data "$work/data/npy"
+expect 2 "SM_CHANNEL_TRAINING" -- "$strand" train --model-dir "$work/m"
+expect 2 "resnet" -- "$strand" train --model resnet --data "$work/data/npy" --model-dir "$work/m"
+expect 2 "epochs" -- "$strand" train --epochs 0 --data "$work/data/npy" --model-dir "$work/m"
+expect 1 "$work/nowhere" -- "$strand" train --data "$work/nowhere" --model-dir "$work/m"
+expect 1 "no exported model" -- "$strand" eval --model-dir "$work/data" --data "$work/data/npy"
+expect 1 "no MNIST files" -- "$strand" data mnist --out "$work/x" --source "$work/none"
+
+# Train from the .npy layout: stdout is the export, metrics have the promised keys.
+out=$("$strand" train --data "$work/data/npy" --model-dir "$work/m" --epochs 1 --metrics "$work/metrics.jsonl" "${tiny[@]}" 2>"$work/log")
+[[ $out == "$work/m/1" && -f $work/m/1/model.strand ]] || fail "train printed '$out'; log: $(cat "$work/log")"
+/usr/bin/python3 - "$work/metrics.jsonl" <<'PY' || fail "metrics file lacks keys"
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+assert len(lines) == 1, lines
+need = {"epoch", "step", "loss", "train_accuracy", "test_accuracy", "images_per_sec", "seconds"}
+assert need <= lines[0].keys(), lines[0]
+assert lines[0]["epoch"] == 1 and lines[0]["step"] == 6, lines[0]
+PY
+# A second run exports version 2.
+out=$("$strand" train --data "$work/data/npy" --model-dir "$work/m" "${tiny[@]}" 2>/dev/null)
+[[ $out == "$work/m/2" ]] || fail "second export went to '$out'"
+
+# Resume continues from the checkpoint and appends metrics.
+expect 0 "resuming from .*checkpoint-1" -- "$strand" train --data "$work/data/npy" --model-dir "$work/m" \
+  --epochs 2 --resume --metrics "$work/metrics.jsonl" "${tiny[@]}"
+[[ $(wc -l <"$work/metrics.jsonl") == 2 ]] || fail "resume did not append one metrics line"
+
+# The SageMaker contract: environment in place of flags, SM_HPS for hyperparameters.
+SM_MODEL_DIR="$work/sm" SM_CHANNEL_TRAINING="$work/data/idx" SM_HPS='{"epochs": 2, "batch_size": 50, "learning-rate": 0.002, "threads": 1}' \
+  "$strand" train --metrics "$work/sm.jsonl" >/dev/null 2>&1 || fail "SageMaker-style run failed"
+[[ -f $work/sm/1/model.strand && $(wc -l <"$work/sm.jsonl") == 2 ]] || fail "SM_HPS epochs=2 not applied"
+SM_HPS='{"epochs": 2}' "$strand" train --epochs 1 --data "$work/data/npy" --model-dir "$work/sm2" \
+  --metrics "$work/sm2.jsonl" "${tiny[@]}" >/dev/null 2>&1 || fail "flag + SM_HPS run failed"
+[[ $(wc -l <"$work/sm2.jsonl") == 1 ]] || fail "a command-line flag must win over SM_HPS"
+expect 2 "unknown hyperparameter 'bogus'" -- env SM_HPS='{"bogus": 1}' "$strand" train --data "$work/data/npy" --model-dir "$work/m"
+expect 2 "SM_HPS.*not valid JSON" -- env SM_HPS='{epochs' "$strand" train --data "$work/data/npy" --model-dir "$work/m"
+expect 2 "hyperparameter 'epochs'" -- env SM_HPS='{"epochs": "many"}' "$strand" train --data "$work/data/npy" --model-dir "$work/m"
+
+# Eval reads the newest export; --json has accuracy and a 10x10 confusion matrix.
+expect 0 "confusion matrix" -- "$strand" eval --model-dir "$work/m" --data "$work/data/npy" --threads 1
+"$strand" eval --model-dir "$work/m" --data "$work/data/idx" --json --threads 1 2>/dev/null >"$work/eval.json" || fail "eval --json failed"
+/usr/bin/python3 - "$work/eval.json" <<'PY' || fail "eval --json output malformed: $(cat "$work/eval.json")"
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert 0 <= r["accuracy"] <= 1 and r["version"] == 3, r
+assert len(r["confusion"]) == 10 and all(len(row) == 10 for row in r["confusion"])
+assert sum(map(sum, r["confusion"])) == 100
+PY
+
+# data mnist converts IDX to the .npy layout, readable by numpy.
+expect 0 "wrote train_data.npy" -- "$strand" data mnist --source "$work/data/idx" --out "$work/conv"
+/usr/bin/python3 - "$work/conv" "$work/data/npy" <<'PY' || fail "data mnist output differs from numpy's"
+import sys, numpy as np
+got, ref = sys.argv[1], sys.argv[2]
+for name in ["train_data", "train_labels", "eval_data", "eval_labels"]:
+    a, b = np.load(f"{got}/{name}.npy"), np.load(f"{ref}/{name}.npy")
+    assert a.dtype == b.dtype and a.shape == b.shape, (name, a.dtype, a.shape)
+    assert np.allclose(a, b, atol=1e-7), name
+PY
+
+# bench train prints one JSON object.
+"$strand" bench train --data "$work/data/npy" --steps 2 --warmup 1 --batch-size 50 --threads 1 --json >"$work/bench.json" 2>/dev/null \
+  || fail "bench train failed"
+/usr/bin/python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); assert {"model","batch_size","threads","images_per_sec"} <= r.keys() and r["images_per_sec"] > 0' \
+  "$work/bench.json" || fail "bench JSON malformed: $(cat "$work/bench.json")"
+
+if ((failures)); then echo "$failures check(s) failed"; exit 1; fi
+echo "all CLI checks passed"

@@ -1,0 +1,369 @@
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <limits>
+#include <numeric>
+#include <set>
+
+#include "io/dataset.hpp"
+#include "io/npy.hpp"
+#include "io_test_util.hpp"
+
+namespace strand::io {
+namespace {
+namespace fs = std::filesystem;
+using testing::idx_bytes;
+using testing::le;
+using testing::npy_dict;
+using testing::npy_file;
+using testing::TempDir;
+using testing::write_bytes;
+
+constexpr int kPixels = 784;
+
+uint8_t pixel(int image, int j) { return static_cast<uint8_t>((image * 31 + j * 7) % 256); }
+
+std::string pixels_u8(int n) {
+  std::string s(static_cast<size_t>(n) * kPixels, '\0');
+  for (int k = 0; k < n; ++k)
+    for (int j = 0; j < kPixels; ++j)
+      s[static_cast<size_t>(k) * kPixels + j] = static_cast<char>(pixel(k, j));
+  return s;
+}
+
+std::vector<float> pixels_f32(int n) {
+  std::vector<float> v(static_cast<size_t>(n) * kPixels);
+  for (int k = 0; k < n; ++k)
+    for (int j = 0; j < kPixels; ++j)
+      v[static_cast<size_t>(k) * kPixels + j] = static_cast<float>(pixel(k, j)) / 255.0f;
+  return v;
+}
+
+std::string labels_u8(const std::vector<int>& labels) {
+  std::string s;
+  for (int l : labels) s += static_cast<char>(l);
+  return s;
+}
+
+const std::vector<int> kTrainLabels = {0, 1, 2, 9, 4};
+const std::vector<int> kEvalLabels = {3, 8, 5};
+
+void make_idx_dir(const fs::path& dir, bool dots = false) {
+  const std::string sep = dots ? "." : "-";
+  write_bytes(dir / ("train-images" + sep + "idx3-ubyte"),
+              idx_bytes(0x08, {5, 28, 28}, pixels_u8(5)));
+  write_bytes(dir / ("train-labels" + sep + "idx1-ubyte"),
+              idx_bytes(0x08, {5}, labels_u8(kTrainLabels)));
+  write_bytes(dir / ("t10k-images" + sep + "idx3-ubyte"),
+              idx_bytes(0x08, {3, 28, 28}, pixels_u8(3)));
+  write_bytes(dir / ("t10k-labels" + sep + "idx1-ubyte"),
+              idx_bytes(0x08, {3}, labels_u8(kEvalLabels)));
+}
+
+// The SageMaker layout, written by hand so that the reader is tested apart from the writer.
+void make_npy_dir(const fs::path& dir, const std::string& data_shape_tail = ", 784") {
+  for (const auto& [name, labels] :
+       {std::pair{"train", kTrainLabels}, std::pair{"eval", kEvalLabels}}) {
+    const int n = static_cast<int>(labels.size());
+    const std::vector<float> px = pixels_f32(n);
+    std::string data(px.size() * sizeof(float), '\0');
+    std::memcpy(data.data(), px.data(), data.size());
+    // Appends, not "(" + ...: g++ 12 gives a false -Wrestrict on const char* + std::string&&.
+    std::string count = "(";
+    count += std::to_string(n);
+    write_bytes(dir / (std::string(name) + "_data.npy"),
+                npy_file(npy_dict("<f4", count + data_shape_tail + ")"), data));
+    std::vector<int32_t> l(labels.begin(), labels.end());
+    std::string lbytes(l.size() * 4, '\0');
+    std::memcpy(lbytes.data(), l.data(), lbytes.size());
+    write_bytes(dir / (std::string(name) + "_labels.npy"),
+                npy_file(npy_dict("<i4", count + ",)"), lbytes));
+  }
+}
+
+void expect_synthetic(const MnistSplits& s, const std::string& layout) {
+  EXPECT_EQ(s.layout, layout);
+  EXPECT_EQ(s.train.sample_shape, (Shape{1, 28, 28}));
+  EXPECT_EQ(s.eval.sample_shape, (Shape{1, 28, 28}));
+  EXPECT_EQ(s.train.size(), 5);
+  EXPECT_EQ(s.eval.size(), 3);
+  EXPECT_EQ(s.train.images, pixels_f32(5));
+  EXPECT_EQ(s.eval.images, pixels_f32(3));
+  EXPECT_EQ(s.train.labels, std::vector<int32_t>(kTrainLabels.begin(), kTrainLabels.end()));
+  EXPECT_EQ(s.eval.labels, std::vector<int32_t>(kEvalLabels.begin(), kEvalLabels.end()));
+}
+
+TEST(LoadMnistDir, IdxLayout) {
+  TempDir dir;
+  make_idx_dir(dir.path());
+  expect_synthetic(load_mnist_dir(dir.path()), "idx");
+}
+
+TEST(LoadMnistDir, IdxDotSpelling) {
+  TempDir dir;
+  make_idx_dir(dir.path(), true);
+  expect_synthetic(load_mnist_dir(dir.path()), "idx");
+}
+
+TEST(LoadMnistDir, NpyLayoutAllImageShapes) {
+  for (const char* tail : {", 784", ", 28, 28", ", 1, 28, 28"}) {
+    TempDir dir;
+    make_npy_dir(dir.path(), tail);
+    SCOPED_TRACE(tail);
+    expect_synthetic(load_mnist_dir(dir.path()), "npy");
+  }
+}
+
+TEST(LoadMnistDir, NpyUint8ImagesAreScaledAndOtherLabelDtypesAccepted) {
+  TempDir dir;
+  make_npy_dir(dir.path());
+  write_bytes(dir / "train_data.npy", npy_file(npy_dict("|u1", "(5, 784)"), pixels_u8(5)));
+  write_bytes(dir / "train_labels.npy",
+              npy_file(npy_dict("<i8", "(5,)"), le<int64_t>({0, 1, 2, 9, 4})));
+  write_bytes(dir / "eval_labels.npy", npy_file(npy_dict("|u1", "(3,)"), labels_u8(kEvalLabels)));
+  expect_synthetic(load_mnist_dir(dir.path()), "npy");
+}
+
+TEST(LoadMnistDir, NpyIntegralFloatLabelsAccepted) {
+  TempDir dir;
+  make_npy_dir(dir.path());
+  write_bytes(dir / "eval_labels.npy", npy_file(npy_dict("<f4", "(3,)"), le<float>({3, 8, 5})));
+  expect_synthetic(load_mnist_dir(dir.path()), "npy");
+  write_bytes(dir / "eval_labels.npy", npy_file(npy_dict("<f4", "(3,)"), le<float>({3, 8.5f, 5})));
+  EXPECT_STRAND_ERROR(load_mnist_dir(dir.path()), Format, (dir / "eval_labels.npy").string(),
+                      "value 8.5 at index 1 is not an integer");
+}
+
+TEST(LoadMnistDir, IdxWinsWhenBothLayoutsAreComplete) {
+  TempDir dir;
+  make_idx_dir(dir.path());
+  make_npy_dir(dir.path());
+  EXPECT_EQ(load_mnist_dir(dir.path()).layout, "idx");
+}
+
+TEST(LoadMnistDir, IncompleteLayoutsListWhatIsMissing) {
+  TempDir dir;
+  make_idx_dir(dir.path());
+  fs::remove(dir / "t10k-labels-idx1-ubyte");
+  write_bytes(dir / "train_data.npy", "x");
+  try {
+    load_mnist_dir(dir.path());
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    const std::string m = e.what();
+    EXPECT_EQ(e.kind(), ErrorKind::Io);
+    EXPECT_EQ(e.where(), dir.path().string());
+    EXPECT_NE(m.find("looked for train-images-idx3-ubyte (or train-images.idx3-ubyte)"),
+              std::string::npos)
+        << m;
+    EXPECT_NE(m.find("idx layout: looked for"), std::string::npos) << m;
+    EXPECT_NE(m.find("; missing t10k-labels-idx1-ubyte."), std::string::npos) << m;
+    EXPECT_NE(m.find("npy layout: looked for train_data.npy, train_labels.npy, eval_data.npy, "
+                     "eval_labels.npy; missing train_labels.npy, eval_data.npy, eval_labels.npy"),
+              std::string::npos)
+        << m;
+  }
+}
+
+TEST(LoadMnistDir, GzippedFilesGetAHint) {
+  TempDir dir;
+  write_bytes(dir / "train-images-idx3-ubyte.gz", "\x1f\x8b");
+  EXPECT_STRAND_ERROR(
+      load_mnist_dir(dir.path()), Io, dir.path().string(),
+      "missing train-images-idx3-ubyte (found train-images-idx3-ubyte.gz: decompress it");
+}
+
+TEST(LoadMnistDir, MissingOrNotADirectory) {
+  TempDir dir;
+  EXPECT_STRAND_ERROR(load_mnist_dir(dir / "nope"), Io, (dir / "nope").string(), "does not exist");
+  write_bytes(dir / "file", "x");
+  EXPECT_STRAND_ERROR(load_mnist_dir(dir / "file"), Io, (dir / "file").string(), "not a directory");
+}
+
+TEST(LoadMnistDir, MismatchedCounts) {
+  TempDir dir;
+  make_idx_dir(dir.path());
+  write_bytes(dir / "train-labels-idx1-ubyte", idx_bytes(0x08, {4}, labels_u8({1, 2, 3, 4})));
+  EXPECT_STRAND_ERROR(
+      load_mnist_dir(dir.path()), Format, dir.path().string(),
+      "5 images in train-images-idx3-ubyte but 4 labels in train-labels-idx1-ubyte");
+
+  TempDir npy;
+  make_npy_dir(npy.path());
+  write_bytes(npy / "eval_labels.npy", npy_file(npy_dict("<i4", "(2,)"), le<int32_t>({1, 2})));
+  EXPECT_STRAND_ERROR(load_mnist_dir(npy.path()), Format, npy.path().string(),
+                      "3 images in eval_data.npy but 2 labels in eval_labels.npy");
+}
+
+TEST(LoadMnistDir, BadLabels) {
+  TempDir dir;
+  make_idx_dir(dir.path());
+  write_bytes(dir / "t10k-labels-idx1-ubyte", idx_bytes(0x08, {3}, labels_u8({3, 10, 200})));
+  EXPECT_STRAND_ERROR(load_mnist_dir(dir.path()), Format, (dir / "t10k-labels-idx1-ubyte").string(),
+                      "label 10 at index 1 is outside 0..9");
+
+  TempDir npy;
+  make_npy_dir(npy.path());
+  write_bytes(npy / "train_labels.npy",
+              npy_file(npy_dict("<i4", "(5,)"), le<int32_t>({0, 1, 2, 3, -1})));
+  EXPECT_STRAND_ERROR(load_mnist_dir(npy.path()), Format, (npy / "train_labels.npy").string(),
+                      "label -1 at index 4");
+}
+
+TEST(LoadMnistDir, WrongPixelCount) {
+  TempDir dir;
+  make_idx_dir(dir.path());
+  write_bytes(dir / "train-images-idx3-ubyte",
+              idx_bytes(0x08, {5, 20, 20}, std::string(5 * 400, '\0')));
+  EXPECT_STRAND_ERROR(load_mnist_dir(dir.path()), Shape, (dir / "train-images-idx3-ubyte").string(),
+                      "20x20 pixels");
+
+  TempDir npy;
+  make_npy_dir(npy.path());
+  write_bytes(npy / "eval_data.npy",
+              npy_file(npy_dict("<f4", "(3, 785)"), std::string(3 * 785 * 4, '\0')));
+  EXPECT_STRAND_ERROR(load_mnist_dir(npy.path()), Shape, (npy / "eval_data.npy").string(),
+                      "shape [3,785]; expected [N,784], [N,28,28] or [N,1,28,28]");
+}
+
+TEST(LoadMnistDir, NonFinitePixels) {
+  TempDir dir;
+  make_npy_dir(dir.path());
+  std::vector<float> px = pixels_f32(3);
+  px[2 * kPixels + 17] = std::numeric_limits<float>::quiet_NaN();
+  std::string data(px.size() * 4, '\0');
+  std::memcpy(data.data(), px.data(), data.size());
+  write_bytes(dir / "eval_data.npy", npy_file(npy_dict("<f4", "(3, 784)"), data));
+  EXPECT_STRAND_ERROR(load_mnist_dir(dir.path()), Format, (dir / "eval_data.npy").string(),
+                      "pixel 17 of image 2 is not finite");
+}
+
+TEST(LoadMnistDir, IntegerImageDtypeRejected) {
+  TempDir dir;
+  make_npy_dir(dir.path());
+  write_bytes(dir / "train_data.npy",
+              npy_file(npy_dict("<i4", "(5, 784)"), std::string(5 * 784 * 4, '\0')));
+  EXPECT_STRAND_ERROR(load_mnist_dir(dir.path()), Format, (dir / "train_data.npy").string(),
+                      "dtype <i4; expected float32");
+}
+
+TEST(WriteMnistNpy, RoundTripsThroughLoad) {
+  TempDir dir;
+  make_idx_dir(dir.path());
+  const MnistSplits idx = load_mnist_dir(dir.path());
+  const fs::path out = dir / "new" / "npy";
+  write_mnist_npy(idx, out);
+  NpyArray data = read_npy(out / "train_data.npy");
+  EXPECT_EQ(data.dtype, NpyDtype::F4);
+  EXPECT_EQ(data.shape, (Shape{5, 784}));
+  NpyArray labels = read_npy(out / "eval_labels.npy");
+  EXPECT_EQ(labels.dtype, NpyDtype::I4);
+  EXPECT_EQ(labels.shape, (Shape{3}));
+  expect_synthetic(load_mnist_dir(out), "npy");
+}
+
+TEST(WriteMnistNpy, RejectsInconsistentDataset) {
+  TempDir dir;
+  MnistSplits s;
+  s.train = Dataset{Shape{1, 28, 28}, std::vector<float>(783), {1}};
+  s.eval = Dataset{Shape{1, 28, 28}, {}, {}};
+  EXPECT_STRAND_ERROR(write_mnist_npy(s, dir.path()), Usage, dir.path().string() + " (train split)",
+                      "783 image values for 1 labels");
+}
+
+// ---- epoch order, shards, batches ----
+
+bool is_permutation_of_iota(std::vector<int64_t> p) {
+  std::sort(p.begin(), p.end());
+  for (size_t i = 0; i < p.size(); ++i)
+    if (p[i] != static_cast<int64_t>(i)) return false;
+  return true;
+}
+
+TEST(EpochOrder, IsAPermutation) {
+  for (int64_t n : {0, 1, 2, 7, 1000, 60000}) {
+    const auto p = epoch_permutation(n, 1234, 3);
+    EXPECT_EQ(p.size(), static_cast<size_t>(n));
+    EXPECT_TRUE(is_permutation_of_iota(p)) << n;
+  }
+}
+
+TEST(EpochOrder, DeterministicAndVariesWithEpochAndSeed) {
+  const auto a = epoch_permutation(1000, 7, 0);
+  EXPECT_EQ(a, epoch_permutation(1000, 7, 0));
+  EXPECT_NE(a, epoch_permutation(1000, 7, 1));
+  EXPECT_NE(a, epoch_permutation(1000, 8, 0));
+  std::vector<int64_t> identity(1000);
+  std::iota(identity.begin(), identity.end(), 0);
+  EXPECT_NE(a, identity);
+}
+
+TEST(EpochOrder, GoldenValues) {
+  // Pinned output (also reproduced by a 20-line Python reimplementation of SplitMix64 +
+  // Lemire + Fisher-Yates): a change here changes every training run's sample order.
+  EXPECT_EQ(epoch_permutation(10, 42, 0), (std::vector<int64_t>{4, 9, 1, 3, 5, 7, 2, 6, 0, 8}));
+  EXPECT_EQ(epoch_permutation(10, 42, 1), (std::vector<int64_t>{0, 9, 5, 1, 2, 6, 4, 3, 7, 8}));
+  const auto big = epoch_permutation(60000, 0, 5);
+  EXPECT_EQ(std::vector<int64_t>(big.begin(), big.begin() + 6),
+            (std::vector<int64_t>{18366, 6097, 24556, 15496, 8290, 53405}));
+}
+
+TEST(Shard, DisjointEqualAndCoverAllButTheRemainder) {
+  const auto order = epoch_permutation(103, 5, 2);
+  const int world = 4;
+  std::set<int64_t> seen;
+  std::vector<int64_t> concat;
+  for (int r = 0; r < world; ++r) {
+    const auto s = shard(order, r, world);
+    EXPECT_EQ(s.size(), 25u);
+    for (int64_t i : s) EXPECT_TRUE(seen.insert(i).second) << "index " << i << " in two shards";
+    concat.insert(concat.end(), s.begin(), s.end());
+  }
+  EXPECT_EQ(seen.size(), 100u);
+  EXPECT_EQ(concat, std::vector<int64_t>(order.begin(), order.begin() + 100));
+  EXPECT_EQ(shard(order, 0, 1).size(), 103u);
+  EXPECT_EQ(shard(order, 200, 300).size(), 0u);
+}
+
+TEST(Shard, InvalidRank) {
+  const std::vector<int64_t> order(10);
+  EXPECT_STRAND_ERROR(shard(order, 4, 4), Usage, "shard", "rank 4");
+  EXPECT_STRAND_ERROR(shard(order, -1, 4), Usage, "shard", "rank -1");
+  EXPECT_STRAND_ERROR(shard(order, 0, 0), Usage, "shard", "world size 0");
+}
+
+TEST(Batches, LastPartialBatchIsUsed) {
+  EXPECT_EQ(steps_per_epoch(10, 3), 4);
+  EXPECT_EQ(steps_per_epoch(9, 3), 3);
+  EXPECT_EQ(steps_per_epoch(1, 100), 1);
+  EXPECT_EQ(steps_per_epoch(0, 5), 0);
+  EXPECT_STRAND_ERROR(steps_per_epoch(10, 0), Usage, "steps_per_epoch", "batch > 0");
+
+  const auto order = epoch_permutation(10, 1, 1);
+  std::vector<int64_t> concat;
+  for (int64_t step = 0; step < steps_per_epoch(10, 3); ++step) {
+    const auto b = batch_slice(order, step, 3);
+    EXPECT_EQ(b.size(), step < 3 ? 3u : 1u);
+    concat.insert(concat.end(), b.begin(), b.end());
+  }
+  EXPECT_EQ(concat, order);
+  EXPECT_STRAND_ERROR(batch_slice(order, 4, 3), Usage, "batch_slice", "step 4 is not in [0, 4)");
+}
+
+TEST(GatherBatch, CopiesSamplesAndLabels) {
+  Dataset d{Shape{1, 2, 2}, {}, {7, 8, 9}};
+  for (int i = 0; i < 12; ++i) d.images.push_back(static_cast<float>(i));
+  const int64_t idx[] = {2, 0, 2};
+  std::vector<float> images(12, -1.0f);
+  std::vector<int32_t> labels(3, -1);
+  gather_batch(d, idx, images.data(), labels.data());
+  EXPECT_EQ(images, (std::vector<float>{8, 9, 10, 11, 0, 1, 2, 3, 8, 9, 10, 11}));
+  EXPECT_EQ(labels, (std::vector<int32_t>{9, 7, 9}));
+
+  const int64_t bad[] = {0, 3};
+  EXPECT_STRAND_ERROR(gather_batch(d, bad, images.data(), labels.data()), Usage, "gather_batch",
+                      "sample index 3 is outside the data set of 3 samples");
+}
+
+}  // namespace
+}  // namespace strand::io

@@ -1,0 +1,188 @@
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <vector>
+
+#include "core/backend.hpp"
+#include "core/error.hpp"
+#include "tests/kernels/kernel_test_util.hpp"
+
+namespace strand {
+namespace {
+
+using test::all_close;
+using test::grads_match;
+using test::numeric_grad;
+using test::project;
+using test::random_vec;
+
+struct ConvRef {
+  std::vector<double> y, dx, dw, db;
+};
+
+// Direct 7-loop convolution in double, straight from the definition.
+ConvRef naive_conv(const Conv2dDesc& d, const std::vector<float>& x, const std::vector<float>& w,
+                   const std::vector<float>& b, const std::vector<float>& dy) {
+  const int64_t oh = d.out_h(), ow = d.out_w();
+  ConvRef r;
+  r.y.assign(d.batch * d.out_c * oh * ow, 0.0);
+  r.dx.assign(x.size(), 0.0);
+  r.dw.assign(w.size(), 0.0);
+  r.db.assign(b.size(), 0.0);
+  for (int64_t n = 0; n < d.batch; ++n)
+    for (int64_t o = 0; o < d.out_c; ++o)
+      for (int64_t oy = 0; oy < oh; ++oy)
+        for (int64_t ox = 0; ox < ow; ++ox) {
+          const int64_t yi = ((n * d.out_c + o) * oh + oy) * ow + ox;
+          double s = b[o];
+          r.db[o] += dy[yi];
+          for (int64_t c = 0; c < d.in_c; ++c)
+            for (int64_t i = 0; i < d.kernel_h; ++i)
+              for (int64_t j = 0; j < d.kernel_w; ++j) {
+                const int64_t iy = oy + i - d.pad_h, ix = ox + j - d.pad_w;
+                if (iy < 0 || iy >= d.in_h || ix < 0 || ix >= d.in_w) continue;
+                const int64_t xi = ((n * d.in_c + c) * d.in_h + iy) * d.in_w + ix;
+                const int64_t wi = ((o * d.in_c + c) * d.kernel_h + i) * d.kernel_w + j;
+                s += static_cast<double>(w[wi]) * x[xi];
+                r.dx[xi] += static_cast<double>(w[wi]) * dy[yi];
+                r.dw[wi] += static_cast<double>(x[xi]) * dy[yi];
+              }
+          r.y[yi] = s;
+        }
+  return r;
+}
+
+struct Sizes {
+  std::vector<float> x, w, b, y;
+};
+
+Sizes make_data(const Conv2dDesc& d, uint32_t seed) {
+  Sizes s;
+  s.x = random_vec(d.batch * d.in_c * d.in_h * d.in_w, seed);
+  s.w = random_vec(d.out_c * d.in_c * d.kernel_h * d.kernel_w, seed + 1);
+  s.b = random_vec(d.out_c, seed + 2);
+  s.y.assign(d.batch * d.out_c * d.out_h() * d.out_w(), 0.0f);
+  return s;
+}
+
+Conv2dDesc desc(int64_t batch, int64_t in_c, int64_t h, int64_t w, int64_t out_c, int64_t kh,
+                int64_t kw, int64_t ph, int64_t pw) {
+  return Conv2dDesc{batch, in_c, h, w, out_c, kh, kw, ph, pw};
+}
+
+// 'same' (pad = (k-1)/2), 'valid' (pad 0), rectangular, even kernels, 1x1, a kernel larger
+// than the image (a 1-wide image, where some kernel columns only see padding), 1 and several
+// channels, batch 1 and > 1 (5 splits unevenly over 2 and 3).
+const std::vector<Conv2dDesc> kShapes = {
+    desc(1, 1, 7, 7, 2, 5, 5, 2, 2),    desc(3, 3, 6, 9, 4, 3, 5, 1, 2),
+    desc(2, 2, 8, 7, 3, 3, 3, 0, 0),    desc(5, 3, 5, 4, 2, 2, 3, 0, 1),
+    desc(2, 1, 2, 3, 2, 5, 5, 2, 2),    desc(4, 2, 9, 9, 3, 1, 1, 0, 0),
+    desc(3, 4, 14, 14, 8, 5, 5, 2, 2),  desc(5, 32, 7, 7, 16, 5, 5, 2, 2),
+    desc(2, 2, 3, 1, 3, 3, 5, 1, 2),
+};
+
+class ConvVsNaive : public testing::TestWithParam<int> {};
+
+TEST_P(ConvVsNaive, ForwardAndBackwardMatchReference) {
+  const int threads = GetParam();
+  auto be = make_cpu_backend(threads);  // one backend for all shapes: workspace is reused
+  uint32_t seed = 100;
+  for (const Conv2dDesc& d : kShapes) {
+    SCOPED_TRACE(testing::Message() << "shape " << d.batch << "," << d.in_c << "," << d.in_h << "x"
+                                    << d.in_w << " -> " << d.out_c << " k" << d.kernel_h << "x"
+                                    << d.kernel_w << " p" << d.pad_h << "x" << d.pad_w);
+    Sizes s = make_data(d, seed += 10);
+    const std::vector<float> dy = random_vec(s.y.size(), seed + 5);
+    const ConvRef ref = naive_conv(d, s.x, s.w, s.b, dy);
+
+    be->conv2d_forward(d, s.x.data(), s.w.data(), s.b.data(), s.y.data());
+    EXPECT_TRUE(all_close(s.y, ref.y, 1e-5));
+
+    // Garbage in the outputs must be overwritten, not accumulated into.
+    std::vector<float> dx(s.x.size(), 7.0f), dw(s.w.size(), 7.0f), db(s.b.size(), 7.0f);
+    be->conv2d_backward(d, s.x.data(), s.w.data(), dy.data(), dx.data(), dw.data(), db.data());
+    EXPECT_TRUE(all_close(dx, ref.dx, 1e-5));
+    EXPECT_TRUE(all_close(dw, ref.dw, 1e-5));
+    EXPECT_TRUE(all_close(db, ref.db, 1e-5));
+
+    // dx == null (first layer) still produces dw and db.
+    std::fill(dw.begin(), dw.end(), 7.0f);
+    std::fill(db.begin(), db.end(), 7.0f);
+    be->conv2d_backward(d, s.x.data(), s.w.data(), dy.data(), nullptr, dw.data(), db.data());
+    EXPECT_TRUE(all_close(dw, ref.dw, 1e-5));
+    EXPECT_TRUE(all_close(db, ref.db, 1e-5));
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Threads, ConvVsNaive, testing::Values(1, 2, 3));
+
+// Central differences of L = sum(r * conv(x, w, b)) against conv2d_backward with dy = r.
+// conv is linear in each argument, so a large step is exact up to float rounding.
+TEST(Conv2dGrad, FiniteDifferences) {
+  auto be = make_cpu_backend(2);
+  for (const Conv2dDesc& d : {desc(2, 2, 5, 6, 3, 3, 3, 1, 1), desc(3, 1, 4, 5, 2, 2, 3, 0, 1),
+                              desc(1, 3, 3, 3, 2, 5, 5, 2, 2),
+                              desc(2, 2, 3, 1, 3, 3, 5, 1, 2)}) {
+    Sizes s = make_data(d, 7);
+    const std::vector<float> r = random_vec(s.y.size(), 8);
+    auto loss = [&] {
+      be->conv2d_forward(d, s.x.data(), s.w.data(), s.b.data(), s.y.data());
+      return project(r, s.y);
+    };
+    std::vector<float> dx(s.x.size()), dw(s.w.size()), db(s.b.size());
+    be->conv2d_backward(d, s.x.data(), s.w.data(), r.data(), dx.data(), dw.data(), db.data());
+    EXPECT_TRUE(grads_match(dx, numeric_grad(s.x, 0.1f, loss), 1e-3)) << "dx";
+    EXPECT_TRUE(grads_match(dw, numeric_grad(s.w, 0.1f, loss), 1e-3)) << "dw";
+    EXPECT_TRUE(grads_match(db, numeric_grad(s.b, 0.1f, loss), 1e-3)) << "db";
+  }
+}
+
+TEST(Conv2dDeterminism, RepeatedBackwardIsBitIdentical) {
+  const Conv2dDesc d = desc(7, 8, 14, 14, 16, 5, 5, 2, 2);
+  Sizes s = make_data(d, 21);
+  const std::vector<float> dy = random_vec(s.y.size(), 22);
+  auto be = make_cpu_backend(2);
+  std::vector<float> dx1(s.x.size()), dw1(s.w.size()), db1(s.b.size());
+  std::vector<float> dx2(s.x.size()), dw2(s.w.size()), db2(s.b.size());
+  be->conv2d_backward(d, s.x.data(), s.w.data(), dy.data(), dx1.data(), dw1.data(), db1.data());
+  be->conv2d_backward(d, s.x.data(), s.w.data(), dy.data(), dx2.data(), dw2.data(), db2.data());
+  EXPECT_TRUE(test::same_bits(dx1, dx2));
+  EXPECT_TRUE(test::same_bits(dw1, dw2));
+  EXPECT_TRUE(test::same_bits(db1, db2));
+}
+
+// Forward and dx are computed image by image, so they do not depend on the thread count.
+TEST(Conv2dDeterminism, ForwardAndDxIndependentOfThreads) {
+  const Conv2dDesc d = desc(5, 4, 9, 11, 6, 3, 3, 1, 1);
+  Sizes s = make_data(d, 31);
+  const std::vector<float> dy = random_vec(s.y.size(), 32);
+  std::vector<float> y1(s.y.size()), y2(s.y.size()), dx1(s.x.size()), dx2(s.x.size());
+  std::vector<float> dw(s.w.size()), db(s.b.size());
+  auto one = make_cpu_backend(1), two = make_cpu_backend(2);
+  one->conv2d_forward(d, s.x.data(), s.w.data(), s.b.data(), y1.data());
+  two->conv2d_forward(d, s.x.data(), s.w.data(), s.b.data(), y2.data());
+  one->conv2d_backward(d, s.x.data(), s.w.data(), dy.data(), dx1.data(), dw.data(), db.data());
+  two->conv2d_backward(d, s.x.data(), s.w.data(), dy.data(), dx2.data(), dw.data(), db.data());
+  EXPECT_TRUE(test::same_bits(y1, y2));
+  EXPECT_TRUE(test::same_bits(dx1, dx2));
+}
+
+TEST(Conv2dErrors, BadShapesThrowShapeErrors) {
+  auto be = make_cpu_backend(1);
+  std::vector<float> buf(4096);
+  auto expect_shape_error = [&](const Conv2dDesc& d) {
+    try {
+      be->conv2d_forward(d, buf.data(), buf.data(), buf.data(), buf.data());
+      ADD_FAILURE() << "no error";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::Shape);
+      EXPECT_NE(std::string(e.what()).find("conv2d"), std::string::npos) << e.what();
+    }
+  };
+  expect_shape_error(desc(1, 1, 3, 3, 1, 5, 5, 0, 0));   // kernel larger than the input
+  expect_shape_error(desc(0, 1, 8, 8, 1, 3, 3, 1, 1));   // empty batch
+  expect_shape_error(desc(1, 1, 8, 8, 1, 3, 3, -1, 1));  // negative padding
+}
+
+}  // namespace
+}  // namespace strand

@@ -1,0 +1,158 @@
+// Model exports and checkpoints: round trips, versioning, and every way a file can be broken.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "core/error.hpp"
+#include "io/model_file.hpp"
+#include "models/models.hpp"
+
+namespace strand::io {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct TempDir {
+  TempDir() : path(fs::temp_directory_path() / ("strand-mf-" + std::to_string(::getpid()) + "-" + std::to_string(n++))) {
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  ~TempDir() { fs::remove_all(path); }
+  fs::path path;
+  static inline int n = 0;
+};
+
+ModelFile sample_file() {
+  auto be = make_cpu_backend(1);
+  Model m(*be, models::mnist_mlp());
+  m.init(9);
+  return {m.arch(), default_signature(m), m.get_params(), {{"test_accuracy", "0.97"}}};
+}
+
+std::string read_all(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), {}};
+}
+void write_all(const fs::path& p, const std::string& s) { std::ofstream(p, std::ios::binary) << s; }
+
+// Expects loading `p` to fail with `kind` and a message containing `fragment`.
+void expect_load_error(const fs::path& p, ErrorKind kind, const std::string& fragment) {
+  try {
+    load_model_file(p);
+    FAIL() << "loading a broken file succeeded";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), kind) << e.what();
+    EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+    EXPECT_EQ(e.where(), p.string());
+  }
+}
+
+TEST(ModelFile, RoundTrip) {
+  TempDir dir;
+  const ModelFile m = sample_file();
+  save_model_file(dir.path / "m.strand", m);
+  const ModelFile back = load_model_file(dir.path / "m.strand");
+  EXPECT_EQ(back.arch, m.arch);
+  EXPECT_EQ(back.signature, m.signature);
+  EXPECT_EQ(back.signature.input_shape, Shape{784});
+  EXPECT_EQ(back.signature.classes, 10);
+  EXPECT_EQ(back.params, m.params);
+  EXPECT_EQ(back.metadata, m.metadata);
+}
+
+TEST(ModelFile, BrokenFilesAreReportedNotLoaded) {
+  TempDir dir;
+  const fs::path good = dir.path / "good.strand", bad = dir.path / "bad.strand";
+  save_model_file(good, sample_file());
+  const std::string bytes = read_all(good);
+
+  write_all(bad, bytes.substr(0, bytes.size() - 100));
+  expect_load_error(bad, ErrorKind::Format, "truncated");
+  write_all(bad, bytes.substr(0, 10));
+  expect_load_error(bad, ErrorKind::Format, "too short");
+  write_all(bad, "");
+  expect_load_error(bad, ErrorKind::Format, "too short");
+
+  std::string flipped = bytes;
+  flipped[bytes.size() / 2] ^= 0x40;
+  write_all(bad, flipped);
+  expect_load_error(bad, ErrorKind::Format, "checksum");
+
+  std::string magic = bytes;
+  magic[0] = 'X';
+  write_all(bad, magic);
+  expect_load_error(bad, ErrorKind::Format, "magic");
+
+  std::string version = bytes;
+  version[8] = 7;
+  write_all(bad, version);
+  expect_load_error(bad, ErrorKind::Format, "version 7");
+
+  expect_load_error(dir.path / "missing.strand", ErrorKind::Io, "cannot open");
+  // A checkpoint is not an export.
+  Checkpoint ck{sample_file(), {}, 1, 10, 42, 100};
+  save_checkpoint(bad, ck);
+  expect_load_error(bad, ErrorKind::Format, "magic");
+}
+
+TEST(ModelFile, ParameterCountMustMatchTheArchitecture) {
+  TempDir dir;
+  ModelFile m = sample_file();
+  m.params.pop_back();
+  save_model_file(dir.path / "m.strand", m);
+  expect_load_error(dir.path / "m.strand", ErrorKind::Format, "parameters");
+}
+
+TEST(Export, VersionsCountUpAndTheNewestLoads) {
+  TempDir dir;
+  ModelFile m = sample_file();
+  EXPECT_EQ(export_model(dir.path, m), 1);
+  m.metadata["test_accuracy"] = "0.98";
+  EXPECT_EQ(export_model(dir.path, m), 2);
+  fs::create_directory(dir.path / "checkpoints");  // other entries are not versions
+  fs::create_directory(dir.path / "7");            // an empty numbered directory is no version...
+  EXPECT_EQ(list_versions(dir.path), (std::vector<int64_t>{1, 2}));
+  EXPECT_EQ(export_model(dir.path, m), 8);  // ...but its number is taken
+  int64_t loaded = 0;
+  EXPECT_EQ(load_export(dir.path, std::nullopt, &loaded).metadata.at("test_accuracy"), "0.98");
+  EXPECT_EQ(loaded, 8);
+  EXPECT_EQ(load_export(dir.path, 1).metadata.at("test_accuracy"), "0.97");
+  EXPECT_THROW(load_export(dir.path, 3), Error);
+  for (const auto& e : fs::directory_iterator(dir.path))
+    EXPECT_NE(e.path().filename().string().rfind(".export", 0), 0u) << "staging directory left behind";
+}
+
+TEST(Export, EmptyOrMissingDirectoryIsAnIoError) {
+  TempDir dir;
+  try {
+    load_export(dir.path);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::Io);
+    EXPECT_NE(std::string(e.what()).find("no exported model"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(load_export(dir.path / "nope"), Error);
+}
+
+TEST(Checkpoint, RoundTripAndRotation) {
+  TempDir dir;
+  EXPECT_FALSE(latest_checkpoint(dir.path));
+  Checkpoint ck{sample_file(), {"adam", 5, {{1, 2}, {3, 4}}}, 1, 600, 42, 100};
+  for (int64_t e = 1; e <= 11; ++e) {
+    ck.epochs_done = e;
+    write_checkpoint(dir.path, ck, 2);
+  }
+  EXPECT_EQ(latest_checkpoint(dir.path), dir.path / "checkpoint-11.strand");  // numeric, not lexical
+  EXPECT_TRUE(fs::exists(dir.path / "checkpoint-10.strand"));
+  EXPECT_FALSE(fs::exists(dir.path / "checkpoint-9.strand"));
+  const Checkpoint back = load_checkpoint(*latest_checkpoint(dir.path));
+  EXPECT_EQ(back.epochs_done, 11);
+  EXPECT_EQ(back.global_step, 600);
+  EXPECT_EQ(back.seed, 42u);
+  EXPECT_EQ(back.optimizer.slots, ck.optimizer.slots);
+  EXPECT_EQ(back.model.params, ck.model.params);
+}
+
+}  // namespace
+}  // namespace strand::io

@@ -1,0 +1,37 @@
+// Strategy: how a training step's gradients become a parameter update. The trainer calls
+// these hooks; LocalStrategy (one process) just applies the optimizer. Distributed strategies
+// (ring allreduce, parameter server) implement the same hooks, so the training loop never
+// changes with the strategy.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "core/model.hpp"
+#include "core/optimizer.hpp"
+
+namespace strand {
+
+class Strategy {
+ public:
+  virtual ~Strategy() = default;
+  virtual std::string name() const = 0;
+  // Every worker starts from the same parameters (e.g. rank 0's).
+  virtual void broadcast_initial(Model& /*model*/) {}
+  // Gradients [begin, end) of the flat buffer are final for this step (last layer first).
+  virtual void grads_ready(Model& /*model*/, int64_t /*begin*/, int64_t /*end*/) {}
+  // Completes the step: after it, model.params() hold the updated parameters.
+  virtual void finish_step(Model& model, Optimizer& optimizer) = 0;
+  // Sum of a per-worker count over all workers (1 worker: the value itself).
+  virtual double sum(double value) { return value; }
+  virtual int rank() const { return 0; }
+  virtual int world() const { return 1; }
+};
+
+class LocalStrategy final : public Strategy {
+ public:
+  std::string name() const override { return "local"; }
+  void finish_step(Model& model, Optimizer& optimizer) override { optimizer.step(model.params(), model.grads()); }
+};
+
+}  // namespace strand

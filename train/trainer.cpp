@@ -1,0 +1,188 @@
+#include "train/trainer.hpp"
+
+#include <algorithm>
+#include <chrono>
+
+#include "core/error.hpp"
+#include "io/model_file.hpp"
+
+namespace strand {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+void check_fits(const Model& model, const io::Dataset& data, const char* which) {
+  STRAND_CHECK(data.sample_shape.numel() == model.arch().input.numel(), Shape,
+               std::string(which) + " samples have shape " + data.sample_shape.str() + ", model '" +
+                   model.arch().name + "' takes " + model.arch().input.str(),
+               "train");
+  STRAND_CHECK(data.size() > 0, Usage, std::string(which) + " set is empty", "train");
+}
+
+// Device staging for one batch of images and labels.
+struct BatchBuffers {
+  BatchBuffers(Backend& be, int64_t batch, int64_t sample)
+      : sample(sample), host_x(size_t(batch * sample)), host_y(size_t(batch)),
+        x(be.alloc(host_x.size() * sizeof(float))), y(be.alloc(host_y.size() * sizeof(int32_t))) {}
+  void load(Backend& be, const io::Dataset& data, std::span<const int64_t> idx) {
+    io::gather_batch(data, idx, host_x.data(), host_y.data());
+    be.to_device(x.data(), host_x.data(), idx.size() * size_t(sample) * sizeof(float));
+    be.to_device(y.data(), host_y.data(), idx.size() * sizeof(int32_t));
+  }
+  int64_t sample;
+  std::vector<float> host_x;
+  std::vector<int32_t> host_y;
+  Buffer x, y;
+};
+
+uint64_t step_key(uint64_t seed, int64_t step) { return mix64(seed ^ mix64(uint64_t(step) + 0x5eed)); }
+
+}  // namespace
+
+EvalResult evaluate(Model& model, const io::Dataset& data, int64_t batch_size) {
+  check_fits(model, data, "evaluation");
+  STRAND_CHECK(batch_size >= 1, Usage, "evaluation batch size must be at least 1", "evaluate");
+  Backend& be = model.backend();
+  const int64_t n = data.size(), classes = model.classes();
+  batch_size = std::min(batch_size, n);
+  BatchBuffers buf(be, batch_size, data.sample_shape.numel());
+  std::vector<int64_t> idx;
+  std::vector<float> logits(size_t(batch_size * classes));
+  EvalResult r;
+  r.confusion.assign(size_t(classes), std::vector<int64_t>(size_t(classes), 0));
+  double loss_sum = 0;
+  int64_t correct = 0;
+  for (int64_t start = 0; start < n; start += batch_size) {
+    const int64_t b = std::min(batch_size, n - start);
+    idx.resize(size_t(b));
+    for (int64_t i = 0; i < b; ++i) idx[size_t(i)] = start + i;
+    buf.load(be, data, idx);
+    const float* out = model.forward(buf.x.f32(), b, false, 0);
+    be.to_host(logits.data(), out, size_t(b * classes) * sizeof(float));
+    const LossResult lr = model.loss(buf.y.i32(), b);
+    loss_sum += lr.loss * double(b);
+    correct += lr.correct;
+    for (int64_t i = 0; i < b; ++i) {
+      const float* row = logits.data() + i * classes;
+      const int64_t pred = std::max_element(row, row + classes) - row;
+      r.confusion[size_t(buf.host_y[size_t(i)])][size_t(pred)] += 1;
+    }
+  }
+  r.examples = n;
+  r.accuracy = double(correct) / double(n);
+  r.loss = loss_sum / double(n);
+  return r;
+}
+
+TrainResult train(Context& ctx, Model& model, const io::Dataset& train_set, const io::Dataset* eval,
+                  const TrainConfig& cfg, Strategy& strategy) {
+  STRAND_CHECK(cfg.epochs >= 1, Usage, "epochs must be at least 1, got " + std::to_string(cfg.epochs), "train");
+  STRAND_CHECK(cfg.batch_size >= 1, Usage, "batch size must be at least 1, got " + std::to_string(cfg.batch_size),
+               "train");
+  STRAND_CHECK(!cfg.resume || !cfg.checkpoint_dir.empty(), Usage, "resuming needs a checkpoint directory", "train");
+  check_fits(model, train_set, "training");
+  if (eval) check_fits(model, *eval, "test");
+  Backend& be = model.backend();
+  Optimizer opt(be, cfg.optimizer, model.param_count());
+
+  TrainResult result;
+  int64_t step = 0;
+  model.init(cfg.seed);
+  if (cfg.resume) {
+    if (auto path = io::latest_checkpoint(cfg.checkpoint_dir)) {
+      io::Checkpoint ck = io::load_checkpoint(*path);
+      const std::string where = path->string();
+      STRAND_CHECK(ck.model.arch == model.arch(), Usage,
+                   "checkpoint holds model '" + ck.model.arch.name + "', this run trains '" + model.arch().name + "'",
+                   where);
+      STRAND_CHECK(ck.seed == cfg.seed && ck.batch_size == cfg.batch_size, Usage,
+                   "checkpoint was made with seed " + std::to_string(ck.seed) + " and batch size " +
+                       std::to_string(ck.batch_size) + "; this run uses seed " + std::to_string(cfg.seed) +
+                       " and batch size " + std::to_string(cfg.batch_size) + " (resuming must not change them)",
+                   where);
+      model.set_params(ck.model.params);
+      opt.load_state(ck.optimizer);
+      step = ck.global_step;
+      result.resumed_from_epoch = ck.epochs_done;
+      ctx.log("resuming from " + where + " (epoch " + std::to_string(ck.epochs_done) + ", step " +
+              std::to_string(step) + ")");
+    } else {
+      ctx.log("no checkpoint in " + cfg.checkpoint_dir.string() + ": starting from scratch");
+    }
+  }
+  strategy.broadcast_initial(model);
+
+  const int64_t n = train_set.size();
+  BatchBuffers buf(be, cfg.batch_size, train_set.sample_shape.numel());
+  const Model::GradsReady ready = [&](int64_t b, int64_t e) { strategy.grads_ready(model, b, e); };
+  const auto t_start = Clock::now();
+  bool stop = false;
+
+  for (int64_t epoch = result.resumed_from_epoch; epoch < cfg.epochs && !stop; ++epoch) {
+    const std::vector<int64_t> order = io::epoch_permutation(n, cfg.seed, epoch);
+    const std::span<const int64_t> mine = io::shard(order, strategy.rank(), strategy.world());
+    const int64_t steps = io::steps_per_epoch(int64_t(mine.size()), cfg.batch_size);
+    const auto t_epoch = Clock::now();
+    double loss_sum = 0;
+    int64_t correct = 0, seen = 0;
+    for (int64_t s = 0; s < steps; ++s) {
+      const std::span<const int64_t> idx = io::batch_slice(mine, s, cfg.batch_size);
+      const int64_t b = int64_t(idx.size());
+      buf.load(be, train_set, idx);
+      model.forward(buf.x.f32(), b, true, step_key(cfg.seed, step));
+      const LossResult lr = model.loss(buf.y.i32(), b);
+      model.backward(ready);
+      strategy.finish_step(model, opt);
+      ++step;
+      loss_sum += lr.loss * double(b);
+      correct += lr.correct;
+      seen += b;
+      if (cfg.on_step) {
+        cfg.on_step({epoch + 1, cfg.epochs, s + 1, steps, loss_sum / double(seen), double(correct) / double(seen),
+                     double(seen) * strategy.world() / since(t_epoch)});
+      }
+      if (cfg.max_steps > 0 && step >= cfg.max_steps) {
+        stop = true;
+        break;
+      }
+    }
+    const double epoch_seconds = since(t_epoch);
+    EpochMetrics m;
+    m.epoch = epoch + 1;
+    m.step = step;
+    const double all_seen = strategy.sum(double(seen));
+    m.loss = strategy.sum(loss_sum) / all_seen;
+    m.train_accuracy = strategy.sum(double(correct)) / all_seen;
+    m.images_per_sec = all_seen / epoch_seconds;
+    if (eval) {
+      result.last_eval = evaluate(model, *eval);
+      m.test_accuracy = result.last_eval.accuracy;
+      m.test_loss = result.last_eval.loss;
+    }
+    m.seconds = since(t_start);
+    result.epochs.push_back(m);
+    if (cfg.on_epoch) cfg.on_epoch(m);
+    if (!cfg.checkpoint_dir.empty() && strategy.rank() == 0 && !stop) {
+      io::Checkpoint ck;
+      ck.model = {model.arch(), io::default_signature(model), model.get_params(), {}};
+      ck.optimizer = opt.state();
+      ck.epochs_done = epoch + 1;
+      ck.global_step = step;
+      ck.seed = cfg.seed;
+      ck.batch_size = cfg.batch_size;
+      ctx.log("checkpoint " + io::write_checkpoint(cfg.checkpoint_dir, ck).string());
+    }
+  }
+  result.global_step = step;
+  return result;
+}
+
+TrainResult train(Context& ctx, Model& model, const io::Dataset& train_set, const io::Dataset* eval,
+                  const TrainConfig& config) {
+  LocalStrategy local;
+  return train(ctx, model, train_set, eval, config, local);
+}
+
+}  // namespace strand

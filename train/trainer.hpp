@@ -1,0 +1,75 @@
+// The training loop and evaluation: epochs of shuffled batches through a Model, the update
+// delegated to a Strategy, an evaluation on the test set after each epoch, a checkpoint after
+// each epoch, and exact resumption from a checkpoint. Progress and metrics go to callbacks so
+// the CLI, benchmarks and library users each render them their own way.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <vector>
+
+#include "core/context.hpp"
+#include "core/model.hpp"
+#include "core/optimizer.hpp"
+#include "io/dataset.hpp"
+#include "train/strategy.hpp"
+
+namespace strand {
+
+struct EvalResult {
+  double accuracy = 0;
+  double loss = 0;
+  int64_t examples = 0;
+  std::vector<std::vector<int64_t>> confusion;  // [true label][predicted label]
+};
+
+// Accuracy, mean loss and confusion matrix of `model` on `data` (no dropout).
+EvalResult evaluate(Model& model, const io::Dataset& data, int64_t batch_size = 1000);
+
+struct EpochMetrics {
+  int64_t epoch = 0;            // 1-based, the epoch just finished
+  int64_t step = 0;             // optimizer steps so far
+  double loss = 0;              // mean training loss over the epoch
+  double train_accuracy = 0;    // over the epoch's training batches (with dropout)
+  double test_accuracy = -1;    // -1 when there is no test set
+  double test_loss = -1;
+  double images_per_sec = 0;    // training images per second over the epoch, all workers
+  double seconds = 0;           // wall time since training started (this run)
+};
+
+struct StepProgress {
+  int64_t epoch = 0, epochs = 0;         // 1-based
+  int64_t step_in_epoch = 0, steps_per_epoch = 0;
+  double loss = 0, accuracy = 0;         // running means over the epoch so far
+  double images_per_sec = 0;
+};
+
+struct TrainConfig {
+  int64_t epochs = 1;
+  int64_t batch_size = 100;
+  uint64_t seed = 42;
+  OptimizerConfig optimizer;
+  std::filesystem::path checkpoint_dir;  // empty: no checkpoints
+  bool resume = false;                   // continue from the newest checkpoint in checkpoint_dir
+  int64_t max_steps = 0;                 // stop after this many steps in all (0: no limit)
+  std::function<void(const StepProgress&)> on_step;
+  std::function<void(const EpochMetrics&)> on_epoch;
+};
+
+struct TrainResult {
+  std::vector<EpochMetrics> epochs;  // those run in this call
+  int64_t global_step = 0;
+  int64_t resumed_from_epoch = 0;    // epochs already done when training started
+  EvalResult last_eval;
+};
+
+// Trains `model` (initialised from config.seed unless resuming). `eval` may be null.
+TrainResult train(Context& ctx, Model& model, const io::Dataset& train_set, const io::Dataset* eval,
+                  const TrainConfig& config, Strategy& strategy);
+
+// The default strategy for one process.
+TrainResult train(Context& ctx, Model& model, const io::Dataset& train_set, const io::Dataset* eval,
+                  const TrainConfig& config);
+
+}  // namespace strand
