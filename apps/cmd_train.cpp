@@ -5,6 +5,7 @@
 #include <fstream>
 #include <iostream>
 #include <memory>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -31,6 +32,12 @@ struct TrainArgs {
   int threads = default_threads();
   bool resume = false;
 };
+
+std::string compact(double v) {
+  std::ostringstream s;
+  s << v;
+  return s.str();
+}
 
 std::string utc_now() {
   std::time_t t = std::time(nullptr);
@@ -91,7 +98,7 @@ void run_train(CLI::App& cmd, TrainArgs& a) {
 
   ctx.log("training " + a.model + " (" + std::to_string(model.param_count()) + " parameters) for " +
           std::to_string(a.epochs) + " epoch(s), batch " + std::to_string(a.batch_size) + ", " + a.optimizer +
-          " lr " + std::to_string(a.lr) + ", " + std::to_string(a.threads) + " thread(s)");
+          " lr " + compact(a.lr) + ", " + std::to_string(a.threads) + " thread(s)");
   const TrainResult r = train(ctx, model, data.train, &data.eval, cfg);
   STRAND_CHECK(!r.epochs.empty() || r.resumed_from_epoch >= a.epochs, Internal, "no epoch ran", "strand train");
 
@@ -106,8 +113,10 @@ void run_train(CLI::App& cmd, TrainArgs& a) {
                       {"strand_version", STRAND_VERSION}}};
   const int64_t version = io::export_model(model_dir, file);
   const auto out = model_dir / std::to_string(version);
-  ctx.log("test accuracy " + std::to_string(100 * final_eval.accuracy) + "%; exported version " +
-          std::to_string(version) + " to " + (out / io::kModelFileName).string());
+  char acc[32];
+  std::snprintf(acc, sizeof acc, "%.2f%%", 100 * final_eval.accuracy);
+  ctx.log(std::string("test accuracy ") + acc + "; exported version " + std::to_string(version) + " to " +
+          (out / io::kModelFileName).string());
   std::cout << out.string() << '\n';
 }
 

@@ -1,3 +1,4 @@
+// CpuBackend: forwards every kernel to core/cpu/kernels.hpp with its thread count and workspace.
 #include "core/cpu/cpu_backend.hpp"
 
 #include <cstdlib>

@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <cstring>
 #include <vector>
+#include <cstdlib> // TUNING
 
 #include "core/cpu/gemm_internal.hpp"
 
@@ -252,32 +253,49 @@ STRAND_TARGET_AVX512 void pack_a_avx512(Matrix a, int64_t mc, int64_t kc, int mr
   }
 }
 
-// pack_b for nr a multiple of 16, transposing 16x16 blocks in registers when op(B) = B^T.
-STRAND_TARGET_AVX512 void pack_b_avx512(Matrix b, int64_t kc, int64_t nc, int nr, float* dst) {
+// pack_b for nr == NR, a multiple of 16 (a constant, for cheap panel indexing), transposing
+// 16x16 blocks in registers when op(B) = B^T.
+template <int NR>
+STRAND_TARGET_AVX512 void pack_b_avx512(Matrix b, int64_t kc, int64_t nc, int /*nr*/, float* dst) {
+  constexpr int nr = NR;
+  if (b.cs == 1) {
+    // Row by row, so that B is read sequentially (it often comes from memory); each row is
+    // dealt out to all the panels.
+    const int64_t full = nc / 16 * 16;
+    for (int64_t p = 0; p < kc; ++p) {
+      const float* src = b.at(p, 0);
+      float* row = dst + p * nr;  // row p of the first panel
+      int64_t j = 0;
+      for (; j < full; j += 16)
+        _mm512_store_ps(row + (j / nr) * nr * kc + j % nr, _mm512_loadu_ps(src + j));
+      for (; j < (nc + nr - 1) / nr * nr; j += 16) {  // partial and padding vectors
+        const int cols = static_cast<int>(std::clamp<int64_t>(nc - j, 0, 16));
+        const __mmask16 valid = static_cast<__mmask16>((1u << cols) - 1);
+        _mm512_store_ps(row + (j / nr) * nr * kc + j % nr, _mm512_maskz_loadu_ps(valid, src + j));
+      }
+    }
+    return;
+  }
   for (int64_t j0 = 0; j0 < nc; j0 += nr, dst += nr * kc) {
     for (int h = 0; h < nr; h += 16) {
       const int cols = static_cast<int>(std::clamp<int64_t>(nc - j0 - h, 0, 16));
       if (cols == 0) {
         for (int64_t p = 0; p < kc; ++p) _mm512_store_ps(dst + p * nr + h, _mm512_setzero_ps());
-      } else if (b.cs == 1) {
-        const __mmask16 valid = static_cast<__mmask16>((1u << cols) - 1);
-        for (int64_t p = 0; p < kc; ++p)
-          _mm512_store_ps(dst + p * nr + h, _mm512_maskz_loadu_ps(valid, b.at(p, j0 + h)));
-      } else {
-        for (int64_t p0 = 0; p0 < kc; p0 += 16) {
-          const int depth = static_cast<int>(std::min<int64_t>(16, kc - p0));
-          __m512 r[16];
-          load_transposed(b.at(p0, j0 + h), b.cs, cols, depth, r);
+        continue;
+      }
+      for (int64_t p0 = 0; p0 < kc; p0 += 16) {
+        const int depth = static_cast<int>(std::min<int64_t>(16, kc - p0));
+        __m512 r[16];
+        load_transposed(b.at(p0, j0 + h), b.cs, cols, depth, r);
 #pragma GCC unroll 16
-          for (int q = 0; q < 16; ++q)
-            if (q < depth) _mm512_store_ps(dst + (p0 + q) * nr + h, r[q]);
-        }
+        for (int q = 0; q < 16; ++q)
+          if (q < depth) _mm512_store_ps(dst + (p0 + q) * nr + h, r[q]);
       }
     }
   }
 }
 
-constexpr Kernel kAvx512{&ukr_avx512<14>, &pack_a_avx512, &pack_b_avx512, 14, 32, 256, 168, 4096};
+constexpr Kernel kAvx512{&ukr_avx512<14>, &pack_a_avx512, &pack_b_avx512<32>, 14, 32, 256, 168, 4096};
 constexpr Kernel kAvx2{&ukr_avx2, &pack_a, &pack_b, 6, 16, 256, 96, 4096};
 constexpr Kernel kGeneric{&ukr_generic, &pack_a, &pack_b, 4, 8, 256, 64, 4096};
 
@@ -300,10 +318,11 @@ struct Problem {
 void gemm_range(const Kernel& kn, const Problem& pr, int64_t m0, int64_t m1, int64_t n0,
                 int64_t n1) {
   // Even KC blocks: k = 300 runs as 2 x 150 rather than 256 + 44.
-  const int64_t k_blocks = (pr.k + kn.kc - 1) / kn.kc;
+  static const int64_t KC = getenv("GKC") ? atol(getenv("GKC")) : kn.kc, MC = getenv("GMC") ? atol(getenv("GMC")) : kn.mc, NC = getenv("GNC") ? atol(getenv("GNC")) : kn.nc; // TUNING
+  const int64_t k_blocks = (pr.k + KC - 1) / KC;
   const int64_t kc = (pr.k + k_blocks - 1) / k_blocks;
-  const int64_t mc = std::min(kn.mc, (m1 - m0 + kn.mr - 1) / kn.mr * kn.mr);
-  const int64_t nc = std::min(kn.nc, (n1 - n0 + kn.nr - 1) / kn.nr * kn.nr);
+  const int64_t mc = std::min(MC, (m1 - m0 + kn.mr - 1) / kn.mr * kn.mr);
+  const int64_t nc = std::min(NC, (n1 - n0 + kn.nr - 1) / kn.nr * kn.nr);
   thread_local std::vector<float> a_buf, b_buf;
   float* const pa = scratch(a_buf, static_cast<std::size_t>(mc * kc));
   float* const pb = scratch(b_buf, static_cast<std::size_t>(kc * nc));

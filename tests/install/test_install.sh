@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# `meson install` puts the CLI, libstrand, the headers and strand.pc in place, and a program
+# outside the tree builds against them with pkg-config alone.
+#   test_install.sh BUILD_DIR SOURCE_DIR
+set -euo pipefail
+build=$1 source=$2
+dest=$(mktemp -d)
+trap 'rm -rf "$dest"' EXIT
+meson install -C "$build" --destdir "$dest" --no-rebuild --quiet >/dev/null
+prefix=$(meson introspect "$build" --buildoptions | /usr/bin/python3 -c \
+  'import json,sys; print(next(o["value"] for o in json.load(sys.stdin) if o["name"]=="prefix"))')
+pc=$(find "$dest$prefix" -name strand.pc | head -n 1)
+[[ -n $pc ]] || { echo "FAIL: strand.pc not installed"; exit 1; }
+[[ -x $dest$prefix/bin/strand ]] || { echo "FAIL: strand CLI not installed"; exit 1; }
+export PKG_CONFIG_PATH=$(dirname "$pc") PKG_CONFIG_SYSROOT_DIR=$dest
+# shellcheck disable=SC2046
+g++ -std=c++20 -O0 "$source/examples/train_mnist.cpp" -o "$dest/example" $(pkg-config --cflags --libs strand) -fopenmp
+libdir=$(pkg-config --variable=libdir strand)  # already under the sysroot
+# Run without arguments: the example prints its usage and exits 2, proving it loads libstrand.
+set +e
+LD_LIBRARY_PATH=$libdir "$dest/example" 2>"$dest/err"
+status=$?
+set -e
+[[ $status == 2 ]] && grep -q usage "$dest/err" || { echo "FAIL: installed example did not run ($status)"; cat "$dest/err"; exit 1; }
+echo "install ok: $(cd "$dest$prefix" && find bin lib* include -maxdepth 2 | tr '\n' ' ')"
