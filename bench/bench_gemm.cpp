@@ -39,11 +39,11 @@ void BM_sgemm(benchmark::State& state, Shape s) {
 }
 
 // Real time: with 2 threads the calling thread's CPU time says little.
-#define STRAND_GEMM_BENCH(name, ...)                          \
-  BENCHMARK_CAPTURE(BM_sgemm, name, Shape{__VA_ARGS__})       \
-      ->ArgName("threads")                                    \
-      ->Arg(1)                                                \
-      ->Arg(2)                                                \
+#define STRAND_GEMM_BENCH(name, ...)                    \
+  BENCHMARK_CAPTURE(BM_sgemm, name, Shape{__VA_ARGS__}) \
+      ->ArgName("threads")                              \
+      ->Arg(1)                                          \
+      ->Arg(2)                                          \
       ->UseRealTime()
 
 // conv2 forward, one image at a time: W[64, 800] x cols[800, 196].

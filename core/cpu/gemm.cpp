@@ -11,9 +11,9 @@
 // the same order (KC blocks in turn, one FMA chain over each) whatever the split, so results do
 // not depend on the thread count.
 //
-// Kernel families: AVX-512 (14x32 tiles), AVX2+FMA (6x16) and portable C++ (4x8). The SIMD ones
-// use target attributes so the library needs no -march flag; the best the CPU supports is
-// picked once, at first use.
+// Kernel families: AVX-512 (MR x 32 tiles, MR = 8, 10, 12 or 14, whichever pads m least),
+// AVX2+FMA (6x16) and portable C++ (4x8). The SIMD ones use target attributes, so the library
+// needs no -march flag; the best family the CPU supports is picked once, at first use.
 #include "core/cpu/gemm.hpp"
 
 #include <immintrin.h>
@@ -23,8 +23,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <span>
 #include <vector>
-#include <cstdlib> // TUNING
 
 #include "core/cpu/gemm_internal.hpp"
 
@@ -51,9 +51,14 @@ struct Matrix {
 // Packs op(A)[0:mc, 0:kc] into mr-tall micro-panels (for each p, mr consecutive rows' values),
 // zero-padding the last one.
 using PackA = void (*)(Matrix a, int64_t mc, int64_t kc, int mr, float* dst);
-// Packs op(B)[0:kc, 0:nc] into nr-wide micro-panels (for each p, nr consecutive columns' values),
-// zero-padding the last one.
+// Packs op(B)[0:kc, 0:nc] into nr-wide micro-panels (for each p, nr consecutive columns' values)
+// that start b_panel_stride(kc, nr) floats apart, zero-padding the last one.
 using PackB = void (*)(Matrix b, int64_t kc, int64_t nc, int nr, float* dst);
+
+// Distance between packed B micro-panels. One cache line more than kc * nr floats, so that the
+// panels' starts do not all fall in the same cache set when a power of two apart (packing
+// writes to all of them at once).
+constexpr int64_t b_panel_stride(int64_t kc, int nr) { return kc * nr + 16; }
 
 struct Kernel {
   Microkernel ukr;
@@ -97,8 +102,8 @@ STRAND_TARGET_AVX512 void ukr_avx512(int64_t kc, const float* a, const float* b,
   }
 }
 
-STRAND_TARGET_AVX2 void ukr_avx2(int64_t kc, const float* a, const float* b, float* c,
-                                 int64_t ldc, float alpha, float beta, int mr, int nr) {
+STRAND_TARGET_AVX2 void ukr_avx2(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
+                                 float alpha, float beta, int mr, int nr) {
   constexpr int MR = 6;
   __m256 lo[MR], hi[MR];
 #pragma GCC unroll 8
@@ -168,7 +173,7 @@ void pack_a(Matrix a, int64_t mc, int64_t kc, int mr, float* dst) {
 }
 
 void pack_b(Matrix b, int64_t kc, int64_t nc, int nr, float* dst) {
-  for (int64_t j0 = 0; j0 < nc; j0 += nr, dst += nr * kc) {
+  for (int64_t j0 = 0; j0 < nc; j0 += nr, dst += b_panel_stride(kc, nr)) {
     const int cols = static_cast<int>(std::min<int64_t>(nr, nc - j0));
     if (b.cs == 1) {
       for (int64_t p = 0; p < kc; ++p) {
@@ -222,8 +227,9 @@ void pack_b(Matrix b, int64_t kc, int64_t nc, int nr, float* dst) {
 
 // r[q] = column q of the rows x cols block at x (row stride ld), zero past `rows`; rows and
 // cols are at most 16.
-[[gnu::always_inline]] STRAND_TARGET_AVX512 inline void load_transposed(
-    const float* x, int64_t ld, int rows, int cols, __m512 r[16]) {
+[[gnu::always_inline]] STRAND_TARGET_AVX512 inline void load_transposed(const float* x, int64_t ld,
+                                                                        int rows, int cols,
+                                                                        __m512 r[16]) {
   const __mmask16 mask = static_cast<__mmask16>((1u << cols) - 1);
 #pragma GCC unroll 16
   for (int i = 0; i < 16; ++i)
@@ -258,6 +264,7 @@ STRAND_TARGET_AVX512 void pack_a_avx512(Matrix a, int64_t mc, int64_t kc, int mr
 template <int NR>
 STRAND_TARGET_AVX512 void pack_b_avx512(Matrix b, int64_t kc, int64_t nc, int /*nr*/, float* dst) {
   constexpr int nr = NR;
+  const int64_t stride = b_panel_stride(kc, nr);
   if (b.cs == 1) {
     // Row by row, so that B is read sequentially (it often comes from memory); each row is
     // dealt out to all the panels.
@@ -267,16 +274,16 @@ STRAND_TARGET_AVX512 void pack_b_avx512(Matrix b, int64_t kc, int64_t nc, int /*
       float* row = dst + p * nr;  // row p of the first panel
       int64_t j = 0;
       for (; j < full; j += 16)
-        _mm512_store_ps(row + (j / nr) * nr * kc + j % nr, _mm512_loadu_ps(src + j));
+        _mm512_store_ps(row + (j / nr) * stride + j % nr, _mm512_loadu_ps(src + j));
       for (; j < (nc + nr - 1) / nr * nr; j += 16) {  // partial and padding vectors
         const int cols = static_cast<int>(std::clamp<int64_t>(nc - j, 0, 16));
         const __mmask16 valid = static_cast<__mmask16>((1u << cols) - 1);
-        _mm512_store_ps(row + (j / nr) * nr * kc + j % nr, _mm512_maskz_loadu_ps(valid, src + j));
+        _mm512_store_ps(row + (j / nr) * stride + j % nr, _mm512_maskz_loadu_ps(valid, src + j));
       }
     }
     return;
   }
-  for (int64_t j0 = 0; j0 < nc; j0 += nr, dst += nr * kc) {
+  for (int64_t j0 = 0; j0 < nc; j0 += nr, dst += stride) {
     for (int h = 0; h < nr; h += 16) {
       const int cols = static_cast<int>(std::clamp<int64_t>(nc - j0 - h, 0, 16));
       if (cols == 0) {
@@ -295,9 +302,15 @@ STRAND_TARGET_AVX512 void pack_b_avx512(Matrix b, int64_t kc, int64_t nc, int /*
   }
 }
 
-constexpr Kernel kAvx512{&ukr_avx512<14>, &pack_a_avx512, &pack_b_avx512<32>, 14, 32, 256, 168, 4096};
-constexpr Kernel kAvx2{&ukr_avx2, &pack_a, &pack_b, 6, 16, 256, 96, 4096};
-constexpr Kernel kGeneric{&ukr_generic, &pack_a, &pack_b, 4, 8, 256, 64, 4096};
+// Several tile heights, so that common m (64, 100, ...) need no padded rows.
+constexpr Kernel kAvx512[] = {
+    {&ukr_avx512<8>, &pack_a_avx512, &pack_b_avx512<32>, 8, 32, 256, 160, 4096},
+    {&ukr_avx512<10>, &pack_a_avx512, &pack_b_avx512<32>, 10, 32, 256, 160, 4096},
+    {&ukr_avx512<12>, &pack_a_avx512, &pack_b_avx512<32>, 12, 32, 256, 168, 4096},
+    {&ukr_avx512<14>, &pack_a_avx512, &pack_b_avx512<32>, 14, 32, 256, 168, 4096},
+};
+constexpr Kernel kAvx2[] = {{&ukr_avx2, &pack_a, &pack_b, 6, 16, 256, 96, 4096}};
+constexpr Kernel kGeneric[] = {{&ukr_generic, &pack_a, &pack_b, 4, 8, 256, 64, 4096}};
 
 // 64-byte aligned per-thread packing space, kept between calls so that repeated GEMMs do not
 // pay for allocation and page faults each time.
@@ -318,14 +331,14 @@ struct Problem {
 void gemm_range(const Kernel& kn, const Problem& pr, int64_t m0, int64_t m1, int64_t n0,
                 int64_t n1) {
   // Even KC blocks: k = 300 runs as 2 x 150 rather than 256 + 44.
-  static const int64_t KC = getenv("GKC") ? atol(getenv("GKC")) : kn.kc, MC = getenv("GMC") ? atol(getenv("GMC")) : kn.mc, NC = getenv("GNC") ? atol(getenv("GNC")) : kn.nc; // TUNING
-  const int64_t k_blocks = (pr.k + KC - 1) / KC;
+  const int64_t k_blocks = (pr.k + kn.kc - 1) / kn.kc;
   const int64_t kc = (pr.k + k_blocks - 1) / k_blocks;
-  const int64_t mc = std::min(MC, (m1 - m0 + kn.mr - 1) / kn.mr * kn.mr);
-  const int64_t nc = std::min(NC, (n1 - n0 + kn.nr - 1) / kn.nr * kn.nr);
+  const int64_t mc = std::min(kn.mc, (m1 - m0 + kn.mr - 1) / kn.mr * kn.mr);
+  const int64_t nc = std::min(kn.nc, (n1 - n0 + kn.nr - 1) / kn.nr * kn.nr);
   thread_local std::vector<float> a_buf, b_buf;
   float* const pa = scratch(a_buf, static_cast<std::size_t>(mc * kc));
-  float* const pb = scratch(b_buf, static_cast<std::size_t>(kc * nc));
+  float* const pb =
+      scratch(b_buf, static_cast<std::size_t>(b_panel_stride(kc, kn.nr) * nc / kn.nr));
 
   for (int64_t jc = n0; jc < n1; jc += nc) {
     const int64_t n_cur = std::min(nc, n1 - jc);
@@ -341,8 +354,8 @@ void gemm_range(const Kernel& kn, const Problem& pr, int64_t m0, int64_t m1, int
           const int nr = static_cast<int>(std::min<int64_t>(kn.nr, n_cur - jr));
           for (int64_t ir = 0; ir < m_cur; ir += kn.mr) {
             const int mr = static_cast<int>(std::min<int64_t>(kn.mr, m_cur - ir));
-            kn.ukr(k_cur, pa + ir * k_cur, pb + jr * k_cur, pr.c + (ic + ir) * pr.ldc + jc + jr,
-                   pr.ldc, pr.alpha, beta, mr, nr);
+            kn.ukr(k_cur, pa + ir * k_cur, pb + jr / kn.nr * b_panel_stride(k_cur, kn.nr),
+                   pr.c + (ic + ir) * pr.ldc + jc + jr, pr.ldc, pr.alpha, beta, mr, nr);
           }
         }
       }
@@ -361,13 +374,23 @@ void scale_c(int64_t m, int64_t n, float beta, float* c, int64_t ldc) {
   }
 }
 
-const Kernel& kernel_of(Family family) {
-  switch (family) {
-    case Family::avx512: return kAvx512;
-    case Family::avx2: return kAvx2;
-    case Family::generic: break;
+// The family's kernel that pads m least, counting taller tiles slightly cheaper per row (each
+// B vector they load serves more rows). The choice depends on m alone, so it is the same for every
+// thread's part; it does not change results anyway, as every tile sums in the same order.
+const Kernel& kernel_for(Family family, int64_t m) {
+  std::span<const Kernel> options = kGeneric;
+  if (family == Family::avx512) options = kAvx512;
+  if (family == Family::avx2) options = kAvx2;
+  const Kernel* best = &options.front();
+  double best_cost = 0;
+  for (const Kernel& kn : options) {
+    const double cost = double((m + kn.mr - 1) / kn.mr * kn.mr) * (1.0 + 0.5 / kn.mr);
+    if (&kn == &options.front() || cost < best_cost) {
+      best = &kn;
+      best_cost = cost;
+    }
   }
-  return kGeneric;
+  return *best;
 }
 
 Family best_family() {
@@ -390,8 +413,10 @@ bool family_supported(Family family) {
       return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
              __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
              __builtin_cpu_supports("fma");
-    case Family::avx2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    case Family::generic: return true;
+    case Family::avx2:
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case Family::generic:
+      return true;
   }
   return false;
 }
@@ -404,10 +429,10 @@ void sgemm_with(Family family, bool trans_a, bool trans_b, int64_t m, int64_t n,
     scale_c(m, n, beta, c, ldc);
     return;
   }
-  const Kernel& kn = kernel_of(family);
-  const Problem pr{trans_a ? Matrix{a, 1, lda} : Matrix{a, lda, 1},
-                   trans_b ? Matrix{b, 1, ldb} : Matrix{b, ldb, 1},
-                   c, ldc, k, alpha, beta};
+  const Kernel& kn = kernel_for(family, m);
+  const Matrix op_a = trans_a ? Matrix{a, 1, lda} : Matrix{a, lda, 1};
+  const Matrix op_b = trans_b ? Matrix{b, 1, ldb} : Matrix{b, ldb, 1};
+  const Problem pr{op_a, op_b, c, ldc, k, alpha, beta};
 
   // Split whichever dimension of C has more microkernel tiles, in whole tiles.
   const int64_t tiles_m = (m + kn.mr - 1) / kn.mr, tiles_n = (n + kn.nr - 1) / kn.nr;
@@ -431,24 +456,27 @@ void sgemm_with(Family family, bool trans_a, bool trans_b, int64_t m, int64_t n,
   }
   // The team may come out smaller than asked (e.g. nested inside another parallel region), so
   // parts are cut from the size actually granted.
-#pragma omp parallel num_threads(static_cast<int>(team))
+#pragma omp parallel num_threads(static_cast <int>(team))
   run_part(omp_get_thread_num(), omp_get_num_threads());
 }
 
 }  // namespace gemm_detail
 
-void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
-           const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
-           int64_t ldc, int threads) {
-  gemm_detail::sgemm_with(best_family(), trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta,
-                          c, ldc, threads);
+void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+           int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc,
+           int threads) {
+  gemm_detail::sgemm_with(best_family(), trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c,
+                          ldc, threads);
 }
 
 const char* sgemm_kernel_name() {
   switch (best_family()) {
-    case Family::avx512: return "avx512";
-    case Family::avx2: return "avx2";
-    case Family::generic: break;
+    case Family::avx512:
+      return "avx512";
+    case Family::avx2:
+      return "avx2";
+    case Family::generic:
+      break;
   }
   return "generic";
 }

@@ -57,8 +57,7 @@ struct Operands {
     return static_cast<size_t>(s.tb ? j * ldb + p : p * ldb + j);
   }
   void fill_c(float value) {
-    for (int64_t i = 0; i < s.m; ++i)
-      std::fill_n(c.begin() + i * ldc, s.n, value);
+    for (int64_t i = 0; i < s.m; ++i) std::fill_n(c.begin() + i * ldc, s.n, value);
   }
 };
 
@@ -71,8 +70,8 @@ std::vector<float> run(const Operands& op, float alpha, float beta, int threads,
                                          op.lda, op.b.data(), op.ldb, beta, c.data(), op.ldc,
                                          threads);
   else
-    strand::cpu::sgemm(s.ta, s.tb, s.m, s.n, s.k, alpha, op.a.data(), op.lda, op.b.data(),
-                       op.ldb, beta, c.data(), op.ldc, threads);
+    strand::cpu::sgemm(s.ta, s.tb, s.m, s.n, s.k, alpha, op.a.data(), op.lda, op.b.data(), op.ldb,
+                       beta, c.data(), op.ldc, threads);
   return c;
 }
 
@@ -105,16 +104,16 @@ void expect_matches_reference(const Operands& op, float alpha, float beta,
       }
       const double tol = 2.0 * double(s.k + 2) * eps * magnitude + 1e-30;
       if (!(std::fabs(double(got[at]) - want) <= tol) && ++failures <= 5)
-        ADD_FAILURE() << "C[" << i << "," << j << "] = " << got[at] << ", want " << want
-                      << " (tol " << tol << ")";
+        ADD_FAILURE() << "C[" << i << "," << j << "] = " << got[at] << ", want " << want << " (tol "
+                      << tol << ")";
     }
   }
   EXPECT_EQ(failures, 0);
 }
 
 std::string describe(const Shape& s, float alpha, float beta) {
-  return "ta=" + std::to_string(s.ta) + " tb=" + std::to_string(s.tb) + " m=" +
-         std::to_string(s.m) + " n=" + std::to_string(s.n) + " k=" + std::to_string(s.k) +
+  return "ta=" + std::to_string(s.ta) + " tb=" + std::to_string(s.tb) +
+         " m=" + std::to_string(s.m) + " n=" + std::to_string(s.n) + " k=" + std::to_string(s.k) +
          " pad=" + std::to_string(s.pad) + " alpha=" + std::to_string(alpha) +
          " beta=" + std::to_string(beta);
 }
@@ -198,7 +197,9 @@ TEST(Sgemm, EmptyOutputIsANoOp) {
 // Shapes big enough to be split across threads, with edge tiles in both dimensions, and the
 // two ways of splitting (wide C is split by columns, tall C by rows).
 const Shape kThreadedShapes[] = {
-    {false, false, 257, 301, 129}, {true, true, 100, 1000, 300}, {false, true, 1000, 33, 600},
+    {false, false, 257, 301, 129},
+    {true, true, 100, 1000, 300},
+    {false, true, 1000, 33, 600},
     {true, false, 64, 196, 800},
 };
 
