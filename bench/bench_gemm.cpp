@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/cpu/gemm.hpp"
+#include "core/cpu/thread_pool.hpp"
 
 namespace {
 
@@ -18,7 +19,7 @@ struct Shape {
 };
 
 void BM_sgemm(benchmark::State& state, Shape s) {
-  const int threads = static_cast<int>(state.range(0));
+  strand::cpu::ThreadPool pool(static_cast<int>(state.range(0)));
   std::vector<float> a(static_cast<size_t>(s.m * s.k)), b(static_cast<size_t>(s.k * s.n));
   std::vector<float> c(static_cast<size_t>(s.m * s.n));
   std::mt19937 rng(42);
@@ -28,7 +29,7 @@ void BM_sgemm(benchmark::State& state, Shape s) {
   const int64_t lda = s.trans_a ? s.m : s.k, ldb = s.trans_b ? s.k : s.n;
   for (auto _ : state) {
     strand::cpu::sgemm(s.trans_a, s.trans_b, s.m, s.n, s.k, 1.0f, a.data(), lda, b.data(), ldb,
-                       0.0f, c.data(), s.n, threads);
+                       0.0f, c.data(), s.n, &pool);
     benchmark::DoNotOptimize(c.data());
     benchmark::ClobberMemory();
   }

@@ -1,4 +1,4 @@
-// Conv2d as im2col + sgemm, one image at a time, images split into `threads` contiguous
+// Conv2d as im2col + sgemm, one image at a time, images split into one contiguous
 // chunks. Per image: col [K,P] with K = in_c*kh*kw, P = oh*ow;
 //   forward   y_b [out_c,P]  = w [out_c,K] * col
 //   dx        dcol [K,P]     = w^T * dy_b, then col2im adds dcol back into dx_b
@@ -96,36 +96,34 @@ void col2im(const Conv2dDesc& d, const float* col, float* dx) {
 // Runs body(chunk, first_image, end_image) for `chunks` contiguous batch ranges. With one
 // chunk it runs on the calling thread so the body's sgemm may use every thread itself.
 template <class Body>
-void for_chunks(int64_t batch, int chunks, Body&& body) {
+void for_chunks(ThreadPool& pool, int64_t batch, int chunks, Body&& body) {
   auto range = [&](int c) { return batch * c / chunks; };
   if (chunks == 1) {
     body(0, int64_t{0}, batch);
     return;
   }
-#pragma omp parallel for num_threads(chunks) schedule(static, 1)
-  for (int c = 0; c < chunks; ++c) body(c, range(c), range(c + 1));
+  pool.run(chunks, [&](int c) { body(c, range(c), range(c + 1)); });
 }
 
-int chunk_count(int64_t batch, int threads, const char* where) {
-  STRAND_CHECK(threads >= 1, Usage, "threads must be >= 1, got " + std::to_string(threads), where);
-  return static_cast<int>(std::min<int64_t>(batch, threads));
+int chunk_count(int64_t batch, const ThreadPool& pool) {
+  return static_cast<int>(std::min<int64_t>(batch, pool.size()));
 }
 
 }  // namespace
 
 void conv2d_forward(const Conv2dDesc& d, const float* x, const float* w, const float* b, float* y,
-                    Workspace& ws, int threads) {
+                    Workspace& ws, ThreadPool& pool) {
   check_desc(d, "cpu::conv2d_forward");
   const int64_t K = d.in_c * d.kernel_h * d.kernel_w, P = d.out_h() * d.out_w();
-  const int chunks = chunk_count(d.batch, threads, "cpu::conv2d_forward");
-  const int gemm_threads = chunks == 1 ? threads : 1;
+  const int chunks = chunk_count(d.batch, pool);
+  ThreadPool* gemm_pool = chunks == 1 ? &pool : nullptr;  // threads go to chunks or to sgemm
   ws.reserve(chunks, static_cast<size_t>(K * P));
-  for_chunks(d.batch, chunks, [&](int c, int64_t b0, int64_t b1) {
+  for_chunks(pool, d.batch, chunks, [&](int c, int64_t b0, int64_t b1) {
     float* col = ws.slot(c);  // [K,P]
     for (int64_t n = b0; n < b1; ++n) {
       float* yb = y + n * d.out_c * P;  // [out_c,P]
       im2col(d, x + n * d.in_c * d.in_h * d.in_w, col);
-      sgemm(false, false, d.out_c, P, K, 1.0f, w, K, col, P, 0.0f, yb, P, gemm_threads);
+      sgemm(false, false, d.out_c, P, K, 1.0f, w, K, col, P, 0.0f, yb, P, gemm_pool);
       for (int64_t o = 0; o < d.out_c; ++o) {
         const float bias = b[o];
 #pragma omp simd
@@ -136,15 +134,15 @@ void conv2d_forward(const Conv2dDesc& d, const float* x, const float* w, const f
 }
 
 void conv2d_backward(const Conv2dDesc& d, const float* x, const float* w, const float* dy,
-                     float* dx, float* dw, float* db, Workspace& ws, int threads) {
+                     float* dx, float* dw, float* db, Workspace& ws, ThreadPool& pool) {
   check_desc(d, "cpu::conv2d_backward");
   const int64_t K = d.in_c * d.kernel_h * d.kernel_w, P = d.out_h() * d.out_w();
   const int64_t wsize = d.out_c * K;
-  const int chunks = chunk_count(d.batch, threads, "cpu::conv2d_backward");
-  const int gemm_threads = chunks == 1 ? threads : 1;
+  const int chunks = chunk_count(d.batch, pool);
+  ThreadPool* gemm_pool = chunks == 1 ? &pool : nullptr;
   // Slot layout: col [K,P], dcol [K,P], dw partial [out_c,K] (chunk 0 writes dw directly).
   ws.reserve(chunks, static_cast<size_t>(2 * K * P + wsize));
-  for_chunks(d.batch, chunks, [&](int c, int64_t b0, int64_t b1) {
+  for_chunks(pool, d.batch, chunks, [&](int c, int64_t b0, int64_t b1) {
     float* col = ws.slot(c);
     float* dcol = col + K * P;
     float* dw_part = c == 0 ? dw : dcol + K * P;
@@ -152,9 +150,9 @@ void conv2d_backward(const Conv2dDesc& d, const float* x, const float* w, const 
       const float* dyb = dy + n * d.out_c * P;  // [out_c,P]
       im2col(d, x + n * d.in_c * d.in_h * d.in_w, col);
       sgemm(false, true, d.out_c, K, P, 1.0f, dyb, P, col, P, n == b0 ? 0.0f : 1.0f, dw_part, K,
-            gemm_threads);
+            gemm_pool);
       if (dx) {
-        sgemm(true, false, K, P, d.out_c, 1.0f, w, K, dyb, P, 0.0f, dcol, P, gemm_threads);
+        sgemm(true, false, K, P, d.out_c, 1.0f, w, K, dyb, P, 0.0f, dcol, P, gemm_pool);
         col2im(d, dcol, dx + n * d.in_c * d.in_h * d.in_w);
       }
     }
@@ -166,18 +164,19 @@ void conv2d_backward(const Conv2dDesc& d, const float* x, const float* w, const 
     for (int64_t e = 0; e < wsize; ++e) dw[e] += part[e];
   }
   // db[o] = sum over images and pixels of dy, summed in a fixed order per channel.
-#pragma omp parallel for num_threads(threads) if (d.batch * d.out_c * P >= kParallelMin)
-  for (int64_t o = 0; o < d.out_c; ++o) {
-    float s = 0.0f;
-    for (int64_t n = 0; n < d.batch; ++n) {
-      const float* row = dy + (n * d.out_c + o) * P;
-      float t = 0.0f;
+  pool.parallel_for(d.out_c, kParallelMin / (d.batch * P), [&](int64_t o0, int64_t o1) {
+    for (int64_t o = o0; o < o1; ++o) {
+      float s = 0.0f;
+      for (int64_t n = 0; n < d.batch; ++n) {
+        const float* row = dy + (n * d.out_c + o) * P;
+        float t = 0.0f;
 #pragma omp simd reduction(+ : t)
-      for (int64_t p = 0; p < P; ++p) t += row[p];
-      s += t;
+        for (int64_t p = 0; p < P; ++p) t += row[p];
+        s += t;
+      }
+      db[o] = s;
     }
-    db[o] = s;
-  }
+  });
 }
 
 }  // namespace strand::cpu

@@ -1,4 +1,4 @@
-// CpuBackend: forwards every kernel to core/cpu/kernels.hpp with its thread count and workspace.
+// CpuBackend: forwards every kernel to core/cpu/kernels.hpp with its thread pool and workspace.
 #include "core/cpu/cpu_backend.hpp"
 
 #include <cstdlib>
@@ -11,11 +11,7 @@
 namespace strand {
 namespace cpu {
 
-CpuBackend::CpuBackend(int threads) : threads_(threads) {
-  STRAND_CHECK(threads >= 1, Usage,
-               "the CPU backend needs at least 1 thread, got " + std::to_string(threads),
-               "make_cpu_backend");
-}
+CpuBackend::CpuBackend(int threads) : pool_(threads) {}
 
 Buffer CpuBackend::alloc(size_t bytes) {
   if (bytes == 0) return Buffer(this, nullptr, 0);
@@ -40,63 +36,65 @@ void CpuBackend::to_host(void* dst, const void* src, size_t bytes) {
 }
 
 void CpuBackend::fill(float* dst, int64_t n, float value) {
-#pragma omp parallel for simd num_threads(threads_) if (n >= kParallelMin)
-  for (int64_t i = 0; i < n; ++i) dst[i] = value;
+  pool_.parallel_for(n, kParallelMin, [&](int64_t begin, int64_t end) {
+#pragma omp simd
+    for (int64_t i = begin; i < end; ++i) dst[i] = value;
+  });
 }
 
 void CpuBackend::conv2d_forward(const Conv2dDesc& d, const float* x, const float* w,
                                 const float* b, float* y) {
-  cpu::conv2d_forward(d, x, w, b, y, ws_, threads_);
+  cpu::conv2d_forward(d, x, w, b, y, ws_, pool_);
 }
 void CpuBackend::conv2d_backward(const Conv2dDesc& d, const float* x, const float* w,
                                  const float* dy, float* dx, float* dw, float* db) {
-  cpu::conv2d_backward(d, x, w, dy, dx, dw, db, ws_, threads_);
+  cpu::conv2d_backward(d, x, w, dy, dx, dw, db, ws_, pool_);
 }
 void CpuBackend::maxpool2x2_forward(const Pool2dDesc& d, const float* x, float* y) {
-  cpu::maxpool2x2_forward(d, x, y, threads_);
+  cpu::maxpool2x2_forward(d, x, y, pool_);
 }
 void CpuBackend::maxpool2x2_backward(const Pool2dDesc& d, const float* x, const float* y,
                                      const float* dy, float* dx) {
-  cpu::maxpool2x2_backward(d, x, y, dy, dx, threads_);
+  cpu::maxpool2x2_backward(d, x, y, dy, dx, pool_);
 }
 void CpuBackend::dense_forward(const DenseDesc& d, const float* x, const float* w,
                                const float* b, float* y) {
-  cpu::dense_forward(d, x, w, b, y, threads_);
+  cpu::dense_forward(d, x, w, b, y, pool_);
 }
 void CpuBackend::dense_backward(const DenseDesc& d, const float* x, const float* w,
                                 const float* dy, float* dx, float* dw, float* db) {
-  cpu::dense_backward(d, x, w, dy, dx, dw, db, threads_);
+  cpu::dense_backward(d, x, w, dy, dx, dw, db, pool_);
 }
 void CpuBackend::relu_forward(int64_t n, const float* x, float* y) {
-  cpu::relu_forward(n, x, y, threads_);
+  cpu::relu_forward(n, x, y, pool_);
 }
 void CpuBackend::relu_backward(int64_t n, const float* y, const float* dy, float* dx) {
-  cpu::relu_backward(n, y, dy, dx, threads_);
+  cpu::relu_backward(n, y, dy, dx, pool_);
 }
 void CpuBackend::dropout_forward(int64_t n, float rate, uint64_t key, const float* x, float* y) {
-  cpu::dropout_forward(n, rate, key, x, y, threads_);
+  cpu::dropout_forward(n, rate, key, x, y, pool_);
 }
 void CpuBackend::dropout_backward(int64_t n, float rate, uint64_t key, const float* dy,
                                   float* dx) {
-  cpu::dropout_backward(n, rate, key, dy, dx, threads_);
+  cpu::dropout_backward(n, rate, key, dy, dx, pool_);
 }
 LossResult CpuBackend::softmax_xent(int64_t batch, int64_t classes, const float* logits,
                                     const int32_t* labels, float* dlogits) {
-  return cpu::softmax_xent(batch, classes, logits, labels, dlogits, ws_, threads_);
+  return cpu::softmax_xent(batch, classes, logits, labels, dlogits, ws_, pool_);
 }
 void CpuBackend::softmax(int64_t batch, int64_t classes, const float* logits, float* probs) {
-  cpu::softmax(batch, classes, logits, probs, threads_);
+  cpu::softmax(batch, classes, logits, probs, pool_);
 }
 void CpuBackend::sgd_step(int64_t n, float lr, float* params, const float* grads) {
-  cpu::sgd_step(n, lr, params, grads, threads_);
+  cpu::sgd_step(n, lr, params, grads, pool_);
 }
 void CpuBackend::momentum_step(int64_t n, float lr, float momentum, float* params,
                                const float* grads, float* velocity) {
-  cpu::momentum_step(n, lr, momentum, params, grads, velocity, threads_);
+  cpu::momentum_step(n, lr, momentum, params, grads, velocity, pool_);
 }
 void CpuBackend::adam_step(int64_t n, float lr, float beta1, float beta2, float eps,
                            int64_t step, float* params, const float* grads, float* m, float* v) {
-  cpu::adam_step(n, lr, beta1, beta2, eps, step, params, grads, m, v, threads_);
+  cpu::adam_step(n, lr, beta1, beta2, eps, step, params, grads, m, v, pool_);
 }
 
 }  // namespace cpu

@@ -1,5 +1,5 @@
 // CpuBackend: host memory (64-byte aligned, zero-filled) and the kernels of kernels.hpp run
-// with a fixed number of OpenMP threads. It owns the kernels' scratch memory, so one
+// on the backend's own thread pool. It owns the kernels' scratch memory, so one
 // CpuBackend must not run two kernels at the same time; use one backend per caller thread.
 #pragma once
 
@@ -12,7 +12,7 @@ class CpuBackend final : public Backend {
  public:
   explicit CpuBackend(int threads);  // threads >= 1, else Error(Usage)
 
-  int threads() const { return threads_; }
+  int threads() const { return pool_.size(); }
   std::string name() const override { return "cpu"; }
 
   Buffer alloc(size_t bytes) override;
@@ -46,7 +46,7 @@ class CpuBackend final : public Backend {
                  float* params, const float* grads, float* m, float* v) override;
 
  private:
-  int threads_;
+  ThreadPool pool_;
   Workspace ws_;  // conv im2col columns, per-chunk dw partials, per-row losses
 };
 

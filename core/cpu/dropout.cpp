@@ -17,23 +17,28 @@ float keep_scale(float rate, const char* where) {
 
 }  // namespace
 
-void dropout_forward(int64_t n, float rate, uint64_t key, const float* x, float* y, int threads) {
+void dropout_forward(int64_t n, float rate, uint64_t key, const float* x, float* y,
+                     ThreadPool& pool) {
   const float scale = keep_scale(rate, "cpu::dropout_forward");
-#pragma omp parallel for simd num_threads(threads) if (n >= kParallelMin)
-  for (int64_t i = 0; i < n; ++i) {
-    const float v = x[i] * scale;  // unconditional load, so the loop vectorizes
-    y[i] = dropout_keep(key, static_cast<uint64_t>(i), rate) ? v : 0.0f;
-  }
+  pool.parallel_for(n, kParallelMin, [&](int64_t begin, int64_t end) {
+#pragma omp simd
+    for (int64_t i = begin; i < end; ++i) {
+      const float v = x[i] * scale;  // unconditional load, so the loop vectorizes
+      y[i] = dropout_keep(key, static_cast<uint64_t>(i), rate) ? v : 0.0f;
+    }
+  });
 }
 
 void dropout_backward(int64_t n, float rate, uint64_t key, const float* dy, float* dx,
-                      int threads) {
+                      ThreadPool& pool) {
   const float scale = keep_scale(rate, "cpu::dropout_backward");
-#pragma omp parallel for simd num_threads(threads) if (n >= kParallelMin)
-  for (int64_t i = 0; i < n; ++i) {
-    const float g = dy[i] * scale;
-    dx[i] = dropout_keep(key, static_cast<uint64_t>(i), rate) ? g : 0.0f;
-  }
+  pool.parallel_for(n, kParallelMin, [&](int64_t begin, int64_t end) {
+#pragma omp simd
+    for (int64_t i = begin; i < end; ++i) {
+      const float g = dy[i] * scale;
+      dx[i] = dropout_keep(key, static_cast<uint64_t>(i), rate) ? g : 0.0f;
+    }
+  });
 }
 
 }  // namespace strand::cpu

@@ -15,9 +15,9 @@
 // AVX2+FMA (6x16) and portable C++ (4x8). The SIMD ones use target attributes, so the library
 // needs no -march flag; the best family the CPU supports is picked once, at first use.
 #include "core/cpu/gemm.hpp"
+#include "core/cpu/thread_pool.hpp"
 
 #include <immintrin.h>
-#include <omp.h>
 
 #include <algorithm>
 #include <cstddef>
@@ -423,7 +423,7 @@ bool family_supported(Family family) {
 
 void sgemm_with(Family family, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
                 float alpha, const float* a, int64_t lda, const float* b, int64_t ldb, float beta,
-                float* c, int64_t ldc, int threads) {
+                float* c, int64_t ldc, ThreadPool* pool) {
   if (m <= 0 || n <= 0) return;
   if (k <= 0 || alpha == 0.0f) {
     scale_c(m, n, beta, c, ldc);
@@ -440,7 +440,7 @@ void sgemm_with(Family family, bool trans_a, bool trans_b, int64_t m, int64_t n,
   const int64_t tiles = split_n ? tiles_n : tiles_m;
   // Below ~1M multiply-adds a second thread costs more to wake than it saves.
   constexpr int64_t kMinParallelMacs = int64_t{1} << 20;
-  int64_t team = std::clamp<int64_t>(threads, 1, tiles);
+  int64_t team = std::clamp<int64_t>(pool ? pool->size() : 1, 1, tiles);
   if (m * n * k < kMinParallelMacs) team = 1;
 
   auto run_part = [&](int64_t part, int64_t parts) {
@@ -454,19 +454,16 @@ void sgemm_with(Family family, bool trans_a, bool trans_b, int64_t m, int64_t n,
     run_part(0, 1);
     return;
   }
-  // The team may come out smaller than asked (e.g. nested inside another parallel region), so
-  // parts are cut from the size actually granted.
-#pragma omp parallel num_threads(static_cast <int>(team))
-  run_part(omp_get_thread_num(), omp_get_num_threads());
+  pool->run(static_cast<int>(team), [&](int part) { run_part(part, team); });
 }
 
 }  // namespace gemm_detail
 
 void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
            int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc,
-           int threads) {
+           ThreadPool* pool) {
   gemm_detail::sgemm_with(best_family(), trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c,
-                          ldc, threads);
+                          ldc, pool);
 }
 
 const char* sgemm_kernel_name() {

@@ -6,15 +6,17 @@
 
 namespace strand::cpu {
 
+class ThreadPool;
+
 // C[m,n] = alpha * op(A)[m,k] * op(B)[k,n] + beta * C, all row-major.
 // op(A) = A (lda >= k) or, with trans_a, A^T where A is [k,m] (lda >= m); likewise B.
 // beta == 0 means C is written without being read (NaNs in C do not propagate).
-// Uses up to `threads` OpenMP threads; threads == 1 runs on the calling thread, so it is safe
-// inside a parallel region. Work is split over rows/columns of C, never over k, so every
-// element's summation order, and therefore the result, is the same for any thread count.
+// Runs on `pool` (nullptr: on the calling thread alone). Work is split over rows/columns of C,
+// never over k, so every element's summation order, and therefore the result, is the same for
+// any number of threads.
 void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
            const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
-           int64_t ldc, int threads);
+           int64_t ldc, ThreadPool* pool);
 
 // The kernel family sgemm selected on this CPU: "avx512", "avx2" or "generic".
 const char* sgemm_kernel_name();

@@ -4,6 +4,8 @@
 
 #include <cstdint>
 
+#include "core/cpu/thread_pool.hpp"
+
 namespace strand::cpu::gemm_detail {
 
 enum class Family { avx512, avx2, generic };
@@ -14,6 +16,6 @@ bool family_supported(Family family);
 // sgemm (see gemm.hpp) forced onto `family`; the family must be supported.
 void sgemm_with(Family family, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
                 float alpha, const float* a, int64_t lda, const float* b, int64_t ldb, float beta,
-                float* c, int64_t ldc, int threads);
+                float* c, int64_t ldc, ThreadPool* pool);
 
 }  // namespace strand::cpu::gemm_detail

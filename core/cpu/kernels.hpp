@@ -1,11 +1,11 @@
 // CPU kernels behind CpuBackend, one free function per Backend kernel (same arguments, same
-// layouts and contracts as backend.hpp) plus a trailing `threads` (OpenMP threads to use,
-// >= 1). Conv and dense run on sgemm (gemm.hpp); everything else is a vectorized loop.
+// layouts and contracts as backend.hpp) plus a trailing ThreadPool to run on. Conv and dense
+// run on sgemm (gemm.hpp); everything else is a vectorized loop.
 // Kernels that need scratch memory take a Workspace owned by the caller, so there is no
 // global state: one Workspace must not be used by two calls at the same time.
 //
-// Determinism: every kernel gives the same bits for the same inputs and `threads`. Only the
-// weight gradients (conv2d dw) depend on `threads`, because they are reduced per thread chunk.
+// Determinism: every kernel gives the same bits for the same inputs and pool size. Only the
+// weight gradients (conv2d dw) depend on the pool size, because they are reduced per chunk.
 #pragma once
 
 #include <cstddef>
@@ -14,6 +14,7 @@
 #include <new>
 
 #include "core/backend.hpp"
+#include "core/cpu/thread_pool.hpp"
 
 namespace strand::cpu {
 
@@ -40,37 +41,37 @@ class Workspace {
 };
 
 void conv2d_forward(const Conv2dDesc& d, const float* x, const float* w, const float* b, float* y,
-                    Workspace& ws, int threads);
+                    Workspace& ws, ThreadPool& pool);
 void conv2d_backward(const Conv2dDesc& d, const float* x, const float* w, const float* dy,
-                     float* dx, float* dw, float* db, Workspace& ws, int threads);
+                     float* dx, float* dw, float* db, Workspace& ws, ThreadPool& pool);
 
-void maxpool2x2_forward(const Pool2dDesc& d, const float* x, float* y, int threads);
+void maxpool2x2_forward(const Pool2dDesc& d, const float* x, float* y, ThreadPool& pool);
 void maxpool2x2_backward(const Pool2dDesc& d, const float* x, const float* y, const float* dy,
-                         float* dx, int threads);
+                         float* dx, ThreadPool& pool);
 
 void dense_forward(const DenseDesc& d, const float* x, const float* w, const float* b, float* y,
-                   int threads);
+                   ThreadPool& pool);
 void dense_backward(const DenseDesc& d, const float* x, const float* w, const float* dy,
-                    float* dx, float* dw, float* db, int threads);
+                    float* dx, float* dw, float* db, ThreadPool& pool);
 
-void relu_forward(int64_t n, const float* x, float* y, int threads);
-void relu_backward(int64_t n, const float* y, const float* dy, float* dx, int threads);
+void relu_forward(int64_t n, const float* x, float* y, ThreadPool& pool);
+void relu_backward(int64_t n, const float* y, const float* dy, float* dx, ThreadPool& pool);
 
-void dropout_forward(int64_t n, float rate, uint64_t key, const float* x, float* y, int threads);
+void dropout_forward(int64_t n, float rate, uint64_t key, const float* x, float* y, ThreadPool& pool);
 void dropout_backward(int64_t n, float rate, uint64_t key, const float* dy, float* dx,
-                      int threads);
+                      ThreadPool& pool);
 
 // `ws` holds the per-row losses so they can be summed in row order.
 LossResult softmax_xent(int64_t batch, int64_t classes, const float* logits,
-                        const int32_t* labels, float* dlogits, Workspace& ws, int threads);
-void softmax(int64_t batch, int64_t classes, const float* logits, float* probs, int threads);
+                        const int32_t* labels, float* dlogits, Workspace& ws, ThreadPool& pool);
+void softmax(int64_t batch, int64_t classes, const float* logits, float* probs, ThreadPool& pool);
 
-void sgd_step(int64_t n, float lr, float* params, const float* grads, int threads);
+void sgd_step(int64_t n, float lr, float* params, const float* grads, ThreadPool& pool);
 // velocity = momentum * velocity + grads; params -= lr * velocity.
 void momentum_step(int64_t n, float lr, float momentum, float* params, const float* grads,
-                   float* velocity, int threads);
+                   float* velocity, ThreadPool& pool);
 void adam_step(int64_t n, float lr, float beta1, float beta2, float eps, int64_t step,
-               float* params, const float* grads, float* m, float* v, int threads);
+               float* params, const float* grads, float* m, float* v, ThreadPool& pool);
 
 // Element count above which elementwise loops go parallel; below it, starting threads costs
 // more than the loop.

@@ -3,19 +3,23 @@
 
 namespace strand::cpu {
 
-void relu_forward(int64_t n, const float* x, float* y, int threads) {
-#pragma omp parallel for simd num_threads(threads) if (n >= kParallelMin)
-  for (int64_t i = 0; i < n; ++i) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+void relu_forward(int64_t n, const float* x, float* y, ThreadPool& pool) {
+  pool.parallel_for(n, kParallelMin, [&](int64_t begin, int64_t end) {
+#pragma omp simd
+    for (int64_t i = begin; i < end; ++i) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+  });
 }
 
 // The gradient passes where the output is positive (equivalently, where the input was).
 // dy is loaded unconditionally: a load under the condition blocks vectorization.
-void relu_backward(int64_t n, const float* y, const float* dy, float* dx, int threads) {
-#pragma omp parallel for simd num_threads(threads) if (n >= kParallelMin)
-  for (int64_t i = 0; i < n; ++i) {
-    const float g = dy[i];
-    dx[i] = y[i] > 0.0f ? g : 0.0f;
-  }
+void relu_backward(int64_t n, const float* y, const float* dy, float* dx, ThreadPool& pool) {
+  pool.parallel_for(n, kParallelMin, [&](int64_t begin, int64_t end) {
+#pragma omp simd
+    for (int64_t i = begin; i < end; ++i) {
+      const float g = dy[i];
+      dx[i] = y[i] > 0.0f ? g : 0.0f;
+    }
+  });
 }
 
 }  // namespace strand::cpu

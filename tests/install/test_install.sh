@@ -14,7 +14,7 @@ pc=$(find "$dest$prefix" -name strand.pc | head -n 1)
 [[ -x $dest$prefix/bin/strand ]] || { echo "FAIL: strand CLI not installed"; exit 1; }
 export PKG_CONFIG_PATH=$(dirname "$pc") PKG_CONFIG_SYSROOT_DIR=$dest
 # shellcheck disable=SC2046
-g++ -std=c++20 -O0 "$source/examples/train_mnist.cpp" -o "$dest/example" $(pkg-config --cflags --libs strand) -fopenmp
+g++ -std=c++20 -O0 "$source/examples/train_mnist.cpp" -o "$dest/example" $(pkg-config --cflags --libs strand)
 libdir=$(pkg-config --variable=libdir strand)  # already under the sysroot
 # Run without arguments: the example prints its usage and exits 2, proving it loads libstrand.
 set +e

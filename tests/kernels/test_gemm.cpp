@@ -2,7 +2,8 @@
 // shapes, k == 0, every kernel family this CPU supports, and bit-identical results across thread
 // counts and repeated calls.
 #include <gtest/gtest.h>
-#include <omp.h>
+
+#include <thread>
 
 #include <cmath>
 #include <cstdint>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "core/cpu/gemm.hpp"
+#include "core/cpu/thread_pool.hpp"
 #include "core/cpu/gemm_internal.hpp"
 
 namespace {
@@ -63,15 +65,16 @@ struct Operands {
 
 std::vector<float> run(const Operands& op, float alpha, float beta, int threads,
                        const Family* family = nullptr) {
+  strand::cpu::ThreadPool pool(threads);
   std::vector<float> c = op.c;
   const Shape& s = op.s;
   if (family)
     strand::cpu::gemm_detail::sgemm_with(*family, s.ta, s.tb, s.m, s.n, s.k, alpha, op.a.data(),
                                          op.lda, op.b.data(), op.ldb, beta, c.data(), op.ldc,
-                                         threads);
+                                         &pool);
   else
     strand::cpu::sgemm(s.ta, s.tb, s.m, s.n, s.k, alpha, op.a.data(), op.lda, op.b.data(), op.ldb,
-                       beta, c.data(), op.ldc, threads);
+                       beta, c.data(), op.ldc, &pool);
   return c;
 }
 
@@ -189,8 +192,9 @@ TEST(Sgemm, ZeroAlphaOnlyScalesC) {
 
 TEST(Sgemm, EmptyOutputIsANoOp) {
   float c = 1.0f;
-  strand::cpu::sgemm(false, false, 0, 5, 5, 1.0f, nullptr, 5, nullptr, 5, 0.0f, &c, 5, 2);
-  strand::cpu::sgemm(false, false, 5, 0, 5, 1.0f, nullptr, 5, nullptr, 5, 0.0f, &c, 1, 2);
+  strand::cpu::ThreadPool pool(2);
+  strand::cpu::sgemm(false, false, 0, 5, 5, 1.0f, nullptr, 5, nullptr, 5, 0.0f, &c, 5, &pool);
+  strand::cpu::sgemm(false, false, 5, 0, 5, 1.0f, nullptr, 5, nullptr, 5, 0.0f, &c, 1, &pool);
   EXPECT_EQ(c, 1.0f);
 }
 
@@ -218,18 +222,27 @@ TEST(Sgemm, BitIdenticalAcrossThreadCountsAndCalls) {
   }
 }
 
-TEST(Sgemm, ThreadedCallInsideParallelRegion) {
+TEST(Sgemm, NestedAndConcurrentCallsShareOnePool) {
   const Shape s = kThreadedShapes[0];
   const Operands op(s, 700);
   const std::vector<float> want = run(op, 1.0f, 0.0f, 1);
-  std::vector<std::vector<float>> got(2);
-#pragma omp parallel num_threads(2)
-  got[static_cast<size_t>(omp_get_thread_num())] = run(op, 1.0f, 0.0f, 2);
-  for (const auto& g : got) {
-    if (!g.empty()) {
-      EXPECT_EQ(std::memcmp(want.data(), g.data(), want.size() * sizeof(float)), 0);
-    }
-  }
+  strand::cpu::ThreadPool pool(2);
+  auto call = [&] {
+    std::vector<float> c = op.c;
+    strand::cpu::sgemm(s.ta, s.tb, s.m, s.n, s.k, 1.0f, op.a.data(), op.lda, op.b.data(), op.ldb,
+                       0.0f, c.data(), op.ldc, &pool);
+    return c;
+  };
+  // From inside a part of the pool's own job: the nested call runs serially.
+  std::vector<std::vector<float>> nested(2);
+  pool.run(2, [&](int part) { nested[static_cast<size_t>(part)] = call(); });
+  // From two threads at once: one gets the pool, the other runs serially.
+  std::vector<float> a, b;
+  std::thread other([&] { a = call(); });
+  b = call();
+  other.join();
+  for (const auto* g : {&nested[0], &nested[1], &a, &b})
+    EXPECT_EQ(std::memcmp(want.data(), g->data(), want.size() * sizeof(float)), 0);
 }
 
 TEST(Sgemm, KernelNameIsAFamily) {

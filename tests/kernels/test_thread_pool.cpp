@@ -1,0 +1,90 @@
+// ThreadPool: every part runs exactly once, ranges cover the loop, errors come back to the
+// caller, and nested or concurrent use degrades to serial instead of deadlocking.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+#include "core/cpu/thread_pool.hpp"
+#include "core/error.hpp"
+
+namespace strand::cpu {
+namespace {
+
+TEST(ThreadPool, EveryPartRunsOnceOnItsOwnThread) {
+  ThreadPool pool(3);
+  for (int job = 0; job < 2000; ++job) {  // many short jobs in a row: the hand-off must not lose any
+    std::vector<int> runs(3, 0);
+    std::vector<std::thread::id> ids(3);
+    pool.run(3, [&](int p) {
+      runs[size_t(p)] += 1;
+      ids[size_t(p)] = std::this_thread::get_id();
+    });
+    ASSERT_EQ(runs, (std::vector<int>{1, 1, 1})) << "job " << job;
+    ASSERT_EQ(ids[0], std::this_thread::get_id());
+    ASSERT_NE(ids[1], ids[0]);
+    ASSERT_NE(ids[2], ids[1]);
+  }
+}
+
+TEST(ThreadPool, ParallelForCoversTheRangeInContiguousPieces) {
+  ThreadPool pool(2);
+  for (int64_t n : {1, 2, 3, 1000, 100001}) {
+    std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
+    std::atomic<int> pieces{0};
+    pool.parallel_for(n, 2, [&](int64_t b, int64_t e) {
+      ++pieces;
+      for (int64_t i = b; i < e; ++i) hits[size_t(i)]++;
+    });
+    for (auto& h : hits) ASSERT_EQ(h.load(), 1);
+    EXPECT_EQ(pieces.load(), n >= 2 ? 2 : 1);
+  }
+  int calls = 0;
+  pool.parallel_for(10, 100, [&](int64_t b, int64_t e) {  // below the threshold: one piece
+    EXPECT_EQ(b, 0);
+    EXPECT_EQ(e, 10);
+    ++calls;
+  });
+  EXPECT_EQ(calls, 1);
+}
+
+TEST(ThreadPool, ExceptionsReachTheCallerAndThePoolStaysUsable) {
+  ThreadPool pool(2);
+  EXPECT_THROW(pool.run(2, [](int p) {
+    if (p == 1) throw std::runtime_error("worker failed");
+  }), std::runtime_error);
+  EXPECT_THROW(pool.run(2, [](int p) {
+    if (p == 0) throw std::runtime_error("caller failed");
+  }), std::runtime_error);
+  std::atomic<int> n{0};
+  pool.run(2, [&](int) { ++n; });
+  EXPECT_EQ(n.load(), 2);
+}
+
+TEST(ThreadPool, NestedAndConcurrentRunsAreSerialNotDeadlocked) {
+  ThreadPool pool(2);
+  std::atomic<int> inner{0};
+  pool.run(2, [&](int) { pool.run(2, [&](int) { ++inner; }); });
+  EXPECT_EQ(inner.load(), 4);
+  std::atomic<int> total{0};
+  auto work = [&] {
+    for (int i = 0; i < 500; ++i) pool.run(2, [&](int) { ++total; });
+  };
+  std::thread other(work);
+  work();
+  other.join();
+  EXPECT_EQ(total.load(), 2000);
+}
+
+TEST(ThreadPool, SizeIsChecked) {
+  EXPECT_THROW(ThreadPool(0), Error);
+  ThreadPool one(1);
+  int runs = 0;
+  one.run(4, [&](int p) { EXPECT_EQ(p, 0); ++runs; });  // parts clamp to the pool size
+  EXPECT_EQ(runs, 1);
+}
+
+}  // namespace
+}  // namespace strand::cpu
