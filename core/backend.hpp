@@ -76,8 +76,6 @@ class Backend {
   virtual void free(void* ptr) noexcept = 0;                  // called by ~Buffer
   virtual void to_device(void* dst, const void* src, size_t bytes) = 0;
   virtual void to_host(void* dst, const void* src, size_t bytes) = 0;
-  virtual void fill(float* dst, int64_t n, float value) = 0;
-  virtual void synchronize() {}
 
   // ---- conv2d. x [B,in_c,H,W], w [out_c,in_c,kh,kw], b [out_c], y [B,out_c,oh,ow].
   virtual void conv2d_forward(const Conv2dDesc& d, const float* x, const float* w, const float* b,

@@ -35,13 +35,6 @@ void CpuBackend::to_host(void* dst, const void* src, size_t bytes) {
   if (bytes) std::memcpy(dst, src, bytes);
 }
 
-void CpuBackend::fill(float* dst, int64_t n, float value) {
-  pool_.parallel_for(n, kParallelMin, [&](int64_t begin, int64_t end) {
-#pragma omp simd
-    for (int64_t i = begin; i < end; ++i) dst[i] = value;
-  });
-}
-
 void CpuBackend::conv2d_forward(const Conv2dDesc& d, const float* x, const float* w,
                                 const float* b, float* y) {
   cpu::conv2d_forward(d, x, w, b, y, ws_, pool_);

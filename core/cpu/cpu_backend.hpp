@@ -19,7 +19,6 @@ class CpuBackend final : public Backend {
   void free(void* ptr) noexcept override;
   void to_device(void* dst, const void* src, size_t bytes) override;
   void to_host(void* dst, const void* src, size_t bytes) override;
-  void fill(float* dst, int64_t n, float value) override;
 
   void conv2d_forward(const Conv2dDesc& d, const float* x, const float* w, const float* b,
                       float* y) override;
