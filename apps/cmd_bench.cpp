@@ -20,6 +20,7 @@ namespace {
 struct BenchArgs {
   std::string model = "mnist_cnn";
   std::string data;
+  std::string device = "cpu";
   int64_t batch_size = 100, steps = 50, warmup = 5;
   int threads = default_threads();
   bool json = false;
@@ -38,7 +39,7 @@ io::Dataset synthetic(const Shape& sample, int64_t n) {
 
 void run_bench_train(const BenchArgs& a) {
   STRAND_CHECK(a.steps >= 1 && a.warmup >= 0, Usage, "--steps must be >= 1 and --warmup >= 0", "strand bench train");
-  Context ctx = make_context(a.threads);
+  Context ctx = make_context(a.device, a.threads);
   Model model(ctx.backend(), models::by_name(a.model));
   const std::filesystem::path data_dir = a.data.empty() ? default_mnist_cache() : std::filesystem::path(a.data);
   io::Dataset data;
@@ -62,20 +63,21 @@ void run_bench_train(const BenchArgs& a) {
   cfg.max_steps = a.steps;
   const auto t0 = std::chrono::steady_clock::now();
   const TrainResult r = train(ctx, model, data, nullptr, cfg);
+  ctx.backend().synchronize();
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const double ips = double(r.global_step * a.batch_size) / secs;
   // Training costs about three forward passes (forward, input gradient, weight gradient).
   const double gflops = 3 * model.forward_flops_per_sample() * ips / 1e9;
   if (a.json) {
-    std::cout << nlohmann::json{{"model", a.model},       {"batch_size", a.batch_size}, {"threads", a.threads},
+    std::cout << nlohmann::json{{"model", a.model},       {"batch_size", a.batch_size}, {"threads", a.threads}, {"device", a.device},
                                 {"steps", r.global_step}, {"images_per_sec", ips},     {"seconds", secs},
                                 {"gflops_per_sec", gflops}, {"gemm_kernel", cpu::sgemm_kernel_name()},
                                 {"data", source}}
                      .dump()
               << '\n';
   } else {
-    std::printf("%s batch %lld, %d thread(s): %.0f images/s (%.1f GFLOP/s, %lld steps in %.2f s, gemm %s)\n",
-                a.model.c_str(), (long long)a.batch_size, a.threads, ips, gflops, (long long)r.global_step, secs,
+    std::printf("%s on %s, batch %lld, %d thread(s): %.0f images/s (%.1f GFLOP/s, %lld steps in %.2f s, gemm %s)\n",
+                a.model.c_str(), a.device.c_str(), (long long)a.batch_size, a.threads, ips, gflops, (long long)r.global_step, secs,
                 cpu::sgemm_kernel_name());
   }
 }
@@ -93,6 +95,7 @@ void add_bench_command(CLI::App& app) {
   tr->add_option("--threads", a->threads, "CPU threads")->check(CLI::PositiveNumber)->capture_default_str();
   tr->add_option("--steps", a->steps, "Timed steps")->check(CLI::PositiveNumber)->capture_default_str();
   tr->add_option("--warmup", a->warmup, "Untimed steps first")->check(CLI::NonNegativeNumber)->capture_default_str();
+  add_device_option(*tr, a->device);
   tr->add_flag("--json", a->json, "Print one JSON object");
   tr->callback([a] { run_bench_train(*a); });
 }

@@ -18,6 +18,7 @@ namespace {
 
 struct EvalArgs {
   std::string model_dir, data;
+  std::string device = "cpu";
   int64_t version = 0;  // 0: newest
   int64_t batch_size = 1000;
   int threads = default_threads();
@@ -27,7 +28,7 @@ struct EvalArgs {
 void run_eval(const EvalArgs& a) {
   STRAND_CHECK(!a.model_dir.empty(), Usage, "--model-dir is required", "strand eval");
   STRAND_CHECK(!a.data.empty(), Usage, "--data is required", "strand eval");
-  Context ctx = make_context(a.threads);
+  Context ctx = make_context(a.device, a.threads);
   int64_t version = 0;
   const io::ModelFile file =
       io::load_export(a.model_dir, a.version > 0 ? std::optional<int64_t>(a.version) : std::nullopt, &version);
@@ -67,6 +68,7 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--version", a->version, "Version to evaluate (default: the newest)")->check(CLI::PositiveNumber);
   cmd->add_option("--batch-size", a->batch_size, "Images per forward pass")->check(CLI::PositiveNumber)->capture_default_str();
   cmd->add_option("--threads", a->threads, "CPU threads")->check(CLI::PositiveNumber)->capture_default_str();
+  add_device_option(*cmd, a->device);
   cmd->add_flag("--json", a->json, "Print {\"accuracy\": ..., \"confusion\": [[...]]} instead of a table");
   cmd->callback([a] { run_eval(*a); });
 }

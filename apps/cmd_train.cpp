@@ -25,7 +25,9 @@ namespace {
 struct TrainArgs {
   std::string model = "mnist_cnn";
   std::string data, model_dir, metrics, checkpoint_dir;
-  int64_t epochs = 1, batch_size = 100;
+  std::string device = "cpu";
+  int64_t epochs = 1, batch_size = 100, eval_every = 0;
+  double stop_at_accuracy = 0;
   float lr = 2e-3f, momentum = 0.9f;  // lr: 1 epoch of mnist_cnn at batch 100 reaches ~99%
   std::string optimizer = "adam";
   uint64_t seed = 42;
@@ -62,8 +64,10 @@ void run_train(CLI::App& cmd, TrainArgs& a) {
   validate(cfg.optimizer);
   cfg.checkpoint_dir = a.checkpoint_dir.empty() ? model_dir / "checkpoints" : std::filesystem::path(a.checkpoint_dir);
   cfg.resume = a.resume;
+  cfg.eval_every = a.eval_every;
+  cfg.stop_at_accuracy = a.stop_at_accuracy;
 
-  Context ctx = make_context(a.threads);
+  Context ctx = make_context(a.device, a.threads);
   Model model(ctx.backend(), models::by_name(a.model));
   const io::MnistSplits data = load_data(ctx, a.data);
 
@@ -74,13 +78,13 @@ void run_train(CLI::App& cmd, TrainArgs& a) {
   }
   Progress progress(stderr);
   cfg.on_step = [&](const StepProgress& p) { progress.step(p); };
-  cfg.on_epoch = [&](const EpochMetrics& m) {
+  cfg.on_eval = [&](const Metrics& m) {
     progress.end_epoch();
     char line[256];
     std::snprintf(line, sizeof line,
-                  "epoch %lld: loss %.4f, train accuracy %.2f%%, test accuracy %.2f%%, %.0f images/s, %.1f s",
-                  (long long)m.epoch, m.loss, 100 * m.train_accuracy, 100 * m.test_accuracy, m.images_per_sec,
-                  m.seconds);
+                  "epoch %lld step %lld: loss %.4f, train accuracy %.2f%%, test accuracy %.2f%%, %.0f images/s, %.1f s",
+                  (long long)m.epoch, (long long)m.step, m.loss, 100 * m.train_accuracy, 100 * m.test_accuracy,
+                  m.images_per_sec, m.seconds);
     ctx.log(line);
     if (metrics.is_open()) {
       nlohmann::json j = {{"epoch", m.epoch},
@@ -100,9 +104,9 @@ void run_train(CLI::App& cmd, TrainArgs& a) {
           std::to_string(a.epochs) + " epoch(s), batch " + std::to_string(a.batch_size) + ", " + a.optimizer +
           " lr " + compact(a.lr) + ", " + std::to_string(a.threads) + " thread(s)");
   const TrainResult r = train(ctx, model, data.train, &data.eval, cfg);
-  STRAND_CHECK(!r.epochs.empty() || r.resumed_from_epoch >= a.epochs, Internal, "no epoch ran", "strand train");
-
-  const EvalResult final_eval = r.epochs.empty() ? evaluate(model, data.eval) : r.last_eval;
+  if (r.reached_target) ctx.log("reached test accuracy " + compact(a.stop_at_accuracy) + ": stopping");
+  // A run resumed from its last epoch trains nothing and is evaluated here.
+  const EvalResult final_eval = r.evaluations.empty() ? evaluate(model, data.eval) : r.last_eval;
   io::ModelFile file{model.arch(), io::default_signature(model), model.get_params(),
                      {{"test_accuracy", std::to_string(final_eval.accuracy)},
                       {"epochs", std::to_string(a.epochs)},
@@ -140,6 +144,12 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--metrics", a->metrics, "Append one JSON line per evaluation to this file");
   cmd->add_option("--checkpoint-dir", a->checkpoint_dir, "Checkpoint directory (default MODEL_DIR/checkpoints)");
   cmd->add_flag("--resume", a->resume, "Continue from the newest checkpoint");
+  cmd->add_option("--eval-every", a->eval_every, "Also evaluate on the test set every this many steps")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--stop-at-accuracy", a->stop_at_accuracy,
+                  "Stop at the first evaluation reaching this test accuracy (e.g. 0.99), export, exit 0")
+      ->check(CLI::Range(0.0, 1.0));
+  add_device_option(*cmd, a->device);
   cmd->callback([cmd, a] { run_train(*cmd, *a); });
 }
 

@@ -21,9 +21,15 @@ std::filesystem::path default_mnist_cache() {
   return std::filesystem::path(home && *home ? home : "/tmp") / ".cache" / "strand" / "mnist";
 }
 
-Context make_context(int threads) {
+Context make_context(const std::string& device, int threads) {
   STRAND_CHECK(threads >= 1, Usage, "--threads must be at least 1", "strand");
-  return Context(make_cpu_backend(threads));
+  Context ctx(make_backend(device, threads));
+  if (device != "cpu") ctx.log("running on " + device);
+  return ctx;
+}
+
+void add_device_option(CLI::App& cmd, std::string& device) {
+  cmd.add_option("--device", device, "cpu, cuda (GPU 0) or cuda:N")->capture_default_str();
 }
 
 io::MnistSplits load_data(const Context& ctx, const std::filesystem::path& dir) {

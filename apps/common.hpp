@@ -4,6 +4,8 @@
 #include <filesystem>
 #include <string>
 
+#include <CLI/CLI.hpp>
+
 #include "core/context.hpp"
 #include "io/dataset.hpp"
 
@@ -11,8 +13,10 @@ namespace strand::cli {
 
 int default_threads();                      // the cores this process may use
 std::filesystem::path default_mnist_cache();  // ${STRAND_CACHE:-~/.cache/strand}/mnist
-// A CPU context with `threads` threads, logging to stderr.
-Context make_context(int threads);
+// A context on `device` ("cpu", "cuda", "cuda:N"; threads apply to the CPU), logging to stderr.
+Context make_context(const std::string& device, int threads);
+// Registers --device on a command.
+void add_device_option(CLI::App& cmd, std::string& device);
 // Loads MNIST from `dir` and logs what was found.
 io::MnistSplits load_data(const Context& ctx, const std::filesystem::path& dir);
 

@@ -76,6 +76,8 @@ class Backend {
   virtual void free(void* ptr) noexcept = 0;                  // called by ~Buffer
   virtual void to_device(void* dst, const void* src, size_t bytes) = 0;
   virtual void to_host(void* dst, const void* src, size_t bytes) = 0;
+  // Waits until every kernel queued so far has finished (timers read after it are honest).
+  virtual void synchronize() {}
 
   // ---- conv2d. x [B,in_c,H,W], w [out_c,in_c,kh,kw], b [out_c], y [B,out_c,oh,ow].
   virtual void conv2d_forward(const Conv2dDesc& d, const float* x, const float* w, const float* b,
@@ -136,5 +138,15 @@ inline constexpr bool dropout_keep(uint64_t key, uint64_t i, float rate) {
 
 // The CPU backend with `threads` worker threads (>= 1).
 std::unique_ptr<Backend> make_cpu_backend(int threads);
+
+// The CUDA backend on GPU `device` (0-based). Usage error when strand was built without CUDA
+// (-Dcuda=disabled, or no nvcc at build time) or the device does not exist.
+std::unique_ptr<Backend> make_cuda_backend(int device);
+// Whether this build has the CUDA backend, and how many GPUs the machine shows (0 without).
+bool cuda_built();
+int cuda_device_count();
+
+// A backend by name: "cpu", "cuda" (GPU 0) or "cuda:N". `threads` is for the CPU backend.
+std::unique_ptr<Backend> make_backend(const std::string& device, int threads);
 
 }  // namespace strand

@@ -25,7 +25,7 @@ int main(int argc, char** argv) {
 
     strand::TrainConfig cfg;  // Adam, lr 1e-3, batch 100, seed 42
     cfg.max_steps = argc > 3 ? std::atoll(argv[3]) : 300;
-    cfg.on_epoch = [&](const strand::EpochMetrics& m) {
+    cfg.on_eval = [&](const strand::Metrics& m) {
       std::printf("step %lld: loss %.4f, test accuracy %.2f%%\n", (long long)m.step, m.loss, 100 * m.test_accuracy);
     };
     strand::train(ctx, model, data.train, &data.eval, cfg);

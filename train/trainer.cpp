@@ -82,6 +82,10 @@ TrainResult train(Context& ctx, Model& model, const io::Dataset& train_set, cons
   STRAND_CHECK(cfg.batch_size >= 1, Usage, "batch size must be at least 1, got " + std::to_string(cfg.batch_size),
                "train");
   STRAND_CHECK(!cfg.resume || !cfg.checkpoint_dir.empty(), Usage, "resuming needs a checkpoint directory", "train");
+  STRAND_CHECK(cfg.eval_every >= 0, Usage, "eval_every must be >= 0", "train");
+  STRAND_CHECK(cfg.stop_at_accuracy >= 0 && cfg.stop_at_accuracy <= 1, Usage,
+               "stop_at_accuracy must be in [0,1], got " + std::to_string(cfg.stop_at_accuracy), "train");
+  STRAND_CHECK(cfg.stop_at_accuracy == 0 || eval, Usage, "stopping at an accuracy needs a test set", "train");
   check_fits(model, train_set, "training");
   if (eval) check_fits(model, *eval, "test");
   Backend& be = model.backend();
@@ -124,10 +128,32 @@ TrainResult train(Context& ctx, Model& model, const io::Dataset& train_set, cons
     const std::vector<int64_t> order = io::epoch_permutation(n, cfg.seed, epoch);
     const std::span<const int64_t> mine = io::shard(order, strategy.rank(), strategy.world());
     const int64_t steps = io::steps_per_epoch(int64_t(mine.size()), cfg.batch_size);
-    const auto t_epoch = Clock::now();
-    double loss_sum = 0;
+    // Running sums since the epoch began; training time excludes the evaluations.
+    double loss_sum = 0, train_seconds = 0;
     int64_t correct = 0, seen = 0;
-    for (int64_t s = 0; s < steps; ++s) {
+    auto t_train = Clock::now();
+    // Evaluates on the test set and reports; true when the accuracy target is reached.
+    auto evaluation = [&] {
+      train_seconds += since(t_train);
+      Metrics m;
+      m.epoch = epoch + 1;
+      m.step = step;
+      const double all_seen = strategy.sum(double(seen));
+      m.loss = strategy.sum(loss_sum) / all_seen;
+      m.train_accuracy = strategy.sum(double(correct)) / all_seen;
+      m.images_per_sec = all_seen / train_seconds;
+      if (eval) {
+        result.last_eval = evaluate(model, *eval);
+        m.test_accuracy = result.last_eval.accuracy;
+        m.test_loss = result.last_eval.loss;
+      }
+      m.seconds = since(t_start);
+      result.evaluations.push_back(m);
+      if (cfg.on_eval) cfg.on_eval(m);
+      t_train = Clock::now();
+      return eval && cfg.stop_at_accuracy > 0 && m.test_accuracy >= cfg.stop_at_accuracy;
+    };
+    for (int64_t s = 0; s < steps && !stop; ++s) {
       const std::span<const int64_t> idx = io::batch_slice(mine, s, cfg.batch_size);
       const int64_t b = int64_t(idx.size());
       buf.load(be, train_set, idx);
@@ -141,29 +167,17 @@ TrainResult train(Context& ctx, Model& model, const io::Dataset& train_set, cons
       seen += b;
       if (cfg.on_step) {
         cfg.on_step({epoch + 1, cfg.epochs, s + 1, steps, loss_sum / double(seen), double(correct) / double(seen),
-                     double(seen) * strategy.world() / since(t_epoch)});
+                     double(seen) * strategy.world() / (train_seconds + since(t_train))});
       }
-      if (cfg.max_steps > 0 && step >= cfg.max_steps) {
-        stop = true;
-        break;
+      if (cfg.max_steps > 0 && step >= cfg.max_steps) stop = true;
+      const bool last = s + 1 == steps || stop;
+      if ((cfg.eval_every > 0 && step % cfg.eval_every == 0) || last) {
+        if (evaluation()) {
+          result.reached_target = true;
+          stop = true;
+        }
       }
     }
-    const double epoch_seconds = since(t_epoch);
-    EpochMetrics m;
-    m.epoch = epoch + 1;
-    m.step = step;
-    const double all_seen = strategy.sum(double(seen));
-    m.loss = strategy.sum(loss_sum) / all_seen;
-    m.train_accuracy = strategy.sum(double(correct)) / all_seen;
-    m.images_per_sec = all_seen / epoch_seconds;
-    if (eval) {
-      result.last_eval = evaluate(model, *eval);
-      m.test_accuracy = result.last_eval.accuracy;
-      m.test_loss = result.last_eval.loss;
-    }
-    m.seconds = since(t_start);
-    result.epochs.push_back(m);
-    if (cfg.on_epoch) cfg.on_epoch(m);
     if (!cfg.checkpoint_dir.empty() && strategy.rank() == 0 && !stop) {
       io::Checkpoint ck;
       ck.model = {model.arch(), io::default_signature(model), model.get_params(), {}};

@@ -1,6 +1,7 @@
 // The training loop and evaluation: epochs of shuffled batches through a Model, the update
-// delegated to a Strategy, an evaluation on the test set after each epoch, a checkpoint after
-// each epoch, and exact resumption from a checkpoint. Progress and metrics go to callbacks so
+// delegated to a Strategy, an evaluation on the test set after each epoch (and every N steps
+// if asked, optionally stopping at a target accuracy), a checkpoint after each epoch, and
+// exact resumption from a checkpoint. Progress and metrics go to callbacks so
 // the CLI, benchmarks and library users each render them their own way.
 #pragma once
 
@@ -27,14 +28,16 @@ struct EvalResult {
 // Accuracy, mean loss and confusion matrix of `model` on `data` (no dropout).
 EvalResult evaluate(Model& model, const io::Dataset& data, int64_t batch_size = 1000);
 
-struct EpochMetrics {
-  int64_t epoch = 0;            // 1-based, the epoch just finished
+// One evaluation: after each epoch, and every `eval_every` steps when set.
+struct Metrics {
+  int64_t epoch = 0;            // 1-based, the epoch in progress (or just finished)
   int64_t step = 0;             // optimizer steps so far
-  double loss = 0;              // mean training loss over the epoch
-  double train_accuracy = 0;    // over the epoch's training batches (with dropout)
+  double loss = 0;              // mean training loss over the epoch so far
+  double train_accuracy = 0;    // over the epoch's training batches so far (with dropout)
   double test_accuracy = -1;    // -1 when there is no test set
   double test_loss = -1;
-  double images_per_sec = 0;    // training images per second over the epoch, all workers
+  double images_per_sec = 0;    // training images per second in the epoch so far, all workers,
+                                // evaluation time excluded
   double seconds = 0;           // wall time since training started (this run)
 };
 
@@ -53,12 +56,15 @@ struct TrainConfig {
   std::filesystem::path checkpoint_dir;  // empty: no checkpoints
   bool resume = false;                   // continue from the newest checkpoint in checkpoint_dir
   int64_t max_steps = 0;                 // stop after this many steps in all (0: no limit)
+  int64_t eval_every = 0;                // also evaluate every this many steps (0: epoch ends only)
+  double stop_at_accuracy = 0;           // stop at the first evaluation reaching it (0: off)
   std::function<void(const StepProgress&)> on_step;
-  std::function<void(const EpochMetrics&)> on_epoch;
+  std::function<void(const Metrics&)> on_eval;
 };
 
 struct TrainResult {
-  std::vector<EpochMetrics> epochs;  // those run in this call
+  std::vector<Metrics> evaluations;  // those made in this call
+  bool reached_target = false;       // stop_at_accuracy was reached
   int64_t global_step = 0;
   int64_t resumed_from_epoch = 0;    // epochs already done when training started
   EvalResult last_eval;

@@ -74,6 +74,23 @@ expect 2 "unknown hyperparameter 'bogus'" -- env SM_HPS='{"bogus": 1}' "$strand"
 expect 2 "SM_HPS.*not valid JSON" -- env SM_HPS='{epochs' "$strand" train --data "$work/data/npy" --model-dir "$work/m"
 expect 2 "hyperparameter 'epochs'" -- env SM_HPS='{"epochs": "many"}' "$strand" train --data "$work/data/npy" --model-dir "$work/m"
 
+# Evaluations every N steps, stopping at a target accuracy (the tiny set is easy to learn).
+"$strand" train --data "$work/data/npy" --model-dir "$work/stop" --epochs 5 --eval-every 2 --stop-at-accuracy 0.9 \
+  --metrics "$work/stop.jsonl" "${tiny[@]}" >/dev/null 2>&1 || fail "--stop-at-accuracy run failed"
+/usr/bin/python3 - "$work/stop.jsonl" <<'PY' || fail "--eval-every/--stop-at-accuracy metrics wrong: $(cat "$work/stop.jsonl")"
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+assert [l["step"] for l in lines] == [2 * (i + 1) for i in range(len(lines))], lines
+assert lines[-1]["test_accuracy"] >= 0.9 and all(l["test_accuracy"] < 0.9 for l in lines[:-1]), lines
+PY
+[[ -f $work/stop/1/model.strand ]] || fail "a run stopped at its target accuracy must still export"
+
+# Devices: unknown names and CUDA where it cannot run are usage errors.
+expect 2 "unknown device 'tpu'" -- "$strand" train --device tpu --data "$work/data/npy" --model-dir "$work/m"
+if ! command -v nvidia-smi >/dev/null || ! nvidia-smi -L >/dev/null 2>&1; then
+  expect 2 "CUDA|GPU" -- "$strand" eval --device cuda --model-dir "$work/m" --data "$work/data/npy"
+fi
+
 # Eval reads the newest export; --json has accuracy and a 10x10 confusion matrix.
 expect 0 "confusion matrix" -- "$strand" eval --model-dir "$work/m" --data "$work/data/npy" --threads 1
 "$strand" eval --model-dir "$work/m" --data "$work/data/idx" --json --threads 1 2>/dev/null >"$work/eval.json" || fail "eval --json failed"

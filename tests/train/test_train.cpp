@@ -65,9 +65,9 @@ TEST(Train, LearnsASimpleTask) {
   TrainConfig c = config(4, {});
   c.optimizer.lr = 1e-2f;
   const TrainResult r = train(ctx, m, train_set, &test_set, c);
-  ASSERT_EQ(r.epochs.size(), 4u);
-  EXPECT_LT(r.epochs.back().loss, r.epochs.front().loss);
-  EXPECT_GT(r.epochs.back().test_accuracy, 0.8);
+  ASSERT_EQ(r.evaluations.size(), 4u);
+  EXPECT_LT(r.evaluations.back().loss, r.evaluations.front().loss);
+  EXPECT_GT(r.evaluations.back().test_accuracy, 0.8);
   EXPECT_EQ(r.global_step, 4 * 16);
 }
 
@@ -93,8 +93,8 @@ TEST(Train, ResumeEqualsUninterrupted) {
     c.resume = true;
     const TrainResult r = train(ctx, m, train_set, &test_set, c);
     EXPECT_EQ(r.resumed_from_epoch, 2);
-    ASSERT_EQ(r.epochs.size(), 1u);
-    EXPECT_EQ(r.epochs[0].epoch, 3);
+    ASSERT_EQ(r.evaluations.size(), 1u);
+    EXPECT_EQ(r.evaluations[0].epoch, 3);
     resumed = m.get_params();
   }
   ASSERT_EQ(uninterrupted.size(), resumed.size());
@@ -103,6 +103,36 @@ TEST(Train, ResumeEqualsUninterrupted) {
   EXPECT_TRUE(fs::exists(b.path / "checkpoint-3.strand"));
   EXPECT_TRUE(fs::exists(b.path / "checkpoint-2.strand"));
   EXPECT_FALSE(fs::exists(b.path / "checkpoint-1.strand"));
+}
+
+TEST(Train, EvaluatesEveryNStepsAndStopsAtTheTarget) {
+  Context ctx(make_cpu_backend(2));
+  const io::Dataset train_set = banded(500, 1), test_set = banded(200, 2);
+  TrainConfig c = config(6, {});
+  c.optimizer.lr = 1e-2f;
+  c.eval_every = 5;
+  {
+    Model m(ctx.backend(), tiny_cnn());
+    const TrainResult r = train(ctx, m, train_set, &test_set, c);
+    // 16 steps an epoch: evaluations at steps 5, 10, 15 and the epoch end (16), then 20, ...
+    ASSERT_GE(r.evaluations.size(), 4u);
+    EXPECT_EQ(r.evaluations[0].step, 5);
+    EXPECT_EQ(r.evaluations[3].step, 16);
+    EXPECT_EQ(r.evaluations[3].epoch, 1);
+    EXPECT_EQ(r.evaluations[4].step, 20);
+    EXPECT_FALSE(r.reached_target);
+  }
+  c.stop_at_accuracy = 0.5;
+  Model m(ctx.backend(), tiny_cnn());
+  const TrainResult r = train(ctx, m, train_set, &test_set, c);
+  ASSERT_TRUE(r.reached_target);
+  EXPECT_GE(r.evaluations.back().test_accuracy, 0.5);
+  for (size_t i = 0; i + 1 < r.evaluations.size(); ++i) EXPECT_LT(r.evaluations[i].test_accuracy, 0.5);
+  EXPECT_EQ(r.global_step, r.evaluations.back().step);
+  c.stop_at_accuracy = 1.5;
+  EXPECT_THROW(train(ctx, m, train_set, &test_set, c), Error);
+  c.stop_at_accuracy = 0.5;
+  EXPECT_THROW(train(ctx, m, train_set, nullptr, c), Error);  // nothing to measure it on
 }
 
 TEST(Train, ResumingWithOtherSettingsIsRefused) {

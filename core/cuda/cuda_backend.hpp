@@ -1,0 +1,121 @@
+// CudaBackend: device memory and every Backend kernel on one GPU, name for name with CpuBackend.
+// All work runs in order on the backend's own non-blocking stream; to_device/to_host, alloc and
+// softmax_xent (which returns host values) wait for it. Convolutions run on cuDNN, dense layers
+// on cuBLAS (FP32, no TF32), everything else on the hand-written kernels of kernels.hpp.
+// Like CpuBackend it owns scratch memory (cuDNN workspace, loss scalars), so one CudaBackend
+// must not run two kernels at the same time; use one backend per caller thread.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <type_traits>
+
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+#include <cudnn.h>
+
+#include "core/backend.hpp"
+
+namespace strand::cuda {
+
+// unique_ptr over a CUDA / cuBLAS / cuDNN handle (a pointer to an opaque struct) that calls
+// the library's destroy function. Destroy errors are ignored: destructors must not throw, and a
+// failing destroy means the context is already broken (the next checked call reports it).
+template <class Handle, auto Destroy>
+struct Destroyer {
+  void operator()(Handle h) const noexcept { (void)Destroy(h); }
+};
+template <class Handle, auto Destroy>
+using Unique = std::unique_ptr<std::remove_pointer_t<Handle>, Destroyer<Handle, Destroy>>;
+
+using StreamPtr = Unique<cudaStream_t, cudaStreamDestroy>;
+using CublasPtr = Unique<cublasHandle_t, cublasDestroy>;
+using CudnnPtr = Unique<cudnnHandle_t, cudnnDestroy>;
+using TensorDescPtr = Unique<cudnnTensorDescriptor_t, cudnnDestroyTensorDescriptor>;
+using FilterDescPtr = Unique<cudnnFilterDescriptor_t, cudnnDestroyFilterDescriptor>;
+using ConvDescPtr = Unique<cudnnConvolutionDescriptor_t, cudnnDestroyConvolutionDescriptor>;
+using DevicePtr = Unique<void*, cudaFree>;
+
+// Descriptors and algorithms for one convolution shape, chosen once (conv2d.cu).
+struct ConvPlan {
+  TensorDescPtr x, y, bias;  // x [B,in_c,H,W], y [B,out_c,oh,ow], bias [1,out_c,1,1]
+  FilterDescPtr w;           // [out_c,in_c,kh,kw]
+  ConvDescPtr conv;          // pad_h/pad_w, stride 1, cross-correlation, FP32 FMA math
+  cudnnConvolutionFwdAlgo_t fwd{};
+  cudnnConvolutionBwdDataAlgo_t bwd_data{};
+  cudnnConvolutionBwdFilterAlgo_t bwd_filter{};
+  size_t fwd_bytes = 0, bwd_data_bytes = 0, bwd_filter_bytes = 0;  // workspace each needs
+};
+
+class CudaBackend final : public Backend {
+ public:
+  explicit CudaBackend(int device);  // device must exist (make_cuda_backend checks)
+  ~CudaBackend() override;
+  CudaBackend(const CudaBackend&) = delete;
+  CudaBackend& operator=(const CudaBackend&) = delete;
+
+  int device() const { return device_; }
+  std::string name() const override { return "cuda"; }
+
+  Buffer alloc(size_t bytes) override;
+  void free(void* ptr) noexcept override;
+  void to_device(void* dst, const void* src, size_t bytes) override;
+  void to_host(void* dst, const void* src, size_t bytes) override;
+
+  void conv2d_forward(const Conv2dDesc& d, const float* x, const float* w, const float* b,
+                      float* y) override;
+  void conv2d_backward(const Conv2dDesc& d, const float* x, const float* w, const float* dy,
+                       float* dx, float* dw, float* db) override;
+  void maxpool2x2_forward(const Pool2dDesc& d, const float* x, float* y) override;
+  void maxpool2x2_backward(const Pool2dDesc& d, const float* x, const float* y, const float* dy,
+                           float* dx) override;
+  void dense_forward(const DenseDesc& d, const float* x, const float* w, const float* b,
+                     float* y) override;
+  void dense_backward(const DenseDesc& d, const float* x, const float* w, const float* dy,
+                      float* dx, float* dw, float* db) override;
+  void relu_forward(int64_t n, const float* x, float* y) override;
+  void relu_backward(int64_t n, const float* y, const float* dy, float* dx) override;
+  void dropout_forward(int64_t n, float rate, uint64_t key, const float* x, float* y) override;
+  void dropout_backward(int64_t n, float rate, uint64_t key, const float* dy, float* dx) override;
+  LossResult softmax_xent(int64_t batch, int64_t classes, const float* logits,
+                          const int32_t* labels, float* dlogits) override;
+  void softmax(int64_t batch, int64_t classes, const float* logits, float* probs) override;
+  void sgd_step(int64_t n, float lr, float* params, const float* grads) override;
+  void momentum_step(int64_t n, float lr, float momentum, float* params, const float* grads,
+                     float* velocity) override;
+  void adam_step(int64_t n, float lr, float beta1, float beta2, float eps, int64_t step,
+                 float* params, const float* grads, float* m, float* v) override;
+
+ private:
+  // The three outputs of the softmax_xent kernel, read back with one copy.
+  struct LossScalars {
+    double loss_sum;
+    int64_t correct;
+    int64_t bad_labels;
+  };
+  using ConvKey = std::array<int64_t, 9>;  // every Conv2dDesc field
+
+  // Makes device_ current on the calling thread: the runtime's current device is per thread,
+  // and several backends (several GPUs) may live in one process.
+  void activate() const;
+  // The cuDNN workspace, grown to at least `bytes` (contents unspecified).
+  void* workspace(size_t bytes);
+  const ConvPlan& conv_plan(const Conv2dDesc& d);  // conv2d.cu
+
+  // Declaration order is destruction order reversed: descriptors and memory go before the
+  // library handles, the stream last.
+  int device_;
+  StreamPtr stream_;
+  CublasPtr cublas_;
+  CudnnPtr cudnn_;
+  DevicePtr scalars_;  // LossScalars
+  DevicePtr workspace_;
+  size_t workspace_bytes_ = 0;
+  std::map<ConvKey, ConvPlan> conv_plans_;
+};
+
+}  // namespace strand::cuda

@@ -1,0 +1,60 @@
+// Hand-written CUDA kernels behind CudaBackend, mirroring core/cpu/kernels.hpp name for name:
+// each function launches on `stream` and returns without waiting; every launch is checked
+// (STRAND_CUDA_CHECK on cudaGetLastError). Layouts and contracts are those of backend.hpp.
+// Convolution (cuDNN) and dense (cuBLAS) live in conv2d.cu and dense.cu; the helpers they
+// need for bias terms are here.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+
+#include <cuda_runtime_api.h>
+
+#include "core/backend.hpp"
+
+namespace strand::cuda {
+
+// Launch shape of the elementwise kernels: grid-stride loops over n >= 1 items, the grid
+// capped so huge n needs no grid larger than the hardware allows.
+inline constexpr int kBlock = 256;
+inline unsigned grid_for(int64_t n) {
+  return static_cast<unsigned>(std::min<int64_t>((n + kBlock - 1) / kBlock, int64_t{1} << 16));
+}
+
+// 2x2 max pooling, stride 2: same tie rule as the CPU (first maximum in row-major order).
+void maxpool2x2_forward(const Pool2dDesc& d, const float* x, float* y, cudaStream_t stream);
+void maxpool2x2_backward(const Pool2dDesc& d, const float* x, const float* y, const float* dy,
+                         float* dx, cudaStream_t stream);
+
+void relu_forward(int64_t n, const float* x, float* y, cudaStream_t stream);
+void relu_backward(int64_t n, const float* y, const float* dy, float* dx, cudaStream_t stream);
+
+// Mask from dropout_keep(key, i, rate) (backend.hpp), bit-identical to the CPU's.
+void dropout_forward(int64_t n, float rate, uint64_t key, const float* x, float* y,
+                     cudaStream_t stream);
+void dropout_backward(int64_t n, float rate, uint64_t key, const float* dy, float* dx,
+                      cudaStream_t stream);
+
+// dlogits [B,C] = (softmax - onehot) / B. Per-row losses are summed in row order into
+// *loss_sum (device, double), arg-max hits into *correct (device), and rows whose label lies
+// outside [0,C) are counted into *bad_labels (device) — the backend turns that into an error.
+// The three outputs are overwritten, not accumulated.
+void softmax_xent(int64_t batch, int64_t classes, const float* logits, const int32_t* labels,
+                  float* dlogits, double* loss_sum, int64_t* correct, int64_t* bad_labels,
+                  cudaStream_t stream);
+void softmax(int64_t batch, int64_t classes, const float* logits, float* probs,
+             cudaStream_t stream);
+
+// y [rows, cols] += b [cols] broadcast over rows (dense bias).
+void add_bias_rows(int64_t rows, int64_t cols, const float* b, float* y, cudaStream_t stream);
+// db [cols] = column sums of dy [rows, cols], each summed in row order (dense bias gradient).
+void bias_grad_rows(int64_t rows, int64_t cols, const float* dy, float* db, cudaStream_t stream);
+
+void sgd_step(int64_t n, float lr, float* params, const float* grads, cudaStream_t stream);
+void momentum_step(int64_t n, float lr, float momentum, float* params, const float* grads,
+                   float* velocity, cudaStream_t stream);
+// Adam with bias correction; `step` counts from 1. Same update formula as the CPU kernel.
+void adam_step(int64_t n, float lr, float beta1, float beta2, float eps, int64_t step,
+               float* params, const float* grads, float* m, float* v, cudaStream_t stream);
+
+}  // namespace strand::cuda
