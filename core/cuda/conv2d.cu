@@ -1,0 +1,202 @@
+// Conv2d on cuDNN (NCHW, FP32): forward, backward data and backward filter; the bias terms
+// are cudnnAddTensor (forward) and a hand-written deterministic reduction (backward).
+//
+// Algorithms are chosen once per shape (ConvPlan, cached in the backend) with the _v7
+// heuristics, not cudnnFind*: a timed search may pick a different algorithm from run to run,
+// and with it different rounding. Backward data/filter take the best-ranked algorithm that
+// cuDNN reports as deterministic, so gradients are the same bits every run on the same GPU.
+// Math is CUDNN_FMA_MATH: cuDNN's default would allow TF32 tensor cores for FP32 data on
+// Ampere and newer, which is off from the CPU by far more than 1e-4.
+#include <algorithm>
+#include <string>
+
+#include "core/cuda/check.hpp"
+#include "core/cuda/cuda_backend.hpp"
+#include "core/error.hpp"
+
+namespace strand::cuda {
+namespace {
+
+// Algorithms needing more scratch than this are skipped (FFT variants can ask for gigabytes).
+constexpr size_t kMaxWorkspace = size_t{512} << 20;
+
+void check_desc(const Conv2dDesc& d, const char* where) {
+  const std::string dims = "batch=" + std::to_string(d.batch) + " in_c=" + std::to_string(d.in_c) +
+                           " in=" + std::to_string(d.in_h) + "x" + std::to_string(d.in_w) +
+                           " out_c=" + std::to_string(d.out_c) + " kernel=" +
+                           std::to_string(d.kernel_h) + "x" + std::to_string(d.kernel_w) +
+                           " pad=" + std::to_string(d.pad_h) + "x" + std::to_string(d.pad_w);
+  STRAND_CHECK(d.batch >= 1 && d.in_c >= 1 && d.in_h >= 1 && d.in_w >= 1 && d.out_c >= 1 &&
+                   d.kernel_h >= 1 && d.kernel_w >= 1,
+               Shape, "conv2d needs every size >= 1, got " + dims, where);
+  STRAND_CHECK(d.pad_h >= 0 && d.pad_w >= 0, Shape, "conv2d padding must be >= 0, got " + dims,
+               where);
+  STRAND_CHECK(d.out_h() >= 1 && d.out_w() >= 1, Shape,
+               "conv2d kernel larger than the padded input (output would be " +
+                   std::to_string(d.out_h()) + "x" + std::to_string(d.out_w()) + "), got " + dims,
+               where);
+  // cuDNN's 4-D descriptors take int dimensions.
+  constexpr int64_t kMax = int64_t{1} << 30;
+  STRAND_CHECK(d.batch < kMax && d.in_c < kMax && d.in_h < kMax && d.in_w < kMax &&
+                   d.out_c < kMax && d.kernel_h < kMax && d.kernel_w < kMax && d.pad_h < kMax &&
+                   d.pad_w < kMax,
+               Shape, "conv2d sizes must be below 2^30 for cuDNN, got " + dims, where);
+}
+
+TensorDescPtr tensor_desc(int64_t n, int64_t c, int64_t h, int64_t w) {
+  cudnnTensorDescriptor_t t = nullptr;
+  STRAND_CUDNN_CHECK(cudnnCreateTensorDescriptor(&t));
+  TensorDescPtr p(t);
+  STRAND_CUDNN_CHECK(cudnnSetTensor4dDescriptor(t, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, int(n),
+                                                int(c), int(h), int(w)));
+  return p;
+}
+
+// Picks the first (best-ranked) heuristic result that ran, uses FP32 FMA math (no tensor
+// ops), fits kMaxWorkspace and, when `need_deterministic`, is deterministic. nullptr if none.
+template <class Perf>
+const Perf* pick(const Perf* perfs, int count, bool need_deterministic) {
+  for (int i = 0; i < count; ++i) {
+    const Perf& p = perfs[i];
+    if (p.status != CUDNN_STATUS_SUCCESS || p.memory > kMaxWorkspace) continue;
+    if (p.mathType == CUDNN_TENSOR_OP_MATH || p.mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION)
+      continue;
+    if (need_deterministic && p.determinism != CUDNN_DETERMINISTIC) continue;
+    return &p;
+  }
+  return nullptr;
+}
+
+// db [out_c] = sum of dy [B,out_c,P] over images and pixels. One block per channel; each
+// thread sums a fixed strided subset, then a fixed tree adds the threads' sums, so the result
+// is the same bits every run (cudnnConvolutionBackwardBias makes no such promise).
+constexpr int kBiasBlock = 256;
+__global__ void conv_bias_grad_kernel(int64_t batch, int64_t channels, int64_t pixels,
+                                      const float* __restrict__ dy, float* __restrict__ db) {
+  __shared__ float part[kBiasBlock];
+  const int64_t o = blockIdx.x;
+  const int64_t total = batch * pixels;
+  float s = 0.0f;
+  for (int64_t i = threadIdx.x; i < total; i += kBiasBlock) {
+    const int64_t n = i / pixels, p = i - n * pixels;
+    s += dy[(n * channels + o) * pixels + p];
+  }
+  part[threadIdx.x] = s;
+  __syncthreads();
+  for (int stride = kBiasBlock / 2; stride > 0; stride /= 2) {
+    if (int(threadIdx.x) < stride) part[threadIdx.x] += part[threadIdx.x + stride];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) db[o] = part[0];
+}
+
+}  // namespace
+
+const ConvPlan& CudaBackend::conv_plan(const Conv2dDesc& d) {
+  const ConvKey key{d.batch, d.in_c, d.in_h, d.in_w, d.out_c,
+                    d.kernel_h, d.kernel_w, d.pad_h, d.pad_w};
+  if (auto it = conv_plans_.find(key); it != conv_plans_.end()) return it->second;
+
+  ConvPlan plan;
+  plan.x = tensor_desc(d.batch, d.in_c, d.in_h, d.in_w);
+  plan.y = tensor_desc(d.batch, d.out_c, d.out_h(), d.out_w());
+  plan.bias = tensor_desc(1, d.out_c, 1, 1);
+
+  cudnnFilterDescriptor_t w = nullptr;
+  STRAND_CUDNN_CHECK(cudnnCreateFilterDescriptor(&w));
+  plan.w.reset(w);
+  STRAND_CUDNN_CHECK(cudnnSetFilter4dDescriptor(w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW,
+                                                int(d.out_c), int(d.in_c), int(d.kernel_h),
+                                                int(d.kernel_w)));
+
+  cudnnConvolutionDescriptor_t conv = nullptr;
+  STRAND_CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&conv));
+  plan.conv.reset(conv);
+  // The CPU conv is a cross-correlation (no kernel flip), stride 1, no dilation.
+  STRAND_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(conv, int(d.pad_h), int(d.pad_w), 1, 1, 1, 1,
+                                                     CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
+  STRAND_CUDNN_CHECK(cudnnSetConvolutionMathType(conv, CUDNN_FMA_MATH));
+
+  int n = 0, c = 0, h = 0, wd = 0;
+  STRAND_CUDNN_CHECK(cudnnGetConvolution2dForwardOutputDim(conv, plan.x.get(), w, &n, &c, &h, &wd));
+  STRAND_CHECK(n == d.batch && c == d.out_c && h == d.out_h() && wd == d.out_w(), Internal,
+               "cuDNN output shape " + std::to_string(n) + "x" + std::to_string(c) + "x" +
+                   std::to_string(h) + "x" + std::to_string(wd) + " differs from strand's",
+               "cuda::conv2d");
+
+  cudnnHandle_t dnn = cudnn_.get();
+  constexpr int kAlgos = 16;  // more than cuDNN has of each kind
+  int found = 0;
+  {
+    cudnnConvolutionFwdAlgoPerf_t perfs[kAlgos];
+    STRAND_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(dnn, plan.x.get(), w, conv,
+                                                              plan.y.get(), kAlgos, &found, perfs));
+    const auto* p = pick(perfs, found, false);
+    // Implicit GEMM needs no workspace and supports every shape here.
+    plan.fwd = p ? p->algo : CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM;
+  }
+  {
+    cudnnConvolutionBwdDataAlgoPerf_t perfs[kAlgos];
+    STRAND_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(
+        dnn, w, plan.y.get(), conv, plan.x.get(), kAlgos, &found, perfs));
+    const auto* p = pick(perfs, found, true);
+    plan.bwd_data = p ? p->algo : CUDNN_CONVOLUTION_BWD_DATA_ALGO_1;  // deterministic
+  }
+  {
+    cudnnConvolutionBwdFilterAlgoPerf_t perfs[kAlgos];
+    STRAND_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(
+        dnn, plan.x.get(), plan.y.get(), conv, w, kAlgos, &found, perfs));
+    const auto* p = pick(perfs, found, true);
+    plan.bwd_filter = p ? p->algo : CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1;  // deterministic
+  }
+  // Sizes asked for with the descriptor's FMA math, which is what the calls will run with.
+  STRAND_CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(dnn, plan.x.get(), w, conv,
+                                                             plan.y.get(), plan.fwd,
+                                                             &plan.fwd_bytes));
+  STRAND_CUDNN_CHECK(cudnnGetConvolutionBackwardDataWorkspaceSize(
+      dnn, w, plan.y.get(), conv, plan.x.get(), plan.bwd_data, &plan.bwd_data_bytes));
+  STRAND_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterWorkspaceSize(
+      dnn, plan.x.get(), plan.y.get(), conv, w, plan.bwd_filter, &plan.bwd_filter_bytes));
+
+  return conv_plans_.emplace(key, std::move(plan)).first->second;
+}
+
+void CudaBackend::conv2d_forward(const Conv2dDesc& d, const float* x, const float* w,
+                                 const float* b, float* y) {
+  check_desc(d, "cuda::conv2d_forward");
+  activate();
+  const ConvPlan& p = conv_plan(d);
+  void* ws = workspace(p.fwd_bytes);
+  const float one = 1.0f, zero = 0.0f;
+  // y [B,out_c,oh,ow] = conv(x, w), then y += b broadcast over images and pixels.
+  STRAND_CUDNN_CHECK(cudnnConvolutionForward(cudnn_.get(), &one, p.x.get(), x, p.w.get(), w,
+                                             p.conv.get(), p.fwd, ws, p.fwd_bytes, &zero,
+                                             p.y.get(), y));
+  STRAND_CUDNN_CHECK(cudnnAddTensor(cudnn_.get(), &one, p.bias.get(), b, &one, p.y.get(), y));
+}
+
+void CudaBackend::conv2d_backward(const Conv2dDesc& d, const float* x, const float* w,
+                                  const float* dy, float* dx, float* dw, float* db) {
+  check_desc(d, "cuda::conv2d_backward");
+  activate();
+  const ConvPlan& p = conv_plan(d);
+  const float one = 1.0f, zero = 0.0f;
+  // One workspace request for both calls, so it is not regrown between them.
+  const size_t ws_bytes = std::max(p.bwd_filter_bytes, dx ? p.bwd_data_bytes : size_t{0});
+  void* ws = workspace(ws_bytes);
+  // dw [out_c,in_c,kh,kw] (overwritten: beta 0).
+  STRAND_CUDNN_CHECK(cudnnConvolutionBackwardFilter(cudnn_.get(), &one, p.x.get(), x, p.y.get(),
+                                                    dy, p.conv.get(), p.bwd_filter, ws,
+                                                    p.bwd_filter_bytes, &zero, p.w.get(), dw));
+  if (dx) {  // dx [B,in_c,H,W]
+    STRAND_CUDNN_CHECK(cudnnConvolutionBackwardData(cudnn_.get(), &one, p.w.get(), w, p.y.get(),
+                                                    dy, p.conv.get(), p.bwd_data, ws,
+                                                    p.bwd_data_bytes, &zero, p.x.get(), dx));
+  }
+  // db [out_c]
+  conv_bias_grad_kernel<<<static_cast<unsigned>(d.out_c), kBiasBlock, 0, stream_.get()>>>(
+      d.batch, d.out_c, d.out_h() * d.out_w(), dy, db);
+  STRAND_CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace strand::cuda

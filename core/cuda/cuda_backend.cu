@@ -1,0 +1,189 @@
+// CudaBackend: handles, memory and the thin kernel forwarders; conv2d.cu and dense.cu hold the
+// cuDNN and cuBLAS members. Also the CUDA entry points of backend.hpp.
+#include "core/cuda/cuda_backend.hpp"
+
+#include <string>
+
+#include "core/cuda/check.hpp"
+#include "core/cuda/kernels.hpp"
+#include "core/error.hpp"
+
+namespace strand {
+namespace cuda {
+namespace {
+
+DevicePtr device_malloc(size_t bytes) {
+  void* p = nullptr;
+  STRAND_CUDA_CHECK(cudaMalloc(&p, bytes));
+  return DevicePtr(p);
+}
+
+}  // namespace
+
+CudaBackend::CudaBackend(int device) : device_(device) {
+  activate();
+  cudaStream_t stream = nullptr;
+  STRAND_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  stream_.reset(stream);
+  cublasHandle_t blas = nullptr;
+  STRAND_CUBLAS_CHECK(cublasCreate(&blas));
+  cublas_.reset(blas);
+  STRAND_CUBLAS_CHECK(cublasSetStream(blas, stream));
+  // Plain FP32 sgemm: CUBLAS_DEFAULT_MATH never uses TF32 for FP32 data (only the
+  // CUBLAS_TF32_TENSOR_OP_MATH mode would), so dense layers match the CPU within 1e-4.
+  STRAND_CUBLAS_CHECK(cublasSetMathMode(blas, CUBLAS_DEFAULT_MATH));
+  cudnnHandle_t dnn = nullptr;
+  STRAND_CUDNN_CHECK(cudnnCreate(&dnn));
+  cudnn_.reset(dnn);
+  STRAND_CUDNN_CHECK(cudnnSetStream(dnn, stream));
+  scalars_ = device_malloc(sizeof(LossScalars));
+}
+
+CudaBackend::~CudaBackend() {
+  // Members are released after this body on the same thread, so they see this device; the
+  // stream is drained first so nothing still runs on memory that is about to be freed.
+  (void)cudaSetDevice(device_);
+  (void)cudaStreamSynchronize(stream_.get());
+}
+
+void CudaBackend::activate() const { STRAND_CUDA_CHECK(cudaSetDevice(device_)); }
+
+void* CudaBackend::workspace(size_t bytes) {
+  if (bytes > workspace_bytes_) {
+    // Queued cuDNN calls may still use the old block.
+    STRAND_CUDA_CHECK(cudaStreamSynchronize(stream_.get()));
+    workspace_.reset();
+    workspace_bytes_ = 0;
+    workspace_ = device_malloc(bytes);
+    workspace_bytes_ = bytes;
+  }
+  return workspace_.get();
+}
+
+Buffer CudaBackend::alloc(size_t bytes) {
+  if (bytes == 0) return Buffer(this, nullptr, 0);
+  activate();
+  DevicePtr p = device_malloc(bytes);
+  STRAND_CUDA_CHECK(cudaMemsetAsync(p.get(), 0, bytes, stream_.get()));
+  STRAND_CUDA_CHECK(cudaStreamSynchronize(stream_.get()));
+  return Buffer(this, p.release(), bytes);
+}
+
+void CudaBackend::free(void* ptr) noexcept {
+  if (!ptr) return;
+  // Errors are ignored: free runs in destructors and must not throw; a failure here means the
+  // context is already broken and the next checked call reports it. The stream is drained so
+  // no queued kernel still uses the memory.
+  (void)cudaSetDevice(device_);
+  (void)cudaStreamSynchronize(stream_.get());
+  (void)cudaFree(ptr);
+}
+
+// Host memory is pageable: the async copy is staged by the driver and the sync makes the call
+// complete (and orders it after every kernel queued before it).
+void CudaBackend::to_device(void* dst, const void* src, size_t bytes) {
+  if (bytes == 0) return;
+  activate();
+  STRAND_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_.get()));
+  STRAND_CUDA_CHECK(cudaStreamSynchronize(stream_.get()));
+}
+
+void CudaBackend::to_host(void* dst, const void* src, size_t bytes) {
+  if (bytes == 0) return;
+  activate();
+  STRAND_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_.get()));
+  STRAND_CUDA_CHECK(cudaStreamSynchronize(stream_.get()));
+}
+
+void CudaBackend::maxpool2x2_forward(const Pool2dDesc& d, const float* x, float* y) {
+  activate();
+  cuda::maxpool2x2_forward(d, x, y, stream_.get());
+}
+void CudaBackend::maxpool2x2_backward(const Pool2dDesc& d, const float* x, const float* y,
+                                      const float* dy, float* dx) {
+  activate();
+  cuda::maxpool2x2_backward(d, x, y, dy, dx, stream_.get());
+}
+void CudaBackend::relu_forward(int64_t n, const float* x, float* y) {
+  activate();
+  cuda::relu_forward(n, x, y, stream_.get());
+}
+void CudaBackend::relu_backward(int64_t n, const float* y, const float* dy, float* dx) {
+  activate();
+  cuda::relu_backward(n, y, dy, dx, stream_.get());
+}
+void CudaBackend::dropout_forward(int64_t n, float rate, uint64_t key, const float* x, float* y) {
+  activate();
+  cuda::dropout_forward(n, rate, key, x, y, stream_.get());
+}
+void CudaBackend::dropout_backward(int64_t n, float rate, uint64_t key, const float* dy,
+                                   float* dx) {
+  activate();
+  cuda::dropout_backward(n, rate, key, dy, dx, stream_.get());
+}
+
+LossResult CudaBackend::softmax_xent(int64_t batch, int64_t classes, const float* logits,
+                                     const int32_t* labels, float* dlogits) {
+  activate();
+  auto* s = static_cast<LossScalars*>(scalars_.get());
+  cuda::softmax_xent(batch, classes, logits, labels, dlogits, &s->loss_sum, &s->correct,
+                     &s->bad_labels, stream_.get());
+  LossScalars host{};
+  STRAND_CUDA_CHECK(
+      cudaMemcpyAsync(&host, s, sizeof host, cudaMemcpyDeviceToHost, stream_.get()));
+  STRAND_CUDA_CHECK(cudaStreamSynchronize(stream_.get()));
+  // The CPU names the first bad label; the GPU only counts them (dlogits is then unspecified).
+  STRAND_CHECK(host.bad_labels == 0, Usage,
+               std::to_string(host.bad_labels) + " of " + std::to_string(batch) +
+                   " labels are outside [0, " + std::to_string(classes) + ")",
+               "cuda::softmax_xent");
+  return {host.loss_sum / static_cast<double>(batch), host.correct};
+}
+
+void CudaBackend::softmax(int64_t batch, int64_t classes, const float* logits, float* probs) {
+  activate();
+  cuda::softmax(batch, classes, logits, probs, stream_.get());
+}
+void CudaBackend::sgd_step(int64_t n, float lr, float* params, const float* grads) {
+  activate();
+  cuda::sgd_step(n, lr, params, grads, stream_.get());
+}
+void CudaBackend::momentum_step(int64_t n, float lr, float momentum, float* params,
+                                const float* grads, float* velocity) {
+  activate();
+  cuda::momentum_step(n, lr, momentum, params, grads, velocity, stream_.get());
+}
+void CudaBackend::adam_step(int64_t n, float lr, float beta1, float beta2, float eps,
+                            int64_t step, float* params, const float* grads, float* m,
+                            float* v) {
+  activate();
+  cuda::adam_step(n, lr, beta1, beta2, eps, step, params, grads, m, v, stream_.get());
+}
+
+}  // namespace cuda
+
+bool cuda_built() { return true; }
+
+int cuda_device_count() {
+  int n = 0;
+  const cudaError_t err = cudaGetDeviceCount(&n);
+  if (err == cudaErrorNoDevice || err == cudaErrorInsufficientDriver) {
+    (void)cudaGetLastError();  // not a failure of strand: clear it so later checks do not see it
+    return 0;
+  }
+  STRAND_CUDA_CHECK(err);
+  return n;
+}
+
+std::unique_ptr<Backend> make_cuda_backend(int device) {
+  const std::string where = "device cuda:" + std::to_string(device);
+  const int count = cuda_device_count();
+  STRAND_CHECK(count > 0, Usage, "no CUDA GPU is visible (no NVIDIA driver or no device)", where);
+  STRAND_CHECK(device >= 0 && device < count, Usage,
+               "GPU index " + std::to_string(device) + " is out of range: this machine shows " +
+                   std::to_string(count) + " GPU(s), numbered from 0",
+               where);
+  return std::make_unique<cuda::CudaBackend>(device);
+}
+
+}  // namespace strand

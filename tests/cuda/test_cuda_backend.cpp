@@ -1,0 +1,447 @@
+// CudaBackend against the CPU reference (make_cpu_backend(1)): every kernel forward and
+// backward on the same random inputs, at several shapes (odd sizes, batch 1, one channel,
+// same and valid padding), plus memory, errors, determinism and a whole mnist_cnn step.
+// Without a GPU the suite reports itself skipped (exit 77, which meson counts as skipped).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <random>
+#include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "core/backend.hpp"
+#include "core/error.hpp"
+#include "core/model.hpp"
+#include "models/models.hpp"
+
+namespace strand {
+namespace {
+
+std::vector<float> random_vec(size_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> dist(lo, hi);
+  std::vector<float> v(n);
+  for (float& x : v) x = dist(rng);
+  return v;
+}
+
+// Small integers as floats: many exact ties, for the max-pool and arg-max tie rules.
+std::vector<float> tie_vec(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> dist(-2, 2);
+  std::vector<float> v(n);
+  for (float& x : v) x = static_cast<float>(dist(rng));
+  return v;
+}
+
+template <class T>
+Buffer upload(Backend& be, const std::vector<T>& host) {
+  Buffer b = be.alloc(host.size() * sizeof(T));
+  be.to_device(b.data(), host.data(), host.size() * sizeof(T));
+  return b;
+}
+
+template <class T = float>
+std::vector<T> download(Backend& be, const Buffer& b) {
+  std::vector<T> host(b.bytes() / sizeof(T));
+  be.to_host(host.data(), b.data(), b.bytes());
+  return host;
+}
+
+// Every element within rtol of max(|want|, rms(want)): relative error for ordinary elements,
+// and sums that cancel to ~0 are held to the scale of the whole tensor.
+testing::AssertionResult close(const std::vector<float>& got, const std::vector<float>& want,
+                               double rtol = 1e-4) {
+  if (got.size() != want.size()) return testing::AssertionFailure() << "size mismatch";
+  double sq = 0;
+  for (float w : want) sq += double(w) * w;
+  const double rms = std::sqrt(sq / double(std::max<size_t>(want.size(), 1)));
+  for (size_t i = 0; i < want.size(); ++i) {
+    const double tol = rtol * std::max(std::abs(double(want[i])), rms) + 1e-30;
+    if (!(std::abs(double(got[i]) - want[i]) <= tol))
+      return testing::AssertionFailure() << "element " << i << ": got " << got[i] << " want "
+                                         << want[i] << " (tol " << tol << ")";
+  }
+  return testing::AssertionSuccess();
+}
+
+testing::AssertionResult same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  if (a.size() != b.size()) return testing::AssertionFailure() << "size mismatch";
+  for (size_t i = 0; i < a.size(); ++i)
+    if (std::memcmp(&a[i], &b[i], sizeof(float)) != 0)
+      return testing::AssertionFailure() << "element " << i << ": " << a[i] << " vs " << b[i];
+  return testing::AssertionSuccess();
+}
+
+// ‖got − want‖ / ‖want‖.
+double norm_rel(const std::vector<float>& got, const std::vector<float>& want) {
+  double d = 0, w = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    d += (double(got[i]) - want[i]) * (double(got[i]) - want[i]);
+    w += double(want[i]) * want[i];
+  }
+  return std::sqrt(d / std::max(w, 1e-300));
+}
+
+// One CPU and one CUDA backend for the whole suite: creating cuDNN/cuBLAS handles is slow.
+class Cuda : public testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    cpu_ = make_cpu_backend(1);
+    gpu_ = make_cuda_backend(0);
+  }
+  static void TearDownTestSuite() {
+    gpu_.reset();
+    cpu_.reset();
+  }
+  static Backend& cpu() { return *cpu_; }
+  static Backend& gpu() { return *gpu_; }
+
+ private:
+  static inline std::unique_ptr<Backend> cpu_, gpu_;
+};
+
+TEST_F(Cuda, EntryPoints) {
+  EXPECT_TRUE(cuda_built());
+  EXPECT_EQ(gpu().name(), "cuda");
+  EXPECT_EQ(make_backend("cuda:0", 1)->name(), "cuda");
+  for (int bad : {-1, cuda_device_count()}) {
+    try {
+      make_cuda_backend(bad);
+      ADD_FAILURE() << "device " << bad << " accepted";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::Usage) << e.what();
+    }
+  }
+}
+
+TEST_F(Cuda, AllocIsZeroed) {
+  for (size_t bytes : {size_t{4}, size_t{1001}, (size_t{1} << 22) + 3}) {
+    // Fill a block and free it first, so a recycled block would show stale bytes.
+    { Buffer dirty = upload(gpu(), std::vector<unsigned char>(bytes, 0xAB)); }
+    Buffer buf = gpu().alloc(bytes);
+    ASSERT_NE(buf.data(), nullptr);
+    EXPECT_EQ(buf.bytes(), bytes);
+    const auto host = download<unsigned char>(gpu(), buf);
+    for (size_t i = 0; i < bytes; ++i) ASSERT_EQ(host[i], 0) << i;
+  }
+  EXPECT_EQ(gpu().alloc(0).data(), nullptr);
+}
+
+TEST_F(Cuda, CopiesRoundTrip) {
+  const std::vector<float> f = random_vec(70001, 1);
+  EXPECT_TRUE(same_bits(download(gpu(), upload(gpu(), f)), f));
+  const std::vector<int32_t> i{0, -1, 7, 2147483647, -2147483647 - 1};
+  EXPECT_EQ(download<int32_t>(gpu(), upload(gpu(), i)), i);
+}
+
+// ---- conv2d
+
+struct ConvCase {
+  int64_t batch, in_c, h, w, out_c, kh, kw, ph, pw;
+};
+
+class CudaConv : public Cuda, public testing::WithParamInterface<ConvCase> {};
+
+TEST_P(CudaConv, MatchesCpu) {
+  const ConvCase c = GetParam();
+  Conv2dDesc d;
+  d.batch = c.batch, d.in_c = c.in_c, d.in_h = c.h, d.in_w = c.w, d.out_c = c.out_c;
+  d.kernel_h = c.kh, d.kernel_w = c.kw, d.pad_h = c.ph, d.pad_w = c.pw;
+  const size_t nx = size_t(d.batch * d.in_c * d.in_h * d.in_w);
+  const size_t nw = size_t(d.out_c * d.in_c * d.kernel_h * d.kernel_w);
+  const size_t ny = size_t(d.batch * d.out_c * d.out_h() * d.out_w());
+  const auto x = random_vec(nx, 1), w = random_vec(nw, 2), b = random_vec(size_t(d.out_c), 3);
+  const auto dy = random_vec(ny, 4);
+
+  struct Out {
+    std::vector<float> y, dx, dw, db, dw_no_dx;
+  };
+  auto run = [&](Backend& be) {
+    Buffer bx = upload(be, x), bw = upload(be, w), bb = upload(be, b), bdy = upload(be, dy);
+    Buffer by = be.alloc(ny * 4), bdx = be.alloc(nx * 4), bdw = be.alloc(nw * 4);
+    Buffer bdb = be.alloc(size_t(d.out_c) * 4);
+    be.conv2d_forward(d, bx.f32(), bw.f32(), bb.f32(), by.f32());
+    be.conv2d_backward(d, bx.f32(), bw.f32(), bdy.f32(), bdx.f32(), bdw.f32(), bdb.f32());
+    Out o{download(be, by), download(be, bdx), download(be, bdw), download(be, bdb), {}};
+    be.conv2d_backward(d, bx.f32(), bw.f32(), bdy.f32(), nullptr, bdw.f32(), bdb.f32());
+    o.dw_no_dx = download(be, bdw);
+    return o;
+  };
+  const Out want = run(cpu()), got = run(gpu());
+  EXPECT_TRUE(close(got.y, want.y)) << "y";
+  EXPECT_TRUE(close(got.dx, want.dx)) << "dx";
+  EXPECT_TRUE(close(got.dw, want.dw)) << "dw";
+  EXPECT_TRUE(close(got.db, want.db)) << "db";
+  // Deterministic algorithms: the second backward gives the same bits.
+  EXPECT_TRUE(same_bits(got.dw_no_dx, got.dw)) << "dw not reproducible";
+  EXPECT_TRUE(same_bits(run(gpu()).dx, got.dx)) << "dx not reproducible";
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, CudaConv,
+    testing::Values(ConvCase{2, 1, 28, 28, 32, 5, 5, 2, 2},   // mnist_cnn conv1 (same)
+                    ConvCase{4, 32, 14, 14, 64, 5, 5, 2, 2},  // mnist_cnn conv2 (same)
+                    ConvCase{1, 3, 7, 5, 4, 3, 3, 1, 1},      // batch 1, odd sizes, same
+                    ConvCase{3, 2, 9, 6, 5, 3, 2, 0, 0},      // valid, non-square kernel
+                    ConvCase{2, 4, 6, 7, 3, 5, 5, 2, 2},      // same, kernel near the size
+                    ConvCase{1, 1, 5, 5, 1, 5, 5, 0, 0},      // 1 channel, 1x1 output
+                    ConvCase{2, 3, 4, 4, 2, 3, 3, 2, 1}));    // padding wider than needed
+
+TEST_F(Cuda, ConvRejectsBadShapes) {
+  Conv2dDesc d;
+  d.batch = 1, d.in_c = 1, d.in_h = 3, d.in_w = 3, d.out_c = 1, d.kernel_h = 5, d.kernel_w = 5;
+  try {
+    gpu().conv2d_forward(d, nullptr, nullptr, nullptr, nullptr);
+    ADD_FAILURE() << "kernel larger than the input accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::Shape);
+  }
+}
+
+// ---- max pool
+
+class CudaPool : public Cuda, public testing::WithParamInterface<Pool2dDesc> {};
+
+TEST_P(CudaPool, MatchesCpuBitForBit) {
+  const Pool2dDesc d = GetParam();
+  const size_t nx = size_t(d.batch * d.channels * d.in_h * d.in_w);
+  const size_t ny = size_t(d.batch * d.channels * d.out_h() * d.out_w());
+  for (bool ties : {false, true}) {
+    const auto x = ties ? tie_vec(nx, 5) : random_vec(nx, 5);
+    const auto dy = random_vec(ny, 6);
+    const auto junk = random_vec(nx, 7);  // dx starts dirty: every element must be written
+    auto run = [&](Backend& be) {
+      Buffer bx = upload(be, x), bdy = upload(be, dy), bdx = upload(be, junk);
+      Buffer by = be.alloc(ny * 4);
+      be.maxpool2x2_forward(d, bx.f32(), by.f32());
+      be.maxpool2x2_backward(d, bx.f32(), by.f32(), bdy.f32(), bdx.f32());
+      return std::make_pair(download(be, by), download(be, bdx));
+    };
+    const auto want = run(cpu()), got = run(gpu());
+    EXPECT_TRUE(same_bits(got.first, want.first)) << "y, ties " << ties;
+    EXPECT_TRUE(same_bits(got.second, want.second)) << "dx, ties " << ties;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, CudaPool,
+                         testing::Values(Pool2dDesc{2, 3, 8, 8}, Pool2dDesc{1, 1, 7, 5},
+                                         Pool2dDesc{3, 2, 9, 10}, Pool2dDesc{1, 1, 2, 2},
+                                         Pool2dDesc{100, 32, 28, 28}));
+
+// ---- dense
+
+class CudaDense : public Cuda, public testing::WithParamInterface<DenseDesc> {};
+
+TEST_P(CudaDense, MatchesCpu) {
+  const DenseDesc d = GetParam();
+  const size_t nx = size_t(d.batch * d.in), nw = size_t(d.out * d.in), ny = size_t(d.batch * d.out);
+  const auto x = random_vec(nx, 8), w = random_vec(nw, 9), b = random_vec(size_t(d.out), 10);
+  const auto dy = random_vec(ny, 11);
+  auto run = [&](Backend& be) {
+    Buffer bx = upload(be, x), bw = upload(be, w), bb = upload(be, b), bdy = upload(be, dy);
+    Buffer by = be.alloc(ny * 4), bdx = be.alloc(nx * 4), bdw = be.alloc(nw * 4);
+    Buffer bdb = be.alloc(size_t(d.out) * 4);
+    be.dense_forward(d, bx.f32(), bw.f32(), bb.f32(), by.f32());
+    be.dense_backward(d, bx.f32(), bw.f32(), bdy.f32(), bdx.f32(), bdw.f32(), bdb.f32());
+    std::vector<std::vector<float>> o{download(be, by), download(be, bdx), download(be, bdw),
+                                      download(be, bdb)};
+    be.dense_backward(d, bx.f32(), bw.f32(), bdy.f32(), nullptr, bdw.f32(), bdb.f32());
+    o.push_back(download(be, bdw));
+    return o;
+  };
+  const auto want = run(cpu()), got = run(gpu());
+  const char* names[] = {"y", "dx", "dw", "db", "dw without dx"};
+  for (size_t i = 0; i < want.size(); ++i) EXPECT_TRUE(close(got[i], want[i])) << names[i];
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, CudaDense,
+                         testing::Values(DenseDesc{1, 1, 1}, DenseDesc{3, 7, 5},
+                                         DenseDesc{17, 33, 10}, DenseDesc{1, 100, 1},
+                                         DenseDesc{100, 3136, 1024}, DenseDesc{100, 1024, 10}));
+
+// ---- elementwise
+
+TEST_F(Cuda, ReluMatchesCpuBitForBit) {
+  const int64_t n = 100003;
+  const auto x = random_vec(size_t(n), 12), dy = random_vec(size_t(n), 13);
+  auto run = [&](Backend& be) {
+    Buffer bx = upload(be, x), bdy = upload(be, dy), by = be.alloc(size_t(n) * 4);
+    be.relu_forward(n, bx.f32(), by.f32());
+    be.relu_backward(n, by.f32(), bdy.f32(), bdy.f32());  // in place, as allowed
+    be.relu_forward(n, bx.f32(), bx.f32());                // in place
+    return std::vector{download(be, by), download(be, bdy), download(be, bx)};
+  };
+  const auto want = run(cpu()), got = run(gpu());
+  for (size_t i = 0; i < want.size(); ++i) EXPECT_TRUE(same_bits(got[i], want[i])) << i;
+}
+
+TEST_F(Cuda, DropoutMasksMatchCpuBitForBit) {
+  const int64_t n = 100003;
+  const auto x = random_vec(size_t(n), 14), dy = random_vec(size_t(n), 15);
+  for (float rate : {0.0f, 0.4f, 0.9f}) {
+    const uint64_t key = 0x1234567890abcdefULL + uint64_t(rate * 10);
+    auto run = [&](Backend& be) {
+      Buffer bx = upload(be, x), bdy = upload(be, dy), by = be.alloc(size_t(n) * 4);
+      be.dropout_forward(n, rate, key, bx.f32(), by.f32());
+      be.dropout_backward(n, rate, key, bdy.f32(), bdy.f32());  // in place
+      return std::make_pair(download(be, by), download(be, bdy));
+    };
+    const auto want = run(cpu()), got = run(gpu());
+    EXPECT_TRUE(same_bits(got.first, want.first)) << "forward, rate " << rate;
+    EXPECT_TRUE(same_bits(got.second, want.second)) << "backward, rate " << rate;
+  }
+  try {
+    gpu().dropout_forward(1, 1.0f, 0, nullptr, nullptr);
+    ADD_FAILURE() << "rate 1 accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::Usage);
+  }
+}
+
+// ---- softmax cross-entropy
+
+TEST_F(Cuda, SoftmaxXentMatchesCpu) {
+  struct Case {
+    int64_t batch, classes;
+    bool ties, in_place;
+  };
+  // 300 and 1000 rows span several tiles of the single-block kernel.
+  for (Case c : {Case{1, 10, false, false}, Case{100, 10, false, false}, Case{300, 37, true, false},
+                 Case{1000, 10, false, true}, Case{5, 1, false, false}}) {
+    const size_t n = size_t(c.batch * c.classes);
+    auto logits = c.ties ? tie_vec(n, 16) : random_vec(n, 16, -8.0f, 8.0f);
+    std::vector<int32_t> labels(size_t(c.batch));
+    for (size_t i = 0; i < labels.size(); ++i) labels[i] = int32_t((i * 7 + 3) % size_t(c.classes));
+    auto run = [&](Backend& be) {
+      Buffer bl = upload(be, logits), blab = upload(be, labels), bg = be.alloc(n * 4);
+      float* g = c.in_place ? bl.f32() : bg.f32();
+      const LossResult r = be.softmax_xent(c.batch, c.classes, bl.f32(), blab.i32(), g);
+      Buffer bp = upload(be, logits);
+      be.softmax(c.batch, c.classes, bp.f32(), bp.f32());  // in place, as allowed
+      return std::make_tuple(r, download(be, c.in_place ? bl : bg), download(be, bp));
+    };
+    const auto [want, want_g, want_p] = run(cpu());
+    const auto [got, got_g, got_p] = run(gpu());
+    const std::string what = "batch " + std::to_string(c.batch) + " classes " + std::to_string(c.classes);
+    EXPECT_NEAR(got.loss, want.loss, 1e-5 * (1 + std::abs(want.loss))) << what;
+    EXPECT_EQ(got.correct, want.correct) << what;
+    EXPECT_TRUE(close(got_g, want_g)) << what;
+    EXPECT_TRUE(close(got_p, want_p)) << what;
+  }
+}
+
+TEST_F(Cuda, SoftmaxXentRejectsBadLabels) {
+  const std::vector<float> logits = random_vec(40, 17);
+  for (int32_t bad : {-1, 10}) {
+    Buffer bl = upload(gpu(), logits), bg = gpu().alloc(40 * 4);
+    Buffer blab = upload(gpu(), std::vector<int32_t>{1, bad, 3, 4});
+    try {
+      gpu().softmax_xent(4, 10, bl.f32(), blab.i32(), bg.f32());
+      ADD_FAILURE() << "label " << bad << " accepted";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::Usage) << e.what();
+      EXPECT_NE(e.message().find("1 of 4"), std::string::npos) << e.what();
+    }
+  }
+  // The backend is still usable afterwards.
+  Buffer bl = upload(gpu(), logits), bg = gpu().alloc(40 * 4);
+  Buffer blab = upload(gpu(), std::vector<int32_t>{1, 2, 3, 4});
+  EXPECT_GT(gpu().softmax_xent(4, 10, bl.f32(), blab.i32(), bg.f32()).loss, 0.0);
+}
+
+// ---- optimizers
+
+TEST_F(Cuda, OptimizersMatchCpu) {
+  const int64_t n = 50001;
+  const auto p0 = random_vec(size_t(n), 18), g = random_vec(size_t(n), 19);
+  auto run = [&](Backend& be) {
+    Buffer p = upload(be, p0), bg = upload(be, g);
+    Buffer vel = be.alloc(size_t(n) * 4), pm = upload(be, p0), pa = upload(be, p0);
+    Buffer m = be.alloc(size_t(n) * 4), v = be.alloc(size_t(n) * 4);
+    for (int64_t step = 1; step <= 3; ++step) {
+      be.sgd_step(n, 0.01f, p.f32(), bg.f32());
+      be.momentum_step(n, 0.01f, 0.9f, pm.f32(), bg.f32(), vel.f32());
+      be.adam_step(n, 0.002f, 0.9f, 0.999f, 1e-8f, step, pa.f32(), bg.f32(), m.f32(), v.f32());
+    }
+    return std::vector{download(be, p), download(be, pm), download(be, vel), download(be, pa),
+                       download(be, m), download(be, v)};
+  };
+  const auto want = run(cpu()), got = run(gpu());
+  const char* names[] = {"sgd params", "momentum params", "velocity", "adam params", "m", "v"};
+  for (size_t i = 0; i < want.size(); ++i) EXPECT_TRUE(close(got[i], want[i], 1e-5)) << names[i];
+  try {
+    gpu().adam_step(1, 0.1f, 0.9f, 0.999f, 1e-8f, 0, nullptr, nullptr, nullptr, nullptr);
+    ADD_FAILURE() << "adam step 0 accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::Usage);
+  }
+}
+
+// ---- a whole model
+
+TEST_F(Cuda, MnistCnnStepMatchesCpu) {
+  const int64_t batch = 16;
+  Model on_cpu(cpu(), models::mnist_cnn());
+  Model on_gpu(gpu(), models::mnist_cnn());
+  on_cpu.init(42);
+  on_gpu.set_params(on_cpu.get_params());
+  const auto x = random_vec(size_t(batch * 784), 20, 0.0f, 1.0f);
+  std::vector<int32_t> y(static_cast<size_t>(batch));
+  for (size_t i = 0; i < y.size(); ++i) y[i] = int32_t(i % 10);
+  const uint64_t key = 777;  // training mode: dropout is live, with the same masks on both
+
+  struct Out {
+    std::vector<float> logits, grads;
+    LossResult loss;
+  };
+  auto run = [&](Model& m) {
+    Backend& be = m.backend();
+    Buffer bx = upload(be, x), by = upload(be, y);
+    const float* logits = m.forward(bx.f32(), batch, true, key);
+    std::vector<float> host_logits(size_t(batch * 10));
+    be.to_host(host_logits.data(), logits, host_logits.size() * 4);
+    const LossResult loss = m.loss(by.i32(), batch);
+    m.backward();
+    std::vector<float> grads(size_t(m.param_count()));
+    be.to_host(grads.data(), m.grads(), grads.size() * 4);
+    return Out{host_logits, grads, loss};
+  };
+  const Out want = run(on_cpu), got = run(on_gpu);
+  EXPECT_LT(norm_rel(got.logits, want.logits), 1e-4);
+  EXPECT_NEAR(got.loss.loss, want.loss.loss, 1e-4 * want.loss.loss);
+  EXPECT_EQ(got.loss.correct, want.loss.correct);
+  // Per layer, so a wrong small layer is not hidden by the big dense one.
+  const auto& off = on_cpu.param_offsets();
+  for (size_t l = 0; l + 1 < off.size(); ++l) {
+    if (off[l + 1] == off[l]) continue;
+    const std::vector<float> g(got.grads.begin() + off[l], got.grads.begin() + off[l + 1]);
+    const std::vector<float> w(want.grads.begin() + off[l], want.grads.begin() + off[l + 1]);
+    EXPECT_LT(norm_rel(g, w), 1e-3) << "layer " << l;
+  }
+
+  std::vector<float> p_cpu(size_t(batch * 10)), p_gpu(size_t(batch * 10));
+  on_cpu.predict(x.data(), batch, p_cpu.data());
+  on_gpu.predict(x.data(), batch, p_gpu.data());
+  EXPECT_LT(norm_rel(p_gpu, p_cpu), 1e-4);
+}
+
+}  // namespace
+}  // namespace strand
+
+int main(int argc, char** argv) {
+  testing::InitGoogleTest(&argc, argv);
+  if (strand::cuda_device_count() == 0) {
+    std::printf("SKIP: no GPU present (%d tests not run)\n",
+                testing::UnitTest::GetInstance()->total_test_count());
+    return 77;
+  }
+  return RUN_ALL_TESTS();
+}
