@@ -66,6 +66,13 @@ struct LossResult {
   int64_t correct = 0;  // rows whose arg-max equals the label
 };
 
+// Running totals of softmax_xent_accumulate() since they were last taken.
+struct LossTotals {
+  double loss_sum = 0;  // summed (not mean) cross-entropy
+  int64_t correct = 0;
+  int64_t examples = 0;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -78,6 +85,14 @@ class Backend {
   virtual void to_host(void* dst, const void* src, size_t bytes) = 0;
   // Waits until every kernel queued so far has finished (timers read after it are honest).
   virtual void synchronize() {}
+  // Makes `bytes` of host memory readable by this backend's kernels: the host pointer itself
+  // where kernels read host memory (CPU), else a copy placed in `storage`.
+  virtual const void* device_view(const void* host, size_t bytes, Buffer& storage) = 0;
+
+  // ---- batch assembly on the device. images [N,sample], labels [N], indices [b] (int64, each
+  // in [0,N)) -> x [b,sample], y [b].
+  virtual void gather(int64_t b, int64_t sample, const int64_t* indices, const float* images,
+                      const int32_t* labels, float* x, int32_t* y) = 0;
 
   // ---- conv2d. x [B,in_c,H,W], w [out_c,in_c,kh,kw], b [out_c], y [B,out_c,oh,ow].
   virtual void conv2d_forward(const Conv2dDesc& d, const float* x, const float* w, const float* b,
@@ -112,6 +127,13 @@ class Backend {
   // Writes dlogits [B,C] = (softmax - onehot) / B. A label outside [0,C) is a Usage error.
   virtual LossResult softmax_xent(int64_t batch, int64_t classes, const float* logits,
                                   const int32_t* labels, float* dlogits) = 0;
+  // The training form: the same dlogits, but the batch's summed loss and correct count are
+  // added to totals kept by the backend instead of being returned, so a step need not wait for
+  // the device. take_loss_totals() returns them (waiting) and starts new ones; a label outside
+  // [0,C) is reported by one of the two calls.
+  virtual void softmax_xent_accumulate(int64_t batch, int64_t classes, const float* logits,
+                                       const int32_t* labels, float* dlogits) = 0;
+  virtual LossTotals take_loss_totals() = 0;
   // probs [B,C] = softmax(logits) (inference). probs may alias logits.
   virtual void softmax(int64_t batch, int64_t classes, const float* logits, float* probs) = 0;
 

@@ -91,11 +91,20 @@ const float* Model::forward(const float* x, int64_t batch, bool training, uint64
   return outs_.back();
 }
 
-LossResult Model::loss(const int32_t* labels, int64_t batch) {
+void Model::check_forward_done(int64_t batch) const {
   STRAND_CHECK(outs_.size() == layers_.size() + 1 && batch == batch_, Usage,
-               "loss() needs a forward() of the same batch first", "Model::loss");
-  // dbuf_[0] holds d(loss)/d(logits); backward() alternates from there.
+               "the loss needs a forward() of the same batch first", "Model::loss");
+}
+
+// Both write d(loss)/d(logits) into dbuf_[0]; backward() alternates from there.
+LossResult Model::loss(const int32_t* labels, int64_t batch) {
+  check_forward_done(batch);
   return be_.softmax_xent(batch, classes(), outs_.back(), labels, dbuf_[0].f32());
+}
+
+void Model::loss_accumulate(const int32_t* labels, int64_t batch) {
+  check_forward_done(batch);
+  be_.softmax_xent_accumulate(batch, classes(), outs_.back(), labels, dbuf_[0].f32());
 }
 
 void Model::backward(const GradsReady& ready) {

@@ -58,6 +58,9 @@ class Model {
   const float* forward(const float* x, int64_t batch, bool training, uint64_t step_key);
   // Softmax cross-entropy on the last forward's logits; prepares the backward pass.
   LossResult loss(const int32_t* labels, int64_t batch);
+  // The same without waiting for the result: it is added to the backend's loss totals
+  // (Backend::take_loss_totals), so a training step never stalls on the device.
+  void loss_accumulate(const int32_t* labels, int64_t batch);
   // Fills grads() from the last loss(); calls ready(begin, end) after each layer with parameters.
   void backward(const GradsReady& ready = {});
 
@@ -66,6 +69,7 @@ class Model {
 
  private:
   void reserve(int64_t batch);
+  void check_forward_done(int64_t batch) const;
   StepInfo step_info(size_t layer) const;
 
   Backend& be_;

@@ -118,22 +118,44 @@ TrainResult train(Context& ctx, Model& model, const io::Dataset& train_set, cons
   }
   strategy.broadcast_initial(model);
 
-  const int64_t n = train_set.size();
-  BatchBuffers buf(be, cfg.batch_size, train_set.sample_shape.numel());
+  // The training set is made readable by the backend once (a copy only on a GPU); each step
+  // gathers its batch there from the epoch's permutation, so no image crosses to the device
+  // per step, and loss/accuracy are read from the device only for progress and evaluations.
+  const int64_t n = train_set.size(), sample = train_set.sample_shape.numel();
+  Buffer images_store, labels_store;
+  const auto* images = static_cast<const float*>(
+      be.device_view(train_set.images.data(), train_set.images.size() * sizeof(float), images_store));
+  const auto* labels = static_cast<const int32_t*>(
+      be.device_view(train_set.labels.data(), train_set.labels.size() * sizeof(int32_t), labels_store));
+  Buffer x = be.alloc(size_t(cfg.batch_size * sample) * sizeof(float));
+  Buffer y = be.alloc(size_t(cfg.batch_size) * sizeof(int32_t));
   const Model::GradsReady ready = [&](int64_t b, int64_t e) { strategy.grads_ready(model, b, e); };
   const auto t_start = Clock::now();
   bool stop = false;
+  be.take_loss_totals();  // start from zero whatever ran on this backend before
 
   for (int64_t epoch = result.resumed_from_epoch; epoch < cfg.epochs && !stop; ++epoch) {
     const std::vector<int64_t> order = io::epoch_permutation(n, cfg.seed, epoch);
     const std::span<const int64_t> mine = io::shard(order, strategy.rank(), strategy.world());
     const int64_t steps = io::steps_per_epoch(int64_t(mine.size()), cfg.batch_size);
+    Buffer order_store;
+    const auto* order_dev =
+        static_cast<const int64_t*>(be.device_view(order.data(), order.size() * sizeof(int64_t), order_store));
+    const int64_t* mine_dev = order_dev + (mine.data() - order.data());
     // Running sums since the epoch began; training time excludes the evaluations.
     double loss_sum = 0, train_seconds = 0;
     int64_t correct = 0, seen = 0;
     auto t_train = Clock::now();
+    auto last_progress = t_train - std::chrono::seconds(1);
+    auto read_totals = [&] {
+      const LossTotals t = be.take_loss_totals();
+      loss_sum += t.loss_sum;
+      correct += t.correct;
+      seen += t.examples;
+    };
     // Evaluates on the test set and reports; true when the accuracy target is reached.
     auto evaluation = [&] {
+      read_totals();
       train_seconds += since(t_train);
       Metrics m;
       m.epoch = epoch + 1;
@@ -154,23 +176,23 @@ TrainResult train(Context& ctx, Model& model, const io::Dataset& train_set, cons
       return eval && cfg.stop_at_accuracy > 0 && m.test_accuracy >= cfg.stop_at_accuracy;
     };
     for (int64_t s = 0; s < steps && !stop; ++s) {
-      const std::span<const int64_t> idx = io::batch_slice(mine, s, cfg.batch_size);
-      const int64_t b = int64_t(idx.size());
-      buf.load(be, train_set, idx);
-      model.forward(buf.x.f32(), b, true, step_key(cfg.seed, step));
-      const LossResult lr = model.loss(buf.y.i32(), b);
+      const int64_t first = s * cfg.batch_size;
+      const int64_t b = std::min(cfg.batch_size, int64_t(mine.size()) - first);
+      be.gather(b, sample, mine_dev + first, images, labels, x.f32(), y.i32());
+      model.forward(x.f32(), b, true, step_key(cfg.seed, step));
+      model.loss_accumulate(y.i32(), b);
       model.backward(ready);
       strategy.finish_step(model, opt);
       ++step;
-      loss_sum += lr.loss * double(b);
-      correct += lr.correct;
-      seen += b;
-      if (cfg.on_step) {
+      if (cfg.max_steps > 0 && step >= cfg.max_steps) stop = true;
+      const bool last = s + 1 == steps || stop;
+      // Progress reads the totals (a wait on a GPU) at most 5 times a second.
+      if (cfg.on_step && (last || since(last_progress) >= 0.2)) {
+        read_totals();
+        last_progress = Clock::now();
         cfg.on_step({epoch + 1, cfg.epochs, s + 1, steps, loss_sum / double(seen), double(correct) / double(seen),
                      double(seen) * strategy.world() / (train_seconds + since(t_train))});
       }
-      if (cfg.max_steps > 0 && step >= cfg.max_steps) stop = true;
-      const bool last = s + 1 == steps || stop;
       if ((cfg.eval_every > 0 && step % cfg.eval_every == 0) || last) {
         if (evaluation()) {
           result.reached_target = true;

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <new>
 #include <string>
+#include <utility>
 
 #include "core/error.hpp"
 
@@ -71,6 +72,23 @@ void CpuBackend::dropout_backward(int64_t n, float rate, uint64_t key, const flo
                                   float* dx) {
   cpu::dropout_backward(n, rate, key, dy, dx, pool_);
 }
+void CpuBackend::softmax_xent_accumulate(int64_t batch, int64_t classes, const float* logits,
+                                         const int32_t* labels, float* dlogits) {
+  const LossResult r = cpu::softmax_xent(batch, classes, logits, labels, dlogits, ws_, pool_);
+  totals_.loss_sum += r.loss * static_cast<double>(batch);
+  totals_.correct += r.correct;
+  totals_.examples += batch;
+}
+
+LossTotals CpuBackend::take_loss_totals() { return std::exchange(totals_, LossTotals{}); }
+
+const void* CpuBackend::device_view(const void* host, size_t, Buffer&) { return host; }
+
+void CpuBackend::gather(int64_t b, int64_t sample, const int64_t* indices, const float* images,
+                        const int32_t* labels, float* x, int32_t* y) {
+  cpu::gather(b, sample, indices, images, labels, x, y, pool_);
+}
+
 LossResult CpuBackend::softmax_xent(int64_t batch, int64_t classes, const float* logits,
                                     const int32_t* labels, float* dlogits) {
   return cpu::softmax_xent(batch, classes, logits, labels, dlogits, ws_, pool_);

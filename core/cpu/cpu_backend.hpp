@@ -37,6 +37,12 @@ class CpuBackend final : public Backend {
   void dropout_backward(int64_t n, float rate, uint64_t key, const float* dy, float* dx) override;
   LossResult softmax_xent(int64_t batch, int64_t classes, const float* logits,
                           const int32_t* labels, float* dlogits) override;
+  void softmax_xent_accumulate(int64_t batch, int64_t classes, const float* logits,
+                               const int32_t* labels, float* dlogits) override;
+  LossTotals take_loss_totals() override;
+  const void* device_view(const void* host, size_t bytes, Buffer& storage) override;
+  void gather(int64_t b, int64_t sample, const int64_t* indices, const float* images,
+              const int32_t* labels, float* x, int32_t* y) override;
   void softmax(int64_t batch, int64_t classes, const float* logits, float* probs) override;
   void sgd_step(int64_t n, float lr, float* params, const float* grads) override;
   void momentum_step(int64_t n, float lr, float momentum, float* params, const float* grads,
@@ -47,6 +53,7 @@ class CpuBackend final : public Backend {
  private:
   ThreadPool pool_;
   Workspace ws_;  // conv im2col columns, per-chunk dw partials, per-row losses
+  LossTotals totals_;
 };
 
 }  // namespace strand::cpu

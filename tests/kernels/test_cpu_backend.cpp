@@ -50,6 +50,43 @@ TEST(CpuBackend, Copies) {
   EXPECT_TRUE(test::same_bits(host, src));
 }
 
+TEST(CpuBackend, GatherCopiesTheNamedRows) {
+  auto be = make_cpu_backend(2);
+  const int64_t n = 50, sample = 7;
+  const std::vector<float> images = test::random_vec(n * sample, 5);
+  std::vector<int32_t> labels(n);
+  for (int64_t i = 0; i < n; ++i) labels[size_t(i)] = int32_t(i % 10);
+  const std::vector<int64_t> idx{49, 0, 17, 17, 3};
+  std::vector<float> x(idx.size() * sample, -1.0f);
+  std::vector<int32_t> y(idx.size(), -1);
+  be->gather(int64_t(idx.size()), sample, idx.data(), images.data(), labels.data(), x.data(), y.data());
+  for (size_t i = 0; i < idx.size(); ++i) {
+    EXPECT_EQ(y[i], labels[size_t(idx[i])]);
+    for (int64_t k = 0; k < sample; ++k) EXPECT_EQ(x[i * sample + size_t(k)], images[size_t(idx[i] * sample + k)]);
+  }
+  Buffer storage;
+  EXPECT_EQ(be->device_view(images.data(), images.size() * sizeof(float), storage), images.data());
+  EXPECT_EQ(storage.bytes(), 0u);  // the CPU reads host memory where it is
+}
+
+TEST(CpuBackend, AccumulatedLossEqualsTheSynchronousOne) {
+  auto be = make_cpu_backend(2);
+  const int64_t batch = 6, classes = 4;
+  const std::vector<float> logits = test::random_vec(batch * classes, 8, -3.0f, 3.0f);
+  const std::vector<int32_t> labels{0, 1, 2, 3, 3, 1};
+  std::vector<float> g1(logits.size()), g2(logits.size());
+  const LossResult once = be->softmax_xent(batch, classes, logits.data(), labels.data(), g1.data());
+  EXPECT_EQ(be->take_loss_totals().examples, 0);  // the synchronous form leaves the totals alone
+  be->softmax_xent_accumulate(batch, classes, logits.data(), labels.data(), g2.data());
+  be->softmax_xent_accumulate(batch, classes, logits.data(), labels.data(), g2.data());
+  EXPECT_TRUE(test::same_bits(g1, g2));
+  const LossTotals t = be->take_loss_totals();
+  EXPECT_EQ(t.examples, 2 * batch);
+  EXPECT_EQ(t.correct, 2 * once.correct);
+  EXPECT_NEAR(t.loss_sum, 2 * batch * once.loss, 1e-9);
+  EXPECT_EQ(be->take_loss_totals().examples, 0);  // taking starts new totals
+}
+
 // The checker the gradient tests rely on must reject slightly wrong gradients.
 TEST(GradCheck, RejectsWrongGradients) {
   std::vector<float> p = test::random_vec(20, 3);
