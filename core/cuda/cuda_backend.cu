@@ -3,6 +3,7 @@
 #include "core/cuda/cuda_backend.hpp"
 
 #include <string>
+#include <utility>
 
 #include "core/cuda/check.hpp"
 #include "core/cuda/kernels.hpp"
@@ -37,6 +38,8 @@ CudaBackend::CudaBackend(int device) : device_(device) {
   cudnn_.reset(dnn);
   STRAND_CUDNN_CHECK(cudnnSetStream(dnn, stream));
   scalars_ = device_malloc(sizeof(LossScalars));
+  totals_ = device_malloc(sizeof(LossScalars));
+  STRAND_CUDA_CHECK(cudaMemsetAsync(totals_.get(), 0, sizeof(LossScalars), stream));
 }
 
 CudaBackend::~CudaBackend() {
@@ -120,6 +123,50 @@ void CudaBackend::dropout_backward(int64_t n, float rate, uint64_t key, const fl
                                    float* dx) {
   activate();
   cuda::dropout_backward(n, rate, key, dy, dx, stream_.get());
+}
+
+void CudaBackend::synchronize() {
+  activate();
+  STRAND_CUDA_CHECK(cudaStreamSynchronize(stream_.get()));
+}
+
+const void* CudaBackend::device_view(const void* host, size_t bytes, Buffer& storage) {
+  storage = alloc(bytes);
+  to_device(storage.data(), host, bytes);
+  return storage.data();
+}
+
+void CudaBackend::gather(int64_t b, int64_t sample, const int64_t* indices, const float* images,
+                         const int32_t* labels, float* x, int32_t* y) {
+  activate();
+  cuda::gather(b, sample, indices, images, labels, x, y, stream_.get());
+}
+
+void CudaBackend::softmax_xent_accumulate(int64_t batch, int64_t classes, const float* logits,
+                                          const int32_t* labels, float* dlogits) {
+  activate();
+  auto* s = static_cast<LossScalars*>(scalars_.get());
+  auto* t = static_cast<LossScalars*>(totals_.get());
+  cuda::softmax_xent(batch, classes, logits, labels, dlogits, &s->loss_sum, &s->correct,
+                     &s->bad_labels, stream_.get());
+  cuda::add_loss_totals(&s->loss_sum, &s->correct, &s->bad_labels, &t->loss_sum, &t->correct,
+                        &t->bad_labels, stream_.get());
+  totals_examples_ += batch;
+}
+
+LossTotals CudaBackend::take_loss_totals() {
+  activate();
+  LossScalars host{};
+  STRAND_CUDA_CHECK(cudaMemcpyAsync(&host, totals_.get(), sizeof host, cudaMemcpyDeviceToHost,
+                                    stream_.get()));
+  STRAND_CUDA_CHECK(cudaMemsetAsync(totals_.get(), 0, sizeof host, stream_.get()));
+  STRAND_CUDA_CHECK(cudaStreamSynchronize(stream_.get()));
+  const int64_t examples = std::exchange(totals_examples_, 0);
+  STRAND_CHECK(host.bad_labels == 0, Usage,
+               std::to_string(host.bad_labels) + " of " + std::to_string(examples) +
+                   " training labels are outside the model's classes",
+               "cuda::softmax_xent");
+  return {host.loss_sum, host.correct, examples};
 }
 
 LossResult CudaBackend::softmax_xent(int64_t batch, int64_t classes, const float* logits,

@@ -65,6 +65,10 @@ class CudaBackend final : public Backend {
   void free(void* ptr) noexcept override;
   void to_device(void* dst, const void* src, size_t bytes) override;
   void to_host(void* dst, const void* src, size_t bytes) override;
+  void synchronize() override;
+  const void* device_view(const void* host, size_t bytes, Buffer& storage) override;
+  void gather(int64_t b, int64_t sample, const int64_t* indices, const float* images,
+              const int32_t* labels, float* x, int32_t* y) override;
 
   void conv2d_forward(const Conv2dDesc& d, const float* x, const float* w, const float* b,
                       float* y) override;
@@ -83,6 +87,9 @@ class CudaBackend final : public Backend {
   void dropout_backward(int64_t n, float rate, uint64_t key, const float* dy, float* dx) override;
   LossResult softmax_xent(int64_t batch, int64_t classes, const float* logits,
                           const int32_t* labels, float* dlogits) override;
+  void softmax_xent_accumulate(int64_t batch, int64_t classes, const float* logits,
+                               const int32_t* labels, float* dlogits) override;
+  LossTotals take_loss_totals() override;
   void softmax(int64_t batch, int64_t classes, const float* logits, float* probs) override;
   void sgd_step(int64_t n, float lr, float* params, const float* grads) override;
   void momentum_step(int64_t n, float lr, float momentum, float* params, const float* grads,
@@ -112,7 +119,9 @@ class CudaBackend final : public Backend {
   StreamPtr stream_;
   CublasPtr cublas_;
   CudnnPtr cudnn_;
-  DevicePtr scalars_;  // LossScalars
+  DevicePtr scalars_;  // LossScalars of the last softmax_xent call
+  DevicePtr totals_;   // LossScalars summed by softmax_xent_accumulate
+  int64_t totals_examples_ = 0;
   DevicePtr workspace_;
   size_t workspace_bytes_ = 0;
   std::map<ConvKey, ConvPlan> conv_plans_;

@@ -44,6 +44,14 @@ void softmax_xent(int64_t batch, int64_t classes, const float* logits, const int
                   cudaStream_t stream);
 void softmax(int64_t batch, int64_t classes, const float* logits, float* probs,
              cudaStream_t stream);
+// Adds one softmax_xent result (device scalars) to running totals (device scalars).
+void add_loss_totals(const double* loss_sum, const int64_t* correct, const int64_t* bad_labels,
+                     double* total_loss, int64_t* total_correct, int64_t* total_bad,
+                     cudaStream_t stream);
+
+// x [b,sample] = images[indices[i]], y [b] = labels[indices[i]] (all device memory).
+void gather(int64_t b, int64_t sample, const int64_t* indices, const float* images,
+            const int32_t* labels, float* x, int32_t* y, cudaStream_t stream);
 
 // y [rows, cols] += b [cols] broadcast over rows (dense bias).
 void add_bias_rows(int64_t rows, int64_t cols, const float* b, float* y, cudaStream_t stream);

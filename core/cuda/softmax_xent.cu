@@ -114,4 +114,22 @@ void softmax(int64_t batch, int64_t classes, const float* logits, float* probs,
   STRAND_CUDA_CHECK(cudaGetLastError());
 }
 
+namespace {
+__global__ void add_loss_totals_kernel(const double* loss_sum, const int64_t* correct,
+                                       const int64_t* bad_labels, double* total_loss,
+                                       int64_t* total_correct, int64_t* total_bad) {
+  *total_loss += *loss_sum;
+  *total_correct += *correct;
+  *total_bad += *bad_labels;
+}
+}  // namespace
+
+void add_loss_totals(const double* loss_sum, const int64_t* correct, const int64_t* bad_labels,
+                     double* total_loss, int64_t* total_correct, int64_t* total_bad,
+                     cudaStream_t stream) {
+  add_loss_totals_kernel<<<1, 1, 0, stream>>>(loss_sum, correct, bad_labels, total_loss,
+                                              total_correct, total_bad);
+  STRAND_CUDA_CHECK(cudaGetLastError());
+}
+
 }  // namespace strand::cuda

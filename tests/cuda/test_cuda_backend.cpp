@@ -357,6 +357,56 @@ TEST_F(Cuda, SoftmaxXentRejectsBadLabels) {
   EXPECT_GT(gpu().softmax_xent(4, 10, bl.f32(), blab.i32(), bg.f32()).loss, 0.0);
 }
 
+TEST_F(Cuda, AccumulatedLossTotalsMatchCpu) {
+  const int64_t batch = 100, classes = 10;
+  const std::vector<float> logits = random_vec(size_t(batch * classes), 18, -4.0f, 4.0f);
+  std::vector<int32_t> labels(static_cast<size_t>(batch));
+  for (size_t i = 0; i < labels.size(); ++i) labels[i] = int32_t(i % 10);
+  auto run = [&](Backend& be) {
+    Buffer bl = upload(be, logits), blab = upload(be, labels), bg = be.alloc(size_t(batch * classes) * 4);
+    be.take_loss_totals();
+    for (int k = 0; k < 3; ++k) be.softmax_xent_accumulate(batch, classes, bl.f32(), blab.i32(), bg.f32());
+    return std::make_pair(be.take_loss_totals(), download<float>(be, bg));
+  };
+  const auto [want, want_g] = run(cpu());
+  const auto [got, got_g] = run(gpu());
+  EXPECT_EQ(got.examples, 300);
+  EXPECT_EQ(got.correct, want.correct);
+  EXPECT_NEAR(got.loss_sum, want.loss_sum, 1e-5 * want.loss_sum);
+  EXPECT_TRUE(close(got_g, want_g));
+  EXPECT_EQ(gpu().take_loss_totals().examples, 0);
+  // A bad label surfaces when the totals are taken, and the totals start over.
+  Buffer bl = upload(gpu(), logits), bg = gpu().alloc(size_t(batch * classes) * 4);
+  std::vector<int32_t> bad = labels;
+  bad[7] = 12;
+  Buffer blab = upload(gpu(), bad);
+  gpu().softmax_xent_accumulate(batch, classes, bl.f32(), blab.i32(), bg.f32());
+  EXPECT_THROW(gpu().take_loss_totals(), Error);
+  EXPECT_EQ(gpu().take_loss_totals().examples, 0);
+}
+
+TEST_F(Cuda, GatherAndDeviceViewMatchCpu) {
+  const int64_t n = 300, sample = 784;
+  const std::vector<float> images = random_vec(size_t(n * sample), 19);
+  std::vector<int32_t> labels(static_cast<size_t>(n));
+  for (size_t i = 0; i < labels.size(); ++i) labels[i] = int32_t(i % 10);
+  const std::vector<int64_t> idx{299, 0, 5, 5, 123, 42, 7};
+  const int64_t b = int64_t(idx.size());
+  auto run = [&](Backend& be) {
+    Buffer si, sl, sx;
+    const auto* di = static_cast<const float*>(be.device_view(images.data(), images.size() * 4, si));
+    const auto* dl = static_cast<const int32_t*>(be.device_view(labels.data(), labels.size() * 4, sl));
+    const auto* dx = static_cast<const int64_t*>(be.device_view(idx.data(), idx.size() * 8, sx));
+    Buffer x = be.alloc(size_t(b * sample) * 4), y = be.alloc(size_t(b) * 4);
+    be.gather(b, sample, dx, di, dl, x.f32(), y.i32());
+    return std::make_pair(download<float>(be, x), download<int32_t>(be, y));
+  };
+  const auto want = run(cpu());
+  const auto got = run(gpu());
+  EXPECT_EQ(got.first, want.first);
+  EXPECT_EQ(got.second, want.second);
+}
+
 // ---- optimizers
 
 TEST_F(Cuda, OptimizersMatchCpu) {
