@@ -1,8 +1,14 @@
 #!/usr/bin/python3
 """PyTorch peer of strand's MNIST models, for throughput and accuracy comparisons.
 
-Prints one JSON object on stdout; progress goes to stderr. Run it with Debian's
-/usr/bin/python3 (python3-torch), not a virtualenv interpreter.
+Prints one JSON object on stdout; progress goes to stderr. On the CPU, run it with Debian's
+/usr/bin/python3 (python3-torch 1.13). With --device cuda, run it with an interpreter whose
+torch has CUDA (bench/gpu/check uses `python3 bench/peers/torch_mnist.py`): the data set is
+copied to the GPU once and batches are gathered there.
+
+Time to accuracy: --eval-every N evaluates on the 10,000 test images every N steps (and at the
+end of every epoch, like `strand train --eval-every`); --stop-at-accuracy X stops at the first
+evaluation reaching X and reports "seconds_to_accuracy" (null when it was not reached).
 """
 import argparse
 import json
@@ -82,10 +88,12 @@ def build_model(name):
 
 
 def batches(images, labels, batch_size, generator):
-    """Endless shuffled batches; reshuffles at every epoch, keeps the partial last batch."""
+    """Endless shuffled batches; reshuffles at every epoch, keeps the partial last batch.
+    The permutation comes from the CPU generator (same order on every device) and is gathered
+    on the images' device."""
     n = images.shape[0]
     while True:
-        order = torch.randperm(n, generator=generator)
+        order = torch.randperm(n, generator=generator).to(images.device)
         for start in range(0, n, batch_size):
             idx = order[start:start + batch_size]
             yield images[idx], labels[idx]
@@ -100,6 +108,12 @@ def accuracy(model, images, labels):
             correct += (logits.argmax(1) == labels[start:start + 1000]).sum().item()
     model.train()
     return correct / images.shape[0]
+
+
+def synchronize(device):
+    """Waits for queued GPU work, so that a timer read afterwards includes it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def parse_args():
@@ -119,12 +133,27 @@ def parse_args():
     mode.add_argument("--epochs", type=int,
                       help="train full epochs instead and report test accuracy")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: %(default)s)")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                        help="cuda: GPU 0, data set and batches on the GPU (default: %(default)s)")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the model (torch 2.x); the warm-up steps compile it")
+    parser.add_argument("--eval-every", type=int, metavar="STEPS",
+                        help="evaluate on the test set every STEPS steps and at the end of every epoch")
+    parser.add_argument("--stop-at-accuracy", type=float, metavar="X",
+                        help="stop at the first evaluation with test accuracy >= X (0 < X <= 1); "
+                             "evaluates at the end of every epoch unless --eval-every says more often")
     args = parser.parse_args()
-    for name in ("batch_size", "threads", "steps"):
-        if getattr(args, name) < 1:
+    for name in ("batch_size", "threads", "steps", "eval_every"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.warmup < 0 or (args.epochs is not None and args.epochs < 1):
         parser.error("--warmup must be >= 0 and --epochs >= 1")
+    if args.lr <= 0:
+        parser.error("--lr must be positive")
+    if args.stop_at_accuracy is not None and not 0 < args.stop_at_accuracy <= 1:
+        parser.error("--stop-at-accuracy must be in (0, 1]")
     return args
 
 
@@ -151,44 +180,81 @@ def main():
     torch.set_num_interop_threads(args.threads)
     torch.manual_seed(args.seed)
     generator = torch.Generator().manual_seed(args.seed)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        sys.exit(f"torch_mnist: --device cuda: torch {torch.__version__} sees no CUDA GPU")
+    if args.compile and not hasattr(torch, "compile"):
+        sys.exit(f"torch_mnist: --compile needs torch 2.x (torch.compile); this is torch {torch.__version__}")
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest algorithms
 
-    train_images, train_labels = load_split(args.data, "train")
-    test_set = load_split(args.data, "test") if args.epochs else None
+    # Evaluations during training only when asked for; --epochs alone evaluates once at the end.
+    evaluating = bool(args.eval_every or args.stop_at_accuracy)
+    train_images, train_labels = (t.to(device) for t in load_split(args.data, "train"))
+    test_set = (tuple(t.to(device) for t in load_split(args.data, "test"))
+                if evaluating or args.epochs else None)
+    where = (torch.cuda.get_device_name(device) if device.type == "cuda" else
+             f"{args.threads} threads (OpenBLAS {os.environ['OPENBLAS_NUM_THREADS']}, "
+             f"{os.environ.get('OPENBLAS_CORETYPE', 'auto')})")
     log(f"{args.model}, {train_images.shape[0]} training images from {args.data}, "
-        f"batch {args.batch_size}, {args.threads} threads "
-        f"(OpenBLAS {os.environ['OPENBLAS_NUM_THREADS']}, {os.environ.get('OPENBLAS_CORETYPE', 'auto')}), "
-        f"torch {torch.__version__}")
+        f"batch {args.batch_size}, {where}, torch {torch.__version__}"
+        f"{', compiled' if args.compile else ''}")
 
-    model = build_model(args.model)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model = build_model(args.model).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     loss_fn = nn.CrossEntropyLoss()
     model.train()
+    # dynamic=False: the partial last batch and the evaluation batches get their own static graphs.
+    forward = torch.compile(model, dynamic=False) if args.compile else model
 
     def step(images, labels):
         optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(model(images), labels)
+        loss = loss_fn(forward(images), labels)
         loss.backward()
         optimizer.step()
-        return loss.item()
+        return loss  # a tensor: reading it would wait for the GPU at every step
 
+    n = train_images.shape[0]
     stream = batches(train_images, train_labels, args.batch_size, generator)
-    if args.epochs:
-        steps_per_epoch = -(-train_images.shape[0] // args.batch_size)
-        steps = args.epochs * steps_per_epoch
-    else:
-        steps = args.steps
+    steps_per_epoch = -(-n // args.batch_size)
+    steps = args.epochs * steps_per_epoch if args.epochs else args.steps
+    warmup_start = time.perf_counter()
+    if not args.epochs:
         for _ in range(args.warmup):
             step(*next(stream))
+        # The partial last batch of an epoch has its own shape: compile it (and let cuDNN pick
+        # its algorithms for it) before the timer starts.
+        if (args.compile or device.type == "cuda") and n % args.batch_size:
+            step(train_images[:n % args.batch_size], train_labels[:n % args.batch_size])
+    synchronize(device)
+    warmup_seconds = time.perf_counter() - warmup_start
 
     images_seen = 0
+    eval_seconds = 0.0
+    evaluations = []
+    seconds_to_accuracy = None
     start = time.perf_counter()
     for i in range(1, steps + 1):
         images, labels = next(stream)
         loss = step(images, labels)
         images_seen += images.shape[0]
         if args.epochs and (i % 100 == 0 or i == steps):
-            log(f"epoch {(i - 1) // steps_per_epoch + 1} step {i}/{steps} loss {loss:.4f} "
-                f"{images_seen / (time.perf_counter() - start):.1f} images/s")
+            log(f"epoch {(i - 1) // steps_per_epoch + 1} step {i}/{steps} loss {loss.item():.4f} "
+                f"{images_seen / (time.perf_counter() - start - eval_seconds):.1f} images/s")
+        if evaluating and ((args.eval_every and i % args.eval_every == 0) or i == steps
+                           or (args.epochs and i % steps_per_epoch == 0)):
+            synchronize(device)
+            eval_start = time.perf_counter()
+            test_accuracy = accuracy(forward, *test_set)
+            now = time.perf_counter()
+            eval_seconds += now - eval_start
+            evaluations.append({"epoch": (i - 1) // steps_per_epoch + 1, "step": i,
+                                "test_accuracy": test_accuracy, "seconds": now - start})
+            log(f"step {i}: test accuracy {100 * test_accuracy:.2f}% after {now - start:.1f} s")
+            if args.stop_at_accuracy and test_accuracy >= args.stop_at_accuracy:
+                seconds_to_accuracy = now - start
+                break
+    synchronize(device)
     seconds = time.perf_counter() - start
 
     result = {
@@ -197,13 +263,29 @@ def main():
         "model": args.model,
         "batch_size": args.batch_size,
         "threads": args.threads,
-        "steps": steps,
-        "images_per_sec": images_seen / seconds,
+        "steps": i,
+        "images_per_sec": images_seen / (seconds - eval_seconds),
         "seconds": seconds,
+        "device": args.device,
+        "compiled": args.compile,
+        "lr": args.lr,
+        "warmup_seconds": warmup_seconds,
     }
+    if device.type == "cuda":
+        result["gpu"] = torch.cuda.get_device_name(device)
+        result["cudnn_version"] = torch.backends.cudnn.version()
+        result["cudnn_allow_tf32"] = torch.backends.cudnn.allow_tf32
+        result["matmul_allow_tf32"] = torch.backends.cuda.matmul.allow_tf32
     if args.epochs:
         result["epochs"] = args.epochs
-        result["test_accuracy"] = accuracy(model, *test_set)
+    if evaluating:  # the last step was evaluated
+        result["test_accuracy"] = evaluations[-1]["test_accuracy"]
+        result["evaluations"] = evaluations
+    elif args.epochs:
+        result["test_accuracy"] = accuracy(forward, *test_set)
+    if args.stop_at_accuracy:
+        result["stop_at_accuracy"] = args.stop_at_accuracy
+        result["seconds_to_accuracy"] = seconds_to_accuracy
     print(json.dumps(result))
 
 
