@@ -20,7 +20,7 @@ namespace {
 struct BenchArgs {
   std::string model = "mnist_cnn";
   std::string data;
-  std::string device = "cpu";
+  DeviceArgs device;
   int64_t batch_size = 100, steps = 50, warmup = 5;
   int threads = default_threads();
   bool json = false;
@@ -69,7 +69,7 @@ void run_bench_train(const BenchArgs& a) {
   // Training costs about three forward passes (forward, input gradient, weight gradient).
   const double gflops = 3 * model.forward_flops_per_sample() * ips / 1e9;
   if (a.json) {
-    std::cout << nlohmann::json{{"model", a.model},       {"batch_size", a.batch_size}, {"threads", a.threads}, {"device", a.device},
+    std::cout << nlohmann::json{{"model", a.model},       {"batch_size", a.batch_size}, {"threads", a.threads}, {"device", a.device.device}, {"tf32", a.device.tf32},
                                 {"steps", r.global_step}, {"images_per_sec", ips},     {"seconds", secs},
                                 {"gflops_per_sec", gflops}, {"gemm_kernel", cpu::sgemm_kernel_name()},
                                 {"data", source}}
@@ -77,7 +77,7 @@ void run_bench_train(const BenchArgs& a) {
               << '\n';
   } else {
     std::printf("%s on %s, batch %lld, %d thread(s): %.0f images/s (%.1f GFLOP/s, %lld steps in %.2f s, gemm %s)\n",
-                a.model.c_str(), a.device.c_str(), (long long)a.batch_size, a.threads, ips, gflops, (long long)r.global_step, secs,
+                a.model.c_str(), a.device.device.c_str(), (long long)a.batch_size, a.threads, ips, gflops, (long long)r.global_step, secs,
                 cpu::sgemm_kernel_name());
   }
 }
@@ -95,7 +95,7 @@ void add_bench_command(CLI::App& app) {
   tr->add_option("--threads", a->threads, "CPU threads")->check(CLI::PositiveNumber)->capture_default_str();
   tr->add_option("--steps", a->steps, "Timed steps")->check(CLI::PositiveNumber)->capture_default_str();
   tr->add_option("--warmup", a->warmup, "Untimed steps first")->check(CLI::NonNegativeNumber)->capture_default_str();
-  add_device_option(*tr, a->device);
+  add_device_options(*tr, a->device);
   tr->add_flag("--json", a->json, "Print one JSON object");
   tr->callback([a] { run_bench_train(*a); });
 }

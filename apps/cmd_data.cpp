@@ -16,7 +16,7 @@ struct DataArgs {
 void run_mnist(const DataArgs& a) {
   STRAND_CHECK(!a.out.empty(), Usage, "--out is required", "strand data mnist");
   const std::filesystem::path source = a.source.empty() ? default_mnist_cache() : std::filesystem::path(a.source);
-  Context ctx = make_context("cpu", 1);
+  Context ctx = make_context(DeviceArgs{}, 1);
   if (!std::filesystem::exists(source))
     throw Error(ErrorKind::Io, "no MNIST files here; run scripts/setup to download them, or pass --source DIR",
                 source.string());

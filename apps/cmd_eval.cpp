@@ -18,7 +18,7 @@ namespace {
 
 struct EvalArgs {
   std::string model_dir, data;
-  std::string device = "cpu";
+  DeviceArgs device;
   int64_t version = 0;  // 0: newest
   int64_t batch_size = 1000;
   int threads = default_threads();
@@ -68,7 +68,7 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--version", a->version, "Version to evaluate (default: the newest)")->check(CLI::PositiveNumber);
   cmd->add_option("--batch-size", a->batch_size, "Images per forward pass")->check(CLI::PositiveNumber)->capture_default_str();
   cmd->add_option("--threads", a->threads, "CPU threads")->check(CLI::PositiveNumber)->capture_default_str();
-  add_device_option(*cmd, a->device);
+  add_device_options(*cmd, a->device);
   cmd->add_flag("--json", a->json, "Print {\"accuracy\": ..., \"confusion\": [[...]]} instead of a table");
   cmd->callback([a] { run_eval(*a); });
 }

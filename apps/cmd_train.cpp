@@ -25,7 +25,7 @@ namespace {
 struct TrainArgs {
   std::string model = "mnist_cnn";
   std::string data, model_dir, metrics, checkpoint_dir;
-  std::string device = "cpu";
+  DeviceArgs device;
   int64_t epochs = 1, batch_size = 100, eval_every = 0;
   double stop_at_accuracy = 0;
   float lr = 2e-3f, momentum = 0.9f;  // lr: 1 epoch of mnist_cnn at batch 100 reaches ~99%
@@ -149,7 +149,7 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--stop-at-accuracy", a->stop_at_accuracy,
                   "Stop at the first evaluation reaching this test accuracy (e.g. 0.99), export, exit 0")
       ->check(CLI::Range(0.0, 1.0));
-  add_device_option(*cmd, a->device);
+  add_device_options(*cmd, a->device);
   cmd->callback([cmd, a] { run_train(*cmd, *a); });
 }
 

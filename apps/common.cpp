@@ -21,15 +21,17 @@ std::filesystem::path default_mnist_cache() {
   return std::filesystem::path(home && *home ? home : "/tmp") / ".cache" / "strand" / "mnist";
 }
 
-Context make_context(const std::string& device, int threads) {
+Context make_context(const DeviceArgs& d, int threads) {
   STRAND_CHECK(threads >= 1, Usage, "--threads must be at least 1", "strand");
-  Context ctx(make_backend(device, threads));
-  if (device != "cpu") ctx.log("running on " + device);
+  Context ctx(make_backend(d.device, threads, d.tf32));
+  if (d.device != "cpu") ctx.log("running on " + d.device + (d.tf32 ? " with TF32 math" : ""));
   return ctx;
 }
 
-void add_device_option(CLI::App& cmd, std::string& device) {
-  cmd.add_option("--device", device, "cpu, cuda (GPU 0) or cuda:N")->capture_default_str();
+void add_device_options(CLI::App& cmd, DeviceArgs& d) {
+  cmd.add_option("--device", d.device, "cpu, cuda (GPU 0) or cuda:N")->capture_default_str();
+  cmd.add_flag("--tf32", d.tf32, "GPU: let convolutions and matrix products use TF32 tensor cores "
+                                 "(faster at large batches, ~1e-3 relative error)");
 }
 
 io::MnistSplits load_data(const Context& ctx, const std::filesystem::path& dir) {

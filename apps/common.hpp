@@ -13,10 +13,15 @@ namespace strand::cli {
 
 int default_threads();                      // the cores this process may use
 std::filesystem::path default_mnist_cache();  // ${STRAND_CACHE:-~/.cache/strand}/mnist
+// Where a command runs: --device and --tf32.
+struct DeviceArgs {
+  std::string device = "cpu";
+  bool tf32 = false;
+};
 // A context on `device` ("cpu", "cuda", "cuda:N"; threads apply to the CPU), logging to stderr.
-Context make_context(const std::string& device, int threads);
-// Registers --device on a command.
-void add_device_option(CLI::App& cmd, std::string& device);
+Context make_context(const DeviceArgs& device, int threads);
+// Registers --device and --tf32 on a command.
+void add_device_options(CLI::App& cmd, DeviceArgs& device);
 // Loads MNIST from `dir` and logs what was found.
 io::MnistSplits load_data(const Context& ctx, const std::filesystem::path& dir);
 

@@ -5,8 +5,9 @@
 // heuristics, not cudnnFind*: a timed search may pick a different algorithm from run to run,
 // and with it different rounding. Backward data/filter take the best-ranked algorithm that
 // cuDNN reports as deterministic, so gradients are the same bits every run on the same GPU.
-// Math is CUDNN_FMA_MATH: cuDNN's default would allow TF32 tensor cores for FP32 data on
-// Ampere and newer, which is off from the CPU by far more than 1e-4.
+// Math is CUDNN_FMA_MATH unless the backend was made with TF32: cuDNN's default would allow
+// TF32 tensor cores for FP32 data on Ampere and newer, which is off from the CPU by far more
+// than 1e-4, so it is a choice the user makes (--tf32), not a default.
 #include <algorithm>
 #include <string>
 
@@ -53,13 +54,15 @@ TensorDescPtr tensor_desc(int64_t n, int64_t c, int64_t h, int64_t w) {
 }
 
 // Picks the first (best-ranked) heuristic result that ran, uses FP32 FMA math (no tensor
-// ops), fits kMaxWorkspace and, when `need_deterministic`, is deterministic. nullptr if none.
+// ops) unless `tensor_ops` allows TF32, fits kMaxWorkspace and, when `need_deterministic`, is
+// deterministic. nullptr if none.
 template <class Perf>
-const Perf* pick(const Perf* perfs, int count, bool need_deterministic) {
+const Perf* pick(const Perf* perfs, int count, bool need_deterministic, bool tensor_ops) {
   for (int i = 0; i < count; ++i) {
     const Perf& p = perfs[i];
     if (p.status != CUDNN_STATUS_SUCCESS || p.memory > kMaxWorkspace) continue;
-    if (p.mathType == CUDNN_TENSOR_OP_MATH || p.mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION)
+    if (!tensor_ops &&
+        (p.mathType == CUDNN_TENSOR_OP_MATH || p.mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION))
       continue;
     if (need_deterministic && p.determinism != CUDNN_DETERMINISTIC) continue;
     return &p;
@@ -115,7 +118,8 @@ const ConvPlan& CudaBackend::conv_plan(const Conv2dDesc& d) {
   // The CPU conv is a cross-correlation (no kernel flip), stride 1, no dilation.
   STRAND_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(conv, int(d.pad_h), int(d.pad_w), 1, 1, 1, 1,
                                                      CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
-  STRAND_CUDNN_CHECK(cudnnSetConvolutionMathType(conv, CUDNN_FMA_MATH));
+  // TENSOR_OP math lets cuDNN use TF32 for FP32 data (what PyTorch does with allow_tf32).
+  STRAND_CUDNN_CHECK(cudnnSetConvolutionMathType(conv, tf32_ ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH));
 
   int n = 0, c = 0, h = 0, wd = 0;
   STRAND_CUDNN_CHECK(cudnnGetConvolution2dForwardOutputDim(conv, plan.x.get(), w, &n, &c, &h, &wd));
@@ -131,7 +135,7 @@ const ConvPlan& CudaBackend::conv_plan(const Conv2dDesc& d) {
     cudnnConvolutionFwdAlgoPerf_t perfs[kAlgos];
     STRAND_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(dnn, plan.x.get(), w, conv,
                                                               plan.y.get(), kAlgos, &found, perfs));
-    const auto* p = pick(perfs, found, false);
+    const auto* p = pick(perfs, found, false, tf32_);
     // Implicit GEMM needs no workspace and supports every shape here.
     plan.fwd = p ? p->algo : CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM;
   }
@@ -139,17 +143,17 @@ const ConvPlan& CudaBackend::conv_plan(const Conv2dDesc& d) {
     cudnnConvolutionBwdDataAlgoPerf_t perfs[kAlgos];
     STRAND_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(
         dnn, w, plan.y.get(), conv, plan.x.get(), kAlgos, &found, perfs));
-    const auto* p = pick(perfs, found, true);
+    const auto* p = pick(perfs, found, true, tf32_);
     plan.bwd_data = p ? p->algo : CUDNN_CONVOLUTION_BWD_DATA_ALGO_1;  // deterministic
   }
   {
     cudnnConvolutionBwdFilterAlgoPerf_t perfs[kAlgos];
     STRAND_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(
         dnn, plan.x.get(), plan.y.get(), conv, w, kAlgos, &found, perfs));
-    const auto* p = pick(perfs, found, true);
+    const auto* p = pick(perfs, found, true, tf32_);
     plan.bwd_filter = p ? p->algo : CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1;  // deterministic
   }
-  // Sizes asked for with the descriptor's FMA math, which is what the calls will run with.
+  // Sizes asked for with the descriptor's math type, which is what the calls will run with.
   STRAND_CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(dnn, plan.x.get(), w, conv,
                                                              plan.y.get(), plan.fwd,
                                                              &plan.fwd_bytes));

@@ -21,7 +21,7 @@ DevicePtr device_malloc(size_t bytes) {
 
 }  // namespace
 
-CudaBackend::CudaBackend(int device) : device_(device) {
+CudaBackend::CudaBackend(int device, bool tf32) : device_(device), tf32_(tf32) {
   activate();
   cudaStream_t stream = nullptr;
   STRAND_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
@@ -30,9 +30,9 @@ CudaBackend::CudaBackend(int device) : device_(device) {
   STRAND_CUBLAS_CHECK(cublasCreate(&blas));
   cublas_.reset(blas);
   STRAND_CUBLAS_CHECK(cublasSetStream(blas, stream));
-  // Plain FP32 sgemm: CUBLAS_DEFAULT_MATH never uses TF32 for FP32 data (only the
-  // CUBLAS_TF32_TENSOR_OP_MATH mode would), so dense layers match the CPU within 1e-4.
-  STRAND_CUBLAS_CHECK(cublasSetMathMode(blas, CUBLAS_DEFAULT_MATH));
+  // Plain FP32 sgemm unless TF32 was asked for: CUBLAS_DEFAULT_MATH never uses TF32 for FP32
+  // data, so dense layers then match the CPU within 1e-4.
+  STRAND_CUBLAS_CHECK(cublasSetMathMode(blas, tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
   cudnnHandle_t dnn = nullptr;
   STRAND_CUDNN_CHECK(cudnnCreate(&dnn));
   cudnn_.reset(dnn);
@@ -222,7 +222,7 @@ int cuda_device_count() {
   return n;
 }
 
-std::unique_ptr<Backend> make_cuda_backend(int device) {
+std::unique_ptr<Backend> make_cuda_backend(int device, bool tf32) {
   const std::string where = "device cuda:" + std::to_string(device);
   const int count = cuda_device_count();
   STRAND_CHECK(count > 0, Usage, "no CUDA GPU is visible (no NVIDIA driver or no device)", where);
@@ -230,7 +230,7 @@ std::unique_ptr<Backend> make_cuda_backend(int device) {
                "GPU index " + std::to_string(device) + " is out of range: this machine shows " +
                    std::to_string(count) + " GPU(s), numbered from 0",
                where);
-  return std::make_unique<cuda::CudaBackend>(device);
+  return std::make_unique<cuda::CudaBackend>(device, tf32);
 }
 
 }  // namespace strand

@@ -53,7 +53,8 @@ struct ConvPlan {
 
 class CudaBackend final : public Backend {
  public:
-  explicit CudaBackend(int device);  // device must exist (make_cuda_backend checks)
+  // device must exist (make_cuda_backend checks); tf32: see make_cuda_backend.
+  CudaBackend(int device, bool tf32);
   ~CudaBackend() override;
   CudaBackend(const CudaBackend&) = delete;
   CudaBackend& operator=(const CudaBackend&) = delete;
@@ -116,6 +117,7 @@ class CudaBackend final : public Backend {
   // Declaration order is destruction order reversed: descriptors and memory go before the
   // library handles, the stream last.
   int device_;
+  bool tf32_;
   StreamPtr stream_;
   CublasPtr cublas_;
   CudnnPtr cudnn_;

@@ -86,6 +86,7 @@ PY
 [[ -f $work/stop/1/model.strand ]] || fail "a run stopped at its target accuracy must still export"
 
 # Devices: unknown names and CUDA where it cannot run are usage errors.
+expect 2 "TF32 is a GPU math mode" -- "$strand" train --tf32 --data "$work/data/npy" --model-dir "$work/m"
 expect 2 "unknown device 'tpu'" -- "$strand" train --device tpu --data "$work/data/npy" --model-dir "$work/m"
 if ! command -v nvidia-smi >/dev/null || ! nvidia-smi -L >/dev/null 2>&1; then
   expect 2 "CUDA|GPU" -- "$strand" eval --device cuda --model-dir "$work/m" --data "$work/data/npy"

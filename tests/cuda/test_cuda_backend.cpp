@@ -437,6 +437,41 @@ TEST_F(Cuda, OptimizersMatchCpu) {
 
 // ---- a whole model
 
+// TF32 (--tf32) trades FP32 accuracy for tensor cores: a whole mnist_cnn step stays within
+// TF32's own tolerance of the CPU (10-bit mantissas: about 1e-3 per product).
+TEST_F(Cuda, Tf32StepMatchesCpuWithinTf32Tolerance) {
+  const int64_t batch = 64;
+  auto tf32 = make_cuda_backend(0, true);
+  Model on_cpu(cpu(), models::mnist_cnn());
+  Model on_gpu(*tf32, models::mnist_cnn());
+  on_cpu.init(43);
+  on_gpu.set_params(on_cpu.get_params());
+  const auto x = random_vec(size_t(batch * 784), 21, 0.0f, 1.0f);
+  std::vector<int32_t> y(static_cast<size_t>(batch));
+  for (size_t i = 0; i < y.size(); ++i) y[i] = int32_t(i % 10);
+  auto run = [&](Model& m) {
+    Backend& be = m.backend();
+    Buffer bx = upload(be, x), by = upload(be, y);
+    const float* logits = m.forward(bx.f32(), batch, true, 99);
+    std::vector<float> host_logits(size_t(batch * 10));
+    be.to_host(host_logits.data(), logits, host_logits.size() * 4);
+    m.loss(by.i32(), batch);
+    m.backward();
+    std::vector<float> grads(size_t(m.param_count()));
+    be.to_host(grads.data(), m.grads(), grads.size() * 4);
+    return std::make_pair(host_logits, grads);
+  };
+  const auto want = run(on_cpu), got = run(on_gpu);
+  EXPECT_LT(norm_rel(got.first, want.first), 1e-2);
+  const auto& off = on_cpu.param_offsets();
+  for (size_t l = 0; l + 1 < off.size(); ++l) {
+    if (off[l + 1] == off[l]) continue;
+    const std::vector<float> g(got.second.begin() + off[l], got.second.begin() + off[l + 1]);
+    const std::vector<float> w(want.second.begin() + off[l], want.second.begin() + off[l + 1]);
+    EXPECT_LT(norm_rel(g, w), 2e-2) << "layer " << l;
+  }
+}
+
 TEST_F(Cuda, MnistCnnStepMatchesCpu) {
   const int64_t batch = 16;
   Model on_cpu(cpu(), models::mnist_cnn());
