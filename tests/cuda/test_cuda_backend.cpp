@@ -438,7 +438,9 @@ TEST_F(Cuda, OptimizersMatchCpu) {
 // ---- a whole model
 
 // TF32 (--tf32) trades FP32 accuracy for tensor cores: a whole mnist_cnn step stays within
-// TF32's own tolerance of the CPU (10-bit mantissas: about 1e-3 per product).
+// TF32's own tolerance of the CPU (10-bit mantissas: about 1e-3 per product, compounded over
+// four layers and the ReLU masks they move: an H100 gave 2.6-3.4% on the gradients of conv1,
+// conv2 and dense1, and under 1% on the logits). A wrong algorithm or layout is off by ~100%.
 TEST_F(Cuda, Tf32StepMatchesCpuWithinTf32Tolerance) {
   const int64_t batch = 64;
   auto tf32 = make_cuda_backend(0, true);
@@ -468,7 +470,7 @@ TEST_F(Cuda, Tf32StepMatchesCpuWithinTf32Tolerance) {
     if (off[l + 1] == off[l]) continue;
     const std::vector<float> g(got.second.begin() + off[l], got.second.begin() + off[l + 1]);
     const std::vector<float> w(want.second.begin() + off[l], want.second.begin() + off[l + 1]);
-    EXPECT_LT(norm_rel(g, w), 2e-2) << "layer " << l;
+    EXPECT_LT(norm_rel(g, w), 6e-2) << "layer " << l;
   }
 }
 
