@@ -10,26 +10,10 @@
 #include "core/cpu/gemm.hpp"
 #include "core/cpu/kernels.hpp"
 #include "core/error.hpp"
+#include "core/op_checks.hpp"
 
 namespace strand::cpu {
 namespace {
-
-void check_desc(const Conv2dDesc& d, const char* where) {
-  const std::string dims = "batch=" + std::to_string(d.batch) + " in_c=" + std::to_string(d.in_c) +
-                           " in=" + std::to_string(d.in_h) + "x" + std::to_string(d.in_w) +
-                           " out_c=" + std::to_string(d.out_c) + " kernel=" +
-                           std::to_string(d.kernel_h) + "x" + std::to_string(d.kernel_w) +
-                           " pad=" + std::to_string(d.pad_h) + "x" + std::to_string(d.pad_w);
-  STRAND_CHECK(d.batch >= 1 && d.in_c >= 1 && d.in_h >= 1 && d.in_w >= 1 && d.out_c >= 1 &&
-                   d.kernel_h >= 1 && d.kernel_w >= 1,
-               Shape, "conv2d needs every size >= 1, got " + dims, where);
-  STRAND_CHECK(d.pad_h >= 0 && d.pad_w >= 0, Shape, "conv2d padding must be >= 0, got " + dims,
-               where);
-  STRAND_CHECK(d.out_h() >= 1 && d.out_w() >= 1, Shape,
-               "conv2d kernel larger than the padded input (output would be " +
-                   std::to_string(d.out_h()) + "x" + std::to_string(d.out_w()) + "), got " + dims,
-               where);
-}
 
 // Valid output columns [lo, hi) for kernel column j: those reading inside the image.
 inline void valid_range(int64_t j, int64_t pad, int64_t in, int64_t out, int64_t& lo,
@@ -113,7 +97,7 @@ int chunk_count(int64_t batch, const ThreadPool& pool) {
 
 void conv2d_forward(const Conv2dDesc& d, const float* x, const float* w, const float* b, float* y,
                     Workspace& ws, ThreadPool& pool) {
-  check_desc(d, "cpu::conv2d_forward");
+  check_conv2d(d, "cpu::conv2d_forward");
   const int64_t K = d.in_c * d.kernel_h * d.kernel_w, P = d.out_h() * d.out_w();
   const int chunks = chunk_count(d.batch, pool);
   ThreadPool* gemm_pool = chunks == 1 ? &pool : nullptr;  // threads go to chunks or to sgemm
@@ -135,7 +119,7 @@ void conv2d_forward(const Conv2dDesc& d, const float* x, const float* w, const f
 
 void conv2d_backward(const Conv2dDesc& d, const float* x, const float* w, const float* dy,
                      float* dx, float* dw, float* db, Workspace& ws, ThreadPool& pool) {
-  check_desc(d, "cpu::conv2d_backward");
+  check_conv2d(d, "cpu::conv2d_backward");
   const int64_t K = d.in_c * d.kernel_h * d.kernel_w, P = d.out_h() * d.out_w();
   const int64_t wsize = d.out_c * K;
   const int chunks = chunk_count(d.batch, pool);

@@ -4,22 +4,12 @@
 #include "core/cpu/gemm.hpp"
 #include "core/cpu/kernels.hpp"
 #include "core/error.hpp"
+#include "core/op_checks.hpp"
 
 namespace strand::cpu {
-namespace {
-
-void check_desc(const DenseDesc& d, const char* where) {
-  STRAND_CHECK(d.batch >= 1 && d.in >= 1 && d.out >= 1, Shape,
-               "dense needs batch, in, out >= 1, got batch=" + std::to_string(d.batch) +
-                   " in=" + std::to_string(d.in) + " out=" + std::to_string(d.out),
-               where);
-}
-
-}  // namespace
-
 void dense_forward(const DenseDesc& d, const float* x, const float* w, const float* b, float* y,
                    ThreadPool& pool) {
-  check_desc(d, "cpu::dense_forward");
+  check_dense(d, "cpu::dense_forward");
   // y starts as the bias rows so sgemm accumulates onto it (beta = 1) in one pass.
   for (int64_t n = 0; n < d.batch; ++n) {
 #pragma omp simd
@@ -30,7 +20,7 @@ void dense_forward(const DenseDesc& d, const float* x, const float* w, const flo
 
 void dense_backward(const DenseDesc& d, const float* x, const float* w, const float* dy,
                     float* dx, float* dw, float* db, ThreadPool& pool) {
-  check_desc(d, "cpu::dense_backward");
+  check_dense(d, "cpu::dense_backward");
   // dw [out,in] = dy^T [out,B] * x [B,in]
   sgemm(true, false, d.out, d.in, d.batch, 1.0f, dy, d.out, x, d.in, 0.0f, dw, d.in, &pool);
   // dx [B,in] = dy [B,out] * w [out,in]

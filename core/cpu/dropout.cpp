@@ -4,22 +4,12 @@
 
 #include "core/cpu/kernels.hpp"
 #include "core/error.hpp"
+#include "core/op_checks.hpp"
 
 namespace strand::cpu {
-namespace {
-
-float keep_scale(float rate, const char* where) {
-  // rate == 1 would drop everything and scale by infinity; NaN fails both comparisons.
-  STRAND_CHECK(rate >= 0.0f && rate < 1.0f, Usage,
-               "dropout rate must be in [0, 1), got " + std::to_string(rate), where);
-  return 1.0f / (1.0f - rate);
-}
-
-}  // namespace
-
 void dropout_forward(int64_t n, float rate, uint64_t key, const float* x, float* y,
                      ThreadPool& pool) {
-  const float scale = keep_scale(rate, "cpu::dropout_forward");
+  const float scale = dropout_scale(rate, "cpu::dropout_forward");
   pool.parallel_for(n, kParallelMin, [&](int64_t begin, int64_t end) {
 #pragma omp simd
     for (int64_t i = begin; i < end; ++i) {
@@ -31,7 +21,7 @@ void dropout_forward(int64_t n, float rate, uint64_t key, const float* x, float*
 
 void dropout_backward(int64_t n, float rate, uint64_t key, const float* dy, float* dx,
                       ThreadPool& pool) {
-  const float scale = keep_scale(rate, "cpu::dropout_backward");
+  const float scale = dropout_scale(rate, "cpu::dropout_backward");
   pool.parallel_for(n, kParallelMin, [&](int64_t begin, int64_t end) {
 #pragma omp simd
     for (int64_t i = begin; i < end; ++i) {

@@ -4,22 +4,11 @@
 
 #include "core/cpu/kernels.hpp"
 #include "core/error.hpp"
+#include "core/op_checks.hpp"
 
 namespace strand::cpu {
-namespace {
-
-void check_desc(const Pool2dDesc& d, const char* where) {
-  STRAND_CHECK(d.batch >= 1 && d.channels >= 1 && d.in_h >= 2 && d.in_w >= 2, Shape,
-               "maxpool2x2 needs batch, channels >= 1 and H, W >= 2, got batch=" +
-                   std::to_string(d.batch) + " channels=" + std::to_string(d.channels) + " in=" +
-                   std::to_string(d.in_h) + "x" + std::to_string(d.in_w),
-               where);
-}
-
-}  // namespace
-
 void maxpool2x2_forward(const Pool2dDesc& d, const float* x, float* y, ThreadPool& pool) {
-  check_desc(d, "cpu::maxpool2x2_forward");
+  check_maxpool2x2(d, "cpu::maxpool2x2_forward");
   const int64_t planes = d.batch * d.channels, H = d.in_h, W = d.in_w;
   const int64_t oh = d.out_h(), ow = d.out_w();
   pool.parallel_for(planes, kParallelMin / (H * W), [&](int64_t p0, int64_t p1) {
@@ -44,7 +33,7 @@ void maxpool2x2_forward(const Pool2dDesc& d, const float* x, float* y, ThreadPoo
 
 void maxpool2x2_backward(const Pool2dDesc& d, const float* x, const float* y, const float* dy,
                          float* dx, ThreadPool& pool) {
-  check_desc(d, "cpu::maxpool2x2_backward");
+  check_maxpool2x2(d, "cpu::maxpool2x2_backward");
   const int64_t planes = d.batch * d.channels, H = d.in_h, W = d.in_w;
   const int64_t oh = d.out_h(), ow = d.out_w();
   pool.parallel_for(planes, kParallelMin / (H * W), [&](int64_t p0, int64_t p1) {

@@ -4,6 +4,7 @@
 
 #include "core/cpu/kernels.hpp"
 #include "core/error.hpp"
+#include "core/op_checks.hpp"
 
 namespace strand::cpu {
 
@@ -27,14 +28,7 @@ void momentum_step(int64_t n, float lr, float momentum, float* params, const flo
 
 void adam_step(int64_t n, float lr, float beta1, float beta2, float eps, int64_t step,
                float* params, const float* grads, float* m, float* v, ThreadPool& pool) {
-  STRAND_CHECK(step >= 1, Usage, "adam step counts from 1, got " + std::to_string(step),
-               "cpu::adam_step");
-  // Bias corrections folded into two scalars: p -= lr_t * m / (sqrt(v) * c2 + eps), which is
-  // lr * m_hat / (sqrt(v_hat) + eps) with m_hat = m / (1 - beta1^t), v_hat = v / (1 - beta2^t).
-  const double bc1 = 1.0 - std::pow(static_cast<double>(beta1), static_cast<double>(step));
-  const double bc2 = 1.0 - std::pow(static_cast<double>(beta2), static_cast<double>(step));
-  const float lr_t = static_cast<float>(lr / bc1);
-  const float c2 = static_cast<float>(1.0 / std::sqrt(bc2));
+  const auto [lr_t, c2] = adam_scalars(lr, beta1, beta2, step, "cpu::adam_step");
   const float one_m_b1 = 1.0f - beta1, one_m_b2 = 1.0f - beta2;
   pool.parallel_for(n, kParallelMin, [&](int64_t begin, int64_t end) {
 #pragma omp simd

@@ -5,23 +5,13 @@
 
 #include "core/cpu/kernels.hpp"
 #include "core/error.hpp"
+#include "core/op_checks.hpp"
 
 namespace strand::cpu {
-namespace {
-
-void check_dims(int64_t batch, int64_t classes, const char* where) {
-  STRAND_CHECK(batch >= 1 && classes >= 1, Shape,
-               "softmax needs batch, classes >= 1, got batch=" + std::to_string(batch) +
-                   " classes=" + std::to_string(classes),
-               where);
-}
-
-}  // namespace
-
 LossResult softmax_xent(int64_t batch, int64_t classes, const float* logits,
                         const int32_t* labels, float* dlogits, Workspace& ws, ThreadPool& pool) {
   const char* where = "cpu::softmax_xent";
-  check_dims(batch, classes, where);
+  check_softmax(batch, classes, where);
   // Checked up front so no thread stops half-way through the rows.
   for (int64_t n = 0; n < batch; ++n) {
     STRAND_CHECK(labels[n] >= 0 && labels[n] < classes, Usage,
@@ -63,7 +53,7 @@ LossResult softmax_xent(int64_t batch, int64_t classes, const float* logits,
 }
 
 void softmax(int64_t batch, int64_t classes, const float* logits, float* probs, ThreadPool& pool) {
-  check_dims(batch, classes, "cpu::softmax");
+  check_softmax(batch, classes, "cpu::softmax");
   pool.parallel_for(batch, kParallelMin / classes, [&](int64_t n0, int64_t n1) {
     for (int64_t n = n0; n < n1; ++n) {
       const float* l = logits + n * classes;  // [C]

@@ -14,6 +14,7 @@
 #include "core/cuda/check.hpp"
 #include "core/cuda/cuda_backend.hpp"
 #include "core/error.hpp"
+#include "core/op_checks.hpp"
 
 namespace strand::cuda {
 namespace {
@@ -21,27 +22,17 @@ namespace {
 // Algorithms needing more scratch than this are skipped (FFT variants can ask for gigabytes).
 constexpr size_t kMaxWorkspace = size_t{512} << 20;
 
+// The shared checks, plus cuDNN's limit: its 4-D descriptors take int dimensions.
 void check_desc(const Conv2dDesc& d, const char* where) {
-  const std::string dims = "batch=" + std::to_string(d.batch) + " in_c=" + std::to_string(d.in_c) +
-                           " in=" + std::to_string(d.in_h) + "x" + std::to_string(d.in_w) +
-                           " out_c=" + std::to_string(d.out_c) + " kernel=" +
-                           std::to_string(d.kernel_h) + "x" + std::to_string(d.kernel_w) +
-                           " pad=" + std::to_string(d.pad_h) + "x" + std::to_string(d.pad_w);
-  STRAND_CHECK(d.batch >= 1 && d.in_c >= 1 && d.in_h >= 1 && d.in_w >= 1 && d.out_c >= 1 &&
-                   d.kernel_h >= 1 && d.kernel_w >= 1,
-               Shape, "conv2d needs every size >= 1, got " + dims, where);
-  STRAND_CHECK(d.pad_h >= 0 && d.pad_w >= 0, Shape, "conv2d padding must be >= 0, got " + dims,
-               where);
-  STRAND_CHECK(d.out_h() >= 1 && d.out_w() >= 1, Shape,
-               "conv2d kernel larger than the padded input (output would be " +
-                   std::to_string(d.out_h()) + "x" + std::to_string(d.out_w()) + "), got " + dims,
-               where);
-  // cuDNN's 4-D descriptors take int dimensions.
+  check_conv2d(d, where);
   constexpr int64_t kMax = int64_t{1} << 30;
   STRAND_CHECK(d.batch < kMax && d.in_c < kMax && d.in_h < kMax && d.in_w < kMax &&
                    d.out_c < kMax && d.kernel_h < kMax && d.kernel_w < kMax && d.pad_h < kMax &&
                    d.pad_w < kMax,
-               Shape, "conv2d sizes must be below 2^30 for cuDNN, got " + dims, where);
+               Shape,
+               "conv2d sizes must be below 2^30 for cuDNN, got batch=" + std::to_string(d.batch) +
+                   " in_c=" + std::to_string(d.in_c) + " out_c=" + std::to_string(d.out_c),
+               where);
 }
 
 TensorDescPtr tensor_desc(int64_t n, int64_t c, int64_t h, int64_t w) {

@@ -10,16 +10,14 @@
 #include "core/cuda/cuda_backend.hpp"
 #include "core/cuda/kernels.hpp"
 #include "core/error.hpp"
+#include "core/op_checks.hpp"
 
 namespace strand::cuda {
 namespace {
 
-void check_desc(const DenseDesc& d, const char* where) {
-  STRAND_CHECK(d.batch >= 1 && d.in >= 1 && d.out >= 1, Shape,
-               "dense needs batch, in, out >= 1, got batch=" + std::to_string(d.batch) +
-                   " in=" + std::to_string(d.in) + " out=" + std::to_string(d.out),
-               where);
-  // cublasSgemm takes int sizes.
+// The shared checks, plus cuBLAS's limit: cublasSgemm takes int sizes.
+void check_dense_dims(const DenseDesc& d, const char* where) {
+  check_dense(d, where);
   constexpr int64_t kMax = int64_t{1} << 31;
   STRAND_CHECK(d.batch < kMax && d.in < kMax && d.out < kMax, Shape,
                "dense sizes must be below 2^31 for cuBLAS, got batch=" + std::to_string(d.batch) +
@@ -63,7 +61,7 @@ void bias_grad_rows(int64_t rows, int64_t cols, const float* dy, float* db, cuda
 
 void CudaBackend::dense_forward(const DenseDesc& d, const float* x, const float* w,
                                 const float* b, float* y) {
-  check_desc(d, "cuda::dense_forward");
+  check_dense_dims(d, "cuda::dense_forward");
   activate();
   const int B = int(d.batch), in = int(d.in), out = int(d.out);
   const float one = 1.0f, zero = 0.0f;
@@ -76,7 +74,7 @@ void CudaBackend::dense_forward(const DenseDesc& d, const float* x, const float*
 
 void CudaBackend::dense_backward(const DenseDesc& d, const float* x, const float* w,
                                  const float* dy, float* dx, float* dw, float* db) {
-  check_desc(d, "cuda::dense_backward");
+  check_dense_dims(d, "cuda::dense_backward");
   activate();
   const int B = int(d.batch), in = int(d.in), out = int(d.out);
   const float one = 1.0f, zero = 0.0f;

@@ -6,16 +6,10 @@
 #include "core/cuda/check.hpp"
 #include "core/cuda/kernels.hpp"
 #include "core/error.hpp"
+#include "core/op_checks.hpp"
 
 namespace strand::cuda {
 namespace {
-
-float keep_scale(float rate, const char* where) {
-  // rate == 1 would drop everything and scale by infinity; NaN fails both comparisons.
-  STRAND_CHECK(rate >= 0.0f && rate < 1.0f, Usage,
-               "dropout rate must be in [0, 1), got " + std::to_string(rate), where);
-  return 1.0f / (1.0f - rate);
-}
 
 // Forward and backward are the same map: out[i] = keep(i) ? in[i] * scale : 0.
 __global__ void dropout_kernel(int64_t n, float rate, float scale, uint64_t key, const float* in,
@@ -27,7 +21,7 @@ __global__ void dropout_kernel(int64_t n, float rate, float scale, uint64_t key,
 
 void launch(int64_t n, float rate, uint64_t key, const float* in, float* out,
             cudaStream_t stream, const char* where) {
-  const float scale = keep_scale(rate, where);
+  const float scale = dropout_scale(rate, where);
   if (n <= 0) return;
   dropout_kernel<<<grid_for(n), kBlock, 0, stream>>>(n, rate, scale, key, in, out);
   STRAND_CUDA_CHECK(cudaGetLastError());

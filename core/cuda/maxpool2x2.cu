@@ -6,17 +6,10 @@
 #include "core/cuda/check.hpp"
 #include "core/cuda/kernels.hpp"
 #include "core/error.hpp"
+#include "core/op_checks.hpp"
 
 namespace strand::cuda {
 namespace {
-
-void check_desc(const Pool2dDesc& d, const char* where) {
-  STRAND_CHECK(d.batch >= 1 && d.channels >= 1 && d.in_h >= 2 && d.in_w >= 2, Shape,
-               "maxpool2x2 needs batch, channels >= 1 and H, W >= 2, got batch=" +
-                   std::to_string(d.batch) + " channels=" + std::to_string(d.channels) + " in=" +
-                   std::to_string(d.in_h) + "x" + std::to_string(d.in_w),
-               where);
-}
 
 // One thread per output element y [P,oh,ow] (P = B*C planes), reading x [P,H,W].
 __global__ void maxpool_forward_kernel(int64_t planes, int64_t H, int64_t W,
@@ -64,7 +57,7 @@ __global__ void maxpool_backward_kernel(int64_t planes, int64_t H, int64_t W,
 }  // namespace
 
 void maxpool2x2_forward(const Pool2dDesc& d, const float* x, float* y, cudaStream_t stream) {
-  check_desc(d, "cuda::maxpool2x2_forward");
+  check_maxpool2x2(d, "cuda::maxpool2x2_forward");
   const int64_t n = d.batch * d.channels * d.out_h() * d.out_w();
   maxpool_forward_kernel<<<grid_for(n), kBlock, 0, stream>>>(d.batch * d.channels, d.in_h,
                                                              d.in_w, x, y);
@@ -73,7 +66,7 @@ void maxpool2x2_forward(const Pool2dDesc& d, const float* x, float* y, cudaStrea
 
 void maxpool2x2_backward(const Pool2dDesc& d, const float* x, const float* y, const float* dy,
                          float* dx, cudaStream_t stream) {
-  check_desc(d, "cuda::maxpool2x2_backward");
+  check_maxpool2x2(d, "cuda::maxpool2x2_backward");
   const int64_t n = d.batch * d.channels * d.in_h * d.in_w;
   maxpool_backward_kernel<<<grid_for(n), kBlock, 0, stream>>>(d.batch * d.channels, d.in_h,
                                                               d.in_w, x, y, dy, dx);

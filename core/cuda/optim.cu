@@ -6,6 +6,7 @@
 #include "core/cuda/check.hpp"
 #include "core/cuda/kernels.hpp"
 #include "core/error.hpp"
+#include "core/op_checks.hpp"
 
 namespace strand::cuda {
 namespace {
@@ -59,14 +60,8 @@ void momentum_step(int64_t n, float lr, float momentum, float* params, const flo
 
 void adam_step(int64_t n, float lr, float beta1, float beta2, float eps, int64_t step,
                float* params, const float* grads, float* m, float* v, cudaStream_t stream) {
-  STRAND_CHECK(step >= 1, Usage, "adam step counts from 1, got " + std::to_string(step),
-               "cuda::adam_step");
-  // p -= lr_t * m / (sqrt(v) * c2 + eps): lr * m_hat / (sqrt(v_hat) + eps) with the bias
-  // corrections folded into two scalars, exactly as the CPU computes them.
-  const double bc1 = 1.0 - std::pow(static_cast<double>(beta1), static_cast<double>(step));
-  const double bc2 = 1.0 - std::pow(static_cast<double>(beta2), static_cast<double>(step));
-  const float lr_t = static_cast<float>(lr / bc1);
-  const float c2 = static_cast<float>(1.0 / std::sqrt(bc2));
+  // The same two scalars as the CPU (op_checks.hpp), so the update matches it.
+  const auto [lr_t, c2] = adam_scalars(lr, beta1, beta2, step, "cuda::adam_step");
   if (n <= 0) return;
   adam_kernel<<<grid_for(n), kBlock, 0, stream>>>(n, beta1, beta2, 1.0f - beta1, 1.0f - beta2,
                                                   lr_t, c2, eps, params, grads, m, v);

@@ -12,16 +12,10 @@
 #include "core/cuda/check.hpp"
 #include "core/cuda/kernels.hpp"
 #include "core/error.hpp"
+#include "core/op_checks.hpp"
 
 namespace strand::cuda {
 namespace {
-
-void check_dims(int64_t batch, int64_t classes, const char* where) {
-  STRAND_CHECK(batch >= 1 && classes >= 1, Shape,
-               "softmax needs batch, classes >= 1, got batch=" + std::to_string(batch) +
-                   " classes=" + std::to_string(classes),
-               where);
-}
 
 constexpr int kXentBlock = 256;
 
@@ -101,7 +95,7 @@ __global__ void softmax_kernel(int64_t batch, int64_t classes, const float* logi
 void softmax_xent(int64_t batch, int64_t classes, const float* logits, const int32_t* labels,
                   float* dlogits, double* loss_sum, int64_t* correct, int64_t* bad_labels,
                   cudaStream_t stream) {
-  check_dims(batch, classes, "cuda::softmax_xent");
+  check_softmax(batch, classes, "cuda::softmax_xent");
   softmax_xent_kernel<<<1, kXentBlock, 0, stream>>>(batch, classes, logits, labels, dlogits,
                                                     loss_sum, correct, bad_labels);
   STRAND_CUDA_CHECK(cudaGetLastError());
@@ -109,7 +103,7 @@ void softmax_xent(int64_t batch, int64_t classes, const float* logits, const int
 
 void softmax(int64_t batch, int64_t classes, const float* logits, float* probs,
              cudaStream_t stream) {
-  check_dims(batch, classes, "cuda::softmax");
+  check_softmax(batch, classes, "cuda::softmax");
   softmax_kernel<<<grid_for(batch), kBlock, 0, stream>>>(batch, classes, logits, probs);
   STRAND_CUDA_CHECK(cudaGetLastError());
 }
