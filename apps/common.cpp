@@ -23,7 +23,7 @@ std::filesystem::path default_mnist_cache() {
 
 Context make_context(const DeviceArgs& d, int threads) {
   STRAND_CHECK(threads >= 1, Usage, "--threads must be at least 1", "strand");
-  Context ctx(make_backend(d.device, threads, d.tf32));
+  Context ctx(make_backend(d.device, threads, CudaOptions{.tf32 = d.tf32}));
   if (d.device != "cpu") ctx.log("running on " + d.device + (d.tf32 ? " with TF32 math" : ""));
   return ctx;
 }

@@ -85,6 +85,11 @@ class Backend {
   virtual void to_host(void* dst, const void* src, size_t bytes) = 0;
   // Waits until every kernel queued so far has finished (timers read after it are honest).
   virtual void synchronize() {}
+  // A training step of `batch` images runs between begin_step() and end_step(). A backend may
+  // record the step and replay it as one unit (CUDA graphs); the CPU runs kernels as they come.
+  // Between the two calls nothing may wait for the device or allocate.
+  virtual void begin_step(int64_t /*batch*/) {}
+  virtual void end_step() {}
   // Makes `bytes` of host memory readable by this backend's kernels: the host pointer itself
   // where kernels read host memory (CPU), else a copy placed in `storage`.
   virtual const void* device_view(const void* host, size_t bytes, Buffer& storage) = 0;
@@ -161,17 +166,24 @@ inline constexpr bool dropout_keep(uint64_t key, uint64_t i, float rate) {
 // The CPU backend with `threads` worker threads (>= 1).
 std::unique_ptr<Backend> make_cpu_backend(int threads);
 
+struct CudaOptions {
+  // Let convolutions and matrix products use TF32 tensor cores (PyTorch's default for cuDNN
+  // convolutions): much faster at large batches, with about 1e-3 relative error instead of FP32's.
+  bool tf32 = false;
+  // Record each training step (after the first at a batch size) as a CUDA graph and replay it
+  // with one launch; the weights are the same bits as without.
+  bool graphs = true;
+};
+
 // The CUDA backend on GPU `device` (0-based). Usage error when strand was built without CUDA
-// (-Dcuda=disabled, or no nvcc at build time) or the device does not exist. `tf32` lets
-// convolutions and matrix products use TF32 tensor cores (PyTorch's default for cuDNN
-// convolutions): much faster at large batches, with about 1e-3 relative error instead of FP32's.
-std::unique_ptr<Backend> make_cuda_backend(int device, bool tf32 = false);
+// (-Dcuda=disabled, or no nvcc at build time) or the device does not exist.
+std::unique_ptr<Backend> make_cuda_backend(int device, CudaOptions options = {});
 // Whether this build has the CUDA backend, and how many GPUs the machine shows (0 without).
 bool cuda_built();
 int cuda_device_count();
 
 // A backend by name: "cpu", "cuda" (GPU 0) or "cuda:N". `threads` is for the CPU backend,
-// `tf32` for CUDA (a Usage error with the CPU, which has no such mode).
-std::unique_ptr<Backend> make_backend(const std::string& device, int threads, bool tf32 = false);
+// `cuda` for CUDA (asking the CPU for TF32 is a Usage error: it has no such mode).
+std::unique_ptr<Backend> make_backend(const std::string& device, int threads, CudaOptions cuda = {});
 
 }  // namespace strand

@@ -178,11 +178,13 @@ TrainResult train(Context& ctx, Model& model, const io::Dataset& train_set, cons
     for (int64_t s = 0; s < steps && !stop; ++s) {
       const int64_t first = s * cfg.batch_size;
       const int64_t b = std::min(cfg.batch_size, int64_t(mine.size()) - first);
+      be.begin_step(b);
       be.gather(b, sample, mine_dev + first, images, labels, x.f32(), y.i32());
       model.forward(x.f32(), b, true, step_key(cfg.seed, step));
       model.loss_accumulate(y.i32(), b);
       model.backward(ready);
       strategy.finish_step(model, opt);
+      be.end_step();
       ++step;
       if (cfg.max_steps > 0 && step >= cfg.max_steps) stop = true;
       const bool last = s + 1 == steps || stop;

@@ -13,6 +13,9 @@ namespace strand {
 namespace cuda {
 namespace {
 
+// What NVIDIA recommends for Hopper; more than any sgemm here needs.
+constexpr size_t kCublasWorkspace = size_t{32} << 20;
+
 DevicePtr device_malloc(size_t bytes) {
   void* p = nullptr;
   STRAND_CUDA_CHECK(cudaMalloc(&p, bytes));
@@ -21,7 +24,8 @@ DevicePtr device_malloc(size_t bytes) {
 
 }  // namespace
 
-CudaBackend::CudaBackend(int device, bool tf32) : device_(device), tf32_(tf32) {
+CudaBackend::CudaBackend(int device, CudaOptions options)
+    : device_(device), tf32_(options.tf32), graphs_(options.graphs) {
   activate();
   cudaStream_t stream = nullptr;
   STRAND_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
@@ -32,7 +36,10 @@ CudaBackend::CudaBackend(int device, bool tf32) : device_(device), tf32_(tf32) {
   STRAND_CUBLAS_CHECK(cublasSetStream(blas, stream));
   // Plain FP32 sgemm unless TF32 was asked for: CUBLAS_DEFAULT_MATH never uses TF32 for FP32
   // data, so dense layers then match the CPU within 1e-4.
-  STRAND_CUBLAS_CHECK(cublasSetMathMode(blas, tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+  STRAND_CUBLAS_CHECK(cublasSetMathMode(blas, tf32_ ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+  // An explicit workspace: inside a graph capture cuBLAS may not allocate its own.
+  cublas_workspace_ = device_malloc(kCublasWorkspace);
+  STRAND_CUBLAS_CHECK(cublasSetWorkspace(blas, cublas_workspace_.get(), kCublasWorkspace));
   cudnnHandle_t dnn = nullptr;
   STRAND_CUDNN_CHECK(cudnnCreate(&dnn));
   cudnn_.reset(dnn);
@@ -46,7 +53,56 @@ CudaBackend::~CudaBackend() {
   // Members are released after this body on the same thread, so they see this device; the
   // stream is drained first so nothing still runs on memory that is about to be freed.
   (void)cudaSetDevice(device_);
+  abandon_capture();
   (void)cudaStreamSynchronize(stream_.get());
+}
+
+void CudaBackend::abandon_capture() noexcept {
+  if (!capturing_) return;
+  capturing_ = false;
+  cudaGraph_t graph = nullptr;
+  (void)cudaStreamEndCapture(stream_.get(), &graph);
+  if (graph) (void)cudaGraphDestroy(graph);
+  (void)cudaGetLastError();
+  step_graph_.reset();
+}
+
+void CudaBackend::begin_step(int64_t batch) {
+  activate();
+  abandon_capture();
+  if (!graphs_) return;
+  if (batch != graph_batch_) {  // a new shape: run it eagerly once, capture from the next step
+    graph_batch_ = batch;
+    step_graph_.reset();
+    return;
+  }
+  // Thread-local mode: other threads may keep using the runtime (another backend) meanwhile.
+  STRAND_CUDA_CHECK(cudaStreamBeginCapture(stream_.get(), cudaStreamCaptureModeThreadLocal));
+  capturing_ = true;
+}
+
+void CudaBackend::end_step() {
+  if (!capturing_) return;
+  activate();
+  capturing_ = false;
+  cudaGraph_t raw = nullptr;
+  STRAND_CUDA_CHECK(cudaStreamEndCapture(stream_.get(), &raw));
+  const Unique<cudaGraph_t, cudaGraphDestroy> graph(raw);
+  // Steps differ only in kernel arguments (batch indices, dropout keys, Adam's scalars), so the
+  // instantiated graph is updated in place; a different topology instantiates anew.
+  if (step_graph_) {
+    cudaGraphExecUpdateResultInfo info{};
+    if (cudaGraphExecUpdate(step_graph_.get(), graph.get(), &info) != cudaSuccess) {
+      (void)cudaGetLastError();
+      step_graph_.reset();
+    }
+  }
+  if (!step_graph_) {
+    cudaGraphExec_t exec = nullptr;
+    STRAND_CUDA_CHECK(cudaGraphInstantiate(&exec, graph.get(), 0));
+    step_graph_.reset(exec);
+  }
+  STRAND_CUDA_CHECK(cudaGraphLaunch(step_graph_.get(), stream_.get()));
 }
 
 void CudaBackend::activate() const { STRAND_CUDA_CHECK(cudaSetDevice(device_)); }
@@ -222,7 +278,7 @@ int cuda_device_count() {
   return n;
 }
 
-std::unique_ptr<Backend> make_cuda_backend(int device, bool tf32) {
+std::unique_ptr<Backend> make_cuda_backend(int device, CudaOptions options) {
   const std::string where = "device cuda:" + std::to_string(device);
   const int count = cuda_device_count();
   STRAND_CHECK(count > 0, Usage, "no CUDA GPU is visible (no NVIDIA driver or no device)", where);
@@ -230,7 +286,7 @@ std::unique_ptr<Backend> make_cuda_backend(int device, bool tf32) {
                "GPU index " + std::to_string(device) + " is out of range: this machine shows " +
                    std::to_string(count) + " GPU(s), numbered from 0",
                where);
-  return std::make_unique<cuda::CudaBackend>(device, tf32);
+  return std::make_unique<cuda::CudaBackend>(device, options);
 }
 
 }  // namespace strand

@@ -39,6 +39,7 @@ using TensorDescPtr = Unique<cudnnTensorDescriptor_t, cudnnDestroyTensorDescript
 using FilterDescPtr = Unique<cudnnFilterDescriptor_t, cudnnDestroyFilterDescriptor>;
 using ConvDescPtr = Unique<cudnnConvolutionDescriptor_t, cudnnDestroyConvolutionDescriptor>;
 using DevicePtr = Unique<void*, cudaFree>;
+using GraphExecPtr = Unique<cudaGraphExec_t, cudaGraphExecDestroy>;
 
 // Descriptors and algorithms for one convolution shape, chosen once (conv2d.cu).
 struct ConvPlan {
@@ -53,8 +54,8 @@ struct ConvPlan {
 
 class CudaBackend final : public Backend {
  public:
-  // device must exist (make_cuda_backend checks); tf32: see make_cuda_backend.
-  CudaBackend(int device, bool tf32);
+  // device must exist (make_cuda_backend checks); options: see backend.hpp.
+  CudaBackend(int device, CudaOptions options);
   ~CudaBackend() override;
   CudaBackend(const CudaBackend&) = delete;
   CudaBackend& operator=(const CudaBackend&) = delete;
@@ -67,6 +68,8 @@ class CudaBackend final : public Backend {
   void to_device(void* dst, const void* src, size_t bytes) override;
   void to_host(void* dst, const void* src, size_t bytes) override;
   void synchronize() override;
+  void begin_step(int64_t batch) override;
+  void end_step() override;
   const void* device_view(const void* host, size_t bytes, Buffer& storage) override;
   void gather(int64_t b, int64_t sample, const int64_t* indices, const float* images,
               const int32_t* labels, float* x, int32_t* y) override;
@@ -116,9 +119,14 @@ class CudaBackend final : public Backend {
 
   // Declaration order is destruction order reversed: descriptors and memory go before the
   // library handles, the stream last.
+  // Ends a capture left open by a step that threw, discarding what it recorded.
+  void abandon_capture() noexcept;
+
   int device_;
   bool tf32_;
+  bool graphs_;
   StreamPtr stream_;
+  DevicePtr cublas_workspace_;  // before the handle: freed after it
   CublasPtr cublas_;
   CudnnPtr cudnn_;
   DevicePtr scalars_;  // LossScalars of the last softmax_xent call
@@ -127,6 +135,11 @@ class CudaBackend final : public Backend {
   DevicePtr workspace_;
   size_t workspace_bytes_ = 0;
   std::map<ConvKey, ConvPlan> conv_plans_;
+  // Step graphs: the first step at a batch size runs eagerly (plans, workspaces and library
+  // scratch are made then, outside any capture); later steps are captured and replayed.
+  int64_t graph_batch_ = 0;
+  bool capturing_ = false;
+  GraphExecPtr step_graph_;  // declared after the stream: destroyed before it
 };
 
 }  // namespace strand::cuda
