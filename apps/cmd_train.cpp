@@ -26,10 +26,12 @@ struct TrainArgs {
   std::string model = "mnist_cnn";
   std::string data, model_dir, metrics, checkpoint_dir;
   DeviceArgs device;
-  int64_t epochs = 1, batch_size = 100, eval_every = 0;
+  // The defaults are the fastest recipe to 99% found on MNIST (README "Defaults").
+  int64_t epochs = 1, batch_size = 64, eval_every = 0;
   double stop_at_accuracy = 0;
-  float lr = 2e-3f, momentum = 0.9f;  // lr: 1 epoch of mnist_cnn at batch 100 reaches ~99%
+  float lr = 2e-3f, momentum = 0.9f;
   std::string optimizer = "adam";
+  std::string lr_schedule = "cosine";
   uint64_t seed = 42;
   int threads = default_threads();
   bool resume = false;
@@ -61,6 +63,7 @@ void run_train(CLI::App& cmd, TrainArgs& a) {
   cfg.optimizer.kind = a.optimizer;
   cfg.optimizer.lr = a.lr;
   cfg.optimizer.momentum = a.momentum;
+  cfg.lr_schedule = a.lr_schedule;
   validate(cfg.optimizer);
   cfg.checkpoint_dir = a.checkpoint_dir.empty() ? model_dir / "checkpoints" : std::filesystem::path(a.checkpoint_dir);
   cfg.resume = a.resume;
@@ -138,6 +141,8 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--lr", a->lr, "Learning rate")->check(CLI::PositiveNumber)->capture_default_str();
   cmd->add_option("--optimizer", a->optimizer, "sgd, momentum or adam")
       ->check(CLI::IsMember({"sgd", "momentum", "adam"}))->capture_default_str();
+  cmd->add_option("--lr-schedule", a->lr_schedule, "Learning rate over the run: constant, linear or cosine (to 0)")
+      ->check(CLI::IsMember({"constant", "linear", "cosine"}))->capture_default_str();
   cmd->add_option("--momentum", a->momentum, "Momentum (optimizer momentum)")->check(CLI::Range(0.0, 0.999999))->capture_default_str();
   cmd->add_option("--seed", a->seed, "Seed for initialisation, shuffling and dropout")->capture_default_str();
   cmd->add_option("--threads", a->threads, "CPU threads")->check(CLI::PositiveNumber)->capture_default_str();

@@ -23,6 +23,12 @@ Optimizer::Optimizer(Backend& backend, OptimizerConfig cfg, int64_t n) : be_(bac
   for (size_t i = 0; i < slot_count(cfg_.kind); ++i) slots_.push_back(be_.alloc(size_t(n_) * sizeof(float)));
 }
 
+void Optimizer::set_lr(float lr) {
+  STRAND_CHECK(std::isfinite(lr) && lr >= 0, Usage, "learning rate must be >= 0, got " + std::to_string(lr),
+               "optimizer");
+  cfg_.lr = lr;
+}
+
 void Optimizer::step(float* params, const float* grads) {
   ++step_;
   if (cfg_.kind == "sgd") {

@@ -34,6 +34,8 @@ class Optimizer {
   Optimizer(Backend& backend, OptimizerConfig cfg, int64_t n);
 
   const OptimizerConfig& config() const { return cfg_; }
+  // The learning rate of the next steps (schedules change it between steps).
+  void set_lr(float lr);
   int64_t steps_taken() const { return step_; }
   // params -= update(grads); both device buffers of n floats.
   void step(float* params, const float* grads);

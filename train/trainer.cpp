@@ -1,6 +1,7 @@
 #include "train/trainer.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <chrono>
 
 #include "core/error.hpp"
@@ -38,6 +39,15 @@ struct BatchBuffers {
 };
 
 uint64_t step_key(uint64_t seed, int64_t step) { return mix64(seed ^ mix64(uint64_t(step) + 0x5eed)); }
+
+// The learning rate at `step` of `total`: a pure function of the step, so a resumed run
+// follows the same schedule as an uninterrupted one.
+float scheduled_lr(const std::string& schedule, float base, int64_t step, int64_t total) {
+  const double t = total > 0 ? std::min(1.0, double(step) / double(total)) : 0.0;
+  if (schedule == "linear") return float(base * (1.0 - t));
+  if (schedule == "cosine") return float(base * 0.5 * (1.0 + std::cos(3.14159265358979323846 * t)));
+  return base;
+}
 
 }  // namespace
 
@@ -83,6 +93,8 @@ TrainResult train(Context& ctx, Model& model, const io::Dataset& train_set, cons
                "train");
   STRAND_CHECK(!cfg.resume || !cfg.checkpoint_dir.empty(), Usage, "resuming needs a checkpoint directory", "train");
   STRAND_CHECK(cfg.eval_every >= 0, Usage, "eval_every must be >= 0", "train");
+  STRAND_CHECK(cfg.lr_schedule == "constant" || cfg.lr_schedule == "linear" || cfg.lr_schedule == "cosine", Usage,
+               "unknown learning-rate schedule '" + cfg.lr_schedule + "' (choose constant, linear or cosine)", "train");
   STRAND_CHECK(cfg.stop_at_accuracy >= 0 && cfg.stop_at_accuracy <= 1, Usage,
                "stop_at_accuracy must be in [0,1], got " + std::to_string(cfg.stop_at_accuracy), "train");
   STRAND_CHECK(cfg.stop_at_accuracy == 0 || eval, Usage, "stopping at an accuracy needs a test set", "train");
@@ -130,6 +142,8 @@ TrainResult train(Context& ctx, Model& model, const io::Dataset& train_set, cons
   Buffer x = be.alloc(size_t(cfg.batch_size * sample) * sizeof(float));
   Buffer y = be.alloc(size_t(cfg.batch_size) * sizeof(int32_t));
   const Model::GradsReady ready = [&](int64_t b, int64_t e) { strategy.grads_ready(model, b, e); };
+  const int64_t total_steps =
+      cfg.epochs * io::steps_per_epoch(n / strategy.world(), cfg.batch_size);  // every rank's shard is n / world
   const auto t_start = Clock::now();
   bool stop = false;
   be.take_loss_totals();  // start from zero whatever ran on this backend before
@@ -175,9 +189,11 @@ TrainResult train(Context& ctx, Model& model, const io::Dataset& train_set, cons
       t_train = Clock::now();
       return eval && cfg.stop_at_accuracy > 0 && m.test_accuracy >= cfg.stop_at_accuracy;
     };
-    for (int64_t s = 0; s < steps && !stop; ++s) {
+    int64_t s = 0;  // steps of this epoch done
+    for (; s < steps && !stop; ++s) {
       const int64_t first = s * cfg.batch_size;
       const int64_t b = std::min(cfg.batch_size, int64_t(mine.size()) - first);
+      opt.set_lr(scheduled_lr(cfg.lr_schedule, cfg.optimizer.lr, step, total_steps));
       be.begin_step(b);
       be.gather(b, sample, mine_dev + first, images, labels, x.f32(), y.i32());
       model.forward(x.f32(), b, true, step_key(cfg.seed, step));
@@ -202,7 +218,8 @@ TrainResult train(Context& ctx, Model& model, const io::Dataset& train_set, cons
         }
       }
     }
-    if (!cfg.checkpoint_dir.empty() && strategy.rank() == 0 && !stop) {
+    // Only a whole epoch is checkpointed (a stop at its last step still completes it).
+    if (!cfg.checkpoint_dir.empty() && strategy.rank() == 0 && s == steps) {
       io::Checkpoint ck;
       ck.model = {model.arch(), io::default_signature(model), model.get_params(), {}};
       ck.optimizer = opt.state();

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <string>
 #include <vector>
 
 #include "core/context.hpp"
@@ -53,6 +54,9 @@ struct TrainConfig {
   int64_t batch_size = 100;
   uint64_t seed = 42;
   OptimizerConfig optimizer;
+  // How the learning rate moves from optimizer.lr over the whole run (epochs x steps per
+  // epoch): "constant", "linear" (down to 0 at the last step) or "cosine" (half a cosine to 0).
+  std::string lr_schedule = "constant";
   std::filesystem::path checkpoint_dir;  // empty: no checkpoints
   bool resume = false;                   // continue from the newest checkpoint in checkpoint_dir
   int64_t max_steps = 0;                 // stop after this many steps in all (0: no limit)

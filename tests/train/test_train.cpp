@@ -71,25 +71,34 @@ TEST(Train, LearnsASimpleTask) {
   EXPECT_EQ(r.global_step, 4 * 16);
 }
 
-TEST(Train, ResumeEqualsUninterrupted) {
+// The learning-rate schedule is a function of the global step, so resuming keeps to it too.
+class Resume : public testing::TestWithParam<const char*> {};
+
+TEST_P(Resume, EqualsUninterrupted) {
   const io::Dataset train_set = banded(500, 1), test_set = banded(100, 2);
   TempDir a, b;
   std::vector<float> uninterrupted, resumed;
   {
     Context ctx(make_cpu_backend(2));
     Model m(ctx.backend(), tiny_cnn());
-    train(ctx, m, train_set, &test_set, config(3, a.path));
+    TrainConfig c = config(3, a.path);
+    c.lr_schedule = GetParam();
+    train(ctx, m, train_set, &test_set, c);
     uninterrupted = m.get_params();
   }
   {
     Context ctx(make_cpu_backend(2));
     Model m(ctx.backend(), tiny_cnn());
-    train(ctx, m, train_set, &test_set, config(2, b.path));  // "crashes" after epoch 2
+    TrainConfig c = config(3, b.path);
+    c.lr_schedule = GetParam();
+    c.max_steps = 32;  // "crashes" after epoch 2 (16 steps an epoch)
+    train(ctx, m, train_set, &test_set, c);
   }
   {
     Context ctx(make_cpu_backend(2));
     Model m(ctx.backend(), tiny_cnn());
     TrainConfig c = config(3, b.path);
+    c.lr_schedule = GetParam();
     c.resume = true;
     const TrainResult r = train(ctx, m, train_set, &test_set, c);
     EXPECT_EQ(r.resumed_from_epoch, 2);
@@ -103,6 +112,23 @@ TEST(Train, ResumeEqualsUninterrupted) {
   EXPECT_TRUE(fs::exists(b.path / "checkpoint-3.strand"));
   EXPECT_TRUE(fs::exists(b.path / "checkpoint-2.strand"));
   EXPECT_FALSE(fs::exists(b.path / "checkpoint-1.strand"));
+}
+
+INSTANTIATE_TEST_SUITE_P(Schedules, Resume, testing::Values("constant", "cosine"));
+
+TEST(Train, SchedulesChangeTheRunAndUnknownOnesAreRefused) {
+  const io::Dataset train_set = banded(200, 1);
+  auto run = [&](const char* schedule) {
+    Context ctx(make_cpu_backend(1));
+    Model m(ctx.backend(), tiny_cnn());
+    TrainConfig c = config(2, {});
+    c.lr_schedule = schedule;
+    train(ctx, m, train_set, nullptr, c);
+    return m.get_params();
+  };
+  EXPECT_NE(run("constant"), run("linear"));
+  EXPECT_NE(run("linear"), run("cosine"));
+  EXPECT_THROW(run("exponential"), Error);
 }
 
 TEST(Train, EvaluatesEveryNStepsAndStopsAtTheTarget) {
