@@ -1,8 +1,10 @@
 // strand bench train: training throughput of one process, as one JSON object.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
 #include <memory>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -26,6 +28,19 @@ struct BenchArgs {
   bool json = false;
 };
 
+// Registers the flags `bench train` and `bench infer` share; `steps` is what each calls its
+// timed repetitions.
+void add_common_options(CLI::App& cmd, BenchArgs& a, const char* steps_name, const char* steps_help) {
+  cmd.add_option("--model", a.model, "Model")->check(CLI::IsMember(models::names()))->capture_default_str();
+  cmd.add_option("--data", a.data, "MNIST directory (default: the scripts/setup cache, else synthetic data)");
+  cmd.add_option("--batch-size", a.batch_size, "Images per batch")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd.add_option("--threads", a.threads, "CPU threads")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd.add_option(steps_name, a.steps, steps_help)->check(CLI::PositiveNumber)->capture_default_str();
+  cmd.add_option("--warmup", a.warmup, "Untimed repetitions first")->check(CLI::NonNegativeNumber)->capture_default_str();
+  add_device_options(cmd, a.device);
+  cmd.add_flag("--json", a.json, "Print one JSON object");
+}
+
 // Uniform pixels and labels: throughput does not depend on the values.
 io::Dataset synthetic(const Shape& sample, int64_t n) {
   io::Dataset d;
@@ -37,21 +52,27 @@ io::Dataset synthetic(const Shape& sample, int64_t n) {
   return d;
 }
 
+// MNIST's training or test split from --data or the cache, else synthetic images; `source`
+// says which.
+io::Dataset bench_data(const Context& ctx, const BenchArgs& a, const Model& model, bool train_split,
+                       std::string& source) {
+  const std::filesystem::path data_dir = a.data.empty() ? default_mnist_cache() : std::filesystem::path(a.data);
+  if (!a.data.empty() || std::filesystem::exists(data_dir)) {
+    io::MnistSplits splits = load_data(ctx, data_dir);
+    source = data_dir.string();
+    return std::move(train_split ? splits.train : splits.eval);
+  }
+  source = "synthetic";
+  ctx.log("no MNIST cache at " + data_dir.string() + ": timing on synthetic data");
+  return synthetic(model.arch().input, std::clamp<int64_t>(a.batch_size * (a.steps + a.warmup), a.batch_size, 60000));
+}
+
 void run_bench_train(const BenchArgs& a) {
   STRAND_CHECK(a.steps >= 1 && a.warmup >= 0, Usage, "--steps must be >= 1 and --warmup >= 0", "strand bench train");
   Context ctx = make_context(a.device, a.threads);
   Model model(ctx.backend(), models::by_name(a.model));
-  const std::filesystem::path data_dir = a.data.empty() ? default_mnist_cache() : std::filesystem::path(a.data);
-  io::Dataset data;
   std::string source;
-  if (!a.data.empty() || std::filesystem::exists(data_dir)) {
-    data = std::move(load_data(ctx, data_dir).train);
-    source = data_dir.string();
-  } else {
-    data = synthetic(model.arch().input, std::min<int64_t>(60000, a.batch_size * (a.steps + a.warmup)));
-    source = "synthetic";
-    ctx.log("no MNIST cache at " + data_dir.string() + ": timing on synthetic data");
-  }
+  const io::Dataset data = bench_data(ctx, a, model, true, source);
 
   TrainConfig cfg;
   cfg.batch_size = a.batch_size;
@@ -84,20 +105,60 @@ void run_bench_train(const BenchArgs& a) {
 
 }  // namespace
 
+// Forward passes only (no dropout), as a serving endpoint runs them: each batch is copied in,
+// run, turned into probabilities and copied out (Model::predict).
+void run_bench_infer(const BenchArgs& a) {
+  STRAND_CHECK(a.steps >= 1 && a.warmup >= 0, Usage, "--iterations must be >= 1 and --warmup >= 0",
+               "strand bench infer");
+  Context ctx = make_context(a.device, a.threads);
+  Model model(ctx.backend(), models::by_name(a.model));
+  model.init(42);
+  std::string source;
+  const io::Dataset data = bench_data(ctx, a, model, false, source);
+  STRAND_CHECK(data.size() >= a.batch_size, Usage,
+               "--batch-size " + std::to_string(a.batch_size) + " is larger than the " + std::to_string(data.size()) +
+                   " images available",
+               "strand bench infer");
+  const int64_t sample = data.sample_shape.numel(), starts = data.size() - a.batch_size + 1;
+  std::vector<float> probs(size_t(a.batch_size * model.classes()));
+  // Consecutive batches walk through the data, so caches do not hold the same input.
+  auto run = [&](int64_t i) {
+    const int64_t first = (i * a.batch_size) % starts;
+    model.predict(data.images.data() + first * sample, a.batch_size, probs.data());
+  };
+  for (int64_t i = 0; i < a.warmup; ++i) run(i);
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int64_t i = 0; i < a.steps; ++i) run(a.warmup + i);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double ips = double(a.steps * a.batch_size) / secs, latency_ms = 1000 * secs / double(a.steps);
+  const double gflops = model.forward_flops_per_sample() * ips / 1e9;
+  if (a.json) {
+    std::cout << nlohmann::json{{"model", a.model},           {"batch_size", a.batch_size},
+                                {"threads", a.threads},       {"device", a.device.device},
+                                {"tf32", a.device.tf32},      {"iterations", a.steps},
+                                {"images_per_sec", ips},      {"latency_ms", latency_ms},
+                                {"gflops_per_sec", gflops},   {"data", source}}
+                     .dump()
+              << '\n';
+  } else {
+    std::printf("%s inference on %s, batch %lld, %d thread(s): %.0f images/s, %.3f ms per batch (%.1f GFLOP/s)\n",
+                a.model.c_str(), a.device.device.c_str(), (long long)a.batch_size, a.threads, ips, latency_ms, gflops);
+  }
+}
+
 void add_bench_command(CLI::App& app) {
   CLI::App* bench = app.add_subcommand("bench", "Benchmarks");
   bench->require_subcommand(1);
   auto a = std::make_shared<BenchArgs>();
   CLI::App* tr = bench->add_subcommand("train", "Training throughput of one process (images/s)");
-  tr->add_option("--model", a->model, "Model")->check(CLI::IsMember(models::names()))->capture_default_str();
-  tr->add_option("--data", a->data, "MNIST directory (default: the scripts/setup cache, else synthetic data)");
-  tr->add_option("--batch-size", a->batch_size, "Images per step")->check(CLI::PositiveNumber)->capture_default_str();
-  tr->add_option("--threads", a->threads, "CPU threads")->check(CLI::PositiveNumber)->capture_default_str();
-  tr->add_option("--steps", a->steps, "Timed steps")->check(CLI::PositiveNumber)->capture_default_str();
-  tr->add_option("--warmup", a->warmup, "Untimed steps first")->check(CLI::NonNegativeNumber)->capture_default_str();
-  add_device_options(*tr, a->device);
-  tr->add_flag("--json", a->json, "Print one JSON object");
+  add_common_options(*tr, *a, "--steps", "Timed training steps");
   tr->callback([a] { run_bench_train(*a); });
+  auto b = std::make_shared<BenchArgs>();
+  b->steps = 200;
+  b->warmup = 10;
+  CLI::App* inf = bench->add_subcommand("infer", "Inference throughput and latency (forward only, images/s)");
+  add_common_options(*inf, *b, "--iterations", "Timed batches");
+  inf->callback([b] { run_bench_infer(*b); });
 }
 
 }  // namespace strand::cli

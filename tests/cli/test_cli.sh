@@ -26,7 +26,7 @@ tiny=(--batch-size 50 --threads 1)
 
 # Help on every command.
 expect 0 "Subcommands" -- "$strand" --help
-for cmd in train eval data "data mnist" bench "bench train"; do
+for cmd in train eval data "data mnist" bench "bench train" "bench infer"; do
   # shellcheck disable=SC2086
   expect 0 "Usage" -- "$strand" $cmd --help
 done
@@ -119,6 +119,13 @@ PY
   || fail "bench train failed"
 /usr/bin/python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); assert {"model","batch_size","threads","images_per_sec"} <= r.keys() and r["images_per_sec"] > 0' \
   "$work/bench.json" || fail "bench JSON malformed: $(cat "$work/bench.json")"
+
+# bench infer prints one JSON object with throughput and latency.
+"$strand" bench infer --data "$work/data/npy" --iterations 3 --warmup 1 --batch-size 20 --threads 1 --json >"$work/infer.json" 2>/dev/null \
+  || fail "bench infer failed"
+/usr/bin/python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); assert r["batch_size"] == 20 and r["iterations"] == 3 and r["images_per_sec"] > 0 and r["latency_ms"] > 0, r' \
+  "$work/infer.json" || fail "bench infer JSON malformed: $(cat "$work/infer.json")"
+expect 2 "larger than the 100 images" -- "$strand" bench infer --data "$work/data/npy" --batch-size 101 --threads 1
 
 if ((failures)); then echo "$failures check(s) failed"; exit 1; fi
 echo "all CLI checks passed"
