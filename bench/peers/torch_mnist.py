@@ -9,7 +9,17 @@ copied to the GPU once and batches are gathered there.
 Time to accuracy: --eval-every N evaluates on the 10,000 test images every N steps (and at the
 end of every epoch, like `strand train --eval-every`); --stop-at-accuracy X stops at the first
 evaluation reaching X and reports "seconds_to_accuracy" (null when it was not reached).
+--lr-schedule constant|linear|cosine sets Adam's learning rate before every step as strand does:
+lr * (1 - t) or lr * 0.5 * (1 + cos(pi t)), t = step / total steps (0-based step). strand's
+time-to-99% recipe: --epochs 1 --batch-size 64 --lr 0.002 --lr-schedule cosine
+--stop-at-accuracy 0.99 (evaluated at the end of the epoch).
+
+Inference: --infer times --steps forward passes (model.eval(), torch.no_grad()) of --batch-size
+test images, taken in order and cycling, after --warmup untimed ones; it reports images_per_sec
+and latency_ms (mean per batch). The model keeps its initial weights: the time does not depend
+on them.
 """
+import math
 import argparse
 import json
 import os
@@ -110,6 +120,30 @@ def accuracy(model, images, labels):
     return correct / images.shape[0]
 
 
+def scheduled_lr(schedule, base, step, total):
+    """strand's learning rate at 0-based `step` of `total` (train/trainer.cpp scheduled_lr)."""
+    t = min(1.0, step / total) if total > 0 else 0.0
+    if schedule == "linear":
+        return base * (1.0 - t)
+    if schedule == "cosine":
+        return base * 0.5 * (1.0 + math.cos(math.pi * t))
+    return base
+
+
+def test_batches(images, batch_size):
+    """Endless batches of the test set in order, cycling; a batch that crosses the end takes
+    its remainder from the start."""
+    n = images.shape[0]
+    start = 0
+    while True:
+        if start + batch_size <= n:
+            yield images[start:start + batch_size]
+        else:
+            idx = torch.arange(start, start + batch_size, device=images.device) % n
+            yield images[idx]
+        start = (start + batch_size) % n
+
+
 def synchronize(device):
     """Waits for queued GPU work, so that a timer read afterwards includes it."""
     if device.type == "cuda":
@@ -129,11 +163,19 @@ def parse_args():
                         help="intra-op, inter-op and OpenBLAS threads (default: %(default)s)")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps before --steps")
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--steps", type=int, default=100, help="timed training steps (default: 100)")
+    mode.add_argument("--steps", type=int, default=100,
+                      help="timed training steps, or forward passes with --infer (default: 100)")
     mode.add_argument("--epochs", type=int,
                       help="train full epochs instead and report test accuracy")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: %(default)s)")
+    parser.add_argument("--lr-schedule", choices=["constant", "linear", "cosine"], default="constant",
+                        help="learning rate over the run, set before every step as strand does: "
+                             "constant, linear to 0 or half a cosine to 0 over --steps (or all "
+                             "steps of --epochs); warm-up steps use --lr (default: %(default)s)")
+    parser.add_argument("--infer", action="store_true",
+                        help="time inference instead: --steps forward passes of test-set batches "
+                             "after --warmup, model.eval() and torch.no_grad()")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
                         help="cuda: GPU 0, data set and batches on the GPU (default: %(default)s)")
     parser.add_argument("--compile", action="store_true",
@@ -154,6 +196,9 @@ def parse_args():
         parser.error("--lr must be positive")
     if args.stop_at_accuracy is not None and not 0 < args.stop_at_accuracy <= 1:
         parser.error("--stop-at-accuracy must be in (0, 1]")
+    if args.infer and (args.epochs or args.eval_every or args.stop_at_accuracy):
+        parser.error("--infer times forward passes only: it takes --steps, not --epochs, "
+                     "--eval-every or --stop-at-accuracy")
     return args
 
 
@@ -165,6 +210,43 @@ def give_openblas_fast_kernels():
     if " avx512f" in flags:
         os.environ["OPENBLAS_CORETYPE"] = "SkylakeX"
         os.environ.pop("OPENBLAS_L2_SIZE", None)
+
+
+def infer(args, device, where):
+    """Times args.steps forward passes of test-set batches; returns the result object."""
+    test_images, _ = load_split(args.data, "test")
+    test_images = test_images.to(device)
+    log(f"{args.model} inference, batches of {args.batch_size} from the {test_images.shape[0]} "
+        f"test images in {args.data}, {where}, torch {torch.__version__}"
+        f"{', compiled' if args.compile else ''}")
+    model = build_model(args.model).to(device)
+    model.eval()
+    forward = torch.compile(model, dynamic=False) if args.compile else model
+    stream = test_batches(test_images, args.batch_size)
+    with torch.no_grad():
+        warmup_start = time.perf_counter()
+        for _ in range(args.warmup):
+            forward(next(stream))
+        synchronize(device)
+        start = time.perf_counter()
+        for _ in range(args.steps):
+            forward(next(stream))
+        synchronize(device)
+        seconds = time.perf_counter() - start
+    return {
+        "peer": "pytorch",
+        "torch_version": torch.__version__,
+        "model": args.model,
+        "batch_size": args.batch_size,
+        "threads": args.threads,
+        "device": args.device,
+        "compiled": args.compile,
+        "steps": args.steps,
+        "images_per_sec": args.steps * args.batch_size / seconds,
+        "latency_ms": 1000 * seconds / args.steps,
+        "seconds": seconds,
+        "warmup_seconds": start - warmup_start,
+    }
 
 
 def main():
@@ -188,14 +270,18 @@ def main():
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest algorithms
 
+    where = (torch.cuda.get_device_name(device) if device.type == "cuda" else
+             f"{args.threads} threads (OpenBLAS {os.environ['OPENBLAS_NUM_THREADS']}, "
+             f"{os.environ.get('OPENBLAS_CORETYPE', 'auto')})")
+    if args.infer:
+        print(json.dumps(infer(args, device, where)))
+        return
+
     # Evaluations during training only when asked for; --epochs alone evaluates once at the end.
     evaluating = bool(args.eval_every or args.stop_at_accuracy)
     train_images, train_labels = (t.to(device) for t in load_split(args.data, "train"))
     test_set = (tuple(t.to(device) for t in load_split(args.data, "test"))
                 if evaluating or args.epochs else None)
-    where = (torch.cuda.get_device_name(device) if device.type == "cuda" else
-             f"{args.threads} threads (OpenBLAS {os.environ['OPENBLAS_NUM_THREADS']}, "
-             f"{os.environ.get('OPENBLAS_CORETYPE', 'auto')})")
     log(f"{args.model}, {train_images.shape[0]} training images from {args.data}, "
         f"batch {args.batch_size}, {where}, torch {torch.__version__}"
         f"{', compiled' if args.compile else ''}")
@@ -236,6 +322,9 @@ def main():
     start = time.perf_counter()
     for i in range(1, steps + 1):
         images, labels = next(stream)
+        if args.lr_schedule != "constant":
+            for group in optimizer.param_groups:
+                group["lr"] = scheduled_lr(args.lr_schedule, args.lr, i - 1, steps)
         loss = step(images, labels)
         images_seen += images.shape[0]
         if args.epochs and (i % 100 == 0 or i == steps):
@@ -269,6 +358,7 @@ def main():
         "device": args.device,
         "compiled": args.compile,
         "lr": args.lr,
+        "lr_schedule": args.lr_schedule,
         "warmup_seconds": warmup_seconds,
     }
     if device.type == "cuda":
