@@ -58,9 +58,8 @@ io::Dataset bench_data(const Context& ctx, const BenchArgs& a, const Model& mode
                        std::string& source) {
   const std::filesystem::path data_dir = a.data.empty() ? default_mnist_cache() : std::filesystem::path(a.data);
   if (!a.data.empty() || std::filesystem::exists(data_dir)) {
-    io::MnistSplits splits = load_data(ctx, data_dir);
     source = data_dir.string();
-    return std::move(train_split ? splits.train : splits.eval);
+    return load_split(ctx, data_dir, train_split ? io::MnistSplit::train : io::MnistSplit::eval);
   }
   source = "synthetic";
   ctx.log("no MNIST cache at " + data_dir.string() + ": timing on synthetic data");

@@ -34,9 +34,9 @@ void run_eval(const EvalArgs& a) {
       io::load_export(a.model_dir, a.version > 0 ? std::optional<int64_t>(a.version) : std::nullopt, &version);
   Model model(ctx.backend(), file.arch);
   model.set_params(file.params);
-  const io::MnistSplits data = load_data(ctx, a.data);
+  const io::Dataset test = load_split(ctx, a.data, io::MnistSplit::eval);
   ctx.log("evaluating " + file.arch.name + " version " + std::to_string(version) + " from " + a.model_dir);
-  const EvalResult r = evaluate(model, data.eval, a.batch_size);
+  const EvalResult r = evaluate(model, test, a.batch_size);
   if (a.json) {
     std::cout << nlohmann::json{{"accuracy", r.accuracy},
                                 {"loss", r.loss},
@@ -64,7 +64,7 @@ void add_eval_command(CLI::App& app) {
   auto a = std::make_shared<EvalArgs>();
   CLI::App* cmd = app.add_subcommand("eval", "Evaluate an exported model on the test split of a data directory");
   cmd->add_option("--model-dir", a->model_dir, "Model directory holding numbered versions")->envname("SM_MODEL_DIR");
-  cmd->add_option("--data", a->data, "Data directory: MNIST IDX files or the .npy layout");
+  cmd->add_option("--data", a->data, "Data directory: MNIST IDX files or the .npy layout (the test split suffices)");
   cmd->add_option("--version", a->version, "Version to evaluate (default: the newest)")->check(CLI::PositiveNumber);
   cmd->add_option("--batch-size", a->batch_size, "Images per forward pass")->check(CLI::PositiveNumber)->capture_default_str();
   cmd->add_option("--threads", a->threads, "CPU threads")->check(CLI::PositiveNumber)->capture_default_str();

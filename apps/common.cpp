@@ -34,6 +34,17 @@ void add_device_options(CLI::App& cmd, DeviceArgs& d) {
                                  "(faster at large batches, ~1e-3 relative error)");
 }
 
+io::Dataset load_split(const Context& ctx, const std::filesystem::path& dir, io::MnistSplit split) {
+  const auto t0 = std::chrono::steady_clock::now();
+  std::string layout;
+  io::Dataset d = io::load_mnist_split(dir, split, &layout);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  ctx.log("data " + dir.string() + " (" + layout + " layout): " + std::to_string(d.size()) +
+          (split == io::MnistSplit::train ? " train" : " test") + " images, read in " +
+          std::to_string(int(secs * 1000)) + " ms");
+  return d;
+}
+
 io::MnistSplits load_data(const Context& ctx, const std::filesystem::path& dir) {
   const auto t0 = std::chrono::steady_clock::now();
   io::MnistSplits s = io::load_mnist_dir(dir);

@@ -22,7 +22,8 @@ struct DeviceArgs {
 Context make_context(const DeviceArgs& device, int threads);
 // Registers --device and --tf32 on a command.
 void add_device_options(CLI::App& cmd, DeviceArgs& device);
-// Loads MNIST from `dir` and logs what was found.
+// Loads MNIST from `dir` (both splits, or the one a command needs) and logs what was found.
 io::MnistSplits load_data(const Context& ctx, const std::filesystem::path& dir);
+io::Dataset load_split(const Context& ctx, const std::filesystem::path& dir, io::MnistSplit split);
 
 }  // namespace strand::cli

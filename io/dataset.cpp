@@ -1,6 +1,7 @@
 #include "io/dataset.hpp"
 
 #include <array>
+#include <span>
 #include <cmath>
 #include <cstring>
 #include <optional>
@@ -52,14 +53,17 @@ std::string describe(const Role& role) {
   return s;
 }
 
-// Paths of all four files, or nothing plus a description of what was looked for / missing.
+constexpr std::array<size_t, 4> kAllRoles{0, 1, 2, 3};
+
+// Paths of the files of `roles` (indices into layout.roles), in layout order with the others
+// left empty, or nothing plus a description of what was looked for and what is missing.
 std::optional<std::array<fs::path, 4>> resolve(const fs::path& dir, const Layout& layout,
-                                               std::string& report) {
+                                               std::span<const size_t> roles, std::string& report) {
   std::array<fs::path, 4> found;
   std::string looked, missing;
-  for (size_t i = 0; i < 4; ++i) {
+  for (size_t i : roles) {
     const Role& role = layout.roles[i];
-    looked += (i ? ", " : "") + describe(role);
+    looked += (looked.empty() ? "" : ", ") + describe(role);
     if (auto p = find(dir, role)) {
       found[i] = *p;
     } else {
@@ -167,12 +171,35 @@ MnistSplits load_mnist_dir(const fs::path& dir) {
   STRAND_CHECK(fs::is_directory(dir, ec), Io, "is not a directory", where);
 
   std::string report;
-  if (auto p = resolve(dir, kIdx, report))
+  if (auto p = resolve(dir, kIdx, kAllRoles, report))
     return {load_idx_split((*p)[0], (*p)[1], dir), load_idx_split((*p)[2], (*p)[3], dir), "idx"};
-  if (auto p = resolve(dir, kNpy, report))
+  if (auto p = resolve(dir, kNpy, kAllRoles, report))
     return {load_npy_split((*p)[0], (*p)[1], dir), load_npy_split((*p)[2], (*p)[3], dir), "npy"};
   report.pop_back();
   throw Error(ErrorKind::Io, "no complete MNIST data set found. " + report, where);
+}
+
+Dataset load_mnist_split(const fs::path& dir, MnistSplit split, std::string* layout) {
+  const std::string where = dir.string();
+  std::error_code ec;
+  STRAND_CHECK(fs::exists(dir, ec), Io, "data directory does not exist", where);
+  STRAND_CHECK(fs::is_directory(dir, ec), Io, "is not a directory", where);
+  const std::array<size_t, 2> roles = split == MnistSplit::train ? std::array<size_t, 2>{0, 1}
+                                                                 : std::array<size_t, 2>{2, 3};
+  const size_t img = roles[0], lbl = roles[1];
+  std::string report;
+  if (auto p = resolve(dir, kIdx, roles, report)) {
+    if (layout) *layout = "idx";
+    return load_idx_split((*p)[img], (*p)[lbl], dir);
+  }
+  if (auto p = resolve(dir, kNpy, roles, report)) {
+    if (layout) *layout = "npy";
+    return load_npy_split((*p)[img], (*p)[lbl], dir);
+  }
+  report.pop_back();
+  throw Error(ErrorKind::Io,
+              std::string("no MNIST ") + (split == MnistSplit::train ? "training" : "test") + " split found. " + report,
+              where);
 }
 
 void write_mnist_npy(const MnistSplits& splits, const fs::path& out_dir) {

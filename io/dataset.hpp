@@ -1,7 +1,7 @@
 // In-memory labelled image data sets, the MNIST directory loader, and the epoch order that
 // decides which samples each rank sees in which step.
 //
-//   load_mnist_dir(dir)       -> train/eval splits from the IDX files or the SageMaker
+//   load_mnist_dir(dir)       -> train/eval splits (load_mnist_split: one) from the IDX files or the SageMaker
 //                                TF-example .npy files, validated, as [N,1,28,28] in [0,1]
 //   write_mnist_npy(s, dir)   -> the four .npy files of the SageMaker layout
 //   epoch_permutation         -> the same permutation of [0,N) on every platform for (seed, epoch)
@@ -41,6 +41,11 @@ struct MnistSplits {
 // and labels lie in 0..9. If neither layout is complete, the error lists the files looked
 // for and the ones missing.
 MnistSplits load_mnist_dir(const std::filesystem::path& dir);
+
+// One split only (the two files it needs; the other split may be absent), with the same
+// layouts and checks. `layout`, when given, receives "idx" or "npy".
+enum class MnistSplit { train, eval };
+Dataset load_mnist_split(const std::filesystem::path& dir, MnistSplit split, std::string* layout = nullptr);
 
 // Writes train_data.npy / eval_data.npy (float32 [N, pixels]) and train_labels.npy /
 // eval_labels.npy (int32 [N]) into out_dir, creating it if needed; each file atomically.

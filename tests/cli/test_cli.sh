@@ -103,6 +103,11 @@ assert len(r["confusion"]) == 10 and all(len(row) == 10 for row in r["confusion"
 assert sum(map(sum, r["confusion"])) == 100
 PY
 
+# eval needs only the test split.
+mkdir -p "$work/testonly" && cp "$work/data/npy/eval_data.npy" "$work/data/npy/eval_labels.npy" "$work/testonly/"
+expect 0 "test accuracy" -- "$strand" eval --model-dir "$work/m" --data "$work/testonly" --threads 1
+expect 1 "missing train_data.npy, train_labels.npy" -- "$strand" train --data "$work/testonly" --model-dir "$work/m2" "${tiny[@]}"
+
 # data mnist converts IDX to the .npy layout, readable by numpy.
 expect 0 "wrote train_data.npy" -- "$strand" data mnist --source "$work/data/idx" --out "$work/conv"
 /usr/bin/python3 - "$work/conv" "$work/data/npy" <<'PY' || fail "data mnist output differs from numpy's"

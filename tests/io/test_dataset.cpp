@@ -99,6 +99,27 @@ TEST(LoadMnistDir, IdxLayout) {
   expect_synthetic(load_mnist_dir(dir.path()), "idx");
 }
 
+TEST(LoadMnistSplit, OneSplitNeedsOnlyItsOwnFiles) {
+  TempDir dir;
+  make_idx_dir(dir.path());
+  fs::remove(dir.path() / "train-images-idx3-ubyte");
+  fs::remove(dir.path() / "train-labels-idx1-ubyte");
+  std::string layout;
+  const Dataset eval = load_mnist_split(dir.path(), MnistSplit::eval, &layout);
+  EXPECT_EQ(layout, "idx");
+  EXPECT_EQ(eval.images, pixels_f32(3));
+  EXPECT_EQ(eval.labels, std::vector<int32_t>(kEvalLabels.begin(), kEvalLabels.end()));
+  EXPECT_STRAND_ERROR(load_mnist_split(dir.path(), MnistSplit::train), Io, dir.path().string(),
+                      "missing train-images-idx3-ubyte");
+  EXPECT_STRAND_ERROR(load_mnist_dir(dir.path()), Io, dir.path().string(), "no complete MNIST");
+
+  TempDir npy;
+  make_npy_dir(npy.path());
+  const Dataset train = load_mnist_split(npy.path(), MnistSplit::train, &layout);
+  EXPECT_EQ(layout, "npy");
+  EXPECT_EQ(train.images, load_mnist_dir(npy.path()).train.images);
+}
+
 TEST(LoadMnistDir, IdxDotSpelling) {
   TempDir dir;
   make_idx_dir(dir.path(), true);
