@@ -7,28 +7,35 @@
 #include "core/op_checks.hpp"
 
 namespace strand::cpu {
-void dropout_forward(int64_t n, float rate, uint64_t key, const float* x, float* y,
-                     ThreadPool& pool) {
-  const float scale = dropout_scale(rate, "cpu::dropout_forward");
-  pool.parallel_for(n, kParallelMin, [&](int64_t begin, int64_t end) {
+namespace {
+
+// out = keep(i) ? in * scale : 0. Forward and backward are the same map (x -> y, dy -> dx).
+// The input is loaded unconditionally so the loop vectorizes (the hash needs 64-bit multiplies,
+// which AVX-512DQ has).
+STRAND_VECTOR_CLONES void dropout_range(int64_t begin, int64_t end, float rate, float scale, uint64_t key,
+                                        const float* in, float* out) {
 #pragma omp simd
-    for (int64_t i = begin; i < end; ++i) {
-      const float v = x[i] * scale;  // unconditional load, so the loop vectorizes
-      y[i] = dropout_keep(key, static_cast<uint64_t>(i), rate) ? v : 0.0f;
-    }
-  });
+  for (int64_t i = begin; i < end; ++i) {
+    const float v = in[i] * scale;
+    out[i] = dropout_keep(key, static_cast<uint64_t>(i), rate) ? v : 0.0f;
+  }
 }
 
-void dropout_backward(int64_t n, float rate, uint64_t key, const float* dy, float* dx,
-                      ThreadPool& pool) {
-  const float scale = dropout_scale(rate, "cpu::dropout_backward");
-  pool.parallel_for(n, kParallelMin, [&](int64_t begin, int64_t end) {
-#pragma omp simd
-    for (int64_t i = begin; i < end; ++i) {
-      const float g = dy[i] * scale;
-      dx[i] = dropout_keep(key, static_cast<uint64_t>(i), rate) ? g : 0.0f;
-    }
-  });
+void dropout(int64_t n, float rate, uint64_t key, const float* in, float* out, ThreadPool& pool,
+             const char* where) {
+  const float scale = dropout_scale(rate, where);
+  pool.parallel_for(n, kParallelMin,
+                    [&](int64_t begin, int64_t end) { dropout_range(begin, end, rate, scale, key, in, out); });
+}
+
+}  // namespace
+
+void dropout_forward(int64_t n, float rate, uint64_t key, const float* x, float* y, ThreadPool& pool) {
+  dropout(n, rate, key, x, y, pool, "cpu::dropout_forward");
+}
+
+void dropout_backward(int64_t n, float rate, uint64_t key, const float* dy, float* dx, ThreadPool& pool) {
+  dropout(n, rate, key, dy, dx, pool, "cpu::dropout_backward");
 }
 
 }  // namespace strand::cpu

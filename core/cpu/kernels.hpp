@@ -78,6 +78,11 @@ void momentum_step(int64_t n, float lr, float momentum, float* params, const flo
 void adam_step(int64_t n, float lr, float beta1, float beta2, float eps, int64_t step,
                float* params, const float* grads, float* m, float* v, ThreadPool& pool);
 
+// Elementwise loops are compiled three times — for x86-64-v4 (AVX-512), v3 (AVX2, FMA) and the
+// baseline — and the dynamic loader picks the best the CPU runs (GCC function multi-versioning),
+// so the library needs no -march flag and the user no environment variable.
+#define STRAND_VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+
 // Element count above which elementwise loops go parallel; below it, starting threads costs
 // more than the loop.
 inline constexpr int64_t kParallelMin = 1 << 15;
