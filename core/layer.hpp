@@ -45,6 +45,10 @@ class Layer {
   // True when the output is the input reinterpreted (flatten): the model passes the same
   // memory through and calls neither forward nor backward.
   virtual bool aliases_input() const { return false; }
+  // What backward() reads besides dy. A layer that needs neither its input nor (for its
+  // producer) the producer's output may run in place, over its input (ReLU, dropout).
+  virtual bool backward_reads_input() const { return true; }
+  virtual bool backward_reads_output() const { return false; }
 
   // x [B,in...] -> y [B,out...]
   virtual void forward(Backend& be, int64_t batch, const float* x, float* y, const float* params,

@@ -96,6 +96,7 @@ class Conv2d final : public Layer {
 class MaxPool2x2 final : public Layer {
  public:
   LayerSpec spec() const override { return layers::maxpool2x2(); }
+  bool backward_reads_output() const override { return true; }  // finds the maxima again
   Shape bind(const Shape& in) override {
     expect_rank(in, 3, "maxpool2x2");
     d_.channels = in[0]; d_.in_h = in[1]; d_.in_w = in[2];
@@ -148,6 +149,8 @@ class Dense final : public Layer {
 class Relu final : public Layer {
  public:
   LayerSpec spec() const override { return layers::relu(); }
+  bool backward_reads_input() const override { return false; }
+  bool backward_reads_output() const override { return true; }  // the gradient passes where y > 0
   Shape bind(const Shape& in) override { n_ = in.numel(); return in; }
   void forward(Backend& be, int64_t batch, const float* x, float* y, const float*, const StepInfo&) override {
     be.relu_forward(batch * n_, x, y);
@@ -178,6 +181,7 @@ class Dropout final : public Layer {
                  "dropout rate must be in [0,1), got " + std::to_string(rate_), "layer spec");
   }
   LayerSpec spec() const override { return layers::dropout(rate_); }
+  bool backward_reads_input() const override { return false; }  // the mask is a function of the key
   Shape bind(const Shape& in) override { n_ = in.numel(); return in; }
   void forward(Backend& be, int64_t batch, const float* x, float* y, const float*, const StepInfo& step) override {
     if (step.training) {

@@ -81,7 +81,8 @@ class Model {
   Buffer params_, grads_;
 
   int64_t capacity_ = 0;            // batch size the activation buffers hold
-  std::vector<Buffer> acts_;        // acts_[i] = output of layer i (unless it aliases)
+  std::vector<bool> in_place_;      // layer i writes its output over its input
+  std::vector<Buffer> acts_;        // acts_[i] = output of layer i (unless it aliases or runs in place)
   std::vector<const float*> outs_;  // outputs of the last forward, outs_[0] = input
   Buffer dbuf_[2];                  // ping-pong gradient buffers for backward
   Buffer xbuf_, pbuf_;              // predict(): staged input and probabilities
