@@ -2,11 +2,13 @@
 #include <iostream>
 
 #include "apps/commands.hpp"
+#include "core/backend.hpp"
 #include "core/error.hpp"
 
 int main(int argc, char** argv) {
   CLI::App app{"strand: distributed CNN training and serving engine", "strand"};
-  app.set_version_flag("--version", std::string("strand ") + STRAND_VERSION);
+  app.set_version_flag("--version", std::string("strand ") + STRAND_VERSION +
+                                        (strand::cuda_built() ? " (with the CUDA backend)" : " (CPU only)"));
   app.require_subcommand(1);
   app.fallthrough(false);
   strand::cli::add_train_command(app);

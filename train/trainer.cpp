@@ -191,8 +191,8 @@ TrainResult train(Context& ctx, Model& model, const io::Dataset& train_set, cons
     };
     int64_t s = 0;  // steps of this epoch done
     for (; s < steps && !stop; ++s) {
-      const int64_t first = s * cfg.batch_size;
-      const int64_t b = std::min(cfg.batch_size, int64_t(mine.size()) - first);
+      const std::span<const int64_t> batch = io::batch_slice(mine, s, cfg.batch_size);
+      const int64_t first = batch.data() - mine.data(), b = int64_t(batch.size());
       opt.set_lr(scheduled_lr(cfg.lr_schedule, cfg.optimizer.lr, step, total_steps));
       be.begin_step(b);
       be.gather(b, sample, mine_dev + first, images, labels, x.f32(), y.i32());
