@@ -34,23 +34,30 @@ void add_device_options(CLI::App& cmd, DeviceArgs& d) {
                                  "(faster at large batches, ~1e-3 relative error)");
 }
 
+namespace {
+// "data DIR (LAYOUT layout): WHAT, read in N ms", timed from `t0`.
+void log_loaded(const Context& ctx, const std::filesystem::path& dir, const std::string& layout,
+                const std::string& what, std::chrono::steady_clock::time_point t0) {
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+  ctx.log("data " + dir.string() + " (" + layout + " layout): " + what + ", read in " + std::to_string(ms.count()) +
+          " ms");
+}
+}  // namespace
+
 io::Dataset load_split(const Context& ctx, const std::filesystem::path& dir, io::MnistSplit split) {
   const auto t0 = std::chrono::steady_clock::now();
   std::string layout;
   io::Dataset d = io::load_mnist_split(dir, split, &layout);
-  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  ctx.log("data " + dir.string() + " (" + layout + " layout): " + std::to_string(d.size()) +
-          (split == io::MnistSplit::train ? " train" : " test") + " images, read in " +
-          std::to_string(int(secs * 1000)) + " ms");
+  log_loaded(ctx, dir, layout,
+             std::to_string(d.size()) + (split == io::MnistSplit::train ? " train" : " test") + " images", t0);
   return d;
 }
 
 io::MnistSplits load_data(const Context& ctx, const std::filesystem::path& dir) {
   const auto t0 = std::chrono::steady_clock::now();
   io::MnistSplits s = io::load_mnist_dir(dir);
-  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  ctx.log("data " + dir.string() + " (" + s.layout + " layout): " + std::to_string(s.train.size()) + " train, " +
-          std::to_string(s.eval.size()) + " test images, read in " + std::to_string(int(secs * 1000)) + " ms");
+  log_loaded(ctx, dir, s.layout,
+             std::to_string(s.train.size()) + " train, " + std::to_string(s.eval.size()) + " test images", t0);
   return s;
 }
 
