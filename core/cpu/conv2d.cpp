@@ -1,5 +1,6 @@
-// Conv2d as im2col + sgemm, one image at a time, images split into one contiguous
-// chunks. Per image: col [K,P] with K = in_c*kh*kw, P = oh*ow;
+// Conv2d as im2col + sgemm, one image at a time, images split into contiguous chunks, one per
+// thread. 5x5 kernels over enough channels take Winograd instead (conv2d_winograd.hpp) for the
+// forward pass and the input gradient; the weight gradient always comes from im2col. Per image: col [K,P] with K = in_c*kh*kw, P = oh*ow;
 //   forward   y_b [out_c,P]  = w [out_c,K] * col
 //   dx        dcol [K,P]     = w^T * dy_b, then col2im adds dcol back into dx_b
 //   dw        dw [out_c,K]  += dy_b * col^T   (partial per chunk, summed in chunk order)
@@ -7,6 +8,7 @@
 #include <cstring>
 #include <string>
 
+#include "core/cpu/conv2d_winograd.hpp"
 #include "core/cpu/gemm.hpp"
 #include "core/cpu/kernels.hpp"
 #include "core/error.hpp"
@@ -98,6 +100,10 @@ int chunk_count(int64_t batch, const ThreadPool& pool) {
 void conv2d_forward(const Conv2dDesc& d, const float* x, const float* w, const float* b, float* y,
                     Workspace& ws, ThreadPool& pool) {
   check_conv2d(d, "cpu::conv2d_forward");
+  if (winograd_applies(d)) {
+    winograd_conv2d_forward(d, x, w, b, y, ws, pool);
+    return;
+  }
   const int64_t K = d.in_c * d.kernel_h * d.kernel_w, P = d.out_h() * d.out_w();
   const int chunks = chunk_count(d.batch, pool);
   ThreadPool* gemm_pool = chunks == 1 ? &pool : nullptr;  // threads go to chunks or to sgemm
@@ -120,6 +126,7 @@ void conv2d_forward(const Conv2dDesc& d, const float* x, const float* w, const f
 void conv2d_backward(const Conv2dDesc& d, const float* x, const float* w, const float* dy,
                      float* dx, float* dw, float* db, Workspace& ws, ThreadPool& pool) {
   check_conv2d(d, "cpu::conv2d_backward");
+  const bool winograd_dx = dx && winograd_applies(d);
   const int64_t K = d.in_c * d.kernel_h * d.kernel_w, P = d.out_h() * d.out_w();
   const int64_t wsize = d.out_c * K;
   const int chunks = chunk_count(d.batch, pool);
@@ -135,7 +142,7 @@ void conv2d_backward(const Conv2dDesc& d, const float* x, const float* w, const 
       im2col(d, x + n * d.in_c * d.in_h * d.in_w, col);
       sgemm(false, true, d.out_c, K, P, 1.0f, dyb, P, col, P, n == b0 ? 0.0f : 1.0f, dw_part, K,
             gemm_pool);
-      if (dx) {
+      if (dx && !winograd_dx) {
         sgemm(true, false, K, P, d.out_c, 1.0f, w, K, dyb, P, 0.0f, dcol, P, gemm_pool);
         col2im(d, dcol, dx + n * d.in_c * d.in_h * d.in_w);
       }
@@ -161,6 +168,7 @@ void conv2d_backward(const Conv2dDesc& d, const float* x, const float* w, const 
       db[o] = s;
     }
   });
+  if (winograd_dx) winograd_conv2d_backward_data(d, w, dy, dx, ws, pool);
 }
 
 }  // namespace strand::cpu

@@ -20,10 +20,12 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "core/cpu/gemm_internal.hpp"
@@ -393,6 +395,57 @@ const Kernel& kernel_for(Family family, int64_t m) {
   return *best;
 }
 
+// Unpacked product for small k (see sgemm_small_k): rows of A are broadcast, rows of B loaded
+// straight from memory. R rows of C by up to 32 columns per call, masks covering the columns.
+template <int R>
+STRAND_TARGET_AVX512 void small_k_tile_avx512(int64_t k, const float* a, int64_t lda, const float* b,
+                                              int64_t ldb, float* c, int64_t ldc, __mmask16 m0,
+                                              __mmask16 m1) {
+  __m512 lo[R], hi[R];
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r) lo[r] = hi[r] = _mm512_setzero_ps();
+  for (int64_t p = 0; p < k; ++p) {
+    const __m512 b0 = _mm512_maskz_loadu_ps(m0, b + p * ldb);
+    const __m512 b1 = _mm512_maskz_loadu_ps(m1, b + p * ldb + 16);
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+      const __m512 av = _mm512_set1_ps(a[r * lda + p]);
+      lo[r] = _mm512_fmadd_ps(av, b0, lo[r]);
+      hi[r] = _mm512_fmadd_ps(av, b1, hi[r]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r) {
+    _mm512_mask_storeu_ps(c + r * ldc, m0, lo[r]);
+    _mm512_mask_storeu_ps(c + r * ldc + 16, m1, hi[r]);
+  }
+}
+
+using SmallKTile = void (*)(int64_t, const float*, int64_t, const float*, int64_t, float*, int64_t,
+                            __mmask16, __mmask16);
+
+template <int... R>
+constexpr std::array<SmallKTile, sizeof...(R)> small_k_tiles(std::integer_sequence<int, R...>) {
+  return {&small_k_tile_avx512<R + 1>...};
+}
+
+constexpr int kSmallKRows = 12;  // 24 accumulators of the 32 registers
+
+STRAND_TARGET_AVX512 void sgemm_small_k_avx512(int64_t m, int64_t n, int64_t k, const float* a,
+                                               int64_t lda, const float* b, int64_t ldb, float* c,
+                                               int64_t ldc) {
+  static constexpr auto tiles = small_k_tiles(std::make_integer_sequence<int, kSmallKRows>{});
+  for (int64_t j = 0; j < n; j += 32) {
+    const int64_t cols = std::min<int64_t>(32, n - j);
+    const auto m0 = static_cast<__mmask16>(cols >= 16 ? 0xFFFF : (1u << cols) - 1);
+    const auto m1 = static_cast<__mmask16>(cols <= 16 ? 0 : cols >= 32 ? 0xFFFF : (1u << (cols - 16)) - 1);
+    for (int64_t i = 0; i < m; i += kSmallKRows) {
+      const int64_t rows = std::min<int64_t>(kSmallKRows, m - i);
+      tiles[rows - 1](k, a + i * lda, lda, b + j, ldb, c + i * ldc + j, ldc, m0, m1);
+    }
+  }
+}
+
 Family best_family() {
   static const Family family = [] {
     if (gemm_detail::family_supported(Family::avx512)) return Family::avx512;
@@ -464,6 +517,15 @@ void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float al
            ThreadPool* pool) {
   gemm_detail::sgemm_with(best_family(), trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c,
                           ldc, pool);
+}
+
+void sgemm_small_k(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
+                   int64_t ldb, float* c, int64_t ldc) {
+  if (best_family() == Family::avx512 && m > 0 && n > 0) {
+    sgemm_small_k_avx512(m, n, k, a, lda, b, ldb, c, ldc);
+    return;
+  }
+  sgemm(false, false, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, ldc, nullptr);
 }
 
 const char* sgemm_kernel_name() {

@@ -1,11 +1,13 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "core/backend.hpp"
+#include "core/cpu/conv2d_winograd.hpp"
 #include "core/error.hpp"
 #include "tests/kernels/kernel_test_util.hpp"
 
@@ -20,6 +22,8 @@ using test::random_vec;
 
 struct ConvRef {
   std::vector<double> y, dx, dw, db;
+  // Sum of |term| behind each element of y and dx: the scale float rounding errors grow with.
+  std::vector<double> y_scale, dx_scale;
 };
 
 // Direct 7-loop convolution in double, straight from the definition.
@@ -28,7 +32,9 @@ ConvRef naive_conv(const Conv2dDesc& d, const std::vector<float>& x, const std::
   const int64_t oh = d.out_h(), ow = d.out_w();
   ConvRef r;
   r.y.assign(d.batch * d.out_c * oh * ow, 0.0);
+  r.y_scale.assign(r.y.size(), 0.0);
   r.dx.assign(x.size(), 0.0);
+  r.dx_scale.assign(x.size(), 0.0);
   r.dw.assign(w.size(), 0.0);
   r.db.assign(b.size(), 0.0);
   for (int64_t n = 0; n < d.batch; ++n)
@@ -36,7 +42,7 @@ ConvRef naive_conv(const Conv2dDesc& d, const std::vector<float>& x, const std::
       for (int64_t oy = 0; oy < oh; ++oy)
         for (int64_t ox = 0; ox < ow; ++ox) {
           const int64_t yi = ((n * d.out_c + o) * oh + oy) * ow + ox;
-          double s = b[o];
+          double s = b[o], scale = std::abs(b[o]);
           r.db[o] += dy[yi];
           for (int64_t c = 0; c < d.in_c; ++c)
             for (int64_t i = 0; i < d.kernel_h; ++i)
@@ -46,12 +52,28 @@ ConvRef naive_conv(const Conv2dDesc& d, const std::vector<float>& x, const std::
                 const int64_t xi = ((n * d.in_c + c) * d.in_h + iy) * d.in_w + ix;
                 const int64_t wi = ((o * d.in_c + c) * d.kernel_h + i) * d.kernel_w + j;
                 s += static_cast<double>(w[wi]) * x[xi];
+                scale += std::abs(static_cast<double>(w[wi]) * x[xi]);
                 r.dx[xi] += static_cast<double>(w[wi]) * dy[yi];
+                r.dx_scale[xi] += std::abs(static_cast<double>(w[wi]) * dy[yi]);
                 r.dw[wi] += static_cast<double>(x[xi]) * dy[yi];
               }
           r.y[yi] = s;
+          r.y_scale[yi] = scale;
         }
   return r;
+}
+
+// |got - want| <= tol * (1 + scale) elementwise: an error relative to the magnitude of the
+// terms summed, which is what bounds rounding (the result itself may cancel to near zero).
+testing::AssertionResult close_to_scale(const std::vector<float>& got, const std::vector<double>& want,
+                                        const std::vector<double>& scale, double tol) {
+  for (size_t i = 0; i < got.size(); ++i) {
+    if (!(std::abs(got[i] - want[i]) <= tol * (1.0 + scale[i]))) {
+      return testing::AssertionFailure() << "element " << i << ": got " << got[i] << " want "
+                                         << want[i] << " (terms' magnitude " << scale[i] << ")";
+    }
+  }
+  return testing::AssertionSuccess();
 }
 
 struct Sizes {
@@ -74,13 +96,18 @@ Conv2dDesc desc(int64_t batch, int64_t in_c, int64_t h, int64_t w, int64_t out_c
 
 // 'same' (pad = (k-1)/2), 'valid' (pad 0), rectangular, even kernels, 1x1, a kernel larger
 // than the image (a 1-wide image, where some kernel columns only see padding), 1 and several
-// channels, batch 1 and > 1 (5 splits unevenly over 2 and 3).
+// channels, batch 1 and > 1 (5 splits unevenly over 2 and 3). The 5x5 shapes with 8 or more
+// channels take the Winograd path (see WinogradPath below): odd output sizes (partial edge
+// tiles), channel counts that are not multiples of the vector width, padding 0 to 4 (the input
+// gradient then pads by 4 to 0), several images per tile block.
 const std::vector<Conv2dDesc> kShapes = {
     desc(1, 1, 7, 7, 2, 5, 5, 2, 2),    desc(3, 3, 6, 9, 4, 3, 5, 1, 2),
     desc(2, 2, 8, 7, 3, 3, 3, 0, 0),    desc(5, 3, 5, 4, 2, 2, 3, 0, 1),
     desc(2, 1, 2, 3, 2, 5, 5, 2, 2),    desc(4, 2, 9, 9, 3, 1, 1, 0, 0),
     desc(3, 4, 14, 14, 8, 5, 5, 2, 2),  desc(5, 32, 7, 7, 16, 5, 5, 2, 2),
-    desc(2, 2, 3, 1, 3, 3, 5, 1, 2),
+    desc(2, 2, 3, 1, 3, 3, 5, 1, 2),    desc(1, 8, 5, 5, 8, 5, 5, 2, 2),
+    desc(3, 9, 11, 8, 11, 5, 5, 0, 1),  desc(2, 16, 6, 7, 8, 5, 5, 4, 3),
+    desc(7, 8, 12, 13, 17, 5, 5, 1, 2), desc(2, 32, 14, 14, 64, 5, 5, 2, 2),
 };
 
 class ConvVsNaive : public testing::TestWithParam<int> {};
@@ -97,13 +124,16 @@ TEST_P(ConvVsNaive, ForwardAndBackwardMatchReference) {
     const std::vector<float> dy = random_vec(s.y.size(), seed + 5);
     const ConvRef ref = naive_conv(d, s.x, s.w, s.b, dy);
 
-    be->conv2d_forward(d, s.x.data(), s.w.data(), s.b.data(), s.y.data());
-    EXPECT_TRUE(all_close(s.y, ref.y, 1e-5));
-
     // Garbage in the outputs must be overwritten, not accumulated into.
+    std::fill(s.y.begin(), s.y.end(), 7.0f);
+    be->conv2d_forward(d, s.x.data(), s.w.data(), s.b.data(), s.y.data());
+    // Winograd's transforms scale terms by up to ~25 before summing them, so its rounding error
+    // is ~1e-6 of the terms' magnitude where im2col's is ~1e-7; a wrong transform is off by O(1).
+    EXPECT_TRUE(close_to_scale(s.y, ref.y, ref.y_scale, 5e-6));
+
     std::vector<float> dx(s.x.size(), 7.0f), dw(s.w.size(), 7.0f), db(s.b.size(), 7.0f);
     be->conv2d_backward(d, s.x.data(), s.w.data(), dy.data(), dx.data(), dw.data(), db.data());
-    EXPECT_TRUE(all_close(dx, ref.dx, 1e-5));
+    EXPECT_TRUE(close_to_scale(dx, ref.dx, ref.dx_scale, 5e-6));
     EXPECT_TRUE(all_close(dw, ref.dw, 1e-5));
     EXPECT_TRUE(all_close(db, ref.db, 1e-5));
 
@@ -124,7 +154,8 @@ TEST(Conv2dGrad, FiniteDifferences) {
   auto be = make_cpu_backend(2);
   for (const Conv2dDesc& d : {desc(2, 2, 5, 6, 3, 3, 3, 1, 1), desc(3, 1, 4, 5, 2, 2, 3, 0, 1),
                               desc(1, 3, 3, 3, 2, 5, 5, 2, 2),
-                              desc(2, 2, 3, 1, 3, 3, 5, 1, 2)}) {
+                              desc(2, 2, 3, 1, 3, 3, 5, 1, 2),
+                              desc(2, 8, 4, 5, 8, 5, 5, 2, 2)}) {  // the last: Winograd
     Sizes s = make_data(d, 7);
     const std::vector<float> r = random_vec(s.y.size(), 8);
     auto loss = [&] {
@@ -153,9 +184,12 @@ TEST(Conv2dDeterminism, RepeatedBackwardIsBitIdentical) {
   EXPECT_TRUE(test::same_bits(db1, db2));
 }
 
-// Forward and dx are computed image by image, so they do not depend on the thread count.
-TEST(Conv2dDeterminism, ForwardAndDxIndependentOfThreads) {
-  const Conv2dDesc d = desc(5, 4, 9, 11, 6, 3, 3, 1, 1);
+// Forward and dx are computed image by image, so they do not depend on the thread count
+// (im2col and Winograd paths alike).
+class Conv2dThreads : public testing::TestWithParam<Conv2dDesc> {};
+
+TEST_P(Conv2dThreads, ForwardAndDxIndependentOfThreads) {
+  const Conv2dDesc d = GetParam();
   Sizes s = make_data(d, 31);
   const std::vector<float> dy = random_vec(s.y.size(), 32);
   std::vector<float> y1(s.y.size()), y2(s.y.size()), dx1(s.x.size()), dx2(s.x.size());
@@ -167,6 +201,18 @@ TEST(Conv2dDeterminism, ForwardAndDxIndependentOfThreads) {
   two->conv2d_backward(d, s.x.data(), s.w.data(), dy.data(), dx2.data(), dw.data(), db.data());
   EXPECT_TRUE(test::same_bits(y1, y2));
   EXPECT_TRUE(test::same_bits(dx1, dx2));
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, Conv2dThreads,
+                         testing::Values(desc(5, 4, 9, 11, 6, 3, 3, 1, 1),
+                                         desc(5, 16, 9, 11, 8, 5, 5, 2, 2)));
+
+// mnist_cnn's conv2 must take the fast path and conv1 (one input channel) the im2col one; a
+// change to winograd_applies() that silently drops conv2 back to im2col fails here.
+TEST(WinogradPath, TakenForMnistConv2Only) {
+  EXPECT_TRUE(cpu::winograd_applies(desc(100, 32, 14, 14, 64, 5, 5, 2, 2)));
+  EXPECT_FALSE(cpu::winograd_applies(desc(100, 1, 28, 28, 32, 5, 5, 2, 2)));
+  EXPECT_FALSE(cpu::winograd_applies(desc(100, 32, 14, 14, 64, 3, 3, 1, 1)));
 }
 
 TEST(Conv2dErrors, BadShapesThrowShapeErrors) {

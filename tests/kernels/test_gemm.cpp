@@ -164,6 +164,21 @@ TEST(Sgemm, LeadingDimensionsLargerThanNeeded) {
     }
 }
 
+// The unpacked small-k product (Winograd's 36 products): every row count of its 12-row tiles,
+// column counts around its 16-wide masks, k from 0 to past the tile, padded leading dimensions
+// (NaN there must not leak in), and C overwritten whatever it held.
+TEST(SgemmSmallK, MatchesReferenceOnAwkwardSizes) {
+  for (int64_t m : {1, 5, 11, 12, 13, 25, 49})
+    for (int64_t n : {1, 7, 15, 16, 17, 31, 32, 33, 64, 70})
+      for (int64_t k : {0, 1, 3, 32, 37}) {
+        Operands op(Shape{false, false, m, n, k, 3}, static_cast<uint32_t>(m * 10007 + n * 101 + k));
+        SCOPED_TRACE(describe(op.s, 1.0f, 0.0f));
+        std::vector<float> c = op.c;
+        strand::cpu::sgemm_small_k(m, n, k, op.a.data(), op.lda, op.b.data(), op.ldb, c.data(), op.ldc);
+        expect_matches_reference(op, 1.0f, 0.0f, c);
+      }
+}
+
 TEST(Sgemm, BetaZeroIgnoresNaNInC) {
   for (int t = 0; t < 4; ++t) {
     const Shape s{(t & 1) != 0, (t & 2) != 0, 65, 33, 17, 3};
