@@ -142,13 +142,13 @@ void BM_ReluBackward(benchmark::State& state) {
 void BM_DropoutForward(benchmark::State& state) {
   Env env(static_cast<int>(state.range(0)));
   Buffer x = env.random(kHidden, 1), y = env.zeros(kHidden);
-  for (auto _ : state) env.be->dropout_forward(kHidden, 0.4f, 42, x.f32(), y.f32());
+  for (auto _ : state) env.be->dropout_forward(kHidden, 0.4f, 42, 0, x.f32(), y.f32());
 }
 
 void BM_DropoutBackward(benchmark::State& state) {
   Env env(static_cast<int>(state.range(0)));
   Buffer dy = env.random(kHidden, 1), dx = env.zeros(kHidden);
-  for (auto _ : state) env.be->dropout_backward(kHidden, 0.4f, 42, dy.f32(), dx.f32());
+  for (auto _ : state) env.be->dropout_backward(kHidden, 0.4f, 42, 0, dy.f32(), dx.f32());
 }
 
 // Forward and backward in one call: the loss kernel also writes dlogits.

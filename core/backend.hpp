@@ -122,11 +122,14 @@ class Backend {
   // ---- elementwise. y may alias x; dx may alias dy.
   virtual void relu_forward(int64_t n, const float* x, float* y) = 0;
   virtual void relu_backward(int64_t n, const float* y, const float* dy, float* dx) = 0;
-  // Inverted dropout: element i is kept iff dropout_keep(key, i, rate) (below), and kept
-  // elements are scaled by 1/(1-rate). The mask is a pure function of (key, i), so forward
-  // and backward agree without storing it, on every backend.
-  virtual void dropout_forward(int64_t n, float rate, uint64_t key, const float* x, float* y) = 0;
-  virtual void dropout_backward(int64_t n, float rate, uint64_t key, const float* dy, float* dx) = 0;
+  // Inverted dropout: element i is kept iff dropout_keep(key, first + i, rate) (below), and
+  // kept elements are scaled by 1/(1-rate). The mask is a pure function of (key, first + i),
+  // so forward and backward agree without storing it, on every backend. `first` is the index
+  // of x[0] in the whole (global) batch: a rank holding samples [k, k+b) of a data-parallel
+  // batch draws the masks one process would draw for them.
+  virtual void dropout_forward(int64_t n, float rate, uint64_t key, uint64_t first, const float* x, float* y) = 0;
+  virtual void dropout_backward(int64_t n, float rate, uint64_t key, uint64_t first, const float* dy,
+                                float* dx) = 0;
 
   // ---- softmax cross-entropy, mean over the batch. logits [B,C], labels int32 [B].
   // Writes dlogits [B,C] = (softmax - onehot) / B. A label outside [0,C) is a Usage error.

@@ -29,6 +29,7 @@ struct LayerSpec {
 struct StepInfo {
   bool training = false;
   uint64_t key = 0;  // per-step, per-layer random key (dropout masks)
+  uint64_t first_sample = 0;  // index of the batch's first sample in the global (all-rank) batch
 };
 
 class Layer {

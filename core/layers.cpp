@@ -185,14 +185,14 @@ class Dropout final : public Layer {
   Shape bind(const Shape& in) override { n_ = in.numel(); return in; }
   void forward(Backend& be, int64_t batch, const float* x, float* y, const float*, const StepInfo& step) override {
     if (step.training) {
-      be.dropout_forward(batch * n_, rate_, step.key, x, y);
+      be.dropout_forward(batch * n_, rate_, step.key, step.first_sample * uint64_t(n_), x, y);
     } else {
-      be.dropout_forward(batch * n_, 0.f, step.key, x, y);  // rate 0 keeps all: a copy
+      be.dropout_forward(batch * n_, 0.f, step.key, 0, x, y);  // rate 0 keeps all: a copy
     }
   }
   void backward(Backend& be, int64_t batch, const float*, const float*, const float* dy, float* dx,
                 const float*, float*, const StepInfo& step) override {
-    if (dx) be.dropout_backward(batch * n_, step.training ? rate_ : 0.f, step.key, dy, dx);
+    if (dx) be.dropout_backward(batch * n_, step.training ? rate_ : 0.f, step.key, step.first_sample * uint64_t(n_), dy, dx);
   }
 
  private:

@@ -78,15 +78,16 @@ void Model::reserve(int64_t batch) {
 }
 
 StepInfo Model::step_info(size_t layer) const {
-  return StepInfo{training_, mix64(step_key_ ^ mix64(layer + 1))};
+  return StepInfo{training_, mix64(step_key_ ^ mix64(layer + 1)), first_sample_};
 }
 
-const float* Model::forward(const float* x, int64_t batch, bool training, uint64_t step_key) {
+const float* Model::forward(const float* x, int64_t batch, bool training, uint64_t step_key, uint64_t first_sample) {
   STRAND_CHECK(batch >= 1, Usage, "batch size must be at least 1", "Model::forward");
   reserve(batch);
   batch_ = batch;
   training_ = training;
   step_key_ = step_key;
+  first_sample_ = first_sample;
   outs_.assign(1, x);
   for (size_t i = 0; i < layers_.size(); ++i) {
     const float* in = outs_.back();

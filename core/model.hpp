@@ -54,8 +54,10 @@ class Model {
   void set_params(std::span<const float> host_params);  // from host; Shape error on size mismatch
 
   // x: device [batch, input...]. Returns device logits [batch, classes]. `step_key` seeds
-  // this step's dropout masks (each layer mixes in its index).
-  const float* forward(const float* x, int64_t batch, bool training, uint64_t step_key);
+  // this step's dropout masks (each layer mixes in its index); `first_sample` is the index of
+  // x's first sample in the step's global batch (data parallelism), so each sample's mask
+  // does not depend on how the batch is split over ranks.
+  const float* forward(const float* x, int64_t batch, bool training, uint64_t step_key, uint64_t first_sample = 0);
   // Softmax cross-entropy on the last forward's logits; prepares the backward pass.
   LossResult loss(const int32_t* labels, int64_t batch);
   // The same without waiting for the result: it is added to the backend's loss totals
@@ -89,6 +91,7 @@ class Model {
   int64_t batch_ = 0;
   bool training_ = false;
   uint64_t step_key_ = 0;
+  uint64_t first_sample_ = 0;
 };
 
 }  // namespace strand

@@ -65,12 +65,13 @@ void CpuBackend::relu_forward(int64_t n, const float* x, float* y) {
 void CpuBackend::relu_backward(int64_t n, const float* y, const float* dy, float* dx) {
   cpu::relu_backward(n, y, dy, dx, pool_);
 }
-void CpuBackend::dropout_forward(int64_t n, float rate, uint64_t key, const float* x, float* y) {
-  cpu::dropout_forward(n, rate, key, x, y, pool_);
+void CpuBackend::dropout_forward(int64_t n, float rate, uint64_t key, uint64_t first, const float* x,
+                                 float* y) {
+  cpu::dropout_forward(n, rate, key, first, x, y, pool_);
 }
-void CpuBackend::dropout_backward(int64_t n, float rate, uint64_t key, const float* dy,
+void CpuBackend::dropout_backward(int64_t n, float rate, uint64_t key, uint64_t first, const float* dy,
                                   float* dx) {
-  cpu::dropout_backward(n, rate, key, dy, dx, pool_);
+  cpu::dropout_backward(n, rate, key, first, dy, dx, pool_);
 }
 void CpuBackend::softmax_xent_accumulate(int64_t batch, int64_t classes, const float* logits,
                                          const int32_t* labels, float* dlogits) {

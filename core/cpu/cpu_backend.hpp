@@ -33,8 +33,8 @@ class CpuBackend final : public Backend {
                       float* dx, float* dw, float* db) override;
   void relu_forward(int64_t n, const float* x, float* y) override;
   void relu_backward(int64_t n, const float* y, const float* dy, float* dx) override;
-  void dropout_forward(int64_t n, float rate, uint64_t key, const float* x, float* y) override;
-  void dropout_backward(int64_t n, float rate, uint64_t key, const float* dy, float* dx) override;
+  void dropout_forward(int64_t n, float rate, uint64_t key, uint64_t first, const float* x, float* y) override;
+  void dropout_backward(int64_t n, float rate, uint64_t key, uint64_t first, const float* dy, float* dx) override;
   LossResult softmax_xent(int64_t batch, int64_t classes, const float* logits,
                           const int32_t* labels, float* dlogits) override;
   void softmax_xent_accumulate(int64_t batch, int64_t classes, const float* logits,

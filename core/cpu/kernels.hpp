@@ -57,8 +57,9 @@ void dense_backward(const DenseDesc& d, const float* x, const float* w, const fl
 void relu_forward(int64_t n, const float* x, float* y, ThreadPool& pool);
 void relu_backward(int64_t n, const float* y, const float* dy, float* dx, ThreadPool& pool);
 
-void dropout_forward(int64_t n, float rate, uint64_t key, const float* x, float* y, ThreadPool& pool);
-void dropout_backward(int64_t n, float rate, uint64_t key, const float* dy, float* dx,
+void dropout_forward(int64_t n, float rate, uint64_t key, uint64_t first, const float* x, float* y,
+                     ThreadPool& pool);
+void dropout_backward(int64_t n, float rate, uint64_t key, uint64_t first, const float* dy, float* dx,
                       ThreadPool& pool);
 
 // `ws` holds the per-row losses so they can be summed in row order.

@@ -171,14 +171,15 @@ void CudaBackend::relu_backward(int64_t n, const float* y, const float* dy, floa
   activate();
   cuda::relu_backward(n, y, dy, dx, stream_.get());
 }
-void CudaBackend::dropout_forward(int64_t n, float rate, uint64_t key, const float* x, float* y) {
+void CudaBackend::dropout_forward(int64_t n, float rate, uint64_t key, uint64_t first, const float* x,
+                                  float* y) {
   activate();
-  cuda::dropout_forward(n, rate, key, x, y, stream_.get());
+  cuda::dropout_forward(n, rate, key, first, x, y, stream_.get());
 }
-void CudaBackend::dropout_backward(int64_t n, float rate, uint64_t key, const float* dy,
+void CudaBackend::dropout_backward(int64_t n, float rate, uint64_t key, uint64_t first, const float* dy,
                                    float* dx) {
   activate();
-  cuda::dropout_backward(n, rate, key, dy, dx, stream_.get());
+  cuda::dropout_backward(n, rate, key, first, dy, dx, stream_.get());
 }
 
 void CudaBackend::synchronize() {

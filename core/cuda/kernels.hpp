@@ -29,10 +29,10 @@ void maxpool2x2_backward(const Pool2dDesc& d, const float* x, const float* y, co
 void relu_forward(int64_t n, const float* x, float* y, cudaStream_t stream);
 void relu_backward(int64_t n, const float* y, const float* dy, float* dx, cudaStream_t stream);
 
-// Mask from dropout_keep(key, i, rate) (backend.hpp), bit-identical to the CPU's.
-void dropout_forward(int64_t n, float rate, uint64_t key, const float* x, float* y,
+// Mask from dropout_keep(key, first + i, rate) (backend.hpp), bit-identical to the CPU's.
+void dropout_forward(int64_t n, float rate, uint64_t key, uint64_t first, const float* x, float* y,
                      cudaStream_t stream);
-void dropout_backward(int64_t n, float rate, uint64_t key, const float* dy, float* dx,
+void dropout_backward(int64_t n, float rate, uint64_t key, uint64_t first, const float* dy, float* dx,
                       cudaStream_t stream);
 
 // dlogits [B,C] = (softmax - onehot) / B. Per-row losses are summed in row order into

@@ -293,8 +293,8 @@ TEST_F(Cuda, DropoutMasksMatchCpuBitForBit) {
     const uint64_t key = 0x1234567890abcdefULL + uint64_t(rate * 10);
     auto run = [&](Backend& be) {
       Buffer bx = upload(be, x), bdy = upload(be, dy), by = be.alloc(size_t(n) * 4);
-      be.dropout_forward(n, rate, key, bx.f32(), by.f32());
-      be.dropout_backward(n, rate, key, bdy.f32(), bdy.f32());  // in place
+      be.dropout_forward(n, rate, key, 0, bx.f32(), by.f32());
+      be.dropout_backward(n, rate, key, 0, bdy.f32(), bdy.f32());  // in place
       return std::make_pair(download(be, by), download(be, bdy));
     };
     const auto want = run(cpu()), got = run(gpu());
@@ -302,7 +302,7 @@ TEST_F(Cuda, DropoutMasksMatchCpuBitForBit) {
     EXPECT_TRUE(same_bits(got.second, want.second)) << "backward, rate " << rate;
   }
   try {
-    gpu().dropout_forward(1, 1.0f, 0, nullptr, nullptr);
+    gpu().dropout_forward(1, 1.0f, 0, 0, nullptr, nullptr);
     ADD_FAILURE() << "rate 1 accepted";
   } catch (const Error& e) {
     EXPECT_EQ(e.kind(), ErrorKind::Usage);

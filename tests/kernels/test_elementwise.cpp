@@ -49,8 +49,8 @@ TEST_P(Elementwise, DropoutUsesSharedMaskAndScale) {
   const uint64_t key = 0x1234abcdULL;
   const std::vector<float> x = random_vec(n, 3), dy = random_vec(n, 4);
   std::vector<float> y(n), dx(n);
-  be->dropout_forward(n, rate, key, x.data(), y.data());
-  be->dropout_backward(n, rate, key, dy.data(), dx.data());
+  be->dropout_forward(n, rate, key, 0, x.data(), y.data());
+  be->dropout_backward(n, rate, key, 0, dy.data(), dx.data());
   const float scale = 1.0f / (1.0f - rate);
   int64_t kept = 0;
   for (int64_t i = 0; i < n; ++i) {
@@ -64,13 +64,22 @@ TEST_P(Elementwise, DropoutUsesSharedMaskAndScale) {
 
   // Another key gives another mask.
   std::vector<float> y2(n);
-  be->dropout_forward(n, rate, key + 1, x.data(), y2.data());
+  be->dropout_forward(n, rate, key + 1, 0, x.data(), y2.data());
   EXPECT_FALSE(test::same_bits(y, y2));
 
   // In place.
   std::vector<float> inplace = x;
-  be->dropout_forward(n, rate, key, inplace.data(), inplace.data());
+  be->dropout_forward(n, rate, key, 0, inplace.data(), inplace.data());
   EXPECT_TRUE(test::same_bits(inplace, y));
+
+  // A tail run with `first` set draws the masks of the same elements in the whole run (what a
+  // data-parallel rank holding the back of the global batch relies on).
+  const int64_t first = 4097;
+  std::vector<float> tail(n - first), dtail(n - first);
+  be->dropout_forward(n - first, rate, key, first, x.data() + first, tail.data());
+  be->dropout_backward(n - first, rate, key, first, dy.data() + first, dtail.data());
+  EXPECT_TRUE(test::same_bits(tail, std::vector<float>(y.begin() + first, y.end())));
+  EXPECT_TRUE(test::same_bits(dtail, std::vector<float>(dx.begin() + first, dx.end())));
 }
 
 INSTANTIATE_TEST_SUITE_P(Threads, Elementwise, testing::Values(1, 2));
@@ -95,10 +104,10 @@ TEST(DropoutGrad, FiniteDifferences) {
   std::vector<float> x = random_vec(n, 7), y(n), dx(n);
   const std::vector<float> r = random_vec(n, 8);
   auto loss = [&] {
-    be->dropout_forward(n, 0.4f, 99, x.data(), y.data());
+    be->dropout_forward(n, 0.4f, 99, 0, x.data(), y.data());
     return test::project(r, y);
   };
-  be->dropout_backward(n, 0.4f, 99, r.data(), dx.data());
+  be->dropout_backward(n, 0.4f, 99, 0, r.data(), dx.data());
   EXPECT_TRUE(test::grads_match(dx, test::numeric_grad(x, 0.1f, loss), 1e-3));
 }
 
@@ -106,11 +115,11 @@ TEST(DropoutEdges, RateZeroIsIdentityAndRateOneIsRejected) {
   auto be = make_cpu_backend(1);
   const std::vector<float> x = random_vec(1000, 9);
   std::vector<float> y(1000);
-  be->dropout_forward(1000, 0.0f, 5, x.data(), y.data());
+  be->dropout_forward(1000, 0.0f, 5, 0, x.data(), y.data());
   EXPECT_TRUE(test::same_bits(x, y));
   for (float bad : {1.0f, -0.1f, std::nanf("")}) {
     try {
-      be->dropout_forward(1000, bad, 5, x.data(), y.data());
+      be->dropout_forward(1000, bad, 5, 0, x.data(), y.data());
       ADD_FAILURE() << "rate " << bad << " accepted";
     } catch (const Error& e) {
       EXPECT_EQ(e.kind(), ErrorKind::Usage);
