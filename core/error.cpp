@@ -9,6 +9,7 @@ const char* to_string(ErrorKind kind) {
     case ErrorKind::Shape: return "shape error";
     case ErrorKind::Usage: return "usage error";
     case ErrorKind::Internal: return "internal error";
+    case ErrorKind::Timeout: return "timeout";
   }
   return "error";
 }

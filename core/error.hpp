@@ -15,6 +15,7 @@ enum class ErrorKind {
   Shape,     // tensor shapes do not fit together
   Usage,     // a caller (or a user on the command line) asked for something invalid
   Internal,  // a broken invariant inside strand
+  Timeout,   // a peer (another rank) or a device did not answer within the time allowed
 };
 
 const char* to_string(ErrorKind kind);

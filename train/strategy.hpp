@@ -16,8 +16,8 @@ class Strategy {
  public:
   virtual ~Strategy() = default;
   virtual std::string name() const = 0;
-  // Every worker starts from the same parameters (e.g. rank 0's).
-  virtual void broadcast_initial(Model& /*model*/) {}
+  // Every worker starts from the same parameters and optimizer state (e.g. rank 0's).
+  virtual void broadcast_initial(Model& /*model*/, Optimizer& /*optimizer*/) {}
   // Gradients [begin, end) of the flat buffer are final for this step (last layer first).
   virtual void grads_ready(Model& /*model*/, int64_t /*begin*/, int64_t /*end*/) {}
   // Completes the step: after it, model.params() hold the updated parameters.

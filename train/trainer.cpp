@@ -93,6 +93,7 @@ TrainResult train(Context& ctx, Model& model, const io::Dataset& train_set, cons
                "train");
   STRAND_CHECK(!cfg.resume || !cfg.checkpoint_dir.empty(), Usage, "resuming needs a checkpoint directory", "train");
   STRAND_CHECK(cfg.eval_every >= 0, Usage, "eval_every must be >= 0", "train");
+  STRAND_CHECK(cfg.warmup_steps >= 0, Usage, "warmup_steps must be >= 0", "train");
   STRAND_CHECK(cfg.lr_schedule == "constant" || cfg.lr_schedule == "linear" || cfg.lr_schedule == "cosine", Usage,
                "unknown learning-rate schedule '" + cfg.lr_schedule + "' (choose constant, linear or cosine)", "train");
   STRAND_CHECK(cfg.stop_at_accuracy >= 0 && cfg.stop_at_accuracy <= 1, Usage,
@@ -128,7 +129,12 @@ TrainResult train(Context& ctx, Model& model, const io::Dataset& train_set, cons
       ctx.log("no checkpoint in " + cfg.checkpoint_dir.string() + ": starting from scratch");
     }
   }
-  strategy.broadcast_initial(model);
+  // Every worker must resume from the same checkpoint (a rank on a host that cannot see it
+  // would otherwise train different steps and hang the collectives).
+  STRAND_CHECK(strategy.sum(double(step)) == double(step) * strategy.world(), Usage,
+               "the workers resumed from different steps (is the checkpoint directory shared by all hosts?)",
+               ctx.where());
+  strategy.broadcast_initial(model, opt);
 
   // The training set is made readable by the backend once (a copy only on a GPU); each step
   // gathers its batch there from the epoch's permutation, so no image crosses to the device
@@ -142,20 +148,27 @@ TrainResult train(Context& ctx, Model& model, const io::Dataset& train_set, cons
   Buffer x = be.alloc(size_t(cfg.batch_size * sample) * sizeof(float));
   Buffer y = be.alloc(size_t(cfg.batch_size) * sizeof(int32_t));
   const Model::GradsReady ready = [&](int64_t b, int64_t e) { strategy.grads_ready(model, b, e); };
-  const int64_t total_steps =
-      cfg.epochs * io::steps_per_epoch(n / strategy.world(), cfg.batch_size);  // every rank's shard is n / world
+  const int64_t world = strategy.world(), rank = strategy.rank();
+  const int64_t used = n - n % world;  // every rank trains the same number of samples
+  const int64_t global_batch = cfg.batch_size * world;
+  const int64_t steps = io::steps_per_epoch(used, global_batch);
+  const int64_t total_steps = cfg.epochs * steps;
+  Timeline* tl = cfg.timeline;
+  auto phase = [&](const char* name, Clock::time_point t0) {
+    const auto t1 = Clock::now();
+    if (tl) tl->record(name, Timeline::kCompute, t0, t1);
+    return t1;
+  };
   const auto t_start = Clock::now();
   bool stop = false;
   be.take_loss_totals();  // start from zero whatever ran on this backend before
 
   for (int64_t epoch = result.resumed_from_epoch; epoch < cfg.epochs && !stop; ++epoch) {
     const std::vector<int64_t> order = io::epoch_permutation(n, cfg.seed, epoch);
-    const std::span<const int64_t> mine = io::shard(order, strategy.rank(), strategy.world());
-    const int64_t steps = io::steps_per_epoch(int64_t(mine.size()), cfg.batch_size);
+    const std::span<const int64_t> epoch_order = std::span<const int64_t>(order).first(size_t(used));
     Buffer order_store;
     const auto* order_dev =
         static_cast<const int64_t*>(be.device_view(order.data(), order.size() * sizeof(int64_t), order_store));
-    const int64_t* mine_dev = order_dev + (mine.data() - order.data());
     // Running sums since the epoch began; training time excludes the evaluations.
     double loss_sum = 0, train_seconds = 0;
     int64_t correct = 0, seen = 0;
@@ -191,16 +204,26 @@ TrainResult train(Context& ctx, Model& model, const io::Dataset& train_set, cons
     };
     int64_t s = 0;  // steps of this epoch done
     for (; s < steps && !stop; ++s) {
-      const std::span<const int64_t> batch = io::batch_slice(mine, s, cfg.batch_size);
-      const int64_t first = batch.data() - mine.data(), b = int64_t(batch.size());
-      opt.set_lr(scheduled_lr(cfg.lr_schedule, cfg.optimizer.lr, step, total_steps));
+      // This worker's part of the global batch (the last one may be smaller; it still divides
+      // evenly because `used` is a multiple of the world size).
+      const std::span<const int64_t> global = io::batch_slice(epoch_order, s, global_batch);
+      const int64_t b = int64_t(global.size()) / world;
+      const std::span<const int64_t> batch = global.subspan(size_t(rank * b), size_t(b));
+      const int64_t first = batch.data() - order.data();
+      float lr = scheduled_lr(cfg.lr_schedule, cfg.optimizer.lr, step, total_steps);
+      if (step < cfg.warmup_steps) lr *= float(step + 1) / float(cfg.warmup_steps);
+      opt.set_lr(lr);
+      auto t = Clock::now();
       be.begin_step(b);
-      be.gather(b, sample, mine_dev + first, images, labels, x.f32(), y.i32());
-      model.forward(x.f32(), b, true, step_key(cfg.seed, step));
+      be.gather(b, sample, order_dev + first, images, labels, x.f32(), y.i32());
+      model.forward(x.f32(), b, true, step_key(cfg.seed, step), uint64_t(rank * b));
       model.loss_accumulate(y.i32(), b);
+      t = phase("forward", t);
       model.backward(ready);
+      t = phase("backward", t);
       strategy.finish_step(model, opt);
       be.end_step();
+      phase("update", t);
       ++step;
       if (cfg.max_steps > 0 && step >= cfg.max_steps) stop = true;
       const bool last = s + 1 == steps || stop;

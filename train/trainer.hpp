@@ -16,6 +16,7 @@
 #include "core/optimizer.hpp"
 #include "io/dataset.hpp"
 #include "train/strategy.hpp"
+#include "train/timeline.hpp"
 
 namespace strand {
 
@@ -51,17 +52,21 @@ struct StepProgress {
 
 struct TrainConfig {
   int64_t epochs = 1;
-  int64_t batch_size = 100;
+  int64_t batch_size = 100;              // per worker; a step's global batch is batch_size x world
   uint64_t seed = 42;
   OptimizerConfig optimizer;
   // How the learning rate moves from optimizer.lr over the whole run (epochs x steps per
   // epoch): "constant", "linear" (down to 0 at the last step) or "cosine" (half a cosine to 0).
   std::string lr_schedule = "constant";
+  // The first warmup_steps steps ramp the learning rate linearly up to the schedule's value
+  // (for large global batches with a scaled learning rate, Goyal et al. 2017).
+  int64_t warmup_steps = 0;
   std::filesystem::path checkpoint_dir;  // empty: no checkpoints
   bool resume = false;                   // continue from the newest checkpoint in checkpoint_dir
   int64_t max_steps = 0;                 // stop after this many steps in all (0: no limit)
   int64_t eval_every = 0;                // also evaluate every this many steps (0: epoch ends only)
   double stop_at_accuracy = 0;           // stop at the first evaluation reaching it (0: off)
+  Timeline* timeline = nullptr;          // when set, each step's phases are recorded
   std::function<void(const StepProgress&)> on_step;
   std::function<void(const Metrics&)> on_eval;
 };
@@ -75,6 +80,9 @@ struct TrainResult {
 };
 
 // Trains `model` (initialised from config.seed unless resuming). `eval` may be null.
+// With a strategy of W workers, global batch s of an epoch is entries [s*B*W, (s+1)*B*W) of
+// the epoch's permutation (trimmed to a multiple of W), and worker r trains on its r-th
+// part: W workers with batch B follow the same trajectory as one with batch B*W.
 TrainResult train(Context& ctx, Model& model, const io::Dataset& train_set, const io::Dataset* eval,
                   const TrainConfig& config, Strategy& strategy);
 

@@ -1,0 +1,63 @@
+// strand's allreduce module: what data-parallel training needs to move between processes.
+//
+//   Communicator       the interface: in-place sum over all ranks, broadcast from a root,
+//                      allgather of a number (metrics), gather of a string (timelines)
+//   MpiCommunicator    host (CPU) buffers over MPI, three allreduce algorithms:
+//                        ring         our chunked, pipelined ring (reduce-scatter + allgather)
+//                                     over MPI point-to-point
+//                        hierarchical ranks grouped by host name: reduce within each host, ring
+//                                     among one leader per host, broadcast within each host
+//                        mpi          MPI's own allreduce (the baseline)
+//   NcclCommunicator   device (CUDA) buffers through NCCL (nccl_communicator.hpp)
+//   MpiRuntime         MPI's lifetime, owned by main() or a test (mpi_runtime.hpp)
+//   AllreduceStrategy  train/strategy.hpp's Strategy: gradient buckets reduced by a background
+//                      thread while backward runs (strategy.hpp)
+//
+// Failures: every wait polls with a deadline. A peer that sends nothing for
+// CommOptions::timeout_s makes this rank throw Error(Timeout) naming the peer's rank and host;
+// after stall_warning_s it logs which ranks it is still waiting for.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace strand::allreduce {
+
+struct CommOptions {
+  std::string algorithm = "ring";  // ring, hierarchical or mpi
+  double timeout_s = 45;           // a peer silent this long has died or hangs
+  double stall_warning_s = 10;     // then log the ranks not yet heard from
+  // Unit of the ring's pipeline: large enough to amortise a message, small enough that
+  // reducing one chunk overlaps the transfer of the next.
+  size_t chunk_bytes = 512 * 1024;
+  std::function<void(std::string_view)> log;  // stall warnings; stderr when empty
+};
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+  virtual std::string name() const = 0;  // "ring", "hierarchical", "mpi", "nccl"
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  virtual const std::string& host() const = 0;
+  // "rank 1/4 host-a", for error locations and log lines.
+  std::string where() const;
+
+  // data[0, n) becomes the element-wise sum over all ranks, the same bits on every rank.
+  // Host memory for MPI communicators, device memory for NCCL.
+  virtual void allreduce_sum(float* data, int64_t n) = 0;
+  // bytes of `data` on `root` are copied to every rank (host memory).
+  virtual void broadcast(void* data, size_t bytes, int root) = 0;
+  // Every rank's value, in rank order.
+  virtual std::vector<double> allgather(double value) = 0;
+  // Rank 0 receives every rank's string in rank order; other ranks get an empty vector.
+  virtual std::vector<std::string> gather_to_root(const std::string& text) = 0;
+
+  double sum(double value);
+};
+
+}  // namespace strand::allreduce

@@ -1,0 +1,423 @@
+#include "allreduce/mpi_communicator.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <climits>
+#include <cstring>
+#include <iostream>
+#include <mpi.h>
+#include <thread>
+
+#include "core/error.hpp"
+
+namespace strand::allreduce {
+
+std::string Communicator::where() const {
+  return "rank " + std::to_string(rank()) + "/" + std::to_string(size()) + (host().empty() ? "" : " " + host());
+}
+
+double Communicator::sum(double value) {
+  double s = 0;
+  for (double v : allgather(value)) s += v;
+  return s;
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// One outstanding message and the member it is exchanged with (-1: a collective, peer unknown).
+struct Pending {
+  MPI_Request req = MPI_REQUEST_NULL;
+  int peer = -1;
+};
+
+// An MPI communicator with its members' world ranks and hosts, and deadline-polled
+// point-to-point messages.
+class Group {
+ public:
+  Group(MPI_Comm comm, std::vector<int> world_ranks, std::vector<std::string> hosts, int world_size,
+        const CommOptions& opt)
+      : comm_(comm), world_ranks_(std::move(world_ranks)), hosts_(std::move(hosts)), world_size_(world_size),
+        opt_(opt) {
+    MPI_Comm_rank(comm_, &rank_);
+    MPI_Comm_size(comm_, &size_);
+  }
+  Group(const Group&) = delete;
+  Group& operator=(const Group&) = delete;
+  ~Group() { MPI_Comm_free(&comm_); }
+
+  MPI_Comm comm() const { return comm_; }
+  int rank() const { return rank_; }
+  int size() const { return size_; }
+  std::string where() const { return describe(rank_, true); }
+  // "rank 3 (host-b)" for a member; with `world`, "rank 3/4 host-b" as a location.
+  std::string describe(int member, bool as_location = false) const {
+    const int w = world_ranks_[size_t(member)];
+    if (as_location) return "rank " + std::to_string(w) + "/" + std::to_string(world_size_) + " " + hosts_[size_t(member)];
+    return "rank " + std::to_string(w) + " (" + hosts_[size_t(member)] + ")";
+  }
+
+  // Messages are at most chunk-sized (well under INT_MAX bytes); tags are unused, MPI's
+  // per-pair ordering matches sends and receives.
+  Pending isend(const void* data, size_t bytes, int peer) {
+    Pending p{MPI_REQUEST_NULL, peer};
+    STRAND_MPI_CHECK(MPI_Isend(data, int(bytes), MPI_BYTE, peer, 0, comm_, &p.req), where());
+    return p;
+  }
+  Pending irecv(void* data, size_t bytes, int peer) {
+    Pending p{MPI_REQUEST_NULL, peer};
+    STRAND_MPI_CHECK(MPI_Irecv(data, int(bytes), MPI_BYTE, peer, 0, comm_, &p.req), where());
+    return p;
+  }
+
+  // Waits for every request. Spins briefly (a chunk arrives in microseconds), then sleeps
+  // between polls so a waiting rank leaves the cores to computation. Logs the peers still
+  // missing after stall_warning_s; throws Error(Timeout) after timeout_s.
+  void wait_all(std::vector<Pending>& pending, const char* what) {
+    const auto t0 = Clock::now();
+    bool warned = false;
+    size_t first_open = 0;
+    for (;;) {
+      while (first_open < pending.size() && pending[first_open].req == MPI_REQUEST_NULL) ++first_open;
+      bool all = true;
+      for (size_t i = first_open; i < pending.size(); ++i) {
+        if (pending[i].req == MPI_REQUEST_NULL) continue;
+        int done = 0;
+        STRAND_MPI_CHECK(MPI_Test(&pending[i].req, &done, MPI_STATUS_IGNORE), where());
+        if (!done) {
+          all = false;
+          break;  // requests complete roughly in order: no need to test the rest yet
+        }
+      }
+      if (all) {
+        pending.clear();
+        return;
+      }
+      const double waited = std::chrono::duration<double>(Clock::now() - t0).count();
+      if (waited > opt_.timeout_s) {
+        throw Error(ErrorKind::Timeout,
+                    "no message from " + missing(pending) + " for " + std::to_string(int(opt_.timeout_s)) + " s in " +
+                        what + ": that rank has died or hangs (the limit is --comm-timeout)",
+                    where());
+      }
+      if (!warned && waited > opt_.stall_warning_s) {
+        warned = true;
+        log("stalled " + std::to_string(int(waited)) + " s in " + std::string(what) + ", waiting for " +
+            missing(pending));
+      }
+      if (waited > 200e-6) std::this_thread::sleep_for(std::chrono::microseconds(20));
+    }
+  }
+  void wait(Pending p, const char* what) {
+    std::vector<Pending> v{p};
+    wait_all(v, what);
+  }
+
+ private:
+  std::string missing(const std::vector<Pending>& pending) const {
+    std::vector<int> peers;
+    for (const Pending& p : pending)
+      if (p.req != MPI_REQUEST_NULL) peers.push_back(p.peer);
+    std::sort(peers.begin(), peers.end());
+    peers.erase(std::unique(peers.begin(), peers.end()), peers.end());
+    if (peers.empty()) return "(none)";
+    if (peers.front() < 0) return "some rank (MPI does not say which)";
+    std::string s;
+    for (int p : peers) s += (s.empty() ? "" : ", ") + describe(p);
+    return s;
+  }
+  void log(const std::string& message) const {
+    const std::string line = "[strand " + where() + "] " + message;
+    if (opt_.log) {
+      opt_.log(line);
+    } else {
+      std::cerr << line << '\n';
+    }
+  }
+
+  MPI_Comm comm_;
+  std::vector<int> world_ranks_;
+  std::vector<std::string> hosts_;
+  int world_size_;
+  const CommOptions& opt_;
+  int rank_ = 0, size_ = 1;
+};
+
+// Segment i of n floats split over p ranks: [n*i/p, n*(i+1)/p).
+int64_t seg_begin(int64_t n, int p, int i) { return n * int64_t(i) / p; }
+
+// The ring schedule over one group. Step s (0 <= s < 2(p-1)) sends segment (r - s) mod p to
+// the right neighbour and receives segment (r - s - 1) mod p from the left; steps below p-1
+// add what they receive (reduce-scatter: afterwards rank r holds the sum of segment r+1),
+// later steps store it (allgather). The segment sent at step s+1 is the one received at step
+// s, so each chunk is forwarded as soon as it is reduced: large buffers stream through the
+// ring in chunk_bytes pieces instead of one segment at a time.
+class Ring {
+ public:
+  Ring(Group& g, float* data, int64_t n, size_t chunk_bytes, std::vector<float>& scratch)
+      : g_(g), data_(data), n_(n), p_(g.size()), r_(g.rank()),
+        chunk_(std::max<int64_t>(1, int64_t(chunk_bytes / sizeof(float)))), scratch_(scratch) {
+    int64_t largest = 0;
+    for (int i = 0; i < p_; ++i) largest = std::max(largest, seg_len(i));
+    if (scratch_.size() < size_t(2 * largest)) scratch_.resize(size_t(2 * largest));
+  }
+
+  // Runs steps [first, last) of the schedule.
+  void run(int first, int last, const char* what) {
+    if (p_ == 1 || n_ == 0 || first >= last) return;
+    const int right = (r_ + 1) % p_, left = (r_ - 1 + p_) % p_;
+    const int reduce_steps = p_ - 1;
+    std::vector<std::vector<Pending>> sends(static_cast<size_t>(last)), recvs(static_cast<size_t>(last));
+    auto recv_target = [&](int s) -> float* {  // where step s's segment lands
+      return s < reduce_steps ? scratch_.data() + (s % 2) * (scratch_.size() / 2) : data_ + seg_begin(n_, p_, recv_seg(s));
+    };
+    auto post_recvs = [&](int s) {
+      if (s >= last) return;
+      // An allgather receive overwrites a segment this rank sent at step s+1-p: that send
+      // must have left the buffer first.
+      if (s >= reduce_steps && s + 1 - p_ >= first) g_.wait_all(sends[size_t(s + 1 - p_)], what);
+      const int64_t len = seg_len(recv_seg(s));
+      float* dst = recv_target(s);
+      for (int64_t off = 0; off < len; off += chunk_)
+        recvs[size_t(s)].push_back(g_.irecv(dst + off, size_t(std::min(chunk_, len - off)) * sizeof(float), left));
+    };
+    auto send_chunk = [&](int s, int64_t off) {
+      const int seg = send_seg(s);
+      const int64_t len = seg_len(seg);
+      sends[size_t(s)].push_back(g_.isend(data_ + seg_begin(n_, p_, seg) + off,
+                                          size_t(std::min(chunk_, len - off)) * sizeof(float), right));
+    };
+    post_recvs(first);
+    for (int64_t off = 0; off < seg_len(send_seg(first)); off += chunk_) send_chunk(first, off);
+    for (int s = first; s < last; ++s) {
+      post_recvs(s + 1);
+      const int seg = recv_seg(s);
+      const int64_t len = seg_len(seg);
+      float* dst = data_ + seg_begin(n_, p_, seg);
+      const float* src = recv_target(s);
+      size_t k = 0;
+      for (int64_t off = 0; off < len; off += chunk_, ++k) {
+        const int64_t m = std::min(chunk_, len - off);
+        g_.wait(recvs[size_t(s)][k], what);
+        recvs[size_t(s)][k].req = MPI_REQUEST_NULL;
+        if (s < reduce_steps) {
+#pragma omp simd
+          for (int64_t i = 0; i < m; ++i) dst[off + i] += src[off + i];
+        }
+        if (s + 1 < last) send_chunk(s + 1, off);  // send_seg(s+1) == recv_seg(s)
+      }
+    }
+    for (int s = first; s < last; ++s) g_.wait_all(sends[size_t(s)], what);
+  }
+
+  int64_t seg_len(int seg) const { return seg_begin(n_, p_, seg + 1) - seg_begin(n_, p_, seg); }
+  int send_seg(int s) const { return ((r_ - s) % p_ + p_) % p_; }
+  int recv_seg(int s) const { return ((r_ - s - 1) % p_ + p_) % p_; }
+  int reduce_steps() const { return p_ - 1; }
+  int64_t seg_offset(int seg) const { return seg_begin(n_, p_, seg); }
+
+ private:
+  Group& g_;
+  float* data_;
+  int64_t n_;
+  int p_, r_;
+  int64_t chunk_;
+  std::vector<float>& scratch_;
+};
+
+// `root` sends bytes to every other member in chunks; a broadcast tree is not worth it for
+// the handful of ranks on one host or the one-off weight broadcast.
+void send_from_root(Group& g, void* data, size_t bytes, int root, size_t chunk, const char* what) {
+  if (g.size() == 1 || bytes == 0) return;
+  std::vector<Pending> pending;
+  auto* p = static_cast<char*>(data);
+  for (size_t off = 0; off < bytes; off += chunk) {
+    const size_t m = std::min(chunk, bytes - off);
+    if (g.rank() == root) {
+      for (int q = 0; q < g.size(); ++q)
+        if (q != root) pending.push_back(g.isend(p + off, m, q));
+    } else {
+      pending.push_back(g.irecv(p + off, m, root));
+    }
+  }
+  g.wait_all(pending, what);
+}
+
+}  // namespace
+
+struct MpiCommunicator::Groups {
+  std::unique_ptr<Group> world, local, leaders;  // leaders: only on local rank 0
+  std::string host;
+  int host_count = 1;
+};
+
+namespace {
+
+MPI_Comm dup_world(const std::string& where) {
+  MPI_Comm c;
+  STRAND_MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &c), where);
+  MPI_Comm_set_errhandler(c, MPI_ERRORS_RETURN);
+  return c;
+}
+
+}  // namespace
+
+MpiCommunicator::MpiCommunicator(const MpiRuntime& rt, CommOptions options)
+    : options_(std::move(options)), groups_(std::make_unique<Groups>()) {
+  const std::string& a = options_.algorithm;
+  STRAND_CHECK(a == "ring" || a == "hierarchical" || a == "mpi", Usage,
+               "unknown allreduce algorithm '" + a + "' (choose ring, hierarchical or mpi)", "allreduce");
+  STRAND_CHECK(options_.timeout_s > 0 && options_.stall_warning_s > 0, Usage,
+               "the communication timeout and stall warning must be positive", "allreduce");
+  const int world = rt.world_size(), me = rt.world_rank();
+  const std::string where = "rank " + std::to_string(me) + "/" + std::to_string(world) + " " + rt.host();
+  groups_->host = rt.host();
+
+  // Every rank's host name (fixed-width records keep this one collective call).
+  constexpr int kName = 256;
+  std::vector<char> names(size_t(world) * kName, 0);
+  std::vector<char> mine(kName, 0);
+  std::memcpy(mine.data(), rt.host().data(), std::min<size_t>(rt.host().size(), kName - 1));
+  STRAND_MPI_CHECK(MPI_Allgather(mine.data(), kName, MPI_CHAR, names.data(), kName, MPI_CHAR, MPI_COMM_WORLD), where);
+  std::vector<std::string> hosts(static_cast<size_t>(world));
+  for (int i = 0; i < world; ++i) hosts[size_t(i)] = names.data() + size_t(i) * kName;
+
+  std::vector<int> all(static_cast<size_t>(world));
+  for (int i = 0; i < world; ++i) all[size_t(i)] = i;
+  groups_->world = std::make_unique<Group>(dup_world(where), all, hosts, world, options_);
+
+  // Ranks of one host share a colour: the first world rank on that host.
+  const int colour = int(std::find(hosts.begin(), hosts.end(), rt.host()) - hosts.begin());
+  MPI_Comm local;
+  STRAND_MPI_CHECK(MPI_Comm_split(groups_->world->comm(), colour, me, &local), where);
+  std::vector<int> local_ranks;
+  std::vector<std::string> local_hosts;
+  for (int i = 0; i < world; ++i)
+    if (hosts[size_t(i)] == rt.host()) {
+      local_ranks.push_back(i);
+      local_hosts.push_back(hosts[size_t(i)]);
+    }
+  const bool leader = local_ranks.front() == me;
+  groups_->local = std::make_unique<Group>(local, local_ranks, local_hosts, world, options_);
+
+  MPI_Comm leaders;
+  STRAND_MPI_CHECK(MPI_Comm_split(groups_->world->comm(), leader ? 0 : MPI_UNDEFINED, me, &leaders), where);
+  std::vector<int> leader_ranks;
+  std::vector<std::string> leader_hosts;
+  for (int i = 0; i < world; ++i)
+    if (std::find(hosts.begin(), hosts.end(), hosts[size_t(i)]) - hosts.begin() == i) {
+      leader_ranks.push_back(i);
+      leader_hosts.push_back(hosts[size_t(i)]);
+    }
+  groups_->host_count = int(leader_ranks.size());
+  if (leader) groups_->leaders = std::make_unique<Group>(leaders, leader_ranks, leader_hosts, world, options_);
+}
+
+MpiCommunicator::~MpiCommunicator() = default;
+
+int MpiCommunicator::rank() const { return groups_->world->rank(); }
+int MpiCommunicator::size() const { return groups_->world->size(); }
+const std::string& MpiCommunicator::host() const { return groups_->host; }
+int MpiCommunicator::local_rank() const { return groups_->local->rank(); }
+int MpiCommunicator::local_size() const { return groups_->local->size(); }
+int MpiCommunicator::host_count() const { return groups_->host_count; }
+
+void MpiCommunicator::allreduce_sum(float* data, int64_t n) {
+  STRAND_CHECK(n >= 0 && (n == 0 || data), Usage, "allreduce of " + std::to_string(n) + " floats at null", where());
+  Group& w = *groups_->world;
+  if (options_.algorithm == "mpi") {
+    // Nonblocking, so the wait has a deadline like every other; MPI counts are ints.
+    for (int64_t off = 0; off < n; off += INT_MAX / 2) {
+      Pending p;
+      STRAND_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, data + off, int(std::min<int64_t>(INT_MAX / 2, n - off)),
+                                      MPI_FLOAT, MPI_SUM, w.comm(), &p.req),
+                       w.where());
+      w.wait(p, "MPI_Iallreduce");
+    }
+    return;
+  }
+  if (options_.algorithm == "ring" || groups_->host_count == size()) {
+    Ring ring(w, data, n, options_.chunk_bytes, scratch_);
+    ring.run(0, 2 * (w.size() - 1), "ring allreduce");
+    return;
+  }
+  // Hierarchical. 1) reduce within the host: a ring reduce-scatter, then each rank's reduced
+  // segment goes to the host's leader (local rank 0).
+  Group& local = *groups_->local;
+  if (local.size() > 1) {
+    Ring ring(local, data, n, options_.chunk_bytes, scratch_);
+    ring.run(0, ring.reduce_steps(), "hierarchical allreduce (reduce within host)");
+    const size_t chunk = options_.chunk_bytes;
+    std::vector<Pending> pending;
+    auto transfer = [&](int member, bool send) {  // member's reduced segment, in chunks
+      const int seg = (member + 1) % local.size();
+      char* base = reinterpret_cast<char*>(data + ring.seg_offset(seg));
+      const size_t bytes = size_t(ring.seg_len(seg)) * sizeof(float);
+      for (size_t off = 0; off < bytes; off += chunk)
+        pending.push_back(send ? local.isend(base + off, std::min(chunk, bytes - off), 0)
+                               : local.irecv(base + off, std::min(chunk, bytes - off), member));
+    };
+    if (local.rank() == 0) {
+      for (int q = 1; q < local.size(); ++q) transfer(q, false);
+    } else {
+      transfer(local.rank(), true);
+    }
+    local.wait_all(pending, "hierarchical allreduce (gather to the host leader)");
+  }
+  // 2) ring among the host leaders.
+  if (groups_->leaders) {
+    Ring ring(*groups_->leaders, data, n, options_.chunk_bytes, scratch_);
+    ring.run(0, 2 * (groups_->leaders->size() - 1), "hierarchical allreduce (ring among hosts)");
+  }
+  // 3) broadcast within the host.
+  send_from_root(local, data, size_t(n) * sizeof(float), 0, options_.chunk_bytes,
+                 "hierarchical allreduce (broadcast within host)");
+}
+
+void MpiCommunicator::broadcast(void* data, size_t bytes, int root) {
+  STRAND_CHECK(root >= 0 && root < size(), Usage, "broadcast root " + std::to_string(root) + " is not a rank", where());
+  send_from_root(*groups_->world, data, bytes, root, options_.chunk_bytes, "broadcast");
+}
+
+std::vector<double> MpiCommunicator::allgather(double value) {
+  Group& w = *groups_->world;
+  std::vector<double> out(size_t(w.size()));
+  out[size_t(w.rank())] = value;
+  std::vector<Pending> pending;
+  for (int q = 0; q < w.size(); ++q) {
+    if (q == w.rank()) continue;
+    pending.push_back(w.irecv(&out[size_t(q)], sizeof(double), q));
+    pending.push_back(w.isend(&out[size_t(w.rank())], sizeof(double), q));
+  }
+  w.wait_all(pending, "allgather");
+  return out;
+}
+
+std::vector<std::string> MpiCommunicator::gather_to_root(const std::string& text) {
+  Group& w = *groups_->world;
+  std::vector<std::string> out;
+  uint64_t len = text.size();
+  if (w.rank() != 0) {
+    w.wait(w.isend(&len, sizeof len, 0), "gather");
+    std::vector<Pending> pending;
+    for (size_t off = 0; off < text.size(); off += options_.chunk_bytes)
+      pending.push_back(w.isend(text.data() + off, std::min(options_.chunk_bytes, text.size() - off), 0));
+    w.wait_all(pending, "gather");
+    return out;
+  }
+  out.resize(size_t(w.size()));
+  out[0] = text;
+  for (int q = 1; q < w.size(); ++q) {
+    uint64_t n = 0;
+    w.wait(w.irecv(&n, sizeof n, q), "gather");
+    out[size_t(q)].resize(n);
+    std::vector<Pending> pending;
+    for (size_t off = 0; off < n; off += options_.chunk_bytes)
+      pending.push_back(w.irecv(out[size_t(q)].data() + off, std::min<size_t>(options_.chunk_bytes, n - off), q));
+    w.wait_all(pending, "gather");
+  }
+  return out;
+}
+
+}  // namespace strand::allreduce

@@ -1,0 +1,21 @@
+// NcclCommunicator in a build without CUDA/NCCL (-Dcuda=disabled, or no nvcc at build time).
+#include "allreduce/nccl_communicator.hpp"
+#include "core/error.hpp"
+
+namespace strand::allreduce {
+
+struct NcclCommunicator::State {};
+
+bool nccl_built() { return false; }
+
+NcclCommunicator::NcclCommunicator(MpiCommunicator& host_comm, int, double) : host_(host_comm) {
+  throw Error(ErrorKind::Usage,
+              "this strand was built without NCCL (rebuild with -Dcuda=enabled where CUDA and NCCL are installed)",
+              host_comm.where());
+}
+
+NcclCommunicator::~NcclCommunicator() = default;
+
+void NcclCommunicator::allreduce_sum(float*, int64_t) {}
+
+}  // namespace strand::allreduce

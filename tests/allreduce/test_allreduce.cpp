@@ -1,0 +1,122 @@
+// Collectives over MPI, run under mpirun with 1 to 4 ranks (tests/allreduce/meson.build):
+// exact sums of integer-valued floats for every algorithm and awkward sizes, hierarchical
+// with ranks spread over simulated hosts (STRAND_HOST), broadcast, allgather and gather.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <string>
+
+#include "allreduce/mpi_communicator.hpp"
+#include "core/error.hpp"
+
+namespace strand::allreduce {
+
+MpiRuntime* runtime = nullptr;
+
+namespace {
+
+CommOptions options(const std::string& algorithm) {
+  CommOptions o;
+  o.algorithm = algorithm;
+  o.timeout_s = 30;
+  o.chunk_bytes = 64 * 1024;  // several chunks per segment even at moderate sizes
+  return o;
+}
+
+// Rank r holds (r + 1) * (i % 1021) - 7 at i: integer-valued, so every order of summation
+// gives the same exact float (all partial sums stay below 2^24).
+float value(int rank, int64_t i) { return float((rank + 1) * (i % 1021) - 7); }
+
+class Sums : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(Sums, ExactForEverySize) {
+  MpiCommunicator comm(*runtime, options(GetParam()));
+  const int p = comm.size();
+  for (int64_t n : {int64_t(0), int64_t(1), int64_t(7), int64_t(1000003), int64_t(16) << 20}) {
+    std::vector<float> data(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) data[size_t(i)] = value(comm.rank(), i);
+    comm.allreduce_sum(data.data(), n);
+    int64_t wrong = 0, first_wrong = -1;
+    for (int64_t i = 0; i < n; ++i) {
+      const float want = float((p * (p + 1) / 2) * (i % 1021) - 7 * p);
+      if (data[size_t(i)] != want && wrong++ == 0) first_wrong = i;
+    }
+    EXPECT_EQ(wrong, 0) << GetParam() << ", " << n << " floats, " << p << " ranks: first wrong at " << first_wrong;
+  }
+}
+
+TEST_P(Sums, RepeatedCallsReuseTheCommunicator) {
+  MpiCommunicator comm(*runtime, options(GetParam()));
+  std::vector<float> data(100000);
+  for (int round = 0; round < 5; ++round) {
+    for (size_t i = 0; i < data.size(); ++i) data[i] = float(round + comm.rank());
+    comm.allreduce_sum(data.data(), int64_t(data.size()));
+    const int p = comm.size();
+    const float want = float(round * p + p * (p - 1) / 2);
+    EXPECT_EQ(data.front(), want);
+    EXPECT_EQ(data.back(), want);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Algorithms, Sums, ::testing::Values("ring", "hierarchical", "mpi"));
+
+TEST(Hosts, GroupsFollowHostNames) {
+  MpiCommunicator comm(*runtime, options("hierarchical"));
+  // main() put ranks 2k and 2k+1 on host "node-k".
+  EXPECT_EQ(comm.host(), "node-" + std::to_string(comm.rank() / 2));
+  EXPECT_EQ(comm.host_count(), (comm.size() + 1) / 2);
+  EXPECT_EQ(comm.local_rank(), comm.rank() % 2);
+  EXPECT_EQ(comm.local_size(), std::min(2, comm.size() - comm.rank() / 2 * 2));
+}
+
+TEST(Collectives, BroadcastAllgatherGather) {
+  MpiCommunicator comm(*runtime, options("ring"));
+  const int p = comm.size(), root = p - 1;
+  std::vector<int32_t> v(300001, comm.rank() == root ? 5 : -1);
+  v[7] = comm.rank() == root ? 99 : 0;
+  comm.broadcast(v.data(), v.size() * sizeof(int32_t), root);
+  EXPECT_EQ(v[0], 5);
+  EXPECT_EQ(v[7], 99);
+  EXPECT_EQ(v.back(), 5);
+
+  const std::vector<double> all = comm.allgather(comm.rank() * 1.5);
+  ASSERT_EQ(int(all.size()), p);
+  for (int r = 0; r < p; ++r) EXPECT_EQ(all[size_t(r)], r * 1.5);
+  EXPECT_EQ(comm.sum(1.0), double(p));
+
+  const std::vector<std::string> texts = comm.gather_to_root(std::string(size_t(comm.rank()) * 100000, 'a' + char(comm.rank())));
+  if (comm.rank() == 0) {
+    ASSERT_EQ(int(texts.size()), p);
+    for (int r = 0; r < p; ++r) EXPECT_EQ(texts[size_t(r)], std::string(size_t(r) * 100000, 'a' + char(r)));
+  } else {
+    EXPECT_TRUE(texts.empty());
+  }
+}
+
+TEST(Collectives, UnknownAlgorithmIsAUsageError) {
+  try {
+    MpiCommunicator comm(*runtime, options("tree"));
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::Usage);
+    EXPECT_NE(std::string(e.what()).find("'tree'"), std::string::npos);
+  }
+}
+
+}  // namespace
+}  // namespace strand::allreduce
+
+int main(int argc, char** argv) {
+  // Two ranks per simulated host, for the hierarchical algorithm.
+  if (const char* r = std::getenv("OMPI_COMM_WORLD_RANK"))
+    setenv("STRAND_HOST", ("node-" + std::to_string(std::atoi(r) / 2)).c_str(), 1);
+  strand::allreduce::MpiRuntime mpi(&argc, &argv);
+  strand::allreduce::runtime = &mpi;
+  ::testing::InitGoogleTest(&argc, argv);
+  // Only rank 0 prints the report; every rank's failures still fail the job.
+  if (mpi.world_rank() != 0) {
+    auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
+    delete listeners.Release(listeners.default_result_printer());
+  }
+  return RUN_ALL_TESTS();
+}
