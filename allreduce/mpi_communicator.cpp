@@ -6,6 +6,7 @@
 #include <cstring>
 #include <iostream>
 #include <mpi.h>
+#include <sched.h>
 #include <thread>
 
 #include "core/error.hpp"
@@ -71,8 +72,7 @@ class Group {
     return p;
   }
 
-  // Waits for every request. Spins briefly (a chunk arrives in microseconds), then sleeps
-  // between polls so a waiting rank leaves the cores to computation. Logs the peers still
+  // Waits for every request, polling (so the wait has a deadline). Logs the peers still
   // missing after stall_warning_s; throws Error(Timeout) after timeout_s.
   void wait_all(std::vector<Pending>& pending, const char* what) {
     const auto t0 = Clock::now();
@@ -106,7 +106,13 @@ class Group {
         log("stalled " + std::to_string(int(waited)) + " s in " + std::string(what) + ", waiting for " +
             missing(pending));
       }
-      if (waited > 200e-6) std::this_thread::sleep_for(std::chrono::microseconds(20));
+      // Messages usually arrive within microseconds: poll hot, then yield the core to any
+      // runnable thread (training's workers), and only after a long wait sleep between polls.
+      if (waited > 20e-3) {
+        std::this_thread::sleep_for(std::chrono::microseconds(50));
+      } else if (waited > 50e-6) {
+        sched_yield();
+      }
     }
   }
   void wait(Pending p, const char* what) {

@@ -13,6 +13,8 @@
 #include "apps/common.hpp"
 #include "apps/progress.hpp"
 #include "apps/sagemaker.hpp"
+#include "allreduce/mpi_communicator.hpp"
+#include "allreduce/strategy.hpp"
 #include "core/error.hpp"
 #include "io/model_file.hpp"
 #include "models/models.hpp"
@@ -35,6 +37,22 @@ struct TrainArgs {
   uint64_t seed = 42;
   int threads = default_threads();
   bool resume = false;
+  // Data parallelism (--strategy allreduce, under mpirun).
+  std::string strategy = "local";
+  std::string allreduce = "ring";
+  bool hierarchical = false, scale_lr = false;
+  double fusion_mib = double(allreduce::AllreduceStrategy::kDefaultFusionBytes) / (1 << 20);
+  double comm_timeout = 45;
+  int64_t global_batch_size = 0, warmup_steps = -1;
+  std::string timeline;
+};
+
+// What a data-parallel run adds to a local one: MPI, the communicator, the strategy.
+struct Distributed {
+  allreduce::MpiRuntime* mpi;
+  std::unique_ptr<allreduce::MpiCommunicator> comm;
+  std::unique_ptr<Timeline> timeline;
+  std::unique_ptr<allreduce::AllreduceStrategy> strategy;
 };
 
 std::string compact(double v) {
@@ -50,7 +68,7 @@ std::string utc_now() {
   return buf;
 }
 
-void run_train(CLI::App& cmd, TrainArgs& a) {
+void train_job(CLI::App& cmd, TrainArgs& a, allreduce::MpiRuntime* mpi) {
   apply_sagemaker_hyperparameters(cmd, std::getenv("SM_HPS"));
   STRAND_CHECK(!a.data.empty(), Usage, "--data is required (or set SM_CHANNEL_TRAINING)", "strand train");
   STRAND_CHECK(!a.model_dir.empty(), Usage, "--model-dir is required (or set SM_MODEL_DIR)", "strand train");
@@ -70,18 +88,51 @@ void run_train(CLI::App& cmd, TrainArgs& a) {
   cfg.eval_every = a.eval_every;
   cfg.stop_at_accuracy = a.stop_at_accuracy;
 
-  Context ctx = make_context(a.device, a.threads);
+  Distributed dist{mpi, nullptr, nullptr, nullptr};
+  Identity id;
+  if (mpi) {
+    id = {mpi->world_rank(), mpi->world_size(), mpi->host()};
+    allreduce::CommOptions co;
+    co.algorithm = a.hierarchical ? "hierarchical" : a.allreduce;
+    co.timeout_s = a.comm_timeout;
+    co.stall_warning_s = std::min(10.0, a.comm_timeout / 3);
+    dist.comm = std::make_unique<allreduce::MpiCommunicator>(*mpi, co);
+    dist.comm->allgather(0);  // every rank is here: the timeline's common origin
+    if (!a.timeline.empty()) dist.timeline = std::make_unique<Timeline>(id.rank, std::chrono::steady_clock::now());
+    cfg.timeline = dist.timeline.get();
+    const int64_t world = id.world;
+    if (a.global_batch_size > 0) {
+      STRAND_CHECK(a.global_batch_size % world == 0, Usage,
+                   "--global-batch-size " + std::to_string(a.global_batch_size) + " does not divide over " +
+                       std::to_string(world) + " ranks",
+                   "strand train");
+      cfg.batch_size = a.global_batch_size / world;
+    }
+    // Goyal et al.: the learning rate grows with the global batch, reached after a warm-up.
+    if (a.scale_lr) cfg.optimizer.lr *= float(world);
+    cfg.warmup_steps = a.warmup_steps >= 0 ? a.warmup_steps : (a.scale_lr ? 100 : 0);
+    dist.strategy = std::make_unique<allreduce::AllreduceStrategy>(
+        *dist.comm, size_t(a.fusion_mib * (1 << 20)), dist.timeline.get());
+  } else {
+    STRAND_CHECK(a.global_batch_size == 0 && !a.scale_lr && a.timeline.empty(), Usage,
+                 "--global-batch-size, --scale-lr and --timeline need --strategy allreduce", "strand train");
+    cfg.warmup_steps = std::max<int64_t>(a.warmup_steps, 0);
+  }
+  const bool chief = id.rank == 0;  // writes the metrics, the checkpoints and the export
+
+  Context ctx = make_context(a.device, a.threads, id);
   Model model(ctx.backend(), models::by_name(a.model));
   const io::MnistSplits data = load_data(ctx, a.data);
 
   std::ofstream metrics;
-  if (!a.metrics.empty()) {
+  if (!a.metrics.empty() && chief) {
     metrics.open(a.metrics, a.resume ? std::ios::app : std::ios::trunc);
     STRAND_CHECK(metrics.is_open(), Io, "cannot open the metrics file for writing", a.metrics);
   }
   Progress progress(stderr);
-  cfg.on_step = [&](const StepProgress& p) { progress.step(p); };
+  if (chief) cfg.on_step = [&](const StepProgress& p) { progress.step(p); };
   cfg.on_eval = [&](const Metrics& m) {
+    if (!chief) return;
     progress.end_epoch();
     char line[256];
     std::snprintf(line, sizeof line,
@@ -103,10 +154,29 @@ void run_train(CLI::App& cmd, TrainArgs& a) {
     }
   };
 
-  ctx.log("training " + a.model + " (" + std::to_string(model.param_count()) + " parameters) for " +
-          std::to_string(a.epochs) + " epoch(s), batch " + std::to_string(a.batch_size) + ", " + a.optimizer +
-          " lr " + compact(a.lr) + ", " + std::to_string(a.threads) + " thread(s)");
-  const TrainResult r = train(ctx, model, data.train, &data.eval, cfg);
+  if (chief)
+    ctx.log("training " + a.model + " (" + std::to_string(model.param_count()) + " parameters) for " +
+            std::to_string(a.epochs) + " epoch(s), batch " + std::to_string(cfg.batch_size) +
+            (dist.strategy ? " per rank x " + std::to_string(id.world) + " ranks (" + dist.strategy->name() + ")" : "") +
+            ", " + a.optimizer + " lr " + compact(cfg.optimizer.lr) + ", " + std::to_string(a.threads) + " thread(s)");
+  const auto t_train = std::chrono::steady_clock::now();
+  const TrainResult r = dist.strategy ? train(ctx, model, data.train, &data.eval, cfg, *dist.strategy)
+                                      : train(ctx, model, data.train, &data.eval, cfg);
+  if (dist.strategy) {
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_train).count();
+    const double wait = dist.comm->sum(dist.strategy->wait_seconds()) / id.world;
+    if (chief)
+      ctx.log("waited for gradient allreduce " + compact(wait) + " s of " + compact(secs) +
+              " s (mean over ranks, evaluations included in the total)");
+    if (dist.timeline) {
+      const std::vector<std::string> events = dist.comm->gather_to_root(dist.timeline->events_json());
+      if (chief) {
+        Timeline::write(a.timeline, events);
+        ctx.log("timeline " + a.timeline);
+      }
+    }
+  }
+  if (!chief) return;
   if (r.reached_target) ctx.log("reached test accuracy " + compact(a.stop_at_accuracy) + ": stopping");
   // A run resumed from its last epoch trains nothing and is evaluated here.
   const EvalResult final_eval = r.evaluations.empty() ? evaluate(model, data.eval) : r.last_eval;
@@ -125,6 +195,25 @@ void run_train(CLI::App& cmd, TrainArgs& a) {
   ctx.log(std::string("test accuracy ") + acc + "; exported version " + std::to_string(version) + " to " +
           (out / io::kModelFileName).string());
   std::cout << out.string() << '\n';
+}
+
+void run_train(CLI::App& cmd, TrainArgs& a) {
+  if (a.strategy == "local") {
+    STRAND_CHECK(!a.hierarchical && a.allreduce == "ring", Usage, "--hierarchical and --allreduce need --strategy allreduce", "strand train");
+    train_job(cmd, a, nullptr);
+    return;
+  }
+  allreduce::MpiRuntime mpi(nullptr, nullptr);
+  try {
+    train_job(cmd, a, &mpi);
+  } catch (const Error& e) {
+    // Peers blocked in a collective would wait for their own timeouts: end the whole job now.
+    if (mpi.world_size() > 1) {
+      std::cerr << "strand: " << e.what() << std::endl;
+      mpi.abort(e.kind() == ErrorKind::Usage ? 2 : 1);
+    }
+    throw;
+  }
 }
 
 }  // namespace
@@ -155,6 +244,21 @@ void add_train_command(CLI::App& app) {
                   "Stop at the first evaluation reaching this test accuracy (e.g. 0.99), export, exit 0")
       ->check(CLI::Range(0.0, 1.0));
   add_device_options(*cmd, a->device);
+  cmd->add_option("--strategy", a->strategy, "local, or allreduce (data parallel over the ranks of an mpirun job)")
+      ->check(CLI::IsMember({"local", "allreduce"}))->capture_default_str();
+  cmd->add_option("--allreduce", a->allreduce, "Allreduce algorithm: ring (ours), hierarchical or mpi (MPI_Allreduce)")
+      ->check(CLI::IsMember({"ring", "hierarchical", "mpi"}))->capture_default_str();
+  cmd->add_flag("--hierarchical", a->hierarchical, "Same as --allreduce hierarchical: reduce within hosts, ring across");
+  cmd->add_option("--fusion-threshold", a->fusion_mib, "Gradient bucket size in MiB (tensor fusion)")
+      ->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--global-batch-size", a->global_batch_size, "Images per step over all ranks (default --batch-size x ranks)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_flag("--scale-lr", a->scale_lr, "Multiply --lr by the number of ranks, after a warm-up (--warmup-steps, default 100)");
+  cmd->add_option("--warmup-steps", a->warmup_steps, "Ramp the learning rate up linearly over this many steps")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--timeline", a->timeline, "Write a Chrome trace of every rank's steps and allreduces here (rank 0)");
+  cmd->add_option("--comm-timeout", a->comm_timeout, "Seconds without a message from a peer before the job stops")
+      ->check(CLI::PositiveNumber)->capture_default_str();
   cmd->callback([cmd, a] { run_train(*cmd, *a); });
 }
 

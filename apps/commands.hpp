@@ -10,5 +10,7 @@ void add_train_command(CLI::App& app);
 void add_eval_command(CLI::App& app);
 void add_data_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
+// bench allreduce (apps/cmd_bench_allreduce.cpp), registered by add_bench_command
+void add_bench_allreduce_command(CLI::App& bench);
 
 }  // namespace strand::cli

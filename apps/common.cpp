@@ -21,9 +21,9 @@ std::filesystem::path default_mnist_cache() {
   return std::filesystem::path(home && *home ? home : "/tmp") / ".cache" / "strand" / "mnist";
 }
 
-Context make_context(const DeviceArgs& d, int threads) {
+Context make_context(const DeviceArgs& d, int threads, Identity id) {
   STRAND_CHECK(threads >= 1, Usage, "--threads must be at least 1", "strand");
-  Context ctx(make_backend(d.device, threads, CudaOptions{.tf32 = d.tf32}));
+  Context ctx(make_backend(d.device, threads, CudaOptions{.tf32 = d.tf32}), std::move(id));
   if (d.device != "cpu") ctx.log("running on " + d.device + (d.tf32 ? " with TF32 math" : ""));
   return ctx;
 }

@@ -19,7 +19,7 @@ struct DeviceArgs {
   bool tf32 = false;
 };
 // A context on `device` ("cpu", "cuda", "cuda:N"; threads apply to the CPU), logging to stderr.
-Context make_context(const DeviceArgs& device, int threads);
+Context make_context(const DeviceArgs& device, int threads, Identity id = {});
 // Registers --device and --tf32 on a command.
 void add_device_options(CLI::App& cmd, DeviceArgs& device);
 // Loads MNIST from `dir` (both splits, or the one a command needs) and logs what was found.

@@ -1,0 +1,157 @@
+// strand bench allreduce (under mpirun): allreduce time and bandwidth per algorithm and size,
+// as nccl-tests reports them: algbw = bytes / time, busbw = algbw * 2(n-1)/n (the bytes each
+// rank's link carries in a bandwidth-optimal allreduce, so the figure is comparable across
+// rank counts). Algorithms: our ring and hierarchical, `mpi` = MPI_Allreduce itself (blocking,
+// the baseline), `mpi-nb` = what `strand train --allreduce mpi` runs (MPI_Iallreduce polled
+// with a deadline).
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <memory>
+#include <mpi.h>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "allreduce/mpi_communicator.hpp"
+#include "apps/commands.hpp"
+#include "core/error.hpp"
+
+namespace strand::cli {
+
+namespace {
+
+struct AllreduceBenchArgs {
+  std::vector<std::string> impls{"ring", "hierarchical", "mpi"};
+  int64_t min_bytes = 4 << 10, max_bytes = int64_t(256) << 20, factor = 4;
+  double seconds = 0.25;  // time budget per size and algorithm (at least 3 iterations)
+  double chunk_kib = 512;
+  bool memcpy_baseline = false, json = false;
+};
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// Single-core memcpy bandwidth at `bytes` (read + write counted once, like an allreduce's bytes).
+double memcpy_seconds(size_t bytes, int iterations) {
+  std::vector<char> a(bytes, 1), b(bytes, 2);
+  std::memcpy(b.data(), a.data(), bytes);
+  const auto t0 = Clock::now();
+  for (int i = 0; i < iterations; ++i) {
+    std::memcpy((i % 2 ? a : b).data(), (i % 2 ? b : a).data(), bytes);
+  }
+  return seconds_since(t0) / iterations;
+}
+
+struct Row {
+  std::string impl;
+  int64_t bytes;
+  int ranks;
+  double time_us;
+};
+
+void run_bench_allreduce(const AllreduceBenchArgs& a) {
+  STRAND_CHECK(a.min_bytes >= 4 && a.min_bytes <= a.max_bytes && a.factor >= 2, Usage,
+               "need 4 <= --min-bytes <= --max-bytes and --factor >= 2", "strand bench allreduce");
+  allreduce::MpiRuntime mpi(nullptr, nullptr);
+  try {
+    std::vector<Row> rows;
+    int hosts = 1;
+    const int me = mpi.world_rank(), p = mpi.world_size();
+    if (a.memcpy_baseline && me == 0) {
+      const size_t bytes = 64 << 20;
+      rows.push_back({"memcpy", int64_t(bytes), 1, 1e6 * memcpy_seconds(bytes, 20)});
+    }
+    std::vector<float> data(size_t(a.max_bytes / 4));
+    for (const std::string& impl : a.impls) {
+      allreduce::CommOptions o;
+      o.algorithm = impl == "mpi-nb" ? "mpi" : impl == "mpi" ? "ring" : impl;
+      o.chunk_bytes = size_t(a.chunk_kib * 1024);
+      allreduce::MpiCommunicator comm(mpi, o);
+      hosts = comm.host_count();
+      auto allreduce = [&](int64_t n) {
+        if (impl == "mpi") {
+          STRAND_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, data.data(), int(n), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD),
+                           comm.where());
+        } else {
+          comm.allreduce_sum(data.data(), n);
+        }
+      };
+      for (int64_t bytes = a.min_bytes; bytes <= a.max_bytes; bytes *= a.factor) {
+        const int64_t n = bytes / 4;
+        // Integer-valued data: the first result is checked exactly.
+        for (int64_t i = 0; i < n; ++i) data[size_t(i)] = float((i + me) % 64);
+        allreduce(n);
+        for (int64_t i = 0; i < n; i += std::max<int64_t>(1, n / 1000)) {
+          int64_t want = 0;
+          for (int r = 0; r < p; ++r) want += (i + r) % 64;
+          STRAND_CHECK(data[size_t(i)] == float(want), Internal,
+                       impl + " allreduce of " + std::to_string(bytes) + " bytes gave a wrong sum at " + std::to_string(i),
+                       comm.where());
+        }
+        // One timed call decides the iteration count, the same on every rank (rank 0's).
+        comm.allgather(0);
+        auto t0 = Clock::now();
+        allreduce(n);
+        double once = seconds_since(t0);
+        comm.broadcast(&once, sizeof once, 0);
+        const int iterations = int(std::clamp(a.seconds / std::max(once, 1e-7), 3.0, 1000.0));
+        comm.allgather(0);
+        t0 = Clock::now();
+        for (int i = 0; i < iterations; ++i) allreduce(n);
+        const double t = seconds_since(t0) / iterations;
+        const std::vector<double> all = comm.allgather(t);
+        rows.push_back({impl, bytes, p, 1e6 * *std::max_element(all.begin(), all.end())});
+      }
+    }
+    if (me != 0) return;
+    auto algbw = [](const Row& r) { return double(r.bytes) / (r.time_us * 1e-6) / 1e9; };
+    auto busbw = [&](const Row& r) { return r.ranks > 1 ? algbw(r) * 2.0 * (r.ranks - 1) / r.ranks : algbw(r); };
+    if (a.json) {
+      nlohmann::json out = nlohmann::json::array();
+      for (const Row& r : rows)
+        out.push_back({{"impl", r.impl}, {"bytes", r.bytes}, {"ranks", r.ranks}, {"time_us", r.time_us},
+                       {"algbw_gbps", algbw(r)}, {"busbw_gbps", busbw(r)}});
+      std::cout << out.dump(1) << '\n';
+      return;
+    }
+    std::printf("# strand bench allreduce: %d rank(s) on %d host(s), float32 sum, ring chunk %.0f KiB\n", p, hosts,
+                a.chunk_kib);
+    std::printf("# %12s  %-12s  %10s  %11s  %11s\n", "size (B)", "impl", "time (us)", "algbw GB/s", "busbw GB/s");
+    for (const Row& r : rows)
+      std::printf("  %12lld  %-12s  %10.1f  %11.3f  %11.3f\n", (long long)r.bytes, r.impl.c_str(), r.time_us, algbw(r),
+                  busbw(r));
+  } catch (const Error& e) {
+    if (mpi.world_size() > 1) {
+      std::cerr << "strand: " << e.what() << std::endl;
+      mpi.abort(e.kind() == ErrorKind::Usage ? 2 : 1);
+    }
+    throw;
+  }
+}
+
+}  // namespace
+
+void add_bench_allreduce_command(CLI::App& bench) {
+  auto a = std::make_shared<AllreduceBenchArgs>();
+  CLI::App* cmd = bench.add_subcommand(
+      "allreduce", "Allreduce time and bandwidth per algorithm and size (run under mpirun), like nccl-tests");
+  cmd->add_option("--impl", a->impls,
+                  "Algorithms: ring, hierarchical, mpi (MPI_Allreduce), mpi-nb (MPI_Iallreduce, as training runs it)")
+      ->check(CLI::IsMember({"ring", "hierarchical", "mpi", "mpi-nb"}))->capture_default_str();
+  cmd->add_option("--min-bytes", a->min_bytes, "Smallest buffer")->capture_default_str();
+  cmd->add_option("--max-bytes", a->max_bytes, "Largest buffer")->capture_default_str();
+  cmd->add_option("--factor", a->factor, "Each size is the previous times this")->capture_default_str();
+  cmd->add_option("--seconds", a->seconds, "Time spent per size and algorithm")->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--chunk-kib", a->chunk_kib, "Ring pipeline chunk in KiB")->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_flag("--memcpy", a->memcpy_baseline, "Also time a single-core memcpy of 64 MiB (row impl \"memcpy\")");
+  cmd->add_flag("--json", a->json, "Print a JSON array of {impl, bytes, ranks, time_us, algbw_gbps, busbw_gbps}");
+  cmd->callback([a] { run_bench_allreduce(*a); });
+}
+
+}  // namespace strand::cli
