@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# A data-parallel job whose rank 1 hangs (SIGSTOP) or dies (SIGKILL) mid-training must end
+# with a non-zero exit within the bound, saying which rank (and host) failed; a hang is also
+# reported by a stall warning first.
+# Usage: test_rank_failure.sh STRAND
+set -uo pipefail
+strand=$1
+here=$(cd "$(dirname "$0")" && pwd)
+work=$(mktemp -d)
+mpirun_pid=
+cleanup() {
+  [[ -n "$mpirun_pid" ]] && kill -9 "$mpirun_pid" 2>/dev/null
+  for pid in $(rank_pids); do kill -9 "$pid" 2>/dev/null; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*"; echo "--- job output:"; cat "$work/log" 2>/dev/null; exit 1; }
+
+/usr/bin/python3 "$here/../cli/make_tiny_mnist.py" "$work/data" || fail "cannot make test data"
+
+# The strand processes of this job: mpirun's children that run $strand.
+rank_pids() {
+  [[ -n "$mpirun_pid" ]] || return 0
+  for pid in $(pgrep -P "$mpirun_pid" 2>/dev/null); do
+    [[ "$(readlink "/proc/$pid/exe" 2>/dev/null)" == "$(readlink -f "$strand")" ]] && echo "$pid"
+  done
+}
+rank_pid() { # RANK
+  for pid in $(rank_pids); do
+    tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$1" && echo "$pid"
+  done
+}
+
+run_case() { # SIGNAL BOUND_SECONDS
+  local signal=$1 bound=$2
+  rm -rf "$work/model" "$work/log"
+  "$here/run_mpi.sh" 2 "$strand" train --strategy allreduce --data "$work/data/idx" --model-dir "$work/model" \
+    --epochs 100000 --batch-size 16 --threads 1 --comm-timeout 6 >"$work/log" 2>&1 &
+  mpirun_pid=$!
+  # Wait until both ranks train (rank 0 logs its first epoch).
+  for _ in $(seq 1 300); do
+    grep -q "epoch 1 step" "$work/log" && break
+    kill -0 "$mpirun_pid" 2>/dev/null || fail "the job ended before training ($signal)"
+    sleep 0.1
+  done
+  grep -q "epoch 1 step" "$work/log" || fail "no epoch finished within 30 s ($signal)"
+  local victim
+  victim=$(rank_pid 1)
+  [[ -n "$victim" ]] || fail "cannot find rank 1's process"
+  local t0=$SECONDS
+  kill "-$signal" "$victim"
+  local rc=0
+  for _ in $(seq 1 $((bound * 10))); do
+    kill -0 "$mpirun_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$mpirun_pid" 2>/dev/null; then
+    fail "the job still runs $bound s after rank 1 got SIG$signal"
+  fi
+  wait "$mpirun_pid"
+  rc=$?
+  mpirun_pid=
+  ((rc != 0)) || fail "the job exited 0 after rank 1 got SIG$signal"
+  echo "SIG$signal: job ended with exit $rc after $((SECONDS - t0)) s; its last lines:"
+  grep -v "^\[strand\] epoch" "$work/log" | tail -n 12
+}
+
+run_case STOP 40
+grep -q "stalled .* waiting for rank 1 (" "$work/log" || fail "no stall warning naming rank 1"
+grep -q "no message from rank 1 (.*) for 6 s.*has died or hangs" "$work/log" || fail "no timeout error naming rank 1"
+
+run_case KILL 40
+grep -qE "rank 1 .*(exited on signal 9|Killed)|rank 1 \(.*\).*(died|hangs)" "$work/log" || fail "no message naming rank 1 after SIGKILL"
+echo "PASS"
