@@ -158,6 +158,7 @@ void add_bench_command(CLI::App& app) {
   CLI::App* inf = bench->add_subcommand("infer", "Inference throughput and latency (forward only, images/s)");
   add_common_options(*inf, *b, "--iterations", "Timed batches");
   inf->callback([b] { run_bench_infer(*b); });
+  add_bench_serve_command(*bench);
   add_bench_allreduce_command(*bench);
 }
 

@@ -10,6 +10,10 @@ void add_train_command(CLI::App& app);
 void add_eval_command(CLI::App& app);
 void add_data_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
+// serve, deploy, predict, endpoint (apps/cmd_serve.cpp)
+void add_serve_commands(CLI::App& app);
+// bench serve, registered by add_bench_command on its `bench` sub-command
+void add_bench_serve_command(CLI::App& bench);
 // bench allreduce (apps/cmd_bench_allreduce.cpp), registered by add_bench_command
 void add_bench_allreduce_command(CLI::App& bench);
 

@@ -1,0 +1,251 @@
+// strand bench serve: the serving endpoint under load, next to the in-process rate of the same
+// model. The endpoint runs in this process on a free port; client threads send pre-encoded
+// SageMaker simplified-JSON bodies over keep-alive connections (POST /invocations) for a fixed
+// time per cell, with and without batching. Also times the request parser (simdjson) against
+// nlohmann::json on the same body, which is why the body parser is simdjson.
+#include <algorithm>
+#include <atomic>
+#include <charconv>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+#include <sstream>
+#include <thread>
+#include <vector>
+
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+
+#include "apps/commands.hpp"
+#include "apps/common.hpp"
+#include "core/error.hpp"
+#include "io/model_file.hpp"
+#include "models/models.hpp"
+#include "serve/endpoint.hpp"
+#include "serve/server.hpp"
+
+namespace strand::cli {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+struct BenchServeArgs {
+  std::string model_dir, data;
+  int threads = default_threads(), workers = 64;
+  double seconds = 3;
+  std::vector<int> connections = {1, 8, 64};
+  std::vector<int64_t> images = {1, 50};
+  int64_t max_batch = 64, batch_timeout_us = 2000;
+  bool json = false;
+};
+
+struct Cell {
+  std::string batching;
+  int64_t images = 0;
+  int connections = 0;
+  int64_t requests = 0, failures = 0;
+  double seconds = 0, p50_ms = 0, p99_ms = 0;
+  double rps() const { return double(requests) / seconds; }
+  double ips() const { return rps() * double(images); }
+};
+
+// `count` simplified-JSON bodies of `rows` images each, walking through the data.
+std::vector<std::string> make_bodies(const io::Dataset& d, int64_t rows, int count) {
+  const int64_t size = d.sample_shape.numel();
+  std::vector<std::string> bodies;
+  char buf[32];
+  for (int b = 0; b < count; ++b) {
+    std::string s = "[";
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* x = d.images.data() + ((b * rows + r) % d.size()) * size;
+      s += r ? ",[" : "[";
+      for (int64_t i = 0; i < size; ++i) {
+        if (i) s += ',';
+        s.append(buf, std::to_chars(buf, buf + sizeof(buf), x[i]).ptr);
+      }
+      s += ']';
+    }
+    bodies.push_back(s + "]");
+  }
+  return bodies;
+}
+
+Cell load(int port, const std::vector<std::string>& bodies, int64_t images, int conns, double seconds) {
+  std::atomic<bool> go{false}, stop{false};
+  std::vector<std::vector<double>> lat{size_t(conns)};
+  std::vector<int64_t> fails(size_t(conns), 0);
+  std::vector<std::thread> threads;
+  for (int c = 0; c < conns; ++c) {
+    threads.emplace_back([&, c] {
+      httplib::Client cl("127.0.0.1", port);
+      cl.set_keep_alive(true);
+      cl.set_tcp_nodelay(true);
+      cl.set_read_timeout(60, 0);
+      while (!go) std::this_thread::yield();
+      for (size_t i = size_t(c); !stop; ++i) {
+        const auto t0 = Clock::now();
+        const auto res = cl.Post("/invocations", bodies[i % bodies.size()], "application/json");
+        const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+        if (!res || res->status != 200) ++fails[size_t(c)];
+        else lat[size_t(c)].push_back(ms);
+      }
+    });
+  }
+  const auto t0 = Clock::now();
+  go = true;
+  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+  stop = true;
+  for (auto& t : threads) t.join();
+  Cell cell;
+  cell.images = images;
+  cell.connections = conns;
+  cell.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  std::vector<double> all;
+  for (int c = 0; c < conns; ++c) {
+    all.insert(all.end(), lat[size_t(c)].begin(), lat[size_t(c)].end());
+    cell.failures += fails[size_t(c)];
+  }
+  std::sort(all.begin(), all.end());
+  cell.requests = int64_t(all.size());
+  if (!all.empty()) {
+    cell.p50_ms = all[all.size() / 2];
+    cell.p99_ms = all[std::min(all.size() - 1, all.size() * 99 / 100)];
+  }
+  return cell;
+}
+
+// Images per second of Model::predict at `rows` per pass for about `seconds`.
+double in_process_rate(Model& model, const io::Dataset& d, int64_t rows, double seconds) {
+  std::vector<float> probs(size_t(rows * model.classes()));
+  const int64_t size = d.sample_shape.numel(), starts = d.size() - rows + 1;
+  int64_t passes = 0;
+  model.predict(d.images.data(), rows, probs.data());  // warm-up: buffers sized
+  const auto t0 = Clock::now();
+  while (std::chrono::duration<double>(Clock::now() - t0).count() < seconds) {
+    model.predict(d.images.data() + ((passes * rows) % starts) * size, rows, probs.data());
+    ++passes;
+  }
+  return double(passes * rows) / std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// Microseconds to parse `body` with f, best of a few timed loops.
+template <class F>
+double parse_us(const std::string& body, F f) {
+  double best = 1e30;
+  for (int rep = 0; rep < 5; ++rep) {
+    const auto t0 = Clock::now();
+    for (int i = 0; i < 20; ++i) f(body);
+    best = std::min(best, std::chrono::duration<double, std::micro>(Clock::now() - t0).count() / 20);
+  }
+  return best;
+}
+
+void run_bench_serve(const BenchServeArgs& a) {
+  Context ctx = make_context(DeviceArgs{}, a.threads);
+  // The model: an export, or mnist_cnn with seeded weights exported to a temporary directory
+  // (throughput does not depend on the weights).
+  fs::path dir = a.model_dir, tmp;
+  if (dir.empty()) {
+    tmp = fs::temp_directory_path() / ("strand-bench-serve-" + std::to_string(::getpid()));
+    fs::remove_all(tmp);
+    Model m(ctx.backend(), models::mnist_cnn());
+    m.init(42);
+    io::export_model(tmp, {m.arch(), io::default_signature(m), m.get_params(), {}});
+    dir = tmp;
+  }
+  struct Cleanup {
+    fs::path p;
+    ~Cleanup() {
+      std::error_code ec;
+      if (!p.empty()) fs::remove_all(p, ec);
+    }
+  } cleanup{tmp};
+  serve::Registry registry(ctx.backend(), dir, "model");
+  const fs::path data_dir = a.data.empty() ? default_mnist_cache() : fs::path(a.data);
+  STRAND_CHECK(fs::exists(data_dir), Usage, "no MNIST at " + data_dir.string() + " (scripts/setup, or --data)", "strand bench serve");
+  const io::Dataset test = load_split(ctx, data_dir, io::MnistSplit::eval);
+
+  std::vector<double> in_proc;
+  for (int64_t n : a.images) in_proc.push_back(in_process_rate(*registry.newest().model, test, n, a.seconds));
+
+  // Parser cost on the largest request.
+  const std::string big = make_bodies(test, a.images.back(), 1)[0];
+  const serve::InstanceSpec& spec = registry.newest().spec;
+  const double simd_us = parse_us(big, [&](const std::string& b) { return serve::parse_sagemaker_json(b, spec).rows; });
+  const double nl_us = parse_us(big, [](const std::string& b) { return nlohmann::json::parse(b).size(); });
+
+  std::vector<Cell> cells;
+  for (bool batching : {false, true}) {
+    serve::Executor executor(batching ? serve::BatchOptions{a.max_batch, std::chrono::microseconds(a.batch_timeout_us)}
+                                      : serve::BatchOptions{});
+    serve::Endpoint endpoint(registry, executor);
+    serve::ServerOptions opts;
+    opts.port = 0;
+    opts.workers = a.workers;
+    serve::Server server(endpoint, opts);
+    server.start();
+    for (int64_t n : a.images) {
+      const auto bodies = make_bodies(test, n, 16);
+      for (int c : a.connections) {
+        Cell cell = load(server.port(), bodies, n, c, a.seconds);
+        cell.batching = batching ? "max " + std::to_string(a.max_batch) + ", " + std::to_string(a.batch_timeout_us) + " us" : "off";
+        if (!a.json)
+          std::fprintf(stderr, "batching %s, %lld image(s), %d connection(s): %.0f req/s\n", cell.batching.c_str(),
+                       (long long)n, c, cell.rps());
+        cells.push_back(cell);
+      }
+    }
+    server.stop();
+  }
+
+  if (a.json) {
+    nlohmann::json j;
+    j["threads"] = a.threads;
+    j["body_bytes"] = big.size();
+    j["parse_us"] = {{"simdjson", simd_us}, {"nlohmann", nl_us}};
+    for (size_t i = 0; i < a.images.size(); ++i) j["in_process_images_per_sec"][std::to_string(a.images[i])] = in_proc[i];
+    for (const Cell& c : cells)
+      j["cells"].push_back({{"batching", c.batching}, {"images", c.images}, {"connections", c.connections},
+                            {"requests_per_sec", c.rps()}, {"images_per_sec", c.ips()}, {"p50_ms", c.p50_ms},
+                            {"p99_ms", c.p99_ms}, {"failures", c.failures}});
+    std::cout << j.dump() << '\n';
+    return;
+  }
+  std::printf("in-process Model::predict, %d thread(s):", a.threads);
+  for (size_t i = 0; i < a.images.size(); ++i) std::printf(" %lld image(s)/pass %.0f images/s;", (long long)a.images[i], in_proc[i]);
+  std::printf("\nparsing a %lld-image body (%zu bytes): simdjson %.0f us (%.0f MB/s), nlohmann::json %.0f us (%.0f MB/s)\n\n",
+              (long long)a.images.back(), big.size(), simd_us, double(big.size()) / simd_us, nl_us, double(big.size()) / nl_us);
+  std::printf("| batching | images/request | connections | requests/s | images/s | vs in-process | p50 ms | p99 ms | failed |\n");
+  std::printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+  for (const Cell& c : cells) {
+    const size_t k = size_t(std::find(a.images.begin(), a.images.end(), c.images) - a.images.begin());
+    std::printf("| %s | %lld | %d | %.0f | %.0f | %.0f%% | %.2f | %.2f | %lld |\n", c.batching.c_str(), (long long)c.images,
+                c.connections, c.rps(), c.ips(), 100 * c.ips() / in_proc[k], c.p50_ms, c.p99_ms, (long long)c.failures);
+  }
+}
+
+}  // namespace
+
+void add_bench_serve_command(CLI::App& bench) {
+  auto a = std::make_shared<BenchServeArgs>();
+  CLI::App* cmd = bench.add_subcommand("serve", "Serving endpoint requests/s and p50/p99 latency vs the in-process rate");
+  cmd->add_option("--model-dir", a->model_dir, "Model to serve (default: mnist_cnn with seeded weights)");
+  cmd->add_option("--data", a->data, "MNIST directory for request images (default: the scripts/setup cache)");
+  cmd->add_option("--threads", a->threads, "CPU threads for inference")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--workers", a->workers, "Server worker threads")->check(CLI::Range(1, 1024))->capture_default_str();
+  cmd->add_option("--seconds", a->seconds, "Seconds per measurement")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--connections", a->connections, "Concurrent connections to try")->check(CLI::Range(1, 512))->capture_default_str();
+  cmd->add_option("--images", a->images, "Images per request to try")->check(CLI::Range(int64_t(1), int64_t(1000)))->capture_default_str();
+  cmd->add_option("--max-batch", a->max_batch, "Batching: rows per merged pass")
+      ->check(CLI::Range(int64_t(2), serve::Executor::kMaxPassRows))->capture_default_str();
+  cmd->add_option("--batch-timeout-us", a->batch_timeout_us, "Batching: longest wait for a batch, microseconds")
+      ->check(CLI::Range(int64_t(0), int64_t(1000000)))->capture_default_str();
+  cmd->add_flag("--json", a->json, "Print one JSON object");
+  cmd->callback([a] { run_bench_serve(*a); });
+}
+
+}  // namespace strand::cli

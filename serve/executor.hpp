@@ -1,0 +1,71 @@
+// Executor: runs the forward passes of an endpoint, one at a time (its models share one
+// backend). With batching on, concurrent requests for the same model are merged into one
+// forward pass of up to `max_batch` rows, waiting at most `timeout` after the first arrived.
+// A row's probabilities do not depend on the other rows of its pass (the kernels never split
+// or reorder a row's sums by batch), so batching never changes a result; tests check it.
+// Passes are cut into chunks of at most kMaxPassRows rows, so the activation memory is bounded
+// whatever the request size.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "core/model.hpp"
+
+namespace strand::serve {
+
+struct BatchOptions {
+  int64_t max_batch = 0;                  // rows per merged pass; 0 or 1: no batching
+  std::chrono::microseconds timeout{0};  // longest wait for a batch to fill
+  bool enabled() const { return max_batch > 1; }
+};
+
+class Executor {
+ public:
+  static constexpr int64_t kMaxPassRows = 256;
+
+  explicit Executor(BatchOptions options = {});
+  ~Executor();  // finishes queued work, then stops the batching thread
+  Executor(const Executor&) = delete;
+  Executor& operator=(const Executor&) = delete;
+
+  // x [rows, input] -> probs [rows, classes], host memory; blocks until done. Thread-safe.
+  void run(Model& model, const float* x, int64_t rows, float* probs);
+
+  const BatchOptions& options() const { return options_; }
+  // Forward passes run so far (a merged batch counts once); lets tests see batching happen.
+  int64_t passes() const { return passes_; }
+
+ private:
+  struct Job {
+    Model* model;
+    const float* x;
+    int64_t rows;
+    float* probs;
+    std::chrono::steady_clock::time_point arrived;
+    bool done = false;
+    std::exception_ptr error;
+  };
+
+  void forward(Model& model, const float* x, int64_t rows, float* probs);  // caller holds pass_mu_
+  void batch_loop();
+  int64_t queued_rows(const Model* model) const;  // caller holds mu_
+
+  BatchOptions options_;
+  std::mutex pass_mu_;  // one forward pass at a time
+  std::mutex mu_;       // guards queue_, stopping_, Job::done/error
+  std::condition_variable queued_, finished_;
+  std::deque<Job*> queue_;
+  bool stopping_ = false;
+  std::atomic<int64_t> passes_{0};
+  std::vector<float> xs_, ps_;  // the batching thread's staging buffers
+  std::thread thread_;          // last: started after everything it uses
+};
+
+}  // namespace strand::serve

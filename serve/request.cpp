@@ -1,0 +1,326 @@
+#include "serve/request.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <limits>
+
+#include <simdjson.h>
+
+#include "core/error.hpp"
+
+namespace strand::serve {
+
+namespace dom = simdjson::dom;
+
+namespace {
+
+// Instances are at most 3 levels deep ([1,28,28]); a list of them 4, a request object 6.
+// Anything deeper is refused by simdjson before we look at it.
+constexpr size_t kMaxDepth = 16;
+
+[[noreturn]] void fail(const std::string& message) { throw Error(ErrorKind::Format, message, "request body"); }
+
+std::string shape_str(const std::vector<int64_t>& dims) {
+  std::string s = "[";
+  for (size_t i = 0; i < dims.size(); ++i) s += (i ? "," : "") + std::to_string(dims[i]);
+  return s + "]";
+}
+
+const char* type_name(dom::element_type t) {
+  switch (t) {
+    case dom::element_type::ARRAY: return "a list";
+    case dom::element_type::OBJECT: return "an object";
+    case dom::element_type::STRING: return "a string";
+    case dom::element_type::BOOL: return "a boolean";
+    case dom::element_type::NULL_VALUE: return "null";
+    default: return "a number";
+  }
+}
+
+// The shape found by following first elements down (a number has shape []).
+std::vector<int64_t> leading_shape(dom::element e) {
+  std::vector<int64_t> dims;
+  while (e.type() == dom::element_type::ARRAY) {
+    dom::array a = e.get_array().value_unsafe();
+    dims.push_back(int64_t(a.size()));
+    if (a.size() == 0) break;
+    e = *a.begin();
+  }
+  return dims;
+}
+
+float to_float(dom::element v, const std::string& where, int64_t index) {
+  double d = 0;
+  switch (v.type()) {
+    case dom::element_type::INT64: d = double(v.get_int64().value_unsafe()); break;
+    case dom::element_type::UINT64: d = double(v.get_uint64().value_unsafe()); break;
+    case dom::element_type::DOUBLE: d = v.get_double().value_unsafe(); break;
+    default:
+      fail(where + ", value " + std::to_string(index) + ": " + type_name(v.type()) + ", not a number");
+  }
+  if (!(std::fabs(d) <= double(std::numeric_limits<float>::max())))
+  {
+    char buf[32];
+    fail(where + ", value " + std::to_string(index) + ": " + std::string(buf, std::to_chars(buf, buf + sizeof(buf), d).ptr) +
+         " is out of float range");
+  }
+  return float(d);
+}
+
+class JsonReader {
+ public:
+  explicit JsonReader(const InstanceSpec& spec) : spec_(spec) {}
+
+  dom::element parse(std::string_view text, const std::string& where) {
+    if (parser_.capacity() < text.size() || parser_.max_depth() != kMaxDepth) {
+      if (parser_.allocate(std::max<size_t>(text.size(), 4096), kMaxDepth)) fail("out of memory parsing the body");
+    }
+    dom::element doc;
+    if (const auto err = parser_.parse(text.data(), text.size()).get(doc)) {
+      if (err == simdjson::DEPTH_ERROR) fail(where + ": JSON nested deeper than " + std::to_string(kMaxDepth) + " levels");
+      if (err == simdjson::EMPTY) fail(where + " is empty");
+      fail(where + " is not valid JSON: " + simdjson::error_message(err));
+    }
+    return doc;
+  }
+
+  // One instance: a flat list, a nested list of an accepted shape, or {"<input>": either}.
+  void instance(dom::element e, const std::string& where) {
+    if (e.type() == dom::element_type::OBJECT) {
+      dom::element value;
+      bool found = false;
+      for (auto kv : dom::object(e.get_object().value_unsafe())) {
+        if (kv.key != spec_.input_name)
+          fail(where + ": unknown input '" + std::string(kv.key) + "' (the signature's input is '" + spec_.input_name + "')");
+        value = kv.value;
+        found = true;
+      }
+      if (!found) fail(where + ": empty object, expected {\"" + spec_.input_name + "\": [...]}");
+      e = value;
+    }
+    const std::vector<int64_t> dims = leading_shape(e);
+    if (!accepted(dims)) {
+      std::string want = "expected a list of " + std::to_string(spec_.size) + " numbers";
+      for (size_t i = 0; i < spec_.shapes.size(); ++i) want += (i ? " or " : " or a nested list of shape ") + spec_.shapes[i].str();
+      const std::string got = dims.empty()       ? std::string(type_name(e.type()))
+                              : dims.size() == 1 ? "a list of " + std::to_string(dims[0])
+                                                 : "nested lists of shape " + shape_str(dims);
+      fail(where + ": " + want + ", got " + got);
+    }
+    const size_t start = out_.x.size();
+    int64_t index = 0;
+    copy(e, dims, 0, where, index);
+    if (int64_t(out_.x.size() - start) != spec_.size) fail(where + ": internal size mismatch");
+    ++out_.rows;
+  }
+
+  // A list whose elements are instances.
+  void instances(dom::element e, const std::string& what) {
+    if (e.type() != dom::element_type::ARRAY) fail("'" + what + "' must be a list of instances, got " + type_name(e.type()));
+    dom::array a = e.get_array().value_unsafe();
+    if (a.size() == 0) fail("'" + what + "' is an empty list");
+    out_.x.reserve(out_.x.size() + a.size() * size_t(spec_.size));
+    for (dom::element i : a) instance(i, "instance " + std::to_string(out_.rows));
+  }
+
+  // The simplified form: one instance if its shape is an instance's, else a list of them.
+  void simplified(dom::element e) {
+    if (e.type() == dom::element_type::OBJECT) return instance(e, "instance " + std::to_string(out_.rows));
+    if (e.type() != dom::element_type::ARRAY) fail("expected a list of instances or one instance, got " + std::string(type_name(e.type())));
+    // [784 numbers] or [[28 numbers] x 28] is one instance; so is a list of numbers of any
+    // length (refused as one instance of the wrong size); otherwise a list of instances.
+    dom::array a = e.get_array().value_unsafe();
+    const bool one = accepted(leading_shape(e)) || a.size() == 0 ||
+                     ((*a.begin()).type() != dom::element_type::ARRAY && (*a.begin()).type() != dom::element_type::OBJECT);
+    if (one) return instance(e, "instance " + std::to_string(out_.rows));
+    instances(e, "body");
+  }
+
+  // {"instances": [...]} or {"inputs": ...}, with an optional "signature_name".
+  void tfs(dom::object o) {
+    bool seen = false;
+    for (auto kv : o) {
+      if (kv.key == "signature_name") {
+        if (kv.value.type() != dom::element_type::STRING) fail("'signature_name' must be a string");
+        out_.signature_name = std::string(kv.value.get_string().value_unsafe());
+      } else if (kv.key == "instances" || kv.key == "inputs") {
+        if (seen) fail("a request has either 'instances' (row format) or 'inputs' (columnar format), not both");
+        seen = true;
+        if (kv.key == "instances") {
+          out_.layout = Layout::Row;
+          instances(kv.value, "instances");
+        } else {
+          out_.layout = Layout::Columnar;
+          columnar(kv.value);
+        }
+      } else {
+        fail("unknown key '" + std::string(kv.key) + "' (expected 'instances' or 'inputs', and optionally 'signature_name')");
+      }
+    }
+    if (!seen) fail("the JSON object has neither 'instances' (row format) nor 'inputs' (columnar format)");
+  }
+
+  static bool is_request(dom::element e) {
+    dom::object o;
+    if (e.get_object().get(o)) return false;
+    for (auto kv : o)
+      if (kv.key == "instances" || kv.key == "inputs") return true;
+    return false;
+  }
+
+  Instances take() { return std::move(out_); }
+
+ private:
+  // "inputs": the batch tensor, or {"<input>": the batch tensor}.
+  void columnar(dom::element e) {
+    if (e.type() == dom::element_type::OBJECT) {
+      bool found = false;
+      for (auto kv : dom::object(e.get_object().value_unsafe())) {
+        if (kv.key != spec_.input_name)
+          fail("inputs: unknown input '" + std::string(kv.key) + "' (the signature's input is '" + spec_.input_name + "')");
+        found = true;
+        e = kv.value;
+      }
+      if (!found) fail("inputs: empty object, expected {\"" + spec_.input_name + "\": [...]}");
+    }
+    instances(e, "inputs");
+  }
+
+  bool accepted(const std::vector<int64_t>& dims) const {
+    if (dims.size() == 1 && dims[0] == spec_.size) return true;
+    for (const Shape& s : spec_.shapes)
+      if (s.dims() == dims) return true;
+    return false;
+  }
+
+  // Copies a list of shape dims[depth:] (checked at every level: ragged lists are refused).
+  void copy(dom::element e, const std::vector<int64_t>& dims, size_t depth, const std::string& where, int64_t& index) {
+    if (depth == dims.size()) {
+      out_.x.push_back(to_float(e, where, index++));
+      return;
+    }
+    if (e.type() != dom::element_type::ARRAY)
+      fail(where + ", value " + std::to_string(index) + ": " + type_name(e.type()) + " where a list of " +
+           std::to_string(dims[depth]) + " was expected");
+    dom::array a = e.get_array().value_unsafe();
+    if (int64_t(a.size()) != dims[depth])
+      fail(where + ", value " + std::to_string(index) + ": a list of " + std::to_string(a.size()) + " where " +
+           std::to_string(dims[depth]) + " were expected (ragged nesting)");
+    for (dom::element c : a) copy(c, dims, depth + 1, where, index);
+  }
+
+  const InstanceSpec& spec_;
+  dom::parser parser_;
+  Instances out_;
+};
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
+  return s;
+}
+
+// Calls f(line, number) for each line (1-based), without the trailing '\n'.
+template <class F>
+void for_each_line(std::string_view body, F f) {
+  int64_t n = 0;
+  while (!body.empty()) {
+    const size_t end = body.find('\n');
+    f(body.substr(0, end), ++n);
+    if (end == std::string_view::npos) break;
+    body.remove_prefix(end + 1);
+  }
+}
+
+// A printable excerpt of a bad field: at most 20 bytes, non-ASCII bytes shown as '?'.
+std::string excerpt(std::string_view s) {
+  std::string out;
+  for (char c : s.substr(0, 20)) out += (static_cast<unsigned char>(c) >= 0x20 && static_cast<unsigned char>(c) < 0x7f) ? c : '?';
+  return s.size() > 20 ? out + "..." : out;
+}
+
+}  // namespace
+
+InstanceSpec instance_spec(const Shape& input, const std::string& input_name) {
+  InstanceSpec spec;
+  spec.input_name = input_name;
+  spec.size = input.numel();
+  std::vector<int64_t> squeezed;
+  for (int64_t d : input.dims())
+    if (d != 1) squeezed.push_back(d);
+  if (squeezed.size() > 1) spec.shapes.emplace_back(squeezed);
+  if (input.rank() > 1 && Shape(squeezed) != input) spec.shapes.push_back(input);
+  return spec;
+}
+
+Instances parse_tfs_json(std::string_view body, const InstanceSpec& spec) {
+  JsonReader r(spec);
+  dom::element doc = r.parse(body, "the body");
+  if (doc.type() != dom::element_type::OBJECT)
+    fail("the body must be a JSON object with 'instances' or 'inputs', got " + std::string(type_name(doc.type())));
+  r.tfs(doc.get_object().value_unsafe());
+  return r.take();
+}
+
+Instances parse_sagemaker_json(std::string_view body, const InstanceSpec& spec) {
+  JsonReader r(spec);
+  dom::element doc = r.parse(body, "the body");
+  if (JsonReader::is_request(doc)) r.tfs(doc.get_object().value_unsafe());
+  else r.simplified(doc);
+  return r.take();
+}
+
+Instances parse_json_lines(std::string_view body, const InstanceSpec& spec) {
+  JsonReader r(spec);
+  for_each_line(body, [&](std::string_view line, int64_t n) {
+    if (trim(line).empty()) return;
+    const std::string where = "line " + std::to_string(n);
+    try {
+      dom::element doc = r.parse(line, where);
+      if (JsonReader::is_request(doc)) r.tfs(doc.get_object().value_unsafe());
+      else r.simplified(doc);
+    } catch (const Error& e) {
+      if (e.message().rfind(where, 0) == 0) throw;
+      fail(where + ": " + e.message());
+    }
+  });
+  Instances out = r.take();
+  out.layout = Layout::Row;
+  if (out.rows == 0) fail("the body has no JSON lines");
+  return out;
+}
+
+Instances parse_csv(std::string_view body, const InstanceSpec& spec) {
+  Instances out;
+  out.x.reserve(size_t(spec.size) * size_t(1 + std::count(body.begin(), body.end(), '\n')));
+  for_each_line(body, [&](std::string_view line, int64_t n) {
+    line = trim(line);
+    if (line.empty()) return;  // blank lines (a trailing newline) carry no row
+    const std::string where = "row " + std::to_string(n);
+    int64_t column = 0;
+    while (true) {
+      const size_t comma = line.find(',');
+      const std::string_view field = trim(line.substr(0, comma));
+      ++column;
+      if (column > spec.size)
+        fail(where + " has more than " + std::to_string(spec.size) + " values");
+      float v = 0;
+      const auto [ptr, ec] = std::from_chars(field.data(), field.data() + field.size(), v);
+      if (field.empty() || ec == std::errc::invalid_argument || ptr != field.data() + field.size())
+        fail(where + ", column " + std::to_string(column) + ": '" + excerpt(field) + "' is not a number");
+      if (ec == std::errc::result_out_of_range || !std::isfinite(v))
+        fail(where + ", column " + std::to_string(column) + ": '" + excerpt(field) + "' is not a finite float");
+      out.x.push_back(v);
+      if (comma == std::string_view::npos) break;
+      line.remove_prefix(comma + 1);
+    }
+    if (column != spec.size)
+      fail(where + " has " + std::to_string(column) + " values, expected " + std::to_string(spec.size));
+    ++out.rows;
+  });
+  if (out.rows == 0) fail("the CSV body has no rows");
+  return out;
+}
+
+}  // namespace strand::serve

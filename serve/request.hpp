@@ -1,0 +1,51 @@
+// Request bodies -> one [rows, size] float batch, for the formats a serving endpoint accepts:
+//   TF Serving JSON   {"instances": [...]} (row format) or {"inputs": ...} (columnar), optional
+//                     "signature_name"; an instance is a flat list of `size` numbers, a nested
+//                     list of one of the spec's shapes (e.g. 28x28), or {"<input name>": that}
+//   simplified JSON   SageMaker's form: a list of instances or one instance, no wrapper
+//   JSON lines        one instance, list of instances or request object per line
+//   CSV               one instance per row
+// Every rejection is an Error(Format) whose message says where (instance, value index, line,
+// row, column) and what is wrong; values must be finite and within float range. Parsing uses
+// simdjson (DOM) for speed; nesting is capped, so a deep body is refused, never recursed into.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/tensor.hpp"
+
+namespace strand::serve {
+
+// What one instance must look like.
+struct InstanceSpec {
+  std::string input_name = "x";
+  int64_t size = 0;             // numbers per instance, e.g. 784
+  std::vector<Shape> shapes;    // nested forms also accepted, e.g. {28,28} and {1,28,28}
+};
+
+// The spec of a model whose input is `input` per sample: flat, the input shape, and the input
+// shape without its size-1 dimensions.
+InstanceSpec instance_spec(const Shape& input, const std::string& input_name);
+
+enum class Layout { Row, Columnar };
+
+struct Instances {
+  Layout layout = Layout::Row;  // how to answer: "predictions" (row) or "outputs" (columnar)
+  std::string signature_name;   // as sent; empty if absent
+  int64_t rows = 0;
+  std::vector<float> x;         // rows * spec.size values
+};
+
+// A TF Serving request body ({"instances": ...} or {"inputs": ...}).
+Instances parse_tfs_json(std::string_view body, const InstanceSpec& spec);
+// SageMaker application/json: a TF Serving body as is, else the simplified form.
+Instances parse_sagemaker_json(std::string_view body, const InstanceSpec& spec);
+// application/jsonlines and application/jsons: each non-blank line as application/json.
+Instances parse_json_lines(std::string_view body, const InstanceSpec& spec);
+// text/csv: one instance per row, `spec.size` comma-separated numbers.
+Instances parse_csv(std::string_view body, const InstanceSpec& spec);
+
+}  // namespace strand::serve

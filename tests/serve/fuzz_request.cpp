@@ -1,0 +1,32 @@
+// libFuzzer target for the request parsers (tests/serve/fuzz_request.sh builds and runs it).
+// The first byte picks the parser; the rest is the body. Any input must either parse into a
+// batch of exactly rows * size finite floats or be refused with strand::Error(Format).
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <string_view>
+
+#include "core/error.hpp"
+#include "serve/request.hpp"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  if (size == 0) return 0;
+  // A small instance (6 numbers, or [2,3], or [1,2,3]) so the fuzzer reaches valid bodies.
+  static const strand::serve::InstanceSpec spec = strand::serve::instance_spec(strand::Shape{1, 2, 3}, "x");
+  const std::string_view body(reinterpret_cast<const char*>(data) + 1, size - 1);
+  try {
+    strand::serve::Instances in;
+    switch (data[0] % 4) {
+      case 0: in = strand::serve::parse_tfs_json(body, spec); break;
+      case 1: in = strand::serve::parse_sagemaker_json(body, spec); break;
+      case 2: in = strand::serve::parse_json_lines(body, spec); break;
+      default: in = strand::serve::parse_csv(body, spec); break;
+    }
+    if (in.rows < 1 || in.x.size() != size_t(in.rows * spec.size)) std::abort();
+    for (float v : in.x)
+      if (!std::isfinite(v)) std::abort();
+  } catch (const strand::Error& e) {
+    if (e.kind() != strand::ErrorKind::Format) std::abort();
+  }
+  return 0;
+}

@@ -1,0 +1,87 @@
+// The request parsers on their own: accepted forms, layouts, and where errors point.
+#include <gtest/gtest.h>
+
+#include "core/error.hpp"
+#include "serve/request.hpp"
+
+namespace strand::serve {
+namespace {
+
+const InstanceSpec kSpec = instance_spec(Shape{1, 2, 3}, "x");  // 6 numbers, or [2,3], or [1,2,3]
+
+std::string message_of(void (*f)()) {
+  try {
+    f();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::Format);
+    return e.message();
+  }
+  return "no error";
+}
+
+TEST(Request, InstanceSpec) {
+  EXPECT_EQ(kSpec.size, 6);
+  ASSERT_EQ(kSpec.shapes.size(), 2u);
+  EXPECT_EQ(kSpec.shapes[0], (Shape{2, 3}));
+  EXPECT_EQ(kSpec.shapes[1], (Shape{1, 2, 3}));
+  const InstanceSpec flat = instance_spec(Shape{784}, "x");
+  EXPECT_EQ(flat.size, 784);
+  EXPECT_TRUE(flat.shapes.empty());
+}
+
+TEST(Request, TfServingRowAndColumnar) {
+  Instances a = parse_tfs_json(R"({"instances": [[1,2,3,4,5,6], [[1,2,3],[4,5,6]], [[[1,2,3],[4,5,6]]], {"x": [0,0,0,0,0,-1.5]}]})", kSpec);
+  EXPECT_EQ(a.layout, Layout::Row);
+  EXPECT_EQ(a.rows, 4);
+  EXPECT_EQ(a.x, (std::vector<float>{1, 2, 3, 4, 5, 6, 1, 2, 3, 4, 5, 6, 1, 2, 3, 4, 5, 6, 0, 0, 0, 0, 0, -1.5f}));
+  Instances b = parse_tfs_json(R"({"signature_name": "serving_default", "inputs": {"x": [[1,2,3,4,5,6]]}})", kSpec);
+  EXPECT_EQ(b.layout, Layout::Columnar);
+  EXPECT_EQ(b.signature_name, "serving_default");
+  EXPECT_EQ(b.rows, 1);
+}
+
+TEST(Request, SimplifiedJson) {
+  EXPECT_EQ(parse_sagemaker_json("[1,2,3,4,5,6]", kSpec).rows, 1);                // one flat instance
+  EXPECT_EQ(parse_sagemaker_json("[[1,2,3],[4,5,6]]", kSpec).rows, 1);            // one nested instance
+  EXPECT_EQ(parse_sagemaker_json("[[1,2,3,4,5,6],[1,2,3,4,5,6]]", kSpec).rows, 2);  // a list
+  EXPECT_EQ(parse_sagemaker_json(R"({"x": [1,2,3,4,5,6]})", kSpec).rows, 1);
+  EXPECT_EQ(parse_sagemaker_json(R"({"instances": [[1,2,3,4,5,6]]})", kSpec).rows, 1);
+  // Integers beyond int64 but within float range are numbers like any other.
+  EXPECT_EQ(parse_sagemaker_json("[18446744073709551615,0,0,0,0,0]", kSpec).x[0], 18446744073709551615.0f);
+}
+
+TEST(Request, JsonLinesAndCsv) {
+  Instances j = parse_json_lines("[1,2,3,4,5,6]\n\n  \n{\"instances\": [[6,5,4,3,2,1]]}", kSpec);
+  EXPECT_EQ(j.rows, 2);
+  EXPECT_EQ(j.x[6], 6);
+  Instances c = parse_csv(" 1, 2 ,3,4,5,6\r\n-1e-3,0,0,0,0,7\n", kSpec);
+  EXPECT_EQ(c.rows, 2);
+  EXPECT_EQ(c.x[6], -1e-3f);
+  EXPECT_EQ(c.x[11], 7);
+}
+
+TEST(Request, ErrorsSayWhere) {
+  EXPECT_EQ(message_of([] { parse_tfs_json(R"({"instances": [[1,2,3,4,5,6], [[1,2,3],[4,null,6]]]})", kSpec); }),
+            "instance 1, value 4: null, not a number");
+  EXPECT_EQ(message_of([] { parse_tfs_json(R"({"instances": [[[1,2,3],[4,5]]]})", kSpec); }),
+            "instance 0, value 3: a list of 2 where 3 were expected (ragged nesting)");
+  EXPECT_EQ(message_of([] { parse_tfs_json(R"({"instances": [[[1,2],[3,4],[5,6]]]})", kSpec); }),
+            "instance 0: expected a list of 6 numbers or a nested list of shape [2,3] or [1,2,3], got nested lists of shape [3,2]");
+  EXPECT_EQ(message_of([] { parse_tfs_json(R"({"instances": 5})", kSpec); }), "'instances' must be a list of instances, got a number");
+  EXPECT_EQ(message_of([] { parse_tfs_json(R"({"instances": [1], "inputs": [1]})", kSpec); }),
+            "instance 0: expected a list of 6 numbers or a nested list of shape [2,3] or [1,2,3], got a number");
+  EXPECT_EQ(message_of([] { parse_tfs_json(R"({"inputs": [[1,2,3,4,5,6]], "instances": []})", kSpec); }),
+            "a request has either 'instances' (row format) or 'inputs' (columnar format), not both");
+  EXPECT_EQ(message_of([] { parse_tfs_json("{}", kSpec); }),
+            "the JSON object has neither 'instances' (row format) nor 'inputs' (columnar format)");
+  EXPECT_EQ(message_of([] { parse_sagemaker_json(R"({})", kSpec); }), "instance 0: empty object, expected {\"x\": [...]}");
+  EXPECT_EQ(message_of([] { parse_json_lines("\n\n", kSpec); }), "the body has no JSON lines");
+  EXPECT_EQ(message_of([] { parse_json_lines("[1,2,3,4,5,6]\n[1,2,3,4,5,\"6\"]", kSpec); }), "line 2: instance 1, value 5: a string, not a number");
+  EXPECT_EQ(message_of([] { parse_csv("1,2,3,4,5,", kSpec); }), "row 1, column 6: '' is not a number");
+  EXPECT_EQ(message_of([] { parse_csv("1,2,3,4,5,inf", kSpec); }), "row 1, column 6: 'inf' is not a finite float");
+  EXPECT_EQ(message_of([] { parse_csv("1,2,3,4,5,6 7", kSpec); }), "row 1, column 6: '6 7' is not a number");
+  EXPECT_EQ(message_of([] { parse_csv("1,2,3,4,5,0x10", kSpec); }), "row 1, column 6: '0x10' is not a number");
+}
+
+}  // namespace
+}  // namespace strand::serve
