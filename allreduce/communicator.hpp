@@ -50,6 +50,9 @@ class Communicator {
   // data[0, n) becomes the element-wise sum over all ranks, the same bits on every rank.
   // Host memory for MPI communicators, device memory for NCCL.
   virtual void allreduce_sum(float* data, int64_t n) = 0;
+  // The element-wise mean: the sum scaled by 1/size() (exact for power-of-two sizes); NCCL
+  // averages on the device.
+  virtual void allreduce_mean(float* data, int64_t n);
   // bytes of `data` on `root` are copied to every rank (host memory).
   virtual void broadcast(void* data, size_t bytes, int root) = 0;
   // Every rank's value, in rank order.

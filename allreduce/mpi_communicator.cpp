@@ -17,6 +17,12 @@ std::string Communicator::where() const {
   return "rank " + std::to_string(rank()) + "/" + std::to_string(size()) + (host().empty() ? "" : " " + host());
 }
 
+void Communicator::allreduce_mean(float* data, int64_t n) {
+  allreduce_sum(data, n);
+  const float scale = 1.0f / float(size());
+  for (int64_t i = 0; i < n; ++i) data[i] *= scale;
+}
+
 double Communicator::sum(double value) {
   double s = 0;
   for (double v : allgather(value)) s += v;

@@ -63,11 +63,15 @@ NcclCommunicator::~NcclCommunicator() {
   if (state_->stream) cudaStreamDestroy(state_->stream);
 }
 
-void NcclCommunicator::allreduce_sum(float* data, int64_t n) {
+void NcclCommunicator::allreduce_sum(float* data, int64_t n) { reduce(data, n, ncclSum); }
+void NcclCommunicator::allreduce_mean(float* data, int64_t n) { reduce(data, n, ncclAvg); }
+
+void NcclCommunicator::reduce(float* data, int64_t n, int op) {
   const std::string where = host_.where();
   if (n == 0) return;
   STRAND_CUDART_CHECK(cudaSetDevice(state_->device), where);
-  STRAND_NCCL_CHECK(ncclAllReduce(data, data, size_t(n), ncclFloat, ncclSum, state_->comm, state_->stream), where);
+  STRAND_NCCL_CHECK(ncclAllReduce(data, data, size_t(n), ncclFloat, ncclRedOp_t(op), state_->comm, state_->stream),
+                    where);
   // Poll instead of cudaStreamSynchronize, so a dead peer cannot hang this rank forever.
   const auto t0 = std::chrono::steady_clock::now();
   for (;;) {

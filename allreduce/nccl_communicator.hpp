@@ -24,6 +24,7 @@ class NcclCommunicator final : public Communicator {
   const std::string& host() const override { return host_.host(); }
 
   void allreduce_sum(float* device_data, int64_t n) override;
+  void allreduce_mean(float* device_data, int64_t n) override;
   void broadcast(void* data, size_t bytes, int root) override { host_.broadcast(data, bytes, root); }
   std::vector<double> allgather(double value) override { return host_.allgather(value); }
   std::vector<std::string> gather_to_root(const std::string& text) override { return host_.gather_to_root(text); }
@@ -31,6 +32,7 @@ class NcclCommunicator final : public Communicator {
   struct State;  // NCCL and CUDA handles
 
  private:
+  void reduce(float* device_data, int64_t n, int op);  // op: an ncclRedOp_t
   MpiCommunicator& host_;
   std::unique_ptr<State> state_;
 };

@@ -21,11 +21,10 @@ AllreduceStrategy::~AllreduceStrategy() {
 }
 
 void AllreduceStrategy::broadcast_initial(Model& model, Optimizer& optimizer) {
-  // Buckets are averaged on the host after the reduction; device gradients would need the
-  // reduction on the backend's stream (NcclCommunicator), which the strategy does not drive yet.
-  STRAND_CHECK(model.backend().name() == "cpu", Usage,
-               "data-parallel training runs on the CPU backend only for now; the model is on '" +
-                   model.backend().name() + "'",
+  device_ = model.backend().name() != "cpu";
+  STRAND_CHECK(!device_ || comm_.name() == "nccl", Usage,
+               "the model's gradients are on '" + model.backend().name() + "': they need the NCCL communicator, not " +
+                   comm_.name(),
                comm_.where());
   std::vector<float> params = model.get_params();
   comm_.broadcast(params.data(), params.size() * sizeof(float), 0);
@@ -47,6 +46,7 @@ void AllreduceStrategy::enqueue(float* data, int64_t n) {
 }
 
 void AllreduceStrategy::grads_ready(Model& model, int64_t begin, int64_t end) {
+  if (device_) return;  // device gradients go in one piece at finish_step()
   grads_ = model.grads();
   // Ranges arrive last layer first, each ending where the previous began.
   if (pending_end_ < 0) pending_end_ = end;
@@ -58,6 +58,23 @@ void AllreduceStrategy::grads_ready(Model& model, int64_t begin, int64_t end) {
 }
 
 void AllreduceStrategy::finish_step(Model& model, Optimizer& optimizer) {
+  if (device_) {
+    // The kernels that write the gradients are queued asynchronously: wait for them, then
+    // NCCL averages the whole buffer on its own stream (the backend runs without CUDA graphs,
+    // see strategy.hpp) before the optimizer's kernels are queued.
+    const auto t0 = std::chrono::steady_clock::now();
+    model.backend().synchronize();
+    const auto t1 = std::chrono::steady_clock::now();
+    comm_.allreduce_mean(model.grads(), model.param_count());
+    const auto t2 = std::chrono::steady_clock::now();
+    wait_seconds_ += std::chrono::duration<double>(t2 - t1).count();
+    if (timeline_) {
+      timeline_->record("wait for backward (device)", Timeline::kCompute, t0, t1);
+      timeline_->record("allreduce", Timeline::kComm, t1, t2, model.param_count() * int64_t(sizeof(float)));
+    }
+    optimizer.step(model.params(), model.grads());
+    return;
+  }
   grads_ = model.grads();
   if (pending_end_ >= 0) enqueue(grads_ + pending_begin_, pending_end_ - pending_begin_);
   pending_begin_ = pending_end_ = -1;
@@ -74,7 +91,6 @@ void AllreduceStrategy::finish_step(Model& model, Optimizer& optimizer) {
 }
 
 void AllreduceStrategy::loop() {
-  const float scale = 1.0f / float(comm_.size());
   for (;;) {
     Bucket b;
     {
@@ -86,9 +102,7 @@ void AllreduceStrategy::loop() {
     }
     try {
       const auto t0 = std::chrono::steady_clock::now();
-      comm_.allreduce_sum(b.data, b.n);
-      // Sum to mean: with W a power of two the scaling is exact.
-      for (int64_t i = 0; i < b.n; ++i) b.data[i] *= scale;
+      comm_.allreduce_mean(b.data, b.n);
       if (timeline_)
         timeline_->record("allreduce", Timeline::kComm, t0, std::chrono::steady_clock::now(),
                           b.n * int64_t(sizeof(float)));

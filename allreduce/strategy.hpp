@@ -4,6 +4,11 @@
 // goes to a background thread that allreduces it while backward computes earlier layers.
 // finish_step() sends the rest, waits, and applies the optimizer on every rank, so every rank
 // keeps the same parameters.
+//
+// A model on a GPU needs an NcclCommunicator: finish_step() waits for backward and averages
+// the whole gradient buffer with one ncclAllReduce (no overlap with backward yet). It waits
+// for the device inside a step, so the CUDA backend must run without CUDA graphs
+// (CudaOptions::graphs = false).
 #pragma once
 
 #include <condition_variable>
@@ -25,7 +30,8 @@ class AllreduceStrategy final : public Strategy {
   // gradients form several buckets, the first leaving while backward still runs.
   static constexpr size_t kDefaultFusionBytes = 1 << 20;
 
-  // The model must be on the CPU backend (its gradients in host memory). `timeline` may be null.
+  // `comm` holds gradients where the model keeps them: host memory (MPI) for the CPU backend,
+  // device memory (NCCL) for a GPU. `timeline` may be null.
   AllreduceStrategy(Communicator& comm, size_t fusion_threshold_bytes = kDefaultFusionBytes,
                     Timeline* timeline = nullptr);
   ~AllreduceStrategy() override;
@@ -54,6 +60,7 @@ class AllreduceStrategy final : public Strategy {
   Timeline* timeline_;
   int64_t pending_begin_ = -1, pending_end_ = -1;  // the bucket being filled, floats
   float* grads_ = nullptr;
+  bool device_ = false;  // gradients in GPU memory: reduced whole by NCCL in finish_step()
 
   std::mutex mu_;
   std::condition_variable cv_;

@@ -14,6 +14,7 @@
 #include "apps/progress.hpp"
 #include "apps/sagemaker.hpp"
 #include "allreduce/mpi_communicator.hpp"
+#include "allreduce/nccl_communicator.hpp"
 #include "allreduce/strategy.hpp"
 #include "core/error.hpp"
 #include "io/model_file.hpp"
@@ -51,6 +52,7 @@ struct TrainArgs {
 struct Distributed {
   allreduce::MpiRuntime* mpi;
   std::unique_ptr<allreduce::MpiCommunicator> comm;
+  std::unique_ptr<allreduce::NcclCommunicator> nccl;  // --device cuda: gradients reduced on the GPUs
   std::unique_ptr<Timeline> timeline;
   std::unique_ptr<allreduce::AllreduceStrategy> strategy;
 };
@@ -88,7 +90,7 @@ void train_job(CLI::App& cmd, TrainArgs& a, allreduce::MpiRuntime* mpi) {
   cfg.eval_every = a.eval_every;
   cfg.stop_at_accuracy = a.stop_at_accuracy;
 
-  Distributed dist{mpi, nullptr, nullptr, nullptr};
+  Distributed dist{mpi, nullptr, nullptr, nullptr, nullptr};
   Identity id;
   if (mpi) {
     id = {mpi->world_rank(), mpi->world_size(), mpi->host()};
@@ -111,8 +113,20 @@ void train_job(CLI::App& cmd, TrainArgs& a, allreduce::MpiRuntime* mpi) {
     // Goyal et al.: the learning rate grows with the global batch, reached after a warm-up.
     if (a.scale_lr) cfg.optimizer.lr *= float(world);
     cfg.warmup_steps = a.warmup_steps >= 0 ? a.warmup_steps : (a.scale_lr ? 100 : 0);
+    allreduce::Communicator* grads_comm = dist.comm.get();
+    if (a.device.device.rfind("cuda", 0) == 0) {
+      // One GPU per rank: plain "cuda" means the GPU of this rank's index on its host.
+      if (a.device.device == "cuda") a.device.device = "cuda:" + std::to_string(dist.comm->local_rank());
+      a.device.graphs = false;  // the strategy waits for the device inside a step
+      const std::string index = a.device.device.substr(5);
+      STRAND_CHECK(a.device.device[4] == ':' && !index.empty() && index.find_first_not_of("0123456789") == std::string::npos,
+                   Usage, "--device '" + a.device.device + "' is not cuda or cuda:N", "strand train");
+      dist.nccl = std::make_unique<allreduce::NcclCommunicator>(*dist.comm, std::stoi(index),
+                                                                a.comm_timeout);
+      grads_comm = dist.nccl.get();
+    }
     dist.strategy = std::make_unique<allreduce::AllreduceStrategy>(
-        *dist.comm, size_t(a.fusion_mib * (1 << 20)), dist.timeline.get());
+        *grads_comm, size_t(a.fusion_mib * (1 << 20)), dist.timeline.get());
   } else {
     STRAND_CHECK(a.global_batch_size == 0 && !a.scale_lr && a.timeline.empty(), Usage,
                  "--global-batch-size, --scale-lr and --timeline need --strategy allreduce", "strand train");
