@@ -175,7 +175,8 @@ void run_bench_serve(const BenchServeArgs& a) {
   // Parser cost on the largest request.
   const std::string big = make_bodies(test, a.images.back(), 1)[0];
   const serve::InstanceSpec& spec = registry.newest().spec;
-  const double simd_us = parse_us(big, [&](const std::string& b) { return serve::parse_sagemaker_json(b, spec).rows; });
+  serve::JsonParser parser;  // reused, as the endpoint's pool does
+  const double simd_us = parse_us(big, [&](const std::string& b) { return serve::parse_sagemaker_json(b, spec, parser).rows; });
   const double nl_us = parse_us(big, [](const std::string& b) { return nlohmann::json::parse(b).size(); });
 
   std::vector<Cell> cells;

@@ -162,7 +162,7 @@ HttpResponse Endpoint::tfs(const HttpRequest& r, std::string_view rest) {
     require_method(r, "POST");
     if (verb != "predict")
       throw Refusal{400, "method " + echo(verb) + " is not supported; this signature serves ':predict'"};
-    Instances in = parse_tfs_json(r.body, v.spec);
+    Instances in = parse_tfs_json(r.body, v.spec, *parsers_.acquire());
     if (!in.signature_name.empty() && in.signature_name != kSignature)
       throw Refusal{400, "unknown signature_name " + echo(in.signature_name) + "; the model has '" + std::string(kSignature) + "'"};
     return predict(v, in, false);
@@ -214,8 +214,8 @@ HttpResponse Endpoint::invocations(const HttpRequest& r) {
 
   const std::string type = media_type(r.content_type);
   Instances in;
-  if (type.empty() || type == "application/json") in = parse_sagemaker_json(r.body, v.spec);
-  else if (type == "application/jsonlines" || type == "application/jsons") in = parse_json_lines(r.body, v.spec);
+  if (type.empty() || type == "application/json") in = parse_sagemaker_json(r.body, v.spec, *parsers_.acquire());
+  else if (type == "application/jsonlines" || type == "application/jsons") in = parse_json_lines(r.body, v.spec, *parsers_.acquire());
   else if (type == "text/csv") in = parse_csv(r.body, v.spec);
   else
     throw Refusal{415, "unsupported Content-Type " + echo(r.content_type) +

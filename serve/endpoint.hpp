@@ -57,6 +57,7 @@ class Endpoint {
 
   Registry& registry_;
   Executor& executor_;
+  JsonParsers parsers_;
 };
 
 }  // namespace strand::serve

@@ -70,7 +70,7 @@ float to_float(dom::element v, const std::string& where, int64_t index) {
 
 class JsonReader {
  public:
-  explicit JsonReader(const InstanceSpec& spec) : spec_(spec) {}
+  JsonReader(const InstanceSpec& spec, dom::parser& parser) : spec_(spec), parser_(parser) {}
 
   dom::element parse(std::string_view text, const std::string& where) {
     if (parser_.capacity() < text.size() || parser_.max_depth() != kMaxDepth) {
@@ -211,7 +211,7 @@ class JsonReader {
   }
 
   const InstanceSpec& spec_;
-  dom::parser parser_;
+  dom::parser& parser_;
   Instances out_;
 };
 
@@ -254,8 +254,34 @@ InstanceSpec instance_spec(const Shape& input, const std::string& input_name) {
   return spec;
 }
 
-Instances parse_tfs_json(std::string_view body, const InstanceSpec& spec) {
-  JsonReader r(spec);
+struct JsonParser::Impl {
+  dom::parser parser;
+};
+
+JsonParser::JsonParser() : impl_(std::make_unique<Impl>()) {}
+JsonParser::~JsonParser() = default;
+size_t JsonParser::capacity() const { return impl_->parser.capacity(); }
+
+JsonParsers::Lease JsonParsers::acquire() {
+  std::unique_ptr<JsonParser> p;
+  {
+    std::lock_guard lk(mu_);
+    if (!free_.empty()) {
+      p = std::move(free_.back());
+      free_.pop_back();
+    }
+  }
+  return Lease(*this, p ? std::move(p) : std::make_unique<JsonParser>());
+}
+
+void JsonParsers::give_back(std::unique_ptr<JsonParser> p) {
+  if (p->capacity() > keep_capacity_) return;
+  std::lock_guard lk(mu_);
+  if (free_.size() < keep_) free_.push_back(std::move(p));
+}
+
+Instances parse_tfs_json(std::string_view body, const InstanceSpec& spec, JsonParser& parser) {
+  JsonReader r(spec, parser.impl().parser);
   dom::element doc = r.parse(body, "the body");
   if (doc.type() != dom::element_type::OBJECT)
     fail("the body must be a JSON object with 'instances' or 'inputs', got " + std::string(type_name(doc.type())));
@@ -263,16 +289,16 @@ Instances parse_tfs_json(std::string_view body, const InstanceSpec& spec) {
   return r.take();
 }
 
-Instances parse_sagemaker_json(std::string_view body, const InstanceSpec& spec) {
-  JsonReader r(spec);
+Instances parse_sagemaker_json(std::string_view body, const InstanceSpec& spec, JsonParser& parser) {
+  JsonReader r(spec, parser.impl().parser);
   dom::element doc = r.parse(body, "the body");
   if (JsonReader::is_request(doc)) r.tfs(doc.get_object().value_unsafe());
   else r.simplified(doc);
   return r.take();
 }
 
-Instances parse_json_lines(std::string_view body, const InstanceSpec& spec) {
-  JsonReader r(spec);
+Instances parse_json_lines(std::string_view body, const InstanceSpec& spec, JsonParser& parser) {
+  JsonReader r(spec, parser.impl().parser);
   for_each_line(body, [&](std::string_view line, int64_t n) {
     if (trim(line).empty()) return;
     const std::string where = "line " + std::to_string(n);
@@ -289,6 +315,19 @@ Instances parse_json_lines(std::string_view body, const InstanceSpec& spec) {
   out.layout = Layout::Row;
   if (out.rows == 0) fail("the body has no JSON lines");
   return out;
+}
+
+Instances parse_tfs_json(std::string_view body, const InstanceSpec& spec) {
+  JsonParser p;
+  return parse_tfs_json(body, spec, p);
+}
+Instances parse_sagemaker_json(std::string_view body, const InstanceSpec& spec) {
+  JsonParser p;
+  return parse_sagemaker_json(body, spec, p);
+}
+Instances parse_json_lines(std::string_view body, const InstanceSpec& spec) {
+  JsonParser p;
+  return parse_json_lines(body, spec, p);
 }
 
 Instances parse_csv(std::string_view body, const InstanceSpec& spec) {

@@ -11,6 +11,8 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -39,11 +41,56 @@ struct Instances {
   std::vector<float> x;         // rows * spec.size values
 };
 
+// simdjson's parser buffers, kept across requests: allocating them for every body costs more
+// in page faults than the parse itself. Use one per concurrent request; JsonParsers pools them.
+class JsonParser {
+ public:
+  JsonParser();
+  ~JsonParser();
+  size_t capacity() const;  // bytes of JSON it can take without growing
+  struct Impl;
+  Impl& impl() { return *impl_; }
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+// A pool of JsonParsers. A parser grown past `keep_capacity` (a rare multi-MiB body) is freed
+// after use rather than kept, so the pool holds at most `keep` * `keep_capacity` bytes' worth.
+class JsonParsers {
+ public:
+  explicit JsonParsers(size_t keep = 64, size_t keep_capacity = 1u << 20) : keep_(keep), keep_capacity_(keep_capacity) {}
+  // A parser for the caller's use until the lease ends.
+  class Lease {
+   public:
+    Lease(JsonParsers& pool, std::unique_ptr<JsonParser> p) : pool_(pool), p_(std::move(p)) {}
+    Lease(const Lease&) = delete;
+    Lease& operator=(const Lease&) = delete;
+    ~Lease() { pool_.give_back(std::move(p_)); }
+    JsonParser& operator*() const { return *p_; }
+
+   private:
+    JsonParsers& pool_;
+    std::unique_ptr<JsonParser> p_;
+  };
+  Lease acquire();
+
+ private:
+  void give_back(std::unique_ptr<JsonParser> p);
+  size_t keep_, keep_capacity_;
+  std::mutex mu_;
+  std::vector<std::unique_ptr<JsonParser>> free_;
+};
+
 // A TF Serving request body ({"instances": ...} or {"inputs": ...}).
-Instances parse_tfs_json(std::string_view body, const InstanceSpec& spec);
+Instances parse_tfs_json(std::string_view body, const InstanceSpec& spec, JsonParser& parser);
 // SageMaker application/json: a TF Serving body as is, else the simplified form.
-Instances parse_sagemaker_json(std::string_view body, const InstanceSpec& spec);
+Instances parse_sagemaker_json(std::string_view body, const InstanceSpec& spec, JsonParser& parser);
 // application/jsonlines and application/jsons: each non-blank line as application/json.
+Instances parse_json_lines(std::string_view body, const InstanceSpec& spec, JsonParser& parser);
+// The same with a parser of their own (tests, tools).
+Instances parse_tfs_json(std::string_view body, const InstanceSpec& spec);
+Instances parse_sagemaker_json(std::string_view body, const InstanceSpec& spec);
 Instances parse_json_lines(std::string_view body, const InstanceSpec& spec);
 // text/csv: one instance per row, `spec.size` comma-separated numbers.
 Instances parse_csv(std::string_view body, const InstanceSpec& spec);
