@@ -95,6 +95,8 @@ void train_job(CLI::App& cmd, TrainArgs& a, allreduce::MpiRuntime* mpi) {
   if (mpi) {
     id = {mpi->world_rank(), mpi->world_size(), mpi->host()};
     allreduce::CommOptions co;
+    STRAND_CHECK(!a.hierarchical || a.allreduce == "ring" || a.allreduce == "hierarchical", Usage,
+                 "--hierarchical contradicts --allreduce " + a.allreduce, "strand train");
     co.algorithm = a.hierarchical ? "hierarchical" : a.allreduce;
     co.timeout_s = a.comm_timeout;
     co.stall_warning_s = std::min(10.0, a.comm_timeout / 3);

@@ -56,10 +56,11 @@ void write_mnist_npy(const MnistSplits& splits, const std::filesystem::path& out
 // and std:: distributions are not).
 std::vector<int64_t> epoch_permutation(int64_t n, uint64_t seed, int64_t epoch);
 
-// Rank `rank`'s slice of an epoch order: the contiguous block [rank*k, (rank+1)*k) with
-// k = order.size() / world. The last order.size() % world entries are dropped for this
-// epoch, so every rank runs the same number of steps (a collective step would otherwise
-// hang); a different permutation each epoch means no sample is dropped for good.
+// Rank `rank`'s slice of an epoch order (or of one global batch, as the trainer uses it):
+// the contiguous block [rank*k, (rank+1)*k) with k = order.size() / world. The last
+// order.size() % world entries are dropped, so every rank runs the same number of steps (a
+// collective step would otherwise hang); a different permutation each epoch means no sample
+// is dropped for good.
 std::span<const int64_t> shard(std::span<const int64_t> order, int rank, int world);
 
 // Batches needed to cover n samples: ceil(n / batch). The last batch is used even when

@@ -206,9 +206,9 @@ TrainResult train(Context& ctx, Model& model, const io::Dataset& train_set, cons
     for (; s < steps && !stop; ++s) {
       // This worker's part of the global batch (the last one may be smaller; it still divides
       // evenly because `used` is a multiple of the world size).
-      const std::span<const int64_t> global = io::batch_slice(epoch_order, s, global_batch);
-      const int64_t b = int64_t(global.size()) / world;
-      const std::span<const int64_t> batch = global.subspan(size_t(rank * b), size_t(b));
+      const std::span<const int64_t> batch =
+          io::shard(io::batch_slice(epoch_order, s, global_batch), int(rank), int(world));
+      const int64_t b = int64_t(batch.size());
       const int64_t first = batch.data() - order.data();
       float lr = scheduled_lr(cfg.lr_schedule, cfg.optimizer.lr, step, total_steps);
       if (step < cfg.warmup_steps) lr *= float(step + 1) / float(cfg.warmup_steps);
