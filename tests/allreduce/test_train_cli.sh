@@ -2,7 +2,8 @@
 # strand train --strategy allreduce under mpirun -np 2 on a tiny data set: only rank 0 writes
 # metrics, checkpoints and the export; --resume continues the whole job to the same
 # checkpoint bits as an uninterrupted job; the timeline holds both ranks' phases and each
-# allreduce with its bytes; bad flag combinations are usage errors.
+# allreduce with its bytes; --global-batch-size and --scale-lr set the per-rank batch and the
+# learning rate; bad flag combinations are usage errors.
 # Usage: test_train_cli.sh STRAND
 set -uo pipefail
 strand=$1
@@ -39,6 +40,9 @@ train --model-dir "$work/b" --epochs 2 --resume >/dev/null 2>"$work/b2.log" || {
 grep -q "resuming from" "$work/b2.log" || fail "the second run did not resume"
 cmp -s "$work/a/checkpoints/checkpoint-2.strand" "$work/b/checkpoints/checkpoint-2.strand" ||
   fail "the resumed job's checkpoint differs from the uninterrupted job's"
+
+train --model-dir "$work/e" --scale-lr --global-batch-size 64 >/dev/null 2>"$work/e.log" || { cat "$work/e.log"; fail "--scale-lr run"; }
+grep -q "batch 32 per rank x 2 ranks .* lr 0.004," "$work/e.log" || { cat "$work/e.log"; fail "--scale-lr --global-batch-size 64: want batch 32 per rank and lr 0.004"; }
 
 rc=0
 train --model-dir "$work/c" --global-batch-size 33 >/dev/null 2>"$work/c.log" || rc=$?
