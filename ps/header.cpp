@@ -1,0 +1,137 @@
+#include "ps/header.hpp"
+
+#include <cstdio>
+#include <random>
+#include <sstream>
+#include <streambuf>
+
+#include <cereal/archives/portable_binary.hpp>
+#include <cereal/types/array.hpp>
+
+#include "core/error.hpp"
+
+namespace strand::ps {
+
+const char* to_string(MsgType t) {
+  switch (t) {
+    case MsgType::Push: return "push";
+    case MsgType::Pull: return "pull";
+    case MsgType::Init: return "init";
+    case MsgType::Gather: return "gather";
+    case MsgType::Sum: return "sum";
+    case MsgType::Leave: return "leave";
+    case MsgType::Heartbeat: return "heartbeat";
+    case MsgType::Reply: return "reply";
+    case MsgType::Fail: return "fail";
+  }
+  return "unknown";
+}
+
+namespace {
+
+struct Invalid {
+  std::string why;
+};
+
+// Reads from caller memory without copying it into a stringstream.
+class ViewBuf : public std::streambuf {
+ public:
+  explicit ViewBuf(std::span<const std::byte> b) {
+    char* p = const_cast<char*>(reinterpret_cast<const char*>(b.data()));
+    setg(p, p, p + b.size());
+  }
+  std::streamsize left() { return egptr() - gptr(); }
+};
+
+}  // namespace
+
+template <class Archive>
+void Header::save(Archive& ar) const {
+  ar(magic, version, token, uint8_t(type), sender, request, step, lr, value, uint8_t(optimizer), hyper);
+  ar(uint32_t(chunks.size()));
+  ar(cereal::binary_data(chunks.data(), chunks.size() * sizeof(uint32_t)));
+  ar(uint32_t(text.size()));
+  ar(cereal::binary_data(text.data(), text.size()));
+}
+
+// Checks each bound before the data it guards is read, so garbage cannot make it allocate
+// more than kMaxHeaderBytes or read past the frame (cereal throws on a short read).
+template <class Archive>
+void Header::load(Archive& ar) {
+  ar(magic);
+  if (magic != kMagic) throw Invalid{"not a strand PS message (wrong magic)"};
+  ar(version);
+  if (version != kVersion)
+    throw Invalid{"protocol version " + std::to_string(version) + ", this build speaks " + std::to_string(kVersion)};
+  uint8_t t = 0, o = 0;
+  ar(token, t, sender, request, step, lr, value, o, hyper);
+  if (t < 1 || t > kLastMsgType) throw Invalid{"unknown message type " + std::to_string(t)};
+  if (o > uint8_t(OptKind::Adam)) throw Invalid{"unknown optimizer " + std::to_string(o)};
+  type = MsgType(t);
+  optimizer = OptKind(o);
+  uint32_t n = 0;
+  ar(n);
+  if (n > kMaxChunksPerMessage)
+    throw Invalid{std::to_string(n) + " chunk ids (at most " + std::to_string(kMaxChunksPerMessage) + ")"};
+  chunks.resize(n);
+  ar(cereal::binary_data(chunks.data(), n * sizeof(uint32_t)));
+  ar(n);
+  if (n > kMaxTextBytes) throw Invalid{"text of " + std::to_string(n) + " bytes"};
+  text.resize(n);
+  ar(cereal::binary_data(text.data(), n));
+}
+
+uint64_t random_token() {
+  std::random_device rd;
+  uint64_t t = 0;
+  while (t == 0) t = (uint64_t(rd()) << 32) ^ uint64_t(rd());
+  return t;
+}
+
+std::string token_to_string(uint64_t token) {
+  char b[17];
+  std::snprintf(b, sizeof b, "%016llx", static_cast<unsigned long long>(token));
+  return b;
+}
+
+uint64_t parse_token(const std::string& text) {
+  uint64_t t = 0;
+  bool ok = text.size() == 16;
+  for (char c : text) {
+    const int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+    ok = ok && d >= 0;
+    t = (t << 4) | uint64_t(d & 15);
+  }
+  STRAND_CHECK(ok && t != 0, Usage, "job token '" + text + "' is not 16 hex digits (and not all zero)", "PS token");
+  return t;
+}
+
+std::string encode_header(const Header& h) {
+  std::ostringstream os;
+  {
+    cereal::PortableBinaryOutputArchive ar(os);
+    ar(h);
+  }
+  return std::move(os).str();
+}
+
+Header decode_header(std::span<const std::byte> bytes) {
+  const std::string where = "PS message header";
+  STRAND_CHECK(bytes.size() <= kMaxHeaderBytes, Format,
+               std::to_string(bytes.size()) + " bytes (at most " + std::to_string(kMaxHeaderBytes) + ")", where);
+  ViewBuf buf(bytes);
+  std::istream in(&buf);
+  Header h;
+  try {
+    cereal::PortableBinaryInputArchive ar(in);
+    ar(h);
+  } catch (const Invalid& e) {
+    throw Error(ErrorKind::Format, e.why, where);
+  } catch (const cereal::Exception&) {
+    throw Error(ErrorKind::Format, "truncated (" + std::to_string(bytes.size()) + " bytes)", where);
+  }
+  STRAND_CHECK(buf.left() == 0, Format, std::to_string(buf.left()) + " bytes after the header", where);
+  return h;
+}
+
+}  // namespace strand::ps

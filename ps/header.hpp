@@ -1,0 +1,76 @@
+// ps/header — the header every strand parameter-server message starts with, and its codec.
+// Serialized with cereal's portable binary archive: magic, version, job token, message type,
+// sender, request id, step/clock, chunk ids and a few typed fields. decode_header() takes any
+// bytes (it is the first thing a server does with what arrives from the network): whatever is
+// not exactly one well-formed header of this version is a Format error, never a crash, an
+// out-of-bounds read or an unbounded allocation (fuzzed by tests/ps/fuzz_header.cpp).
+// No ZeroMQ here, so the fuzz target builds without it.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace strand::ps {
+
+inline constexpr uint32_t kMagic = 0x53505331;  // "SPS1"
+inline constexpr uint16_t kVersion = 1;
+// A header is a few dozen bytes plus 4 per chunk id; anything larger is hostile or broken.
+inline constexpr size_t kMaxHeaderBytes = 64 * 1024;
+inline constexpr size_t kMaxChunksPerMessage = 8192;
+inline constexpr size_t kMaxTextBytes = 1024;
+
+enum class MsgType : uint8_t {
+  Push = 1,       // worker -> server: gradients, one frame per chunk
+  Pull = 2,       // worker -> server: parameters wanted (reply: one frame per chunk)
+  Init = 3,       // worker -> server: parameters + optimizer state for its chunks
+  Gather = 4,     // worker -> server: parameters + optimizer state wanted (checkpoints)
+  Sum = 5,        // worker -> server: a scalar summed over the live workers
+  Leave = 6,      // worker -> server: this worker is done
+  Heartbeat = 7,  // both ways
+  Reply = 8,      // server -> worker: the request `request` succeeded
+  Fail = 9,       // server -> worker: the request failed; `text` says why
+};
+inline constexpr uint8_t kLastMsgType = 9;
+const char* to_string(MsgType t);
+
+// Optimizer kinds on the wire (Init, Gather).
+enum class OptKind : uint8_t { None = 0, Sgd = 1, Momentum = 2, Adam = 3 };
+
+struct Header {
+  uint32_t magic = kMagic;
+  uint16_t version = kVersion;
+  uint64_t token = 0;
+  MsgType type = MsgType::Heartbeat;
+  int32_t sender = -1;     // worker rank, or server index for server -> worker messages
+  uint64_t request = 0;    // request id; a reply carries its request's id (0: none)
+  // push/pull: the worker's clock; sum: its round; init/gather: optimizer step;
+  // fail: the strand::ErrorKind the worker raises
+  int64_t step = 0;
+  float lr = 0;            // push: the learning rate of this update
+  double value = 0;        // sum
+  OptKind optimizer = OptKind::None;
+  std::array<float, 4> hyper{};  // momentum, beta1, beta2, eps (Init, Gather)
+  std::vector<uint32_t> chunks;
+  std::string text;        // Fail: the reason
+
+  template <class Archive>
+  void save(Archive& ar) const;
+  template <class Archive>
+  void load(Archive& ar);
+};
+
+// A job token: 64 random bits from the system's entropy source, never 0.
+uint64_t random_token();
+// The token as 16 hex digits, and back (Usage error naming the text if it is not one).
+std::string token_to_string(uint64_t token);
+uint64_t parse_token(const std::string& text);
+
+std::string encode_header(const Header& h);
+// Format error unless `bytes` hold exactly one well-formed header of this version.
+Header decode_header(std::span<const std::byte> bytes);
+
+}  // namespace strand::ps

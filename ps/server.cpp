@@ -1,0 +1,596 @@
+#include "ps/server.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <map>
+#include <mutex>
+#include <unordered_map>
+
+namespace strand::ps {
+
+Consistency Consistency::parse(const std::string& text) {
+  Consistency c;
+  if (text == "sync") return c;
+  if (text == "async") {
+    c.mode = Async;
+    return c;
+  }
+  if (text.rfind("ssp:", 0) == 0) {
+    const std::string n = text.substr(4);
+    const bool digits = !n.empty() && n.size() <= 6 && std::all_of(n.begin(), n.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
+    if (digits) {
+      c.mode = Ssp;
+      c.staleness = std::stoi(n);
+      return c;
+    }
+  }
+  throw Error(ErrorKind::Usage, "unknown consistency mode '" + text + "' (choose sync, async or ssp:S with S >= 0)",
+              "PS");
+}
+
+std::string Consistency::str() const {
+  return mode == Sync ? "sync" : mode == Async ? "async" : "ssp:" + std::to_string(staleness);
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+size_t slot_count(OptKind k) { return k == OptKind::Adam ? 2 : k == OptKind::Momentum ? 1 : 0; }
+
+std::string secs(double s) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%.1f s", s);
+  return b;
+}
+
+// A request the server refuses: becomes a Fail reply of this kind.
+struct Refusal {
+  ErrorKind kind;
+  std::string why;
+};
+
+}  // namespace
+
+struct Server::Impl {
+  struct ChunkState {
+    uint32_t id = 0;
+    int64_t n = 0;
+    Buffer params;
+    std::vector<Buffer> slots;
+    std::unique_ptr<Release> sending = std::make_unique<Release>();  // replies borrowing params/slots
+    bool initialized = false;
+    int64_t opt_step = 0;
+    int64_t version = 0;               // sync: rounds applied
+    std::vector<int64_t> clock;        // pushes received per worker
+    std::vector<Message> pending;      // sync: this round's gradient per worker
+    std::vector<float> pending_lr;
+    std::vector<bool> has;
+  };
+  struct Peer {
+    std::string identity;
+    Clock::time_point last_seen;
+    bool seen = false, live = true;
+  };
+  struct Waiting {
+    int worker;
+    uint64_t request;
+    std::vector<uint32_t> chunks;
+    int64_t clock;
+  };
+  struct SumRound {
+    std::vector<bool> has;
+    std::vector<double> values;
+    std::vector<uint64_t> requests;
+  };
+  // Buffers a stuck reply still borrows when their chunk must change (see prepare_write).
+  struct Retired {
+    Buffer params;
+    std::vector<Buffer> slots;
+    std::unique_ptr<Release> sending;
+  };
+
+  Impl(const Context& c, ServerOptions o)
+      : ctx(c), opt(std::move(o)),
+        where("PS server " + std::to_string(opt.index) + (ctx.where().empty() ? "" : " (" + ctx.where() + ")")),
+        zctx(1), router(zctx, ZMQ_ROUTER, where), waker(zctx, where),
+        be(make_cpu_backend(opt.threads)) {}
+
+  void run();
+  void handle(std::vector<Message>& parts);
+  void reply(int worker, Header h, std::vector<Message> frames = {});
+  void fail(int worker, uint64_t request, const Refusal& r);
+  ChunkState& owned(uint32_t id);
+  void push(const Header& h, std::vector<Message>& parts);
+  void pull(const Header& h, const std::vector<Message>& parts);
+  void init(const Header& h, std::vector<Message>& parts);
+  void gather(const Header& h, const std::vector<Message>& parts);
+  void sum(const Header& h, const std::vector<Message>& parts);
+  void apply(ChunkState& cs, const float* g, float lr);
+  void prepare_write(ChunkState& cs);
+  int64_t min_live_clock(const ChunkState& cs) const;
+  void complete_round(ChunkState& cs);
+  void reevaluate();
+  void check_silent();
+  void count(int64_t ServerStats::*field, int64_t by = 1) {
+    std::lock_guard<std::mutex> l(stats_mu);
+    stats.*field += by;
+  }
+
+  const Context& ctx;
+  ServerOptions opt;
+  std::string where;
+  std::vector<Retired> retired;  // destroyed after the socket and context below
+  ZmqContext zctx;
+  Socket router;
+  Waker waker;
+  std::unique_ptr<Backend> be;
+  Buffer scratch;
+  std::atomic<bool> stop{false};
+  mutable std::mutex stats_mu;
+  ServerStats stats;
+
+  std::unordered_map<uint32_t, ChunkState> chunks;
+  OptKind kind = OptKind::None;
+  std::array<float, 4> hyper{};
+  std::vector<Peer> peers;
+  std::vector<Waiting> waiting;
+  std::map<int64_t, SumRound> sums;
+};
+
+Server::Server(const Context& ctx, ServerOptions options) : impl_(std::make_unique<Impl>(ctx, std::move(options))) {
+  Impl& s = *impl_;
+  const ServerOptions& o = s.opt;
+  const std::string w = s.where;
+  STRAND_CHECK(o.token != 0, Usage, "a job token is needed (see random_token)", w);
+  STRAND_CHECK(o.index >= 0 && o.index < o.map.servers, Usage,
+               "server index " + std::to_string(o.index) + " outside the map's " + std::to_string(o.map.servers) +
+                   " servers",
+               w);
+  STRAND_CHECK(o.workers >= 1, Usage, "at least one worker is needed", w);
+  STRAND_CHECK(o.worker_timeout_s > 0 && o.check_interval_s > 0, Usage, "timeouts must be positive", w);
+  const bool wildcard = o.bind.find("://*") != std::string::npos || o.bind.find("0.0.0.0") != std::string::npos ||
+                        o.bind.find("[::]") != std::string::npos;
+  STRAND_CHECK(!wildcard || o.allow_any_interface, Usage,
+               "'" + o.bind + "' listens on every interface; give the host's own address (or allow it explicitly)", w);
+  s.router.configure_data(size_t(o.map.max_chunk_floats()) * 4);
+  // A worker that reconnects (new connection, same rank) takes over its identity's replies.
+  s.router.set(ZMQ_ROUTER_HANDOVER, 1);
+  endpoint_ = s.router.bind(o.bind);
+  s.where = w + " at " + endpoint_;
+  for (uint32_t id : o.map.chunks_of(o.index)) {
+    Impl::ChunkState& cs = s.chunks[id];
+    cs.id = id;
+    cs.n = o.map.chunks[id].size();
+    cs.params = s.be->alloc(size_t(cs.n) * 4);
+    cs.clock.assign(size_t(o.workers), 0);
+    cs.pending.resize(size_t(o.workers));
+    cs.pending_lr.assign(size_t(o.workers), 0.f);
+    cs.has.assign(size_t(o.workers), false);
+  }
+  s.scratch = s.be->alloc(size_t(o.map.max_chunk_floats()) * 4);
+  s.peers.resize(size_t(o.workers));
+  ctx.log(s.where + ": " + std::to_string(s.chunks.size()) + " chunks, " +
+          std::to_string(o.map.server_bytes[size_t(o.index)]) + " bytes, " + o.consistency.str() + ", " +
+          std::to_string(o.workers) + " workers");
+  thread_ = std::thread([this] { impl_->run(); });
+}
+
+Server::~Server() {
+  impl_->stop = true;
+  impl_->waker.notify();
+  thread_.join();
+}
+
+ServerStats Server::stats() const {
+  std::lock_guard<std::mutex> l(impl_->stats_mu);
+  return impl_->stats;
+}
+
+void Server::Impl::run() {
+  const size_t max_parts = 2 + kMaxChunksPerMessage * 3;
+  std::vector<Message> parts;
+  while (!stop) {
+    zmq_pollitem_t items[2] = {{waker.socket().raw(), 0, ZMQ_POLLIN, 0}, {router.raw(), 0, ZMQ_POLLIN, 0}};
+    if (zmq_poll(items, 2, long(opt.check_interval_s * 1000) + 1) < 0 && zmq_errno() != EINTR) {
+      ctx.log(where + ": zmq_poll failed: " + zmq_strerror(zmq_errno()) + "; stopping");
+      return;
+    }
+    if (items[0].revents & ZMQ_POLLIN) waker.drain();
+    if (stop) break;
+    try {
+      bool truncated = false;
+      while (router.recv(parts, max_parts, truncated)) {
+        if (truncated || parts.size() < 2) {
+          count(&ServerStats::malformed);
+          continue;
+        }
+        handle(parts);
+      }
+      check_silent();
+    } catch (const Error& e) {
+      // A transport failure on one message must not take the server down with it.
+      ctx.log(where + ": " + e.what());
+    }
+  }
+}
+
+void Server::Impl::reply(int worker, Header h, std::vector<Message> frames) {
+  h.token = opt.token;
+  h.sender = opt.index;
+  const std::string& id = peers[size_t(worker)].identity;
+  const std::string bytes = encode_header(h);
+  std::vector<Message> parts;
+  parts.emplace_back(id.data(), id.size());
+  parts.emplace_back(bytes.data(), bytes.size());
+  for (auto& f : frames) parts.push_back(std::move(f));
+  router.send(parts);
+}
+
+void Server::Impl::fail(int worker, uint64_t request, const Refusal& r) {
+  Header h;
+  h.type = MsgType::Fail;
+  h.request = request;
+  h.step = int64_t(r.kind);
+  h.text = r.why.substr(0, kMaxTextBytes);
+  reply(worker, std::move(h));
+}
+
+void Server::Impl::handle(std::vector<Message>& parts) {
+  Header h;
+  try {
+    h = decode_header(parts[1].bytes());
+  } catch (const Error&) {
+    count(&ServerStats::malformed);
+    return;
+  }
+  if (h.token != opt.token) {
+    count(&ServerStats::bad_token);
+    return;
+  }
+  if (h.sender < 0 || h.sender >= opt.workers || h.type == MsgType::Reply || h.type == MsgType::Fail) {
+    count(&ServerStats::malformed);
+    return;
+  }
+  Peer& p = peers[size_t(h.sender)];
+  p.identity.assign(reinterpret_cast<const char*>(parts[0].data()), parts[0].size());
+  p.last_seen = Clock::now();
+  p.seen = true;
+  if (!p.live) {
+    count(&ServerStats::rejected);
+    fail(h.sender, h.request,
+         {ErrorKind::Timeout, "worker " + std::to_string(h.sender) + " was dropped from the job or left it"});
+    return;
+  }
+  try {
+    switch (h.type) {
+      case MsgType::Heartbeat: {
+        Header r;
+        r.type = MsgType::Heartbeat;
+        reply(h.sender, r);
+        break;
+      }
+      case MsgType::Push: push(h, parts); break;
+      case MsgType::Pull: pull(h, parts); break;
+      case MsgType::Init: init(h, parts); break;
+      case MsgType::Gather: gather(h, parts); break;
+      case MsgType::Sum: sum(h, parts); break;
+      case MsgType::Leave: {
+        p.live = false;
+        ctx.log(where + ": worker " + std::to_string(h.sender) + " left");
+        Header r;
+        r.type = MsgType::Reply;
+        r.request = h.request;
+        reply(h.sender, r);
+        reevaluate();
+        break;
+      }
+      default: break;
+    }
+  } catch (const Refusal& r) {
+    count(&ServerStats::rejected);
+    fail(h.sender, h.request, r);
+  }
+}
+
+Server::Impl::ChunkState& Server::Impl::owned(uint32_t id) {
+  auto it = chunks.find(id);
+  if (it == chunks.end()) {
+    count(&ServerStats::unknown_chunk);
+    throw Refusal{ErrorKind::Usage, "chunk " + std::to_string(id) + " is not held by server " +
+                                        std::to_string(opt.index) +
+                                        " (do workers and servers use the same chunk size and server count?)"};
+  }
+  return it->second;
+}
+
+// Payload frames follow identity and header.
+static void check_frames(const std::vector<Message>& parts, size_t expected, const std::string& what) {
+  if (parts.size() != expected + 2)
+    throw Refusal{ErrorKind::Format, what + " carries " + std::to_string(parts.size() - 2) + " payload frames, expected " +
+                                         std::to_string(expected)};
+}
+
+static void check_size(const Message& m, int64_t n, uint32_t id) {
+  if (m.size() != size_t(n) * 4)
+    throw Refusal{ErrorKind::Format, "chunk " + std::to_string(id) + " holds " + std::to_string(n) +
+                                         " floats here, the frame has " + std::to_string(m.size()) + " bytes"};
+}
+
+void Server::Impl::prepare_write(ChunkState& cs) {
+  // Replies send params and slots without a copy; they must not change under ZeroMQ. A reply
+  // stuck on a dead connection for long hands the buffers over instead of blocking the server.
+  if (cs.sending->wait_for(opt.worker_timeout_s)) return;
+  Retired r{std::move(cs.params), std::move(cs.slots), std::move(cs.sending)};
+  cs.params = be->alloc(size_t(cs.n) * 4);
+  std::memcpy(cs.params.data(), r.params.data(), size_t(cs.n) * 4);
+  for (const Buffer& b : r.slots) {
+    cs.slots.push_back(be->alloc(size_t(cs.n) * 4));
+    std::memcpy(cs.slots.back().data(), b.data(), size_t(cs.n) * 4);
+  }
+  cs.sending = std::make_unique<Release>();
+  retired.push_back(std::move(r));
+}
+
+void Server::Impl::apply(ChunkState& cs, const float* g, float lr) {
+  if (reinterpret_cast<uintptr_t>(g) % alignof(float) != 0) {
+    std::memcpy(scratch.data(), g, size_t(cs.n) * 4);
+    g = scratch.f32();
+  }
+  prepare_write(cs);
+  ++cs.opt_step;
+  switch (kind) {
+    case OptKind::Sgd: be->sgd_step(cs.n, lr, cs.params.f32(), g); break;
+    case OptKind::Momentum: be->momentum_step(cs.n, lr, hyper[0], cs.params.f32(), g, cs.slots[0].f32()); break;
+    case OptKind::Adam:
+      be->adam_step(cs.n, lr, hyper[1], hyper[2], hyper[3], cs.opt_step, cs.params.f32(), g, cs.slots[0].f32(),
+                    cs.slots[1].f32());
+      break;
+    case OptKind::None: break;
+  }
+  count(&ServerStats::updates);
+}
+
+int64_t Server::Impl::min_live_clock(const ChunkState& cs) const {
+  int64_t m = std::numeric_limits<int64_t>::max();
+  for (size_t w = 0; w < peers.size(); ++w)
+    if (peers[w].live) m = std::min(m, cs.clock[w]);
+  return m;
+}
+
+void Server::Impl::push(const Header& h, std::vector<Message>& parts) {
+  check_frames(parts, h.chunks.size(), "a push of " + std::to_string(h.chunks.size()) + " chunks");
+  if (!std::isfinite(h.lr) || h.lr < 0) throw Refusal{ErrorKind::Usage, "learning rate " + std::to_string(h.lr)};
+  for (size_t i = 0; i < h.chunks.size(); ++i) {
+    ChunkState& cs = owned(h.chunks[i]);
+    check_size(parts[i + 2], cs.n, cs.id);
+    if (!cs.initialized) throw Refusal{ErrorKind::Usage, "push before the parameters were initialized"};
+    if (opt.consistency.mode == Consistency::Sync && (h.step != cs.version || cs.has[size_t(h.sender)]))
+      throw Refusal{ErrorKind::Usage, "push of step " + std::to_string(h.step) + " for chunk " + std::to_string(cs.id) +
+                                          ", which is collecting step " + std::to_string(cs.version) +
+                                          (cs.has[size_t(h.sender)] ? " and has this worker's gradient" : "")};
+  }
+  const size_t w = size_t(h.sender);
+  for (size_t i = 0; i < h.chunks.size(); ++i) {
+    ChunkState& cs = chunks.at(h.chunks[i]);
+    if (opt.consistency.mode == Consistency::Sync) {
+      cs.pending[w] = std::move(parts[i + 2]);
+      cs.pending_lr[w] = h.lr;
+      cs.has[w] = true;
+      ++cs.clock[w];
+      complete_round(cs);
+    } else {
+      const int64_t ahead = cs.clock[w] - min_live_clock(cs);
+      {
+        std::lock_guard<std::mutex> l(stats_mu);
+        stats.max_staleness = std::max(stats.max_staleness, ahead);
+      }
+      apply(cs, reinterpret_cast<const float*>(parts[i + 2].data()), h.lr);
+      ++cs.clock[w];
+    }
+  }
+  Header r;
+  r.type = MsgType::Reply;
+  r.request = h.request;
+  reply(h.sender, r);
+  reevaluate();
+}
+
+// Sync: once every live worker's gradient is in, apply their mean (summed in rank order).
+void Server::Impl::complete_round(ChunkState& cs) {
+  int contributors = 0, first = -1;
+  for (size_t w = 0; w < peers.size(); ++w) {
+    if (peers[w].live && !cs.has[w]) return;
+    if (cs.has[w]) {
+      ++contributors;
+      if (first < 0) first = int(w);
+    }
+  }
+  if (contributors == 0) return;
+  float* acc = scratch.f32();
+  const int64_t n = cs.n;
+  std::memcpy(acc, cs.pending[size_t(first)].data(), size_t(n) * 4);
+  for (size_t w = size_t(first) + 1; w < peers.size(); ++w) {
+    if (!cs.has[w]) continue;
+    const float* g = reinterpret_cast<const float*>(cs.pending[w].data());
+    for (int64_t i = 0; i < n; ++i) acc[i] += g[i];
+  }
+  if (contributors > 1) {
+    const float scale = 1.0f / float(contributors);
+    for (int64_t i = 0; i < n; ++i) acc[i] *= scale;
+  }
+  apply(cs, acc, cs.pending_lr[size_t(first)]);
+  for (size_t w = 0; w < peers.size(); ++w) {
+    cs.has[w] = false;
+    cs.pending[w] = Message();
+  }
+  ++cs.version;
+}
+
+void Server::Impl::pull(const Header& h, const std::vector<Message>& parts) {
+  check_frames(parts, 0, "a pull");
+  for (uint32_t id : h.chunks) owned(id);
+  waiting.push_back({h.sender, h.request, h.chunks, h.step});
+  reevaluate();
+}
+
+void Server::Impl::init(const Header& h, std::vector<Message>& parts) {
+  const size_t slots = slot_count(h.optimizer);
+  if (h.optimizer == OptKind::None) throw Refusal{ErrorKind::Usage, "init without an optimizer"};
+  if (kind != OptKind::None && h.optimizer != kind)
+    throw Refusal{ErrorKind::Usage, "init with another optimizer than the one already in use"};
+  for (float x : h.hyper)
+    if (!std::isfinite(x)) throw Refusal{ErrorKind::Usage, "non-finite optimizer hyperparameter"};
+  if (h.step < 0) throw Refusal{ErrorKind::Usage, "negative optimizer step"};
+  check_frames(parts, h.chunks.size() * (1 + slots), "an init of " + std::to_string(h.chunks.size()) + " chunks");
+  for (size_t i = 0; i < h.chunks.size(); ++i) {
+    const ChunkState& cs = owned(h.chunks[i]);
+    for (size_t k = 0; k <= slots; ++k) check_size(parts[2 + i * (1 + slots) + k], cs.n, cs.id);
+  }
+  kind = h.optimizer;
+  hyper = h.hyper;
+  for (size_t i = 0; i < h.chunks.size(); ++i) {
+    ChunkState& cs = chunks.at(h.chunks[i]);
+    prepare_write(cs);
+    std::memcpy(cs.params.data(), parts[2 + i * (1 + slots)].data(), size_t(cs.n) * 4);
+    cs.slots.resize(slots);
+    for (size_t k = 0; k < slots; ++k) {
+      if (!cs.slots[k].data()) cs.slots[k] = be->alloc(size_t(cs.n) * 4);
+      std::memcpy(cs.slots[k].data(), parts[2 + i * (1 + slots) + 1 + k].data(), size_t(cs.n) * 4);
+    }
+    cs.opt_step = h.step;
+    cs.version = 0;
+    std::fill(cs.clock.begin(), cs.clock.end(), 0);
+    std::fill(cs.has.begin(), cs.has.end(), false);
+    for (auto& m : cs.pending) m = Message();
+    cs.initialized = true;
+  }
+  Header r;
+  r.type = MsgType::Reply;
+  r.request = h.request;
+  reply(h.sender, r);
+  reevaluate();
+}
+
+void Server::Impl::gather(const Header& h, const std::vector<Message>& parts) {
+  check_frames(parts, 0, "a gather");
+  Header r;
+  r.type = MsgType::Reply;
+  r.request = h.request;
+  r.optimizer = kind;
+  r.hyper = hyper;
+  r.chunks = h.chunks;
+  r.step = std::numeric_limits<int64_t>::max();
+  std::vector<Message> frames;
+  for (uint32_t id : h.chunks) {
+    ChunkState& cs = owned(id);
+    if (!cs.initialized) throw Refusal{ErrorKind::Usage, "gather before the parameters were initialized"};
+    r.step = std::min(r.step, cs.opt_step);
+    frames.push_back(Message::borrow(cs.params.data(), size_t(cs.n) * 4, *cs.sending));
+    for (const Buffer& b : cs.slots) frames.push_back(Message::borrow(b.data(), size_t(cs.n) * 4, *cs.sending));
+  }
+  if (h.chunks.empty()) r.step = 0;
+  reply(h.sender, r, std::move(frames));
+}
+
+void Server::Impl::sum(const Header& h, const std::vector<Message>& parts) {
+  check_frames(parts, 0, "a sum");
+  SumRound& round = sums[h.step];
+  if (round.has.empty()) {
+    round.has.assign(peers.size(), false);
+    round.values.assign(peers.size(), 0);
+    round.requests.assign(peers.size(), 0);
+  }
+  const size_t w = size_t(h.sender);
+  if (round.has[w]) throw Refusal{ErrorKind::Usage, "second value for sum round " + std::to_string(h.step)};
+  round.has[w] = true;
+  round.values[w] = h.value;
+  round.requests[w] = h.request;
+  reevaluate();
+}
+
+// Completes whatever a new message, a leaving or a dropped worker has made ready.
+void Server::Impl::reevaluate() {
+  if (opt.consistency.mode == Consistency::Sync)
+    for (auto& [id, cs] : chunks) complete_round(cs);
+  for (auto it = sums.begin(); it != sums.end();) {
+    const SumRound& r = it->second;
+    bool complete = false;
+    double total = 0;
+    for (size_t w = 0; w < peers.size(); ++w) {
+      if (r.has[w]) total += r.values[w], complete = true;
+      if (peers[w].live && !r.has[w]) {
+        complete = false;
+        break;
+      }
+    }
+    if (!complete) {
+      ++it;
+      continue;
+    }
+    for (size_t w = 0; w < peers.size(); ++w) {
+      if (!r.has[w] || !peers[w].live) continue;
+      Header h;
+      h.type = MsgType::Reply;
+      h.request = r.requests[w];
+      h.value = total;
+      reply(int(w), h);
+    }
+    it = sums.erase(it);
+  }
+  for (size_t i = 0; i < waiting.size();) {
+    const Waiting& q = waiting[i];
+    if (!peers[size_t(q.worker)].live) {
+      waiting.erase(waiting.begin() + ptrdiff_t(i));
+      continue;
+    }
+    bool ready = true;
+    for (uint32_t id : q.chunks) {
+      const ChunkState& cs = chunks.at(id);
+      ready = ready && cs.initialized &&
+              (opt.consistency.mode == Consistency::Sync    ? cs.version >= q.clock
+               : opt.consistency.mode == Consistency::Ssp ? min_live_clock(cs) >= q.clock - opt.consistency.staleness
+                                                          : true);
+    }
+    if (!ready) {
+      ++i;
+      continue;
+    }
+    Header r;
+    r.type = MsgType::Reply;
+    r.request = q.request;
+    r.chunks = q.chunks;
+    std::vector<Message> frames;
+    for (uint32_t id : q.chunks) {
+      ChunkState& cs = chunks.at(id);
+      frames.push_back(Message::borrow(cs.params.data(), size_t(cs.n) * 4, *cs.sending));
+    }
+    const int worker = q.worker;
+    waiting.erase(waiting.begin() + ptrdiff_t(i));
+    reply(worker, r, std::move(frames));
+  }
+}
+
+void Server::Impl::check_silent() {
+  const auto now = Clock::now();
+  bool changed = false;
+  for (size_t w = 0; w < peers.size(); ++w) {
+    Peer& p = peers[w];
+    const double quiet = std::chrono::duration<double>(now - p.last_seen).count();
+    if (!p.live || !p.seen || quiet <= opt.worker_timeout_s) continue;
+    p.live = false;
+    changed = true;
+    count(&ServerStats::workers_dropped);
+    int live = 0;
+    for (const Peer& q : peers) live += q.live;
+    ctx.log(where + ": worker " + std::to_string(w) + " sent nothing for " + secs(quiet) +
+            "; dropped, the job goes on with " + std::to_string(live) + " workers");
+  }
+  if (changed) reevaluate();
+}
+
+}  // namespace strand::ps

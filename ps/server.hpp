@@ -1,0 +1,87 @@
+// ps/server — a parameter server: holds the parameters and optimizer state of its shard of
+// chunks and applies the workers' gradients to them. It runs on a thread of its own, so the
+// first rank on a host can run the host's server beside its own training.
+//
+// The update is the single-process one: the optimizer kernels of a CPU backend (core/cpu via
+// Backend::sgd_step/momentum_step/adam_step) run on each chunk, and they are elementwise, so
+// cutting the buffer into chunks changes no bit. In sync mode a chunk's round waits for the
+// gradient of every live worker and applies their mean (summed in rank order, so the result
+// does not depend on arrival order): W workers with batch B follow one process with batch W*B.
+//
+// Consistency (Consistency::parse): "sync" as above; "async": each gradient is applied as it
+// arrives; "ssp:S": also applied on arrival, but a pull by a worker whose clock is t waits
+// until every live worker has pushed at least t-S steps of that chunk (stale synchronous
+// parallel), so no worker runs more than S steps ahead of the slowest.
+//
+// Failures and security: workers heartbeat; a worker silent for `worker_timeout_s` is dropped
+// from the rounds (logged, counted) and told so if it comes back. Messages with a wrong token,
+// a malformed or oversized header, unknown chunks or payloads of the wrong size are dropped
+// and counted, never applied; a request from a worker with the token but a bad request gets a
+// Fail reply saying why. The server binds to the address given, and refuses a wildcard
+// address unless `allow_any_interface` is set.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "core/context.hpp"
+#include "ps/shard.hpp"
+#include "ps/transport.hpp"
+
+namespace strand::ps {
+
+struct Consistency {
+  enum Mode { Sync, Async, Ssp } mode = Sync;
+  int staleness = 0;  // ssp only
+  // "sync", "async" or "ssp:S" (S >= 0); Usage error otherwise.
+  static Consistency parse(const std::string& text);
+  std::string str() const;
+};
+
+struct ServerOptions {
+  std::string bind = "tcp://127.0.0.1:0";  // port 0 or *: any free port (see Server::endpoint)
+  bool allow_any_interface = false;        // permit "tcp://*:port" / 0.0.0.0
+  uint64_t token = 0;
+  int index = 0;    // this server's number in the map
+  ShardMap map;
+  int workers = 1;  // ranks 0..workers-1
+  Consistency consistency;
+  double worker_timeout_s = 10;
+  double check_interval_s = 0.1;  // how often silent workers are looked for
+  int threads = 1;                // the optimizer's CPU threads
+};
+
+// Counters, readable while the server runs.
+struct ServerStats {
+  int64_t bad_token = 0;      // messages dropped: wrong job token
+  int64_t malformed = 0;      // dropped: not a well-formed header, wrong frame count or size
+  int64_t unknown_chunk = 0;  // dropped: a chunk this server does not hold
+  int64_t rejected = 0;       // requests refused with a Fail reply (other reasons)
+  int64_t workers_dropped = 0;
+  int64_t updates = 0;        // optimizer steps applied to chunks
+  int64_t max_staleness = 0;  // ssp/async: most steps a gradient's sender was ahead of the slowest
+};
+
+class Server {
+ public:
+  // Binds (Io error if it cannot) and starts the server thread. Logs through ctx.
+  Server(const Context& ctx, ServerOptions options);
+  ~Server();  // stops at once: workers see it as dead
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  const std::string& endpoint() const { return endpoint_; }  // the bound address, port filled in
+  ServerStats stats() const;
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+  std::string endpoint_;
+  std::thread thread_;
+};
+
+}  // namespace strand::ps

@@ -1,0 +1,183 @@
+#include "ps/worker.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+namespace strand::ps {
+
+namespace {
+
+std::string identity(const Context& ctx, int rank) {
+  return ctx.where().empty() ? "PS worker " + std::to_string(rank) : ctx.where();
+}
+
+std::vector<std::string> checked(const WorkerOptions& o, const std::string& where) {
+  STRAND_CHECK(o.token != 0, Usage, "a job token is needed (see random_token)", where);
+  STRAND_CHECK(o.workers >= 1 && o.rank >= 0 && o.rank < o.workers, Usage,
+               "rank " + std::to_string(o.rank) + " outside 0.." + std::to_string(o.workers - 1), where);
+  STRAND_CHECK(int(o.servers.size()) == o.map.servers, Usage,
+               std::to_string(o.servers.size()) + " server endpoints for a map over " + std::to_string(o.map.servers) +
+                   " servers",
+               where);
+  return o.servers;
+}
+
+OptKind kind_of(const std::string& k) {
+  return k == "sgd" ? OptKind::Sgd : k == "momentum" ? OptKind::Momentum : k == "adam" ? OptKind::Adam : OptKind::None;
+}
+
+std::span<const std::byte> bytes(const float* p, int64_t n) {
+  return {reinterpret_cast<const std::byte*>(p), size_t(n) * 4};
+}
+
+// Copies reply frame i into `dst` after checking its size (a reply is still untrusted input).
+void take(std::vector<Message>& frames, size_t i, float* dst, int64_t n) {
+  STRAND_CHECK(i < frames.size() && frames[i].size() == size_t(n) * 4, Format,
+               "reply frame " + std::to_string(i) + " does not hold " + std::to_string(n) + " floats", "PS reply");
+  std::memcpy(dst, frames[i].data(), size_t(n) * 4);
+}
+
+}  // namespace
+
+Worker::Worker(const Context& ctx, WorkerOptions options)
+    : where_(identity(ctx, options.rank)),
+      opt_(std::move(options)),
+      dispatch_(checked(opt_, where_), opt_.token, opt_.rank,
+                [&] {
+                  DispatchOptions d = opt_.dispatch;
+                  d.max_frame_bytes = size_t(opt_.map.max_chunk_floats()) * 4;
+                  return d;
+                }(),
+                where_) {}
+
+Ticket Worker::push(uint32_t id, const float* grads, int64_t clock, float lr) {
+  const Chunk& c = opt_.map.chunks.at(id);
+  Header h;
+  h.type = MsgType::Push;
+  h.step = clock;
+  h.lr = lr;
+  h.chunks = {id};
+  return dispatch_.call(c.server, std::move(h), {bytes(grads, c.size())});
+}
+
+Ticket Worker::pull(uint32_t id, float* params, int64_t clock) {
+  const Chunk& c = opt_.map.chunks.at(id);
+  Header h;
+  h.type = MsgType::Pull;
+  h.step = clock;
+  h.chunks = {id};
+  const int64_t n = c.size();
+  return dispatch_.call(c.server, std::move(h), {},
+                        [params, n](const Header&, std::vector<Message>& frames) { take(frames, 0, params, n); });
+}
+
+void Worker::pull_all(float* flat, int64_t clock) {
+  std::vector<Ticket> tickets;
+  for (int s = 0; s < opt_.map.servers; ++s) {
+    Header h;
+    h.type = MsgType::Pull;
+    h.step = clock;
+    h.chunks = opt_.map.chunks_of(s);
+    if (h.chunks.empty()) continue;
+    const std::vector<uint32_t> ids = h.chunks;
+    const ShardMap* map = &opt_.map;
+    tickets.push_back(dispatch_.call(s, std::move(h), {}, [=](const Header&, std::vector<Message>& frames) {
+      for (size_t i = 0; i < ids.size(); ++i) {
+        const Chunk& c = map->chunks[ids[i]];
+        take(frames, i, flat + c.begin, c.size());
+      }
+    }));
+  }
+  for (auto& t : tickets) t.wait();
+}
+
+void Worker::init(const float* flat, const OptimizerConfig& config, const OptimizerState& state) {
+  const OptKind kind = kind_of(config.kind);
+  const size_t slots = kind == OptKind::Adam ? 2 : kind == OptKind::Momentum ? 1 : 0;
+  STRAND_CHECK(kind != OptKind::None && state.kind == config.kind && state.slots.size() == slots, Usage,
+               "optimizer state of kind '" + state.kind + "' does not fit optimizer '" + config.kind + "'", where_);
+  for (const auto& s : state.slots)
+    STRAND_CHECK(int64_t(s.size()) == opt_.map.floats, Usage, "optimizer state of the wrong size", where_);
+  std::vector<Ticket> tickets;
+  for (int s = 0; s < opt_.map.servers; ++s) {
+    Header h;
+    h.type = MsgType::Init;
+    h.step = state.step;
+    h.optimizer = kind;
+    h.hyper = {config.momentum, config.beta1, config.beta2, config.eps};
+    h.chunks = opt_.map.chunks_of(s);
+    if (h.chunks.empty()) continue;
+    std::vector<std::span<const std::byte>> payloads;
+    for (uint32_t id : h.chunks) {
+      const Chunk& c = opt_.map.chunks[id];
+      payloads.push_back(bytes(flat + c.begin, c.size()));
+      for (const auto& slot : state.slots) payloads.push_back(bytes(slot.data() + c.begin, c.size()));
+    }
+    tickets.push_back(dispatch_.call(s, std::move(h), std::move(payloads)));
+  }
+  for (auto& t : tickets) t.wait();
+}
+
+void Worker::gather(float* flat, OptimizerState& state) {
+  std::vector<Ticket> tickets;
+  std::vector<Header> replies(size_t(opt_.map.servers));
+  state.slots.clear();
+  // Slot buffers sized once the first reply says which optimizer the servers run.
+  std::vector<std::vector<float>> slots(2, std::vector<float>(size_t(opt_.map.floats)));
+  for (int s = 0; s < opt_.map.servers; ++s) {
+    Header h;
+    h.type = MsgType::Gather;
+    h.chunks = opt_.map.chunks_of(s);
+    if (h.chunks.empty()) continue;
+    const std::vector<uint32_t> ids = h.chunks;
+    const ShardMap* map = &opt_.map;
+    Header* out = &replies[size_t(s)];
+    tickets.push_back(dispatch_.call(s, std::move(h), {}, [=, &slots](const Header& r, std::vector<Message>& frames) {
+      const size_t k = r.optimizer == OptKind::Adam ? 2 : r.optimizer == OptKind::Momentum ? 1 : 0;
+      STRAND_CHECK(frames.size() == ids.size() * (1 + k), Format, "gather reply with the wrong number of frames",
+                   "PS reply");
+      for (size_t i = 0; i < ids.size(); ++i) {
+        const Chunk& c = map->chunks[ids[i]];
+        take(frames, i * (1 + k), flat + c.begin, c.size());
+        for (size_t j = 0; j < k; ++j) take(frames, i * (1 + k) + 1 + j, slots[j].data() + c.begin, c.size());
+      }
+      *out = r;
+    }));
+  }
+  for (auto& t : tickets) t.wait();
+  // Chunk 0 is on some server; servers without chunks were not asked.
+  const Header& first = replies[size_t(opt_.map.chunks[0].server)];
+  const OptKind kind = first.optimizer;
+  state.kind = kind == OptKind::Adam ? "adam" : kind == OptKind::Momentum ? "momentum" : "sgd";
+  state.step = first.step;
+  for (int s = 0; s < opt_.map.servers; ++s) {
+    if (opt_.map.chunks_of(s).empty()) continue;
+    const Header& r = replies[size_t(s)];
+    STRAND_CHECK(r.optimizer == kind, Format, "servers run different optimizers", where_);
+    state.step = std::min(state.step, r.step);
+  }
+  slots.resize(kind == OptKind::Adam ? 2 : kind == OptKind::Momentum ? 1 : 0);
+  state.slots = std::move(slots);
+}
+
+double Worker::sum(double value) {
+  Header h;
+  h.type = MsgType::Sum;
+  h.step = sum_round_++;
+  h.value = value;
+  double total = 0;
+  dispatch_.call(0, std::move(h), {}, [&total](const Header& r, std::vector<Message>&) { total = r.value; }).wait();
+  return total;
+}
+
+void Worker::leave() {
+  std::vector<Ticket> tickets;
+  for (int s = 0; s < opt_.map.servers; ++s) {
+    Header h;
+    h.type = MsgType::Leave;
+    tickets.push_back(dispatch_.call(s, std::move(h)));
+  }
+  for (auto& t : tickets) t.wait();
+}
+
+}  // namespace strand::ps

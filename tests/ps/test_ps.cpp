@@ -1,0 +1,603 @@
+// Parameter server: header codec, shard map, exact push/pull round trips, sync training equal
+// to one process with the global batch, async and ssp convergence, the staleness bound, a
+// server fed hostile frames, a dropped worker, a dead server, checkpoints onto another server
+// count. Everything runs in this process on 127.0.0.1 (servers and workers on threads).
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <thread>
+
+#include "core/error.hpp"
+#include "core/layers.hpp"
+#include "ps/server.hpp"
+#include "ps/strategy.hpp"
+#include "ps/transport.hpp"
+#include "ps/worker.hpp"
+#include "train/trainer.hpp"
+
+namespace strand::ps {
+namespace {
+
+using namespace strand::layers;
+using Clock = std::chrono::steady_clock;
+
+constexpr uint64_t kToken = 0x5eedf00dcafe1234ULL;
+
+Context quiet_context(int rank = 0, int world = 1) {
+  return Context(make_cpu_backend(1), {rank, world, "test-host"}, [](std::string_view) {});
+}
+
+std::span<const std::byte> as_bytes(const std::string& s) { return {reinterpret_cast<const std::byte*>(s.data()), s.size()}; }
+
+// ---------------------------------------------------------------- header and map
+
+TEST(Header, RoundTripsEveryField) {
+  Header h;
+  h.token = kToken;
+  h.type = MsgType::Init;
+  h.sender = 3;
+  h.request = 99;
+  h.step = -7;
+  h.lr = 0.25f;
+  h.value = 1.5;
+  h.optimizer = OptKind::Adam;
+  h.hyper = {0.9f, 0.8f, 0.99f, 1e-7f};
+  h.chunks = {0, 5, 4000000000u};
+  h.text = "why";
+  const Header d = decode_header(as_bytes(encode_header(h)));
+  EXPECT_EQ(d.token, h.token);
+  EXPECT_EQ(d.type, h.type);
+  EXPECT_EQ(d.sender, 3);
+  EXPECT_EQ(d.request, 99u);
+  EXPECT_EQ(d.step, -7);
+  EXPECT_EQ(d.lr, 0.25f);
+  EXPECT_EQ(d.value, 1.5);
+  EXPECT_EQ(d.optimizer, OptKind::Adam);
+  EXPECT_EQ(d.hyper, h.hyper);
+  EXPECT_EQ(d.chunks, h.chunks);
+  EXPECT_EQ(d.text, "why");
+}
+
+TEST(Header, EveryBrokenFormIsAFormatError) {
+  Header h;
+  h.token = kToken;
+  h.chunks = {1, 2, 3};
+  const std::string good = encode_header(h);
+  for (size_t n = 0; n < good.size(); ++n) {
+    try {
+      decode_header(as_bytes(good.substr(0, n)));
+      ADD_FAILURE() << "a header cut to " << n << " bytes decoded";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::Format);
+    }
+  }
+  EXPECT_THROW(decode_header(as_bytes(good + "x")), Error);  // trailing bytes
+  std::string bad = good;
+  bad[1] ^= 0x40;  // magic (after cereal's endianness byte)
+  EXPECT_THROW(decode_header(as_bytes(bad)), Error);
+  EXPECT_THROW(decode_header(as_bytes(std::string(kMaxHeaderBytes + 1, '\0'))), Error);
+  Header many;
+  many.chunks.resize(kMaxChunksPerMessage + 1);
+  try {
+    decode_header(as_bytes(encode_header(many)));
+    ADD_FAILURE() << "too many chunk ids decoded";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("chunk ids"), std::string::npos) << e.what();
+  }
+  // A claimed count far beyond the frame must not allocate it: the count check comes first.
+  std::string huge = encode_header(h);
+  const size_t count_at = huge.size() - 4 * 3 - 4 - 4;  // chunks' count, then 3 ids, text size
+  std::memset(&huge[count_at], 0x7f, 4);
+  EXPECT_THROW(decode_header(as_bytes(huge)), Error);
+}
+
+TEST(Token, ParsesItsOwnTextAndRejectsOthers) {
+  const uint64_t t = random_token();
+  EXPECT_NE(t, 0u);
+  EXPECT_EQ(parse_token(token_to_string(t)), t);
+  EXPECT_THROW(parse_token("xyz"), Error);
+  EXPECT_THROW(parse_token("0000000000000000"), Error);
+}
+
+TEST(ShardMap, GreedyBalancedAndDeterministic) {
+  const ShardMap m = ShardMap::build(1000, 64 * 4, 3);  // 15 chunks of 64 floats + one of 40
+  ASSERT_EQ(m.chunks.size(), 16u);
+  EXPECT_EQ(m.chunks.back().size(), 1000 - 15 * 64);
+  int64_t covered = 0;
+  for (const Chunk& c : m.chunks) {
+    EXPECT_EQ(c.begin, covered);
+    covered = c.end;
+  }
+  EXPECT_EQ(covered, 1000);
+  const auto [lo, hi] = std::minmax_element(m.server_bytes.begin(), m.server_bytes.end());
+  EXPECT_LE(*hi - *lo, 64 * 4) << m.describe();
+  const ShardMap again = ShardMap::build(1000, 64 * 4, 3);
+  for (size_t i = 0; i < m.chunks.size(); ++i) EXPECT_EQ(m.chunks[i].server, again.chunks[i].server);
+  EXPECT_NE(m.describe().find("server 2"), std::string::npos);
+  EXPECT_THROW(ShardMap::build(1000, 6, 2), Error);
+  EXPECT_THROW(ShardMap::build(0, 64, 2), Error);
+  EXPECT_THROW(ShardMap::build(10, 64, 0), Error);
+}
+
+TEST(Consistency, ParsesModes) {
+  EXPECT_EQ(Consistency::parse("sync").mode, Consistency::Sync);
+  EXPECT_EQ(Consistency::parse("async").mode, Consistency::Async);
+  EXPECT_EQ(Consistency::parse("ssp:3").staleness, 3);
+  EXPECT_EQ(Consistency::parse("ssp:3").str(), "ssp:3");
+  EXPECT_THROW(Consistency::parse("ssp:"), Error);
+  EXPECT_THROW(Consistency::parse("ssp:-1"), Error);
+  EXPECT_THROW(Consistency::parse("bsp"), Error);
+}
+
+// ---------------------------------------------------------------- a cluster in one process
+
+struct Cluster {
+  Cluster(int servers, int workers, int64_t floats, int64_t chunk_bytes, const std::string& mode,
+          double worker_timeout_s = 10)
+      : map(ShardMap::build(floats, chunk_bytes, servers)) {
+    for (int i = 0; i < servers; ++i) {
+      contexts.push_back(std::make_unique<Context>(quiet_context()));
+      ServerOptions o;
+      o.token = kToken;
+      o.index = i;
+      o.map = map;
+      o.workers = workers;
+      o.consistency = Consistency::parse(mode);
+      o.worker_timeout_s = worker_timeout_s;
+      o.check_interval_s = 0.02;
+      this->servers.push_back(std::make_unique<Server>(*contexts.back(), o));
+      endpoints.push_back(this->servers.back()->endpoint());
+    }
+  }
+  PsConfig config(int rank, int workers, int64_t chunk_bytes) const {
+    PsConfig c;
+    c.servers = endpoints;
+    c.token = kToken;
+    c.rank = rank;
+    c.workers = workers;
+    c.chunk_bytes = chunk_bytes;
+    c.dispatch.heartbeat_s = 0.05;
+    c.dispatch.server_timeout_s = 2;
+    return c;
+  }
+  WorkerOptions worker_options(int rank, int workers) const {
+    WorkerOptions o;
+    o.servers = endpoints;
+    o.token = kToken;
+    o.rank = rank;
+    o.workers = workers;
+    o.map = map;
+    o.dispatch.heartbeat_s = 0.05;
+    o.dispatch.server_timeout_s = 2;
+    return o;
+  }
+  ServerStats total() const {
+    ServerStats t;
+    for (auto& s : servers) {
+      const ServerStats x = s->stats();
+      t.bad_token += x.bad_token;
+      t.malformed += x.malformed;
+      t.unknown_chunk += x.unknown_chunk;
+      t.rejected += x.rejected;
+      t.workers_dropped += x.workers_dropped;
+      t.updates += x.updates;
+      t.max_staleness = std::max(t.max_staleness, x.max_staleness);
+    }
+    return t;
+  }
+  ShardMap map;
+  std::vector<std::unique_ptr<Context>> contexts;
+  std::vector<std::unique_ptr<Server>> servers;
+  std::vector<std::string> endpoints;
+};
+
+std::vector<float> random_floats(size_t n, uint32_t seed) {
+  std::mt19937 g(seed);
+  std::uniform_real_distribution<float> d(-1, 1);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(g);
+  return v;
+}
+
+TEST(KeyValue, PushAndPullRoundTripExactly) {
+  const int64_t n = 10007;  // not a multiple of the chunk
+  Cluster cl(2, 1, n, 1024 * 4, "async");
+  Context ctx = quiet_context();
+  Worker w(ctx, cl.worker_options(0, 1));
+  const std::vector<float> init = random_floats(size_t(n), 1);
+  OptimizerConfig sgd;
+  sgd.kind = "sgd";
+  w.init(init.data(), sgd, OptimizerState{"sgd", 0, {}});
+  std::vector<float> got(size_t(n), 0.f);
+  w.pull_all(got.data(), 0);
+  EXPECT_TRUE(got == init) << "pulled parameters differ from those set";
+
+  // Random chunks, pushed in random order with lr 1: each becomes exactly params - grads.
+  std::vector<float> expect = init;
+  const std::vector<float> grads = random_floats(size_t(n), 2);
+  std::vector<uint32_t> order(w.map().chunks.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = uint32_t(i);
+  std::shuffle(order.begin(), order.end(), std::mt19937(3));
+  std::vector<Ticket> tickets;
+  for (uint32_t id : order) {
+    const Chunk& c = w.map().chunks[id];
+    tickets.push_back(w.push(id, grads.data() + c.begin, 0, 1.0f));
+    for (int64_t i = c.begin; i < c.end; ++i) expect[size_t(i)] = init[size_t(i)] - grads[size_t(i)];
+  }
+  for (uint32_t id : order) {
+    const Chunk& c = w.map().chunks[id];
+    tickets.push_back(w.pull(id, got.data() + c.begin, 1));
+  }
+  for (auto& t : tickets) t.wait();
+  EXPECT_TRUE(got == expect) << "a pull after a push is not exactly params - lr * grads";
+
+  // Gather returns what the servers hold, with the optimizer step.
+  std::vector<float> gathered(static_cast<size_t>(n));
+  OptimizerState st;
+  w.gather(gathered.data(), st);
+  EXPECT_TRUE(gathered == expect);
+  EXPECT_EQ(st.kind, "sgd");
+  EXPECT_EQ(st.step, 1);
+  EXPECT_EQ(cl.total().updates, int64_t(order.size()));
+}
+
+// ---------------------------------------------------------------- training
+
+ModelArch tiny_cnn() {
+  return {"tiny_cnn", Shape{1, 8, 8},
+          {conv2d(4, 3, true), relu(), maxpool2x2(), flatten(), dense(16), relu(), dropout(0.4), dense(10)}};
+}
+
+io::Dataset banded(int64_t n, uint64_t seed) {
+  io::Dataset d;
+  d.sample_shape = Shape{1, 8, 8};
+  d.images.resize(size_t(n * 64));
+  d.labels.resize(size_t(n));
+  for (int64_t i = 0; i < n; ++i) {
+    const int32_t label = int32_t(mix64(seed + uint64_t(i)) % 10);
+    d.labels[size_t(i)] = label;
+    for (int64_t p = 0; p < 64; ++p) {
+      const float noise = float(mix64(seed * 31 + uint64_t(i * 64 + p)) >> 40) / 16777216.0f;
+      d.images[size_t(i * 64 + p)] = 0.3f * noise + (((p / 8 + p % 8) % 10 == label) ? 0.7f : 0.f);
+    }
+  }
+  return d;
+}
+
+TrainConfig config(int64_t batch, int64_t steps) {
+  TrainConfig c;
+  c.batch_size = batch;
+  c.seed = 11;
+  c.max_steps = steps;
+  c.epochs = 50;
+  c.optimizer.lr = 1e-2f;
+  c.lr_schedule = "cosine";
+  return c;
+}
+
+// `workers` threads train through PS with per-worker batch b; returns each worker's weights.
+std::vector<std::vector<float>> train_ps(Cluster& cl, int workers, const io::Dataset& data, const TrainConfig& cfg,
+                                         int64_t chunk_bytes, std::vector<TrainResult>* results = nullptr) {
+  std::vector<std::vector<float>> weights(static_cast<size_t>(workers));
+  std::vector<TrainResult> res(static_cast<size_t>(workers));
+  std::vector<std::string> errors(static_cast<size_t>(workers));
+  std::vector<std::thread> threads;
+  for (int r = 0; r < workers; ++r)
+    threads.emplace_back([&, r] {
+      try {
+        Context ctx = quiet_context(r, workers);
+        Model m(ctx.backend(), tiny_cnn());
+        PsStrategy s(ctx, cl.config(r, workers, chunk_bytes), m.param_count());
+        res[size_t(r)] = train(ctx, m, data, nullptr, cfg, s);
+        s.leave();
+        weights[size_t(r)] = m.get_params();
+      } catch (const std::exception& e) {
+        errors[size_t(r)] = e.what();
+      }
+    });
+  for (auto& t : threads) t.join();
+  for (int r = 0; r < workers; ++r) EXPECT_EQ(errors[size_t(r)], "") << "worker " << r;
+  if (results) *results = res;
+  return weights;
+}
+
+TEST(Sync, TwoWorkersMatchOneProcessWithTheGlobalBatch) {
+  const io::Dataset data = banded(300, 1);
+  const int64_t b = 16, chunk = 256 * 4;  // several chunks on each of 2 servers
+  Context probe = quiet_context();
+  const int64_t params = Model(probe.backend(), tiny_cnn()).param_count();
+  Cluster cl(2, 2, params, chunk, "sync");
+  std::vector<TrainResult> res;
+  const auto w = train_ps(cl, 2, data, config(b, 20), chunk, &res);
+  ASSERT_FALSE(w[0].empty());
+  EXPECT_EQ(res[0].global_step, 20);
+  EXPECT_TRUE(w[0] == w[1]) << "the workers hold different parameters";
+
+  Context ctx = quiet_context();
+  Model single(ctx.backend(), tiny_cnn());
+  train(ctx, single, data, nullptr, config(2 * b, 20));
+  const std::vector<float> ref = single.get_params();
+  double diff = 0, norm = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    diff += (double(w[0][i]) - ref[i]) * (double(w[0][i]) - ref[i]);
+    norm += double(ref[i]) * ref[i];
+  }
+  EXPECT_LT(std::sqrt(diff / norm), 1e-4) << "PS sync differs from one process with the global batch";
+  // The comparison can fail: the per-worker batch alone gives other weights.
+  Model other(ctx.backend(), tiny_cnn());
+  train(ctx, other, data, nullptr, config(b, 20));
+  EXPECT_FALSE(other.get_params() == ref);
+  EXPECT_EQ(cl.total().updates, 20 * int64_t(cl.map.chunks.size()));
+}
+
+class Converges : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(Converges, TwoWorkersLearnTheBandedProblem) {
+  const io::Dataset data = banded(2000, 5), test = banded(500, 77);
+  const int64_t chunk = 256 * 4;
+  Context probe = quiet_context();
+  Cluster cl(2, 2, Model(probe.backend(), tiny_cnn()).param_count(), chunk, GetParam());
+  TrainConfig cfg = config(16, 0);
+  cfg.epochs = 2;
+  const auto w = train_ps(cl, 2, data, cfg, chunk);
+  ASSERT_FALSE(w[0].empty());
+  Context ctx = quiet_context();
+  Model m(ctx.backend(), tiny_cnn());
+  m.set_params(w[0]);
+  const EvalResult before = [&] {
+    Model fresh(ctx.backend(), tiny_cnn());
+    fresh.init(11);
+    return evaluate(fresh, test);
+  }();
+  const EvalResult after = evaluate(m, test);
+  EXPECT_GE(after.accuracy, 0.9) << GetParam() << " (untrained: " << before.accuracy << ")";
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, Converges, ::testing::Values("async", "ssp:2"),
+                         [](const auto& info) { return info.param == "async" ? "async" : "ssp2"; });
+
+// One hand-driven step (the trainer's order of hooks) on a fixed random batch.
+struct Stepper {
+  explicit Stepper(int rank, int world)
+      : ctx(quiet_context(rank, world)), model(ctx.backend(), tiny_cnn()), data(banded(32, 100 + uint64_t(rank))) {
+    model.init(11);
+    OptimizerConfig oc;
+    oc.kind = "adam";
+    oc.lr = 1e-3f;
+    opt = std::make_unique<Optimizer>(ctx.backend(), oc, model.param_count());
+  }
+  void step(Strategy& s, int64_t i) {
+    model.forward(data.images.data(), 32, true, uint64_t(i));
+    model.loss(data.labels.data(), 32);
+    model.backward([&](int64_t a, int64_t b) { s.grads_ready(model, a, b); });
+    s.finish_step(model, *opt);
+  }
+  Context ctx;
+  Model model;
+  io::Dataset data;
+  std::unique_ptr<Optimizer> opt;
+};
+
+// Worker 1 sleeps before each step; worker 0 may run at most S steps ahead of it (+1: worker
+// 1's push lands a moment before its own count is updated). Without a bound it runs away.
+int64_t max_lead(const std::string& mode, int steps, ServerStats* stats) {
+  const int64_t chunk = 256 * 4;
+  Context probe = quiet_context();
+  Cluster cl(2, 2, Model(probe.backend(), tiny_cnn()).param_count(), chunk, mode);
+  std::atomic<int64_t> done[2] = {0, 0};
+  std::atomic<int64_t> lead{0};
+  std::vector<std::thread> threads;
+  for (int r = 0; r < 2; ++r)
+    threads.emplace_back([&, r] {
+      Stepper st(r, 2);
+      PsStrategy s(st.ctx, cl.config(r, 2, chunk), st.model.param_count());
+      s.broadcast_initial(st.model, *st.opt);
+      for (int i = 0; i < steps; ++i) {
+        if (r == 1) std::this_thread::sleep_for(std::chrono::milliseconds(25));
+        st.step(s, i);
+        done[r] = i + 1;
+        if (r == 0) lead = std::max<int64_t>(lead, done[0] - done[1]);
+      }
+      s.leave();
+    });
+  for (auto& t : threads) t.join();
+  *stats = cl.total();
+  return lead;
+}
+
+TEST(Ssp, BoundsStalenessOfASlowedWorker) {
+  ServerStats st;
+  const int64_t bounded = max_lead("ssp:2", 16, &st);
+  EXPECT_LE(bounded, 3) << "worker 0 ran more than S=2 steps ahead of the slow worker";
+  EXPECT_LE(st.max_staleness, 2);
+  const int64_t free = max_lead("async", 16, &st);
+  EXPECT_GT(free, 6) << "without a bound the fast worker should run ahead (the bound test means nothing otherwise)";
+  EXPECT_GT(st.max_staleness, 2);
+}
+
+// ---------------------------------------------------------------- hostile input and failures
+
+TEST(Server, KeepsServingThroughGarbageTruncatedAndWrongTokenFrames) {
+  // Chunks above 64 KiB, so a frame of an oversized header gets past ZeroMQ's size limit.
+  const int64_t n = 40960;
+  Cluster cl(1, 1, n, 32768 * 4, "async");
+  ZmqContext zctx;
+  Socket evil(zctx, ZMQ_DEALER, "test");
+  evil.connect(cl.endpoints[0]);
+  auto send = [&](std::vector<std::string> frames) {
+    std::vector<Message> parts;
+    for (auto& f : frames) parts.emplace_back(f.data(), f.size());
+    evil.send(parts);
+  };
+  Header good;
+  good.token = kToken;
+  good.sender = 0;
+  good.type = MsgType::Push;
+  good.step = 0;
+  good.lr = 1;
+  good.chunks = {0};
+  const std::string enc = encode_header(good);
+  std::mt19937 g(9);
+  for (int i = 0; i < 50; ++i) {  // random bytes of random lengths
+    std::string junk(size_t(g() % 300), '\0');
+    for (auto& ch : junk) ch = char(g());
+    send({junk});
+  }
+  send({""});                                              // empty frame
+  send({enc.substr(0, enc.size() / 2), std::string(4096, 'x')});  // truncated header
+  Header wrong = good;
+  wrong.token = kToken ^ 1;
+  send({encode_header(wrong), std::string(4096, 'x')});  // wrong token
+  Header liar = good;
+  liar.sender = 7;                                         // no such worker
+  send({encode_header(liar), std::string(4096, 'x')});
+  Header unknown = good;
+  unknown.chunks = {12345};                                 // no such chunk
+  send({encode_header(unknown), std::string(4096, 'x')});
+  send({enc, std::string(17, 'x')});                       // payload of the wrong size
+  send({enc});                                             // payload missing
+  send({std::string(kMaxHeaderBytes + 10, 'h')});          // oversized header
+  {  // a frame larger than any chunk: ZeroMQ cuts the connection, the server lives on
+    ZmqContext z2;
+    Socket big(z2, ZMQ_DEALER, "test");
+    big.connect(cl.endpoints[0]);
+    std::vector<Message> parts;
+    parts.emplace_back(enc.data(), enc.size());
+    parts.emplace_back(size_t(32 << 20));
+    big.send(parts);
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+
+  // A real worker is served as if nothing happened, and nothing reached the parameters.
+  Context ctx = quiet_context();
+  {
+    Worker w(ctx, cl.worker_options(0, 1));
+    const std::vector<float> init = random_floats(size_t(n), 4);
+    OptimizerConfig sgd;
+    sgd.kind = "sgd";
+    w.init(init.data(), sgd, OptimizerState{"sgd", 0, {}});
+    std::vector<float> got(static_cast<size_t>(n));
+    w.pull_all(got.data(), 0);
+    EXPECT_TRUE(got == init);
+  }
+  const ServerStats s = cl.total();
+  EXPECT_EQ(s.bad_token, 1);
+  EXPECT_GE(s.malformed, 50 + 1 + 1 + 1 + 1);  // junk, empty, truncated, bad sender, oversized
+  EXPECT_EQ(s.unknown_chunk, 1);
+  EXPECT_GE(s.rejected, 3);  // unknown chunk, wrong size, missing payload: refused with a reason
+  EXPECT_EQ(s.updates, 0) << "a hostile push reached the parameters";
+
+  // A worker with the token but another chunk size is told what is wrong, and nothing applies.
+  WorkerOptions o = cl.worker_options(0, 1);
+  o.map = ShardMap::build(n, 16384 * 4, 1);
+  Worker confused(ctx, o);
+  const std::vector<float> ones(32768, 1.f);
+  try {
+    confused.push(2, ones.data(), 0, 1.f).wait();
+    ADD_FAILURE() << "a push of an unknown chunk was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("is not held by server 0"), std::string::npos) << e.what();
+  }
+  try {
+    confused.push(0, ones.data(), 0, 1.f).wait();
+    ADD_FAILURE() << "a push of the wrong size was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::Format) << e.what();
+  }
+  EXPECT_EQ(cl.total().updates, 0);
+  EXPECT_EQ(cl.total().unknown_chunk, 2);
+}
+
+TEST(Sync, ADroppedWorkerDoesNotStopTheOthers) {
+  const int64_t chunk = 256 * 4;
+  Context probe = quiet_context();
+  Cluster cl(2, 2, Model(probe.backend(), tiny_cnn()).param_count(), chunk, "sync", /*worker_timeout_s=*/0.5);
+  std::string error;
+  std::thread survivor([&] {
+    try {
+      Stepper st(0, 2);
+      PsStrategy s(st.ctx, cl.config(0, 2, chunk), st.model.param_count());
+      s.broadcast_initial(st.model, *st.opt);
+      for (int i = 0; i < 12; ++i) st.step(s, i);
+      s.leave();
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+  });
+  {
+    Stepper st(1, 2);
+    PsStrategy s(st.ctx, cl.config(1, 2, chunk), st.model.param_count());
+    s.broadcast_initial(st.model, *st.opt);
+    for (int i = 0; i < 3; ++i) st.step(s, i);
+  }  // gone without leave(): to the servers, a crash
+  const auto t0 = Clock::now();
+  survivor.join();
+  EXPECT_EQ(error, "");
+  EXPECT_LT(std::chrono::duration<double>(Clock::now() - t0).count(), 5.0);
+  EXPECT_EQ(cl.total().workers_dropped, 2);  // counted by each server
+  EXPECT_EQ(cl.total().updates, 12 * int64_t(cl.map.chunks.size()));
+}
+
+TEST(Worker, ADeadServerFailsTheStepWithinTheTimeout) {
+  const int64_t chunk = 256 * 4;
+  Context probe = quiet_context();
+  Cluster cl(2, 1, Model(probe.backend(), tiny_cnn()).param_count(), chunk, "sync");
+  Stepper st(0, 1);
+  PsConfig c = cl.config(0, 1, chunk);
+  c.dispatch.server_timeout_s = 1;
+  PsStrategy s(st.ctx, c, st.model.param_count());
+  s.broadcast_initial(st.model, *st.opt);
+  st.step(s, 0);
+  const std::string dead = cl.endpoints[1];
+  cl.servers[1].reset();
+  const auto t0 = Clock::now();
+  try {
+    for (int i = 1; i < 100; ++i) st.step(s, i);
+    ADD_FAILURE() << "training went on without server 1";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::Timeout) << e.what();
+    EXPECT_NE(std::string(e.what()).find(dead), std::string::npos) << e.what();
+  }
+  EXPECT_LT(std::chrono::duration<double>(Clock::now() - t0).count(), 2.5);
+}
+
+// ---------------------------------------------------------------- checkpoints
+
+TEST(Checkpoint, CollectsShardsAndRestoresOntoAnotherServerCount) {
+  const int64_t chunk = 300 * 4;
+  Context probe = quiet_context();
+  const int64_t params = Model(probe.backend(), tiny_cnn()).param_count();
+  Stepper st(0, 1);
+  std::vector<float> saved, continued;
+  OptimizerState saved_state;
+  {
+    Cluster two(2, 1, params, chunk, "sync");
+    PsStrategy s(st.ctx, two.config(0, 1, chunk), params);
+    s.broadcast_initial(st.model, *st.opt);
+    for (int i = 0; i < 4; ++i) st.step(s, i);
+    s.collect(st.model, *st.opt);
+    saved = st.model.get_params();
+    saved_state = st.opt->state();
+    EXPECT_EQ(saved_state.step, 4);
+    for (int i = 4; i < 8; ++i) st.step(s, i);
+    continued = st.model.get_params();
+    s.leave();
+  }
+  // Restore the checkpoint onto three servers (re-sharded) and take the same steps.
+  Cluster three(3, 1, params, chunk, "sync");
+  st.model.set_params(saved);
+  st.opt->load_state(saved_state);
+  PsStrategy s(st.ctx, three.config(0, 1, chunk), params);
+  s.broadcast_initial(st.model, *st.opt);
+  for (int i = 4; i < 8; ++i) st.step(s, i);
+  EXPECT_TRUE(st.model.get_params() == continued) << "resumed on 3 servers differs from going on with 2";
+  EXPECT_FALSE(saved == continued);
+  s.leave();
+}
+
+}  // namespace
+}  // namespace strand::ps
