@@ -162,6 +162,7 @@ HttpResponse Endpoint::tfs(const HttpRequest& r, std::string_view rest) {
     require_method(r, "POST");
     if (verb != "predict")
       throw Refusal{400, "method " + echo(verb) + " is not supported; this signature serves ':predict'"};
+    const Executor::Announcement coming(executor_);
     Instances in = parse_tfs_json(r.body, v.spec, *parsers_.acquire());
     if (!in.signature_name.empty() && in.signature_name != kSignature)
       throw Refusal{400, "unknown signature_name " + echo(in.signature_name) + "; the model has '" + std::string(kSignature) + "'"};
@@ -213,6 +214,7 @@ HttpResponse Endpoint::invocations(const HttpRequest& r) {
     throw Refusal{406, "cannot answer in any of Accept: " + echo(r.accept) + " (supported: application/json, application/jsonlines)"};
 
   const std::string type = media_type(r.content_type);
+  const Executor::Announcement coming(executor_);
   Instances in;
   if (type.empty() || type == "application/json") in = parse_sagemaker_json(r.body, v.spec, *parsers_.acquire());
   else if (type == "application/jsonlines" || type == "application/jsons") in = parse_json_lines(r.body, v.spec, *parsers_.acquire());

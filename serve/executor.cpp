@@ -42,6 +42,19 @@ void Executor::run(Model& model, const float* x, int64_t rows, float* probs) {
   if (job.error) std::rethrow_exception(job.error);
 }
 
+Executor::Announcement::Announcement(Executor& e) : e_(e) {
+  std::lock_guard lk(e_.mu_);
+  ++e_.announced_;
+}
+
+Executor::Announcement::~Announcement() {
+  {
+    std::lock_guard lk(e_.mu_);
+    --e_.announced_;
+  }
+  e_.queued_.notify_all();  // a batch may have been waiting for this request
+}
+
 int64_t Executor::queued_rows(const Model* model) const {
   int64_t rows = 0;
   for (const Job* j : queue_)
@@ -56,7 +69,9 @@ void Executor::batch_loop() {
     if (queue_.empty()) return;  // stopping, and nothing left to run
     Model* model = queue_.front()->model;
     const auto deadline = queue_.front()->arrived + options_.timeout;
-    queued_.wait_until(lk, deadline, [&] { return stopping_ || queued_rows(model) >= options_.max_batch; });
+    queued_.wait_until(lk, deadline, [&] {
+      return stopping_ || queued_rows(model) >= options_.max_batch || int64_t(queue_.size()) >= announced_;
+    });
     // Oldest first; a job that does not fit waits for the next pass.
     std::vector<Job*> batch;
     int64_t rows = 0;

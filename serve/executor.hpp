@@ -1,6 +1,7 @@
 // Executor: runs the forward passes of an endpoint, one at a time (its models share one
 // backend). With batching on, concurrent requests for the same model are merged into one
 // forward pass of up to `max_batch` rows, waiting at most `timeout` after the first arrived.
+// The wait ends early when every request known to be on its way is queued (see Announcement).
 // A row's probabilities do not depend on the other rows of its pass (the kernels never split
 // or reorder a row's sums by batch), so batching never changes a result; tests check it.
 // Passes are cut into chunks of at most kMaxPassRows rows, so the activation memory is bounded
@@ -38,6 +39,20 @@ class Executor {
   // x [rows, input] -> probs [rows, classes], host memory; blocks until done. Thread-safe.
   void run(Model& model, const float* x, int64_t rows, float* probs);
 
+  // Held by a request from before it is parsed until it is answered. A batch waits for more
+  // rows only while some announced request has not reached run() yet, so a lone request runs
+  // at once and the timeout only bounds the wait for requests known to be coming.
+  class Announcement {
+   public:
+    explicit Announcement(Executor& e);
+    ~Announcement();
+    Announcement(const Announcement&) = delete;
+    Announcement& operator=(const Announcement&) = delete;
+
+   private:
+    Executor& e_;
+  };
+
   const BatchOptions& options() const { return options_; }
   // Forward passes run so far (a merged batch counts once); lets tests see batching happen.
   int64_t passes() const { return passes_; }
@@ -63,6 +78,7 @@ class Executor {
   std::condition_variable queued_, finished_;
   std::deque<Job*> queue_;
   bool stopping_ = false;
+  int64_t announced_ = 0;  // requests holding an Announcement (guarded by mu_)
   std::atomic<int64_t> passes_{0};
   std::vector<float> xs_, ps_;  // the batching thread's staging buffers
   std::thread thread_;          // last: started after everything it uses

@@ -377,9 +377,11 @@ TEST_F(EndpointTest, MemoryDoesNotGrowUnderLoad) {
 
 TEST(Serve, GracefulStopFinishesRequestsInFlight) {
   ModelDir models;
-  // A long batch timeout holds the request inside the server while stop() is called.
+  // A long batch timeout and a request announced but never sent hold the real request inside
+  // the server while stop() is called.
   auto served = std::make_unique<Served>(models.path(), BatchOptions{8, std::chrono::microseconds(400000)});
   const int port = served->server.port();
+  auto phantom = std::make_unique<Executor::Announcement>(served->executor);
   auto reply = std::async(std::launch::async, [&] {
     httplib::Client c("127.0.0.1", port);
     c.set_read_timeout(30, 0);
@@ -387,8 +389,11 @@ TEST(Serve, GracefulStopFinishesRequestsInFlight) {
     return res ? std::pair{res->status, res->body} : std::pair{-1, std::string()};
   });
   std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  const auto t0 = std::chrono::steady_clock::now();
   served->server.stop();
+  EXPECT_GT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(100));  // it did wait for the request
   EXPECT_EQ(reply.get(), std::pair(200, kUniform1));
+  phantom.reset();
   // Stopped: new connections are refused.
   EXPECT_FALSE(httplib::Client("127.0.0.1", port).Get("/ping"));
 }
