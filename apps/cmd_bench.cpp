@@ -160,6 +160,7 @@ void add_bench_command(CLI::App& app) {
   inf->callback([b] { run_bench_infer(*b); });
   add_bench_serve_command(*bench);
   add_bench_allreduce_command(*bench);
+  add_bench_ps_command(*bench);
 }
 
 }  // namespace strand::cli

@@ -16,5 +16,7 @@ void add_serve_commands(CLI::App& app);
 void add_bench_serve_command(CLI::App& bench);
 // bench allreduce (apps/cmd_bench_allreduce.cpp), registered by add_bench_command
 void add_bench_allreduce_command(CLI::App& bench);
+// bench ps (apps/cmd_bench_ps.cpp), registered by add_bench_command
+void add_bench_ps_command(CLI::App& bench);
 
 }  // namespace strand::cli

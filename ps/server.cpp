@@ -74,7 +74,7 @@ struct Server::Impl {
   struct Peer {
     std::string identity;
     Clock::time_point last_seen;
-    bool seen = false, live = true;
+    bool seen = false, live = true, left = false;
   };
   struct Waiting {
     int worker;
@@ -260,6 +260,7 @@ void Server::Impl::handle(std::vector<Message>& parts) {
   p.identity.assign(reinterpret_cast<const char*>(parts[0].data()), parts[0].size());
   p.last_seen = Clock::now();
   p.seen = true;
+  if (p.left && h.type == MsgType::Heartbeat) return;  // its heartbeats may outlast leave()
   if (!p.live) {
     count(&ServerStats::rejected);
     fail(h.sender, h.request,
@@ -281,6 +282,7 @@ void Server::Impl::handle(std::vector<Message>& parts) {
       case MsgType::Sum: sum(h, parts); break;
       case MsgType::Leave: {
         p.live = false;
+        p.left = true;
         ctx.log(where + ": worker " + std::to_string(h.sender) + " left");
         Header r;
         r.type = MsgType::Reply;

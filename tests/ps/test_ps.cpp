@@ -332,6 +332,7 @@ TEST(Sync, TwoWorkersMatchOneProcessWithTheGlobalBatch) {
   train(ctx, other, data, nullptr, config(b, 20));
   EXPECT_FALSE(other.get_params() == ref);
   EXPECT_EQ(cl.total().updates, 20 * int64_t(cl.map.chunks.size()));
+  EXPECT_EQ(cl.total().rejected + cl.total().malformed + cl.total().workers_dropped, 0);
 }
 
 class Converges : public ::testing::TestWithParam<std::string> {};
