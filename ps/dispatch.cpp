@@ -9,6 +9,7 @@ struct Ticket::State {
   std::mutex mu;
   std::condition_variable cv;
   bool done = false;
+  std::chrono::steady_clock::time_point finished;
   std::exception_ptr error;
   Release release;  // borrowed payload frames ZeroMQ still holds
   int server = 0;
@@ -25,6 +26,12 @@ void Ticket::wait() {
   }
   s_->release.wait();
   if (s_->error) std::rethrow_exception(s_->error);
+}
+
+std::chrono::steady_clock::time_point Ticket::finished() const {
+  if (!s_) return {};
+  std::lock_guard<std::mutex> l(s_->mu);
+  return s_->finished;
 }
 
 bool Ticket::ready() const {
@@ -99,6 +106,7 @@ void Dispatcher::complete(const std::shared_ptr<Ticket::State>& s, std::exceptio
   {
     std::lock_guard<std::mutex> l(s->mu);
     s->done = true;
+    s->finished = Clock::now();
     s->error = std::move(e);
     s->payloads.clear();
     s->on_reply = nullptr;

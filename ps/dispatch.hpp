@@ -46,6 +46,8 @@ class Ticket {
   // request's error. A default-constructed ticket is complete.
   void wait();
   bool ready() const;
+  // When the reply arrived (or the request failed); valid after wait().
+  std::chrono::steady_clock::time_point finished() const;
 
   struct State;
 

@@ -12,7 +12,8 @@ void check_host(const Model& model, const Context& ctx) {
 }
 }  // namespace
 
-PsStrategy::PsStrategy(const Context& ctx, PsConfig config, int64_t param_count) : ctx_(ctx) {
+PsStrategy::PsStrategy(const Context& ctx, PsConfig config, int64_t param_count)
+    : ctx_(ctx), timeline_(config.timeline) {
   WorkerOptions o;
   o.servers = std::move(config.servers);
   o.token = config.token;
@@ -26,6 +27,7 @@ PsStrategy::PsStrategy(const Context& ctx, PsConfig config, int64_t param_count)
 
 PsStrategy::~PsStrategy() {
   // ZeroMQ may still hold borrowed gradients after an error; they must outlive its sends.
+  timeline_ = nullptr;  // it may be gone already
   try {
     wait_all();
   } catch (const Error&) {
@@ -48,8 +50,11 @@ void PsStrategy::broadcast_initial(Model& model, Optimizer& optimizer) {
 
 void PsStrategy::issue(Model& model, size_t c) {
   const Chunk& ch = map().chunks[c];
-  pushes_.push_back(worker_->push(uint32_t(c), model.grads() + ch.begin, clock_, optimizer_->config().lr));
-  pulls_.push_back(worker_->pull(uint32_t(c), model.params() + ch.begin, clock_ + 1));
+  const auto t = Timeline::Clock::now();
+  const int64_t bytes = ch.size() * int64_t(sizeof(float));
+  pending_.push_back(
+      {worker_->push(uint32_t(c), model.grads() + ch.begin, clock_, optimizer_->config().lr), "push", t, bytes});
+  pending_.push_back({worker_->pull(uint32_t(c), model.params() + ch.begin, clock_ + 1), "pull", t, bytes});
 }
 
 void PsStrategy::grads_ready(Model& model, int64_t begin, int64_t end) {
@@ -65,7 +70,9 @@ void PsStrategy::finish_step(Model& model, Optimizer& optimizer) {
   STRAND_CHECK(optimizer_, Usage, "broadcast_initial() must run before training steps", ctx_.where());
   optimizer_ = &optimizer;
   while (next_ >= 0) issue(model, size_t(next_--));
+  const auto t0 = Timeline::Clock::now();
   wait_all();
+  if (timeline_) timeline_->record("wait for ps", Timeline::kCompute, t0, Timeline::Clock::now());
   ++clock_;
   ready_from_ = -1;
   next_ = int64_t(map().chunks.size()) - 1;
@@ -74,16 +81,15 @@ void PsStrategy::finish_step(Model& model, Optimizer& optimizer) {
 void PsStrategy::wait_all() {
   // Every ticket is waited for (its frames released) before the first error is rethrown.
   std::exception_ptr first;
-  for (auto* list : {&pushes_, &pulls_}) {
-    for (Ticket& t : *list) {
-      try {
-        t.wait();
-      } catch (...) {
-        if (!first) first = std::current_exception();
-      }
+  for (Pending& p : pending_) {
+    try {
+      p.ticket.wait();
+      if (timeline_) timeline_->record(p.what, Timeline::kComm, p.issued, p.ticket.finished(), p.bytes);
+    } catch (...) {
+      if (!first) first = std::current_exception();
     }
-    list->clear();
   }
+  pending_.clear();
   if (first) std::rethrow_exception(first);
 }
 

@@ -22,6 +22,7 @@
 #include "core/context.hpp"
 #include "ps/worker.hpp"
 #include "train/strategy.hpp"
+#include "train/timeline.hpp"
 
 namespace strand::ps {
 
@@ -31,6 +32,8 @@ struct PsConfig {
   int rank = 0, workers = 1;
   int64_t chunk_bytes = kDefaultChunkBytes;
   DispatchOptions dispatch;
+  // When set: each push and pull (issue to reply, with its bytes) and the step's wait.
+  Timeline* timeline = nullptr;
 };
 
 class PsStrategy final : public Strategy {
@@ -54,7 +57,7 @@ class PsStrategy final : public Strategy {
 
  private:
   void issue(Model& model, size_t chunk);
-  void wait_all();
+  void wait_all();  // every ticket, before the first error is rethrown
 
   const Context& ctx_;
   std::unique_ptr<Worker> worker_;
@@ -62,7 +65,14 @@ class PsStrategy final : public Strategy {
   int64_t clock_ = 0;          // steps this worker has pushed
   int64_t ready_from_ = -1;    // lowest gradient offset final in this step (-1: none yet)
   int64_t next_ = -1;          // highest chunk not yet pushed in this step
-  std::vector<Ticket> pushes_, pulls_;
+  Timeline* timeline_;
+  struct Pending {
+    Ticket ticket;
+    const char* what;  // "push", "pull"
+    Timeline::Clock::time_point issued;
+    int64_t bytes;
+  };
+  std::vector<Pending> pending_;
 };
 
 }  // namespace strand::ps

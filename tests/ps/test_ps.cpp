@@ -281,7 +281,8 @@ TrainConfig config(int64_t batch, int64_t steps) {
 
 // `workers` threads train through PS with per-worker batch b; returns each worker's weights.
 std::vector<std::vector<float>> train_ps(Cluster& cl, int workers, const io::Dataset& data, const TrainConfig& cfg,
-                                         int64_t chunk_bytes, std::vector<TrainResult>* results = nullptr) {
+                                         int64_t chunk_bytes, std::vector<TrainResult>* results = nullptr,
+                                         Timeline* timeline0 = nullptr) {
   std::vector<std::vector<float>> weights(static_cast<size_t>(workers));
   std::vector<TrainResult> res(static_cast<size_t>(workers));
   std::vector<std::string> errors(static_cast<size_t>(workers));
@@ -291,7 +292,9 @@ std::vector<std::vector<float>> train_ps(Cluster& cl, int workers, const io::Dat
       try {
         Context ctx = quiet_context(r, workers);
         Model m(ctx.backend(), tiny_cnn());
-        PsStrategy s(ctx, cl.config(r, workers, chunk_bytes), m.param_count());
+        PsConfig pc = cl.config(r, workers, chunk_bytes);
+        if (r == 0) pc.timeline = timeline0;
+        PsStrategy s(ctx, pc, m.param_count());
         res[size_t(r)] = train(ctx, m, data, nullptr, cfg, s);
         s.leave();
         weights[size_t(r)] = m.get_params();
@@ -312,7 +315,8 @@ TEST(Sync, TwoWorkersMatchOneProcessWithTheGlobalBatch) {
   const int64_t params = Model(probe.backend(), tiny_cnn()).param_count();
   Cluster cl(2, 2, params, chunk, "sync");
   std::vector<TrainResult> res;
-  const auto w = train_ps(cl, 2, data, config(b, 20), chunk, &res);
+  Timeline tl(0, Timeline::Clock::now());
+  const auto w = train_ps(cl, 2, data, config(b, 20), chunk, &res, &tl);
   ASSERT_FALSE(w[0].empty());
   EXPECT_EQ(res[0].global_step, 20);
   EXPECT_TRUE(w[0] == w[1]) << "the workers hold different parameters";
@@ -333,6 +337,36 @@ TEST(Sync, TwoWorkersMatchOneProcessWithTheGlobalBatch) {
   EXPECT_FALSE(other.get_params() == ref);
   EXPECT_EQ(cl.total().updates, 20 * int64_t(cl.map.chunks.size()));
   EXPECT_EQ(cl.total().rejected + cl.total().malformed + cl.total().workers_dropped, 0);
+  // Worker 0's timeline holds every push and pull with its bytes, and the steps' waits.
+  const std::string json = tl.events_json();
+  size_t pushes = 0;
+  for (size_t pos = 0; (pos = json.find("\"name\":\"push\"", pos)) != std::string::npos; ++pos) ++pushes;
+  EXPECT_EQ(pushes, 20 * cl.map.chunks.size());
+  EXPECT_NE(json.find("\"bytes\":" + std::to_string(chunk)), std::string::npos);
+  EXPECT_GT(tl.total_seconds("wait for ps"), 0);
+}
+
+// A worker that was silent past the timeout is dropped, and told so when it speaks again.
+TEST(Server, TellsADroppedWorkerItWasDropped) {
+  Cluster cl(1, 2, 1000, 1000 * 4, "sync", /*worker_timeout_s=*/0.3);
+  Context ctx = quiet_context();
+  WorkerOptions o = cl.worker_options(1, 2);
+  o.dispatch.heartbeat_s = 5;  // too rare to keep it in the job
+  o.dispatch.server_timeout_s = 10;
+  Worker w(ctx, o);
+  std::vector<float> p(1000);
+  OptimizerConfig sgd;
+  sgd.kind = "sgd";
+  w.init(p.data(), sgd, OptimizerState{"sgd", 0, {}});
+  std::this_thread::sleep_for(std::chrono::milliseconds(700));
+  EXPECT_EQ(cl.total().workers_dropped, 1);
+  try {
+    w.pull(0, p.data(), 0).wait();
+    ADD_FAILURE() << "a dropped worker was served";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::Timeout) << e.what();
+    EXPECT_NE(std::string(e.what()).find("dropped"), std::string::npos) << e.what();
+  }
 }
 
 class Converges : public ::testing::TestWithParam<std::string> {};
