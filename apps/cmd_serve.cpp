@@ -128,11 +128,17 @@ struct DeployArgs {
   int timeout_s = 60;
 };
 
-std::string tail_of(const fs::path& log) {
-  std::ifstream in(log);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  const std::string s = ss.str();
+// The end of a failed endpoint's log, which is then removed: a failed deploy leaves no state.
+std::string take_log_tail(const fs::path& log) {
+  std::string s;
+  {
+    std::ifstream in(log);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    s = ss.str();
+  }
+  std::error_code ec;
+  fs::remove(log, ec);
   return s.size() > 2000 ? s.substr(s.size() - 2000) : s;
 }
 
@@ -178,8 +184,10 @@ void run_deploy(const DeployArgs& a) {
   int port = 0;
   while (true) {
     int status = 0;
-    if (waitpid(pid, &status, WNOHANG) == pid)
-      throw Error(ErrorKind::Io, "the endpoint exited during start-up; its log:\n" + tail_of(log), "strand deploy");
+    if (waitpid(pid, &status, WNOHANG) == pid) {
+      fs::remove(ready);
+      throw Error(ErrorKind::Io, "the endpoint exited during start-up; its log:\n" + take_log_tail(log), "strand deploy");
+    }
     if (port == 0) {
       std::ifstream in(ready);
       in >> port;
@@ -188,7 +196,8 @@ void run_deploy(const DeployArgs& a) {
     if (std::chrono::steady_clock::now() > deadline) {
       kill(pid, SIGKILL);
       waitpid(pid, &status, 0);
-      throw Error(ErrorKind::Io, "the endpoint did not answer /ping within " + std::to_string(a.timeout_s) + " s; its log:\n" + tail_of(log),
+      fs::remove(ready);
+      throw Error(ErrorKind::Io, "the endpoint did not answer /ping within " + std::to_string(a.timeout_s) + " s; its log:\n" + take_log_tail(log),
                   "strand deploy");
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));

@@ -88,6 +88,9 @@ pred2=$("$strand" predict --endpoint tiny "$work/data/npy/eval_data.npy" --rows 
 grep -q "no endpoint named 'nope'" <<<"$("$strand" predict --endpoint nope "$work/data/npy/eval_data.npy" 2>&1)" || fail "unknown endpoint"
 grep -q "selects no rows" <<<"$("$strand" predict --endpoint tiny "$work/data/npy/eval_data.npy" --rows 500:600 2>&1)" || fail "bad --rows"
 
+# A deploy that fails shows the endpoint's log and leaves nothing behind.
+grep -q "no exported model" <<<"$("$strand" deploy --model-dir "$work/nowhere" --name broken 2>&1)" || fail "deploy of a missing model"
+
 "$strand" endpoint list | grep -qE "^tiny	http://127.0.0.1:$dport	pid $dpid	running	$work/model$" || fail "list: $("$strand" endpoint list)"
 "$strand" endpoint delete tiny | grep -q "deleted endpoint tiny" || fail "delete"
 kill -0 "$dpid" 2>/dev/null && [[ $(awk '{print $3}' "/proc/$dpid/stat" 2>/dev/null) != Z ]] && fail "endpoint process $dpid still runs"
