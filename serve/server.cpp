@@ -112,8 +112,13 @@ Server::Server(Endpoint& endpoint, ServerOptions options) : options_(std::move(o
     if (!read) return refuse(res, 400, "the body could not be read whole (the client stopped sending?)");
     respond(req, res, body);
   });
+  // httplib's own refusals (unparsable request line or headers, URI too long) get a body too.
   http.set_error_handler([](const httplib::Request&, httplib::Response& res) {
-    if (res.body.empty()) res.set_content(error_json("HTTP status " + std::to_string(res.status)), "application/json");
+    if (!res.body.empty()) return;
+    const std::string what = res.status == 400   ? "malformed HTTP request"
+                             : res.status == 414 ? "request line too long"
+                                                 : "HTTP status " + std::to_string(res.status);
+    res.set_content(error_json(what), "application/json");
   });
   http.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
     res.status = 500;
