@@ -130,6 +130,15 @@ TEST_F(EndpointTest, PredictionsAreTheModelsFloats) {
   ASSERT_EQ(got.size(), 3u);
   // Predictor sends to the default version (2, all zeros).
   EXPECT_EQ(got[0], std::vector<float>(10, 0.1f));
+  // Refusals come back as errors carrying the endpoint's message.
+  try {
+    Predictor("127.0.0.1", served_->server.port()).predict(x.data(), 1, 783);
+    ADD_FAILURE() << "no error for 783 values";
+  } catch (const strand::Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::Io);
+    EXPECT_NE(e.message().find("answered 400: instance 0: expected a list of 784 numbers"), std::string::npos) << e.message();
+  }
+  EXPECT_FALSE(Predictor("127.0.0.1", 1).ping());
 }
 
 TEST_F(EndpointTest, InvocationsContentTypes) {
