@@ -33,7 +33,7 @@ struct CommOptions {
   double stall_warning_s = 10;     // then log the ranks not yet heard from
   // Unit of the ring's pipeline: large enough to amortise a message, small enough that
   // reducing one chunk overlaps the transfer of the next.
-  size_t chunk_bytes = 512 * 1024;
+  size_t chunk_bytes = 256 * 1024;
   std::function<void(std::string_view)> log;  // stall warnings; stderr when empty
 };
 

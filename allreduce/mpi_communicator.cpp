@@ -164,15 +164,16 @@ int64_t seg_begin(int64_t n, int p, int i) { return n * int64_t(i) / p; }
 // add what they receive (reduce-scatter: afterwards rank r holds the sum of segment r+1),
 // later steps store it (allgather). The segment sent at step s+1 is the one received at step
 // s, so each chunk is forwarded as soon as it is reduced: large buffers stream through the
-// ring in chunk_bytes pieces instead of one segment at a time.
+// ring in chunk-sized pieces instead of one segment at a time. Reduce-scatter chunks land in
+// a few reused scratch slots, so they are still in cache when added.
 class Ring {
  public:
+  static constexpr int kSlots = 4;  // receives in flight ahead of the reduction
+
   Ring(Group& g, float* data, int64_t n, size_t chunk_bytes, std::vector<float>& scratch)
       : g_(g), data_(data), n_(n), p_(g.size()), r_(g.rank()),
         chunk_(std::max<int64_t>(1, int64_t(chunk_bytes / sizeof(float)))), scratch_(scratch) {
-    int64_t largest = 0;
-    for (int i = 0; i < p_; ++i) largest = std::max(largest, seg_len(i));
-    if (scratch_.size() < size_t(2 * largest)) scratch_.resize(size_t(2 * largest));
+    if (scratch_.size() < size_t(kSlots * chunk_)) scratch_.resize(size_t(kSlots * chunk_));
   }
 
   // Runs steps [first, last) of the schedule.
@@ -180,45 +181,57 @@ class Ring {
     if (p_ == 1 || n_ == 0 || first >= last) return;
     const int right = (r_ + 1) % p_, left = (r_ - 1 + p_) % p_;
     const int reduce_steps = p_ - 1;
-    std::vector<std::vector<Pending>> sends(static_cast<size_t>(last)), recvs(static_cast<size_t>(last));
-    auto recv_target = [&](int s) -> float* {  // where step s's segment lands
-      return s < reduce_steps ? scratch_.data() + (s % 2) * (scratch_.size() / 2) : data_ + seg_begin(n_, p_, recv_seg(s));
+    // Every receive of the run in order: (step, offset in the segment). Both neighbours
+    // enumerate the same chunks in the same order, and MPI matches messages between two ranks
+    // in the order they were posted.
+    struct Chunk {
+      int step;
+      int64_t off, len;
     };
-    auto post_recvs = [&](int s) {
-      if (s >= last) return;
-      // An allgather receive overwrites a segment this rank sent at step s+1-p: that send
-      // must have left the buffer first.
-      if (s >= reduce_steps && s + 1 - p_ >= first) g_.wait_all(sends[size_t(s + 1 - p_)], what);
-      const int64_t len = seg_len(recv_seg(s));
-      float* dst = recv_target(s);
-      for (int64_t off = 0; off < len; off += chunk_)
-        recvs[size_t(s)].push_back(g_.irecv(dst + off, size_t(std::min(chunk_, len - off)) * sizeof(float), left));
-    };
-    auto send_chunk = [&](int s, int64_t off) {
-      const int seg = send_seg(s);
-      const int64_t len = seg_len(seg);
-      sends[size_t(s)].push_back(g_.isend(data_ + seg_begin(n_, p_, seg) + off,
-                                          size_t(std::min(chunk_, len - off)) * sizeof(float), right));
-    };
-    post_recvs(first);
-    for (int64_t off = 0; off < seg_len(send_seg(first)); off += chunk_) send_chunk(first, off);
+    std::vector<Chunk> chunks;
     for (int s = first; s < last; ++s) {
-      post_recvs(s + 1);
-      const int seg = recv_seg(s);
-      const int64_t len = seg_len(seg);
-      float* dst = data_ + seg_begin(n_, p_, seg);
-      const float* src = recv_target(s);
-      size_t k = 0;
-      for (int64_t off = 0; off < len; off += chunk_, ++k) {
-        const int64_t m = std::min(chunk_, len - off);
-        g_.wait(recvs[size_t(s)][k], what);
-        recvs[size_t(s)][k].req = MPI_REQUEST_NULL;
-        if (s < reduce_steps) {
-#pragma omp simd
-          for (int64_t i = 0; i < m; ++i) dst[off + i] += src[off + i];
+      const int64_t len = seg_len(recv_seg(s));
+      for (int64_t off = 0; off < len; off += chunk_) chunks.push_back({s, off, std::min(chunk_, len - off)});
+    }
+    std::vector<std::vector<Pending>> sends(static_cast<size_t>(last));
+    std::vector<Pending> recvs(chunks.size());
+    auto target = [&](size_t j) -> float* {  // where receive j lands
+      const Chunk& c = chunks[j];
+      if (c.step < reduce_steps) return scratch_.data() + (j % kSlots) * size_t(chunk_);
+      return data_ + seg_begin(n_, p_, recv_seg(c.step)) + c.off;
+    };
+    auto send_chunk = [&](int s, int64_t off, int64_t len) {
+      sends[size_t(s)].push_back(g_.isend(data_ + seg_begin(n_, p_, send_seg(s)) + off, size_t(len) * sizeof(float), right));
+    };
+    // Posts receives while a scratch slot is free, and allgather receives at most one step
+    // ahead of the chunk being processed (`step`): by then every send of the step whose
+    // segment they overwrite (s+1-p) has been issued, and it must have left the buffer first.
+    size_t posted = 0;
+    auto post_ahead = [&](size_t processed, int step) {
+      for (; posted < chunks.size() && posted < processed + kSlots; ++posted) {
+        const int s = chunks[posted].step;
+        if (s >= reduce_steps) {
+          if (s > step + 1) break;
+          if (s + 1 - p_ >= first) g_.wait_all(sends[size_t(s + 1 - p_)], what);
         }
-        if (s + 1 < last) send_chunk(s + 1, off);  // send_seg(s+1) == recv_seg(s)
+        recvs[posted] = g_.irecv(target(posted), size_t(chunks[posted].len) * sizeof(float), left);
       }
+    };
+    const int64_t first_len = seg_len(send_seg(first));
+    for (int64_t off = 0; off < first_len; off += chunk_) send_chunk(first, off, std::min(chunk_, first_len - off));
+    post_ahead(0, first);
+    for (size_t j = 0; j < chunks.size(); ++j) {
+      const Chunk& c = chunks[j];
+      post_ahead(j, c.step);  // after a run of empty segments, chunk j itself may be unposted
+      g_.wait(recvs[j], what);
+      if (c.step < reduce_steps) {
+        float* dst = data_ + seg_begin(n_, p_, recv_seg(c.step)) + c.off;
+        const float* src = target(j);
+#pragma omp simd
+        for (int64_t i = 0; i < c.len; ++i) dst[i] += src[i];
+      }
+      if (c.step + 1 < last) send_chunk(c.step + 1, c.off, c.len);  // send_seg(s+1) == recv_seg(s)
+      post_ahead(j + 1, c.step);  // slot j % kSlots is free again
     }
     for (int s = first; s < last; ++s) g_.wait_all(sends[size_t(s)], what);
   }
