@@ -14,7 +14,7 @@ bool valid_model_name(const std::string& name) {
 }
 
 Registry::Registry(Backend& backend, const std::filesystem::path& model_dir, std::string name)
-    : name_(std::move(name)), dir_(model_dir) {
+    : name_(std::move(name)) {
   STRAND_CHECK(valid_model_name(name_), Usage,
                "model name '" + name_ + "' may hold only letters, digits, '.', '_' and '-'", "serve");
   const std::vector<int64_t> found = io::list_versions(model_dir);

@@ -32,7 +32,6 @@ class Registry {
   Registry(Backend& backend, const std::filesystem::path& model_dir, std::string name);
 
   const std::string& name() const { return name_; }
-  const std::filesystem::path& model_dir() const { return dir_; }
   const std::vector<ServedVersion>& versions() const { return versions_; }  // ascending
   const ServedVersion& newest() const { return versions_.back(); }
   // The version asked for (the newest when none is); null when absent.
@@ -40,7 +39,6 @@ class Registry {
 
  private:
   std::string name_;
-  std::filesystem::path dir_;
   std::vector<ServedVersion> versions_;
 };
 
