@@ -91,11 +91,11 @@ class RawServer {
         router_.send(reply);
       }
     }
-    release_.wait();
+    release_->wait();
   }
   int64_t chunk_;
   std::vector<char> data_;
-  ps::Release release_;
+  std::shared_ptr<ps::Release> release_ = std::make_shared<ps::Release>();
   ps::ZmqContext ctx_;
   ps::Socket router_;
   ps::Waker waker_;
@@ -111,7 +111,7 @@ double raw_round_seconds(int64_t chunk_bytes, int64_t chunks, double seconds) {
   s.configure_data(size_t(chunk_bytes));
   s.connect(server.endpoint());
   std::vector<char> grads(size_t(chunk_bytes * chunks), 2), params(grads.size());
-  ps::Release release;
+  auto release = std::make_shared<ps::Release>();
   auto round = [&] {
     for (char kind : {'P', 'G'})
       for (uint32_t i = 0; i < uint32_t(chunks); ++i) {
@@ -136,7 +136,7 @@ double raw_round_seconds(int64_t chunk_bytes, int64_t chunks, double seconds) {
         }
       }
     }
-    release.wait();
+    release->wait();
   };
   return time_rounds(round, seconds);
 }

@@ -11,7 +11,7 @@ struct Ticket::State {
   bool done = false;
   std::chrono::steady_clock::time_point finished;
   std::exception_ptr error;
-  Release release;  // borrowed payload frames ZeroMQ still holds
+  std::shared_ptr<Release> release = std::make_shared<Release>();  // borrowed payloads ZeroMQ holds
   int server = 0;
   Header header;
   std::vector<std::span<const std::byte>> payloads;
@@ -24,7 +24,7 @@ void Ticket::wait() {
     std::unique_lock<std::mutex> l(s_->mu);
     s_->cv.wait(l, [&] { return s_->done; });
   }
-  s_->release.wait();
+  s_->release->wait();
   if (s_->error) std::rethrow_exception(s_->error);
 }
 
@@ -37,7 +37,7 @@ std::chrono::steady_clock::time_point Ticket::finished() const {
 bool Ticket::ready() const {
   if (!s_) return true;
   std::lock_guard<std::mutex> l(s_->mu);
-  return s_->done && s_->release.idle();
+  return s_->done && s_->release->idle();
 }
 
 namespace {

@@ -62,7 +62,7 @@ struct Server::Impl {
     int64_t n = 0;
     Buffer params;
     std::vector<Buffer> slots;
-    std::unique_ptr<Release> sending = std::make_unique<Release>();  // replies borrowing params/slots
+    std::shared_ptr<Release> sending = std::make_shared<Release>();  // replies borrowing params/slots
     bool initialized = false;
     int64_t opt_step = 0;
     int64_t version = 0;               // sync: rounds applied
@@ -91,14 +91,13 @@ struct Server::Impl {
   struct Retired {
     Buffer params;
     std::vector<Buffer> slots;
-    std::unique_ptr<Release> sending;
+    std::shared_ptr<Release> sending;
   };
 
   Impl(const Context& c, ServerOptions o)
       : ctx(c), opt(std::move(o)),
         where("PS server " + std::to_string(opt.index) + (ctx.where().empty() ? "" : " (" + ctx.where() + ")")),
-        zctx(1), router(zctx, ZMQ_ROUTER, where), waker(zctx, where),
-        be(make_cpu_backend(opt.threads)) {}
+        be(make_cpu_backend(opt.threads)), zctx(1), router(zctx, ZMQ_ROUTER, where), waker(zctx, where) {}
 
   void run();
   void handle(std::vector<Message>& parts);
@@ -124,10 +123,6 @@ struct Server::Impl {
   const Context& ctx;
   ServerOptions opt;
   std::string where;
-  std::vector<Retired> retired;  // destroyed after the socket and context below
-  ZmqContext zctx;
-  Socket router;
-  Waker waker;
   std::unique_ptr<Backend> be;
   Buffer scratch;
   std::atomic<bool> stop{false};
@@ -135,11 +130,17 @@ struct Server::Impl {
   ServerStats stats;
 
   std::unordered_map<uint32_t, ChunkState> chunks;
+  std::vector<Retired> retired;
   OptKind kind = OptKind::None;
   std::array<float, 4> hyper{};
   std::vector<Peer> peers;
   std::vector<Waiting> waiting;
   std::map<int64_t, SumRound> sums;
+  // Last, so destroyed first: closing the socket and ending the context make ZeroMQ let go of
+  // the chunk buffers replies borrow before those are freed.
+  ZmqContext zctx;
+  Socket router;
+  Waker waker;
 };
 
 Server::Server(const Context& ctx, ServerOptions options) : impl_(std::make_unique<Impl>(ctx, std::move(options))) {
@@ -334,7 +335,7 @@ void Server::Impl::prepare_write(ChunkState& cs) {
     cs.slots.push_back(be->alloc(size_t(cs.n) * 4));
     std::memcpy(cs.slots.back().data(), b.data(), size_t(cs.n) * 4);
   }
-  cs.sending = std::make_unique<Release>();
+  cs.sending = std::make_shared<Release>();
   retired.push_back(std::move(r));
 }
 
@@ -492,8 +493,8 @@ void Server::Impl::gather(const Header& h, const std::vector<Message>& parts) {
     ChunkState& cs = owned(id);
     if (!cs.initialized) throw Refusal{ErrorKind::Usage, "gather before the parameters were initialized"};
     r.step = std::min(r.step, cs.opt_step);
-    frames.push_back(Message::borrow(cs.params.data(), size_t(cs.n) * 4, *cs.sending));
-    for (const Buffer& b : cs.slots) frames.push_back(Message::borrow(b.data(), size_t(cs.n) * 4, *cs.sending));
+    frames.push_back(Message::borrow(cs.params.data(), size_t(cs.n) * 4, cs.sending));
+    for (const Buffer& b : cs.slots) frames.push_back(Message::borrow(b.data(), size_t(cs.n) * 4, cs.sending));
   }
   if (h.chunks.empty()) r.step = 0;
   reply(h.sender, r, std::move(frames));
@@ -569,7 +570,7 @@ void Server::Impl::reevaluate() {
     std::vector<Message> frames;
     for (uint32_t id : q.chunks) {
       ChunkState& cs = chunks.at(id);
-      frames.push_back(Message::borrow(cs.params.data(), size_t(cs.n) * 4, *cs.sending));
+      frames.push_back(Message::borrow(cs.params.data(), size_t(cs.n) * 4, cs.sending));
     }
     const int worker = q.worker;
     waiting.erase(waiting.begin() + ptrdiff_t(i));

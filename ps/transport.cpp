@@ -59,15 +59,21 @@ Message::Message(const void* data, size_t bytes) : Message(bytes) {
   if (bytes) std::memcpy(zmq_msg_data(&m_), data, bytes);
 }
 
-Message Message::borrow(const void* data, size_t bytes, Release& release) {
+Message Message::borrow(const void* data, size_t bytes, std::shared_ptr<Release> release) {
   Message m;
   zmq_msg_close(&m.m_);
-  release.add();
+  release->add();
+  auto* hint = new std::shared_ptr<Release>(std::move(release));
   // ZeroMQ calls this from its I/O thread once the bytes are written to the kernel (or the
   // message is dropped with its socket).
-  auto done = [](void*, void* hint) { static_cast<Release*>(hint)->done(); };
-  if (zmq_msg_init_data(&m.m_, const_cast<void*>(data), bytes, done, &release) < 0) {
-    release.done();
+  auto done = [](void*, void* h) {
+    auto* r = static_cast<std::shared_ptr<Release>*>(h);
+    (*r)->done();
+    delete r;
+  };
+  if (zmq_msg_init_data(&m.m_, const_cast<void*>(data), bytes, done, hint) < 0) {
+    (*hint)->done();
+    delete hint;
     zmq_msg_init(&m.m_);
     throw_zmq_error("zmq_msg_init_data", "ZeroMQ");
   }

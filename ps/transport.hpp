@@ -13,6 +13,7 @@
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <span>
 #include <string>
@@ -67,8 +68,9 @@ class Message {
   Message();
   explicit Message(size_t bytes);                          // owned, uninitialized
   Message(const void* data, size_t bytes);                 // owned copy
-  // ZeroMQ sends `data` in place; `release` (which must outlive the send) is told when done.
-  static Message borrow(const void* data, size_t bytes, Release& release);
+  // ZeroMQ sends `data` in place and tells `release` when done with it (the message keeps
+  // `release` alive until then); `data` must stay valid and unchanged until that moment.
+  static Message borrow(const void* data, size_t bytes, std::shared_ptr<Release> release);
   Message(Message&& o) noexcept;
   Message& operator=(Message&& o) noexcept;
   Message(const Message&) = delete;
