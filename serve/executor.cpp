@@ -29,7 +29,25 @@ void Executor::forward(Model& model, const float* x, int64_t rows, float* probs)
 }
 
 void Executor::run(Model& model, const float* x, int64_t rows, float* probs) {
-  if (!options_.enabled() || rows >= options_.max_batch) {
+  if (!options_.enabled()) {
+    std::lock_guard lk(pass_mu_);
+    forward(model, x, rows, probs);
+    return;
+  }
+  if (rows >= options_.max_batch) {
+    // Too big to merge: runs alone, and no batch should wait for it.
+    {
+      std::lock_guard lk(mu_);
+      ++unbatched_;
+    }
+    queued_.notify_all();
+    struct Done {
+      Executor& e;
+      ~Done() {
+        std::lock_guard lk(e.mu_);
+        --e.unbatched_;
+      }
+    } done{*this};
     std::lock_guard lk(pass_mu_);
     forward(model, x, rows, probs);
     return;
@@ -70,7 +88,7 @@ void Executor::batch_loop() {
     Model* model = queue_.front()->model;
     const auto deadline = queue_.front()->arrived + options_.timeout;
     queued_.wait_until(lk, deadline, [&] {
-      return stopping_ || queued_rows(model) >= options_.max_batch || int64_t(queue_.size()) >= announced_;
+      return stopping_ || queued_rows(model) >= options_.max_batch || int64_t(queue_.size()) + unbatched_ >= announced_;
     });
     // Oldest first; a job that does not fit waits for the next pass.
     std::vector<Job*> batch;

@@ -79,6 +79,7 @@ class Executor {
   std::deque<Job*> queue_;
   bool stopping_ = false;
   int64_t announced_ = 0;  // requests holding an Announcement (guarded by mu_)
+  int64_t unbatched_ = 0;  // requests of max_batch rows or more, run without the queue (guarded by mu_)
   std::atomic<int64_t> passes_{0};
   std::vector<float> xs_, ps_;  // the batching thread's staging buffers
   std::thread thread_;          // last: started after everything it uses
