@@ -99,16 +99,22 @@ Server::Server(Endpoint& endpoint, ServerOptions options) : options_(std::move(o
     res.set_content(std::move(out.body), out.content_type.c_str());
   };
   http.Get(".*", [respond](const httplib::Request& req, httplib::Response& res) { respond(req, res, {}); });
-  http.Post(".*", [respond, max_body](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {
+  const auto deadline = options_.body_deadline;
+  http.Post(".*", [respond, max_body, deadline](const httplib::Request& req, httplib::Response& res,
+                                                const httplib::ContentReader& reader) {
     std::string body;
     body.reserve(size_t(content_length(req).value_or(0)));
-    bool too_large = false;
+    bool too_large = false, too_slow = false;
+    const auto start = std::chrono::steady_clock::now();
     const bool read = reader([&](const char* data, size_t n) {
       if (body.size() + n > max_body) return !(too_large = true);
+      if (std::chrono::steady_clock::now() - start > deadline) return !(too_slow = true);
       body.append(data, n);
       return true;
     });
     if (too_large) return refuse(res, 413, "the body is over the limit of " + std::to_string(max_body) + " bytes");
+    if (too_slow)
+      return refuse(res, 408, "the body took longer than " + std::to_string(deadline.count()) + " s to arrive");
     if (!read) return refuse(res, 400, "the body could not be read whole (the client stopped sending?)");
     respond(req, res, body);
   });

@@ -3,8 +3,10 @@
 // - A body over `max_body_bytes` is refused with 413: from its Content-Length before any of it
 //   is read, or (chunked) as soon as the running total passes the limit; compressed bodies are
 //   refused (415), so the limit is the memory a request can take.
-// - Slow or vanishing clients are dropped after `io_timeout` without a byte; a keep-alive
-//   connection holds its worker until it closes or idles for `io_timeout`.
+// - Slow or vanishing clients are dropped after `io_timeout` without a byte, and a body that
+//   trickles in for longer than `body_deadline` is refused with 408; a keep-alive connection
+//   holds its worker until it closes or idles for `io_timeout`. (httplib reads the request line
+//   and headers with no overall deadline: a client trickling header bytes holds one worker.)
 // - stop() stops accepting, lets every request already read finish, and returns when the
 //   workers have exited; the destructor does the same.
 #pragma once
@@ -27,6 +29,7 @@ struct ServerOptions {
   int workers = 64;                      // threads serving connections
   size_t max_body_bytes = 6u << 20;      // SageMaker's 6 MiB payload limit
   std::chrono::seconds io_timeout{5};    // read/write/keep-alive idle limit per connection
+  std::chrono::seconds body_deadline{60};  // a body still arriving after this is refused (408)
   std::function<void(const std::string&)> log;  // one line per failed request; none if empty
 };
 

@@ -322,6 +322,7 @@ TEST(Serve, SlowAndVanishingClients) {
   ModelDir models;
   ServerOptions opts;
   opts.io_timeout = std::chrono::seconds(1);
+  opts.body_deadline = std::chrono::seconds(1);
   opts.workers = 4;
   Served s(models.path(), {}, opts);
   auto post = [&](const char* path, const std::string& body) {
@@ -342,6 +343,22 @@ TEST(Serve, SlowAndVanishingClients) {
   ::close(slow);
   EXPECT_LT(waited, 5.0);
   EXPECT_EQ(reply.find("HTTP/1.1 200"), std::string::npos) << reply;
+  // A body trickling in (a byte every 0.3 s, never idle for the I/O timeout) is refused at the
+  // deadline.
+  const int trickle = connect_to(s.server.port());
+  const std::string head = "POST /invocations HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n[";
+  ASSERT_EQ(::send(trickle, head.data(), head.size(), 0), ssize_t(head.size()));
+  std::thread dribble([&] {
+    for (int i = 0; i < 8; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+      if (::send(trickle, "1", 1, MSG_NOSIGNAL) != 1) break;
+    }
+  });
+  const std::string trickled = read_response(trickle);
+  dribble.join();
+  ::close(trickle);
+  EXPECT_EQ(trickled.rfind("HTTP/1.1 408", 0), 0u) << trickled;
+  EXPECT_NE(trickled.find("the body took longer than 1 s to arrive"), std::string::npos) << trickled;
   // A request line of garbage gets a 400 too.
   const int junk = connect_to(s.server.port());
   const std::string bad = "\x01\x02 nonsense\r\n\r\n";
