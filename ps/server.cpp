@@ -419,8 +419,13 @@ void Server::Impl::complete_round(ChunkState& cs) {
   std::memcpy(acc, cs.pending[size_t(first)].data(), size_t(n) * 4);
   for (size_t w = size_t(first) + 1; w < peers.size(); ++w) {
     if (!cs.has[w]) continue;
-    const float* g = reinterpret_cast<const float*>(cs.pending[w].data());
-    for (int64_t i = 0; i < n; ++i) acc[i] += g[i];
+    // ZeroMQ may place a received frame at any byte offset: read it through memcpy.
+    const std::byte* g = cs.pending[w].data();
+    for (int64_t i = 0; i < n; ++i) {
+      float x;
+      std::memcpy(&x, g + i * 4, 4);
+      acc[i] += x;
+    }
   }
   if (contributors > 1) {
     const float scale = 1.0f / float(contributors);
