@@ -34,6 +34,9 @@ struct CommOptions {
   // Unit of the ring's pipeline: large enough to amortise a message, small enough that
   // reducing one chunk overlaps the transfer of the next.
   size_t chunk_bytes = 256 * 1024;
+  // Ranks that share a machine's memory exchange ring chunks through a shared-memory window
+  // instead of MPI messages (ring, and the hierarchical algorithm's in-host reduction).
+  bool shared_memory = true;
   std::function<void(std::string_view)> log;  // stall warnings; stderr when empty
 };
 

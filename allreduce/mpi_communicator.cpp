@@ -2,8 +2,11 @@
 
 #include <algorithm>
 #include <chrono>
+#include <atomic>
 #include <climits>
 #include <cstring>
+#include <deque>
+#include <immintrin.h>
 #include <iostream>
 #include <mpi.h>
 #include <sched.h>
@@ -39,6 +42,85 @@ struct Pending {
   int peer = -1;
 };
 
+// dst[0, n) = src[0, n) with streaming stores: a chunk that is not read again soon (the last
+// step of the ring) then costs no read of its old contents; callers end with _mm_sfence().
+void copy_streaming(float* dst, const float* src, int64_t n) {
+  int64_t i = 0;
+  for (; i < n && reinterpret_cast<uintptr_t>(dst + i) % 16 != 0; ++i) dst[i] = src[i];
+  for (; i + 4 <= n; i += 4) _mm_stream_ps(dst + i, _mm_loadu_ps(src + i));
+  for (; i < n; ++i) dst[i] = src[i];
+}
+
+// A ring channel through shared memory, for a group whose members all share one machine's
+// memory (an MPI-3 shared window): each rank owns kSlots chunk-sized slots that its right
+// neighbour reads directly, and per slot two counters on their own cache lines: `ready` =
+// message number + 1 once the data is in, `done` = message number + 1 once the neighbour has
+// consumed it. A chunk then costs two user-space copies and no system call; MPI's own
+// shared-memory path pays a kernel copy (CMA) or a fragment pipeline per message.
+class ShmChannel {
+ public:
+  static constexpr int kSlots = 4;
+
+  ShmChannel(MPI_Comm comm, int rank, int size, int64_t chunk, const std::string& where) : chunk_(chunk) {
+    const MPI_Aint bytes = MPI_Aint(2 * kSlots * sizeof(Counter) + size_t(kSlots * chunk) * sizeof(float));
+    void* base = nullptr;
+    STRAND_MPI_CHECK(MPI_Win_allocate_shared(bytes, 1, MPI_INFO_NULL, comm, &base, &win_), where);
+    mine_ = layout(base);
+    for (int i = 0; i < 2 * kSlots; ++i) mine_.ready[i].v = 0;  // ready[] and done[] are contiguous
+    MPI_Aint size_left = 0;
+    int unit = 0;
+    void* left = nullptr;
+    STRAND_MPI_CHECK(MPI_Win_shared_query(win_, (rank - 1 + size) % size, &size_left, &unit, &left), where);
+    left_ = layout(left);
+    STRAND_MPI_CHECK(MPI_Barrier(comm), where);  // every window is zeroed before anyone sends
+  }
+  ShmChannel(const ShmChannel&) = delete;
+  ShmChannel& operator=(const ShmChannel&) = delete;
+  ~ShmChannel() { MPI_Win_free(&win_); }
+
+  int64_t chunk() const { return chunk_; }
+  // Copies n <= chunk() floats into the next slot for the right neighbour; false while that
+  // slot still holds a message it has not consumed.
+  bool try_send(const float* src, int64_t n) {
+    const int slot = int(sent_ % kSlots);
+    if (sent_ >= kSlots && load(mine_.done[slot]) < sent_ - kSlots + 1) return false;
+    std::memcpy(mine_.data + slot * chunk_, src, size_t(n) * sizeof(float));
+    store(mine_.ready[slot], ++sent_);
+    return true;
+  }
+  // The left neighbour's next message, or null while it has not arrived.
+  const float* peek() const {
+    const int slot = int(received_ % kSlots);
+    return load(left_.ready[slot]) >= received_ + 1 ? left_.data + slot * chunk_ : nullptr;
+  }
+  // The message peek() returned is consumed: its slot may be refilled.
+  void release() {
+    const int slot = int(received_ % kSlots);
+    store(left_.done[slot], ++received_);
+  }
+
+ private:
+  struct Counter {
+    alignas(64) uint64_t v;
+  };
+  struct Layout {
+    Counter* ready;
+    Counter* done;
+    float* data;
+  };
+  static Layout layout(void* base) {
+    auto* c = static_cast<Counter*>(base);
+    return {c, c + kSlots, reinterpret_cast<float*>(c + 2 * kSlots)};
+  }
+  static uint64_t load(Counter& c) { return std::atomic_ref<uint64_t>(c.v).load(std::memory_order_acquire); }
+  static void store(Counter& c, uint64_t v) { std::atomic_ref<uint64_t>(c.v).store(v, std::memory_order_release); }
+
+  int64_t chunk_;
+  MPI_Win win_ = MPI_WIN_NULL;
+  Layout mine_{}, left_{};
+  uint64_t sent_ = 0, received_ = 0;  // messages through this channel since it was made
+};
+
 // An MPI communicator with its members' world ranks and hosts, and deadline-polled
 // point-to-point messages.
 class Group {
@@ -49,12 +131,27 @@ class Group {
         opt_(opt) {
     MPI_Comm_rank(comm_, &rank_);
     MPI_Comm_size(comm_, &size_);
+    if (opt.shared_memory && size_ > 1) {
+      MPI_Comm node;
+      STRAND_MPI_CHECK(MPI_Comm_split_type(comm_, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &node), where());
+      int node_size = 0;
+      MPI_Comm_size(node, &node_size);
+      MPI_Comm_free(&node);
+      if (node_size == size_)
+        shm_ = std::make_unique<ShmChannel>(comm_, rank_, size_,
+                                            std::max<int64_t>(1, int64_t(opt.chunk_bytes / sizeof(float))), where());
+    }
   }
   Group(const Group&) = delete;
   Group& operator=(const Group&) = delete;
-  ~Group() { MPI_Comm_free(&comm_); }
+  ~Group() {
+    shm_.reset();  // its window lives on comm_
+    MPI_Comm_free(&comm_);
+  }
 
   MPI_Comm comm() const { return comm_; }
+  // The shared-memory ring channel, when every member shares this machine's memory.
+  ShmChannel* shm() const { return shm_.get(); }
   int rank() const { return rank_; }
   int size() const { return size_; }
   std::string where() const { return describe(rank_, true); }
@@ -100,25 +197,30 @@ class Group {
         pending.clear();
         return;
       }
-      const double waited = std::chrono::duration<double>(Clock::now() - t0).count();
-      if (waited > opt_.timeout_s) {
-        throw Error(ErrorKind::Timeout,
-                    "no message from " + missing(pending) + " for " + std::to_string(int(opt_.timeout_s)) + " s in " +
-                        what + ": that rank has died or hangs (the limit is --comm-timeout)",
-                    where());
-      }
-      if (!warned && waited > opt_.stall_warning_s) {
-        warned = true;
-        log("stalled " + std::to_string(int(waited)) + " s in " + std::string(what) + ", waiting for " +
-            missing(pending));
-      }
-      // Messages usually arrive within microseconds: poll hot, then yield the core to any
-      // runnable thread (training's workers), and only after a long wait sleep between polls.
-      if (waited > 20e-3) {
-        std::this_thread::sleep_for(std::chrono::microseconds(50));
-      } else if (waited > 50e-6) {
-        sched_yield();
-      }
+      pause(t0, warned, "no message from " + missing(pending), "waiting for " + missing(pending), what);
+    }
+  }
+  // One idle poll of a wait that began at t0: throws Error(Timeout) after timeout_s, logs a
+  // stall warning once after stall_warning_s, and otherwise lets time pass. Messages usually
+  // arrive within microseconds: poll hot, then yield the core to any runnable thread
+  // (training's workers), and only after a long wait sleep between polls.
+  void pause(Clock::time_point t0, bool& warned, const std::string& failure, const std::string& waiting,
+             const char* what) const {
+    const double waited = std::chrono::duration<double>(Clock::now() - t0).count();
+    if (waited > opt_.timeout_s) {
+      throw Error(ErrorKind::Timeout,
+                  failure + " for " + std::to_string(int(opt_.timeout_s)) + " s in " + what +
+                      ": that rank has died or hangs (the limit is --comm-timeout)",
+                  where());
+    }
+    if (!warned && waited > opt_.stall_warning_s) {
+      warned = true;
+      log("stalled " + std::to_string(int(waited)) + " s in " + std::string(what) + ", " + waiting);
+    }
+    if (waited > 20e-3) {
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+    } else if (waited > 50e-6) {
+      sched_yield();
     }
   }
   void wait(Pending p, const char* what) {
@@ -154,6 +256,7 @@ class Group {
   int world_size_;
   const CommOptions& opt_;
   int rank_ = 0, size_ = 1;
+  std::unique_ptr<ShmChannel> shm_;
 };
 
 // Segment i of n floats split over p ranks: [n*i/p, n*(i+1)/p).
@@ -176,23 +279,93 @@ class Ring {
     if (scratch_.size() < size_t(kSlots * chunk_)) scratch_.resize(size_t(kSlots * chunk_));
   }
 
-  // Runs steps [first, last) of the schedule.
+  // Runs steps [first, last) of the schedule: through shared memory when the group has a
+  // channel, else over MPI point-to-point.
   void run(int first, int last, const char* what) {
     if (p_ == 1 || n_ == 0 || first >= last) return;
-    const int right = (r_ + 1) % p_, left = (r_ - 1 + p_) % p_;
-    const int reduce_steps = p_ - 1;
     // Every receive of the run in order: (step, offset in the segment). Both neighbours
-    // enumerate the same chunks in the same order, and MPI matches messages between two ranks
-    // in the order they were posted.
-    struct Chunk {
-      int step;
-      int64_t off, len;
-    };
+    // enumerate the same chunks in the same order, and MPI (or the channel) delivers the
+    // messages between two ranks in the order they were sent.
     std::vector<Chunk> chunks;
     for (int s = first; s < last; ++s) {
       const int64_t len = seg_len(recv_seg(s));
       for (int64_t off = 0; off < len; off += chunk_) chunks.push_back({s, off, std::min(chunk_, len - off)});
     }
+    if (g_.shm()) {
+      run_shm(first, last, chunks, what);
+    } else {
+      run_p2p(first, last, chunks, what);
+    }
+  }
+
+  int64_t seg_len(int seg) const { return seg_begin(n_, p_, seg + 1) - seg_begin(n_, p_, seg); }
+  int send_seg(int s) const { return ((r_ - s) % p_ + p_) % p_; }
+  int recv_seg(int s) const { return ((r_ - s - 1) % p_ + p_) % p_; }
+  int reduce_steps() const { return p_ - 1; }
+  int64_t seg_offset(int seg) const { return seg_begin(n_, p_, seg); }
+
+ private:
+  struct Chunk {
+    int step;
+    int64_t off, len;
+  };
+
+  // Receives (step s) reduce into or are stored at segment recv_seg(s); each forwards the chunk
+  // as step s+1's send. Sends the channel cannot take yet (slot busy) wait in a queue, so a
+  // rank never blocks on its right neighbour while its left one waits for it.
+  void run_shm(int first, int last, const std::vector<Chunk>& chunks, const char* what) {
+    ShmChannel& ch = *g_.shm();
+    STRAND_CHECK(ch.chunk() == chunk_, Internal, "ring chunk differs from the channel's", g_.where());
+    const int left = (r_ - 1 + p_) % p_, right = (r_ + 1) % p_;
+    std::deque<Chunk> sends;
+    const int64_t first_len = seg_len(send_seg(first));
+    for (int64_t off = 0; off < first_len; off += chunk_) sends.push_back({first, off, std::min(chunk_, first_len - off)});
+    size_t j = 0;
+    auto idle_since = Clock::now();
+    bool warned = false;
+    while (j < chunks.size() || !sends.empty()) {
+      bool progress = false;
+      while (!sends.empty() &&
+             ch.try_send(data_ + seg_begin(n_, p_, send_seg(sends.front().step)) + sends.front().off, sends.front().len)) {
+        sends.pop_front();
+        progress = true;
+      }
+      if (j < chunks.size()) {
+        if (const float* src = ch.peek()) {
+          const Chunk& c = chunks[j];
+          float* dst = data_ + seg_begin(n_, p_, recv_seg(c.step)) + c.off;
+          if (c.step < p_ - 1) {
+#pragma omp simd
+            for (int64_t i = 0; i < c.len; ++i) dst[i] += src[i];
+          } else if (c.step + 1 < last) {
+            std::memcpy(dst, src, size_t(c.len) * sizeof(float));  // forwarded next: keep it cached
+          } else {
+            copy_streaming(dst, src, c.len);
+          }
+          ch.release();
+          if (c.step + 1 < last) sends.push_back({c.step + 1, c.off, c.len});  // send_seg(s+1) == recv_seg(s)
+          ++j;
+          progress = true;
+        }
+      }
+      if (progress) {
+        idle_since = Clock::now();
+        warned = false;
+        continue;
+      }
+      // Nothing moved: either the left neighbour has not sent, or the right one has not
+      // consumed (then this rank's sends are stuck).
+      const std::string peer = g_.describe(j < chunks.size() ? left : right);
+      g_.pause(idle_since, warned,
+               j < chunks.size() ? "no message from " + peer : "messages not taken by " + peer,
+               "waiting for " + peer, what);
+    }
+    _mm_sfence();  // the streaming stores are visible before the caller reads the result
+  }
+
+  void run_p2p(int first, int last, const std::vector<Chunk>& chunks, const char* what) {
+    const int right = (r_ + 1) % p_, left = (r_ - 1 + p_) % p_;
+    const int reduce_steps = p_ - 1;
     std::vector<std::vector<Pending>> sends(static_cast<size_t>(last));
     std::vector<Pending> recvs(chunks.size());
     auto target = [&](size_t j) -> float* {  // where receive j lands
@@ -236,13 +409,6 @@ class Ring {
     for (int s = first; s < last; ++s) g_.wait_all(sends[size_t(s)], what);
   }
 
-  int64_t seg_len(int seg) const { return seg_begin(n_, p_, seg + 1) - seg_begin(n_, p_, seg); }
-  int send_seg(int s) const { return ((r_ - s) % p_ + p_) % p_; }
-  int recv_seg(int s) const { return ((r_ - s - 1) % p_ + p_) % p_; }
-  int reduce_steps() const { return p_ - 1; }
-  int64_t seg_offset(int seg) const { return seg_begin(n_, p_, seg); }
-
- private:
   Group& g_;
   float* data_;
   int64_t n_;

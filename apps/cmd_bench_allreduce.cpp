@@ -1,9 +1,10 @@
 // strand bench allreduce (under mpirun): allreduce time and bandwidth per algorithm and size,
 // as nccl-tests reports them: algbw = bytes / time, busbw = algbw * 2(n-1)/n (the bytes each
 // rank's link carries in a bandwidth-optimal allreduce, so the figure is comparable across
-// rank counts). Algorithms: our ring and hierarchical, `mpi` = MPI_Allreduce itself (blocking,
-// the baseline), `mpi-nb` = what `strand train --allreduce mpi` runs (MPI_Iallreduce polled
-// with a deadline).
+// rank counts). Algorithms: our ring and hierarchical, `ring-p2p` = our ring forced onto MPI
+// point-to-point between ranks of one host (ring uses shared memory there), `mpi` =
+// MPI_Allreduce itself (blocking, the baseline), `mpi-nb` = what `strand train --allreduce mpi`
+// runs (MPI_Iallreduce polled with a deadline).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -57,6 +58,8 @@ void run_bench_allreduce(const AllreduceBenchArgs& a) {
   STRAND_CHECK(a.min_bytes >= 4 && a.min_bytes <= a.max_bytes && a.factor >= 2, Usage,
                "need 4 <= --min-bytes <= --max-bytes and --factor >= 2", "strand bench allreduce");
   allreduce::MpiRuntime mpi(nullptr, nullptr);
+  // Outside the try: on an error the job is aborted before their (collective) destruction.
+  std::vector<std::unique_ptr<allreduce::MpiCommunicator>> comms;
   try {
     std::vector<Row> rows;
     const int me = mpi.world_rank(), p = mpi.world_size();
@@ -68,10 +71,10 @@ void run_bench_allreduce(const AllreduceBenchArgs& a) {
     // One communicator per algorithm, all alive at once: each size is timed for every
     // algorithm in alternating rounds (the best round counts), so a shared machine's load
     // changes hit the algorithms alike.
-    std::vector<std::unique_ptr<allreduce::MpiCommunicator>> comms;
     for (const std::string& impl : a.impls) {
       allreduce::CommOptions o;
-      o.algorithm = impl == "mpi-nb" ? "mpi" : impl == "mpi" ? "ring" : impl;
+      o.algorithm = impl == "mpi-nb" ? "mpi" : impl == "mpi" || impl == "ring-p2p" ? "ring" : impl;
+      o.shared_memory = impl != "ring-p2p";
       o.chunk_bytes = size_t(a.chunk_kib * 1024);
       comms.push_back(std::make_unique<allreduce::MpiCommunicator>(mpi, o));
     }
@@ -137,10 +140,11 @@ void run_bench_allreduce(const AllreduceBenchArgs& a) {
     for (const Row& r : rows)
       std::printf("  %12lld  %-12s  %10.1f  %11.3f  %11.3f\n", (long long)r.bytes, r.impl.c_str(), r.time_us, algbw(r),
                   busbw(r));
-  } catch (const Error& e) {
+  } catch (const std::exception& e) {
     if (mpi.world_size() > 1) {
+      const auto* se = dynamic_cast<const Error*>(&e);
       std::cerr << "strand: " << e.what() << std::endl;
-      mpi.abort(e.kind() == ErrorKind::Usage ? 2 : 1);
+      mpi.abort(se && se->kind() == ErrorKind::Usage ? 2 : 1);
     }
     throw;
   }
@@ -153,8 +157,9 @@ void add_bench_allreduce_command(CLI::App& bench) {
   CLI::App* cmd = bench.add_subcommand(
       "allreduce", "Allreduce time and bandwidth per algorithm and size (run under mpirun), like nccl-tests");
   cmd->add_option("--impl", a->impls,
-                  "Algorithms: ring, hierarchical, mpi (MPI_Allreduce), mpi-nb (MPI_Iallreduce, as training runs it)")
-      ->check(CLI::IsMember({"ring", "hierarchical", "mpi", "mpi-nb"}))->capture_default_str();
+                  "Algorithms: ring, hierarchical, mpi (MPI_Allreduce), ring-p2p (ring without shared memory), "
+                  "mpi-nb (MPI_Iallreduce, as training runs it)")
+      ->check(CLI::IsMember({"ring", "hierarchical", "mpi", "ring-p2p", "mpi-nb"}))->capture_default_str();
   cmd->add_option("--min-bytes", a->min_bytes, "Smallest buffer")->capture_default_str();
   cmd->add_option("--max-bytes", a->max_bytes, "Largest buffer")->capture_default_str();
   cmd->add_option("--factor", a->factor, "Each size is the previous times this")->capture_default_str();

@@ -70,7 +70,10 @@ std::string utc_now() {
   return buf;
 }
 
-void train_job(CLI::App& cmd, TrainArgs& a, allreduce::MpiRuntime* mpi) {
+// `dist` is null for a local run; for a data-parallel one it holds the MPI runtime and
+// receives the communicators, owned by the caller so that they outlive an error's unwinding
+// (their destruction is collective and would wait for the peers).
+void train_job(CLI::App& cmd, TrainArgs& a, Distributed* distributed) {
   apply_sagemaker_hyperparameters(cmd, std::getenv("SM_HPS"));
   STRAND_CHECK(!a.data.empty(), Usage, "--data is required (or set SM_CHANNEL_TRAINING)", "strand train");
   STRAND_CHECK(!a.model_dir.empty(), Usage, "--model-dir is required (or set SM_MODEL_DIR)", "strand train");
@@ -90,7 +93,9 @@ void train_job(CLI::App& cmd, TrainArgs& a, allreduce::MpiRuntime* mpi) {
   cfg.eval_every = a.eval_every;
   cfg.stop_at_accuracy = a.stop_at_accuracy;
 
-  Distributed dist{mpi, nullptr, nullptr, nullptr, nullptr};
+  Distributed local_run{nullptr, nullptr, nullptr, nullptr, nullptr};
+  Distributed& dist = distributed ? *distributed : local_run;
+  allreduce::MpiRuntime* mpi = dist.mpi;
   Identity id;
   if (mpi) {
     id = {mpi->world_rank(), mpi->world_size(), mpi->host()};
@@ -220,13 +225,16 @@ void run_train(CLI::App& cmd, TrainArgs& a) {
     return;
   }
   allreduce::MpiRuntime mpi(nullptr, nullptr);
+  Distributed dist{&mpi, nullptr, nullptr, nullptr, nullptr};
   try {
-    train_job(cmd, a, &mpi);
-  } catch (const Error& e) {
-    // Peers blocked in a collective would wait for their own timeouts: end the whole job now.
+    train_job(cmd, a, &dist);
+  } catch (const std::exception& e) {
+    // Peers blocked in a collective would wait for their own timeouts: end the whole job now,
+    // before the communicators' (collective) destruction.
     if (mpi.world_size() > 1) {
+      const auto* se = dynamic_cast<const Error*>(&e);
       std::cerr << "strand: " << e.what() << std::endl;
-      mpi.abort(e.kind() == ErrorKind::Usage ? 2 : 1);
+      mpi.abort(se && se->kind() == ErrorKind::Usage ? 2 : 1);
     }
     throw;
   }

@@ -1,5 +1,6 @@
 // Collectives over MPI, run under mpirun with 1 to 4 ranks (tests/allreduce/meson.build):
-// exact sums of integer-valued floats for every algorithm and awkward sizes, hierarchical
+// exact sums of integer-valued floats for every algorithm (the ring through shared memory and
+// over MPI messages) and awkward sizes, hierarchical
 // with ranks spread over simulated hosts (STRAND_HOST), broadcast, allgather and gather.
 #include <gtest/gtest.h>
 
@@ -15,9 +16,12 @@ MpiRuntime* runtime = nullptr;
 
 namespace {
 
+// "ring-p2p": the ring over MPI messages even between ranks that share memory.
 CommOptions options(const std::string& algorithm) {
   CommOptions o;
-  o.algorithm = algorithm;
+  const bool p2p = algorithm.ends_with("-p2p");
+  o.algorithm = p2p ? algorithm.substr(0, algorithm.size() - 4) : algorithm;
+  o.shared_memory = !p2p;
   o.timeout_s = 30;
   o.chunk_bytes = 64 * 1024;  // several chunks per segment even at moderate sizes
   return o;
@@ -58,7 +62,8 @@ TEST_P(Sums, RepeatedCallsReuseTheCommunicator) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Algorithms, Sums, ::testing::Values("ring", "hierarchical", "mpi"));
+INSTANTIATE_TEST_SUITE_P(Algorithms, Sums,
+                         ::testing::Values("ring", "ring-p2p", "hierarchical", "hierarchical-p2p", "mpi"));
 
 TEST(Hosts, GroupsFollowHostNames) {
   MpiCommunicator comm(*runtime, options("hierarchical"));
