@@ -4,7 +4,8 @@
 //                      allgather of a number (metrics), gather of a string (timelines)
 //   MpiCommunicator    host (CPU) buffers over MPI, three allreduce algorithms:
 //                        ring         our chunked, pipelined ring (reduce-scatter + allgather)
-//                                     over MPI point-to-point
+//                                     over MPI point-to-point; between ranks that share a
+//                                     machine's memory, through an MPI-3 shared window
 //                        hierarchical ranks grouped by host name: reduce within each host, ring
 //                                     among one leader per host, broadcast within each host
 //                        mpi          MPI's own allreduce (the baseline)
