@@ -54,8 +54,8 @@ Dispatcher::Dispatcher(std::vector<std::string> endpoints, uint64_t token, int s
       ctx_(1), waker_(ctx_, where_) {
   STRAND_CHECK(!endpoints_.empty(), Usage, "no parameter servers to talk to", where_);
   STRAND_CHECK(opt_.max_outstanding >= 1, Usage, "max_outstanding must be at least 1", where_);
-  STRAND_CHECK(opt_.heartbeat_s > 0 && opt_.server_timeout_s > opt_.heartbeat_s, Usage,
-               "the server timeout must be longer than the heartbeat interval", where_);
+  STRAND_CHECK(opt_.heartbeat_s > 0 && opt_.server_timeout_s > opt_.heartbeat_s && opt_.connect_timeout_s > 0, Usage,
+               "the server timeout must be longer than the heartbeat interval, the connect timeout positive", where_);
   for (size_t i = 0; i < endpoints_.size(); ++i) {
     auto s = std::make_unique<Socket>(ctx_, ZMQ_DEALER, this->where(int(i)));
     s->configure_data(opt_.max_frame_bytes);
@@ -63,6 +63,7 @@ Dispatcher::Dispatcher(std::vector<std::string> endpoints, uint64_t token, int s
     sockets_.push_back(std::move(s));
   }
   last_heard_.assign(endpoints_.size(), Clock::now());
+  heard_.assign(endpoints_.size(), false);
   thread_ = std::thread([this] { loop(); });
 }
 
@@ -163,6 +164,7 @@ void Dispatcher::receive(int server) {
     }
     if (h.token != token_) continue;
     last_heard_[size_t(server)] = Clock::now();
+    heard_[size_t(server)] = true;
     if (h.type == MsgType::Heartbeat) continue;
     if (h.type == MsgType::Fail && h.request == 0)  // about this worker, not one request
       throw Error(ErrorKind(std::clamp<int64_t>(h.step, 0, int64_t(ErrorKind::Timeout))),
@@ -191,8 +193,8 @@ void Dispatcher::receive(int server) {
 
 void Dispatcher::loop() {
   const auto hb = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(opt_.heartbeat_s));
-  const auto timeout =
-      std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(opt_.server_timeout_s));
+  auto duration = [](double s) { return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s)); };
+  const auto timeout = duration(opt_.server_timeout_s), connect_timeout = duration(opt_.connect_timeout_s);
   auto next_hb = Clock::now();
   try {
     for (;;) {
@@ -210,13 +212,18 @@ void Dispatcher::loop() {
         }
         next_hb = now + hb;
       }
-      for (size_t i = 0; i < sockets_.size(); ++i)
-        if (now - last_heard_[i] > timeout)
+      for (size_t i = 0; i < sockets_.size(); ++i) {
+        const double quiet = std::chrono::duration<double>(now - last_heard_[i]).count();
+        if (heard_[i] && now - last_heard_[i] > timeout)
           throw Error(ErrorKind::Timeout,
-                      "parameter server has not answered for " +
-                          seconds(std::chrono::duration<double>(now - last_heard_[i]).count()) +
-                          " (it stopped or the network is down)",
+                      "parameter server has not answered for " + seconds(quiet) + " (it stopped or the network is down)",
                       where(int(i)));
+        if (!heard_[i] && now - last_heard_[i] > connect_timeout)
+          throw Error(ErrorKind::Timeout,
+                      "parameter server did not answer within " + seconds(quiet) +
+                          " of the start (is it running, at that address, with this job's token?)",
+                      where(int(i)));
+      }
       std::vector<zmq_pollitem_t> items;
       items.push_back({waker_.socket().raw(), 0, ZMQ_POLLIN, 0});
       for (auto& s : sockets_) items.push_back({s->raw(), 0, ZMQ_POLLIN, 0});

@@ -6,7 +6,9 @@
 //
 // Liveness: the I/O thread sends a heartbeat to every server each `heartbeat_s`; a server
 // whose last message (reply or heartbeat) is older than `server_timeout_s` is dead: every
-// ticket, and every later call(), fails with Error(Timeout) naming it and its endpoint.
+// ticket, and every later call(), fails with Error(Timeout) naming it and its endpoint. Until a
+// server has answered once, `connect_timeout_s` applies instead (hosts start at different
+// times: SageMaker starts every instance with the same command).
 #pragma once
 
 #include <chrono>
@@ -31,6 +33,7 @@ struct DispatchOptions {
   int max_outstanding = 64;
   double heartbeat_s = 0.5;
   double server_timeout_s = 10;
+  double connect_timeout_s = 120;
   size_t max_frame_bytes = size_t(kDefaultMaxFrameBytes);  // largest reply frame accepted
   static constexpr int64_t kDefaultMaxFrameBytes = int64_t(64) << 20;
 };
@@ -105,6 +108,7 @@ class Dispatcher {
   // I/O thread only.
   std::unordered_map<uint64_t, std::shared_ptr<Ticket::State>> in_flight_;
   std::vector<Clock::time_point> last_heard_;
+  std::vector<bool> heard_;
   std::thread thread_;  // last: starts after everything it reads exists
 };
 

@@ -600,6 +600,28 @@ TEST(Worker, ADeadServerFailsTheStepWithinTheTimeout) {
   EXPECT_LT(std::chrono::duration<double>(Clock::now() - t0).count(), 2.5);
 }
 
+TEST(Worker, AServerThatNeverAnswersFailsWithinTheConnectTimeout) {
+  // A server of another job (other token) is as silent as no server at all.
+  Cluster other(1, 1, 1000, 1000 * 4, "sync");
+  WorkerOptions o = other.worker_options(0, 1);
+  o.token = kToken ^ 0xff;
+  o.dispatch.connect_timeout_s = 0.3;
+  Context ctx = quiet_context();
+  Worker w(ctx, o);
+  std::vector<float> p(1000);
+  const auto t0 = Clock::now();
+  try {
+    w.pull(0, p.data(), 0).wait();
+    ADD_FAILURE() << "a pull was answered by a server of another job";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::Timeout) << e.what();
+    EXPECT_NE(std::string(e.what()).find("did not answer within"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(other.endpoints[0]), std::string::npos) << e.what();
+  }
+  EXPECT_LT(std::chrono::duration<double>(Clock::now() - t0).count(), 1.5);
+  EXPECT_GE(other.total().bad_token, 1);
+}
+
 // ---------------------------------------------------------------- checkpoints
 
 TEST(Checkpoint, CollectsShardsAndRestoresOntoAnotherServerCount) {
