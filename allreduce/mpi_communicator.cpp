@@ -271,7 +271,7 @@ int64_t seg_begin(int64_t n, int p, int i) { return n * int64_t(i) / p; }
 // a few reused scratch slots, so they are still in cache when added.
 class Ring {
  public:
-  static constexpr int kSlots = 4;  // receives in flight ahead of the reduction
+  static constexpr int kSlots = 16;  // receives in flight ahead of the reduction (4 MiB: keeps a TCP link busy)
 
   Ring(Group& g, float* data, int64_t n, size_t chunk_bytes, std::vector<float>& scratch)
       : g_(g), data_(data), n_(n), p_(g.size()), r_(g.rank()),
