@@ -41,6 +41,11 @@ bool Ticket::ready() const {
 }
 
 namespace {
+// A Fail reply's error kind; an out-of-range value (a newer server) reads as Internal.
+ErrorKind kind_from_wire(int64_t k) {
+  return k >= int64_t(ErrorKind::Io) && k <= int64_t(ErrorKind::Timeout) ? ErrorKind(k) : ErrorKind::Internal;
+}
+
 std::string seconds(double s) {
   char b[32];
   std::snprintf(b, sizeof b, "%.1f s", s);
@@ -167,15 +172,14 @@ void Dispatcher::receive(int server) {
     heard_[size_t(server)] = true;
     if (h.type == MsgType::Heartbeat) continue;
     if (h.type == MsgType::Fail && h.request == 0)  // about this worker, not one request
-      throw Error(ErrorKind(std::clamp<int64_t>(h.step, 0, int64_t(ErrorKind::Timeout))),
-                  "parameter server: " + h.text, where(server));
+      throw Error(kind_from_wire(h.step), "parameter server: " + h.text, where(server));
     const auto it = in_flight_.find(h.request);
     if (it == in_flight_.end()) continue;
     auto s = it->second;
     in_flight_.erase(it);
     std::exception_ptr e;
     if (h.type == MsgType::Fail) {
-      e = std::make_exception_ptr(Error(ErrorKind(std::clamp<int64_t>(h.step, 0, int64_t(ErrorKind::Timeout))),
+      e = std::make_exception_ptr(Error(kind_from_wire(h.step),
                                         "parameter server refused the " + std::string(to_string(s->header.type)) +
                                             ": " + h.text,
                                         where(server)));
@@ -192,9 +196,9 @@ void Dispatcher::receive(int server) {
 }
 
 void Dispatcher::loop() {
-  const auto hb = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(opt_.heartbeat_s));
   auto duration = [](double s) { return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s)); };
-  const auto timeout = duration(opt_.server_timeout_s), connect_timeout = duration(opt_.connect_timeout_s);
+  const auto hb = duration(opt_.heartbeat_s), timeout = duration(opt_.server_timeout_s),
+             connect_timeout = duration(opt_.connect_timeout_s);
   auto next_hb = Clock::now();
   try {
     for (;;) {

@@ -368,6 +368,10 @@ int64_t Server::Impl::min_live_clock(const ChunkState& cs) const {
 void Server::Impl::push(const Header& h, std::vector<Message>& parts) {
   check_frames(parts, h.chunks.size(), "a push of " + std::to_string(h.chunks.size()) + " chunks");
   if (!std::isfinite(h.lr) || h.lr < 0) throw Refusal{ErrorKind::Usage, "learning rate " + std::to_string(h.lr)};
+  std::vector<uint32_t> ids = h.chunks;
+  std::sort(ids.begin(), ids.end());
+  if (std::adjacent_find(ids.begin(), ids.end()) != ids.end())
+    throw Refusal{ErrorKind::Format, "a push names the same chunk twice"};
   for (size_t i = 0; i < h.chunks.size(); ++i) {
     ChunkState& cs = owned(h.chunks[i]);
     check_size(parts[i + 2], cs.n, cs.id);

@@ -30,7 +30,7 @@ PsStrategy::~PsStrategy() {
   timeline_ = nullptr;  // it may be gone already
   try {
     wait_all();
-  } catch (const Error&) {
+  } catch (...) {  // the error was (or will be) reported by the call that failed
   }
 }
 
