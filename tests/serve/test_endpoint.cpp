@@ -310,7 +310,9 @@ TEST_F(EndpointTest, BodyLimit) {
     sink.done();
     return true;
   }, "application/json");
-  if (res) EXPECT_EQ(res->status, 413);  // or the connection was closed while still sending
+  if (res) {
+    EXPECT_EQ(res->status, 413);  // else the connection was closed while the client still sent
+  }
   // Exactly at the limit is read and parsed (as JSON made of spaces: empty).
   EXPECT_EQ(post("/invocations", std::string(6u << 20, ' ')), std::pair(400, err("the body is empty")));
   EXPECT_EQ(get("/ping").first, 200);
