@@ -213,8 +213,8 @@ void Server::Impl::run() {
         handle(parts);
       }
       check_silent();
-    } catch (const Error& e) {
-      // A transport failure on one message must not take the server down with it.
+    } catch (const std::exception& e) {
+      // A failure on one message (a send, an allocation) must not take the server down with it.
       ctx.log(where + ": " + e.what());
     }
   }
