@@ -59,10 +59,12 @@ void copy_streaming(float* dst, const float* src, int64_t n) {
 // shared-memory path pays a kernel copy (CMA) or a fragment pipeline per message.
 class ShmChannel {
  public:
+  // Four 256 KiB slots: a chunk is still in the sender's cache when the receiver reads it.
   static constexpr int kSlots = 4;
+  static constexpr int64_t kChunk = 64 * 1024;  // floats
 
-  ShmChannel(MPI_Comm comm, int rank, int size, int64_t chunk, const std::string& where) : chunk_(chunk) {
-    const MPI_Aint bytes = MPI_Aint(2 * kSlots * sizeof(Counter) + size_t(kSlots * chunk) * sizeof(float));
+  ShmChannel(MPI_Comm comm, int rank, int size, const std::string& where) : chunk_(kChunk) {
+    const MPI_Aint bytes = MPI_Aint(2 * kSlots * sizeof(Counter) + size_t(kSlots * kChunk) * sizeof(float));
     void* base = nullptr;
     STRAND_MPI_CHECK(MPI_Win_allocate_shared(bytes, 1, MPI_INFO_NULL, comm, &base, &win_), where);
     mine_ = layout(base);
@@ -137,9 +139,7 @@ class Group {
       int node_size = 0;
       MPI_Comm_size(node, &node_size);
       MPI_Comm_free(&node);
-      if (node_size == size_)
-        shm_ = std::make_unique<ShmChannel>(comm_, rank_, size_,
-                                            std::max<int64_t>(1, int64_t(opt.chunk_bytes / sizeof(float))), where());
+      if (node_size == size_) shm_ = std::make_unique<ShmChannel>(comm_, rank_, size_, where());
     }
   }
   Group(const Group&) = delete;
@@ -271,11 +271,13 @@ int64_t seg_begin(int64_t n, int p, int i) { return n * int64_t(i) / p; }
 // a few reused scratch slots, so they are still in cache when added.
 class Ring {
  public:
-  static constexpr int kSlots = 16;  // receives in flight ahead of the reduction (4 MiB: keeps a TCP link busy)
+  static constexpr int kSlots = 16;  // MPI receives in flight ahead of the reduction: keeps a TCP link busy
 
+  // `chunk_bytes` is the unit of MPI messages; the shared-memory channel has its own.
   Ring(Group& g, float* data, int64_t n, size_t chunk_bytes, std::vector<float>& scratch)
       : g_(g), data_(data), n_(n), p_(g.size()), r_(g.rank()),
-        chunk_(std::max<int64_t>(1, int64_t(chunk_bytes / sizeof(float)))), scratch_(scratch) {
+        chunk_(g.shm() ? g.shm()->chunk() : std::max<int64_t>(1, int64_t(chunk_bytes / sizeof(float)))),
+        scratch_(scratch) {
     if (scratch_.size() < size_t(kSlots * chunk_)) scratch_.resize(size_t(kSlots * chunk_));
   }
 
@@ -315,7 +317,6 @@ class Ring {
   // rank never blocks on its right neighbour while its left one waits for it.
   void run_shm(int first, int last, const std::vector<Chunk>& chunks, const char* what) {
     ShmChannel& ch = *g_.shm();
-    STRAND_CHECK(ch.chunk() == chunk_, Internal, "ring chunk differs from the channel's", g_.where());
     const int left = (r_ - 1 + p_) % p_, right = (r_ + 1) % p_;
     std::deque<Chunk> sends;
     const int64_t first_len = seg_len(send_seg(first));

@@ -28,7 +28,7 @@ struct AllreduceBenchArgs {
   std::vector<std::string> impls{"ring", "hierarchical", "mpi"};
   int64_t min_bytes = 4 << 10, max_bytes = int64_t(256) << 20, factor = 4;
   double seconds = 0.3;  // time budget per size and algorithm (3 rounds of at least 2 iterations)
-  double chunk_kib = 256;
+  double chunk_kib = 1024;
   bool memcpy_baseline = false, json = false;
 };
 
@@ -134,7 +134,7 @@ void run_bench_allreduce(const AllreduceBenchArgs& a) {
       std::cout << out.dump(1) << '\n';
       return;
     }
-    std::printf("# strand bench allreduce: %d rank(s) on %d host(s), float32 sum, ring chunk %.0f KiB\n", p, hosts,
+    std::printf("# strand bench allreduce: %d rank(s) on %d host(s), float32 sum, ring chunk over MPI %.0f KiB\n", p, hosts,
                 a.chunk_kib);
     std::printf("# %12s  %-12s  %10s  %11s  %11s\n", "size (B)", "impl", "time (us)", "algbw GB/s", "busbw GB/s");
     for (const Row& r : rows)
@@ -165,7 +165,7 @@ void add_bench_allreduce_command(CLI::App& bench) {
   cmd->add_option("--factor", a->factor, "Each size is the previous times this")->capture_default_str();
   cmd->add_option("--seconds", a->seconds, "Time spent per size and algorithm")->check(CLI::PositiveNumber)
       ->capture_default_str();
-  cmd->add_option("--chunk-kib", a->chunk_kib, "Ring pipeline chunk in KiB")->check(CLI::PositiveNumber)
+  cmd->add_option("--chunk-kib", a->chunk_kib, "Ring pipeline chunk over MPI messages, KiB (shared memory: 256)")->check(CLI::PositiveNumber)
       ->capture_default_str();
   cmd->add_flag("--memcpy", a->memcpy_baseline, "Also time a single-core memcpy of 64 MiB (row impl \"memcpy\")");
   cmd->add_flag("--json", a->json, "Print a JSON array of {impl, bytes, ranks, time_us, algbw_gbps, busbw_gbps}");
