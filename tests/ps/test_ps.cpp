@@ -346,6 +346,26 @@ TEST(Sync, TwoWorkersMatchOneProcessWithTheGlobalBatch) {
   EXPECT_GT(tl.total_seconds("wait for ps"), 0);
 }
 
+TEST(Server, RefusesToListenOnEveryInterfaceUnlessAllowed) {
+  Context ctx = quiet_context();
+  ServerOptions o;
+  o.token = kToken;
+  o.map = ShardMap::build(100, 400, 1);
+  for (const char* any : {"tcp://*:0", "tcp://0.0.0.0:0", "tcp://[::]:0"}) {
+    o.bind = any;
+    try {
+      Server s(ctx, o);
+      ADD_FAILURE() << any << " was accepted";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::Usage) << e.what();
+      EXPECT_NE(std::string(e.what()).find("every interface"), std::string::npos) << e.what();
+    }
+  }
+  o.bind = "tcp://127.0.0.1:0";
+  o.token = 0;
+  EXPECT_THROW(Server{ctx, o}, Error);  // no job token
+}
+
 // A worker that was silent past the timeout is dropped, and told so when it speaks again.
 TEST(Server, TellsADroppedWorkerItWasDropped) {
   Cluster cl(1, 2, 1000, 1000 * 4, "sync", /*worker_timeout_s=*/0.3);
