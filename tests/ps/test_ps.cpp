@@ -363,7 +363,7 @@ TEST(Server, RefusesToListenOnEveryInterfaceUnlessAllowed) {
   }
   o.bind = "tcp://127.0.0.1:0";
   o.token = 0;
-  EXPECT_THROW(Server{ctx, o}, Error);  // no job token
+  EXPECT_THROW((Server{ctx, o}), Error);  // no job token
 }
 
 // A worker that was silent past the timeout is dropped, and told so when it speaks again.
