@@ -71,17 +71,26 @@ Ticket Worker::pull(uint32_t id, float* params, int64_t clock) {
                         [params, n](const Header&, std::vector<Message>& frames) { take(frames, 0, params, n); });
 }
 
+std::vector<Worker::Batch> Worker::batches() const {
+  std::vector<Batch> out;
+  for (int s = 0; s < opt_.map.servers; ++s) {
+    const std::vector<uint32_t> ids = opt_.map.chunks_of(s);
+    for (size_t i = 0; i < ids.size(); i += kMaxChunksPerMessage)
+      out.push_back({s, std::vector<uint32_t>(ids.begin() + ptrdiff_t(i),
+                                              ids.begin() + ptrdiff_t(std::min(ids.size(), i + kMaxChunksPerMessage)))});
+  }
+  return out;
+}
+
 void Worker::pull_all(float* flat, int64_t clock) {
   std::vector<Ticket> tickets;
-  for (int s = 0; s < opt_.map.servers; ++s) {
+  const ShardMap* map = &opt_.map;
+  for (Batch& b : batches()) {
     Header h;
     h.type = MsgType::Pull;
     h.step = clock;
-    h.chunks = opt_.map.chunks_of(s);
-    if (h.chunks.empty()) continue;
-    const std::vector<uint32_t> ids = h.chunks;
-    const ShardMap* map = &opt_.map;
-    tickets.push_back(dispatch_.call(s, std::move(h), {}, [=](const Header&, std::vector<Message>& frames) {
+    h.chunks = b.chunks;
+    tickets.push_back(dispatch_.call(b.server, std::move(h), {}, [=, ids = std::move(b.chunks)](const Header&, std::vector<Message>& frames) {
       for (size_t i = 0; i < ids.size(); ++i) {
         const Chunk& c = map->chunks[ids[i]];
         take(frames, i, flat + c.begin, c.size());
@@ -99,45 +108,43 @@ void Worker::init(const float* flat, const OptimizerConfig& config, const Optimi
   for (const auto& s : state.slots)
     STRAND_CHECK(int64_t(s.size()) == opt_.map.floats, Usage, "optimizer state of the wrong size", where_);
   std::vector<Ticket> tickets;
-  for (int s = 0; s < opt_.map.servers; ++s) {
+  for (Batch& b : batches()) {
     Header h;
     h.type = MsgType::Init;
     h.step = state.step;
     h.optimizer = kind;
     h.hyper = {config.momentum, config.beta1, config.beta2, config.eps};
-    h.chunks = opt_.map.chunks_of(s);
-    if (h.chunks.empty()) continue;
     std::vector<std::span<const std::byte>> payloads;
-    for (uint32_t id : h.chunks) {
+    for (uint32_t id : b.chunks) {
       const Chunk& c = opt_.map.chunks[id];
       payloads.push_back(bytes(flat + c.begin, c.size()));
       for (const auto& slot : state.slots) payloads.push_back(bytes(slot.data() + c.begin, c.size()));
     }
-    tickets.push_back(dispatch_.call(s, std::move(h), std::move(payloads)));
+    h.chunks = std::move(b.chunks);
+    tickets.push_back(dispatch_.call(b.server, std::move(h), std::move(payloads)));
   }
   for (auto& t : tickets) t.wait();
 }
 
 void Worker::gather(float* flat, OptimizerState& state) {
+  const std::vector<Batch> all = batches();
   std::vector<Ticket> tickets;
-  std::vector<Header> replies(size_t(opt_.map.servers));
-  state.slots.clear();
-  // Slot buffers sized once the first reply says which optimizer the servers run.
+  std::vector<Header> replies(all.size());
+  // Both slots' buffers; those the servers' optimizer does not have are dropped at the end.
   std::vector<std::vector<float>> slots(2, std::vector<float>(size_t(opt_.map.floats)));
-  for (int s = 0; s < opt_.map.servers; ++s) {
+  const ShardMap* map = &opt_.map;
+  for (size_t b = 0; b < all.size(); ++b) {
     Header h;
     h.type = MsgType::Gather;
-    h.chunks = opt_.map.chunks_of(s);
-    if (h.chunks.empty()) continue;
-    const std::vector<uint32_t> ids = h.chunks;
-    const ShardMap* map = &opt_.map;
-    Header* out = &replies[size_t(s)];
-    tickets.push_back(dispatch_.call(s, std::move(h), {}, [=, &slots](const Header& r, std::vector<Message>& frames) {
+    h.chunks = all[b].chunks;
+    Header* out = &replies[b];
+    const std::vector<uint32_t>* ids = &all[b].chunks;
+    tickets.push_back(dispatch_.call(all[b].server, std::move(h), {}, [=, &slots](const Header& r, std::vector<Message>& frames) {
       const size_t k = r.optimizer == OptKind::Adam ? 2 : r.optimizer == OptKind::Momentum ? 1 : 0;
-      STRAND_CHECK(frames.size() == ids.size() * (1 + k), Format, "gather reply with the wrong number of frames",
+      STRAND_CHECK(frames.size() == ids->size() * (1 + k), Format, "gather reply with the wrong number of frames",
                    "PS reply");
-      for (size_t i = 0; i < ids.size(); ++i) {
-        const Chunk& c = map->chunks[ids[i]];
+      for (size_t i = 0; i < ids->size(); ++i) {
+        const Chunk& c = map->chunks[(*ids)[i]];
         take(frames, i * (1 + k), flat + c.begin, c.size());
         for (size_t j = 0; j < k; ++j) take(frames, i * (1 + k) + 1 + j, slots[j].data() + c.begin, c.size());
       }
@@ -145,14 +152,10 @@ void Worker::gather(float* flat, OptimizerState& state) {
     }));
   }
   for (auto& t : tickets) t.wait();
-  // Chunk 0 is on some server; servers without chunks were not asked.
-  const Header& first = replies[size_t(opt_.map.chunks[0].server)];
-  const OptKind kind = first.optimizer;
+  const OptKind kind = replies.front().optimizer;
   state.kind = kind == OptKind::Adam ? "adam" : kind == OptKind::Momentum ? "momentum" : "sgd";
-  state.step = first.step;
-  for (int s = 0; s < opt_.map.servers; ++s) {
-    if (opt_.map.chunks_of(s).empty()) continue;
-    const Header& r = replies[size_t(s)];
+  state.step = replies.front().step;
+  for (const Header& r : replies) {
     STRAND_CHECK(r.optimizer == kind, Format, "servers run different optimizers", where_);
     state.step = std::min(state.step, r.step);
   }

@@ -54,6 +54,13 @@ class Worker {
   void leave();
 
  private:
+  // Every server's chunk ids, in messages of at most kMaxChunksPerMessage ids.
+  struct Batch {
+    int server;
+    std::vector<uint32_t> chunks;
+  };
+  std::vector<Batch> batches() const;
+
   std::string where_;
   WorkerOptions opt_;
   int64_t sum_round_ = 0;

@@ -245,6 +245,27 @@ TEST(KeyValue, PushAndPullRoundTripExactly) {
   EXPECT_EQ(cl.total().updates, int64_t(order.size()));
 }
 
+TEST(KeyValue, ManyChunksTravelInSeveralMessages) {
+  const int64_t n = int64_t(kMaxChunksPerMessage) * 2 + 5;  // one float per chunk, one server
+  Cluster cl(1, 1, n, 4, "sync");
+  Context ctx = quiet_context();
+  Worker w(ctx, cl.worker_options(0, 1));
+  const std::vector<float> init = random_floats(size_t(n), 6);
+  OptimizerConfig adam;
+  OptimizerState st{"adam", 3, {random_floats(size_t(n), 7), random_floats(size_t(n), 8)}};
+  for (auto& v : st.slots[1]) v = std::abs(v);
+  w.init(init.data(), adam, st);
+  std::vector<float> got(static_cast<size_t>(n));
+  w.pull_all(got.data(), 0);
+  EXPECT_TRUE(got == init);
+  OptimizerState back;
+  w.gather(got.data(), back);
+  EXPECT_TRUE(got == init);
+  EXPECT_EQ(back.step, 3);
+  EXPECT_TRUE(back.slots == st.slots);
+  EXPECT_EQ(cl.total().malformed, 0);
+}
+
 // ---------------------------------------------------------------- training
 
 ModelArch tiny_cnn() {
