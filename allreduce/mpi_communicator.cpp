@@ -529,7 +529,9 @@ void MpiCommunicator::allreduce_sum(float* data, int64_t n) {
     }
     return;
   }
-  if (options_.algorithm == "ring" || groups_->host_count == size()) {
+  // With one rank per host hierarchical is the ring; on one host, its reduction plus broadcast
+  // would move more than the ring does.
+  if (options_.algorithm == "ring" || groups_->host_count == size() || groups_->host_count == 1) {
     Ring ring(w, data, n, options_.chunk_bytes, scratch_);
     ring.run(0, 2 * (w.size() - 1), "ring allreduce");
     return;
