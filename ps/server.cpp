@@ -418,24 +418,28 @@ void Server::Impl::complete_round(ChunkState& cs) {
     }
   }
   if (contributors == 0) return;
-  float* acc = scratch.f32();
-  const int64_t n = cs.n;
-  std::memcpy(acc, cs.pending[size_t(first)].data(), size_t(n) * 4);
-  for (size_t w = size_t(first) + 1; w < peers.size(); ++w) {
-    if (!cs.has[w]) continue;
-    // ZeroMQ may place a received frame at any byte offset: read it through memcpy.
-    const std::byte* g = cs.pending[w].data();
-    for (int64_t i = 0; i < n; ++i) {
-      float x;
-      std::memcpy(&x, g + i * 4, 4);
-      acc[i] += x;
+  const float lr = cs.pending_lr[size_t(first)];
+  if (contributors == 1) {
+    // The mean of one gradient is itself: applied from the frame (apply() copies a misaligned one).
+    apply(cs, reinterpret_cast<const float*>(cs.pending[size_t(first)].data()), lr);
+  } else {
+    float* acc = scratch.f32();
+    const int64_t n = cs.n;
+    std::memcpy(acc, cs.pending[size_t(first)].data(), size_t(n) * 4);
+    for (size_t w = size_t(first) + 1; w < peers.size(); ++w) {
+      if (!cs.has[w]) continue;
+      // ZeroMQ may place a received frame at any byte offset: read it through memcpy.
+      const std::byte* g = cs.pending[w].data();
+      for (int64_t i = 0; i < n; ++i) {
+        float x;
+        std::memcpy(&x, g + i * 4, 4);
+        acc[i] += x;
+      }
     }
-  }
-  if (contributors > 1) {
     const float scale = 1.0f / float(contributors);
     for (int64_t i = 0; i < n; ++i) acc[i] *= scale;
+    apply(cs, acc, lr);
   }
-  apply(cs, acc, cs.pending_lr[size_t(first)]);
   for (size_t w = 0; w < peers.size(); ++w) {
     cs.has[w] = false;
     cs.pending[w] = Message();
