@@ -16,9 +16,9 @@
 namespace strand::ps {
 
 // 1 MiB: a loopback/LAN send of 1 MiB takes a few hundred microseconds, so the per-message
-// cost (tens of microseconds) stays under ~10% (see bench/results/ps.md); mnist_cnn's 4.8 MB
-// of parameters still form 5 chunks, so the first pushes leave while backward computes the
-// earlier layers and two servers balance within one chunk.
+// cost (tens of microseconds) stays under ~10% (see bench/results/ps.md); mnist_cnn's 13 MB
+// of parameters form 13 chunks, so the first pushes leave while backward computes the earlier
+// layers, and two servers hold 7 and 6 chunks.
 inline constexpr int64_t kDefaultChunkBytes = int64_t(1) << 20;
 
 struct Chunk {
