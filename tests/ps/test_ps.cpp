@@ -329,22 +329,25 @@ std::vector<std::vector<float>> train_ps(Cluster& cl, int workers, const io::Dat
   return weights;
 }
 
-TEST(Sync, TwoWorkersMatchOneProcessWithTheGlobalBatch) {
+class SyncEquality : public ::testing::TestWithParam<int> {};
+
+TEST_P(SyncEquality, WorkersMatchOneProcessWithTheGlobalBatch) {
+  const int workers = GetParam();
   const io::Dataset data = banded(300, 1);
-  const int64_t b = 16, chunk = 256 * 4;  // several chunks on each of 2 servers
+  const int64_t b = 32 / workers, chunk = 256 * 4;  // several chunks on each of 2 servers
   Context probe = quiet_context();
   const int64_t params = Model(probe.backend(), tiny_cnn()).param_count();
-  Cluster cl(2, 2, params, chunk, "sync");
+  Cluster cl(2, workers, params, chunk, "sync");
   std::vector<TrainResult> res;
   Timeline tl(0, Timeline::Clock::now());
-  const auto w = train_ps(cl, 2, data, config(b, 20), chunk, &res, &tl);
+  const auto w = train_ps(cl, workers, data, config(b, 20), chunk, &res, &tl);
   ASSERT_FALSE(w[0].empty());
   EXPECT_EQ(res[0].global_step, 20);
-  EXPECT_TRUE(w[0] == w[1]) << "the workers hold different parameters";
+  for (int r = 1; r < workers; ++r) EXPECT_TRUE(w[0] == w[size_t(r)]) << "worker " << r << " holds other parameters";
 
   Context ctx = quiet_context();
   Model single(ctx.backend(), tiny_cnn());
-  train(ctx, single, data, nullptr, config(2 * b, 20));
+  train(ctx, single, data, nullptr, config(workers * b, 20));
   const std::vector<float> ref = single.get_params();
   double diff = 0, norm = 0;
   for (size_t i = 0; i < ref.size(); ++i) {
@@ -366,6 +369,8 @@ TEST(Sync, TwoWorkersMatchOneProcessWithTheGlobalBatch) {
   EXPECT_NE(json.find("\"bytes\":" + std::to_string(chunk)), std::string::npos);
   EXPECT_GT(tl.total_seconds("wait for ps"), 0);
 }
+
+INSTANTIATE_TEST_SUITE_P(Workers, SyncEquality, ::testing::Values(2, 4));
 
 TEST(Server, RefusesToListenOnEveryInterfaceUnlessAllowed) {
   Context ctx = quiet_context();
