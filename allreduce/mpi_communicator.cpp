@@ -197,25 +197,28 @@ class Group {
         pending.clear();
         return;
       }
-      pause(t0, warned, "no message from " + missing(pending), "waiting for " + missing(pending), what);
+      pause(t0, warned, [&] { return missing(pending); }, false, what);
     }
   }
   // One idle poll of a wait that began at t0: throws Error(Timeout) after timeout_s, logs a
-  // stall warning once after stall_warning_s, and otherwise lets time pass. Messages usually
+  // stall warning once after stall_warning_s, and otherwise lets time pass. `peers()` names
+  // the ranks waited for (built only when needed: this runs in the polling loop); `sending`:
+  // they have not taken this rank's messages, rather than not sent theirs. Messages usually
   // arrive within microseconds: poll hot, then yield the core to any runnable thread
   // (training's workers), and only after a long wait sleep between polls.
-  void pause(Clock::time_point t0, bool& warned, const std::string& failure, const std::string& waiting,
-             const char* what) const {
+  template <class Peers>
+  void pause(Clock::time_point t0, bool& warned, const Peers& peers, bool sending, const char* what) const {
     const double waited = std::chrono::duration<double>(Clock::now() - t0).count();
     if (waited > opt_.timeout_s) {
       throw Error(ErrorKind::Timeout,
-                  failure + " for " + std::to_string(int(opt_.timeout_s)) + " s in " + what +
+                  (sending ? "messages not taken by " : "no message from ") + peers() + " for " +
+                      std::to_string(int(opt_.timeout_s)) + " s in " + what +
                       ": that rank has died or hangs (the limit is --comm-timeout)",
                   where());
     }
     if (!warned && waited > opt_.stall_warning_s) {
       warned = true;
-      log("stalled " + std::to_string(int(waited)) + " s in " + std::string(what) + ", " + waiting);
+      log("stalled " + std::to_string(int(waited)) + " s in " + std::string(what) + ", waiting for " + peers());
     }
     if (waited > 20e-3) {
       std::this_thread::sleep_for(std::chrono::microseconds(50));
@@ -356,10 +359,8 @@ class Ring {
       }
       // Nothing moved: either the left neighbour has not sent, or the right one has not
       // consumed (then this rank's sends are stuck).
-      const std::string peer = g_.describe(j < chunks.size() ? left : right);
-      g_.pause(idle_since, warned,
-               j < chunks.size() ? "no message from " + peer : "messages not taken by " + peer,
-               "waiting for " + peer, what);
+      const bool receiving = j < chunks.size();
+      g_.pause(idle_since, warned, [&] { return g_.describe(receiving ? left : right); }, !receiving, what);
     }
     _mm_sfence();  // the streaming stores are visible before the caller reads the result
   }
