@@ -64,6 +64,8 @@ struct Server::Impl {
     std::vector<Buffer> slots;
     std::shared_ptr<Release> sending = std::make_shared<Release>();  // replies borrowing params/slots
     bool initialized = false;
+    OptKind kind = OptKind::None;  // per chunk: an init in several messages changes them one by one
+    std::array<float, 4> hyper{};
     int64_t opt_step = 0;
     int64_t version = 0;               // sync: rounds applied
     std::vector<int64_t> clock;        // pushes received per worker
@@ -131,8 +133,6 @@ struct Server::Impl {
 
   std::unordered_map<uint32_t, ChunkState> chunks;
   std::vector<Retired> retired;
-  OptKind kind = OptKind::None;
-  std::array<float, 4> hyper{};
   std::vector<Peer> peers;
   std::vector<Waiting> waiting;
   std::map<int64_t, SumRound> sums;
@@ -346,11 +346,11 @@ void Server::Impl::apply(ChunkState& cs, const float* g, float lr) {
   }
   prepare_write(cs);
   ++cs.opt_step;
-  switch (kind) {
+  switch (cs.kind) {
     case OptKind::Sgd: be->sgd_step(cs.n, lr, cs.params.f32(), g); break;
-    case OptKind::Momentum: be->momentum_step(cs.n, lr, hyper[0], cs.params.f32(), g, cs.slots[0].f32()); break;
+    case OptKind::Momentum: be->momentum_step(cs.n, lr, cs.hyper[0], cs.params.f32(), g, cs.slots[0].f32()); break;
     case OptKind::Adam:
-      be->adam_step(cs.n, lr, hyper[1], hyper[2], hyper[3], cs.opt_step, cs.params.f32(), g, cs.slots[0].f32(),
+      be->adam_step(cs.n, lr, cs.hyper[1], cs.hyper[2], cs.hyper[3], cs.opt_step, cs.params.f32(), g, cs.slots[0].f32(),
                     cs.slots[1].f32());
       break;
     case OptKind::None: break;
@@ -457,8 +457,6 @@ void Server::Impl::pull(const Header& h, const std::vector<Message>& parts) {
 void Server::Impl::init(const Header& h, std::vector<Message>& parts) {
   const size_t slots = slot_count(h.optimizer);
   if (h.optimizer == OptKind::None) throw Refusal{ErrorKind::Usage, "init without an optimizer"};
-  if (kind != OptKind::None && h.optimizer != kind)
-    throw Refusal{ErrorKind::Usage, "init with another optimizer than the one already in use"};
   for (float x : h.hyper)
     if (!std::isfinite(x)) throw Refusal{ErrorKind::Usage, "non-finite optimizer hyperparameter"};
   if (h.step < 0) throw Refusal{ErrorKind::Usage, "negative optimizer step"};
@@ -467,11 +465,11 @@ void Server::Impl::init(const Header& h, std::vector<Message>& parts) {
     const ChunkState& cs = owned(h.chunks[i]);
     for (size_t k = 0; k <= slots; ++k) check_size(parts[2 + i * (1 + slots) + k], cs.n, cs.id);
   }
-  kind = h.optimizer;
-  hyper = h.hyper;
   for (size_t i = 0; i < h.chunks.size(); ++i) {
     ChunkState& cs = chunks.at(h.chunks[i]);
     prepare_write(cs);
+    cs.kind = h.optimizer;
+    cs.hyper = h.hyper;
     std::memcpy(cs.params.data(), parts[2 + i * (1 + slots)].data(), size_t(cs.n) * 4);
     cs.slots.resize(slots);
     for (size_t k = 0; k < slots; ++k) {
@@ -497,14 +495,19 @@ void Server::Impl::gather(const Header& h, const std::vector<Message>& parts) {
   Header r;
   r.type = MsgType::Reply;
   r.request = h.request;
-  r.optimizer = kind;
-  r.hyper = hyper;
   r.chunks = h.chunks;
   r.step = std::numeric_limits<int64_t>::max();
+  for (uint32_t id : h.chunks) {
+    const ChunkState& cs = owned(id);
+    if (!cs.initialized) throw Refusal{ErrorKind::Usage, "gather before the parameters were initialized"};
+    if (id != h.chunks.front() && (cs.kind != r.optimizer || cs.hyper != r.hyper))
+      throw Refusal{ErrorKind::Usage, "a gather of chunks initialized with different optimizers"};
+    r.optimizer = cs.kind;
+    r.hyper = cs.hyper;
+  }
   std::vector<Message> frames;
   for (uint32_t id : h.chunks) {
-    ChunkState& cs = owned(id);
-    if (!cs.initialized) throw Refusal{ErrorKind::Usage, "gather before the parameters were initialized"};
+    ChunkState& cs = chunks.at(id);
     r.step = std::min(r.step, cs.opt_step);
     frames.push_back(Message::borrow(cs.params.data(), size_t(cs.n) * 4, cs.sending));
     for (const Buffer& b : cs.slots) frames.push_back(Message::borrow(b.data(), size_t(cs.n) * 4, cs.sending));

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <thread>
 
@@ -591,6 +592,74 @@ TEST(Server, KeepsServingThroughGarbageTruncatedAndWrongTokenFrames) {
   }
   EXPECT_EQ(cl.total().updates, 0);
   EXPECT_EQ(cl.total().unknown_chunk, 2);
+}
+
+// Requests with the token but random content (types, senders, chunk ids, steps, frame counts
+// and sizes, optimizer fields): the server refuses what does not fit and keeps serving (run
+// under ASan, this also shows nothing is written outside the shard's buffers).
+TEST(Server, SurvivesRandomRequestsWithTheToken) {
+  const int64_t n = 3000;
+  Cluster cl(1, 2, n, 1000 * 4, "sync");
+  ZmqContext zctx;
+  Socket rnd(zctx, ZMQ_DEALER, "test");
+  rnd.connect(cl.endpoints[0]);
+  std::mt19937 g(21);
+  const std::vector<size_t> sizes = {0, 3, 3996, 4000, 4004};
+  for (int i = 0; i < 2000; ++i) {
+    Header h;
+    h.token = kToken;
+    h.type = MsgType(1 + g() % kLastMsgType);
+    if (h.type == MsgType::Leave) h.type = MsgType::Push;  // keep rank 1 in the job
+    h.sender = int32_t(g() % 4) - 1;                       // -1, 0 (never 0: see below), 1, 2
+    if (h.sender == 0) h.sender = 1;
+    h.request = g();
+    h.step = int64_t(g() % 5) - 1;
+    h.lr = (g() % 4 == 0) ? -1.f : 0.01f;
+    h.optimizer = OptKind(g() % 4);
+    h.hyper = {0.9f, 0.9f, 0.999f, (g() % 8 == 0) ? std::numeric_limits<float>::infinity() : 1e-8f};
+    for (uint32_t k = g() % 4; k > 0; --k) h.chunks.push_back(g() % 5);
+    const std::string enc = encode_header(h);
+    std::vector<Message> parts;
+    parts.emplace_back(enc.data(), enc.size());
+    for (uint32_t k = g() % 7; k > 0; --k) {
+      const size_t bytes = sizes[g() % sizes.size()];
+      parts.emplace_back(bytes);
+      std::memset(parts.back().data(), int(g() % 256), bytes);
+    }
+    rnd.send(parts);
+  }
+  {  // A last request after the noise: its answer means the server has handled all of it.
+    Header hb;
+    hb.token = kToken;
+    hb.type = MsgType::Gather;
+    hb.sender = 1;
+    hb.request = uint64_t(1) << 40;  // no random request has this id
+    const std::string enc = encode_header(hb);
+    std::vector<Message> parts;
+    parts.emplace_back(enc.data(), enc.size());
+    rnd.send(parts);
+    bool answered = false, truncated = false;
+    const auto t0 = Clock::now();
+    while (!answered && Clock::now() - t0 < std::chrono::seconds(5)) {
+      zmq_pollitem_t item = {rnd.raw(), 0, ZMQ_POLLIN, 0};
+      zmq_poll(&item, 1, 100);
+      while (!answered && rnd.recv(parts, 64, truncated))
+        answered = decode_header(parts[0].bytes()).request == hb.request;
+    }
+    ASSERT_TRUE(answered) << "the server stopped answering";
+  }
+  const ServerStats st = cl.total();
+  EXPECT_GT(st.rejected + st.malformed + st.unknown_chunk, 1000) << "the noise was mostly accepted?";
+  // Rank 0 is untouched by the noise: it is served, and its init wins over whatever it did.
+  Context ctx = quiet_context();
+  Worker w(ctx, cl.worker_options(0, 2));
+  const std::vector<float> init = random_floats(size_t(n), 11);
+  OptimizerConfig sgd;
+  sgd.kind = "sgd";
+  w.init(init.data(), sgd, OptimizerState{"sgd", 0, {}});
+  std::vector<float> got(static_cast<size_t>(n));
+  w.pull_all(got.data(), 0);
+  EXPECT_TRUE(got == init);
 }
 
 TEST(Sync, ADroppedWorkerDoesNotStopTheOthers) {
