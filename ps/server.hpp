@@ -13,12 +13,14 @@
 // until every live worker has pushed at least t-S steps of that chunk (stale synchronous
 // parallel), so no worker runs more than S steps ahead of the slowest.
 //
-// Failures and security: workers heartbeat; a worker silent for `worker_timeout_s` is dropped
-// from the rounds (logged, counted) and told so if it comes back. Messages with a wrong token,
-// a malformed or oversized header, unknown chunks or payloads of the wrong size are dropped
-// and counted, never applied; a request from a worker with the token but a bad request gets a
-// Fail reply saying why. The server binds to the address given, and refuses a wildcard
-// address unless `allow_any_interface` is set.
+// Failures and security: workers heartbeat; a worker silent for `worker_timeout_s` (once it
+// has been heard from) is dropped from the rounds (logged, counted) and told so if it comes
+// back. Messages with a wrong token or a malformed or oversized header are dropped without an
+// answer; requests with the token that name unknown chunks, carry payloads of the wrong size
+// or come out of order are refused with a Fail reply saying why. Either way they are counted
+// and never applied. Frames larger than the largest chunk are cut off by ZeroMQ before they
+// are buffered. The server binds to the address given, and refuses a wildcard address unless
+// `allow_any_interface` is set.
 #pragma once
 
 #include <atomic>
@@ -57,9 +59,11 @@ struct ServerOptions {
 // Counters, readable while the server runs.
 struct ServerStats {
   int64_t bad_token = 0;      // messages dropped: wrong job token
-  int64_t malformed = 0;      // dropped: not a well-formed header, wrong frame count or size
-  int64_t unknown_chunk = 0;  // dropped: a chunk this server does not hold
-  int64_t rejected = 0;       // requests refused with a Fail reply (other reasons)
+  int64_t malformed = 0;      // dropped: no well-formed header, unknown sender, too many frames
+  int64_t unknown_chunk = 0;  // requests naming a chunk this server does not hold
+  // Requests with the token refused with a Fail reply (unknown chunks included): wrong frame
+  // count or size, a step out of order, before the init, from a dropped worker ...
+  int64_t rejected = 0;
   int64_t workers_dropped = 0;
   int64_t updates = 0;        // optimizer steps applied to chunks
   int64_t max_staleness = 0;  // ssp/async: most steps a gradient's sender was ahead of the slowest
