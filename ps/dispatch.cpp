@@ -34,12 +34,6 @@ std::chrono::steady_clock::time_point Ticket::finished() const {
   return s_->finished;
 }
 
-bool Ticket::ready() const {
-  if (!s_) return true;
-  std::lock_guard<std::mutex> l(s_->mu);
-  return s_->done && s_->release->idle();
-}
-
 namespace {
 // A Fail reply's error kind; an out-of-range value (a newer server) reads as Internal.
 ErrorKind kind_from_wire(int64_t k) {

@@ -48,7 +48,6 @@ class Ticket {
   // Waits for the reply and for ZeroMQ to let go of the borrowed payloads; rethrows the
   // request's error. A default-constructed ticket is complete.
   void wait();
-  bool ready() const;
   // When the reply arrived (or the request failed); valid after wait().
   std::chrono::steady_clock::time_point finished() const;
 
@@ -75,7 +74,6 @@ class Dispatcher {
   Ticket call(int server, Header header, std::vector<std::span<const std::byte>> payloads = {},
               ReplyHandler on_reply = {});
   int servers() const { return int(endpoints_.size()); }
-  const std::string& endpoint(int server) const { return endpoints_[size_t(server)]; }
   // "rank 1/2 host-a, server 0 at tcp://127.0.0.1:5555"
   std::string where(int server) const;
 

@@ -44,11 +44,6 @@ bool Release::wait_for(double seconds) {
   return cv_.wait_for(l, std::chrono::duration<double>(seconds), [&] { return held_ == 0; });
 }
 
-bool Release::idle() {
-  std::lock_guard<std::mutex> l(mu_);
-  return held_ == 0;
-}
-
 Message::Message() { zmq_msg_init(&m_); }
 
 Message::Message(size_t bytes) {

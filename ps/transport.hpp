@@ -54,7 +54,6 @@ class Release {
   void wait();
   // false if frames are still held after `seconds`
   bool wait_for(double seconds);
-  bool idle();
 
  private:
   std::mutex mu_;
