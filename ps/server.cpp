@@ -284,6 +284,7 @@ void Server::Impl::handle(std::vector<Message>& parts) {
       case MsgType::Leave: {
         p.live = false;
         p.left = true;
+        count(&ServerStats::workers_left);
         ctx.log(where + ": worker " + std::to_string(h.sender) + " left");
         Header r;
         r.type = MsgType::Reply;

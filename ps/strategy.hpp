@@ -49,6 +49,8 @@ class PsStrategy final : public Strategy {
   double sum(double value) override { return worker_->sum(value); }
   int rank() const override { return worker_->rank(); }
   int world() const override { return worker_->workers(); }
+  // Rank 0's checkpoints hold the servers' parameters and optimizer state (collect()).
+  void before_checkpoint(Model& model, Optimizer& optimizer) override { collect(model, optimizer); }
 
   // Checkpoint: every shard's parameters into the model, their optimizer state into `optimizer`.
   void collect(Model& model, Optimizer& optimizer);

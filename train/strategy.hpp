@@ -22,6 +22,9 @@ class Strategy {
   virtual void grads_ready(Model& /*model*/, int64_t /*begin*/, int64_t /*end*/) {}
   // Completes the step: after it, model.params() hold the updated parameters.
   virtual void finish_step(Model& model, Optimizer& optimizer) = 0;
+  // Rank 0, right before it writes a checkpoint: bring the model's parameters and the
+  // optimizer's state up to date where they live elsewhere (a parameter server's shards).
+  virtual void before_checkpoint(Model& /*model*/, Optimizer& /*optimizer*/) {}
   // Sum of a per-worker count over all workers (1 worker: the value itself).
   virtual double sum(double value) { return value; }
   virtual int rank() const { return 0; }

@@ -243,6 +243,7 @@ TrainResult train(Context& ctx, Model& model, const io::Dataset& train_set, cons
     }
     // Only a whole epoch is checkpointed (a stop at its last step still completes it).
     if (!cfg.checkpoint_dir.empty() && strategy.rank() == 0 && s == steps) {
+      strategy.before_checkpoint(model, opt);
       io::Checkpoint ck;
       ck.model = {model.arch(), io::default_signature(model), model.get_params(), {}};
       ck.optimizer = opt.state();

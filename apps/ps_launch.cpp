@@ -1,0 +1,169 @@
+#include "apps/ps_launch.hpp"
+
+#include <arpa/inet.h>
+#include <csignal>
+#include <fstream>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netdb.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <iterator>
+#include <memory>
+
+#include <nlohmann/json.hpp>
+
+#include "core/error.hpp"
+
+extern char** environ;
+
+namespace strand::cli {
+
+namespace {
+
+struct Interface {
+  std::string name;
+  in_addr addr;
+  bool loopback;
+};
+
+std::vector<Interface> interfaces() {
+  ifaddrs* list = nullptr;
+  STRAND_CHECK(getifaddrs(&list) == 0, Io, "getifaddrs failed", "--ps-bind");
+  std::unique_ptr<ifaddrs, void (*)(ifaddrs*)> guard(list, freeifaddrs);
+  std::vector<Interface> out;
+  for (ifaddrs* i = list; i; i = i->ifa_next) {
+    if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET || !(i->ifa_flags & IFF_UP)) continue;
+    out.push_back({i->ifa_name, reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr, (i->ifa_flags & IFF_LOOPBACK) != 0});
+  }
+  return out;
+}
+
+std::string text(in_addr a) {
+  char buf[INET_ADDRSTRLEN];
+  return inet_ntop(AF_INET, &a, buf, sizeof buf);
+}
+
+}  // namespace
+
+std::string resolve_ipv4(const std::string& name) {
+  addrinfo hints{};
+  hints.ai_family = AF_INET;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  const int rc = getaddrinfo(name.c_str(), nullptr, &hints, &res);
+  STRAND_CHECK(rc == 0 && res, Io, std::string("cannot resolve the host name: ") + gai_strerror(rc), name);
+  const std::string out = text(reinterpret_cast<sockaddr_in*>(res->ai_addr)->sin_addr);
+  freeaddrinfo(res);
+  return out;
+}
+
+std::string ps_bind_address(const std::string& spec, const std::string& host) {
+  const std::vector<Interface> ifs = interfaces();
+  if (spec.empty()) {
+    try {
+      const std::string mine = resolve_ipv4(host);
+      for (const Interface& i : ifs)
+        if (text(i.addr) == mine) return mine;
+    } catch (const Error&) {  // a host name without an address (namespace hosts): look at the interfaces
+    }
+    for (const Interface& i : ifs)
+      if (!i.loopback) return text(i.addr);
+    return "127.0.0.1";
+  }
+  if (spec == "*" || spec == "0.0.0.0") return "0.0.0.0";
+  in_addr a{};
+  if (const size_t slash = spec.find('/'); slash != std::string::npos) {
+    const std::string bits_text = spec.substr(slash + 1);
+    STRAND_CHECK(inet_pton(AF_INET, spec.substr(0, slash).c_str(), &a) == 1 && !bits_text.empty() &&
+                     bits_text.size() <= 2 && bits_text.find_first_not_of("0123456789") == std::string::npos &&
+                     std::stoi(bits_text) <= 32,
+                 Usage, "not an IPv4 network such as 10.77.0.0/24", "--ps-bind " + spec);
+    const int bits = std::stoi(bits_text);
+    const uint32_t mask = bits == 0 ? 0 : ~uint32_t(0) << (32 - bits);
+    for (const Interface& i : ifs)
+      if ((ntohl(i.addr.s_addr) & mask) == (ntohl(a.s_addr) & mask)) return text(i.addr);
+    throw Error(ErrorKind::Usage, "no interface of this host has an address in that network", "--ps-bind " + spec);
+  }
+  if (inet_pton(AF_INET, spec.c_str(), &a) == 1) return spec;
+  for (const Interface& i : ifs)
+    if (i.name == spec) return text(i.addr);
+  throw Error(ErrorKind::Usage, "neither an IPv4 address, a network nor an interface of this host with an IPv4 address",
+              "--ps-bind " + spec);
+}
+
+uint64_t token_from_env() {
+  const char* t = std::getenv("STRAND_PS_TOKEN");
+  if (!t) return 0;
+  const std::string s = t;
+  STRAND_CHECK(!s.empty() && s.size() <= 16 && s.find_first_not_of("0123456789abcdefABCDEF") == std::string::npos,
+               Usage, "must be 1 to 16 hexadecimal digits", "STRAND_PS_TOKEN");
+  const uint64_t v = std::stoull(s, nullptr, 16);
+  STRAND_CHECK(v != 0, Usage, "must not be 0", "STRAND_PS_TOKEN");
+  return v;
+}
+
+SageMakerHosts sagemaker_hosts(const char* sm_hosts_json, const char* sm_current_host) {
+  STRAND_CHECK(sm_hosts_json && *sm_hosts_json, Usage, "not set", "SM_HOSTS");
+  STRAND_CHECK(sm_current_host && *sm_current_host, Usage, "not set (the SageMaker launch needs it beside SM_HOSTS)",
+               "SM_CURRENT_HOST");
+  SageMakerHosts out;
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(sm_hosts_json);
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(ErrorKind::Usage, std::string("not valid JSON: ") + e.what(), "SM_HOSTS");
+  }
+  STRAND_CHECK(j.is_array() && !j.empty(), Usage, "must be a non-empty JSON list of host names", "SM_HOSTS");
+  for (const auto& h : j) {
+    STRAND_CHECK(h.is_string() && !h.get<std::string>().empty(), Usage, "every entry must be a host name", "SM_HOSTS");
+    out.hosts.push_back(h.get<std::string>());
+  }
+  out.current = -1;
+  for (size_t i = 0; i < out.hosts.size(); ++i)
+    if (out.hosts[i] == sm_current_host) out.current = int(i);
+  STRAND_CHECK(out.current >= 0, Usage, std::string("'") + sm_current_host + "' is not in SM_HOSTS " + sm_hosts_json,
+               "SM_CURRENT_HOST");
+  return out;
+}
+
+std::vector<int> spawn_workers(int count) {
+  // The same command line: /proc/self/cmdline holds it NUL-separated.
+  std::ifstream f("/proc/self/cmdline", std::ios::binary);
+  const std::string all((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  STRAND_CHECK(!all.empty(), Io, "cannot read this process's command line", "/proc/self/cmdline");
+  std::vector<std::string> args;
+  for (size_t b = 0; b < all.size();) {
+    const size_t e = all.find('\0', b);
+    args.push_back(all.substr(b, e - b));
+    b = e == std::string::npos ? all.size() : e + 1;
+  }
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  std::vector<int> pids;
+  const pid_t parent = getpid();
+  for (int w = 0; w < count; ++w) {
+    // Everything the child needs is built before fork(): after it only exec-safe calls.
+    std::vector<std::string> env_store{std::string(kWorkerEnv) + "=" + std::to_string(w)};
+    for (char** e = environ; *e; ++e)
+      if (std::string_view(*e).rfind(std::string(kWorkerEnv) + "=", 0) != 0) env_store.emplace_back(*e);
+    std::vector<char*> envp;
+    for (std::string& e : env_store) envp.push_back(e.data());
+    envp.push_back(nullptr);
+    const pid_t pid = fork();
+    STRAND_CHECK(pid >= 0, Io, "fork failed for worker " + std::to_string(w), "strand train");
+    if (pid == 0) {
+      // A worker whose host process is gone has no server on its host: end it too.
+      prctl(PR_SET_PDEATHSIG, SIGTERM);
+      if (getppid() != parent) _exit(1);
+      execve("/proc/self/exe", argv.data(), envp.data());
+      _exit(127);
+    }
+    pids.push_back(pid);
+  }
+  return pids;
+}
+
+}  // namespace strand::cli

@@ -1,0 +1,41 @@
+// How `strand train --strategy ps` finds its place in a job: which address a host's parameter
+// server binds to, the job token, and the SageMaker-style launch (no MPI: SM_HOSTS,
+// SM_CURRENT_HOST, a port, --workers-per-host), where the command on each host runs that
+// host's server and starts its workers as child processes.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace strand::cli {
+
+// The IPv4 address a host's server binds to, from --ps-bind `spec`:
+//   an address ("10.77.0.2"): itself; "*" or "0.0.0.0": every interface (explicitly asked);
+//   a network ("10.77.0.0/24"): this machine's address in it (as Open MPI's *_if_include);
+//   an interface name ("eth0"): its address;
+//   empty: `host`'s address when it resolves to one of this machine's interfaces, else the
+//   first non-loopback interface that is up, else 127.0.0.1 (all ranks on one machine).
+// Usage error when the spec names no address of this machine.
+std::string ps_bind_address(const std::string& spec, const std::string& host);
+// `name`'s IPv4 address (an address is returned as is); Io error naming it when it does not resolve.
+std::string resolve_ipv4(const std::string& name);
+// STRAND_PS_TOKEN (1 to 16 hex digits, not 0) when set; 0 when unset; Usage error when malformed.
+uint64_t token_from_env();
+
+// The SageMaker launch, from SM_HOSTS (a JSON list of host names) and SM_CURRENT_HOST.
+struct SageMakerHosts {
+  std::vector<std::string> hosts;
+  int current = 0;  // index of SM_CURRENT_HOST in hosts
+};
+// Usage error naming the variable when one is missing or malformed, or the current host is not listed.
+SageMakerHosts sagemaker_hosts(const char* sm_hosts_json, const char* sm_current_host);
+
+// Set in the environment of the worker processes a host starts: the worker's index on the host.
+inline constexpr const char* kWorkerEnv = "STRAND_PS_WORKER";
+
+// Starts `count` copies of this process (same executable and arguments) with kWorkerEnv =
+// 0..count-1; each gets SIGTERM if this process dies. Returns their pids.
+std::vector<int> spawn_workers(int count);
+
+}  // namespace strand::cli
