@@ -303,7 +303,8 @@ void train_job(CLI::App& cmd, TrainArgs& a, Distributed* distributed) {
                           {"test_accuracy", m.test_accuracy},
                           {"test_loss", m.test_loss},
                           {"images_per_sec", m.images_per_sec},
-                          {"seconds", m.seconds}};
+                          {"seconds", m.seconds},
+                          {"workers", m.workers}};
       metrics << j.dump() << '\n' << std::flush;
       STRAND_CHECK(metrics.good(), Io, "cannot write the metrics file", a.metrics);
     }

@@ -191,6 +191,7 @@ TrainResult train(Context& ctx, Model& model, const io::Dataset& train_set, cons
       m.loss = strategy.sum(loss_sum) / all_seen;
       m.train_accuracy = strategy.sum(double(correct)) / all_seen;
       m.images_per_sec = all_seen / train_seconds;
+      m.workers = int64_t(strategy.sum(1.0));
       if (eval) {
         result.last_eval = evaluate(model, *eval);
         m.test_accuracy = result.last_eval.accuracy;

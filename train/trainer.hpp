@@ -41,6 +41,7 @@ struct Metrics {
   double images_per_sec = 0;    // training images per second in the epoch so far, all workers,
                                 // evaluation time excluded
   double seconds = 0;           // wall time since training started (this run)
+  int64_t workers = 1;          // workers still training (a parameter server drops dead ones)
 };
 
 struct StepProgress {

@@ -2,7 +2,8 @@
 # Failures under the SageMaker-style launch on two namespace hosts x two workers (real MNIST,
 # sync mode, --comm-timeout 10):
 #  1. worker rank 3 is killed (SIGKILL) mid-training: the servers drop it after the timeout
-#     and the other three finish; rank 0 exports; host 2's process names the dead worker.
+#     and the other three finish; rank 0 exports, its metrics count 3 workers; host 2's
+#     process names the dead worker.
 #  2. host 2's process (its server) is killed: the workers on host 1 exit non-zero naming the
 #     silent server, and host 1's process ends within a bounded time.
 # Usage: test_netns_failures.sh STRAND
@@ -26,7 +27,7 @@ args=(train --strategy ps --data "$data" --threads 1 --epochs 1 --comm-timeout 1
 start() {
   mkdir "$1"
   "$here/../../scripts/netns-hosts" -k 2 -- "$here/sm_launch.sh" "$1" "$strand" "${args[@]}" --model-dir "$1/model" \
-    >"$1/launcher.log" 2>&1 &
+    --metrics "$1/metrics.jsonl" >"$1/launcher.log" 2>&1 &
   launcher=$!
   for _ in $(seq 600); do
     grep -q "^\[strand\] epoch 1/1 step" "$1/host-1.log" 2>/dev/null && return 0
@@ -57,6 +58,7 @@ launcher=
 grep -q "worker 3 sent nothing for .*dropped, the job goes on with 3 workers" "$work/w/host-1.log" ||
   fail "server 0 did not log dropping worker 3"
 grep -q "exported version 1" "$work/w/host-1.log" || fail "killed worker: rank 0 did not export"
+grep -q '"workers":3}' "$work/w/metrics.jsonl" || fail "killed worker: the metrics do not count 3 workers left"
 grep -q "worker rank 3 (pid $victim) was killed by signal 9" "$work/w/host-2.log" || fail "host 2 did not name the dead worker"
 [[ $(cat "$work/w/host-2.rc") != 0 ]] || fail "host 2 exited 0 although its worker died"
 echo "killed worker: the job completed ($(sed -n 's/.*\(test accuracy [0-9.]*%\); exported.*/\1/p' "$work/w/host-1.log"))"
