@@ -152,7 +152,10 @@ ps::PsConfig start_ps(const Context& ctx, const TrainArgs& a, Distributed& dist,
     count += leaders[size_t(r)] > 0;
   }
   uint64_t token = 0;
-  if (id.rank == 0) token = token_from_env() ? token_from_env() : ps::random_token();
+  if (id.rank == 0) {
+    token = token_from_env();
+    if (token == 0) token = ps::random_token();
+  }
   comm.broadcast(&token, sizeof token, 0);
   if (leader)
     server = std::make_unique<ps::Server>(
@@ -220,6 +223,9 @@ void train_job(CLI::App& cmd, TrainArgs& a, Distributed* distributed) {
   if (ps) {
     STRAND_CHECK(a.device.device == "cpu", Usage, "--strategy ps trains on the CPU only", "--device " + a.device.device);
     if (mpi) {
+      STRAND_CHECK(a.workers_per_host == 1, Usage,
+                   "--workers-per-host is for the SageMaker launch (SM_HOSTS); under mpirun, -np and -H place the workers",
+                   "strand train");
       id = {mpi->world_rank(), mpi->world_size(), mpi->host()};
       // MPI only exchanges the token and the server addresses, and gathers the timeline.
       allreduce::CommOptions co;

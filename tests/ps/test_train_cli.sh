@@ -58,5 +58,8 @@ STRAND_PS_TOKEN=xyz train --model-dir "$work/d" >/dev/null 2>"$work/d.log" || rc
 rc=0
 SM_HOSTS='["a","b"]' "$strand" train --strategy ps --data "$work/data/idx" --model-dir "$work/d" 2>"$work/d.log" || rc=$?
 ((rc == 2)) && grep -q "SM_CURRENT_HOST" "$work/d.log" || fail "SM_HOSTS without SM_CURRENT_HOST: exit $rc"
+rc=0
+train --model-dir "$work/d" --workers-per-host 2 >/dev/null 2>"$work/d.log" || rc=$?
+((rc != 0)) && grep -q "workers-per-host is for the SageMaker launch" "$work/d.log" || fail "--workers-per-host under mpirun: exit $rc"
 "$strand" train --help | grep -q -- "--workers-per-host" || fail "train --help lacks the ps flags"
 echo PASS
