@@ -3,7 +3,7 @@
 # the server): only rank 0 writes metrics, checkpoints and the export; the checkpoint holds
 # the servers' weights (the export of an uninterrupted job equals its last checkpoint's);
 # --resume continues the whole job, restored onto the servers, to the same checkpoint bits as
-# an uninterrupted job; the timeline holds both ranks' pushes and pulls; async and ssp modes
+# an uninterrupted job, also onto two servers; the timeline holds both ranks' pushes and pulls; async and ssp modes
 # run; bad --ps-mode and a malformed STRAND_PS_TOKEN are usage errors naming the input.
 # Usage: test_train_cli.sh STRAND
 set -uo pipefail
@@ -43,6 +43,17 @@ cmp -s "$work/a/checkpoints/checkpoint-2.strand" "$work/b/checkpoints/checkpoint
   fail "the resumed job's checkpoint differs from the uninterrupted job's"
 cmp -s "$work/a/checkpoints/checkpoint-1.strand" "$work/b/checkpoints/checkpoint-1.strand" ||
   fail "epoch 1's checkpoint differs between two runs with the same seed"
+
+# Re-sharding: the first epoch on one server, the resumed second on two (each rank on a host
+# of its own, simulated by STRAND_HOST, runs one); the bits are the uninterrupted job's.
+train --model-dir "$work/f" --epochs 1 >/dev/null 2>"$work/f1.log" || { cat "$work/f1.log"; fail "first half (1 server)"; }
+"$here/../allreduce/run_mpi.sh" 2 sh -c 'STRAND_HOST=sim-$OMPI_COMM_WORLD_RANK exec "$0" "$@"' "$strand" train \
+  --strategy ps --data "$work/data/idx" --threads 1 --model mnist_mlp --batch-size 16 --lr-schedule constant \
+  --ps-chunk-bytes 262144 --comm-timeout 20 --model-dir "$work/f" --epochs 2 --resume >/dev/null 2>"$work/f2.log" ||
+  { cat "$work/f2.log"; fail "resumed half (2 servers)"; }
+grep -q "PS shard map: .* over 2 servers" "$work/f2.log" || fail "the resumed half did not run 2 servers"
+cmp -s "$work/a/checkpoints/checkpoint-2.strand" "$work/f/checkpoints/checkpoint-2.strand" ||
+  fail "resumed onto 2 servers: the checkpoint differs from the uninterrupted job's"
 
 for mode in async ssp:1; do
   train --model-dir "$work/m" --ps-mode "$mode" >/dev/null 2>"$work/m.log" || { cat "$work/m.log"; fail "--ps-mode $mode"; }
