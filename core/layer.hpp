@@ -50,6 +50,9 @@ class Layer {
   // producer) the producer's output may run in place, over its input (ReLU, dropout).
   virtual bool backward_reads_input() const { return true; }
   virtual bool backward_reads_output() const { return false; }
+  // True when backward may write dx over dy (elementwise layers): the model then keeps the
+  // gradient in the same buffer, which lets its two gradient buffers be sized apart.
+  virtual bool backward_in_place() const { return false; }
 
   // x [B,in...] -> y [B,out...]
   virtual void forward(Backend& be, int64_t batch, const float* x, float* y, const float* params,

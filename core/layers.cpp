@@ -151,6 +151,7 @@ class Relu final : public Layer {
   LayerSpec spec() const override { return layers::relu(); }
   bool backward_reads_input() const override { return false; }
   bool backward_reads_output() const override { return true; }  // the gradient passes where y > 0
+  bool backward_in_place() const override { return true; }
   Shape bind(const Shape& in) override { n_ = in.numel(); return in; }
   void forward(Backend& be, int64_t batch, const float* x, float* y, const float*, const StepInfo&) override {
     be.relu_forward(batch * n_, x, y);
@@ -182,6 +183,7 @@ class Dropout final : public Layer {
   }
   LayerSpec spec() const override { return layers::dropout(rate_); }
   bool backward_reads_input() const override { return false; }  // the mask is a function of the key
+  bool backward_in_place() const override { return true; }
   Shape bind(const Shape& in) override { n_ = in.numel(); return in; }
   void forward(Backend& be, int64_t batch, const float* x, float* y, const float*, const StepInfo& step) override {
     if (step.training) {
