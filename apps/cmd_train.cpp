@@ -450,6 +450,12 @@ void run_sagemaker(CLI::App& cmd, TrainArgs& a) {
 }
 
 void run_train(CLI::App& cmd, TrainArgs& a) {
+  // A --ps-* flag with another strategy would be silently ignored: say so instead.
+  if (a.strategy != "ps") {
+    for (const char* flag : {"--ps-mode", "--ps-chunk-bytes", "--ps-port", "--ps-bind", "--workers-per-host"})
+      STRAND_CHECK(cmd.get_option(flag)->count() == 0, Usage,
+                   std::string(flag) + " needs --strategy ps (the strategy is " + a.strategy + ")", "strand train");
+  }
   if (a.strategy == "ps" && std::getenv("SM_HOSTS")) {
     run_sagemaker(cmd, a);
     return;

@@ -4,7 +4,8 @@
 # the servers' weights (the export of an uninterrupted job equals its last checkpoint's);
 # --resume continues the whole job, restored onto the servers, to the same checkpoint bits as
 # an uninterrupted job, also onto two servers; the timeline holds both ranks' pushes and pulls; async and ssp modes
-# run; bad --ps-mode and a malformed STRAND_PS_TOKEN are usage errors naming the input.
+# run; bad --ps-mode, a malformed STRAND_PS_TOKEN and a --ps-* flag without --strategy ps are usage
+# errors naming the input.
 # Usage: test_train_cli.sh STRAND
 set -uo pipefail
 strand=$1
@@ -72,5 +73,8 @@ SM_HOSTS='["a","b"]' "$strand" train --strategy ps --data "$work/data/idx" --mod
 rc=0
 train --model-dir "$work/d" --workers-per-host 2 >/dev/null 2>"$work/d.log" || rc=$?
 ((rc != 0)) && grep -q "workers-per-host is for the SageMaker launch" "$work/d.log" || fail "--workers-per-host under mpirun: exit $rc"
+rc=0
+"$strand" train --strategy allreduce --ps-mode async --data "$work/data/idx" --model-dir "$work/d" 2>"$work/d.log" || rc=$?
+((rc == 2)) && grep -q -- "--ps-mode needs --strategy ps" "$work/d.log" || fail "--ps-mode without --strategy ps: exit $rc"
 "$strand" train --help | grep -q -- "--workers-per-host" || fail "train --help lacks the ps flags"
 echo PASS
