@@ -178,14 +178,29 @@ ps::PsConfig start_ps(const Context& ctx, const TrainArgs& a, Distributed& dist,
 }
 
 // A server stays up until every worker has left or been dropped (the others still use it).
-void wait_for_departures(const Context& ctx, const ps::Server& server, int workers) {
+// Serves until every worker has left or been dropped, or until nothing has happened on this
+// server (no update, no departure) for `idle_limit` seconds: a worker that never reached it
+// (it died before its first message) is never dropped, and must not keep the host up forever.
+void wait_for_departures(const Context& ctx, const ps::Server& server, int workers, double idle_limit) {
   bool logged = false;
+  ps::ServerStats last = server.stats();
+  auto last_change = std::chrono::steady_clock::now();
   for (;;) {
     const ps::ServerStats st = server.stats();
-    if (st.workers_left + st.workers_dropped >= workers) return;
+    const int64_t done = st.workers_left + st.workers_dropped;
+    if (done >= workers) return;
+    if (done != last.workers_left + last.workers_dropped || st.updates != last.updates) {
+      last = st;
+      last_change = std::chrono::steady_clock::now();
+    } else if (std::chrono::steady_clock::now() - last_change > std::chrono::duration<double>(idle_limit)) {
+      ctx.log("no worker has been heard from for " + std::to_string(int(idle_limit)) + " s; " +
+              std::to_string(workers - done) + " of " + std::to_string(workers) +
+              " never left: stopping the server");
+      return;
+    }
     if (!logged) {
-      ctx.log("serving until the other workers are done (" + std::to_string(st.workers_left + st.workers_dropped) +
-              " of " + std::to_string(workers) + " so far)");
+      ctx.log("serving until the other workers are done (" + std::to_string(done) + " of " +
+              std::to_string(workers) + " so far)");
       logged = true;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -336,7 +351,7 @@ void train_job(CLI::App& cmd, TrainArgs& a, Distributed* distributed) {
       if (ps::Consistency::parse(a.ps_mode).mode != ps::Consistency::Sync) r.last_eval = evaluate(model, data.eval);
     }
     ps_strategy->leave();
-    if (server) wait_for_departures(ctx, *server, id.world);
+    if (server) wait_for_departures(ctx, *server, id.world, 2 * a.comm_timeout);
   }
   if (dist.strategy) {
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_train).count();
@@ -412,7 +427,6 @@ void run_sagemaker(CLI::App& cmd, TrainArgs& a) {
             return list;
           }() + ")");
   std::string failures;
-  int succeeded = 0;
   for (size_t done = 0; done < pids.size();) {
     int status = 0;
     const pid_t pid = waitpid(-1, &status, 0);
@@ -426,7 +440,6 @@ void run_sagemaker(CLI::App& cmd, TrainArgs& a) {
     ++done;
     const std::string who = "worker rank " + std::to_string(sm.current * per_host + int(i)) + " (pid " + std::to_string(pid) + ")";
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-      ++succeeded;
       continue;
     }
     const std::string how = WIFSIGNALED(status) ? "was killed by signal " + std::to_string(WTERMSIG(status))
@@ -434,18 +447,9 @@ void run_sagemaker(CLI::App& cmd, TrainArgs& a) {
     ctx.log(who + " " + how);
     failures += (failures.empty() ? "" : "; ") + who + " " + how;
   }
-  if (succeeded > 0) {
-    wait_for_departures(ctx, server, world);
-  } else {
-    // Every worker here failed, maybe before reaching any server: serve the other hosts'
-    // workers for a bounded time only (a dead worker is dropped after --comm-timeout).
-    const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(2 * a.comm_timeout);
-    for (;;) {
-      const ps::ServerStats st = server.stats();
-      if (st.workers_left + st.workers_dropped >= world || std::chrono::steady_clock::now() > until) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-  }
+  // Also when every worker here failed (maybe before reaching any server): the other hosts'
+  // workers may still need this server, for as long as they are heard from.
+  wait_for_departures(ctx, server, world, 2 * a.comm_timeout);
   STRAND_CHECK(failures.empty(), Io, failures, "strand train on " + host);
 }
 
