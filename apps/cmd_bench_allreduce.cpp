@@ -18,6 +18,7 @@
 
 #include "allreduce/mpi_communicator.hpp"
 #include "apps/commands.hpp"
+#include "apps/common.hpp"
 #include "core/error.hpp"
 
 namespace strand::cli {
@@ -141,11 +142,7 @@ void run_bench_allreduce(const AllreduceBenchArgs& a) {
       std::printf("  %12lld  %-12s  %10.1f  %11.3f  %11.3f\n", (long long)r.bytes, r.impl.c_str(), r.time_us, algbw(r),
                   busbw(r));
   } catch (const std::exception& e) {
-    if (mpi.world_size() > 1) {
-      const auto* se = dynamic_cast<const Error*>(&e);
-      std::cerr << "strand: " << e.what() << std::endl;
-      mpi.abort(se && se->kind() == ErrorKind::Usage ? 2 : 1);
-    }
+    abort_job_on_error(mpi, e);
     throw;
   }
 }

@@ -475,13 +475,7 @@ void run_train(CLI::App& cmd, TrainArgs& a) {
   try {
     train_job(cmd, a, &dist);
   } catch (const std::exception& e) {
-    // Peers blocked in a collective would wait for their own timeouts: end the whole job now,
-    // before the communicators' (collective) destruction.
-    if (mpi.world_size() > 1) {
-      const auto* se = dynamic_cast<const Error*>(&e);
-      std::cerr << "strand: " << e.what() << std::endl;
-      mpi.abort(se && se->kind() == ErrorKind::Usage ? 2 : 1);
-    }
+    abort_job_on_error(mpi, e);  // before the communicators' (collective) destruction
     throw;
   }
 }

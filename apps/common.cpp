@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <iostream>
 #include <sched.h>
 
 #include "core/error.hpp"
@@ -59,6 +60,13 @@ io::MnistSplits load_data(const Context& ctx, const std::filesystem::path& dir) 
   log_loaded(ctx, dir, s.layout,
              std::to_string(s.train.size()) + " train, " + std::to_string(s.eval.size()) + " test images", t0);
   return s;
+}
+
+void abort_job_on_error(const allreduce::MpiRuntime& mpi, const std::exception& e) {
+  if (mpi.world_size() <= 1) return;
+  const auto* se = dynamic_cast<const Error*>(&e);
+  std::cerr << "strand: " << e.what() << std::endl;
+  mpi.abort(se && se->kind() == ErrorKind::Usage ? 2 : 1);
 }
 
 }  // namespace strand::cli

@@ -6,6 +6,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "allreduce/mpi_runtime.hpp"
 #include "core/context.hpp"
 #include "io/dataset.hpp"
 
@@ -26,5 +27,9 @@ void add_device_options(CLI::App& cmd, DeviceArgs& device);
 // Loads MNIST from `dir` (both splits, or the one a command needs) and logs what was found.
 io::MnistSplits load_data(const Context& ctx, const std::filesystem::path& dir);
 io::Dataset load_split(const Context& ctx, const std::filesystem::path& dir, io::MnistSplit split);
+// A command of a multi-rank job that failed: print the error and end the whole job now
+// (MPI_Abort; exit code 2 for a usage error, else 1), since peers blocked in a collective would
+// otherwise wait for their own timeouts. Returns for a single rank, to rethrow as usual.
+void abort_job_on_error(const allreduce::MpiRuntime& mpi, const std::exception& e);
 
 }  // namespace strand::cli
