@@ -18,18 +18,7 @@ fail() { echo "FAIL: $*"; echo "--- job output:"; cat "$work/log" 2>/dev/null; e
 
 /usr/bin/python3 "$here/../cli/make_tiny_mnist.py" "$work/data" || fail "cannot make test data"
 
-# The strand processes of this job: mpirun's children that run $strand.
-rank_pids() {
-  [[ -n "$mpirun_pid" ]] || return 0
-  for pid in $(pgrep -P "$mpirun_pid" 2>/dev/null); do
-    [[ "$(readlink "/proc/$pid/exe" 2>/dev/null)" == "$(readlink -f "$strand")" ]] && echo "$pid"
-  done
-}
-rank_pid() { # RANK
-  for pid in $(rank_pids); do
-    tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$1" && echo "$pid"
-  done
-}
+source "$here/../allreduce/mpi_ranks.sh"
 
 run_case() { # RANK BOUND_SECONDS
   local rank=$1 bound=$2
