@@ -18,12 +18,14 @@
 #include "ps/strategy.hpp"
 #include "ps/transport.hpp"
 #include "ps/worker.hpp"
+#include "tests/train/tiny_task.hpp"
 #include "train/trainer.hpp"
 
 namespace strand::ps {
 namespace {
 
-using namespace strand::layers;
+using test::banded;
+using test::tiny_cnn;
 using Clock = std::chrono::steady_clock;
 
 constexpr uint64_t kToken = 0x5eedf00dcafe1234ULL;
@@ -268,27 +270,6 @@ TEST(KeyValue, ManyChunksTravelInSeveralMessages) {
 }
 
 // ---------------------------------------------------------------- training
-
-ModelArch tiny_cnn() {
-  return {"tiny_cnn", Shape{1, 8, 8},
-          {conv2d(4, 3, true), relu(), maxpool2x2(), flatten(), dense(16), relu(), dropout(0.4), dense(10)}};
-}
-
-io::Dataset banded(int64_t n, uint64_t seed) {
-  io::Dataset d;
-  d.sample_shape = Shape{1, 8, 8};
-  d.images.resize(size_t(n * 64));
-  d.labels.resize(size_t(n));
-  for (int64_t i = 0; i < n; ++i) {
-    const int32_t label = int32_t(mix64(seed + uint64_t(i)) % 10);
-    d.labels[size_t(i)] = label;
-    for (int64_t p = 0; p < 64; ++p) {
-      const float noise = float(mix64(seed * 31 + uint64_t(i * 64 + p)) >> 40) / 16777216.0f;
-      d.images[size_t(i * 64 + p)] = 0.3f * noise + (((p / 8 + p % 8) % 10 == label) ? 0.7f : 0.f);
-    }
-  }
-  return d;
-}
 
 TrainConfig config(int64_t batch, int64_t steps) {
   TrainConfig c;

@@ -7,6 +7,7 @@
 #include "core/error.hpp"
 #include "core/layers.hpp"
 #include "io/model_file.hpp"
+#include "tests/train/tiny_task.hpp"
 #include "train/trainer.hpp"
 
 namespace strand {
@@ -14,29 +15,8 @@ namespace {
 
 namespace fs = std::filesystem;
 using namespace strand::layers;
-
-ModelArch tiny_cnn() {
-  return {"tiny_cnn", Shape{1, 8, 8},
-          {conv2d(4, 3, true), relu(), maxpool2x2(), flatten(), dense(16), relu(), dropout(0.4), dense(10)}};
-}
-
-// A learnable task: the label is the 8x8 quadrant-band that is bright.
-io::Dataset banded(int64_t n, uint64_t seed) {
-  io::Dataset d;
-  d.sample_shape = Shape{1, 8, 8};
-  d.images.resize(size_t(n * 64));
-  d.labels.resize(size_t(n));
-  for (int64_t i = 0; i < n; ++i) {
-    const int32_t label = int32_t(mix64(seed + uint64_t(i)) % 10);
-    d.labels[size_t(i)] = label;
-    for (int64_t p = 0; p < 64; ++p) {
-      const float noise = float(mix64(seed * 31 + uint64_t(i * 64 + p)) >> 40) / 16777216.0f;
-      const bool on = (p / 8 + p % 8) % 10 == label || p / 7 == label;
-      d.images[size_t(i * 64 + p)] = 0.3f * noise + (on ? 0.7f : 0.f);
-    }
-  }
-  return d;
-}
+using test::banded;
+using test::tiny_cnn;
 
 struct TempDir {
   TempDir() : path(fs::temp_directory_path() / ("strand-train-" + std::to_string(::getpid()) + "-" +
@@ -61,7 +41,7 @@ TrainConfig config(int64_t epochs, const fs::path& ckpt) {
 TEST(Train, LearnsASimpleTask) {
   Context ctx(make_cpu_backend(2));
   Model m(ctx.backend(), tiny_cnn());
-  const io::Dataset train_set = banded(500, 1), test_set = banded(200, 2);
+  const io::Dataset train_set = banded(500, 1, true), test_set = banded(200, 2, true);
   TrainConfig c = config(4, {});
   c.optimizer.lr = 1e-2f;
   const TrainResult r = train(ctx, m, train_set, &test_set, c);
@@ -75,7 +55,7 @@ TEST(Train, LearnsASimpleTask) {
 class Resume : public testing::TestWithParam<const char*> {};
 
 TEST_P(Resume, EqualsUninterrupted) {
-  const io::Dataset train_set = banded(500, 1), test_set = banded(100, 2);
+  const io::Dataset train_set = banded(500, 1, true), test_set = banded(100, 2, true);
   TempDir a, b;
   std::vector<float> uninterrupted, resumed;
   {
@@ -117,7 +97,7 @@ TEST_P(Resume, EqualsUninterrupted) {
 INSTANTIATE_TEST_SUITE_P(Schedules, Resume, testing::Values("constant", "cosine"));
 
 TEST(Train, SchedulesChangeTheRunAndUnknownOnesAreRefused) {
-  const io::Dataset train_set = banded(200, 1);
+  const io::Dataset train_set = banded(200, 1, true);
   auto run = [&](const char* schedule) {
     Context ctx(make_cpu_backend(1));
     Model m(ctx.backend(), tiny_cnn());
@@ -133,7 +113,7 @@ TEST(Train, SchedulesChangeTheRunAndUnknownOnesAreRefused) {
 
 TEST(Train, EvaluatesEveryNStepsAndStopsAtTheTarget) {
   Context ctx(make_cpu_backend(2));
-  const io::Dataset train_set = banded(500, 1), test_set = banded(200, 2);
+  const io::Dataset train_set = banded(500, 1, true), test_set = banded(200, 2, true);
   TrainConfig c = config(6, {});
   c.optimizer.lr = 1e-2f;
   c.eval_every = 5;
@@ -162,7 +142,7 @@ TEST(Train, EvaluatesEveryNStepsAndStopsAtTheTarget) {
 }
 
 TEST(Train, ResumingWithOtherSettingsIsRefused) {
-  const io::Dataset train_set = banded(100, 1);
+  const io::Dataset train_set = banded(100, 1, true);
   TempDir dir;
   Context ctx(make_cpu_backend(1));
   Model m(ctx.backend(), tiny_cnn());
@@ -177,7 +157,7 @@ TEST(Train, ResumingWithOtherSettingsIsRefused) {
 }
 
 TEST(Train, ResumeWithoutCheckpointStartsFresh) {
-  const io::Dataset train_set = banded(64, 1);
+  const io::Dataset train_set = banded(64, 1, true);
   TempDir dir;
   Context ctx(make_cpu_backend(1));
   Model m(ctx.backend(), tiny_cnn());
@@ -189,17 +169,17 @@ TEST(Train, ResumeWithoutCheckpointStartsFresh) {
 TEST(Train, MismatchedDataIsRejected) {
   Context ctx(make_cpu_backend(1));
   Model m(ctx.backend(), tiny_cnn());
-  io::Dataset wrong = banded(10, 1);
+  io::Dataset wrong = banded(10, 1, true);
   wrong.sample_shape = Shape{1, 28, 28};
   EXPECT_THROW(train(ctx, m, wrong, nullptr, config(1, {})), Error);
-  EXPECT_THROW(train(ctx, m, banded(10, 1), nullptr, config(0, {})), Error);
+  EXPECT_THROW(train(ctx, m, banded(10, 1, true), nullptr, config(0, {})), Error);
 }
 
 TEST(Evaluate, ConfusionMatrixAddsUp) {
   Context ctx(make_cpu_backend(1));
   Model m(ctx.backend(), tiny_cnn());
   m.init(1);
-  const io::Dataset data = banded(123, 5);
+  const io::Dataset data = banded(123, 5, true);
   const EvalResult r = evaluate(m, data, 50);
   EXPECT_EQ(r.examples, 123);
   int64_t total = 0, diagonal = 0;

@@ -1,0 +1,39 @@
+// A small model and a learnable synthetic task, shared by the tests that train (single process,
+// data-parallel ranks, parameter-server workers): fast enough for unit tests, and with dropout
+// so that per-sample masks matter.
+#pragma once
+
+#include <cstdint>
+
+#include "core/backend.hpp"
+#include "core/layers.hpp"
+#include "io/dataset.hpp"
+
+namespace strand::test {
+
+inline ModelArch tiny_cnn() {
+  using namespace strand::layers;
+  return {"tiny_cnn", Shape{1, 8, 8},
+          {conv2d(4, 3, true), relu(), maxpool2x2(), flatten(), dense(16), relu(), dropout(0.4), dense(10)}};
+}
+
+// n noisy 8x8 images; image i's label picks the bright anti-diagonal band (and, with
+// row_bands, also a band of rows), so the label can be learned from the pixels.
+inline io::Dataset banded(int64_t n, uint64_t seed, bool row_bands = false) {
+  io::Dataset d;
+  d.sample_shape = Shape{1, 8, 8};
+  d.images.resize(size_t(n * 64));
+  d.labels.resize(size_t(n));
+  for (int64_t i = 0; i < n; ++i) {
+    const int32_t label = int32_t(mix64(seed + uint64_t(i)) % 10);
+    d.labels[size_t(i)] = label;
+    for (int64_t p = 0; p < 64; ++p) {
+      const float noise = float(mix64(seed * 31 + uint64_t(i * 64 + p)) >> 40) / 16777216.0f;
+      const bool on = (p / 8 + p % 8) % 10 == label || (row_bands && p / 7 == label);
+      d.images[size_t(i * 64 + p)] = 0.3f * noise + (on ? 0.7f : 0.f);
+    }
+  }
+  return d;
+}
+
+}  // namespace strand::test
