@@ -89,7 +89,7 @@ void run_bench_train(const BenchArgs& a) {
   // Training costs about three forward passes (forward, input gradient, weight gradient).
   const double gflops = 3 * model.forward_flops_per_sample() * ips / 1e9;
   if (a.json) {
-    std::cout << nlohmann::json{{"model", a.model},       {"batch_size", a.batch_size}, {"threads", a.threads}, {"device", a.device.device}, {"tf32", a.device.tf32},
+    std::cout << nlohmann::json{{"model", a.model},       {"batch_size", a.batch_size}, {"threads", a.threads}, {"device", a.device.device}, {"tf32", a.device.tf32}, {"cudnn_benchmark", a.device.cudnn_benchmark},
                                 {"steps", r.global_step}, {"images_per_sec", ips},     {"seconds", secs},
                                 {"gflops_per_sec", gflops}, {"gemm_kernel", cpu::sgemm_kernel_name()},
                                 {"data", source}}

@@ -24,8 +24,12 @@ std::filesystem::path default_mnist_cache() {
 
 Context make_context(const DeviceArgs& d, int threads, Identity id) {
   STRAND_CHECK(threads >= 1, Usage, "--threads must be at least 1", "strand");
-  Context ctx(make_backend(d.device, threads, CudaOptions{.tf32 = d.tf32, .graphs = d.graphs}), std::move(id));
-  if (d.device != "cpu") ctx.log("running on " + d.device + (d.tf32 ? " with TF32 math" : ""));
+  Context ctx(make_backend(d.device, threads, CudaOptions{.tf32 = d.tf32, .graphs = d.graphs, .cudnn_benchmark = d.cudnn_benchmark}),
+              std::move(id));
+  if (d.device != "cpu") {
+    ctx.log("running on " + d.device + (d.tf32 ? " with TF32 math" : "") +
+            (d.cudnn_benchmark ? ", timed cuDNN algorithm choice" : ""));
+  }
   return ctx;
 }
 
@@ -33,6 +37,10 @@ void add_device_options(CLI::App& cmd, DeviceArgs& d) {
   cmd.add_option("--device", d.device, "cpu, cuda (GPU 0) or cuda:N")->capture_default_str();
   cmd.add_flag("--tf32", d.tf32, "GPU: let convolutions and matrix products use TF32 tensor cores "
                                  "(faster at large batches, ~1e-3 relative error)");
+  cmd.add_flag("--cudnn-benchmark", d.cudnn_benchmark,
+               "GPU: time cuDNN's convolution algorithms once per shape and keep the fastest "
+               "(like torch.backends.cudnn.benchmark); without it cuDNN's heuristics pick the same "
+               "algorithm every run");
 }
 
 namespace {

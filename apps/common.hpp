@@ -18,6 +18,7 @@ std::filesystem::path default_mnist_cache();  // ${STRAND_CACHE:-~/.cache/strand
 struct DeviceArgs {
   std::string device = "cpu";
   bool tf32 = false;
+  bool cudnn_benchmark = false;
   bool graphs = true;  // CudaOptions::graphs (not a flag: data-parallel training turns it off)
 };
 // A context on `device` ("cpu", "cuda", "cuda:N"; threads apply to the CPU), logging to stderr.

@@ -13,6 +13,8 @@ Buffer::~Buffer() {
 std::unique_ptr<Backend> make_backend(const std::string& device, int threads, CudaOptions cuda) {
   if (device == "cpu") {
     STRAND_CHECK(!cuda.tf32, Usage, "TF32 is a GPU math mode: use it with a cuda device", "device cpu");
+    STRAND_CHECK(!cuda.cudnn_benchmark, Usage, "--cudnn-benchmark is for cuDNN: use it with a cuda device",
+                 "device cpu");
     return make_cpu_backend(threads);
   }
   if (device == "cuda") return make_cuda_backend(0, cuda);

@@ -1,9 +1,9 @@
 // Conv2d on cuDNN (NCHW, FP32): forward, backward data and backward filter; the bias terms
 // are cudnnAddTensor (forward) and a hand-written deterministic reduction (backward).
 //
-// Algorithms are chosen once per shape (ConvPlan, cached in the backend) with the _v7
-// heuristics, not cudnnFind*: a timed search may pick a different algorithm from run to run,
-// and with it different rounding. Backward data/filter take the best-ranked algorithm that
+// Algorithms are chosen once per shape (ConvPlan, cached in the backend), by default with the
+// _v7 heuristics: a timed search (cudnnFind*, CudaOptions::cudnn_benchmark) may pick a
+// different algorithm from run to run, and with it different rounding. Backward data/filter take the best-ranked algorithm that
 // cuDNN reports as deterministic, so gradients are the same bits every run on the same GPU.
 // Math is CUDNN_FMA_MATH unless the backend was made with TF32: cuDNN's default would allow
 // TF32 tensor cores for FP32 data on Ampere and newer, which is off from the CPU by far more
@@ -61,27 +61,51 @@ const Perf* pick(const Perf* perfs, int count, bool need_deterministic, bool ten
   return nullptr;
 }
 
-// db [out_c] = sum of dy [B,out_c,P] over images and pixels. One block per channel; each
-// thread sums a fixed strided subset, then a fixed tree adds the threads' sums, so the result
-// is the same bits every run (cudnnConvolutionBackwardBias makes no such promise).
+// db [out_c] = sum of dy [B,out_c,P] over images and pixels, in two deterministic passes (the
+// same bits every run; cudnnConvolutionBackwardBias makes no such promise). Pass 1: block
+// (chunk, o) sums channel o over the fixed image range of its chunk into part [out_c, chunks];
+// pass 2 adds each channel's chunks in order. One block per channel alone (a few dozen blocks
+// each reading hundreds of MB at batch 4096) left most of the GPU idle.
 constexpr int kBiasBlock = 256;
-__global__ void conv_bias_grad_kernel(int64_t batch, int64_t channels, int64_t pixels,
-                                      const float* __restrict__ dy, float* __restrict__ db) {
-  __shared__ float part[kBiasBlock];
-  const int64_t o = blockIdx.x;
-  const int64_t total = batch * pixels;
+constexpr int64_t kBiasChunkFloats = int64_t{1} << 15;  // about 32k floats of dy per block
+
+int64_t bias_images_per_chunk(int64_t pixels) {
+  return std::max<int64_t>(1, kBiasChunkFloats / pixels);
+}
+
+__global__ void conv_bias_grad_partial(int64_t batch, int64_t channels, int64_t pixels,
+                                       int64_t images_per_chunk, const float* __restrict__ dy,
+                                       float* __restrict__ part) {
+  __shared__ float sums[kBiasBlock];
+  const int64_t chunk = blockIdx.x, o = blockIdx.y;
+  const int64_t n0 = chunk * images_per_chunk;
+  const int64_t n1 = std::min(batch, n0 + images_per_chunk);
+  // 32-bit offsets inside the chunk: images_per_chunk * pixels is about kBiasChunkFloats.
+  const auto count = static_cast<uint32_t>((n1 - n0) * pixels);
+  const auto plane = static_cast<uint32_t>(pixels);
+  const float* base = dy + (n0 * channels + o) * pixels;
+  const int64_t image_stride = channels * pixels;
   float s = 0.0f;
-  for (int64_t i = threadIdx.x; i < total; i += kBiasBlock) {
-    const int64_t n = i / pixels, p = i - n * pixels;
-    s += dy[(n * channels + o) * pixels + p];
+  for (uint32_t i = threadIdx.x; i < count; i += kBiasBlock) {
+    const uint32_t n = i / plane, p = i - n * plane;
+    s += base[n * image_stride + p];
   }
-  part[threadIdx.x] = s;
+  sums[threadIdx.x] = s;
   __syncthreads();
   for (int stride = kBiasBlock / 2; stride > 0; stride /= 2) {
-    if (int(threadIdx.x) < stride) part[threadIdx.x] += part[threadIdx.x + stride];
+    if (int(threadIdx.x) < stride) sums[threadIdx.x] += sums[threadIdx.x + stride];
     __syncthreads();
   }
-  if (threadIdx.x == 0) db[o] = part[0];
+  if (threadIdx.x == 0) part[o * gridDim.x + chunk] = sums[0];
+}
+
+__global__ void conv_bias_grad_finish(int64_t channels, int64_t chunks,
+                                      const float* __restrict__ part, float* __restrict__ db) {
+  const int64_t o = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
+  if (o >= channels) return;
+  float s = 0.0f;
+  for (int64_t c = 0; c < chunks; ++c) s += part[o * chunks + c];
+  db[o] = s;
 }
 
 }  // namespace
@@ -119,31 +143,8 @@ const ConvPlan& CudaBackend::conv_plan(const Conv2dDesc& d) {
                    std::to_string(h) + "x" + std::to_string(wd) + " differs from strand's",
                "cuda::conv2d");
 
+  choose_conv_algorithms(plan);
   cudnnHandle_t dnn = cudnn_.get();
-  constexpr int kAlgos = 16;  // more than cuDNN has of each kind
-  int found = 0;
-  {
-    cudnnConvolutionFwdAlgoPerf_t perfs[kAlgos];
-    STRAND_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(dnn, plan.x.get(), w, conv,
-                                                              plan.y.get(), kAlgos, &found, perfs));
-    const auto* p = pick(perfs, found, false, tf32_);
-    // Implicit GEMM needs no workspace and supports every shape here.
-    plan.fwd = p ? p->algo : CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM;
-  }
-  {
-    cudnnConvolutionBwdDataAlgoPerf_t perfs[kAlgos];
-    STRAND_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(
-        dnn, w, plan.y.get(), conv, plan.x.get(), kAlgos, &found, perfs));
-    const auto* p = pick(perfs, found, true, tf32_);
-    plan.bwd_data = p ? p->algo : CUDNN_CONVOLUTION_BWD_DATA_ALGO_1;  // deterministic
-  }
-  {
-    cudnnConvolutionBwdFilterAlgoPerf_t perfs[kAlgos];
-    STRAND_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(
-        dnn, plan.x.get(), plan.y.get(), conv, w, kAlgos, &found, perfs));
-    const auto* p = pick(perfs, found, true, tf32_);
-    plan.bwd_filter = p ? p->algo : CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1;  // deterministic
-  }
   // Sizes asked for with the descriptor's math type, which is what the calls will run with.
   STRAND_CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(dnn, plan.x.get(), w, conv,
                                                              plan.y.get(), plan.fwd,
@@ -154,6 +155,64 @@ const ConvPlan& CudaBackend::conv_plan(const Conv2dDesc& d) {
       dnn, plan.x.get(), plan.y.get(), conv, w, plan.bwd_filter, &plan.bwd_filter_bytes));
 
   return conv_plans_.emplace(key, std::move(plan)).first->second;
+}
+
+void CudaBackend::choose_conv_algorithms(ConvPlan& plan) {
+  cudnnHandle_t dnn = cudnn_.get();
+  cudnnFilterDescriptor_t w = plan.w.get();
+  cudnnConvolutionDescriptor_t conv = plan.conv.get();
+  constexpr int kAlgos = 16;  // more than cuDNN has of each kind
+  int found = 0;
+  // The timed search runs each algorithm on scratch tensors that cuDNN allocates (it syncs),
+  // so it happens here, once per shape, in the first (eager, never captured) step. Results come
+  // sorted fastest first, so pick() takes the fastest that qualifies.
+  {
+    cudnnConvolutionFwdAlgoPerf_t perfs[kAlgos];
+    if (cudnn_benchmark_) {
+      STRAND_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithm(dnn, plan.x.get(), w, conv, plan.y.get(),
+                                                              kAlgos, &found, perfs));
+    } else {
+      STRAND_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(dnn, plan.x.get(), w, conv,
+                                                                plan.y.get(), kAlgos, &found, perfs));
+    }
+    const auto* p = pick(perfs, found, false, tf32_);
+    // Implicit GEMM needs no workspace and supports every shape here.
+    plan.fwd = p ? p->algo : CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM;
+  }
+  {
+    cudnnConvolutionBwdDataAlgoPerf_t perfs[kAlgos];
+    if (cudnn_benchmark_) {
+      STRAND_CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithm(dnn, w, plan.y.get(), conv,
+                                                                   plan.x.get(), kAlgos, &found, perfs));
+    } else {
+      STRAND_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(
+          dnn, w, plan.y.get(), conv, plan.x.get(), kAlgos, &found, perfs));
+    }
+    const auto* p = pick(perfs, found, true, tf32_);
+    plan.bwd_data = p ? p->algo : CUDNN_CONVOLUTION_BWD_DATA_ALGO_1;  // deterministic
+  }
+  {
+    cudnnConvolutionBwdFilterAlgoPerf_t perfs[kAlgos];
+    if (cudnn_benchmark_) {
+      STRAND_CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithm(
+          dnn, plan.x.get(), plan.y.get(), conv, w, kAlgos, &found, perfs));
+    } else {
+      STRAND_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(
+          dnn, plan.x.get(), plan.y.get(), conv, w, kAlgos, &found, perfs));
+    }
+    const auto* p = pick(perfs, found, true, tf32_);
+    plan.bwd_filter = p ? p->algo : CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1;  // deterministic
+  }
+}
+
+std::string CudaBackend::conv_algorithms(const Conv2dDesc& d) {
+  check_desc(d, "cuda::conv_algorithms");
+  activate();
+  const ConvPlan& p = conv_plan(d);
+  const size_t ws = std::max({p.fwd_bytes, p.bwd_data_bytes, p.bwd_filter_bytes});
+  return "fwd " + std::to_string(int(p.fwd)) + ", bwd data " + std::to_string(int(p.bwd_data)) +
+         ", bwd filter " + std::to_string(int(p.bwd_filter)) + " (" +
+         std::to_string((ws + (size_t{1} << 20) - 1) >> 20) + " MiB workspace)";
 }
 
 void CudaBackend::conv2d_forward(const Conv2dDesc& d, const float* x, const float* w,
@@ -176,8 +235,20 @@ void CudaBackend::conv2d_backward(const Conv2dDesc& d, const float* x, const flo
   activate();
   const ConvPlan& p = conv_plan(d);
   const float one = 1.0f, zero = 0.0f;
-  // One workspace request for both calls, so it is not regrown between them.
-  const size_t ws_bytes = std::max(p.bwd_filter_bytes, dx ? p.bwd_data_bytes : size_t{0});
+  const int64_t pixels = d.out_h() * d.out_w();
+  // The bias passes index a chunk in 32 bits and put channels on the grid's y axis.
+  STRAND_CHECK(pixels < (int64_t{1} << 31) && d.out_c <= 65535, Shape,
+               "conv2d bias gradient on the GPU takes at most 65535 output channels and 2^31 "
+               "output pixels, got out_c=" + std::to_string(d.out_c) +
+                   " pixels=" + std::to_string(pixels),
+               "cuda::conv2d_backward");
+  const int64_t images_per_chunk = bias_images_per_chunk(pixels);
+  const int64_t chunks = (d.batch + images_per_chunk - 1) / images_per_chunk;
+  const size_t part_bytes = size_t(d.out_c * chunks) * sizeof(float);
+  // One workspace request for the three passes (they run in stream order, one after another),
+  // so it is not regrown between them.
+  const size_t ws_bytes =
+      std::max({p.bwd_filter_bytes, dx ? p.bwd_data_bytes : size_t{0}, part_bytes});
   void* ws = workspace(ws_bytes);
   // dw [out_c,in_c,kh,kw] (overwritten: beta 0).
   STRAND_CUDNN_CHECK(cudnnConvolutionBackwardFilter(cudnn_.get(), &one, p.x.get(), x, p.y.get(),
@@ -188,9 +259,13 @@ void CudaBackend::conv2d_backward(const Conv2dDesc& d, const float* x, const flo
                                                     dy, p.conv.get(), p.bwd_data, ws,
                                                     p.bwd_data_bytes, &zero, p.x.get(), dx));
   }
-  // db [out_c]
-  conv_bias_grad_kernel<<<static_cast<unsigned>(d.out_c), kBiasBlock, 0, stream_.get()>>>(
-      d.batch, d.out_c, d.out_h() * d.out_w(), dy, db);
+  // db [out_c], through part [out_c, chunks] in the workspace.
+  auto* part = static_cast<float*>(ws);
+  conv_bias_grad_partial<<<dim3(unsigned(chunks), unsigned(d.out_c)), kBiasBlock, 0,
+                           stream_.get()>>>(d.batch, d.out_c, pixels, images_per_chunk, dy, part);
+  STRAND_CUDA_CHECK(cudaGetLastError());
+  conv_bias_grad_finish<<<unsigned((d.out_c + 127) / 128), 128, 0, stream_.get()>>>(
+      d.out_c, chunks, part, db);
   STRAND_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -25,7 +25,10 @@ DevicePtr device_malloc(size_t bytes) {
 }  // namespace
 
 CudaBackend::CudaBackend(int device, CudaOptions options)
-    : device_(device), tf32_(options.tf32), graphs_(options.graphs) {
+    : device_(device),
+      tf32_(options.tf32),
+      graphs_(options.graphs),
+      cudnn_benchmark_(options.cudnn_benchmark) {
   activate();
   cudaStream_t stream = nullptr;
   STRAND_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));

@@ -61,6 +61,9 @@ class CudaBackend final : public Backend {
   CudaBackend& operator=(const CudaBackend&) = delete;
 
   int device() const { return device_; }
+  // "fwd A, bwd data B, bwd filter C (W MiB workspace)": the cuDNN algorithms (cudnn*Algo_t
+  // numbers) chosen for this shape, choosing them now if no step has yet (conv2d.cu).
+  std::string conv_algorithms(const Conv2dDesc& d);
   std::string name() const override { return "cuda"; }
 
   Buffer alloc(size_t bytes) override;
@@ -116,6 +119,9 @@ class CudaBackend final : public Backend {
   // The cuDNN workspace, grown to at least `bytes` (contents unspecified).
   void* workspace(size_t bytes);
   const ConvPlan& conv_plan(const Conv2dDesc& d);  // conv2d.cu
+  // The algorithms of `plan` (descriptors set), by cuDNN's heuristics or, with cudnn_benchmark_,
+  // by timing them on scratch tensors (conv2d.cu).
+  void choose_conv_algorithms(ConvPlan& plan);
 
   // Declaration order is destruction order reversed: descriptors and memory go before the
   // library handles, the stream last.
@@ -125,6 +131,7 @@ class CudaBackend final : public Backend {
   int device_;
   bool tf32_;
   bool graphs_;
+  bool cudnn_benchmark_;
   StreamPtr stream_;
   DevicePtr cublas_workspace_;  // before the handle: freed after it
   CublasPtr cublas_;

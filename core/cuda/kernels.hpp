@@ -55,8 +55,12 @@ void gather(int64_t b, int64_t sample, const int64_t* indices, const float* imag
 
 // y [rows, cols] += b [cols] broadcast over rows (dense bias).
 void add_bias_rows(int64_t rows, int64_t cols, const float* b, float* y, cudaStream_t stream);
-// db [cols] = column sums of dy [rows, cols], each summed in row order (dense bias gradient).
-void bias_grad_rows(int64_t rows, int64_t cols, const float* dy, float* db, cudaStream_t stream);
+// db [cols] = column sums of dy [rows, cols] (dense bias gradient), deterministic: rows are
+// summed in fixed chunks, then the chunks in order. part: scratch of
+// bias_grad_rows_chunks(rows) * cols floats.
+int64_t bias_grad_rows_chunks(int64_t rows);
+void bias_grad_rows(int64_t rows, int64_t cols, const float* dy, float* part, float* db,
+                    cudaStream_t stream);
 
 void sgd_step(int64_t n, float lr, float* params, const float* grads, cudaStream_t stream);
 void momentum_step(int64_t n, float lr, float momentum, float* params, const float* grads,
