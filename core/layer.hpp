@@ -54,6 +54,13 @@ class Layer {
   // gradient in the same buffer, which lets its two gradient buffers be sized apart.
   virtual bool backward_in_place() const { return false; }
 
+  // Fusion with a ReLU that runs in place right after this layer (forward) or right before it
+  // (backward). The model asks once, at construction; a layer that returns true applies the
+  // ReLU itself from then on (relu(y) in forward, dx masked where x <= 0 in backward) and the
+  // model skips that pass of the ReLU layer.
+  virtual bool fuse_relu_after() { return false; }
+  virtual bool fuse_relu_before() { return false; }
+
   // x [B,in...] -> y [B,out...]
   virtual void forward(Backend& be, int64_t batch, const float* x, float* y, const float* params,
                        const StepInfo& step) = 0;

@@ -77,9 +77,14 @@ class Conv2d final : public Layer {
     for (int64_t i = 0; i < filters_; ++i) p[weight_count() + i] = 0.f;
   }
   double forward_flops() const override { Conv2dDesc d = d_; d.batch = 1; return d.flops(); }
+  bool fuse_relu_after() override { return relu_ = true; }
   void forward(Backend& be, int64_t batch, const float* x, float* y, const float* params,
                const StepInfo&) override {
-    be.conv2d_forward(desc(batch), x, params, params + weight_count(), y);
+    if (relu_) {
+      be.conv2d_relu_forward(desc(batch), x, params, params + weight_count(), y);
+    } else {
+      be.conv2d_forward(desc(batch), x, params, params + weight_count(), y);
+    }
   }
   void backward(Backend& be, int64_t batch, const float* x, const float*, const float* dy, float* dx,
                 const float* params, float* grads, const StepInfo&) override {
@@ -90,6 +95,7 @@ class Conv2d final : public Layer {
   Conv2dDesc desc(int64_t batch) const { Conv2dDesc d = d_; d.batch = batch; return d; }
   int64_t filters_, kernel_;
   bool same_;
+  bool relu_ = false;  // fuse_relu_after() was accepted
   Conv2dDesc d_;
 };
 
@@ -106,13 +112,20 @@ class MaxPool2x2 final : public Layer {
   void forward(Backend& be, int64_t batch, const float* x, float* y, const float*, const StepInfo&) override {
     be.maxpool2x2_forward(desc(batch), x, y);
   }
+  bool fuse_relu_before() override { return relu_ = true; }
   void backward(Backend& be, int64_t batch, const float* x, const float* y, const float* dy, float* dx,
                 const float*, float*, const StepInfo&) override {
-    if (dx) be.maxpool2x2_backward(desc(batch), x, y, dy, dx);
+    if (!dx) return;
+    if (relu_) {
+      be.relu_maxpool2x2_backward(desc(batch), x, y, dy, dx);
+    } else {
+      be.maxpool2x2_backward(desc(batch), x, y, dy, dx);
+    }
   }
 
  private:
   Pool2dDesc desc(int64_t batch) const { Pool2dDesc d = d_; d.batch = batch; return d; }
+  bool relu_ = false;  // fuse_relu_before() was accepted
   Pool2dDesc d_;
 };
 

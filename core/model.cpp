@@ -32,6 +32,16 @@ Model::Model(Backend& backend, ModelArch arch) : be_(backend), arch_(std::move(a
     in_place_.push_back(src >= 0 && !layers_[i]->aliases_input() && !layers_[i]->backward_reads_input() &&
                         !layers_[size_t(src)]->backward_reads_output());
   }
+  // A ReLU in place between two layers that can take it over (conv2d before, max pool after)
+  // costs no pass of its own: at batch 4096 on a GPU each pass over conv1's output moves
+  // 0.4-1.2 GB.
+  relu_fused_fwd_.assign(layers_.size(), false);
+  relu_fused_bwd_.assign(layers_.size(), false);
+  for (size_t i = 1; i < layers_.size(); ++i) {
+    if (layers_[i]->spec().type != "relu" || !in_place_[i]) continue;
+    relu_fused_fwd_[i] = layers_[i - 1]->fuse_relu_after();
+    relu_fused_bwd_[i] = i + 1 < layers_.size() && layers_[i + 1]->fuse_relu_before();
+  }
   params_ = be_.alloc(size_t(param_count_) * sizeof(float));
   grads_ = be_.alloc(size_t(param_count_) * sizeof(float));
 }
@@ -105,7 +115,7 @@ const float* Model::forward(const float* x, int64_t batch, bool training, uint64
     }
     // In place, the input is an activation this model owns (never the caller's x).
     float* y = in_place_[i] ? const_cast<float*>(in) : acts_[i].f32();
-    layers_[i]->forward(be_, batch, in, y, params_.f32() + offsets_[i], step_info(i));
+    if (!relu_fused_fwd_[i]) layers_[i]->forward(be_, batch, in, y, params_.f32() + offsets_[i], step_info(i));
     outs_.push_back(y);
   }
   return outs_.back();
@@ -134,6 +144,7 @@ void Model::backward(const GradsReady& ready) {
   for (size_t i = layers_.size(); i-- > 0;) {
     Layer& layer = *layers_[i];
     if (layer.aliases_input()) continue;  // the gradient passes through unchanged
+    if (relu_fused_bwd_[i]) continue;     // the next layer's backward applied it, in place
     // The first layer's input gradient is never used: skip computing it. reserve() sized the
     // buffers for exactly this walk.
     const bool in_place = layer.backward_in_place();

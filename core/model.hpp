@@ -84,6 +84,8 @@ class Model {
 
   int64_t capacity_ = 0;            // batch size the activation buffers hold
   std::vector<bool> in_place_;      // layer i writes its output over its input
+  std::vector<bool> relu_fused_fwd_;  // ReLU layer i: the layer before applies it (forward)
+  std::vector<bool> relu_fused_bwd_;  // ReLU layer i: the layer after applies it (backward)
   std::vector<Buffer> acts_;        // acts_[i] = output of layer i (unless it aliases or runs in place)
   std::vector<const float*> outs_;  // outputs of the last forward, outs_[0] = input
   Buffer dbuf_[2];                  // ping-pong gradient buffers for backward

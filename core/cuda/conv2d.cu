@@ -1,18 +1,22 @@
 // Conv2d on cuDNN (NCHW, FP32): forward, backward data and backward filter; the bias terms
-// are cudnnAddTensor (forward) and a hand-written deterministic reduction (backward).
+// are hand-written kernels: bias (+ the fused ReLU) in one pass after the forward, and a
+// deterministic two-pass reduction for the bias gradient.
 //
 // Algorithms are chosen once per shape (ConvPlan, cached in the backend), by default with the
 // _v7 heuristics: a timed search (cudnnFind*, CudaOptions::cudnn_benchmark) may pick a
-// different algorithm from run to run, and with it different rounding. Backward data/filter take the best-ranked algorithm that
-// cuDNN reports as deterministic, so gradients are the same bits every run on the same GPU.
+// different algorithm from run to run, and with it different rounding. Backward data/filter
+// take the best-ranked (or fastest) algorithm that cuDNN reports as deterministic, so with the
+// heuristics gradients are the same bits every run on the same GPU.
 // Math is CUDNN_FMA_MATH unless the backend was made with TF32: cuDNN's default would allow
 // TF32 tensor cores for FP32 data on Ampere and newer, which is off from the CPU by far more
 // than 1e-4, so it is a choice the user makes (--tf32), not a default.
 #include <algorithm>
+#include <cstdint>
 #include <string>
 
 #include "core/cuda/check.hpp"
 #include "core/cuda/cuda_backend.hpp"
+#include "core/cuda/kernels.hpp"
 #include "core/error.hpp"
 #include "core/op_checks.hpp"
 
@@ -59,6 +63,52 @@ const Perf* pick(const Perf* perfs, int count, bool need_deterministic, bool ten
     return &p;
   }
   return nullptr;
+}
+
+// y [B,C,P] += b [C] broadcast over images and pixels, then ReLU if asked: one pass where
+// cudnnAddTensor plus a ReLU kernel made two. Index is uint32_t when the tensor fits (64-bit
+// division is slow on the GPU). Vec4: P % 4 == 0 and y 16-byte aligned, so a float4 never
+// straddles two planes.
+template <class Index, bool Relu, bool Vec4>
+__global__ void bias_act_kernel(Index n, Index channels, Index pixels, const float* __restrict__ b,
+                                float* __restrict__ y) {
+  constexpr Index kWidth = Vec4 ? 4 : 1;
+  const Index items = n / kWidth;
+  for (Index i = blockIdx.x * Index{blockDim.x} + threadIdx.x; i < items;
+       i += Index{gridDim.x} * blockDim.x) {
+    const float bias = b[(i * kWidth / pixels) % channels];
+    if constexpr (Vec4) {
+      float4 v = reinterpret_cast<float4*>(y)[i];
+      v.x += bias, v.y += bias, v.z += bias, v.w += bias;
+      if constexpr (Relu) {
+        v.x = v.x > 0.0f ? v.x : 0.0f, v.y = v.y > 0.0f ? v.y : 0.0f;
+        v.z = v.z > 0.0f ? v.z : 0.0f, v.w = v.w > 0.0f ? v.w : 0.0f;
+      }
+      reinterpret_cast<float4*>(y)[i] = v;
+    } else {
+      const float v = y[i] + bias;
+      y[i] = Relu ? (v > 0.0f ? v : 0.0f) : v;
+    }
+  }
+}
+
+template <bool Relu>
+void bias_act(int64_t batch, int64_t channels, int64_t pixels, const float* b, float* y,
+              cudaStream_t stream) {
+  const int64_t n = batch * channels * pixels;
+  const bool vec4 = pixels % 4 == 0 && reinterpret_cast<uintptr_t>(y) % 16 == 0;
+  // The grid-stride overshoot (at most 2^24) must fit too.
+  if (n < (int64_t{1} << 31)) {
+    const auto un = uint32_t(n), uc = uint32_t(channels), up = uint32_t(pixels);
+    if (vec4) {
+      bias_act_kernel<uint32_t, Relu, true><<<grid_for(n / 4), kBlock, 0, stream>>>(un, uc, up, b, y);
+    } else {
+      bias_act_kernel<uint32_t, Relu, false><<<grid_for(n), kBlock, 0, stream>>>(un, uc, up, b, y);
+    }
+  } else {
+    bias_act_kernel<int64_t, Relu, false><<<grid_for(n), kBlock, 0, stream>>>(n, channels, pixels, b, y);
+  }
+  STRAND_CUDA_CHECK(cudaGetLastError());
 }
 
 // db [out_c] = sum of dy [B,out_c,P] over images and pixels, in two deterministic passes (the
@@ -118,7 +168,6 @@ const ConvPlan& CudaBackend::conv_plan(const Conv2dDesc& d) {
   ConvPlan plan;
   plan.x = tensor_desc(d.batch, d.in_c, d.in_h, d.in_w);
   plan.y = tensor_desc(d.batch, d.out_c, d.out_h(), d.out_w());
-  plan.bias = tensor_desc(1, d.out_c, 1, 1);
 
   cudnnFilterDescriptor_t w = nullptr;
   STRAND_CUDNN_CHECK(cudnnCreateFilterDescriptor(&w));
@@ -215,18 +264,34 @@ std::string CudaBackend::conv_algorithms(const Conv2dDesc& d) {
          std::to_string((ws + (size_t{1} << 20) - 1) >> 20) + " MiB workspace)";
 }
 
-void CudaBackend::conv2d_forward(const Conv2dDesc& d, const float* x, const float* w,
-                                 const float* b, float* y) {
-  check_desc(d, "cuda::conv2d_forward");
+void CudaBackend::conv2d_forward_impl(const Conv2dDesc& d, const float* x, const float* w,
+                                      const float* b, float* y, bool relu) {
   activate();
   const ConvPlan& p = conv_plan(d);
   void* ws = workspace(p.fwd_bytes);
   const float one = 1.0f, zero = 0.0f;
-  // y [B,out_c,oh,ow] = conv(x, w), then y += b broadcast over images and pixels.
+  // y [B,out_c,oh,ow] = conv(x, w), then y += b broadcast over images and pixels (and ReLU).
   STRAND_CUDNN_CHECK(cudnnConvolutionForward(cudnn_.get(), &one, p.x.get(), x, p.w.get(), w,
                                              p.conv.get(), p.fwd, ws, p.fwd_bytes, &zero,
                                              p.y.get(), y));
-  STRAND_CUDNN_CHECK(cudnnAddTensor(cudnn_.get(), &one, p.bias.get(), b, &one, p.y.get(), y));
+  const int64_t pixels = d.out_h() * d.out_w();
+  if (relu) {
+    bias_act<true>(d.batch, d.out_c, pixels, b, y, stream_.get());
+  } else {
+    bias_act<false>(d.batch, d.out_c, pixels, b, y, stream_.get());
+  }
+}
+
+void CudaBackend::conv2d_forward(const Conv2dDesc& d, const float* x, const float* w,
+                                 const float* b, float* y) {
+  check_desc(d, "cuda::conv2d_forward");
+  conv2d_forward_impl(d, x, w, b, y, false);
+}
+
+void CudaBackend::conv2d_relu_forward(const Conv2dDesc& d, const float* x, const float* w,
+                                      const float* b, float* y) {
+  check_desc(d, "cuda::conv2d_relu_forward");
+  conv2d_forward_impl(d, x, w, b, y, true);
 }
 
 void CudaBackend::conv2d_backward(const Conv2dDesc& d, const float* x, const float* w,

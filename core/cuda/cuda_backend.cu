@@ -164,7 +164,12 @@ void CudaBackend::maxpool2x2_forward(const Pool2dDesc& d, const float* x, float*
 void CudaBackend::maxpool2x2_backward(const Pool2dDesc& d, const float* x, const float* y,
                                       const float* dy, float* dx) {
   activate();
-  cuda::maxpool2x2_backward(d, x, y, dy, dx, stream_.get());
+  cuda::maxpool2x2_backward(d, x, y, dy, dx, false, stream_.get());
+}
+void CudaBackend::relu_maxpool2x2_backward(const Pool2dDesc& d, const float* x, const float* y,
+                                           const float* dy, float* dx) {
+  activate();
+  cuda::maxpool2x2_backward(d, x, y, dy, dx, true, stream_.get());
 }
 void CudaBackend::relu_forward(int64_t n, const float* x, float* y) {
   activate();

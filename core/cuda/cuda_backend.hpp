@@ -43,7 +43,7 @@ using GraphExecPtr = Unique<cudaGraphExec_t, cudaGraphExecDestroy>;
 
 // Descriptors and algorithms for one convolution shape, chosen once (conv2d.cu).
 struct ConvPlan {
-  TensorDescPtr x, y, bias;  // x [B,in_c,H,W], y [B,out_c,oh,ow], bias [1,out_c,1,1]
+  TensorDescPtr x, y;  // x [B,in_c,H,W], y [B,out_c,oh,ow]
   FilterDescPtr w;           // [out_c,in_c,kh,kw]
   ConvDescPtr conv;          // pad_h/pad_w, stride 1, cross-correlation, FP32 FMA math
   cudnnConvolutionFwdAlgo_t fwd{};
@@ -81,6 +81,10 @@ class CudaBackend final : public Backend {
                       float* y) override;
   void conv2d_backward(const Conv2dDesc& d, const float* x, const float* w, const float* dy,
                        float* dx, float* dw, float* db) override;
+  void conv2d_relu_forward(const Conv2dDesc& d, const float* x, const float* w, const float* b,
+                           float* y) override;
+  void relu_maxpool2x2_backward(const Pool2dDesc& d, const float* x, const float* y,
+                                const float* dy, float* dx) override;
   void maxpool2x2_forward(const Pool2dDesc& d, const float* x, float* y) override;
   void maxpool2x2_backward(const Pool2dDesc& d, const float* x, const float* y, const float* dy,
                            float* dx) override;
@@ -119,6 +123,8 @@ class CudaBackend final : public Backend {
   // The cuDNN workspace, grown to at least `bytes` (contents unspecified).
   void* workspace(size_t bytes);
   const ConvPlan& conv_plan(const Conv2dDesc& d);  // conv2d.cu
+  void conv2d_forward_impl(const Conv2dDesc& d, const float* x, const float* w, const float* b,
+                           float* y, bool relu);  // conv2d.cu
   // The algorithms of `plan` (descriptors set), by cuDNN's heuristics or, with cudnn_benchmark_,
   // by timing them on scratch tensors (conv2d.cu).
   void choose_conv_algorithms(ConvPlan& plan);

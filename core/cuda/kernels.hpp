@@ -22,9 +22,10 @@ inline unsigned grid_for(int64_t n) {
 }
 
 // 2x2 max pooling, stride 2: same tie rule as the CPU (first maximum in row-major order).
+// With `relu`, backward also zeroes dx where x <= 0 (x being a ReLU's output).
 void maxpool2x2_forward(const Pool2dDesc& d, const float* x, float* y, cudaStream_t stream);
 void maxpool2x2_backward(const Pool2dDesc& d, const float* x, const float* y, const float* dy,
-                         float* dx, cudaStream_t stream);
+                         float* dx, bool relu, cudaStream_t stream);
 
 void relu_forward(int64_t n, const float* x, float* y, cudaStream_t stream);
 void relu_backward(int64_t n, const float* y, const float* dy, float* dx, cudaStream_t stream);

@@ -40,7 +40,8 @@ __device__ __forceinline__ int first_max(float a, float b, float c, float d, flo
 }
 
 // Even H and W (and 8-byte aligned x, dx): one thread per window writes its four dx; every dx element is written once.
-template <class Index>
+// Relu: also zero where x <= 0 (the ReLU before the pool, fused).
+template <class Index, bool Relu>
 __global__ void maxpool_backward_even_kernel(Index planes, Index H, Index W,
                                              const float* __restrict__ x,
                                              const float* __restrict__ y,
@@ -57,14 +58,16 @@ __global__ void maxpool_backward_even_kernel(Index planes, Index H, Index W,
     const float2 b = *reinterpret_cast<const float2*>(x + top + W);
     const float g = dy[i];
     const int f = first_max(a.x, a.y, b.x, b.y, y[i]);
-    *reinterpret_cast<float2*>(dx + top) = make_float2(f == 0 ? g : 0.0f, f == 1 ? g : 0.0f);
-    *reinterpret_cast<float2*>(dx + top + W) = make_float2(f == 2 ? g : 0.0f, f == 3 ? g : 0.0f);
+    // Only the window's max can pass, so the ReLU mask is that one value's sign.
+    const float h = !Relu || (f == 0 ? a.x : f == 1 ? a.y : f == 2 ? b.x : b.y) > 0.0f ? g : 0.0f;
+    *reinterpret_cast<float2*>(dx + top) = make_float2(f == 0 ? h : 0.0f, f == 1 ? h : 0.0f);
+    *reinterpret_cast<float2*>(dx + top + W) = make_float2(f == 2 ? h : 0.0f, f == 3 ? h : 0.0f);
   }
 }
 
 // Any H and W: one thread per INPUT element dx [P,H,W], so the unpooled trailing row and
-// column are written too (with zero) and dx needs no clearing.
-template <class Index>
+// column are written too (with zero) and dx needs no clearing. Relu: as above.
+template <class Index, bool Relu>
 __global__ void maxpool_backward_kernel(Index planes, Index H, Index W,
                                         const float* __restrict__ x, const float* __restrict__ y,
                                         const float* __restrict__ dy, float* __restrict__ dx) {
@@ -83,12 +86,39 @@ __global__ void maxpool_backward_kernel(Index planes, Index H, Index W,
     const float* r1 = r0 + W;
     const int f = first_max(r0[0], r0[1], r1[0], r1[1], y[o]);
     const int mine = int((iy - 2 * oy) * 2 + (ix - 2 * ox));
-    dx[i] = mine == f ? dy[o] : 0.0f;
+    dx[i] = mine == f && (!Relu || (mine < 2 ? r0 : r1)[mine & 1] > 0.0f) ? dy[o] : 0.0f;
   }
 }
 
 // 32-bit indexing when the largest offset (and the grid-stride overshoot) fits.
 bool fits_u32(int64_t n) { return n < (int64_t{1} << 31); }
+
+
+template <bool Relu>
+void launch_backward(const Pool2dDesc& d, const float* x, const float* y, const float* dy, float* dx,
+                     cudaStream_t stream) {
+  const int64_t planes = d.batch * d.channels;
+  const int64_t nx = planes * d.in_h * d.in_w;
+  const bool small = fits_u32(nx);
+  const bool aligned = (reinterpret_cast<uintptr_t>(x) | reinterpret_cast<uintptr_t>(dx)) % 8 == 0;
+  if (d.in_h % 2 == 0 && d.in_w % 2 == 0 && aligned) {
+    const int64_t n = planes * d.out_h() * d.out_w();
+    if (small) {
+      maxpool_backward_even_kernel<uint32_t, Relu><<<grid_for(n), kBlock, 0, stream>>>(
+          uint32_t(planes), uint32_t(d.in_h), uint32_t(d.in_w), x, y, dy, dx);
+    } else {
+      maxpool_backward_even_kernel<int64_t, Relu><<<grid_for(n), kBlock, 0, stream>>>(
+          planes, d.in_h, d.in_w, x, y, dy, dx);
+    }
+  } else if (small) {
+    maxpool_backward_kernel<uint32_t, Relu><<<grid_for(nx), kBlock, 0, stream>>>(
+        uint32_t(planes), uint32_t(d.in_h), uint32_t(d.in_w), x, y, dy, dx);
+  } else {
+    maxpool_backward_kernel<int64_t, Relu><<<grid_for(nx), kBlock, 0, stream>>>(
+        planes, d.in_h, d.in_w, x, y, dy, dx);
+  }
+  STRAND_CUDA_CHECK(cudaGetLastError());
+}
 
 }  // namespace
 
@@ -106,29 +136,13 @@ void maxpool2x2_forward(const Pool2dDesc& d, const float* x, float* y, cudaStrea
 }
 
 void maxpool2x2_backward(const Pool2dDesc& d, const float* x, const float* y, const float* dy,
-                         float* dx, cudaStream_t stream) {
+                         float* dx, bool relu, cudaStream_t stream) {
   check_maxpool2x2(d, "cuda::maxpool2x2_backward");
-  const int64_t planes = d.batch * d.channels;
-  const int64_t nx = planes * d.in_h * d.in_w;
-  const bool small = fits_u32(nx);
-  const bool aligned = (reinterpret_cast<uintptr_t>(x) | reinterpret_cast<uintptr_t>(dx)) % 8 == 0;
-  if (d.in_h % 2 == 0 && d.in_w % 2 == 0 && aligned) {
-    const int64_t n = planes * d.out_h() * d.out_w();
-    if (small) {
-      maxpool_backward_even_kernel<uint32_t><<<grid_for(n), kBlock, 0, stream>>>(
-          uint32_t(planes), uint32_t(d.in_h), uint32_t(d.in_w), x, y, dy, dx);
-    } else {
-      maxpool_backward_even_kernel<int64_t><<<grid_for(n), kBlock, 0, stream>>>(
-          planes, d.in_h, d.in_w, x, y, dy, dx);
-    }
-  } else if (small) {
-    maxpool_backward_kernel<uint32_t><<<grid_for(nx), kBlock, 0, stream>>>(
-        uint32_t(planes), uint32_t(d.in_h), uint32_t(d.in_w), x, y, dy, dx);
+  if (relu) {
+    launch_backward<true>(d, x, y, dy, dx, stream);
   } else {
-    maxpool_backward_kernel<int64_t><<<grid_for(nx), kBlock, 0, stream>>>(planes, d.in_h, d.in_w,
-                                                                           x, y, dy, dx);
+    launch_backward<false>(d, x, y, dy, dx, stream);
   }
-  STRAND_CUDA_CHECK(cudaGetLastError());
 }
 
 }  // namespace strand::cuda

@@ -165,7 +165,7 @@ TEST_P(CudaConv, MatchesCpu) {
   const auto dy = random_vec(ny, 4);
 
   struct Out {
-    std::vector<float> y, dx, dw, db, dw_no_dx;
+    std::vector<float> y, dx, dw, db, dw_no_dx, y_relu;
   };
   auto run = [&](Backend& be) {
     Buffer bx = upload(be, x), bw = upload(be, w), bb = upload(be, b), bdy = upload(be, dy);
@@ -173,13 +173,19 @@ TEST_P(CudaConv, MatchesCpu) {
     Buffer bdb = be.alloc(size_t(d.out_c) * 4);
     be.conv2d_forward(d, bx.f32(), bw.f32(), bb.f32(), by.f32());
     be.conv2d_backward(d, bx.f32(), bw.f32(), bdy.f32(), bdx.f32(), bdw.f32(), bdb.f32());
-    Out o{download(be, by), download(be, bdx), download(be, bdw), download(be, bdb), {}};
+    Out o{download(be, by), download(be, bdx), download(be, bdw), download(be, bdb), {}, {}};
     be.conv2d_backward(d, bx.f32(), bw.f32(), bdy.f32(), nullptr, bdw.f32(), bdb.f32());
     o.dw_no_dx = download(be, bdw);
+    be.conv2d_relu_forward(d, bx.f32(), bw.f32(), bb.f32(), by.f32());  // the CPU: two passes
+    o.y_relu = download(be, by);
     return o;
   };
   const Out want = run(cpu()), got = run(gpu());
   EXPECT_TRUE(close(got.y, want.y)) << "y";
+  EXPECT_TRUE(close(got.y_relu, want.y_relu)) << "y with the fused ReLU";
+  for (size_t i = 0; i < got.y.size(); ++i) {  // and exactly relu(y) on the GPU itself
+    ASSERT_EQ(got.y_relu[i], got.y[i] > 0.0f ? got.y[i] : 0.0f) << "fused ReLU, element " << i;
+  }
   EXPECT_TRUE(close(got.dx, want.dx)) << "dx";
   EXPECT_TRUE(close(got.dw, want.dw)) << "dw";
   EXPECT_TRUE(close(got.db, want.db)) << "db";
@@ -217,20 +223,34 @@ TEST_P(CudaPool, MatchesCpuBitForBit) {
   const Pool2dDesc d = GetParam();
   const size_t nx = size_t(d.batch * d.channels * d.in_h * d.in_w);
   const size_t ny = size_t(d.batch * d.channels * d.out_h() * d.out_w());
+  // ties: many exact ties (and zeros, for the fused ReLU's mask); offset: x and dx one float
+  // past an aligned address, which the vectorised even-size kernel must not take.
   for (bool ties : {false, true}) {
-    const auto x = ties ? tie_vec(nx, 5) : random_vec(nx, 5);
-    const auto dy = random_vec(ny, 6);
-    const auto junk = random_vec(nx, 7);  // dx starts dirty: every element must be written
-    auto run = [&](Backend& be) {
-      Buffer bx = upload(be, x), bdy = upload(be, dy), bdx = upload(be, junk);
-      Buffer by = be.alloc(ny * 4);
-      be.maxpool2x2_forward(d, bx.f32(), by.f32());
-      be.maxpool2x2_backward(d, bx.f32(), by.f32(), bdy.f32(), bdx.f32());
-      return std::make_pair(download(be, by), download(be, bdx));
-    };
-    const auto want = run(cpu()), got = run(gpu());
-    EXPECT_TRUE(same_bits(got.first, want.first)) << "y, ties " << ties;
-    EXPECT_TRUE(same_bits(got.second, want.second)) << "dx, ties " << ties;
+    for (int offset : {0, 1}) {
+      auto x = ties ? tie_vec(nx + 1, 5) : random_vec(nx + 1, 5);
+      const auto dy = random_vec(ny, 6);
+      const auto junk = random_vec(nx + 1, 7);  // dx starts dirty: every element must be written
+      struct Out {
+        std::vector<float> y, dx, dx_relu;
+      };
+      auto run = [&](Backend& be) {
+        Buffer bx = upload(be, x), bdy = upload(be, dy), bdx = upload(be, junk);
+        Buffer by = be.alloc(ny * 4);
+        const float* px = bx.f32() + offset;
+        float* pdx = bdx.f32() + offset;
+        be.maxpool2x2_forward(d, px, by.f32());
+        be.maxpool2x2_backward(d, px, by.f32(), bdy.f32(), pdx);
+        Out o{download(be, by), download(be, bdx), {}};
+        be.relu_maxpool2x2_backward(d, px, by.f32(), bdy.f32(), pdx);  // the CPU: two passes
+        o.dx_relu = download(be, bdx);
+        return o;
+      };
+      const Out want = run(cpu()), got = run(gpu());
+      EXPECT_TRUE(same_bits(got.y, want.y)) << "y, ties " << ties << ", offset " << offset;
+      EXPECT_TRUE(same_bits(got.dx, want.dx)) << "dx, ties " << ties << ", offset " << offset;
+      EXPECT_TRUE(same_bits(got.dx_relu, want.dx_relu))
+          << "dx through the fused ReLU, ties " << ties << ", offset " << offset;
+    }
   }
 }
 
