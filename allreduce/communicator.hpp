@@ -5,7 +5,9 @@
 //   MpiCommunicator    host (CPU) buffers over MPI, three allreduce algorithms:
 //                        ring         our chunked, pipelined ring (reduce-scatter + allgather)
 //                                     over MPI point-to-point; between ranks that share a
-//                                     machine's memory, through an MPI-3 shared window
+//                                     machine's memory, through an MPI-3 shared window, and
+//                                     buffers from MpiCommunicator::allocate() are reduced
+//                                     in place there, without the ring's copies
 //                        hierarchical ranks grouped by host name: reduce within each host, ring
 //                                     among one leader per host, broadcast within each host
 //                        mpi          MPI's own allreduce (the baseline)

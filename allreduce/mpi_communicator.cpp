@@ -6,11 +6,13 @@
 #include <climits>
 #include <cstring>
 #include <deque>
+#include <map>
 #include <immintrin.h>
 #include <iostream>
 #include <mpi.h>
 #include <sched.h>
 #include <thread>
+#include <tuple>
 
 #include "core/error.hpp"
 
@@ -50,6 +52,9 @@ void copy_streaming(float* dst, const float* src, int64_t n) {
   for (; i + 4 <= n; i += 4) _mm_stream_ps(dst + i, _mm_loadu_ps(src + i));
   for (; i < n; ++i) dst[i] = src[i];
 }
+
+// Segment i of n floats split over p ranks: [n*i/p, n*(i+1)/p).
+int64_t seg_begin(int64_t n, int p, int i) { return n * int64_t(i) / p; }
 
 // A ring channel through shared memory, for a group whose members all share one machine's
 // memory (an MPI-3 shared window): each rank owns kSlots chunk-sized slots that its right
@@ -123,12 +128,111 @@ class ShmChannel {
   uint64_t sent_ = 0, received_ = 0;  // messages through this channel since it was made
 };
 
+class Group;
+
+// Buffers from MpiCommunicator::allocate() on a group whose members share one machine, and
+// the handshake that lets allreduce_sum() reduce them where they lie. Each buffer is an MPI-3
+// shared window, so every member addresses every member's buffer. Per member, in a small
+// window of its own, two cache lines: `announced` (allreduce number, then which buffer and
+// offset this member reduces) and `done` (allreduce number once its share is written).
+class SharedReduce {
+ public:
+  SharedReduce(MPI_Comm comm, int rank, int size, std::string where)
+      : comm_(comm), rank_(rank), size_(size), where_(std::move(where)) {
+    void* base = nullptr;
+    STRAND_MPI_CHECK(MPI_Win_allocate_shared(MPI_Aint(sizeof(Control)), 1, MPI_INFO_NULL, comm_, &base, &control_win_),
+                     where_);
+    new (base) Control{};
+    for (int q = 0; q < size_; ++q) control_.push_back(static_cast<Control*>(query(control_win_, q).first));
+    STRAND_MPI_CHECK(MPI_Barrier(comm_), where_);  // every control block is zeroed before use
+  }
+  SharedReduce(const SharedReduce&) = delete;
+  SharedReduce& operator=(const SharedReduce&) = delete;
+  ~SharedReduce() {
+    for (auto& [id, w] : windows_) MPI_Win_free(&w.win);  // allocation order: the same on every member
+    MPI_Win_free(&control_win_);
+  }
+
+  // Collective: a window of n floats on every member, zeroed. Returns its id and this
+  // member's memory.
+  std::pair<uint64_t, float*> allocate(int64_t n) {
+    // Each member's part on pages of its own rather than packed behind the previous member's.
+    MPI_Info info;
+    STRAND_MPI_CHECK(MPI_Info_create(&info), where_);
+    MPI_Info_set(info, "alloc_shared_noncontig", "true");
+    Window w;
+    void* base = nullptr;
+    const int rc = MPI_Win_allocate_shared(MPI_Aint(n) * MPI_Aint(sizeof(float)), int(sizeof(float)), info, comm_,
+                                           &base, &w.win);
+    MPI_Info_free(&info);
+    STRAND_MPI_CHECK(rc, where_);
+    for (int q = 0; q < size_; ++q) {
+      const auto [b, bytes] = query(w.win, q);
+      w.base.push_back(static_cast<float*>(b));
+      w.floats.push_back(int64_t(bytes / MPI_Aint(sizeof(float))));
+    }
+    std::memset(w.base[size_t(rank_)], 0, size_t(n) * sizeof(float));
+    const uint64_t id = next_id_++;
+    windows_.emplace(id, std::move(w));
+    return {id, windows_.at(id).base[size_t(rank_)]};
+  }
+  // Collective, like allocate(); errors are ignored (it runs in destructors).
+  void release(uint64_t id) {
+    auto it = windows_.find(id);
+    if (it == windows_.end()) return;
+    MPI_Win_free(&it->second.win);
+    windows_.erase(it);
+  }
+
+  // data[0, n) becomes the sum over the members, in place, when every member passes a range
+  // of one buffer from allocate(): member r sums segment r of the range over all members'
+  // buffers in rank order and writes it into every buffer. Returns false, having changed
+  // nothing, when any member's range is other memory: the caller runs the ring. Every member
+  // calls it for the same allreduces (same n), so each takes part in every handshake.
+  bool try_allreduce(const Group& g, float* data, int64_t n, const char* what);
+
+ private:
+  static constexpr uint64_t kNoBuffer = ~uint64_t(0);
+  struct Control {
+    alignas(64) uint64_t announced;  // allreduce number; buffer and offset below are valid
+    uint64_t buffer;                 // window id, or kNoBuffer
+    int64_t offset;                  // floats from the start of the member's part
+    alignas(64) uint64_t done;       // allreduce number once this member's share is written
+  };
+  struct Window {
+    MPI_Win win = MPI_WIN_NULL;
+    std::vector<float*> base;     // every member's part
+    std::vector<int64_t> floats;  // and its size
+  };
+
+  std::pair<void*, MPI_Aint> query(MPI_Win win, int member) const {
+    MPI_Aint bytes = 0;
+    int unit = 0;
+    void* base = nullptr;
+    STRAND_MPI_CHECK(MPI_Win_shared_query(win, member, &bytes, &unit, &base), where_);
+    return {base, bytes};
+  }
+  static uint64_t load(uint64_t& v) { return std::atomic_ref<uint64_t>(v).load(std::memory_order_acquire); }
+  static void store(uint64_t& v, uint64_t x) { std::atomic_ref<uint64_t>(v).store(x, std::memory_order_release); }
+  // Polls until every member's counter (announced or done) reaches call_.
+  void wait_for_all(const Group& g, uint64_t Control::*counter, const char* what) const;
+
+  MPI_Comm comm_;
+  int rank_, size_;
+  std::string where_;
+  MPI_Win control_win_ = MPI_WIN_NULL;
+  std::vector<Control*> control_;  // every member's
+  std::map<uint64_t, Window> windows_;
+  uint64_t next_id_ = 0, call_ = 0;
+};
+
 // An MPI communicator with its members' world ranks and hosts, and deadline-polled
 // point-to-point messages.
 class Group {
  public:
+  // `buffers`: the group serves MpiCommunicator::allocate() (the world group).
   Group(MPI_Comm comm, std::vector<int> world_ranks, std::vector<std::string> hosts, int world_size,
-        const CommOptions& opt)
+        const CommOptions& opt, bool buffers = false)
       : comm_(comm), world_ranks_(std::move(world_ranks)), hosts_(std::move(hosts)), world_size_(world_size),
         opt_(opt) {
     MPI_Comm_rank(comm_, &rank_);
@@ -139,19 +243,26 @@ class Group {
       int node_size = 0;
       MPI_Comm_size(node, &node_size);
       MPI_Comm_free(&node);
-      if (node_size == size_) shm_ = std::make_unique<ShmChannel>(comm_, rank_, size_, where());
+      if (node_size == size_) {
+        shm_ = std::make_unique<ShmChannel>(comm_, rank_, size_, where());
+        if (buffers) shared_ = std::make_shared<SharedReduce>(comm_, rank_, size_, where());
+      }
     }
   }
   Group(const Group&) = delete;
   Group& operator=(const Group&) = delete;
   ~Group() {
-    shm_.reset();  // its window lives on comm_
+    shm_.reset();  // their windows live on comm_
+    shared_.reset();
     MPI_Comm_free(&comm_);
   }
 
   MPI_Comm comm() const { return comm_; }
   // The shared-memory ring channel, when every member shares this machine's memory.
   ShmChannel* shm() const { return shm_.get(); }
+  // Shared buffers and their in-place allreduce, when every member shares this machine's
+  // memory and the group was made with `buffers`.
+  const std::shared_ptr<SharedReduce>& shared() const { return shared_; }
   int rank() const { return rank_; }
   int size() const { return size_; }
   std::string where() const { return describe(rank_, true); }
@@ -260,10 +371,67 @@ class Group {
   const CommOptions& opt_;
   int rank_ = 0, size_ = 1;
   std::unique_ptr<ShmChannel> shm_;
+  std::shared_ptr<SharedReduce> shared_;
 };
 
-// Segment i of n floats split over p ranks: [n*i/p, n*(i+1)/p).
-int64_t seg_begin(int64_t n, int p, int i) { return n * int64_t(i) / p; }
+void SharedReduce::wait_for_all(const Group& g, uint64_t Control::*counter, const char* what) const {
+  const auto t0 = Clock::now();
+  bool warned = false;
+  for (int q = 0; q < size_; ++q) {
+    while (load(control_[size_t(q)]->*counter) < call_) {
+      g.pause(t0, warned, [&] {
+        std::string peers;
+        for (int m = 0; m < size_; ++m)
+          if (load(control_[size_t(m)]->*counter) < call_) peers += (peers.empty() ? "" : ", ") + g.describe(m);
+        return peers;
+      }, false, what);
+    }
+  }
+}
+
+bool SharedReduce::try_allreduce(const Group& g, float* data, int64_t n, const char* what) {
+  ++call_;
+  Control& mine = *control_[size_t(rank_)];
+  mine.buffer = kNoBuffer;
+  for (auto& [id, w] : windows_) {
+    const float* base = w.base[size_t(rank_)];
+    if (data >= base && data + n <= base + w.floats[size_t(rank_)]) {
+      mine.buffer = id;
+      mine.offset = data - base;
+    }
+  }
+  store(mine.announced, call_);
+  wait_for_all(g, &Control::announced, what);
+  // Every member reads the same announcements, so all decide alike. A member moves on to its
+  // next announcement only after this allreduce completed, which needs every member's data,
+  // so the fields read here are this call's.
+  for (const Control* c : control_)
+    if (c->buffer == kNoBuffer || c->buffer != mine.buffer) return false;
+  const Window& w = windows_.at(mine.buffer);
+  std::vector<float*> bufs;  // every member's range
+  for (int q = 0; q < size_; ++q) bufs.push_back(w.base[size_t(q)] + control_[size_t(q)]->offset);
+  const int64_t begin = seg_begin(n, size_, rank_), end = seg_begin(n, size_, rank_ + 1);
+  constexpr int64_t kBlock = 2048;  // floats: the sum of a block stays in L1
+  alignas(64) float sum[kBlock];
+  for (int64_t b = begin; b < end; b += kBlock) {
+    const int64_t m = std::min(kBlock, end - b);
+    const float* s0 = bufs[0] + b;
+    const float* s1 = bufs[1] + b;
+#pragma omp simd
+    for (int64_t i = 0; i < m; ++i) sum[i] = s0[i] + s1[i];
+    for (int q = 2; q < size_; ++q) {
+      const float* sq = bufs[size_t(q)] + b;
+#pragma omp simd
+      for (int64_t i = 0; i < m; ++i) sum[i] += sq[i];
+    }
+    // Plain stores: every destination block was just read, so its lines are in cache
+    // (streaming stores would have to evict them first; measured slower).
+    for (float* dst : bufs) std::memcpy(dst + b, sum, size_t(m) * sizeof(float));
+  }
+  store(mine.done, call_);
+  wait_for_all(g, &Control::done, what);
+  return true;
+}
 
 // The ring schedule over one group. Step s (0 <= s < 2(p-1)) sends segment (r - s) mod p to
 // the right neighbour and receives segment (r - s - 1) mod p from the left; steps below p-1
@@ -478,7 +646,7 @@ MpiCommunicator::MpiCommunicator(const MpiRuntime& rt, CommOptions options)
 
   std::vector<int> all(static_cast<size_t>(world));
   for (int i = 0; i < world; ++i) all[size_t(i)] = i;
-  groups_->world = std::make_unique<Group>(dup_world(where), all, hosts, world, options_);
+  groups_->world = std::make_unique<Group>(dup_world(where), all, hosts, world, options_, true);
 
   // Ranks of one host share a colour: the first world rank on that host.
   const int colour = int(std::find(hosts.begin(), hosts.end(), rt.host()) - hosts.begin());
@@ -533,6 +701,11 @@ void MpiCommunicator::allreduce_sum(float* data, int64_t n) {
   // With one rank per host hierarchical is the ring; on one host, its reduction plus broadcast
   // would move more than the ring does.
   if (options_.algorithm == "ring" || groups_->host_count == size() || groups_->host_count == 1) {
+    if (w.shared() && n * int64_t(sizeof(float)) >= kZeroCopyMinBytes &&
+        w.shared()->try_allreduce(w, data, n, "allreduce of shared buffers")) {
+      ++in_place_;
+      return;
+    }
     Ring ring(w, data, n, options_.chunk_bytes, scratch_);
     ring.run(0, 2 * (w.size() - 1), "ring allreduce");
     return;
@@ -568,6 +741,46 @@ void MpiCommunicator::allreduce_sum(float* data, int64_t n) {
   // 3) broadcast within the host.
   send_from_root(local, data, size_t(n) * sizeof(float), 0, options_.chunk_bytes,
                  "hierarchical allreduce (broadcast within host)");
+}
+
+struct SharedBuffer::Impl {
+  std::weak_ptr<SharedReduce> owner;  // expired: the communicator is gone, and the window with it
+  uint64_t id = 0;
+  std::unique_ptr<float[]> heap;  // when the ranks span hosts
+  float* data = nullptr;
+  int64_t n = 0;
+
+  Impl() = default;
+  Impl(const Impl&) = delete;
+  Impl& operator=(const Impl&) = delete;
+  ~Impl() {
+    if (auto o = owner.lock()) o->release(id);
+  }
+};
+
+SharedBuffer::SharedBuffer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+SharedBuffer::SharedBuffer(SharedBuffer&&) noexcept = default;
+SharedBuffer& SharedBuffer::operator=(SharedBuffer&&) noexcept = default;
+SharedBuffer::~SharedBuffer() = default;
+float* SharedBuffer::data() const {
+  return impl_ && (impl_->heap || !impl_->owner.expired()) ? impl_->data : nullptr;
+}
+int64_t SharedBuffer::size() const { return impl_ ? impl_->n : 0; }
+
+bool MpiCommunicator::shares_buffers() const { return groups_->world->shared() != nullptr; }
+
+SharedBuffer MpiCommunicator::allocate(int64_t n) {
+  STRAND_CHECK(n >= 0, Usage, "allocate of " + std::to_string(n) + " floats", where());
+  auto impl = std::make_unique<SharedBuffer::Impl>();
+  impl->n = n;
+  if (const std::shared_ptr<SharedReduce>& shared = groups_->world->shared()) {
+    std::tie(impl->id, impl->data) = shared->allocate(n);
+    impl->owner = shared;
+  } else {
+    impl->heap = std::make_unique<float[]>(size_t(n));
+    impl->data = impl->heap.get();
+  }
+  return SharedBuffer(std::move(impl));
 }
 
 void MpiCommunicator::broadcast(void* data, size_t bytes, int root) {

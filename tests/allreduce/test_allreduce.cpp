@@ -1,11 +1,14 @@
 // Collectives over MPI, run under mpirun with 1 to 4 ranks (tests/allreduce/meson.build):
 // exact sums of integer-valued floats for every algorithm (the ring through shared memory and
 // over MPI messages) and awkward sizes, hierarchical
-// with ranks spread over simulated hosts (STRAND_HOST), broadcast, allgather and gather.
+// with ranks spread over simulated hosts (STRAND_HOST), shared buffers reduced in place,
+// broadcast, allgather and gather.
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <string>
+#include <vector>
 
 #include "allreduce/mpi_communicator.hpp"
 #include "core/error.hpp"
@@ -64,6 +67,109 @@ TEST_P(Sums, RepeatedCallsReuseTheCommunicator) {
 
 INSTANTIATE_TEST_SUITE_P(Algorithms, Sums,
                          ::testing::Values("ring", "ring-p2p", "hierarchical", "hierarchical-p2p", "mpi"));
+
+// Buffers from allocate(): reduced in place (no ring) when all ranks share the machine (here,
+// except across tests/allreduce/test_netns_hosts.sh's namespace hosts); hierarchical with
+// ranks on two simulated hosts (3 or 4 ranks) runs its own algorithm on them.
+class SharedSums : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(SharedSums, ExactForEverySize) {
+  MpiCommunicator comm(*runtime, options(GetParam()));
+  const int p = comm.size();
+  const bool in_place = comm.shares_buffers() && (GetParam() == "ring" || comm.host_count() == 1);
+  SharedBuffer buffer = comm.allocate(int64_t(16) << 20);  // 64 MiB
+  ASSERT_EQ(buffer.size(), int64_t(16) << 20);
+  int64_t expected_in_place = 0;
+  for (int64_t n : {int64_t(0), int64_t(1), int64_t(7), int64_t(1000003), int64_t(16) << 20}) {
+    float* data = buffer.data();
+    for (int64_t i = 0; i < n; ++i) data[i] = value(comm.rank(), i);
+    comm.allreduce_sum(data, n);
+    if (in_place && n * 4 >= MpiCommunicator::kZeroCopyMinBytes) ++expected_in_place;
+    int64_t wrong = 0, first_wrong = -1;
+    for (int64_t i = 0; i < n; ++i) {
+      const float want = float((p * (p + 1) / 2) * (i % 1021) - 7 * p);
+      if (data[i] != want && wrong++ == 0) first_wrong = i;
+    }
+    EXPECT_EQ(wrong, 0) << GetParam() << ", " << n << " floats, " << p << " ranks: first wrong at " << first_wrong;
+  }
+  EXPECT_EQ(comm.in_place_allreduces(), expected_in_place);
+}
+
+INSTANTIATE_TEST_SUITE_P(Algorithms, SharedSums, ::testing::Values("ring", "hierarchical"));
+
+TEST(SharedBuffers, SharedExactlyWhenEveryRankIsOnThisMachine) {
+  MpiCommunicator comm(*runtime, options("ring"));
+  const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE");  // ranks mpirun started here
+  ASSERT_NE(local, nullptr);
+  EXPECT_EQ(comm.shares_buffers(), comm.size() > 1 && std::atoi(local) == comm.size());
+  EXPECT_FALSE(MpiCommunicator(*runtime, options("ring-p2p")).shares_buffers());
+}
+
+TEST(SharedBuffers, RangesAtOtherOffsetsOnEachRank) {
+  MpiCommunicator comm(*runtime, options("ring"));
+  const int p = comm.size();
+  SharedBuffer buffer = comm.allocate(1 << 20);
+  const int64_t n = 500009, offset = 3 * comm.rank() + 1;  // misaligned, and different per rank
+  float* data = buffer.data() + offset;
+  for (int round = 0; round < 3; ++round) {
+    for (int64_t i = 0; i < n; ++i) data[i] = value(comm.rank(), i + round);
+    comm.allreduce_sum(data, n);
+    int64_t wrong = 0;
+    for (int64_t i = 0; i < n; ++i) wrong += data[i] != float((p * (p + 1) / 2) * ((i + round) % 1021) - 7 * p);
+    EXPECT_EQ(wrong, 0) << "round " << round;
+  }
+  EXPECT_EQ(comm.in_place_allreduces(), comm.shares_buffers() ? 3 : 0);
+}
+
+TEST(SharedBuffers, OneRankWithOrdinaryMemoryTakesTheRing) {
+  MpiCommunicator comm(*runtime, options("ring"));
+  const int p = comm.size();
+  SharedBuffer buffer = comm.allocate(1 << 20);
+  std::vector<float> heap(1 << 20);
+  float* data = comm.rank() == p - 1 ? heap.data() : buffer.data();
+  const int64_t n = 1 << 20;
+  for (int64_t i = 0; i < n; ++i) data[i] = value(comm.rank(), i);
+  comm.allreduce_sum(data, n);
+  int64_t wrong = 0;
+  for (int64_t i = 0; i < n; ++i) wrong += data[i] != float((p * (p + 1) / 2) * (i % 1021) - 7 * p);
+  EXPECT_EQ(wrong, 0);
+  EXPECT_EQ(comm.in_place_allreduces(), 0);
+}
+
+TEST(SharedBuffers, SameBitsOnEveryRankForInexactSums) {
+  MpiCommunicator comm(*runtime, options("ring"));
+  SharedBuffer buffer = comm.allocate(300007);
+  float* data = buffer.data();
+  for (int64_t i = 0; i < buffer.size(); ++i) data[i] = 1.0f / float(i + 3 + comm.rank());
+  comm.allreduce_sum(data, buffer.size());
+  // A checksum of the bits, compared through allgather (exact for these small integers).
+  uint64_t h = 0;
+  for (int64_t i = 0; i < buffer.size(); ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, data + i, sizeof bits);
+    h = (h * 31 + bits) % 1000000007;
+  }
+  for (double other : comm.allgather(double(h))) EXPECT_EQ(other, double(h));
+}
+
+TEST(SharedBuffers, ABufferMayOutliveItsCommunicator) {
+  bool shared = false;
+  SharedBuffer kept = [&] {
+    MpiCommunicator comm(*runtime, options("ring"));
+    shared = comm.shares_buffers();
+    SharedBuffer b = comm.allocate(1000);
+    std::vector<SharedBuffer> more;  // moved and destroyed in the same order on every rank
+    more.push_back(comm.allocate(10));
+    more.push_back(std::move(b));
+    return std::move(more.back());
+  }();
+  EXPECT_EQ(kept.size(), 1000);
+  if (shared) {
+    EXPECT_EQ(kept.data(), nullptr);  // the shared window went with the communicator
+  } else {
+    EXPECT_NE(kept.data(), nullptr);  // plain memory, the buffer's own
+  }
+}
 
 TEST(Hosts, GroupsFollowHostNames) {
   MpiCommunicator comm(*runtime, options("hierarchical"));
