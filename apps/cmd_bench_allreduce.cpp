@@ -4,7 +4,11 @@
 // rank counts). Algorithms: our ring and hierarchical, `ring-p2p` = our ring forced onto MPI
 // point-to-point between ranks of one host (ring uses shared memory there), `mpi` =
 // MPI_Allreduce itself (blocking, the baseline), `mpi-nb` = what `strand train --allreduce mpi`
-// runs (MPI_Iallreduce polled with a deadline).
+// runs (MPI_Iallreduce polled with a deadline). Buffers (`--buffer`): `heap` = ordinary memory
+// (std::vector), what a caller's own buffer gets; `shared` = each algorithm's buffer comes from
+// its communicator's allocate() (an MPI-3 shared window, like MPI_Alloc_mem / NCCL buffer
+// registration), which ring and hierarchical reduce without copies when all ranks share one
+// machine.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -30,6 +34,7 @@ struct AllreduceBenchArgs {
   int64_t min_bytes = 4 << 10, max_bytes = int64_t(256) << 20, factor = 4;
   double seconds = 0.3;  // time budget per size and algorithm (3 rounds of at least 2 iterations)
   double chunk_kib = 1024;
+  std::string buffer = "heap";
   bool memcpy_baseline = false, json = false;
 };
 
@@ -49,10 +54,11 @@ double memcpy_seconds(size_t bytes, int iterations) {
 }
 
 struct Row {
-  std::string impl;
+  std::string impl, buffer;
   int64_t bytes;
   int ranks;
   double time_us;
+  bool in_place = false;  // the allreduces of this row reduced shared buffers in place
 };
 
 void run_bench_allreduce(const AllreduceBenchArgs& a) {
@@ -66,9 +72,8 @@ void run_bench_allreduce(const AllreduceBenchArgs& a) {
     const int me = mpi.world_rank(), p = mpi.world_size();
     if (a.memcpy_baseline && me == 0) {
       const size_t bytes = 64 << 20;
-      rows.push_back({"memcpy", int64_t(bytes), 1, 1e6 * memcpy_seconds(bytes, 20)});
+      rows.push_back({"memcpy", "heap", int64_t(bytes), 1, 1e6 * memcpy_seconds(bytes, 20)});
     }
-    std::vector<float> data(size_t(a.max_bytes / 4));
     // One communicator per algorithm, all alive at once: each size is timed for every
     // algorithm in alternating rounds (the best round counts), so a shared machine's load
     // changes hit the algorithms alike.
@@ -79,28 +84,46 @@ void run_bench_allreduce(const AllreduceBenchArgs& a) {
       o.chunk_bytes = size_t(a.chunk_kib * 1024);
       comms.push_back(std::make_unique<allreduce::MpiCommunicator>(mpi, o));
     }
+    // One buffer per algorithm: a shared buffer is reduced without copies only by the
+    // communicator that allocated it.
+    const size_t max_n = size_t(a.max_bytes / 4);
+    std::vector<std::vector<float>> heap;
+    std::vector<allreduce::SharedBuffer> shared;
+    std::vector<float*> buffers;
+    for (auto& c : comms) {
+      if (a.buffer == "shared") {
+        shared.push_back(c->allocate(int64_t(max_n)));
+        buffers.push_back(shared.back().data());
+      } else {
+        heap.emplace_back(max_n);
+        buffers.push_back(heap.back().data());
+      }
+    }
     allreduce::MpiCommunicator& control = *comms.front();
     const int hosts = control.host_count();
     auto allreduce = [&](size_t k, int64_t n) {
       if (a.impls[k] == "mpi") {
-        STRAND_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, data.data(), int(n), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD),
+        STRAND_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, buffers[k], int(n), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD),
                          control.where());
       } else {
-        comms[k]->allreduce_sum(data.data(), n);
+        comms[k]->allreduce_sum(buffers[k], n);
       }
     };
     constexpr int kRounds = 3;
     for (int64_t bytes = a.min_bytes; bytes <= a.max_bytes; bytes *= a.factor) {
       const int64_t n = bytes / 4;
       std::vector<double> best(a.impls.size(), 1e30);
+      std::vector<int64_t> in_place_before;
+      for (auto& c : comms) in_place_before.push_back(c->in_place_allreduces());
       for (size_t k = 0; k < a.impls.size(); ++k) {
         // Integer-valued data: the first result is checked exactly.
-        for (int64_t i = 0; i < n; ++i) data[size_t(i)] = float((i + me) % 64);
+        float* data = buffers[k];
+        for (int64_t i = 0; i < n; ++i) data[i] = float((i + me) % 64);
         allreduce(k, n);
         for (int64_t i = 0; i < n; i += std::max<int64_t>(1, n / 1000)) {
           int64_t want = 0;
           for (int r = 0; r < p; ++r) want += (i + r) % 64;
-          STRAND_CHECK(data[size_t(i)] == float(want), Internal,
+          STRAND_CHECK(data[i] == float(want), Internal,
                        a.impls[k] + " allreduce of " + std::to_string(bytes) + " bytes gave a wrong sum at " +
                            std::to_string(i),
                        control.where());
@@ -122,7 +145,9 @@ void run_bench_allreduce(const AllreduceBenchArgs& a) {
           best[k] = std::min(best[k], *std::max_element(all.begin(), all.end()));
         }
       }
-      for (size_t k = 0; k < a.impls.size(); ++k) rows.push_back({a.impls[k], bytes, p, 1e6 * best[k]});
+      for (size_t k = 0; k < a.impls.size(); ++k)
+        rows.push_back({a.impls[k], a.buffer, bytes, p, 1e6 * best[k],
+                        comms[k]->in_place_allreduces() > in_place_before[k]});
     }
     if (me != 0) return;
     auto algbw = [](const Row& r) { return double(r.bytes) / (r.time_us * 1e-6) / 1e9; };
@@ -130,17 +155,21 @@ void run_bench_allreduce(const AllreduceBenchArgs& a) {
     if (a.json) {
       nlohmann::json out = nlohmann::json::array();
       for (const Row& r : rows)
-        out.push_back({{"impl", r.impl}, {"bytes", r.bytes}, {"ranks", r.ranks}, {"time_us", r.time_us},
+        out.push_back({{"impl", r.impl}, {"buffer", r.buffer}, {"in_place", r.in_place}, {"bytes", r.bytes}, {"ranks", r.ranks}, {"time_us", r.time_us},
                        {"algbw_gbps", algbw(r)}, {"busbw_gbps", busbw(r)}});
       std::cout << out.dump(1) << '\n';
       return;
     }
     std::printf("# strand bench allreduce: %d rank(s) on %d host(s), float32 sum, ring chunk over MPI %.0f KiB\n", p, hosts,
                 a.chunk_kib);
-    std::printf("# %12s  %-12s  %10s  %11s  %11s\n", "size (B)", "impl", "time (us)", "algbw GB/s", "busbw GB/s");
+    std::printf("# buffers: %s\n", a.buffer == "shared"
+                                       ? "shared (each algorithm's from its communicator's allocate(), an MPI-3 shared window)"
+                                       : "heap (std::vector, a caller's ordinary memory)");
+    std::printf("# %12s  %-12s  %10s  %11s  %11s  %s\n", "size (B)", "impl", "time (us)", "algbw GB/s", "busbw GB/s",
+                "in place");
     for (const Row& r : rows)
-      std::printf("  %12lld  %-12s  %10.1f  %11.3f  %11.3f\n", (long long)r.bytes, r.impl.c_str(), r.time_us, algbw(r),
-                  busbw(r));
+      std::printf("  %12lld  %-12s  %10.1f  %11.3f  %11.3f  %s\n", (long long)r.bytes, r.impl.c_str(), r.time_us, algbw(r),
+                  busbw(r), r.impl == "memcpy" ? "-" : r.in_place ? "yes" : "no");
   } catch (const std::exception& e) {
     abort_job_on_error(mpi, e);
     throw;
@@ -164,8 +193,12 @@ void add_bench_allreduce_command(CLI::App& bench) {
       ->capture_default_str();
   cmd->add_option("--chunk-kib", a->chunk_kib, "Ring pipeline chunk over MPI messages, KiB (shared memory: 256)")->check(CLI::PositiveNumber)
       ->capture_default_str();
+  cmd->add_option("--buffer", a->buffer,
+                  "Where the reduced data lives: heap (ordinary memory) or shared (MpiCommunicator::allocate, "
+                  "reduced without copies between ranks of one machine)")
+      ->check(CLI::IsMember({"heap", "shared"}))->capture_default_str();
   cmd->add_flag("--memcpy", a->memcpy_baseline, "Also time a single-core memcpy of 64 MiB (row impl \"memcpy\")");
-  cmd->add_flag("--json", a->json, "Print a JSON array of {impl, bytes, ranks, time_us, algbw_gbps, busbw_gbps}");
+  cmd->add_flag("--json", a->json, "Print a JSON array of {impl, buffer, in_place, bytes, ranks, time_us, algbw_gbps, busbw_gbps}");
   cmd->callback([a] { run_bench_allreduce(*a); });
 }
 
