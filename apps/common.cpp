@@ -38,9 +38,9 @@ void add_device_options(CLI::App& cmd, DeviceArgs& d) {
   cmd.add_flag("--tf32", d.tf32, "GPU: let convolutions and matrix products use TF32 tensor cores "
                                  "(faster at large batches, ~1e-3 relative error)");
   cmd.add_flag("--cudnn-benchmark", d.cudnn_benchmark,
-               "GPU: time cuDNN's convolution algorithms once per shape and keep the fastest "
-               "(like torch.backends.cudnn.benchmark); without it cuDNN's heuristics pick the same "
-               "algorithm every run");
+               "GPU: time cuDNN's convolution algorithms once per shape and keep the fastest, "
+               "deterministic or not (like torch.backends.cudnn.benchmark); without it cuDNN's "
+               "heuristics pick deterministic algorithms, the same every run");
 }
 
 namespace {

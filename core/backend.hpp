@@ -193,9 +193,9 @@ struct CudaOptions {
   // Record each training step (after the first at a batch size) as a CUDA graph and replay it
   // with one launch; the weights are the same bits as without.
   bool graphs = true;
-  // Time cuDNN's convolution algorithms once per shape and keep the fastest (what
-  // torch.backends.cudnn.benchmark does); off, cuDNN's heuristics pick, the same algorithm every
-  // run. Backward algorithms stay deterministic either way.
+  // Time cuDNN's convolution algorithms once per shape and keep the fastest, deterministic or
+  // not (what torch.backends.cudnn.benchmark does); off, cuDNN's heuristics pick the same
+  // deterministic algorithms every run, so gradients are the same bits run to run.
   bool cudnn_benchmark = false;
 };
 

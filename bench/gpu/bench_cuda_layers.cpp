@@ -1,8 +1,10 @@
 // Every operation of one mnist_cnn training step on the CUDA backend at the model's real shapes,
-// for several batch sizes and math modes: milliseconds per call, FLOP/s for convolutions and
-// dense layers, memory GB/s for the elementwise kernels, and each row's share of the step. The
-// sum of the rows is the step's GPU time without launch gaps; `strand bench train` gives the
-// whole step. Also prints the cuDNN algorithms each mode chose.
+// as the model runs them (the ReLUs after the convolutions fused into them and into the pools'
+// backward), for several batch sizes and math modes: milliseconds per call, FLOP/s for
+// convolutions and dense layers, memory GB/s for the elementwise kernels, and each row's share
+// of the step. The sum of the rows is the step's GPU time without launch gaps; below it, the
+// whole step of a Model (forward, loss, backward, Adam) eager and as a CUDA graph. Also prints
+// the cuDNN algorithms each mode chose.
 //
 //   bench_cuda_layers [--batches 100,512,4096] [--reps N] [--json FILE]
 //
@@ -23,6 +25,9 @@
 #include "core/backend.hpp"
 #include "core/cuda/cuda_backend.hpp"
 #include "core/error.hpp"
+#include "core/model.hpp"
+#include "core/optimizer.hpp"
+#include "models/models.hpp"
 
 namespace {
 
@@ -105,11 +110,9 @@ std::vector<Row> run_mode(const Mode& mode, int64_t B, int reps, std::string& al
     be.gather(B, 784, static_cast<const int64_t*>(indices.data()), images.f32(), all_labels.i32(), x.f32(),
               batch_labels.i32());
   });
-  add("conv1 forward", c1.flops(), 0, [&] { be.conv2d_forward(c1, x.f32(), w1.f32(), b1.f32(), y1.f32()); });
-  add("relu1 forward", 0, 2.0 * a1 * f4, [&] { be.relu_forward(a1, y1.f32(), y1.f32()); });
+  add("conv1+relu forward", c1.flops(), 0, [&] { be.conv2d_relu_forward(c1, x.f32(), w1.f32(), b1.f32(), y1.f32()); });
   add("pool1 forward", 0, 1.25 * a1 * f4, [&] { be.maxpool2x2_forward(p1, y1.f32(), q1.f32()); });
-  add("conv2 forward", c2.flops(), 0, [&] { be.conv2d_forward(c2, q1.f32(), w2.f32(), b2.f32(), y2.f32()); });
-  add("relu2 forward", 0, 2.0 * a2 * f4, [&] { be.relu_forward(a2, y2.f32(), y2.f32()); });
+  add("conv2+relu forward", c2.flops(), 0, [&] { be.conv2d_relu_forward(c2, q1.f32(), w2.f32(), b2.f32(), y2.f32()); });
   add("pool2 forward", 0, 1.25 * a2 * f4, [&] { be.maxpool2x2_forward(p2, y2.f32(), q2.f32()); });
   add("dense1 forward", d1.flops(), 0, [&] { be.dense_forward(d1, q2.f32(), wd1.f32(), bd1.f32(), hid.f32()); });
   add("relu3 forward", 0, 2.0 * h * f4, [&] { be.relu_forward(h, hid.f32(), hid.f32()); });
@@ -126,13 +129,15 @@ std::vector<Row> run_mode(const Mode& mode, int64_t B, int reps, std::string& al
   add("dense1 backward", 2 * d1.flops(), 0, [&] {
     be.dense_backward(d1, q2.f32(), wd1.f32(), dhid.f32(), dq2.f32(), dwd1.f32(), dbd1.f32());
   });
-  add("pool2 backward", 0, 2.5 * a2 * f4, [&] { be.maxpool2x2_backward(p2, y2.f32(), q2.f32(), dq2.f32(), dy2.f32()); });
-  add("relu2 backward", 0, 3.0 * a2 * f4, [&] { be.relu_backward(a2, y2.f32(), dy2.f32(), dy2.f32()); });
+  add("pool2+relu backward", 0, 2.5 * a2 * f4, [&] {
+    be.relu_maxpool2x2_backward(p2, y2.f32(), q2.f32(), dq2.f32(), dy2.f32());
+  });
   add("conv2 backward", 2 * c2.flops(), 0, [&] {
     be.conv2d_backward(c2, q1.f32(), w2.f32(), dy2.f32(), dq1.f32(), dw2.f32(), db2.f32());
   });
-  add("pool1 backward", 0, 2.5 * a1 * f4, [&] { be.maxpool2x2_backward(p1, y1.f32(), q1.f32(), dq1.f32(), dy1.f32()); });
-  add("relu1 backward", 0, 3.0 * a1 * f4, [&] { be.relu_backward(a1, y1.f32(), dy1.f32(), dy1.f32()); });
+  add("pool1+relu backward", 0, 2.5 * a1 * f4, [&] {
+    be.relu_maxpool2x2_backward(p1, y1.f32(), q1.f32(), dq1.f32(), dy1.f32());
+  });
   add("conv1 backward", c1.flops(), 0, [&] {
     be.conv2d_backward(c1, x.f32(), w1.f32(), dy1.f32(), nullptr, dw1.f32(), db1.f32());
   });
@@ -140,6 +145,31 @@ std::vector<Row> run_mode(const Mode& mode, int64_t B, int reps, std::string& al
     be.adam_step(kParams, 1e-3f, 0.9f, 0.999f, 1e-8f, ++step, params.f32(), grads.f32(), m.f32(), v.f32());
   });
   (void)be.take_loss_totals();
+
+  // The whole step through the Model, eager and (on a second backend) as CUDA graphs.
+  for (bool graphs : {false, true}) {
+    strand::CudaOptions o = mode.options;
+    o.graphs = graphs;
+    std::unique_ptr<Backend> owned = graphs ? strand::make_cuda_backend(0, o) : nullptr;
+    Backend& mb = graphs ? *owned : be;
+    strand::Model model(mb, strand::models::by_name("mnist_cnn"));
+    model.init(1);
+    strand::Optimizer opt(mb, strand::OptimizerConfig{}, model.param_count());
+    Buffer mx = mb.alloc(size_t(B) * 784 * sizeof(float));
+    Buffer my = mb.alloc(size_t(B) * sizeof(int32_t));
+    uint64_t key = 0;
+    rows.push_back({mode.name, graphs ? "model step (graphs)" : "model step (eager)", B,
+                    time_ms(mb, reps, [&] {
+                      mb.begin_step(B);
+                      model.forward(mx.f32(), B, true, ++key);
+                      model.loss_accumulate(my.i32(), B);
+                      model.backward({});
+                      opt.step(model.params(), model.grads());
+                      mb.end_step();
+                    }),
+                    0, 0});
+    (void)mb.take_loss_totals();
+  }
 
   auto& cuda = dynamic_cast<strand::cuda::CudaBackend&>(be);
   algos += std::string(mode.name) + " batch " + std::to_string(B) + ": conv1 " + cuda.conv_algorithms(c1) +
@@ -204,15 +234,15 @@ int main(int argc, char** argv) {
       for (const Mode& mode : modes) {
         std::vector<Row> rows = run_mode(mode, B, reps, algos);
         double total = 0;
-        for (const Row& r : rows) total += r.ms;
+        for (const Row& r : rows) total += r.op.starts_with("model step") ? 0.0 : r.ms;
         std::printf("\n%s, batch %lld: %.3f ms summed (%.0f images/s)\n", mode.name, (long long)B, total,
                     1000.0 * double(B) / total);
-        std::printf("  %-18s %9s %6s %10s\n", "op", "ms", "share", "rate");
+        std::printf("  %-20s %9s %6s %10s\n", "op", "ms", "share", "rate");
         for (const Row& r : rows) {
           char rate[32] = "";
           if (r.flops > 0) std::snprintf(rate, sizeof rate, "%.1f TFLOP/s", r.flops / r.ms / 1e9);
           if (r.bytes > 0) std::snprintf(rate, sizeof rate, "%.0f GB/s", r.bytes / r.ms / 1e6);
-          std::printf("  %-18s %9.4f %5.1f%% %s\n", r.op.c_str(), r.ms, 100.0 * r.ms / total, rate);
+          std::printf("  %-20s %9.4f %5.1f%% %s\n", r.op.c_str(), r.ms, 100.0 * r.ms / total, rate);
         }
         all.insert(all.end(), rows.begin(), rows.end());
       }

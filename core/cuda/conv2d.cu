@@ -4,9 +4,10 @@
 //
 // Algorithms are chosen once per shape (ConvPlan, cached in the backend), by default with the
 // _v7 heuristics: a timed search (cudnnFind*, CudaOptions::cudnn_benchmark) may pick a
-// different algorithm from run to run, and with it different rounding. Backward data/filter
-// take the best-ranked (or fastest) algorithm that cuDNN reports as deterministic, so with the
-// heuristics gradients are the same bits every run on the same GPU.
+// different algorithm from run to run, and with it different rounding. With the heuristics,
+// backward data/filter take the best-ranked algorithm that cuDNN reports as deterministic, so
+// gradients are the same bits every run on the same GPU; the timed search takes the fastest,
+// deterministic or not, as PyTorch's cudnn.benchmark does.
 // Math is CUDNN_FMA_MATH unless the backend was made with TF32: cuDNN's default would allow
 // TF32 tensor cores for FP32 data on Ampere and newer, which is off from the CPU by far more
 // than 1e-4, so it is a choice the user makes (--tf32), not a default.
@@ -214,7 +215,8 @@ void CudaBackend::choose_conv_algorithms(ConvPlan& plan) {
   int found = 0;
   // The timed search runs each algorithm on scratch tensors that cuDNN allocates (it syncs),
   // so it happens here, once per shape, in the first (eager, never captured) step. Results come
-  // sorted fastest first, so pick() takes the fastest that qualifies.
+  // sorted fastest first, so pick() takes the fastest that qualifies; run to run reproducibility
+  // is given up with the search anyway, so it may be a non-deterministic one.
   {
     cudnnConvolutionFwdAlgoPerf_t perfs[kAlgos];
     if (cudnn_benchmark_) {
@@ -237,7 +239,7 @@ void CudaBackend::choose_conv_algorithms(ConvPlan& plan) {
       STRAND_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(
           dnn, w, plan.y.get(), conv, plan.x.get(), kAlgos, &found, perfs));
     }
-    const auto* p = pick(perfs, found, true, tf32_);
+    const auto* p = pick(perfs, found, !cudnn_benchmark_, tf32_);
     plan.bwd_data = p ? p->algo : CUDNN_CONVOLUTION_BWD_DATA_ALGO_1;  // deterministic
   }
   {
@@ -249,7 +251,7 @@ void CudaBackend::choose_conv_algorithms(ConvPlan& plan) {
       STRAND_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(
           dnn, plan.x.get(), plan.y.get(), conv, w, kAlgos, &found, perfs));
     }
-    const auto* p = pick(perfs, found, true, tf32_);
+    const auto* p = pick(perfs, found, !cudnn_benchmark_, tf32_);
     plan.bwd_filter = p ? p->algo : CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1;  // deterministic
   }
 }
@@ -257,6 +259,7 @@ void CudaBackend::choose_conv_algorithms(ConvPlan& plan) {
 std::string CudaBackend::conv_algorithms(const Conv2dDesc& d) {
   check_desc(d, "cuda::conv_algorithms");
   activate();
+  if (conv2d_direct_supported(d)) return "direct kernels (fwd, bwd filter; cuDNN for bwd data)";
   const ConvPlan& p = conv_plan(d);
   const size_t ws = std::max({p.fwd_bytes, p.bwd_data_bytes, p.bwd_filter_bytes});
   return "fwd " + std::to_string(int(p.fwd)) + ", bwd data " + std::to_string(int(p.bwd_data)) +
@@ -267,6 +270,10 @@ std::string CudaBackend::conv_algorithms(const Conv2dDesc& d) {
 void CudaBackend::conv2d_forward_impl(const Conv2dDesc& d, const float* x, const float* w,
                                       const float* b, float* y, bool relu) {
   activate();
+  if (conv2d_direct_supported(d)) {
+    conv2d_direct_forward(d, x, w, b, y, relu, stream_.get());
+    return;
+  }
   const ConvPlan& p = conv_plan(d);
   void* ws = workspace(p.fwd_bytes);
   const float one = 1.0f, zero = 0.0f;
@@ -298,8 +305,22 @@ void CudaBackend::conv2d_backward(const Conv2dDesc& d, const float* x, const flo
                                   const float* dy, float* dx, float* dw, float* db) {
   check_desc(d, "cuda::conv2d_backward");
   activate();
-  const ConvPlan& p = conv_plan(d);
   const float one = 1.0f, zero = 0.0f;
+  if (conv2d_direct_supported(d)) {
+    // dw and db by the direct kernels; dx (not needed by a first layer) by cuDNN, after them
+    // in stream order, so the two can share the workspace.
+    const ConvPlan* p = dx ? &conv_plan(d) : nullptr;
+    const size_t part_bytes = size_t(conv2d_direct_partial_floats(d)) * sizeof(float);
+    void* ws = workspace(std::max(part_bytes, p ? p->bwd_data_bytes : size_t{0}));
+    conv2d_direct_backward_filter(d, x, dy, static_cast<float*>(ws), dw, db, stream_.get());
+    if (p) {
+      STRAND_CUDNN_CHECK(cudnnConvolutionBackwardData(cudnn_.get(), &one, p->w.get(), w, p->y.get(),
+                                                      dy, p->conv.get(), p->bwd_data, ws,
+                                                      p->bwd_data_bytes, &zero, p->x.get(), dx));
+    }
+    return;
+  }
+  const ConvPlan& p = conv_plan(d);
   const int64_t pixels = d.out_h() * d.out_w();
   // The bias passes index a chunk in 32 bits and put channels on the grid's y axis.
   STRAND_CHECK(pixels < (int64_t{1} << 31) && d.out_c <= 65535, Shape,

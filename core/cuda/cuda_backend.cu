@@ -67,18 +67,18 @@ void CudaBackend::abandon_capture() noexcept {
   (void)cudaStreamEndCapture(stream_.get(), &graph);
   if (graph) (void)cudaGraphDestroy(graph);
   (void)cudaGetLastError();
-  step_graph_.reset();
+  step_graphs_.erase(graph_batch_);
 }
 
 void CudaBackend::begin_step(int64_t batch) {
   activate();
   abandon_capture();
   if (!graphs_) return;
-  if (batch != graph_batch_) {  // a new shape: run it eagerly once, capture from the next step
-    graph_batch_ = batch;
-    step_graph_.reset();
-    return;
-  }
+  graph_batch_ = batch;
+  // A new shape runs eagerly once (plans, workspaces and library scratch are made then), and is
+  // captured from its next step on. Each shape keeps its graph: an epoch's smaller last batch
+  // does not cost the full batch its graph.
+  if (eager_batches_.insert(batch).second) return;
   // Thread-local mode: other threads may keep using the runtime (another backend) meanwhile.
   STRAND_CUDA_CHECK(cudaStreamBeginCapture(stream_.get(), cudaStreamCaptureModeThreadLocal));
   capturing_ = true;
@@ -93,19 +93,20 @@ void CudaBackend::end_step() {
   const Unique<cudaGraph_t, cudaGraphDestroy> graph(raw);
   // Steps differ only in kernel arguments (batch indices, dropout keys, Adam's scalars), so the
   // instantiated graph is updated in place; a different topology instantiates anew.
-  if (step_graph_) {
+  GraphExecPtr& exec = step_graphs_[graph_batch_];
+  if (exec) {
     cudaGraphExecUpdateResultInfo info{};
-    if (cudaGraphExecUpdate(step_graph_.get(), graph.get(), &info) != cudaSuccess) {
+    if (cudaGraphExecUpdate(exec.get(), graph.get(), &info) != cudaSuccess) {
       (void)cudaGetLastError();
-      step_graph_.reset();
+      exec.reset();
     }
   }
-  if (!step_graph_) {
-    cudaGraphExec_t exec = nullptr;
-    STRAND_CUDA_CHECK(cudaGraphInstantiate(&exec, graph.get(), 0));
-    step_graph_.reset(exec);
+  if (!exec) {
+    cudaGraphExec_t raw_exec = nullptr;
+    STRAND_CUDA_CHECK(cudaGraphInstantiate(&raw_exec, graph.get(), 0));
+    exec.reset(raw_exec);
   }
-  STRAND_CUDA_CHECK(cudaGraphLaunch(step_graph_.get(), stream_.get()));
+  STRAND_CUDA_CHECK(cudaGraphLaunch(exec.get(), stream_.get()));
 }
 
 void CudaBackend::activate() const { STRAND_CUDA_CHECK(cudaSetDevice(device_)); }

@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 #include <type_traits>
@@ -149,10 +150,12 @@ class CudaBackend final : public Backend {
   size_t workspace_bytes_ = 0;
   std::map<ConvKey, ConvPlan> conv_plans_;
   // Step graphs: the first step at a batch size runs eagerly (plans, workspaces and library
-  // scratch are made then, outside any capture); later steps are captured and replayed.
-  int64_t graph_batch_ = 0;
+  // scratch are made then, outside any capture); later steps are captured and replayed, one
+  // graph per batch size.
+  int64_t graph_batch_ = 0;  // of the step in progress
   bool capturing_ = false;
-  GraphExecPtr step_graph_;  // declared after the stream: destroyed before it
+  std::set<int64_t> eager_batches_;               // batch sizes that have run once
+  std::map<int64_t, GraphExecPtr> step_graphs_;  // declared after the stream: destroyed before it
 };
 
 }  // namespace strand::cuda

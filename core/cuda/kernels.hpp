@@ -50,6 +50,18 @@ void add_loss_totals(const double* loss_sum, const int64_t* correct, const int64
                      double* total_loss, int64_t* total_correct, int64_t* total_bad,
                      cudaStream_t stream);
 
+// Direct convolution (conv2d_direct.cu) for one input channel, a square 3x3 or 5x5 kernel and
+// small images (mnist_cnn's conv1), where cuDNN's general algorithms are several times slower.
+bool conv2d_direct_supported(const Conv2dDesc& d);
+// y = conv(x, w) + b, then ReLU when `relu`.
+void conv2d_direct_forward(const Conv2dDesc& d, const float* x, const float* w, const float* b,
+                           float* y, bool relu, cudaStream_t stream);
+// dw and db (overwritten) from x and dy, deterministic; part: scratch of
+// conv2d_direct_partial_floats(d) floats.
+int64_t conv2d_direct_partial_floats(const Conv2dDesc& d);
+void conv2d_direct_backward_filter(const Conv2dDesc& d, const float* x, const float* dy, float* part,
+                                   float* dw, float* db, cudaStream_t stream);
+
 // x [b,sample] = images[indices[i]], y [b] = labels[indices[i]] (all device memory).
 void gather(int64_t b, int64_t sample, const int64_t* indices, const float* images,
             const int32_t* labels, float* x, int32_t* y, cudaStream_t stream);

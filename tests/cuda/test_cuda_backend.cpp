@@ -202,7 +202,14 @@ INSTANTIATE_TEST_SUITE_P(
                     ConvCase{3, 2, 9, 6, 5, 3, 2, 0, 0},      // valid, non-square kernel
                     ConvCase{2, 4, 6, 7, 3, 5, 5, 2, 2},      // same, kernel near the size
                     ConvCase{1, 1, 5, 5, 1, 5, 5, 0, 0},      // 1 channel, 1x1 output
-                    ConvCase{2, 3, 4, 4, 2, 3, 3, 2, 1}));    // padding wider than needed
+                    ConvCase{2, 3, 4, 4, 2, 3, 3, 2, 1},      // padding wider than needed
+                    // One input channel: the direct kernels (conv2d_direct.cu), 3x3 and 5x5,
+                    // several image chunks with a partial last one, and an image too large for
+                    // them (cuDNN again).
+                    ConvCase{3, 1, 9, 7, 4, 3, 3, 1, 1},
+                    ConvCase{2, 1, 6, 5, 3, 3, 3, 0, 0},
+                    ConvCase{70, 1, 28, 28, 8, 5, 5, 2, 2},
+                    ConvCase{1, 1, 100, 100, 2, 5, 5, 2, 2}));
 
 TEST_F(Cuda, ConvRejectsBadShapes) {
   Conv2dDesc d;
