@@ -1,9 +1,13 @@
 // libFuzzer target for the request parsers (tests/serve/fuzz_request.sh builds and runs it).
 // The first byte picks the parser; the rest is the body. Any input must either parse into a
 // batch of exactly rows * size finite floats or be refused with strand::Error(Format).
+// A simplified-JSON list (which may take the parser's fast path) must also give the same floats,
+// bit for bit, as the general path gives for the same list inside {"instances": ...}.
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
+#include <string>
 #include <string_view>
 
 #include "core/error.hpp"
@@ -25,6 +29,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (in.rows < 1 || in.x.size() != size_t(in.rows * spec.size)) std::abort();
     for (float v : in.x)
       if (!std::isfinite(v)) std::abort();
+    const size_t first = body.find_first_not_of(" \t\r\n");
+    if (data[0] % 4 == 1 && first != std::string_view::npos && body[first] == '[') {
+      // The body is a list of instances or one instance: one of the two wrappings must match.
+      bool same = false;
+      for (const std::string& list : {std::string(body), "[" + std::string(body) + "]"}) {
+        try {
+          const auto general = strand::serve::parse_tfs_json("{\"instances\": " + list + "}", spec);
+          same = same || (general.rows == in.rows && std::memcmp(general.x.data(), in.x.data(), in.x.size() * sizeof(float)) == 0);
+        } catch (const strand::Error&) {
+        }
+      }
+      if (!same) std::abort();
+    }
   } catch (const strand::Error& e) {
     if (e.kind() != strand::ErrorKind::Format) std::abort();
   }

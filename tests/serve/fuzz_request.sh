@@ -22,6 +22,7 @@ trap 'rm -rf "$corpus"' EXIT
 printf '\0{"instances": [[1,2,3,4,5,6], [[1,2,3],[4,5,6]]], "signature_name": "serving_default"}' >"$corpus/tfs_row"
 printf '\0{"inputs": {"x": [[[1,2,3],[4,5,6]]]}}' >"$corpus/tfs_columnar"
 printf '\1[[1,2,3],[4,5,6]]' >"$corpus/simple_nested"
+printf '\1[[1,2,3,4,5,6], [0.25,-0,1e5,2E-3,-0.5,0.011764706]]' >"$corpus/simple_flat_list"
 printf '\1{"x": [1.5e3,-2,3,4,5,6]}' >"$corpus/simple_named"
 printf '\2[1,2,3,4,5,6]\n{"instances": [[1,2,3,4,5,6]]}\n' >"$corpus/lines"
 printf '\3 1,2,3,4,5,6\r\n-1e-3,0,0,0,0,7\n' >"$corpus/csv"

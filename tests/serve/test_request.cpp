@@ -1,6 +1,12 @@
 // The request parsers on their own: accepted forms, layouts, and where errors point.
 #include <gtest/gtest.h>
 
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <random>
+
 #include "core/error.hpp"
 #include "serve/request.hpp"
 
@@ -81,6 +87,61 @@ TEST(Request, ErrorsSayWhere) {
   EXPECT_EQ(message_of([] { parse_csv("1,2,3,4,5,inf", kSpec); }), "row 1, column 6: 'inf' is not a finite float");
   EXPECT_EQ(message_of([] { parse_csv("1,2,3,4,5,6 7", kSpec); }), "row 1, column 6: '6 7' is not a number");
   EXPECT_EQ(message_of([] { parse_csv("1,2,3,4,5,0x10", kSpec); }), "row 1, column 6: '0x10' is not a number");
+}
+
+// Simplified JSON of flat instances takes a fast path of its own; it must give exactly the
+// general path's floats (the same body wrapped as {"instances": ...} takes the general path),
+// and leave everything it does not handle, errors included, to the general path.
+TEST(Request, SimplifiedFastPathMatchesTheGeneralPath) {
+  std::mt19937_64 rng(5);
+  std::vector<std::string> numbers = {"0", "-0", "0.0", "-0.0", "1", "-1", "1e5", "1E+5", "-2.5e-3", "1e-30", "3e38",
+                                      "123456789012345678", "9007199254740993", "0.30000000000000004",
+                                      "1.00000005960464477539", "0.000000000000000000001", "18446744073709551615",
+                                      "1e22", "1e23", "4.9e-324", "0.1e1", "1000000000000000000000.5"};
+  char buf[64];
+  for (int i = 0; i < 3000; ++i) {
+    const uint64_t bits = rng();
+    float f = 0;
+    const uint32_t b32 = uint32_t(bits);
+    std::memcpy(&f, &b32, 4);
+    if (!std::isfinite(f)) continue;
+    switch (i % 4) {
+      case 0: numbers.emplace_back(buf, std::to_chars(buf, buf + sizeof(buf), f).ptr); break;  // shortest
+      case 1: numbers.emplace_back(buf, std::to_chars(buf, buf + sizeof(buf), double(f) * 0.7).ptr); break;
+      case 2: numbers.emplace_back(buf, size_t(std::snprintf(buf, sizeof(buf), "%.9g", double(bits % 1000000) / 1e6))); break;
+      default: numbers.emplace_back(std::to_string(int64_t(bits >> (bits % 64)) - int64_t(bits % 3)));
+    }
+  }
+  const InstanceSpec flat = instance_spec(Shape{3}, "x");
+  for (size_t i = 0; i + 3 <= numbers.size(); i += 3) {
+    const std::string row = "[" + numbers[i] + ", " + numbers[i + 1] + ",\n" + numbers[i + 2] + "]";
+    for (const std::string& body : {row, "[" + row + "," + row + " ]"}) {
+      const std::string list = body == row ? "[" + row + "]" : body;
+      Instances general;
+      try {
+        general = parse_tfs_json(R"({"instances": )" + list + "}", flat);
+      } catch (const Error& e) {  // e.g. an integer beyond 64 bits: refused alike
+        EXPECT_THROW(parse_sagemaker_json(body, flat), Error) << body;
+        continue;
+      }
+      const Instances fast = parse_sagemaker_json(body, flat);
+      ASSERT_EQ(fast.rows, general.rows) << body;
+      ASSERT_EQ(std::memcmp(fast.x.data(), general.x.data(), fast.x.size() * sizeof(float)), 0) << body;
+      EXPECT_EQ(fast.layout, Layout::Row);
+    }
+  }
+  // What the fast path declines, the general path answers with its own messages.
+  EXPECT_EQ(message_of([] { parse_sagemaker_json("[[1,2,3,4,5,6],[1,2]]", kSpec); }),
+            "instance 1: expected a list of 6 numbers or a nested list of shape [2,3] or [1,2,3], got a list of 2");
+  EXPECT_EQ(message_of([] { parse_sagemaker_json("[[1,2,3,4,5,6],[1,2,3,4,5,01]]", kSpec); }).rfind("the body is not valid JSON", 0), 0u);
+  EXPECT_EQ(message_of([] { parse_sagemaker_json("[[1,2,3,4,5,6]] x", kSpec); }).rfind("the body is not valid JSON", 0), 0u);
+  EXPECT_EQ(message_of([] { parse_sagemaker_json("[1,2,3,4,5,100000000000000000000000]", kSpec); }),
+            "the body is not valid JSON: Problem while parsing a number");  // simdjson's limit for integers
+  EXPECT_EQ(message_of([] { parse_sagemaker_json("[1,2,3,4,5,1e39]", kSpec); }), "instance 0, value 5: 1e+39 is out of float range");
+  EXPECT_EQ(message_of([] { parse_sagemaker_json("[1,2,3,4,5]", kSpec); }),
+            "instance 0: expected a list of 6 numbers or a nested list of shape [2,3] or [1,2,3], got a list of 5");
+  EXPECT_EQ(parse_sagemaker_json(" \n[ [1,2,3,4,5,6] , [6,5,4,3,2,1.5] ]\r\n", kSpec).x,
+            (std::vector<float>{1, 2, 3, 4, 5, 6, 6, 5, 4, 3, 2, 1.5f}));
 }
 
 }  // namespace
