@@ -6,11 +6,10 @@
 namespace strand::serve {
 
 Executor::Executor(BatchOptions options) : options_(options) {
-  if (options_.enabled()) thread_ = std::thread([this] { batch_loop(); });
+  thread_ = std::thread([this] { pass_loop(); });
 }
 
 Executor::~Executor() {
-  if (!thread_.joinable()) return;
   {
     std::lock_guard lk(mu_);
     stopping_ = true;
@@ -30,9 +29,17 @@ void Executor::forward(Model& model, const float* x, int64_t rows, float* probs)
 
 void Executor::run(Model& model, const float* x, int64_t rows, float* probs) {
   if (!options_.enabled()) {
-    std::lock_guard lk(pass_mu_);
-    forward(model, x, rows, probs);
-    return;
+    {
+      // Idle: run here, which spares a request on its own the two thread hand-overs of the queue.
+      std::unique_lock lk(mu_);
+      if (queue_.empty() && pass_mu_.try_lock()) {
+        lk.unlock();
+        std::lock_guard pass(pass_mu_, std::adopt_lock);
+        forward(model, x, rows, probs);
+        return;
+      }
+    }
+    return queue_and_wait(model, x, rows, probs);
   }
   if (rows >= options_.max_batch) {
     // Too big to merge: runs alone, and no batch should wait for it.
@@ -40,7 +47,7 @@ void Executor::run(Model& model, const float* x, int64_t rows, float* probs) {
       std::lock_guard lk(mu_);
       ++unbatched_;
     }
-    queued_.notify_all();
+    queued_.notify_one();
     struct Done {
       Executor& e;
       ~Done() {
@@ -52,11 +59,15 @@ void Executor::run(Model& model, const float* x, int64_t rows, float* probs) {
     forward(model, x, rows, probs);
     return;
   }
-  Job job{&model, x, rows, probs, std::chrono::steady_clock::now(), false, nullptr};
+  queue_and_wait(model, x, rows, probs);
+}
+
+void Executor::queue_and_wait(Model& model, const float* x, int64_t rows, float* probs) {
+  Job job{&model, x, rows, probs, std::chrono::steady_clock::now(), false, nullptr, {}};
   std::unique_lock lk(mu_);
   queue_.push_back(&job);
-  queued_.notify_all();
-  finished_.wait(lk, [&] { return job.done; });
+  queued_.notify_one();
+  job.finished.wait(lk, [&] { return job.done; });
   if (job.error) std::rethrow_exception(job.error);
 }
 
@@ -70,7 +81,7 @@ Executor::Announcement::~Announcement() {
     std::lock_guard lk(e_.mu_);
     --e_.announced_;
   }
-  e_.queued_.notify_all();  // a batch may have been waiting for this request
+  e_.queued_.notify_one();  // a batch may have been waiting for this request
 }
 
 int64_t Executor::queued_rows(const Model* model) const {
@@ -80,21 +91,26 @@ int64_t Executor::queued_rows(const Model* model) const {
   return rows;
 }
 
-void Executor::batch_loop() {
+void Executor::pass_loop() {
+  // Without batching a pass takes the oldest request alone; with it, the oldest requests for
+  // the oldest one's model that fit in max_batch rows.
+  const int64_t limit = options_.enabled() ? options_.max_batch : 0;
   std::unique_lock lk(mu_);
   while (true) {
     queued_.wait(lk, [&] { return stopping_ || !queue_.empty(); });
     if (queue_.empty()) return;  // stopping, and nothing left to run
     Model* model = queue_.front()->model;
-    const auto deadline = queue_.front()->arrived + options_.timeout;
-    queued_.wait_until(lk, deadline, [&] {
-      return stopping_ || queued_rows(model) >= options_.max_batch || int64_t(queue_.size()) + unbatched_ >= announced_;
-    });
+    if (options_.enabled()) {
+      const auto deadline = queue_.front()->arrived + options_.timeout;
+      queued_.wait_until(lk, deadline, [&] {
+        return stopping_ || queued_rows(model) >= options_.max_batch || int64_t(queue_.size()) + unbatched_ >= announced_;
+      });
+    }
     // Oldest first; a job that does not fit waits for the next pass.
     std::vector<Job*> batch;
     int64_t rows = 0;
     for (auto it = queue_.begin(); it != queue_.end();) {
-      if ((*it)->model == model && rows + (*it)->rows <= options_.max_batch) {
+      if ((*it)->model == model && (batch.empty() || rows + (*it)->rows <= limit)) {
         rows += (*it)->rows;
         batch.push_back(*it);
         it = queue_.erase(it);
@@ -105,23 +121,7 @@ void Executor::batch_loop() {
     lk.unlock();
     std::exception_ptr error;
     try {
-      const int64_t in = model->arch().input.numel(), out = model->classes();
-      xs_.resize(size_t(rows * in));
-      ps_.resize(size_t(rows * out));
-      int64_t r = 0;
-      for (const Job* j : batch) {
-        std::memcpy(xs_.data() + r * in, j->x, size_t(j->rows * in) * sizeof(float));
-        r += j->rows;
-      }
-      {
-        std::lock_guard pass(pass_mu_);
-        forward(*model, xs_.data(), rows, ps_.data());
-      }
-      r = 0;
-      for (Job* j : batch) {
-        std::memcpy(j->probs, ps_.data() + r * out, size_t(j->rows * out) * sizeof(float));
-        r += j->rows;
-      }
+      run_batch(*model, batch, rows);
     } catch (...) {
       error = std::current_exception();
     }
@@ -129,8 +129,33 @@ void Executor::batch_loop() {
     for (Job* j : batch) {
       j->done = true;
       j->error = error;
+      j->finished.notify_one();
     }
-    finished_.notify_all();
+  }
+}
+
+void Executor::run_batch(Model& model, const std::vector<Job*>& batch, int64_t rows) {
+  if (batch.size() == 1) {  // nothing to merge: straight from the request's rows to its answer
+    std::lock_guard pass(pass_mu_);
+    forward(model, batch[0]->x, rows, batch[0]->probs);
+    return;
+  }
+  const int64_t in = model.arch().input.numel(), out = model.classes();
+  xs_.resize(size_t(rows * in));
+  ps_.resize(size_t(rows * out));
+  int64_t r = 0;
+  for (const Job* j : batch) {
+    std::memcpy(xs_.data() + r * in, j->x, size_t(j->rows * in) * sizeof(float));
+    r += j->rows;
+  }
+  {
+    std::lock_guard pass(pass_mu_);
+    forward(model, xs_.data(), rows, ps_.data());
+  }
+  r = 0;
+  for (Job* j : batch) {
+    std::memcpy(j->probs, ps_.data() + r * out, size_t(j->rows * out) * sizeof(float));
+    r += j->rows;
   }
 }
 

@@ -1,5 +1,10 @@
 // Executor: runs the forward passes of an endpoint, one at a time (its models share one
-// backend). With batching on, concurrent requests for the same model are merged into one
+// backend). A request that finds the executor idle runs its pass on its own thread at once;
+// otherwise it is queued, and the executor's pass thread runs the queue back to back, so a
+// pass starts as soon as the previous one ends (no hand-over of a lock to a sleeping thread
+// between passes) while the HTTP threads read and parse the next requests, and print the
+// last one's answer. Each waiting request is woken alone, when its own pass is done.
+// With batching on, concurrent requests for the same model are merged into one
 // forward pass of up to `max_batch` rows, waiting at most `timeout` after the first arrived.
 // The wait ends early when every request known to be on its way is queued (see Announcement).
 // A row's probabilities do not depend on the other rows of its pass (the kernels never split
@@ -32,7 +37,7 @@ class Executor {
   static constexpr int64_t kMaxPassRows = 256;
 
   explicit Executor(BatchOptions options = {});
-  ~Executor();  // finishes queued work, then stops the batching thread
+  ~Executor();  // finishes queued work, then stops the pass thread
   Executor(const Executor&) = delete;
   Executor& operator=(const Executor&) = delete;
 
@@ -66,23 +71,26 @@ class Executor {
     std::chrono::steady_clock::time_point arrived;
     bool done = false;
     std::exception_ptr error;
+    std::condition_variable finished;  // notified under mu_, so the job outlives the notify
   };
 
   void forward(Model& model, const float* x, int64_t rows, float* probs);  // caller holds pass_mu_
-  void batch_loop();
+  void queue_and_wait(Model& model, const float* x, int64_t rows, float* probs);
+  void pass_loop();
+  void run_batch(Model& model, const std::vector<Job*>& batch, int64_t rows);
   int64_t queued_rows(const Model* model) const;  // caller holds mu_
 
   BatchOptions options_;
   std::mutex pass_mu_;  // one forward pass at a time
   std::mutex mu_;       // guards queue_, stopping_, Job::done/error
-  std::condition_variable queued_, finished_;
+  std::condition_variable queued_;  // the pass thread waits on it
   std::deque<Job*> queue_;
   bool stopping_ = false;
   int64_t announced_ = 0;  // requests holding an Announcement (guarded by mu_)
   int64_t unbatched_ = 0;  // requests of max_batch rows or more, run without the queue (guarded by mu_)
   std::atomic<int64_t> passes_{0};
-  std::vector<float> xs_, ps_;  // the batching thread's staging buffers
-  std::thread thread_;          // last: started after everything it uses
+  std::vector<float> xs_, ps_;  // the pass thread's staging buffers for merged batches
+  std::thread thread_;          // the pass thread; last: started after everything it uses
 };
 
 }  // namespace strand::serve

@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <charconv>
 #include <chrono>
 #include <fstream>
@@ -471,6 +472,89 @@ TEST(Serve, BatchingGivesTheSamePredictionsUnderConcurrentLoad) {
   // Batching happened: fewer passes than requests.
   EXPECT_EQ(plain.executor.passes(), int64_t(bodies.size()));
   EXPECT_LT(batched.executor.passes(), int64_t(bodies.size()));
+}
+
+// Without batching, a request that finds a pass running is queued and run by the executor's
+// pass thread while the HTTP threads go on parsing. Each caller must get exactly its own rows'
+// probabilities, whichever thread ran its pass, and one pass per request.
+TEST(Serve, QueuedPassesGiveEachCallerItsOwnAnswer) {
+  Context ctx(make_cpu_backend(2));
+  Model m(ctx.backend(), models::mnist_mlp());
+  m.init(3);
+  constexpr int kCallers = 8, kRequests = 25;
+  std::vector<std::vector<float>> x, want;
+  for (int i = 0; i < kCallers * kRequests; ++i) {
+    const int64_t rows = 1 + i % 40;  // some passes long enough for others to queue behind them
+    x.push_back(images(rows, uint64_t(i + 100)));
+    want.emplace_back(size_t(rows * 10));
+    m.predict(x.back().data(), rows, want.back().data());
+  }
+  Executor executor;
+  std::vector<std::thread> ts;
+  std::atomic<int> wrong{0};
+  for (int c = 0; c < kCallers; ++c)
+    ts.emplace_back([&, c] {
+      for (int i = 0; i < kRequests; ++i) {
+        const size_t k = size_t(c * kRequests + i);
+        std::vector<float> got(want[k].size());
+        executor.run(m, x[k].data(), int64_t(got.size() / 10), got.data());
+        if (got != want[k]) ++wrong;
+      }
+    });
+  for (auto& t : ts) t.join();
+  EXPECT_EQ(wrong, 0);
+  EXPECT_EQ(executor.passes(), int64_t(kCallers * kRequests));
+}
+
+// The same over HTTP with the simplified-JSON fast path, bad bodies interleaved: every
+// connection gets its own answers in order, and a bad body still gets its 400.
+TEST(Serve, ConcurrentRequestsAndErrorsWithoutBatching) {
+  ModelDir models;
+  Served served(models.path());
+  Context ctx(make_cpu_backend(1));
+  Model m(ctx.backend(), models::mnist_mlp());
+  m.set_params(models.seeded_params());
+  constexpr int kClients = 8, kRequests = 10;
+  std::vector<std::string> bodies;
+  std::vector<std::vector<float>> want;
+  char buf[32];
+  for (int i = 0; i < kClients * kRequests; ++i) {
+    const int rows = 1 + i % 5;
+    const auto x = images(rows, uint64_t(i + 500));
+    want.emplace_back(size_t(rows * 10));
+    m.predict(x.data(), rows, want.back().data());
+    std::string b = "[";
+    for (int r = 0; r < rows; ++r) {
+      b += r ? ",[" : "[";
+      for (int k = 0; k < 784; ++k) b += (k ? "," : "") + std::string(buf, std::to_chars(buf, buf + 32, x[size_t(r * 784 + k)]).ptr);
+      b += "]";
+    }
+    bodies.push_back(b + "]");
+  }
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> ts;
+  for (int c = 0; c < kClients; ++c)
+    ts.emplace_back([&, c] {
+      httplib::Client cl("127.0.0.1", served.server.port());
+      cl.set_keep_alive(true);
+      cl.set_read_timeout(30, 0);
+      const httplib::Headers v1 = {{"X-Amzn-SageMaker-Custom-Attributes", "tfs-model-version=1"}};
+      for (int i = 0; i < kRequests; ++i) {
+        const size_t k = size_t(c * kRequests + i);
+        auto res = cl.Post("/invocations", v1, bodies[k], "application/json");
+        std::vector<float> got;
+        if (res && res->status == 200) {
+          const auto j = nlohmann::json::parse(res->body);
+          for (const auto& row : j["predictions"])
+            for (const auto& p : row) got.push_back(p.get<float>());
+        }
+        if (got != want[k]) ++wrong;
+        res = cl.Post("/invocations", v1, bodies[k].substr(0, bodies[k].size() - 1), "application/json");
+        if (!res || res->status != 400) ++wrong;
+      }
+    });
+  for (auto& t : ts) t.join();
+  EXPECT_EQ(wrong, 0);
 }
 
 TEST(Serve, PortInUseIsAnError) {
