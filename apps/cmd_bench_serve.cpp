@@ -1,8 +1,9 @@
 // strand bench serve: the serving endpoint under load, next to the in-process rate of the same
 // model. The endpoint runs in this process on a free port; client threads send pre-encoded
 // SageMaker simplified-JSON bodies over keep-alive connections (POST /invocations) for a fixed
-// time per cell, with and without batching. Also times the request parser (simdjson) against
-// nlohmann::json on the same body, which is why the body parser is simdjson.
+// time per cell, with and without batching. Also times the request parsers on the same images:
+// the simplified-JSON fast path, the general path (simdjson DOM, the body as {"instances": ...})
+// and nlohmann::json, which is why the general parser is simdjson.
 #include <algorithm>
 #include <atomic>
 #include <charconv>
@@ -75,8 +76,20 @@ std::vector<std::string> make_bodies(const io::Dataset& d, int64_t rows, int cou
   return bodies;
 }
 
-Cell load(int port, const std::vector<std::string>& bodies, int64_t images, int conns, double seconds) {
-  std::atomic<bool> go{false}, stop{false};
+// Drives the endpoint from `conns` keep-alive connections and measures Model::predict at the
+// same rows per pass, in alternating slices: served for `slice`, then in-process for half as
+// long while the clients wait, until `seconds` of serving. The background load of a shared
+// machine drifts within seconds; alternating lets both rates see the same load. A request
+// counts only if it starts and ends within one serving slice (in-flight requests are dropped
+// at a slice's end, and each slice starts with idle connections), which can only lower the
+// served rate.
+Cell measure(int port, const std::vector<std::string>& bodies, Model& model, const io::Dataset& d, int64_t images,
+             int conns, double seconds) {
+  using Seconds = std::chrono::duration<double>;
+  constexpr double kSlice = 0.5;
+  std::atomic<uint64_t> phase{0};  // odd: serving slice number (phase + 1) / 2; even: paused
+  std::atomic<int> busy{0};        // clients with a request in flight
+  std::atomic<bool> quit{false};
   std::vector<std::vector<double>> lat{size_t(conns)};
   std::vector<int64_t> fails(size_t(conns), 0);
   std::vector<std::thread> threads;
@@ -86,25 +99,58 @@ Cell load(int port, const std::vector<std::string>& bodies, int64_t images, int 
       cl.set_keep_alive(true);
       cl.set_tcp_nodelay(true);
       cl.set_read_timeout(60, 0);
-      while (!go) std::this_thread::yield();
-      for (size_t i = size_t(c); !stop; ++i) {
+      for (size_t i = size_t(c); !quit; ++i) {
+        const uint64_t p = phase.load();
+        if (p % 2 == 0) {  // paused: sleep until the phase changes, off the cores
+          phase.wait(p);
+          continue;
+        }
+        ++busy;
+        if (phase.load() != p) {  // the slice ended in between: do not start
+          --busy;
+          continue;
+        }
         const auto t0 = Clock::now();
         const auto res = cl.Post("/invocations", bodies[i % bodies.size()], "application/json");
         const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+        const bool counted = phase.load() == p;
+        --busy;
         if (!res || res->status != 200) ++fails[size_t(c)];
-        else lat[size_t(c)].push_back(ms);
+        else if (counted) lat[size_t(c)].push_back(ms);
       }
     });
   }
-  const auto t0 = Clock::now();
-  go = true;
-  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
-  stop = true;
+  std::vector<float> probs(size_t(images * model.classes()));
+  const int64_t size = d.sample_shape.numel(), starts = d.size() - images + 1;
+  int64_t passes = 0;
+  double served = 0, in_process = 0;
+  model.predict(d.images.data(), images, probs.data());  // warm-up: buffers sized
+  while (served < seconds - 1e-9) {
+    const double slice = std::min(kSlice, seconds - served);
+    const auto t0 = Clock::now();
+    phase.fetch_add(1);  // serve
+    phase.notify_all();
+    std::this_thread::sleep_for(Seconds(slice));
+    phase.fetch_add(1);  // pause: requests still in flight do not count
+    served += Seconds(Clock::now() - t0).count();
+    while (busy.load() != 0) std::this_thread::sleep_for(std::chrono::microseconds(50));
+    // The server is idle now (no request in flight), so the model is free for this thread.
+    const auto t1 = Clock::now();
+    while (Seconds(Clock::now() - t1).count() < slice / 2) {
+      model.predict(d.images.data() + ((passes * images) % starts) * size, images, probs.data());
+      ++passes;
+    }
+    in_process += Seconds(Clock::now() - t1).count();
+  }
+  quit = true;
+  phase.fetch_add(1);
+  phase.notify_all();
   for (auto& t : threads) t.join();
   Cell cell;
   cell.images = images;
   cell.connections = conns;
-  cell.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  cell.seconds = served;
+  cell.in_process = double(passes * images) / in_process;
   std::vector<double> all;
   for (int c = 0; c < conns; ++c) {
     all.insert(all.end(), lat[size_t(c)].begin(), lat[size_t(c)].end());
@@ -117,20 +163,6 @@ Cell load(int port, const std::vector<std::string>& bodies, int64_t images, int 
     cell.p99_ms = all[std::min(all.size() - 1, all.size() * 99 / 100)];
   }
   return cell;
-}
-
-// Images per second of Model::predict at `rows` per pass for about `seconds`.
-double in_process_rate(Model& model, const io::Dataset& d, int64_t rows, double seconds) {
-  std::vector<float> probs(size_t(rows * model.classes()));
-  const int64_t size = d.sample_shape.numel(), starts = d.size() - rows + 1;
-  int64_t passes = 0;
-  model.predict(d.images.data(), rows, probs.data());  // warm-up: buffers sized
-  const auto t0 = Clock::now();
-  while (std::chrono::duration<double>(Clock::now() - t0).count() < seconds) {
-    model.predict(d.images.data() + ((passes * rows) % starts) * size, rows, probs.data());
-    ++passes;
-  }
-  return double(passes * rows) / std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
 // Microseconds to parse `body` with f, best of a few timed loops.
@@ -175,7 +207,9 @@ void run_bench_serve(const BenchServeArgs& a) {
   const std::string big = make_bodies(test, a.images.back(), 1)[0];
   const serve::InstanceSpec& spec = registry.newest().spec;
   serve::JsonParser parser;  // reused, as the endpoint's pool does
-  const double simd_us = parse_us(big, [&](const std::string& b) { return serve::parse_sagemaker_json(b, spec, parser).rows; });
+  const std::string wrapped = "{\"instances\":" + big + "}";
+  const double fast_us = parse_us(big, [&](const std::string& b) { return serve::parse_sagemaker_json(b, spec, parser).rows; });
+  const double simd_us = parse_us(wrapped, [&](const std::string& b) { return serve::parse_sagemaker_json(b, spec, parser).rows; });
   const double nl_us = parse_us(big, [](const std::string& b) { return nlohmann::json::parse(b).size(); });
 
   std::vector<Cell> cells;
@@ -191,11 +225,7 @@ void run_bench_serve(const BenchServeArgs& a) {
     for (int64_t n : a.images) {
       const auto bodies = make_bodies(test, n, 16);
       for (int c : a.connections) {
-        // The in-process rate next to each cell: on a shared machine the background load
-        // drifts, and both figures should see the same.
-        const double in_process = in_process_rate(*registry.newest().model, test, n, a.seconds / 2);
-        Cell cell = load(server.port(), bodies, n, c, a.seconds);
-        cell.in_process = in_process;
+        Cell cell = measure(server.port(), bodies, *registry.newest().model, test, n, c, a.seconds);
         cell.batching = batching ? "max " + std::to_string(a.max_batch) + ", " + std::to_string(a.batch_timeout_us) + " us" : "off";
         if (!a.json)
           std::fprintf(stderr, "batching %s, %lld image(s), %d connection(s): %.0f req/s\n", cell.batching.c_str(),
@@ -210,7 +240,7 @@ void run_bench_serve(const BenchServeArgs& a) {
     nlohmann::json j;
     j["threads"] = a.threads;
     j["body_bytes"] = big.size();
-    j["parse_us"] = {{"simdjson", simd_us}, {"nlohmann", nl_us}};
+    j["parse_us"] = {{"fast_path", fast_us}, {"simdjson", simd_us}, {"nlohmann", nl_us}};
     for (const Cell& c : cells)
       j["cells"].push_back({{"batching", c.batching}, {"images", c.images}, {"connections", c.connections},
                             {"requests_per_sec", c.rps()}, {"images_per_sec", c.ips()}, {"p50_ms", c.p50_ms},
@@ -219,10 +249,10 @@ void run_bench_serve(const BenchServeArgs& a) {
     std::cout << j.dump() << '\n';
     return;
   }
-  std::printf("%d inference thread(s); parsing a %lld-image body (%zu bytes): simdjson %.0f us (%.0f MB/s), "
-              "nlohmann::json %.0f us (%.0f MB/s)\n\n",
-              a.threads, (long long)a.images.back(), big.size(), simd_us, double(big.size()) / simd_us, nl_us,
-              double(big.size()) / nl_us);
+  std::printf("%d inference thread(s); parsing a %lld-image body (%zu bytes): fast path %.0f us (%.0f MB/s), "
+              "simdjson DOM %.0f us (%.0f MB/s), nlohmann::json %.0f us (%.0f MB/s)\n\n",
+              a.threads, (long long)a.images.back(), big.size(), fast_us, double(big.size()) / fast_us, simd_us,
+              double(big.size()) / simd_us, nl_us, double(big.size()) / nl_us);
   std::printf("| batching | images/request | connections | requests/s | images/s | in-process images/s | served/in-process | p50 ms | p99 ms | failed |\n");
   std::printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   for (const Cell& c : cells)
