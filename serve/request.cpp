@@ -142,16 +142,21 @@ class FastSimplified {
 
   // Exactly size_ numbers, then ']' (the '[' is already read).
   bool numbers(float* dst) {
-    for (int64_t i = 0; i < size_; ++i) {
-      if (i) {
-        ws();
-        if (!eat(',')) return false;
-        ws();
+    static constexpr char kZeros[] = "0,0,0,0,";
+    for (int64_t i = 0;;) {
+      // Runs of zeros (most of an image's background) four at a time; the comma after the
+      // fourth means a fifth number follows.
+      while (i + 4 < size_ && end_ - p_ >= 8 && std::memcmp(p_, kZeros, 8) == 0) {
+        std::fill_n(dst + i, 4, 0.0f);
+        i += 4;
+        p_ += 8;
       }
       if (!number(dst[i])) return false;
+      ws();
+      if (++i == size_) return eat(']');
+      if (!eat(',')) return false;
+      ws();
     }
-    ws();
-    return eat(']');
   }
 
   // One JSON number, converted as simdjson converts it (integers via int64, others correctly
