@@ -4,8 +4,15 @@
 // time per cell, with and without batching. Also times the request parsers on the same images:
 // the simplified-JSON fast path, the general path (simdjson DOM, the body as {"instances": ...})
 // and nlohmann::json, which is why the general parser is simdjson.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <charconv>
 #include <chrono>
 #include <cstdio>
@@ -16,7 +23,6 @@
 #include <thread>
 #include <vector>
 
-#include <httplib.h>
 #include <nlohmann/json.hpp>
 
 #include "apps/commands.hpp"
@@ -76,6 +82,105 @@ std::vector<std::string> make_bodies(const io::Dataset& d, int64_t rows, int cou
   return bodies;
 }
 
+// The load generator's side of one keep-alive connection, kept cheap because it shares the
+// cores with the server: each request is sent as one pre-encoded buffer (request line, headers
+// and body) in one send(), and the answer is read with a minimal HTTP/1.1 response reader
+// (status line, Content-Length, Connection: close). httplib's client would copy the body into a
+// Request object and build its headers for every request.
+class RawClient {
+ public:
+  explicit RawClient(int port) : port_(port) {}
+  ~RawClient() { close_socket(); }
+  RawClient(const RawClient&) = delete;
+  RawClient& operator=(const RawClient&) = delete;
+
+  // The wire bytes of POST /invocations with `body`.
+  static std::string encode(int port, const std::string& body) {
+    return "POST /invocations HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(port) +
+           "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+  }
+
+  // Sends `request` and reads the whole answer; the HTTP status, or -1 when the connection
+  // failed (it is reopened for the next request).
+  int post(const std::string& request) {
+    if (fd_ < 0 && !connect_socket()) return -1;
+    for (size_t sent = 0; sent < request.size();) {
+      const ssize_t n = ::send(fd_, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
+      if (n <= 0) return fail();
+      sent += size_t(n);
+    }
+    // Headers: read until the blank line.
+    size_t end;
+    while ((end = in_.find("\r\n\r\n")) == std::string::npos)
+      if (!receive()) return fail();
+    const std::string_view head(in_.data(), end);
+    int status = -1;
+    if (head.size() < 12 || head.substr(0, 5) != "HTTP/" ||
+        std::from_chars(head.data() + 9, head.data() + 12, status).ec != std::errc())
+      return fail();
+    size_t length = 0;
+    bool close = false;
+    for (size_t line = head.find("\r\n"); line != std::string_view::npos;) {
+      const size_t next = head.find("\r\n", line + 2);
+      const std::string_view h = head.substr(line + 2, next == std::string_view::npos ? std::string_view::npos : next - line - 2);
+      const std::string name = lower(h.substr(0, h.find(':')));
+      const std::string_view value = h.find(':') == std::string_view::npos ? std::string_view() : h.substr(h.find(':') + 1);
+      const size_t digits = value.find_first_not_of(' ');
+      if (name == "content-length" && digits != std::string_view::npos)
+        std::from_chars(value.data() + digits, value.data() + value.size(), length);
+      if (name == "connection" && lower(value).find("close") != std::string::npos) close = true;
+      line = next;
+    }
+    while (in_.size() < end + 4 + length)
+      if (!receive()) return fail();
+    in_.erase(0, end + 4 + length);
+    if (close) close_socket();
+    return status;
+  }
+
+ private:
+  static std::string lower(std::string_view s) {
+    std::string out(s);
+    for (char& c : out) c = char(std::tolower(static_cast<unsigned char>(c)));
+    return out;
+  }
+  bool connect_socket() {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (fd_ < 0) return false;
+    const int yes = 1;
+    ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof(yes));
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(uint16_t(port_));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd_, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0) {
+      close_socket();
+      return false;
+    }
+    return true;
+  }
+  bool receive() {
+    char buf[16384];
+    const ssize_t n = ::recv(fd_, buf, sizeof(buf), 0);
+    if (n <= 0) return false;
+    in_.append(buf, size_t(n));
+    return true;
+  }
+  int fail() {
+    close_socket();
+    return -1;
+  }
+  void close_socket() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+    in_.clear();
+  }
+
+  int port_;
+  int fd_ = -1;
+  std::string in_;  // bytes received and not yet consumed
+};
+
 // Drives the endpoint from `conns` keep-alive connections and measures Model::predict at the
 // same rows per pass, in alternating slices: served for `slice`, then in-process for half as
 // long while the clients wait, until `seconds` of serving. The background load of a shared
@@ -92,13 +197,12 @@ Cell measure(int port, const std::vector<std::string>& bodies, Model& model, con
   std::atomic<bool> quit{false};
   std::vector<std::vector<double>> lat{size_t(conns)};
   std::vector<int64_t> fails(size_t(conns), 0);
+  std::vector<std::string> requests;
+  for (const std::string& b : bodies) requests.push_back(RawClient::encode(port, b));
   std::vector<std::thread> threads;
   for (int c = 0; c < conns; ++c) {
     threads.emplace_back([&, c] {
-      httplib::Client cl("127.0.0.1", port);
-      cl.set_keep_alive(true);
-      cl.set_tcp_nodelay(true);
-      cl.set_read_timeout(60, 0);
+      RawClient cl(port);
       for (size_t i = size_t(c); !quit; ++i) {
         const uint64_t p = phase.load();
         if (p % 2 == 0) {  // paused: sleep until the phase changes, off the cores
@@ -111,11 +215,11 @@ Cell measure(int port, const std::vector<std::string>& bodies, Model& model, con
           continue;
         }
         const auto t0 = Clock::now();
-        const auto res = cl.Post("/invocations", bodies[i % bodies.size()], "application/json");
+        const int status = cl.post(requests[i % requests.size()]);
         const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
         const bool counted = phase.load() == p;
         --busy;
-        if (!res || res->status != 200) ++fails[size_t(c)];
+        if (status != 200) ++fails[size_t(c)];
         else if (counted) lat[size_t(c)].push_back(ms);
       }
     });
