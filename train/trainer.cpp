@@ -160,6 +160,7 @@ TrainResult train(Context& ctx, Model& model, const io::Dataset& train_set, cons
     return t1;
   };
   const auto t_start = Clock::now();
+  double excluded_seconds = 0;  // evaluations and checkpoints, for result.train_seconds
   bool stop = false;
   be.take_loss_totals();  // start from zero whatever ran on this backend before
 
@@ -193,7 +194,9 @@ TrainResult train(Context& ctx, Model& model, const io::Dataset& train_set, cons
       m.images_per_sec = all_seen / train_seconds;
       m.workers = int64_t(strategy.sum(1.0));
       if (eval) {
+        const auto t_eval = Clock::now();
         result.last_eval = evaluate(model, *eval);
+        excluded_seconds += since(t_eval);
         m.test_accuracy = result.last_eval.accuracy;
         m.test_loss = result.last_eval.loss;
       }
@@ -226,6 +229,7 @@ TrainResult train(Context& ctx, Model& model, const io::Dataset& train_set, cons
       be.end_step();
       phase("update", t);
       ++step;
+      result.train_images += b;
       if (cfg.max_steps > 0 && step >= cfg.max_steps) stop = true;
       const bool last = s + 1 == steps || stop;
       // Progress reads the totals (a wait on a GPU) at most 5 times a second.
@@ -244,6 +248,7 @@ TrainResult train(Context& ctx, Model& model, const io::Dataset& train_set, cons
     }
     // Only a whole epoch is checkpointed (a stop at its last step still completes it).
     if (!cfg.checkpoint_dir.empty() && strategy.rank() == 0 && s == steps) {
+      const auto t_checkpoint = Clock::now();
       strategy.before_checkpoint(model, opt);
       io::Checkpoint ck;
       ck.model = {model.arch(), io::default_signature(model), model.get_params(), {}};
@@ -253,8 +258,11 @@ TrainResult train(Context& ctx, Model& model, const io::Dataset& train_set, cons
       ck.seed = cfg.seed;
       ck.batch_size = cfg.batch_size;
       ctx.log("checkpoint " + io::write_checkpoint(cfg.checkpoint_dir, ck).string());
+      excluded_seconds += since(t_checkpoint);
     }
   }
+  be.synchronize();
+  result.train_seconds = since(t_start) - excluded_seconds;
   result.global_step = step;
   return result;
 }

@@ -77,6 +77,11 @@ struct TrainResult {
   bool reached_target = false;       // stop_at_accuracy was reached
   int64_t global_step = 0;
   int64_t resumed_from_epoch = 0;    // epochs already done when training started
+  // The steps of this call: wall seconds from the first step (set-up done, data on the
+  // device) until the device finished the last, evaluations and checkpoints excluded; and the
+  // images this worker trained on in them (an epoch's last batch may be smaller).
+  double train_seconds = 0;
+  int64_t train_images = 0;
   EvalResult last_eval;
 };
 

@@ -2,6 +2,8 @@
 // of an uninterrupted run, exports are versioned, and evaluation counts add up.
 #include <gtest/gtest.h>
 
+#include <chrono>
+
 #include <filesystem>
 
 #include "core/error.hpp"
@@ -44,11 +46,17 @@ TEST(Train, LearnsASimpleTask) {
   const io::Dataset train_set = banded(500, 1, true), test_set = banded(200, 2, true);
   TrainConfig c = config(4, {});
   c.optimizer.lr = 1e-2f;
+  const auto t0 = std::chrono::steady_clock::now();
   const TrainResult r = train(ctx, m, train_set, &test_set, c);
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   ASSERT_EQ(r.evaluations.size(), 4u);
   EXPECT_LT(r.evaluations.back().loss, r.evaluations.front().loss);
   EXPECT_GT(r.evaluations.back().test_accuracy, 0.8);
   EXPECT_EQ(r.global_step, 4 * 16);
+  // 16 steps an epoch of 500 images: 15 of 32 and a last one of 20.
+  EXPECT_EQ(r.train_images, 4 * 500);
+  EXPECT_GT(r.train_seconds, 0.0);
+  EXPECT_LT(r.train_seconds, wall);  // set-up and the 4 evaluations are not in it
 }
 
 // The learning-rate schedule is a function of the global step, so resuming keeps to it too.
