@@ -161,6 +161,8 @@ TrainResult train(Context& ctx, Model& model, const io::Dataset& train_set, cons
   };
   const auto t_start = Clock::now();
   double excluded_seconds = 0;  // evaluations and checkpoints, for result.train_seconds
+  auto t_timed = t_start;       // start of the timed steps
+  int64_t steps_in_call = 0;
   bool stop = false;
   be.take_loss_totals();  // start from zero whatever ran on this backend before
 
@@ -217,6 +219,11 @@ TrainResult train(Context& ctx, Model& model, const io::Dataset& train_set, cons
       float lr = scheduled_lr(cfg.lr_schedule, cfg.optimizer.lr, step, total_steps);
       if (step < cfg.warmup_steps) lr *= float(step + 1) / float(cfg.warmup_steps);
       opt.set_lr(lr);
+      if (steps_in_call == cfg.untimed_steps) {  // the timed steps start: the warm-up is done
+        be.synchronize();
+        t_timed = Clock::now();
+        excluded_seconds = 0;
+      }
       auto t = Clock::now();
       be.begin_step(b);
       be.gather(b, sample, order_dev + first, images, labels, x.f32(), y.i32());
@@ -229,7 +236,7 @@ TrainResult train(Context& ctx, Model& model, const io::Dataset& train_set, cons
       be.end_step();
       phase("update", t);
       ++step;
-      result.train_images += b;
+      if (steps_in_call++ >= cfg.untimed_steps) result.train_images += b;
       if (cfg.max_steps > 0 && step >= cfg.max_steps) stop = true;
       const bool last = s + 1 == steps || stop;
       // Progress reads the totals (a wait on a GPU) at most 5 times a second.
@@ -262,7 +269,7 @@ TrainResult train(Context& ctx, Model& model, const io::Dataset& train_set, cons
     }
   }
   be.synchronize();
-  result.train_seconds = since(t_start) - excluded_seconds;
+  if (steps_in_call > cfg.untimed_steps) result.train_seconds = since(t_timed) - excluded_seconds;
   result.global_step = step;
   return result;
 }

@@ -65,6 +65,7 @@ struct TrainConfig {
   std::filesystem::path checkpoint_dir;  // empty: no checkpoints
   bool resume = false;                   // continue from the newest checkpoint in checkpoint_dir
   int64_t max_steps = 0;                 // stop after this many steps in all (0: no limit)
+  int64_t untimed_steps = 0;             // first steps of the call left out of train_seconds/_images (warm-up)
   int64_t eval_every = 0;                // also evaluate every this many steps (0: epoch ends only)
   double stop_at_accuracy = 0;           // stop at the first evaluation reaching it (0: off)
   Timeline* timeline = nullptr;          // when set, each step's phases are recorded
@@ -77,9 +78,10 @@ struct TrainResult {
   bool reached_target = false;       // stop_at_accuracy was reached
   int64_t global_step = 0;
   int64_t resumed_from_epoch = 0;    // epochs already done when training started
-  // The steps of this call: wall seconds from the first step (set-up done, data on the
-  // device) until the device finished the last, evaluations and checkpoints excluded; and the
-  // images this worker trained on in them (an epoch's last batch may be smaller).
+  // The steps of this call after the first config.untimed_steps: wall seconds from their start
+  // (set-up done, data on the device, the untimed steps finished on it) until the device
+  // finished the last step, evaluations and checkpoints excluded; and the images this worker
+  // trained on in them (an epoch's last batch may be smaller).
   double train_seconds = 0;
   int64_t train_images = 0;
   EvalResult last_eval;

@@ -59,6 +59,23 @@ TEST(Train, LearnsASimpleTask) {
   EXPECT_LT(r.train_seconds, wall);  // set-up and the 4 evaluations are not in it
 }
 
+// A benchmark's warm-up: the first untimed_steps train but are left out of the timed figures.
+TEST(Train, UntimedStepsAreLeftOutOfTheTimedFigures) {
+  Context ctx(make_cpu_backend(1));
+  Model m(ctx.backend(), tiny_cnn());
+  const io::Dataset train_set = banded(500, 1, true);
+  TrainConfig c = config(1, {});
+  c.untimed_steps = 10;
+  const TrainResult r = train(ctx, m, train_set, nullptr, c);
+  EXPECT_EQ(r.global_step, 16);
+  EXPECT_EQ(r.train_images, 500 - 10 * 32);
+  EXPECT_GT(r.train_seconds, 0.0);
+  c.untimed_steps = 16;  // nothing left to time
+  const TrainResult none = train(ctx, m, train_set, nullptr, c);
+  EXPECT_EQ(none.train_images, 0);
+  EXPECT_EQ(none.train_seconds, 0.0);
+}
+
 // The learning-rate schedule is a function of the global step, so resuming keeps to it too.
 class Resume : public testing::TestWithParam<const char*> {};
 
