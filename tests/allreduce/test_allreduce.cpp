@@ -121,6 +121,29 @@ TEST(SharedBuffers, RangesAtOtherOffsetsOnEachRank) {
   EXPECT_EQ(comm.in_place_allreduces(), comm.shares_buffers() ? 3 : 0);
 }
 
+// Back-to-back calls of changing sizes while ranks run ahead of each other (3 and 4 ranks
+// share 2 cores), every fifth call on one rank's ordinary memory (so the ring) in between:
+// the handshake never mixes up two calls.
+TEST(SharedBuffers, BackToBackCallsOfChangingSizes) {
+  MpiCommunicator comm(*runtime, options("ring"));
+  const int p = comm.size();
+  SharedBuffer buffer = comm.allocate(400000);
+  std::vector<float> heap(400000);
+  int64_t shared_calls = 0;
+  for (int call = 0; call < 60; ++call) {
+    const int64_t n = 16384 + (int64_t(call) * 104729) % 380000;
+    const bool ordinary = call % 5 == 4 && comm.rank() == 0;
+    float* data = ordinary ? heap.data() : buffer.data();
+    shared_calls += call % 5 != 4;
+    for (int64_t i = 0; i < n; ++i) data[i] = value(comm.rank(), i + call);
+    comm.allreduce_sum(data, n);
+    int64_t wrong = 0;
+    for (int64_t i = 0; i < n; ++i) wrong += data[i] != float((p * (p + 1) / 2) * ((i + call) % 1021) - 7 * p);
+    ASSERT_EQ(wrong, 0) << "call " << call << ", " << n << " floats";
+  }
+  EXPECT_EQ(comm.in_place_allreduces(), comm.shares_buffers() ? shared_calls : 0);
+}
+
 TEST(SharedBuffers, OneRankWithOrdinaryMemoryTakesTheRing) {
   MpiCommunicator comm(*runtime, options("ring"));
   const int p = comm.size();
