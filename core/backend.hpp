@@ -124,21 +124,15 @@ class Backend {
   virtual void relu_backward(int64_t n, const float* y, const float* dy, float* dx) = 0;
 
   // ---- fused forms, used by the model where a ReLU runs in place right after a convolution
-  // and right before a max pool. Same results as the two calls they replace (these defaults);
-  // a backend may do each in one pass over memory.
+  // and right before a max pool, each in one pass over memory instead of two. Same results as
+  // the two calls they replace.
   // y = relu(conv2d(x, w) + b).
   virtual void conv2d_relu_forward(const Conv2dDesc& d, const float* x, const float* w,
-                                   const float* b, float* y) {
-    conv2d_forward(d, x, w, b, y);
-    relu_forward(d.batch * d.out_c * d.out_h() * d.out_w(), y, y);
-  }
-  // maxpool2x2_backward, then the ReLU's backward through x, the ReLU's output: dx is zero
+                                   const float* b, float* y) = 0;
+  // maxpool2x2_backward, then the ReLU's backward through x, the ReLU's output: dx is also zero
   // where x <= 0.
   virtual void relu_maxpool2x2_backward(const Pool2dDesc& d, const float* x, const float* y,
-                                        const float* dy, float* dx) {
-    maxpool2x2_backward(d, x, y, dy, dx);
-    relu_backward(d.batch * d.channels * d.in_h * d.in_w, x, dx, dx);
-  }
+                                        const float* dy, float* dx) = 0;
   // Inverted dropout: element i is kept iff dropout_keep(key, first + i, rate) (below), and
   // kept elements are scaled by 1/(1-rate). The mask is a pure function of (key, first + i),
   // so forward and backward agree without storing it, on every backend. `first` is the index

@@ -38,7 +38,11 @@ void CpuBackend::to_host(void* dst, const void* src, size_t bytes) {
 
 void CpuBackend::conv2d_forward(const Conv2dDesc& d, const float* x, const float* w,
                                 const float* b, float* y) {
-  cpu::conv2d_forward(d, x, w, b, y, ws_, pool_);
+  cpu::conv2d_forward(d, x, w, b, y, false, ws_, pool_);
+}
+void CpuBackend::conv2d_relu_forward(const Conv2dDesc& d, const float* x, const float* w,
+                                     const float* b, float* y) {
+  cpu::conv2d_forward(d, x, w, b, y, true, ws_, pool_);
 }
 void CpuBackend::conv2d_backward(const Conv2dDesc& d, const float* x, const float* w,
                                  const float* dy, float* dx, float* dw, float* db) {
@@ -49,7 +53,11 @@ void CpuBackend::maxpool2x2_forward(const Pool2dDesc& d, const float* x, float* 
 }
 void CpuBackend::maxpool2x2_backward(const Pool2dDesc& d, const float* x, const float* y,
                                      const float* dy, float* dx) {
-  cpu::maxpool2x2_backward(d, x, y, dy, dx, pool_);
+  cpu::maxpool2x2_backward(d, x, y, dy, dx, false, pool_);
+}
+void CpuBackend::relu_maxpool2x2_backward(const Pool2dDesc& d, const float* x, const float* y,
+                                          const float* dy, float* dx) {
+  cpu::maxpool2x2_backward(d, x, y, dy, dx, true, pool_);
 }
 void CpuBackend::dense_forward(const DenseDesc& d, const float* x, const float* w,
                                const float* b, float* y) {

@@ -25,6 +25,10 @@ class CpuBackend final : public Backend {
   void conv2d_backward(const Conv2dDesc& d, const float* x, const float* w, const float* dy,
                        float* dx, float* dw, float* db) override;
   void maxpool2x2_forward(const Pool2dDesc& d, const float* x, float* y) override;
+  void conv2d_relu_forward(const Conv2dDesc& d, const float* x, const float* w, const float* b,
+                           float* y) override;
+  void relu_maxpool2x2_backward(const Pool2dDesc& d, const float* x, const float* y,
+                                const float* dy, float* dx) override;
   void maxpool2x2_backward(const Pool2dDesc& d, const float* x, const float* y, const float* dy,
                            float* dx) override;
   void dense_forward(const DenseDesc& d, const float* x, const float* w, const float* b,

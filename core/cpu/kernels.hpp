@@ -40,14 +40,16 @@ class Workspace {
   size_t capacity_ = 0, stride_ = 0;
 };
 
+// relu: y = relu(conv(x, w) + b), applied as the bias is added (Backend::conv2d_relu_forward).
 void conv2d_forward(const Conv2dDesc& d, const float* x, const float* w, const float* b, float* y,
-                    Workspace& ws, ThreadPool& pool);
+                    bool relu, Workspace& ws, ThreadPool& pool);
 void conv2d_backward(const Conv2dDesc& d, const float* x, const float* w, const float* dy,
                      float* dx, float* dw, float* db, Workspace& ws, ThreadPool& pool);
 
 void maxpool2x2_forward(const Pool2dDesc& d, const float* x, float* y, ThreadPool& pool);
+// relu: dx also zero where x <= 0, x being a ReLU's output (Backend::relu_maxpool2x2_backward).
 void maxpool2x2_backward(const Pool2dDesc& d, const float* x, const float* y, const float* dy,
-                         float* dx, ThreadPool& pool);
+                         float* dx, bool relu, ThreadPool& pool);
 
 void dense_forward(const DenseDesc& d, const float* x, const float* w, const float* b, float* y,
                    ThreadPool& pool);

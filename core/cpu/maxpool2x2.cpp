@@ -32,7 +32,7 @@ void maxpool2x2_forward(const Pool2dDesc& d, const float* x, float* y, ThreadPoo
 }
 
 void maxpool2x2_backward(const Pool2dDesc& d, const float* x, const float* y, const float* dy,
-                         float* dx, ThreadPool& pool) {
+                         float* dx, bool relu, ThreadPool& pool) {
   check_maxpool2x2(d, "cpu::maxpool2x2_backward");
   const int64_t planes = d.batch * d.channels, H = d.in_h, W = d.in_w;
   const int64_t oh = d.out_h(), ow = d.out_w();
@@ -49,7 +49,9 @@ void maxpool2x2_backward(const Pool2dDesc& d, const float* x, const float* y, co
         for (int64_t ox = 0; ox < ow; ++ox) {
           // Every window position is written, so dx needs no clearing beforehand. All loads
           // are unconditional and the tests use '&', not '&&': branches would block vectorizing.
-          const float m = ym[ox], gv = g[ox];
+          // Only the window's first maximum passes the gradient, so the fused ReLU's mask is
+          // that one value's sign.
+          const float m = ym[ox], gv = relu & !(m > 0.0f) ? 0.0f : g[ox];
           const float a = x0[2 * ox], b = x0[2 * ox + 1], c = x1[2 * ox], e = x1[2 * ox + 1];
           const bool t0 = a == m;
           const bool t1 = !t0 & (b == m);

@@ -88,6 +88,39 @@ TEST(CpuBackend, AccumulatedLossEqualsTheSynchronousOne) {
 }
 
 // The checker the gradient tests rely on must reject slightly wrong gradients.
+// The fused forms the model uses give exactly what the two calls they replace give.
+TEST(CpuBackend, FusedReluFormsEqualTheTwoCalls) {
+  auto be = make_cpu_backend(2);
+  auto fill = [](std::vector<float>& v, uint32_t seed) {
+    uint32_t s = seed;
+    for (float& f : v) f = float(int((s = s * 1664525u + 1013904223u) >> 29)) - 3.5f;  // ties, zeros
+  };
+  // im2col (one input channel) and Winograd (5x5, >= 8 channels) paths.
+  for (const Conv2dDesc d : {Conv2dDesc{3, 1, 9, 8, 4, 5, 5, 2, 2}, Conv2dDesc{2, 8, 7, 6, 9, 5, 5, 2, 2}}) {
+    std::vector<float> x(size_t(d.batch * d.in_c * d.in_h * d.in_w)), w(size_t(d.out_c * d.in_c * 25)),
+        b(size_t(d.out_c));
+    fill(x, 1), fill(w, 2), fill(b, 3);
+    const size_t ny = size_t(d.batch * d.out_c * d.out_h() * d.out_w());
+    std::vector<float> two(ny), fused(ny);
+    be->conv2d_forward(d, x.data(), w.data(), b.data(), two.data());
+    be->relu_forward(int64_t(ny), two.data(), two.data());
+    be->conv2d_relu_forward(d, x.data(), w.data(), b.data(), fused.data());
+    EXPECT_EQ(fused, two) << "in_c " << d.in_c;
+  }
+  for (const Pool2dDesc d : {Pool2dDesc{2, 3, 8, 8}, Pool2dDesc{1, 2, 7, 5}}) {
+    const size_t nx = size_t(d.batch * d.channels * d.in_h * d.in_w);
+    const size_t ny = size_t(d.batch * d.channels * d.out_h() * d.out_w());
+    std::vector<float> x(nx), y(ny), dy(ny), two(nx), fused(nx);
+    fill(x, 4), fill(dy, 5);
+    be->relu_forward(int64_t(nx), x.data(), x.data());  // x is a ReLU's output
+    be->maxpool2x2_forward(d, x.data(), y.data());
+    be->maxpool2x2_backward(d, x.data(), y.data(), dy.data(), two.data());
+    be->relu_backward(int64_t(nx), x.data(), two.data(), two.data());
+    be->relu_maxpool2x2_backward(d, x.data(), y.data(), dy.data(), fused.data());
+    EXPECT_EQ(fused, two) << d.in_h << "x" << d.in_w;
+  }
+}
+
 TEST(GradCheck, RejectsWrongGradients) {
   std::vector<float> p = test::random_vec(20, 3);
   const std::vector<float> r = test::random_vec(20, 4);
