@@ -80,6 +80,7 @@ class FastSimplified {
   FastSimplified(std::string_view text, int64_t size) : p_(text.data()), end_(text.data() + text.size()), size_(size) {}
 
   bool parse(Instances& out) {
+    if (size_ < 1) return false;
     ws();
     if (!eat('[')) return false;
     ws();
@@ -91,7 +92,7 @@ class FastSimplified {
     }
     // A list of instances. Each number takes at least two bytes (a digit and ',' or ']'), which
     // bounds the rows, so the batch is allocated once.
-    out.x.reserve((size_t(end_ - p_) / size_t(2 * std::max<int64_t>(1, size_)) + 1) * size_t(size_));
+    out.x.reserve((size_t(end_ - p_) / size_t(2 * size_) + 1) * size_t(size_));
     while (true) {
       ws();
       if (!eat('[')) return false;
