@@ -5,6 +5,7 @@
 #include <fstream>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -68,6 +69,9 @@ struct Distributed {
   allreduce::MpiRuntime* mpi = nullptr;
   std::unique_ptr<allreduce::MpiCommunicator> comm;
   std::unique_ptr<allreduce::NcclCommunicator> nccl;  // --device cuda: gradients reduced on the GPUs
+  // The model's gradients when the ranks share one machine (CPU): here, not in train_job, so
+  // that an error frees them (collectively) only after abort_job_on_error.
+  std::optional<allreduce::SharedBuffer> shared_grads;
   std::unique_ptr<Timeline> timeline;
   std::unique_ptr<allreduce::AllreduceStrategy> strategy;
   // --strategy ps under the SageMaker launch (mpi is null): this worker's place and the servers.
@@ -292,6 +296,13 @@ void train_job(CLI::App& cmd, TrainArgs& a, Distributed* distributed) {
 
   Context ctx = make_context(a.device, a.threads, id);
   Model model(ctx.backend(), models::by_name(a.model));
+  // Ranks sharing one machine (CPU): the gradients live in the communicator's shared windows,
+  // where its ring reduces them without copying between the ranks' buffers. Collective, the
+  // same choice on every rank.
+  if (dist.strategy && !dist.nccl && dist.comm->shares_buffers()) {
+    dist.shared_grads.emplace(dist.comm->allocate(model.param_count()));
+    model.place_grads(dist.shared_grads->data());
+  }
   const io::MnistSplits data = load_data(ctx, a.data);
   // The server (first rank on a host, under mpirun) outlives this process's worker.
   std::unique_ptr<ps::Server> server;
@@ -358,7 +369,10 @@ void train_job(CLI::App& cmd, TrainArgs& a, Distributed* distributed) {
     const double wait = dist.comm->sum(dist.strategy->wait_seconds()) / id.world;
     if (chief)
       ctx.log("waited for gradient allreduce " + compact(wait) + " s of " + compact(secs) +
-              " s (mean over ranks, evaluations included in the total)");
+              " s (mean over ranks, evaluations included in the total)" +
+              (dist.shared_grads ? "; " + std::to_string(dist.comm->in_place_allreduces()) +
+                                       " allreduces in place in shared memory"
+                                 : std::string()));
   }
   if (dist.timeline) {
     const std::vector<std::string> events = dist.comm->gather_to_root(dist.timeline->events_json());

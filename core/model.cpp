@@ -44,6 +44,13 @@ Model::Model(Backend& backend, ModelArch arch) : be_(backend), arch_(std::move(a
   }
   params_ = be_.alloc(size_t(param_count_) * sizeof(float));
   grads_ = be_.alloc(size_t(param_count_) * sizeof(float));
+  grads_ptr_ = grads_.f32();
+}
+
+void Model::place_grads(float* storage) {
+  STRAND_CHECK(storage != nullptr || param_count_ == 0, Usage, "gradient storage is null", "Model::place_grads");
+  grads_ptr_ = storage;
+  grads_ = Buffer();
 }
 
 double Model::forward_flops_per_sample() const {
@@ -150,7 +157,7 @@ void Model::backward(const GradsReady& ready) {
     const bool in_place = layer.backward_in_place();
     float* dx = i == 0 ? nullptr : dbuf_[in_place ? cur : 1 - cur].f32();
     layer.backward(be_, batch_, outs_[i], outs_[i + 1], dbuf_[cur].f32(), dx, params_.f32() + offsets_[i],
-                   grads_.f32() + offsets_[i], step_info(i));
+                   grads_ptr_ + offsets_[i], step_info(i));
     if (dx && !in_place) cur = 1 - cur;
     if (ready && offsets_[i + 1] > offsets_[i]) ready(offsets_[i], offsets_[i + 1]);
   }

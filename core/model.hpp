@@ -47,7 +47,12 @@ class Model {
 
   // Device pointers to the flat buffers (param_count() floats each).
   float* params() const { return params_.f32(); }
-  float* grads() const { return grads_.f32(); }
+  float* grads() const { return grads_ptr_; }
+  // Backward writes the gradients to `storage` from now on (param_count() floats in this
+  // model's backend's memory, owned by the caller and kept alive while the model trains), and
+  // the model's own gradient buffer is freed: a data-parallel communicator can then reduce
+  // them where they are written (MpiCommunicator::allocate's shared windows).
+  void place_grads(float* storage);
 
   void init(uint64_t seed);  // Glorot-uniform weights, zero biases
   std::vector<float> get_params() const;                 // to host
@@ -81,6 +86,7 @@ class Model {
   std::vector<int64_t> offsets_;
   int64_t param_count_ = 0;
   Buffer params_, grads_;
+  float* grads_ptr_ = nullptr;  // grads_, or the caller's storage (place_grads)
 
   int64_t capacity_ = 0;            // batch size the activation buffers hold
   std::vector<bool> in_place_;      // layer i writes its output over its input

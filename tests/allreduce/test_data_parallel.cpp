@@ -34,9 +34,9 @@ TrainConfig config(int64_t batch) {
   return c;
 }
 
-std::vector<float> train_local(const io::Dataset& data, int64_t batch) {
+std::vector<float> train_local(const io::Dataset& data, int64_t batch, const ModelArch& arch = tiny_cnn()) {
   Context ctx(make_cpu_backend(1));
-  Model m(ctx.backend(), tiny_cnn());
+  Model m(ctx.backend(), arch);
   train(ctx, m, data, nullptr, config(batch));
   return m.get_params();
 }
@@ -78,6 +78,37 @@ TEST_P(Equality, TwoRanksMatchOneProcessWithTheGlobalBatch) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Algorithms, Equality, ::testing::Values("ring", "hierarchical", "mpi"));
+
+// Gradients placed in the communicator's shared windows (what strand train does when the
+// ranks share a machine): the ring reduces them in place, with the same result. The model is
+// wide enough (131 KB in dense1) for buckets above the in-place path's 64 KiB minimum.
+TEST(SharedGradients, TwoRanksMatchOneProcessAndReduceInPlace) {
+  using namespace strand::layers;
+  const ModelArch wide{"wide", Shape{1, 8, 8}, {flatten(), dense(512), relu(), dense(10)}};
+  CommOptions o;
+  o.timeout_s = 30;
+  MpiCommunicator comm(*runtime, o);
+  const int64_t b = 16;
+  const io::Dataset data = banded(300, 1);
+  Context ctx(make_cpu_backend(1), {comm.rank(), comm.size(), comm.host()});
+  Model m(ctx.backend(), wide);
+  SharedBuffer grads = comm.allocate(m.param_count());
+  m.place_grads(grads.data());
+  {
+    AllreduceStrategy strategy(comm, 64 << 10);
+    train(ctx, m, data, nullptr, config(b), strategy);
+  }
+  if (comm.shares_buffers() && comm.size() > 1) {
+    EXPECT_GT(comm.in_place_allreduces(), 0) << "the shared gradients never took the in-place path";
+  }
+  const std::vector<float> mine = m.get_params(), single = train_local(data, b * comm.size(), wide);
+  double diff = 0, norm = 0;
+  for (size_t i = 0; i < single.size(); ++i) {
+    diff += (double(mine[i]) - single[i]) * (double(mine[i]) - single[i]);
+    norm += double(single[i]) * single[i];
+  }
+  EXPECT_LT(std::sqrt(diff / norm), 1e-4) << "parameters differ from the single process";
+}
 
 // Every layer with parameters reports its range; a 1-float threshold sends each alone, a
 // huge one sends the step's gradients as one bucket. The timeline holds each with its bytes.
