@@ -51,13 +51,20 @@ const strand::Pool2dDesc kPool2{kBatch, 64, 14, 14};
 const strand::DenseDesc kDense1{kBatch, 3136, 1024};
 const strand::DenseDesc kDense2{kBatch, 1024, 10};
 
-void conv_forward(benchmark::State& state, const strand::Conv2dDesc& d) {
+// relu: the fused form the model runs (the ReLU after the convolution applied with the bias).
+void conv_forward(benchmark::State& state, const strand::Conv2dDesc& d, bool relu = false) {
   Env env(static_cast<int>(state.range(0)));
   Buffer x = env.random(d.batch * d.in_c * d.in_h * d.in_w, 1);
   Buffer w = env.random(d.out_c * d.in_c * d.kernel_h * d.kernel_w, 2);
   Buffer b = env.random(d.out_c, 3);
   Buffer y = env.zeros(d.batch * d.out_c * d.out_h() * d.out_w());
-  for (auto _ : state) env.be->conv2d_forward(d, x.f32(), w.f32(), b.f32(), y.f32());
+  for (auto _ : state) {
+    if (relu) {
+      env.be->conv2d_relu_forward(d, x.f32(), w.f32(), b.f32(), y.f32());
+    } else {
+      env.be->conv2d_forward(d, x.f32(), w.f32(), b.f32(), y.f32());
+    }
+  }
   set_flops(state, d.flops());
 }
 
@@ -84,13 +91,20 @@ void pool_forward(benchmark::State& state, const strand::Pool2dDesc& d) {
   for (auto _ : state) env.be->maxpool2x2_forward(d, x.f32(), y.f32());
 }
 
-void pool_backward(benchmark::State& state, const strand::Pool2dDesc& d) {
+// relu: the fused form the model runs (the preceding ReLU's backward folded in).
+void pool_backward(benchmark::State& state, const strand::Pool2dDesc& d, bool relu = false) {
   Env env(static_cast<int>(state.range(0)));
   const int64_t nx = d.batch * d.channels * d.in_h * d.in_w;
   const int64_t ny = d.batch * d.channels * d.out_h() * d.out_w();
   Buffer x = env.random(nx, 1), y = env.zeros(ny), dy = env.random(ny, 2), dx = env.zeros(nx);
   env.be->maxpool2x2_forward(d, x.f32(), y.f32());
-  for (auto _ : state) env.be->maxpool2x2_backward(d, x.f32(), y.f32(), dy.f32(), dx.f32());
+  for (auto _ : state) {
+    if (relu) {
+      env.be->relu_maxpool2x2_backward(d, x.f32(), y.f32(), dy.f32(), dx.f32());
+    } else {
+      env.be->maxpool2x2_backward(d, x.f32(), y.f32(), dy.f32(), dx.f32());
+    }
+  }
 }
 
 void dense_forward(benchmark::State& state, const strand::DenseDesc& d) {
@@ -113,6 +127,10 @@ void dense_backward(benchmark::State& state, const strand::DenseDesc& d) {
 }
 
 void BM_Conv1Forward(benchmark::State& s) { conv_forward(s, kConv1); }
+void BM_Conv1ReluForward(benchmark::State& s) { conv_forward(s, kConv1, true); }
+void BM_Conv2ReluForward(benchmark::State& s) { conv_forward(s, kConv2, true); }
+void BM_Pool1ReluBackward(benchmark::State& s) { pool_backward(s, kPool1, true); }
+void BM_Pool2ReluBackward(benchmark::State& s) { pool_backward(s, kPool2, true); }
 void BM_Conv1Backward(benchmark::State& s) { conv_backward(s, kConv1, false); }
 void BM_Pool1Forward(benchmark::State& s) { pool_forward(s, kPool1); }
 void BM_Pool1Backward(benchmark::State& s) { pool_backward(s, kPool1); }
@@ -177,6 +195,10 @@ void BM_AdamStep(benchmark::State& state) {
 }
 
 BENCHMARK(BM_Conv1Forward)->Apply(configure);
+BENCHMARK(BM_Conv1ReluForward)->Apply(configure);
+BENCHMARK(BM_Conv2ReluForward)->Apply(configure);
+BENCHMARK(BM_Pool1ReluBackward)->Apply(configure);
+BENCHMARK(BM_Pool2ReluBackward)->Apply(configure);
 BENCHMARK(BM_Conv1Backward)->Apply(configure);
 BENCHMARK(BM_Pool1Forward)->Apply(configure);
 BENCHMARK(BM_Pool1Backward)->Apply(configure);

@@ -98,10 +98,10 @@ int chunk_count(int64_t batch, const ThreadPool& pool) {
 }  // namespace
 
 void conv2d_forward(const Conv2dDesc& d, const float* x, const float* w, const float* b, float* y,
-                    bool relu, Workspace& ws, ThreadPool& pool) {
+                    Workspace& ws, ThreadPool& pool) {
   check_conv2d(d, "cpu::conv2d_forward");
   if (winograd_applies(d)) {
-    winograd_conv2d_forward(d, x, w, b, y, relu, ws, pool);
+    winograd_conv2d_forward(d, x, w, b, y, ws, pool);
     return;
   }
   const int64_t K = d.in_c * d.kernel_h * d.kernel_w, P = d.out_h() * d.out_w();
@@ -116,14 +116,8 @@ void conv2d_forward(const Conv2dDesc& d, const float* x, const float* w, const f
       sgemm(false, false, d.out_c, P, K, 1.0f, w, K, col, P, 0.0f, yb, P, gemm_pool);
       for (int64_t o = 0; o < d.out_c; ++o) {
         const float bias = b[o];
-        float* row = yb + o * P;
-        if (relu) {
 #pragma omp simd
-          for (int64_t p = 0; p < P; ++p) row[p] = std::max(row[p] + bias, 0.0f);
-        } else {
-#pragma omp simd
-          for (int64_t p = 0; p < P; ++p) row[p] += bias;
-        }
+        for (int64_t p = 0; p < P; ++p) yb[o * P + p] += bias;
       }
     }
   });

@@ -163,22 +163,17 @@ void zero_border(const Shape& s, float* xh) {
   std::memset(xh, 0, sizeof(float) * s.padded_h() * s.padded_w() * s.c);
 }
 
-// y [O, P] = yh [P, O]^T, through a ReLU when `relu` (the layer after, fused).
-STRAND_VECTOR_CLONES void unpack_output(int64_t P, int64_t O, const float* yh, float* y, bool relu) {
+// y [O, P] = yh [P, O]^T.
+STRAND_VECTOR_CLONES void unpack_output(int64_t P, int64_t O, const float* yh, float* y) {
   for (int64_t o = 0; o < O; ++o) {
     float* dst = y + o * P;
-    if (relu) {
 #pragma omp simd
-      for (int64_t p = 0; p < P; ++p) dst[p] = std::max(yh[p * O + o], 0.0f);
-    } else {
-#pragma omp simd
-      for (int64_t p = 0; p < P; ++p) dst[p] = yh[p * O + o];
-    }
+    for (int64_t p = 0; p < P; ++p) dst[p] = yh[p * O + o];
   }
 }
 
-void winograd_conv(const Shape& s, const float* x, const FilterView& f, const float* bias, bool relu,
-                   float* y, Workspace& ws, ThreadPool& pool) {
+void winograd_conv(const Shape& s, const float* x, const FilterView& f, const float* bias, float* y,
+                   Workspace& ws, ThreadPool& pool) {
   const int64_t C = s.c, O = s.o, tiles = s.tiles(), P = s.oh * s.ow;
   const int64_t per_image = kXi * tiles * (C + O);
   const int64_t block = std::clamp<int64_t>(kBlockFloats / per_image, 1, s.batch);
@@ -230,7 +225,7 @@ void winograd_conv(const Shape& s, const float* x, const FilterView& f, const fl
             const int64_t t = i * tiles + ty * s.tiles_w() + tx;
             transform_output_tile(M + t * O, T * O, O, bias, sbuf, yh, 2 * ty, 2 * tx, s.oh, s.ow);
           }
-        unpack_output(P, O, yh, y + (n0 + i) * O * P, relu);
+        unpack_output(P, O, yh, y + (n0 + i) * O * P);
       }
     }
   };
@@ -248,10 +243,10 @@ bool winograd_applies(const Conv2dDesc& d) {
 }
 
 void winograd_conv2d_forward(const Conv2dDesc& d, const float* x, const float* w, const float* b,
-                             float* y, bool relu, Workspace& ws, ThreadPool& pool) {
+                             float* y, Workspace& ws, ThreadPool& pool) {
   check_conv2d(d, "cpu::winograd_conv2d_forward");
   const Shape s{d.batch, d.in_c, d.in_h, d.in_w, d.out_c, d.out_h(), d.out_w(), d.pad_h, d.pad_w};
-  winograd_conv(s, x, FilterView{w, d.in_c * 25, 25, 5, 1}, b, relu, y, ws, pool);
+  winograd_conv(s, x, FilterView{w, d.in_c * 25, 25, 5, 1}, b, y, ws, pool);
 }
 
 void winograd_conv2d_backward_data(const Conv2dDesc& d, const float* w, const float* dy, float* dx,
@@ -261,7 +256,7 @@ void winograd_conv2d_backward_data(const Conv2dDesc& d, const float* w, const fl
   // (kernel - 1 - pad): the output has the input's size again.
   const Shape s{d.batch, d.out_c, d.out_h(), d.out_w(), d.in_c, d.in_h, d.in_w, 4 - d.pad_h,
                 4 - d.pad_w};
-  winograd_conv(s, dy, FilterView{w + 24, 25, d.in_c * 25, -5, -1}, nullptr, false, dx, ws, pool);
+  winograd_conv(s, dy, FilterView{w + 24, 25, d.in_c * 25, -5, -1}, nullptr, dx, ws, pool);
 }
 
 }  // namespace strand::cpu

@@ -40,9 +40,8 @@ class Workspace {
   size_t capacity_ = 0, stride_ = 0;
 };
 
-// relu: y = relu(conv(x, w) + b), applied as the bias is added (Backend::conv2d_relu_forward).
 void conv2d_forward(const Conv2dDesc& d, const float* x, const float* w, const float* b, float* y,
-                    bool relu, Workspace& ws, ThreadPool& pool);
+                    Workspace& ws, ThreadPool& pool);
 void conv2d_backward(const Conv2dDesc& d, const float* x, const float* w, const float* dy,
                      float* dx, float* dw, float* db, Workspace& ws, ThreadPool& pool);
 

@@ -51,7 +51,8 @@ void maxpool2x2_backward(const Pool2dDesc& d, const float* x, const float* y, co
           // are unconditional and the tests use '&', not '&&': branches would block vectorizing.
           // Only the window's first maximum passes the gradient, so the fused ReLU's mask is
           // that one value's sign.
-          const float m = ym[ox], gv = relu & !(m > 0.0f) ? 0.0f : g[ox];
+          const float m = ym[ox], gl = g[ox];
+          const float gv = relu & !(m > 0.0f) ? 0.0f : gl;
           const float a = x0[2 * ox], b = x0[2 * ox + 1], c = x1[2 * ox], e = x1[2 * ox + 1];
           const bool t0 = a == m;
           const bool t1 = !t0 & (b == m);
