@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <charconv>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -62,6 +63,22 @@ inline std::vector<float> images(int64_t n, uint64_t seed = 1) {
   std::vector<float> x(size_t(n * 784));
   for (size_t i = 0; i < x.size(); ++i) x[i] = float(mix64(seed * 1000003 + i) >> 40) / 16777216.0f;
   return x;
+}
+
+// Rows of 784 floats as a simplified-JSON body, [[...],[...]], each float printed shortest
+// round-trip (std::to_chars).
+inline std::string json_rows(const std::vector<float>& x) {
+  std::string b = "[";
+  char buf[32];
+  for (size_t r = 0; r < x.size() / 784; ++r) {
+    b += r ? ",[" : "[";
+    for (size_t k = 0; k < 784; ++k) {
+      if (k) b += ',';
+      b.append(buf, std::to_chars(buf, buf + sizeof buf, x[r * 784 + k]).ptr);
+    }
+    b += "]";
+  }
+  return b + "]";
 }
 
 }  // namespace strand::serve::test

@@ -109,14 +109,7 @@ TEST_F(EndpointTest, PredictionsAreTheModelsFloats) {
   const std::vector<float> x = images(3);
   std::vector<float> want(30);
   m.predict(x.data(), 3, want.data());
-  std::string body = "{\"instances\":[";
-  char buf[32];
-  for (int r = 0; r < 3; ++r) {
-    body += r ? ",[" : "[";
-    for (int i = 0; i < 784; ++i) body += (i ? "," : "") + std::string(buf, std::to_chars(buf, buf + 32, x[size_t(r * 784 + i)]).ptr);
-    body += "]";
-  }
-  body += "]}";
+  const std::string body = "{\"instances\":" + json_rows(x) + "}";
   for (const auto& [path, attrs] : {std::pair{"/v1/models/mnist/versions/1:predict", ""},
                                      std::pair{"/invocations", "tfs-model-name=mnist, tfs-model-version=1"}}) {
     const auto [status, out] = post(path, body, "application/json", {{"X-Amzn-SageMaker-Custom-Attributes", attrs}});
@@ -436,17 +429,9 @@ TEST(Serve, BatchingGivesTheSamePredictionsUnderConcurrentLoad) {
   // 16 clients, each sending 1-3 different images to version 1 (real weights), concurrently.
   constexpr int kClients = 16, kRequests = 12;
   std::vector<std::string> bodies;
-  char buf[32];
   for (int i = 0; i < kClients * kRequests; ++i) {
     const int rows = 1 + i % 3;
-    const auto x = images(rows, uint64_t(i + 10));
-    std::string b = "[";
-    for (int r = 0; r < rows; ++r) {
-      b += r ? ",[" : "[";
-      for (int k = 0; k < 784; ++k) b += (k ? "," : "") + std::string(buf, std::to_chars(buf, buf + 32, x[size_t(r * 784 + k)]).ptr);
-      b += "]";
-    }
-    bodies.push_back(b + "]");
+    bodies.push_back(json_rows(images(rows, uint64_t(i + 10))));
   }
   auto run = [&](const Served& s) {
     std::vector<std::string> out(bodies.size());
@@ -517,19 +502,12 @@ TEST(Serve, ConcurrentRequestsAndErrorsWithoutBatching) {
   constexpr int kClients = 8, kRequests = 10;
   std::vector<std::string> bodies;
   std::vector<std::vector<float>> want;
-  char buf[32];
   for (int i = 0; i < kClients * kRequests; ++i) {
     const int rows = 1 + i % 5;
     const auto x = images(rows, uint64_t(i + 500));
     want.emplace_back(size_t(rows * 10));
     m.predict(x.data(), rows, want.back().data());
-    std::string b = "[";
-    for (int r = 0; r < rows; ++r) {
-      b += r ? ",[" : "[";
-      for (int k = 0; k < 784; ++k) b += (k ? "," : "") + std::string(buf, std::to_chars(buf, buf + 32, x[size_t(r * 784 + k)]).ptr);
-      b += "]";
-    }
-    bodies.push_back(b + "]");
+    bodies.push_back(json_rows(x));
   }
   std::atomic<int> wrong{0};
   std::vector<std::thread> ts;
