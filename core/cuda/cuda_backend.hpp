@@ -1,7 +1,8 @@
 // CudaBackend: device memory and every Backend kernel on one GPU, name for name with CpuBackend.
 // All work runs in order on the backend's own non-blocking stream; to_device/to_host, alloc and
-// softmax_xent (which returns host values) wait for it. Convolutions run on cuDNN, dense layers
-// on cuBLAS (FP32, no TF32), everything else on the hand-written kernels of kernels.hpp.
+// softmax_xent (which returns host values) wait for it. Convolutions run on cuDNN (one-channel
+// 3x3/5x5 ones on the direct kernels of conv2d_direct.cu), dense layers on cuBLAS (FP32 unless
+// TF32 was asked for), everything else on the hand-written kernels of kernels.hpp.
 // Like CpuBackend it owns scratch memory (cuDNN workspace, loss scalars), so one CudaBackend
 // must not run two kernels at the same time; use one backend per caller thread.
 #pragma once
