@@ -206,18 +206,28 @@ std::vector<float> random_floats(size_t n, uint32_t seed) {
   return v;
 }
 
+// Sets the parameters on the servers, with plain SGD (no optimizer state).
+void init_sgd(Worker& w, const std::vector<float>& params) {
+  OptimizerConfig sgd;
+  sgd.kind = "sgd";
+  w.init(params.data(), sgd, OptimizerState{"sgd", 0, {}});
+}
+
+// The parameters the servers hand back.
+std::vector<float> pull_everything(Worker& w, size_t n) {
+  std::vector<float> got(n, 0.f);
+  w.pull_all(got.data(), 0);
+  return got;
+}
+
 TEST(KeyValue, PushAndPullRoundTripExactly) {
   const int64_t n = 10007;  // not a multiple of the chunk
   Cluster cl(2, 1, n, 1024 * 4, "async");
   Context ctx = quiet_context();
   Worker w(ctx, cl.worker_options(0, 1));
   const std::vector<float> init = random_floats(size_t(n), 1);
-  OptimizerConfig sgd;
-  sgd.kind = "sgd";
-  w.init(init.data(), sgd, OptimizerState{"sgd", 0, {}});
-  std::vector<float> got(size_t(n), 0.f);
-  w.pull_all(got.data(), 0);
-  EXPECT_TRUE(got == init) << "pulled parameters differ from those set";
+  init_sgd(w, init);
+  EXPECT_TRUE(pull_everything(w, size_t(n)) == init) << "pulled parameters differ from those set";
 
   // Random chunks, pushed in random order with lr 1: each becomes exactly params - grads.
   std::vector<float> expect = init;
@@ -225,6 +235,7 @@ TEST(KeyValue, PushAndPullRoundTripExactly) {
   std::vector<uint32_t> order(w.map().chunks.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = uint32_t(i);
   std::shuffle(order.begin(), order.end(), std::mt19937(3));
+  std::vector<float> got(size_t(n), 0.f);
   std::vector<Ticket> tickets;
   for (uint32_t id : order) {
     const Chunk& c = w.map().chunks[id];
@@ -383,9 +394,7 @@ TEST(Server, TellsADroppedWorkerItWasDropped) {
   o.dispatch.server_timeout_s = 10;
   Worker w(ctx, o);
   std::vector<float> p(1000);
-  OptimizerConfig sgd;
-  sgd.kind = "sgd";
-  w.init(p.data(), sgd, OptimizerState{"sgd", 0, {}});
+  init_sgd(w, p);
   std::this_thread::sleep_for(std::chrono::milliseconds(700));
   EXPECT_EQ(cl.total().workers_dropped, 1);
   try {
@@ -540,12 +549,8 @@ TEST(Server, KeepsServingThroughGarbageTruncatedAndWrongTokenFrames) {
   {
     Worker w(ctx, cl.worker_options(0, 1));
     const std::vector<float> init = random_floats(size_t(n), 4);
-    OptimizerConfig sgd;
-    sgd.kind = "sgd";
-    w.init(init.data(), sgd, OptimizerState{"sgd", 0, {}});
-    std::vector<float> got(static_cast<size_t>(n));
-    w.pull_all(got.data(), 0);
-    EXPECT_TRUE(got == init);
+    init_sgd(w, init);
+    EXPECT_TRUE(pull_everything(w, size_t(n)) == init);
   }
   const ServerStats s = cl.total();
   EXPECT_EQ(s.bad_token, 1);
@@ -635,12 +640,8 @@ TEST(Server, SurvivesRandomRequestsWithTheToken) {
   Context ctx = quiet_context();
   Worker w(ctx, cl.worker_options(0, 2));
   const std::vector<float> init = random_floats(size_t(n), 11);
-  OptimizerConfig sgd;
-  sgd.kind = "sgd";
-  w.init(init.data(), sgd, OptimizerState{"sgd", 0, {}});
-  std::vector<float> got(static_cast<size_t>(n));
-  w.pull_all(got.data(), 0);
-  EXPECT_TRUE(got == init);
+  init_sgd(w, init);
+  EXPECT_TRUE(pull_everything(w, size_t(n)) == init);
 }
 
 TEST(Sync, ADroppedWorkerDoesNotStopTheOthers) {
