@@ -5,10 +5,8 @@
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 strand=$(readlink -f "$1")
-data="${STRAND_CACHE:-$HOME/.cache/strand}/mnist"
-[[ -f "$data/train-images-idx3-ubyte" ]] || { echo "no MNIST in $data (run scripts/setup): skipping"; exit 77; }
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+source "$here/../test_lib.sh"
+real_mnist
 rc=0
 MPI_HOSTS=10.77.0.1,10.77.0.2 "$here/../../scripts/netns-hosts" -k 2 -- "$here/run_mpi.sh" 2 "$strand" train \
   --strategy allreduce --data "$data" --model-dir "$work/model" --threads 1 --epochs 1 >"$work/out" 2>"$work/log" || rc=$?

@@ -10,9 +10,8 @@
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 strand=$(readlink -f "$1")
-data="${STRAND_CACHE:-$HOME/.cache/strand}/mnist"
-[[ -f "$data/train-images-idx3-ubyte" ]] || { echo "no MNIST in $data (run scripts/setup): skipping"; exit 77; }
-work=$(mktemp -d)
+source "$here/../test_lib.sh"
+real_mnist
 launcher=
 cleanup() {
   [[ -n "$launcher" ]] && kill "$launcher" 2>/dev/null
@@ -20,7 +19,6 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-fail() { echo "FAIL: $*"; exit 1; }
 args=(train --strategy ps --data "$data" --threads 1 --epochs 1 --comm-timeout 10 --workers-per-host 2)
 
 # Starts the launch in the background on $1 (a fresh directory); waits until rank 0 trains.

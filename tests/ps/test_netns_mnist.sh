@@ -8,11 +8,8 @@
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 strand=$(readlink -f "$1")
-data="${STRAND_CACHE:-$HOME/.cache/strand}/mnist"
-[[ -f "$data/train-images-idx3-ubyte" ]] || { echo "no MNIST in $data (run scripts/setup): skipping"; exit 77; }
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
+source "$here/../test_lib.sh"
+real_mnist
 # Global batch 128 (the default 64 per worker x 4 ends just above 98.5%).
 args=(train --strategy ps --data "$data" --threads 1 --epochs 1 --batch-size 32 --comm-timeout 30)
 accuracy() { sed -n 's/.*test accuracy \([0-9.]*\)%; exported.*/\1/p' "$1"; }

@@ -6,7 +6,8 @@
 set -uo pipefail
 strand=$1
 here=$(cd "$(dirname "$0")" && pwd)
-work=$(mktemp -d)
+source "$here/../test_lib.sh"
+source "$here/../allreduce/mpi_ranks.sh"
 mpirun_pid=
 cleanup() {
   [[ -n "$mpirun_pid" ]] && kill -9 "$mpirun_pid" 2>/dev/null
@@ -14,11 +15,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-fail() { echo "FAIL: $*"; echo "--- job output:"; cat "$work/log" 2>/dev/null; exit 1; }
-
-/usr/bin/python3 "$here/../cli/make_tiny_mnist.py" "$work/data" || fail "cannot make test data"
-
-source "$here/../allreduce/mpi_ranks.sh"
+tiny_mnist
 
 run_case() { # RANK BOUND_SECONDS
   local rank=$1 bound=$2

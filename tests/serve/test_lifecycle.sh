@@ -23,7 +23,7 @@ fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 
 for cmd in serve deploy predict endpoint "endpoint list" "endpoint delete" "bench serve"; do
   # shellcheck disable=SC2086
-  "$strand" $cmd --help | grep -q Usage || fail "strand $cmd --help"
+  grep -q Usage <("$strand" $cmd --help) || fail "strand $cmd --help"
 done
 
 /usr/bin/python3 "$here/../cli/make_tiny_mnist.py" "$work/data" || { echo "cannot make test data"; exit 1; }
