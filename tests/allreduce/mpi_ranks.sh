@@ -1,5 +1,13 @@
-# Sourced by the tests that kill or stop one rank of an mpirun job: finds the ranks' processes.
-# Needs $strand (the binary the ranks run) and $mpirun_pid (empty before the job starts).
+# Sourced by the tests that kill or stop one rank of an mpirun job (after test_lib.sh): finds
+# the ranks' processes, and at exit kills whatever is left of the job and removes $work.
+# Needs $strand (the binary the ranks run); the test sets $mpirun_pid when it starts the job.
+mpirun_pid=
+cleanup_job() {
+  [[ -n "$mpirun_pid" ]] && kill -9 "$mpirun_pid" 2>/dev/null
+  for pid in $(rank_pids); do kill -9 "$pid" 2>/dev/null; done
+  rm -rf "$work"
+}
+trap cleanup_job EXIT
 
 # The strand processes of this job: mpirun's children that run $strand.
 rank_pids() {

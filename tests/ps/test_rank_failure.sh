@@ -8,13 +8,6 @@ strand=$1
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/../test_lib.sh"
 source "$here/../allreduce/mpi_ranks.sh"
-mpirun_pid=
-cleanup() {
-  [[ -n "$mpirun_pid" ]] && kill -9 "$mpirun_pid" 2>/dev/null
-  for pid in $(rank_pids); do kill -9 "$pid" 2>/dev/null; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
 tiny_mnist
 
 run_case() { # RANK BOUND_SECONDS
