@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -16,6 +17,7 @@
 #include <charconv>
 #include <chrono>
 #include <cstdio>
+#include <ctime>
 #include <filesystem>
 #include <iostream>
 #include <memory>
@@ -57,6 +59,10 @@ struct Cell {
   int64_t requests = 0, failures = 0;
   double seconds = 0, p50_ms = 0, p99_ms = 0;
   double in_process = 0;  // Model::predict images/s at `images` rows per pass, measured just before
+  // CPU time per image: the server's (this process's, less the client threads') while serving,
+  // and this process's in-process; their ratio is what HTTP and parsing cost the server in CPU.
+  double cpu_us_served = 0, cpu_us_in_process = 0;
+  double cpu_overhead() const { return cpu_us_served / cpu_us_in_process - 1; }
   double rps() const { return double(requests) / seconds; }
   double ips() const { return rps() * double(images); }
 };
@@ -138,6 +144,9 @@ class RawClient {
     return status;
   }
 
+ // Closes the connection (the next post() opens one).
+  void disconnect() { close_socket(); }
+
  private:
   static std::string lower(std::string_view s) {
     std::string out(s);
@@ -181,13 +190,26 @@ class RawClient {
   std::string in_;  // bytes received and not yet consumed
 };
 
+// CPU seconds used by this process (all threads), or by the calling thread.
+double process_cpu_seconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + 1e-6 * double(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+}
+double thread_cpu_seconds() {
+  timespec t{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
+}
+
 // Drives the endpoint from `conns` keep-alive connections and measures Model::predict at the
 // same rows per pass, in alternating slices: served for `slice`, then in-process for half as
 // long while the clients wait, until `seconds` of serving. The background load of a shared
 // machine drifts within seconds; alternating lets both rates see the same load. A request
 // counts only if it starts and ends within one serving slice (in-flight requests are dropped
 // at a slice's end, and each slice starts with idle connections), which can only lower the
-// served rate.
+// served rate. Connections are closed between serving slices. The CPU time of a serving slice runs until its last request is answered, and
+// counts the images of every request started in it.
 Cell measure(int port, const std::vector<std::string>& bodies, Model& model, const io::Dataset& d, int64_t images,
              int conns, double seconds) {
   using Seconds = std::chrono::duration<double>;
@@ -197,6 +219,8 @@ Cell measure(int port, const std::vector<std::string>& bodies, Model& model, con
   std::atomic<bool> quit{false};
   std::vector<std::vector<double>> lat{size_t(conns)};
   std::vector<int64_t> fails(size_t(conns), 0);
+  std::atomic<int64_t> answered{0};       // 200s of requests started in serving slices
+  std::atomic<int64_t> client_cpu_ns{0};  // the client threads' CPU time in those requests
   std::vector<std::string> requests;
   for (const std::string& b : bodies) requests.push_back(RawClient::encode(port, b));
   std::vector<std::thread> threads;
@@ -206,6 +230,9 @@ Cell measure(int port, const std::vector<std::string>& bodies, Model& model, con
       for (size_t i = size_t(c); !quit; ++i) {
         const uint64_t p = phase.load();
         if (p % 2 == 0) {  // paused: sleep until the phase changes, off the cores
+          // Idle keep-alive connections cost the server CPU (httplib polls each one every
+          // 10 ms): closed, they cannot slow the in-process slice.
+          cl.disconnect();
           phase.wait(p);
           continue;
         }
@@ -215,23 +242,27 @@ Cell measure(int port, const std::vector<std::string>& bodies, Model& model, con
           continue;
         }
         const auto t0 = Clock::now();
+        const double c0 = thread_cpu_seconds();
         const int status = cl.post(requests[i % requests.size()]);
+        client_cpu_ns.fetch_add(int64_t(1e9 * (thread_cpu_seconds() - c0)), std::memory_order_relaxed);
         const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
         const bool counted = phase.load() == p;
         --busy;
         if (status != 200) ++fails[size_t(c)];
-        else if (counted) lat[size_t(c)].push_back(ms);
+        else answered.fetch_add(1, std::memory_order_relaxed);
+        if (status == 200 && counted) lat[size_t(c)].push_back(ms);
       }
     });
   }
   std::vector<float> probs(size_t(images * model.classes()));
   const int64_t size = d.sample_shape.numel(), starts = d.size() - images + 1;
   int64_t passes = 0;
-  double served = 0, in_process = 0;
+  double served = 0, in_process = 0, cpu_served = 0, cpu_in_process = 0;
   model.predict(d.images.data(), images, probs.data());  // warm-up: buffers sized
   while (served < seconds - 1e-9) {
     const double slice = std::min(kSlice, seconds - served);
     const auto t0 = Clock::now();
+    const double c0 = process_cpu_seconds();
     phase.fetch_add(1);  // serve
     phase.notify_all();
     std::this_thread::sleep_for(Seconds(slice));
@@ -239,12 +270,15 @@ Cell measure(int port, const std::vector<std::string>& bodies, Model& model, con
     served += Seconds(Clock::now() - t0).count();
     while (busy.load() != 0) std::this_thread::sleep_for(std::chrono::microseconds(50));
     // The server is idle now (no request in flight), so the model is free for this thread.
+    const double c1 = process_cpu_seconds();
+    cpu_served += c1 - c0;
     const auto t1 = Clock::now();
     while (Seconds(Clock::now() - t1).count() < slice / 2) {
       model.predict(d.images.data() + ((passes * images) % starts) * size, images, probs.data());
       ++passes;
     }
     in_process += Seconds(Clock::now() - t1).count();
+    cpu_in_process += process_cpu_seconds() - c1;
   }
   quit = true;
   phase.fetch_add(1);
@@ -255,6 +289,8 @@ Cell measure(int port, const std::vector<std::string>& bodies, Model& model, con
   cell.connections = conns;
   cell.seconds = served;
   cell.in_process = double(passes * images) / in_process;
+  cell.cpu_us_served = 1e6 * (cpu_served - 1e-9 * double(client_cpu_ns.load())) / double(answered.load() * images);
+  cell.cpu_us_in_process = 1e6 * cpu_in_process / double(passes * images);
   std::vector<double> all;
   for (int c = 0; c < conns; ++c) {
     all.insert(all.end(), lat[size_t(c)].begin(), lat[size_t(c)].end());
@@ -349,7 +385,8 @@ void run_bench_serve(const BenchServeArgs& a) {
       j["cells"].push_back({{"batching", c.batching}, {"images", c.images}, {"connections", c.connections},
                             {"requests_per_sec", c.rps()}, {"images_per_sec", c.ips()}, {"p50_ms", c.p50_ms},
                             {"p99_ms", c.p99_ms}, {"failures", c.failures},
-                            {"in_process_images_per_sec", c.in_process}});
+                            {"in_process_images_per_sec", c.in_process}, {"cpu_us_per_image_served", c.cpu_us_served},
+                            {"cpu_us_per_image_in_process", c.cpu_us_in_process}});
     std::cout << j.dump() << '\n';
     return;
   }
@@ -357,12 +394,13 @@ void run_bench_serve(const BenchServeArgs& a) {
               "simdjson DOM %.0f us (%.0f MB/s), nlohmann::json %.0f us (%.0f MB/s)\n\n",
               a.threads, (long long)a.images.back(), big.size(), fast_us, double(big.size()) / fast_us, simd_us,
               double(big.size()) / simd_us, nl_us, double(big.size()) / nl_us);
-  std::printf("| batching | images/request | connections | requests/s | images/s | in-process images/s | served/in-process | p50 ms | p99 ms | failed |\n");
-  std::printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+  std::printf("| batching | images/request | connections | requests/s | images/s | in-process images/s | served/in-process "
+              "| CPU us/image served | in-process | HTTP+parsing CPU | p50 ms | p99 ms | failed |\n");
+  std::printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   for (const Cell& c : cells)
-    std::printf("| %s | %lld | %d | %.0f | %.0f | %.0f | %.0f%% | %.2f | %.2f | %lld |\n", c.batching.c_str(), (long long)c.images,
-                c.connections, c.rps(), c.ips(), c.in_process, 100 * c.ips() / c.in_process, c.p50_ms, c.p99_ms,
-                (long long)c.failures);
+    std::printf("| %s | %lld | %d | %.0f | %.0f | %.0f | %.0f%% | %.1f | %.1f | %+.1f%% | %.2f | %.2f | %lld |\n", c.batching.c_str(),
+                (long long)c.images, c.connections, c.rps(), c.ips(), c.in_process, 100 * c.ips() / c.in_process,
+                c.cpu_us_served, c.cpu_us_in_process, 100 * c.cpu_overhead(), c.p50_ms, c.p99_ms, (long long)c.failures);
 }
 
 }  // namespace

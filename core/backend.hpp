@@ -85,6 +85,9 @@ class Backend {
   virtual void to_host(void* dst, const void* src, size_t bytes) = 0;
   // Waits until every kernel queued so far has finished (timers read after it are honest).
   virtual void synchronize() {}
+  // Work is about to come (a server has a request in hand and is parsing it): a backend whose
+  // threads sleep between kernels may wake them now, so the next pass does not wait for that.
+  virtual void expect_work() {}
   // A training step of `batch` images runs between begin_step() and end_step(). A backend may
   // record the step and replay it as one unit (CUDA graphs); the CPU runs kernels as they come.
   // Between the two calls nothing may wait for the device or allocate.

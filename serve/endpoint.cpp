@@ -163,6 +163,7 @@ HttpResponse Endpoint::tfs(const HttpRequest& r, std::string_view rest) {
     if (verb != "predict")
       throw Refusal{400, "method " + echo(verb) + " is not supported; this signature serves ':predict'"};
     const Executor::Announcement coming(executor_);
+    executor_.expect(*v.model);
     Instances in = parse_tfs_json(r.body, v.spec, *parsers_.acquire());
     if (!in.signature_name.empty() && in.signature_name != kSignature)
       throw Refusal{400, "unknown signature_name " + echo(in.signature_name) + "; the model has '" + std::string(kSignature) + "'"};
@@ -215,6 +216,7 @@ HttpResponse Endpoint::invocations(const HttpRequest& r) {
 
   const std::string type = media_type(r.content_type);
   const Executor::Announcement coming(executor_);
+  executor_.expect(*v.model);
   Instances in;
   if (type.empty() || type == "application/json") in = parse_sagemaker_json(r.body, v.spec, *parsers_.acquire());
   else if (type == "application/jsonlines" || type == "application/jsons") in = parse_json_lines(r.body, v.spec, *parsers_.acquire());

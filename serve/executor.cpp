@@ -27,6 +27,16 @@ void Executor::forward(Model& model, const float* x, int64_t rows, float* probs)
   }
 }
 
+void Executor::expect(Model& model) {
+  {
+    std::lock_guard lk(mu_);
+    if (!queue_.empty()) return;  // passes are running back to back: the threads are awake
+  }
+  if (!pass_mu_.try_lock()) return;
+  std::lock_guard pass(pass_mu_, std::adopt_lock);
+  model.backend().expect_work();
+}
+
 void Executor::run(Model& model, const float* x, int64_t rows, float* probs) {
   if (!options_.enabled()) {
     {
@@ -58,6 +68,17 @@ void Executor::run(Model& model, const float* x, int64_t rows, float* probs) {
     std::lock_guard lk(pass_mu_);
     forward(model, x, rows, probs);
     return;
+  }
+  {
+    // A lone request (no other announced, nothing queued or running) has nothing to merge
+    // with: it runs here at once, sparing it the hand-over to the pass thread and back.
+    std::unique_lock lk(mu_);
+    if (queue_.empty() && announced_ <= 1 && unbatched_ == 0 && pass_mu_.try_lock()) {
+      lk.unlock();
+      std::lock_guard pass(pass_mu_, std::adopt_lock);
+      forward(model, x, rows, probs);
+      return;
+    }
   }
   queue_and_wait(model, x, rows, probs);
 }

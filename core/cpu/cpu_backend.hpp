@@ -14,6 +14,7 @@ class CpuBackend final : public Backend {
 
   int threads() const { return pool_.size(); }
   std::string name() const override { return "cpu"; }
+  void expect_work() override;
 
   Buffer alloc(size_t bytes) override;
   void free(void* ptr) noexcept override;

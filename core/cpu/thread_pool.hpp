@@ -6,6 +6,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <exception>
 #include <functional>
@@ -23,6 +24,11 @@ class ThreadPool {
   ThreadPool& operator=(const ThreadPool&) = delete;
 
   int size() const { return size_; }
+
+  // Work is coming within about `spin`: sleeping workers wake now and wait for it spinning
+  // (yielding the core to any other runnable thread), so the next run() finds them awake; a
+  // thread woken from sleep on a VM takes tens of microseconds to run.
+  void wake(std::chrono::microseconds spin);
 
   // Runs body(part) for every part in [0, parts), parts clamped to [1, size()]; part 0 runs on
   // the calling thread. Returns when all parts are done and rethrows the first exception a part
@@ -50,8 +56,11 @@ class ThreadPool {
   int size_;
   std::vector<std::thread> workers_;
   std::atomic<bool> busy_{false};
-  // A job: workers wake when `generation_` changes, run part `index` if index < parts_.
-  std::atomic<uint32_t> generation_{0};
+  // Workers wake when `signal_` changes: its bits 8 and up count jobs (a job: run part `index`
+  // if index < parts_), its low 8 bits count wake() calls (no job: spin until spin_until_).
+  static constexpr uint32_t kJob = 1u << 8;
+  std::atomic<uint32_t> signal_{0};
+  std::atomic<int64_t> spin_until_{0};  // steady_clock nanoseconds
   std::atomic<int> pending_{0};  // workers yet to finish the current job
   const std::function<void(int)>* body_ = nullptr;
   int parts_ = 0;

@@ -1,8 +1,10 @@
 // ThreadPool: every part runs exactly once, ranges cover the loop, errors come back to the
-// caller, and nested or concurrent use degrades to serial instead of deadlocking.
+// caller, nested or concurrent use degrades to serial instead of deadlocking, and wake() never
+// passes for a job.
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -76,6 +78,30 @@ TEST(ThreadPool, NestedAndConcurrentRunsAreSerialNotDeadlocked) {
   work();
   other.join();
   EXPECT_EQ(total.load(), 2000);
+}
+
+// wake() only rouses the workers: however many calls (the counter wraps), from whichever
+// thread, alongside jobs or not, no part runs twice and no job is lost.
+TEST(ThreadPool, WakeNeverRunsAPartAndLosesNoJob) {
+  ThreadPool pool(2);
+  std::atomic<int> runs{0};
+  pool.run(2, [&](int) { ++runs; });
+  for (int i = 0; i < 1000; ++i) pool.wake(std::chrono::microseconds(i % 3 ? 0 : 200));
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));  // a worker that took a wake for a job would have run by now
+  EXPECT_EQ(runs.load(), 2);
+  std::atomic<bool> stop{false};
+  std::thread waker([&] {
+    while (!stop) pool.wake(std::chrono::microseconds(50));
+  });
+  for (int job = 0; job < 3000; ++job) {
+    std::vector<int> parts(2, 0);
+    pool.run(2, [&](int p) { parts[size_t(p)] += 1; });
+    ASSERT_EQ(parts, (std::vector<int>{1, 1})) << "job " << job;
+  }
+  stop = true;
+  waker.join();
+  ThreadPool one(1);
+  one.wake(std::chrono::microseconds(100));  // no workers: nothing to wake
 }
 
 TEST(ThreadPool, SizeIsChecked) {

@@ -459,6 +459,43 @@ TEST(Serve, BatchingGivesTheSamePredictionsUnderConcurrentLoad) {
   EXPECT_LT(batched.executor.passes(), int64_t(bodies.size()));
 }
 
+// With batching on, a request that is the only one on its way has nothing to merge with: it
+// runs at once (on its own thread), not after the batch timeout; two announced requests share
+// one pass.
+TEST(Serve, LoneBatchedRequestRunsAtOnceAndPairsMerge) {
+  Context ctx(make_cpu_backend(2));
+  Model m(ctx.backend(), models::mnist_mlp());
+  m.init(5);
+  const std::vector<float> x = images(2, 7);
+  std::vector<float> want(20);
+  m.predict(x.data(), 2, want.data());
+  Executor executor(BatchOptions{8, std::chrono::microseconds(3000000)});
+  std::vector<float> got(20);
+  const auto t0 = std::chrono::steady_clock::now();
+  {
+    const Executor::Announcement me(executor);
+    executor.run(m, x.data(), 2, got.data());
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(1));
+  EXPECT_EQ(got, want);
+  EXPECT_EQ(executor.passes(), 1);
+  // Two announced requests: the first waits for the second, then both go in one pass.
+  std::vector<float> a(10), b(10);
+  {
+    const Executor::Announcement me(executor);  // on its way before the first request runs
+    auto first = std::async(std::launch::async, [&] {
+      const Executor::Announcement it(executor);
+      executor.run(m, x.data(), 1, a.data());
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    executor.run(m, x.data() + 784, 1, b.data());
+    first.get();
+  }
+  EXPECT_EQ(a, std::vector<float>(want.begin(), want.begin() + 10));
+  EXPECT_EQ(b, std::vector<float>(want.begin() + 10, want.end()));
+  EXPECT_EQ(executor.passes(), 2);
+}
+
 // Without batching, a request that finds a pass running is queued and run by the executor's
 // pass thread while the HTTP threads go on parsing. Each caller must get exactly its own rows'
 // probabilities, whichever thread ran its pass, and one pass per request.

@@ -98,5 +98,18 @@ kill -0 "$dpid" 2>/dev/null && [[ $(awk '{print $3}' "/proc/$dpid/stat" 2>/dev/n
 [[ -z $("$strand" endpoint list) ]] || fail "list after delete"
 grep -q "no endpoint named 'tiny'" <<<"$("$strand" endpoint delete tiny 2>&1)" || fail "deleting twice"
 
+# strand bench serve, briefly: every cell answered with no failure, and its rates and CPU costs
+# are numbers (the served CPU per image at least the in-process one's order of magnitude).
+"$strand" bench serve --model-dir "$work/model" --data "$work/data/npy" --seconds 0.3 --connections 1 2 --images 1 \
+  --threads 1 --json >"$work/bench.json" 2>"$work/bench.err" || fail "bench serve: $(cat "$work/bench.err")"
+/usr/bin/python3 - "$work/bench.json" <<'PY' || fail "bench serve output: $(cat "$work/bench.json")"
+import json, sys
+cells = json.load(open(sys.argv[1]))["cells"]
+assert len(cells) == 4, cells
+for c in cells:
+    assert c["failures"] == 0 and c["requests_per_sec"] > 0 and c["in_process_images_per_sec"] > 0, c
+    assert 0 < c["cpu_us_per_image_in_process"] < c["cpu_us_per_image_served"] * 10, c
+PY
+
 echo "$failures failure(s)"
 ((failures == 0))
