@@ -105,22 +105,24 @@ void conv2d_forward(const Conv2dDesc& d, const float* x, const float* w, const f
     return;
   }
   const int64_t K = d.in_c * d.kernel_h * d.kernel_w, P = d.out_h() * d.out_w();
-  const int chunks = chunk_count(d.batch, pool);
-  ThreadPool* gemm_pool = chunks == 1 ? &pool : nullptr;  // threads go to chunks or to sgemm
-  ws.reserve(chunks, static_cast<size_t>(K * P));
-  for_chunks(pool, d.batch, chunks, [&](int c, int64_t b0, int64_t b1) {
-    float* col = ws.slot(c);  // [K,P]
-    for (int64_t n = b0; n < b1; ++n) {
-      float* yb = y + n * d.out_c * P;  // [out_c,P]
-      im2col(d, x + n * d.in_c * d.in_h * d.in_w, col);
-      sgemm(false, false, d.out_c, P, K, 1.0f, w, K, col, P, 0.0f, yb, P, gemm_pool);
-      for (int64_t o = 0; o < d.out_c; ++o) {
-        const float bias = b[o];
+  auto image = [&](float* col, int64_t n, ThreadPool* gemm_pool) {  // col: [K,P] scratch
+    float* yb = y + n * d.out_c * P;  // [out_c,P]
+    im2col(d, x + n * d.in_c * d.in_h * d.in_w, col);
+    sgemm(false, false, d.out_c, P, K, 1.0f, w, K, col, P, 0.0f, yb, P, gemm_pool);
+    for (int64_t o = 0; o < d.out_c; ++o) {
+      const float bias = b[o];
 #pragma omp simd
-        for (int64_t p = 0; p < P; ++p) yb[o * P + p] += bias;
-      }
+      for (int64_t p = 0; p < P; ++p) yb[o * P + p] += bias;
     }
-  });
+  };
+  if (chunk_count(d.batch, pool) == 1) {  // one image or one thread: threads go to sgemm
+    ws.reserve(1, static_cast<size_t>(K * P));
+    for (int64_t n = 0; n < d.batch; ++n) image(ws.slot(0), n, &pool);
+    return;
+  }
+  // One image at a time to whichever thread is free (images are independent).
+  ws.reserve(pool.size(), static_cast<size_t>(K * P));
+  pool.run_chunks(d.batch, [&](int t, int64_t n) { image(ws.slot(t), n, nullptr); });
 }
 
 void conv2d_backward(const Conv2dDesc& d, const float* x, const float* w, const float* dy,

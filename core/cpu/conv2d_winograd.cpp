@@ -179,7 +179,7 @@ void winograd_conv(const Shape& s, const float* x, const FilterView& f, const fl
   const int64_t block = std::clamp<int64_t>(kBlockFloats / per_image, 1, s.batch);
   const int chunks = static_cast<int>(std::min<int64_t>(s.batch, pool.size()));
   ThreadPool* gemm_pool = chunks == 1 ? &pool : nullptr;  // batch 1: threads go to sgemm
-  // Slot 0: U. Other slots, one per chunk: padded image, tile scratch, V, M, output scratch, yh.
+  // Slot 0: U. Other slots, one per thread: padded image, tile scratch, V, M, output scratch, yh.
   const int64_t v_size = kXi * block * tiles * C, m_size = kXi * block * tiles * O;
   const int64_t xh_size = s.padded_h() * s.padded_w() * C;
   const int64_t chunk_size = xh_size + kXi * C + v_size + m_size + 12 * O + P * O;
@@ -232,7 +232,12 @@ void winograd_conv(const Shape& s, const float* x, const FilterView& f, const fl
   if (chunks == 1) {
     body(0, 0, s.batch);
   } else {
-    pool.run(chunks, [&](int c) { body(c, s.batch * c / chunks, s.batch * (c + 1) / chunks); });
+    // Groups of images to whichever thread is free, a few per thread (images are independent,
+    // and a tile's sums do not depend on the group it is in).
+    const int64_t group = std::min(block, (s.batch + 4 * chunks - 1) / (4 * chunks));
+    pool.run_chunks((s.batch + group - 1) / group, [&](int t, int64_t g) {
+      body(t, g * group, std::min(s.batch, (g + 1) * group));
+    });
   }
 }
 

@@ -329,16 +329,34 @@ struct Problem {
   float alpha, beta;
 };
 
+// Even KC blocks: k = 300 runs as 2 x 150 rather than 256 + 44.
+int64_t kc_for(const Kernel& kn, int64_t k) {
+  const int64_t k_blocks = (k + kn.kc - 1) / kn.kc;
+  return (k + k_blocks - 1) / k_blocks;
+}
+int64_t mc_for(const Kernel& kn, int64_t rows) { return std::min(kn.mc, (rows + kn.mr - 1) / kn.mr * kn.mr); }
+
+// A packed once for all of rows [m0, m1): every (KC, MC) block at its own place. The first
+// gemm_range() given it fills it, later ones (the same thread's next column chunks of the same
+// product) only read it.
+struct PackedA {
+  float* data = nullptr;  // [k block][m block][mc * kc]
+  bool filled = false;
+  static int64_t floats(const Kernel& kn, int64_t rows, int64_t k) {
+    const int64_t kc = kc_for(kn, k), mc = mc_for(kn, rows);
+    return (k + kc - 1) / kc * ((rows + mc - 1) / mc) * mc * kc;
+  }
+};
+
 // C[m0:m1, n0:n1] of the problem, on the calling thread.
 void gemm_range(const Kernel& kn, const Problem& pr, int64_t m0, int64_t m1, int64_t n0,
-                int64_t n1) {
-  // Even KC blocks: k = 300 runs as 2 x 150 rather than 256 + 44.
-  const int64_t k_blocks = (pr.k + kn.kc - 1) / kn.kc;
-  const int64_t kc = (pr.k + k_blocks - 1) / k_blocks;
-  const int64_t mc = std::min(kn.mc, (m1 - m0 + kn.mr - 1) / kn.mr * kn.mr);
+                int64_t n1, PackedA* packed = nullptr) {
+  const int64_t kc = kc_for(kn, pr.k);
+  const int64_t mc = mc_for(kn, m1 - m0);
   const int64_t nc = std::min(kn.nc, (n1 - n0 + kn.nr - 1) / kn.nr * kn.nr);
+  const int64_t m_blocks = (m1 - m0 + mc - 1) / mc;
   thread_local std::vector<float> a_buf, b_buf;
-  float* const pa = scratch(a_buf, static_cast<std::size_t>(mc * kc));
+  float* const pa = packed ? nullptr : scratch(a_buf, static_cast<std::size_t>(mc * kc));
   float* const pb =
       scratch(b_buf, static_cast<std::size_t>(b_panel_stride(kc, kn.nr) * nc / kn.nr));
 
@@ -351,17 +369,19 @@ void gemm_range(const Kernel& kn, const Problem& pr, int64_t m0, int64_t m1, int
       const float beta = pc == 0 ? pr.beta : 1.0f;
       for (int64_t ic = m0; ic < m1; ic += mc) {
         const int64_t m_cur = std::min(mc, m1 - ic);
-        kn.pack_a({pr.a.at(ic, pc), pr.a.rs, pr.a.cs}, m_cur, k_cur, kn.mr, pa);
+        float* const a_block = packed ? packed->data + (pc / kc * m_blocks + (ic - m0) / mc) * mc * kc : pa;
+        if (!packed || !packed->filled) kn.pack_a({pr.a.at(ic, pc), pr.a.rs, pr.a.cs}, m_cur, k_cur, kn.mr, a_block);
         for (int64_t jr = 0; jr < n_cur; jr += kn.nr) {
           const int nr = static_cast<int>(std::min<int64_t>(kn.nr, n_cur - jr));
           for (int64_t ir = 0; ir < m_cur; ir += kn.mr) {
             const int mr = static_cast<int>(std::min<int64_t>(kn.mr, m_cur - ir));
-            kn.ukr(k_cur, pa + ir * k_cur, pb + jr / kn.nr * b_panel_stride(k_cur, kn.nr),
+            kn.ukr(k_cur, a_block + ir * k_cur, pb + jr / kn.nr * b_panel_stride(k_cur, kn.nr),
                    pr.c + (ic + ir) * pr.ldc + jc + jr, pr.ldc, pr.alpha, beta, mr, nr);
           }
         }
       }
     }
+    if (packed) packed->filled = true;  // the first column block packed every block of A
   }
 }
 
@@ -496,18 +516,30 @@ void sgemm_with(Family family, bool trans_a, bool trans_b, int64_t m, int64_t n,
   int64_t team = std::clamp<int64_t>(pool ? pool->size() : 1, 1, tiles);
   if (m * n * k < kMinParallelMacs) team = 1;
 
-  auto run_part = [&](int64_t part, int64_t parts) {
-    const int64_t t0 = tiles * part / parts, t1 = tiles * (part + 1) / parts;
-    if (split_n)
-      gemm_range(kn, pr, 0, m, t0 * kn.nr, std::min(n, t1 * kn.nr));
-    else
-      gemm_range(kn, pr, t0 * kn.mr, std::min(m, t1 * kn.mr), 0, n);
-  };
   if (team == 1) {
-    run_part(0, 1);
+    gemm_range(kn, pr, 0, m, 0, n);
     return;
   }
-  pool->run(static_cast<int>(team), [&](int part) { run_part(part, team); });
+  if (split_n) {
+    // Column chunks of whole tiles, a few per thread, to whichever thread is free, so a thread
+    // the OS preempts holds up one chunk rather than half the product; each thread packs A
+    // once for all its chunks.
+    const int64_t chunk_tiles = std::max<int64_t>(1, tiles / (int64_t{ThreadPool::kChunksPerThread} * team));
+    const int64_t chunks = (tiles + chunk_tiles - 1) / chunk_tiles;
+    thread_local std::vector<float> a_packed;
+    std::vector<PackedA> packed(static_cast<std::size_t>(team));
+    pool->run_chunks(chunks, [&](int t, int64_t c) {
+      PackedA& pa = packed[static_cast<std::size_t>(t)];
+      if (!pa.data) pa.data = scratch(a_packed, static_cast<std::size_t>(PackedA::floats(kn, m, k)));
+      gemm_range(kn, pr, 0, m, c * chunk_tiles * kn.nr, std::min(n, (c + 1) * chunk_tiles * kn.nr), &pa);
+    });
+    return;
+  }
+  // Row halves: chunks of rows would each repack all of B.
+  pool->run(static_cast<int>(team), [&](int part) {
+    const int64_t t0 = tiles * part / team, t1 = tiles * (part + 1) / team;
+    gemm_range(kn, pr, t0 * kn.mr, std::min(m, t1 * kn.mr), 0, n);
+  });
 }
 
 }  // namespace gemm_detail

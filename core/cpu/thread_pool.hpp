@@ -36,17 +36,37 @@ class ThreadPool {
   // its parts one after another on the calling thread.
   void run(int parts, const std::function<void(int part)>& body);
 
-  // body(begin, end) over contiguous ranges of [0, n), one per thread; on the calling thread
-  // alone when n < min_parallel (small loops cost less than waking a thread).
+  // Runs body(thread, chunk) for every chunk in [0, chunks), each chunk handed to whichever of
+  // up to size() threads asks next (thread in [0, size()), for per-thread scratch). A thread the
+  // OS takes away for a while then holds up only the chunk it is in, where fixed shares would
+  // hold every other thread at the end for all of its share.
+  template <class F>
+  void run_chunks(int64_t chunks, F&& body) {
+    if (chunks <= 0) return;
+    const int threads = int(std::min<int64_t>(chunks, size_));
+    if (threads == 1) {
+      for (int64_t c = 0; c < chunks; ++c) body(0, c);
+      return;
+    }
+    std::atomic<int64_t> next{0};
+    run(threads, [&](int t) {
+      for (int64_t c; (c = next.fetch_add(1, std::memory_order_relaxed)) < chunks;) body(t, c);
+    });
+  }
+
+  // body(begin, end) over contiguous ranges of [0, n), kChunksPerThread per thread, handed out
+  // as by run_chunks(); on the calling thread alone when n < min_parallel (small loops cost less
+  // than waking a thread).
+  static constexpr int kChunksPerThread = 4;
   template <class F>
   void parallel_for(int64_t n, int64_t min_parallel, F&& body) {
     if (n <= 0) return;
-    const int parts = n < min_parallel ? 1 : int(std::min<int64_t>(n, size_));
-    if (parts == 1) {
+    const int64_t pieces = n < min_parallel ? 1 : std::min<int64_t>(n, int64_t{kChunksPerThread} * size_);
+    if (pieces == 1 || size_ == 1) {
       body(int64_t{0}, n);
       return;
     }
-    run(parts, [&](int p) { body(n * p / parts, n * (p + 1) / parts); });
+    run_chunks(pieces, [&](int, int64_t p) { body(n * p / pieces, n * (p + 1) / pieces); });
   }
 
  private:

@@ -96,7 +96,7 @@ TEST(CpuBackend, FusedReluFormsEqualTheTwoCalls) {
     for (float& f : v) f = float(int((s = s * 1664525u + 1013904223u) >> 29)) - 3.5f;  // ties, zeros
   };
   // im2col (one input channel) and Winograd (5x5, >= 8 channels) paths.
-  for (const Conv2dDesc d : {Conv2dDesc{3, 1, 9, 8, 4, 5, 5, 2, 2}, Conv2dDesc{2, 8, 7, 6, 9, 5, 5, 2, 2}}) {
+  for (const Conv2dDesc& d : {Conv2dDesc{3, 1, 9, 8, 4, 5, 5, 2, 2}, Conv2dDesc{2, 8, 7, 6, 9, 5, 5, 2, 2}}) {
     std::vector<float> x(size_t(d.batch * d.in_c * d.in_h * d.in_w)), w(size_t(d.out_c * d.in_c * 25)),
         b(size_t(d.out_c));
     fill(x, 1), fill(w, 2), fill(b, 3);

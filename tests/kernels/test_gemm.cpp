@@ -220,6 +220,7 @@ const Shape kThreadedShapes[] = {
     {true, true, 100, 1000, 300},
     {false, true, 1000, 33, 600},
     {true, false, 64, 196, 800},
+    {false, true, 333, 2000, 520},  // split by columns into chunks: A packed once per thread, 3x3 blocks
 };
 
 TEST(Sgemm, BitIdenticalAcrossThreadCountsAndCalls) {

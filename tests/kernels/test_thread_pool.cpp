@@ -41,7 +41,7 @@ TEST(ThreadPool, ParallelForCoversTheRangeInContiguousPieces) {
       for (int64_t i = b; i < e; ++i) hits[size_t(i)]++;
     });
     for (auto& h : hits) ASSERT_EQ(h.load(), 1);
-    EXPECT_EQ(pieces.load(), n >= 2 ? 2 : 1);
+    EXPECT_EQ(pieces.load(), std::min<int64_t>(n, ThreadPool::kChunksPerThread * 2));
   }
   int calls = 0;
   pool.parallel_for(10, 100, [&](int64_t b, int64_t e) {  // below the threshold: one piece
@@ -50,6 +50,34 @@ TEST(ThreadPool, ParallelForCoversTheRangeInContiguousPieces) {
     ++calls;
   });
   EXPECT_EQ(calls, 1);
+}
+
+// Chunks go to whichever thread is free: every chunk runs once, on a thread index below the
+// pool size, and a thread held up in one chunk leaves the others to the rest.
+TEST(ThreadPool, RunChunksHandsChunksToTheFreeThread) {
+  ThreadPool pool(2);
+  for (int64_t chunks : {1, 2, 3, 64}) {
+    std::vector<std::atomic<int>> runs(static_cast<size_t>(chunks));
+    std::atomic<bool> bad_thread{false};
+    pool.run_chunks(chunks, [&](int t, int64_t c) {
+      if (t < 0 || t >= pool.size()) bad_thread = true;
+      runs[size_t(c)]++;
+    });
+    for (auto& r : runs) ASSERT_EQ(r.load(), 1);
+    EXPECT_FALSE(bad_thread);
+  }
+  std::vector<int> by_thread(2, 0);
+  int slow_thread = -1;
+  pool.run_chunks(40, [&](int t, int64_t c) {
+    ++by_thread[size_t(t)];
+    if (c == 0) {
+      slow_thread = t;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  });
+  ASSERT_GE(slow_thread, 0);
+  EXPECT_LE(by_thread[size_t(slow_thread)], 2) << "the thread held up in chunk 0 should leave the rest to the other";
+  EXPECT_EQ(by_thread[0] + by_thread[1], 40);
 }
 
 TEST(ThreadPool, ExceptionsReachTheCallerAndThePoolStaysUsable) {
