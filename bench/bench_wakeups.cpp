@@ -5,7 +5,9 @@
 //   2. a 50-image mnist_cnn pass started after an idle gap and a simulated parse, against the
 //      same pass back to back, with and without Backend::expect_work() before the parse;
 //   3. a pass shared with another thread's short bursts of work (what HTTP threads do to the
-//      passes of a loaded server): how much pass rate the bursts take against the CPU they use.
+//      passes of a loaded server): how much pass rate the bursts take against the CPU they use;
+//   4. parsing a 50-image simplified-JSON body after an idle gap, on one thread and in two
+//      halves on the backend's threads (what the endpoint does when no pass is running).
 //   build/bench/bench_wakeups [seconds per measurement, default 3]
 #include <pthread.h>
 #include <sched.h>
@@ -16,12 +18,14 @@
 #include <cstdlib>
 #include <ctime>
 #include <random>
+#include <string>
 #include <thread>
 #include <vector>
 
 #include "core/backend.hpp"
 #include "core/model.hpp"
 #include "models/models.hpp"
+#include "serve/request.hpp"
 
 using namespace strand;
 using Clock = std::chrono::steady_clock;
@@ -155,4 +159,30 @@ int main(int argc, char** argv) {
   const double lost = 1 - (passes[1] / wall[1]) / (passes[0] / wall[0]);
   std::printf("3. bursts using %.1f%% of the 2 cores take %.1f%% of the pass rate (%.1fx their CPU)\n",
               100 * cpu / wall[1] / 2, 100 * lost, lost / (cpu / wall[1] / 2));
+
+  // 4. The body as strand predict sends it: shortest floats, a zero as "0".
+  std::string body = "[";
+  char buf[32];
+  for (int64_t i = 0; i < 50 * 784; ++i) {
+    body += i % 784 == 0 ? (i ? "],[" : "[") : ",";
+    body += x[size_t(i)] == 0.0f ? std::string("0") : std::string(buf, size_t(std::snprintf(buf, sizeof(buf), "%.9g", double(x[size_t(i)]))));
+  }
+  body += "]]";
+  serve::InstanceSpec spec;
+  spec.size = 784;
+  serve::JsonParser parser;
+  const serve::HostParallel lend = [&](int parts, const std::function<void(int)>& f) { backend->run_host_parts(parts, f); };
+  double parse_us[2] = {}, parses = 0;
+  for (const auto start = Clock::now(); seconds_since(start) < seconds / 3; parses += 1) {
+    for (int mode = 0; mode < 2; ++mode) {
+      std::this_thread::sleep_for(us(300));
+      if (mode == 1) backend->expect_work();  // as the endpoint does before it parses
+      const auto t0 = Clock::now();
+      const serve::Instances in = serve::parse_sagemaker_json(body, spec, parser, mode == 1 ? &lend : nullptr);
+      parse_us[mode] += std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
+      if (in.rows != 50) return 1;
+    }
+  }
+  std::printf("4. parsing a %zu-byte 50-image body after 300 us idle: one thread %.0f us, two halves %.0f us\n",
+              body.size(), parse_us[0] / parses, parse_us[1] / parses);
 }

@@ -10,6 +10,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -88,6 +89,12 @@ class Backend {
   // Work is about to come (a server has a request in hand and is parsing it): a backend whose
   // threads sleep between kernels may wake them now, so the next pass does not wait for that.
   virtual void expect_work() {}
+  // Runs body(part) for part in [0, parts) on the host threads this backend keeps for its
+  // kernels (CPU: its pool, if not busy), else one part after another on the caller: host work
+  // such as parsing a request can borrow them between passes.
+  virtual void run_host_parts(int parts, const std::function<void(int part)>& body) {
+    for (int p = 0; p < parts; ++p) body(p);
+  }
   // A training step of `batch` images runs between begin_step() and end_step(). A backend may
   // record the step and replay it as one unit (CUDA graphs); the CPU runs kernels as they come.
   // Between the two calls nothing may wait for the device or allocate.

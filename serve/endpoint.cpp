@@ -216,9 +216,11 @@ HttpResponse Endpoint::invocations(const HttpRequest& r) {
 
   const std::string type = media_type(r.content_type);
   const Executor::Announcement coming(executor_);
-  executor_.expect(*v.model);
+  // With no pass running, the model's threads may help parse a large body.
+  const HostParallel lend = [&v](int parts, const std::function<void(int)>& body) { v.model->backend().run_host_parts(parts, body); };
+  const HostParallel* parallel = executor_.expect(*v.model) ? &lend : nullptr;
   Instances in;
-  if (type.empty() || type == "application/json") in = parse_sagemaker_json(r.body, v.spec, *parsers_.acquire());
+  if (type.empty() || type == "application/json") in = parse_sagemaker_json(r.body, v.spec, *parsers_.acquire(), parallel);
   else if (type == "application/jsonlines" || type == "application/jsons") in = parse_json_lines(r.body, v.spec, *parsers_.acquire());
   else if (type == "text/csv") in = parse_csv(r.body, v.spec);
   else

@@ -27,14 +27,15 @@ void Executor::forward(Model& model, const float* x, int64_t rows, float* probs)
   }
 }
 
-void Executor::expect(Model& model) {
+bool Executor::expect(Model& model) {
   {
     std::lock_guard lk(mu_);
-    if (!queue_.empty()) return;  // passes are running back to back: the threads are awake
+    if (!queue_.empty()) return false;  // passes are running back to back: the threads are awake
   }
-  if (!pass_mu_.try_lock()) return;
+  if (!pass_mu_.try_lock()) return false;
   std::lock_guard pass(pass_mu_, std::adopt_lock);
   model.backend().expect_work();
+  return true;
 }
 
 void Executor::run(Model& model, const float* x, int64_t rows, float* probs) {

@@ -41,9 +41,10 @@ class Executor {
   Executor(const Executor&) = delete;
   Executor& operator=(const Executor&) = delete;
 
-  // A request for `model` is being parsed: if no pass is running, the model's backend wakes its
-  // threads now, so the request's pass does not start by waiting for them (Backend::expect_work).
-  void expect(Model& model);
+  // A request for `model` is about to be parsed: if no pass is running, the model's backend
+  // wakes its threads now, so the request's pass does not start by waiting for them
+  // (Backend::expect_work), and this returns true: the threads are free to help parse.
+  bool expect(Model& model);
 
   // x [rows, input] -> probs [rows, classes], host memory; blocks until done. Thread-safe.
   void run(Model& model, const float* x, int64_t rows, float* probs);

@@ -25,7 +25,10 @@ constexpr size_t kMaxDepth = 16;
 
 std::string shape_str(const std::vector<int64_t>& dims) {
   std::string s = "[";
-  for (size_t i = 0; i < dims.size(); ++i) s += (i ? "," : "") + std::to_string(dims[i]);
+  for (size_t i = 0; i < dims.size(); ++i) {
+    if (i) s += ',';
+    s += std::to_string(dims[i]);
+  }
   return s + "]";
 }
 
@@ -106,6 +109,25 @@ class FastSimplified {
     }
   }
 
+  // A run of flat instances with no enclosing brackets, "[n, ...], [n, ...]" (a piece of a
+  // list cut at a row boundary): at least one, and nothing after the last.
+  bool rows(Instances& out) {
+    if (size_ < 1) return false;
+    out.x.reserve((size_t(end_ - p_) / size_t(2 * size_) + 1) * size_t(size_));
+    while (true) {
+      ws();
+      if (!eat('[')) return false;
+      ws();
+      out.x.resize(out.x.size() + size_t(size_));
+      if (!numbers(out.x.data() + out.x.size() - size_t(size_))) return false;
+      ++out.rows;
+      if (end()) return true;
+      if (!eat(',')) return false;
+    }
+  }
+
+  static bool space(char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
+
  private:
   static bool digit(char c) { return c >= '0' && c <= '9'; }
   // Eight digits at s as a number, or -1 if they are not all digits (SWAR: a float's fraction
@@ -128,7 +150,7 @@ class FastSimplified {
     return s;
   }
   void ws() {
-    while (p_ < end_ && (*p_ == ' ' || *p_ == '\n' || *p_ == '\r' || *p_ == '\t')) ++p_;
+    while (p_ < end_ && space(*p_)) ++p_;
   }
   bool eat(char c) {
     if (p_ == end_ || *p_ != c) return false;
@@ -441,7 +463,45 @@ Instances parse_tfs_json(std::string_view body, const InstanceSpec& spec, JsonPa
   return r.take();
 }
 
-Instances parse_sagemaker_json(std::string_view body, const InstanceSpec& spec, JsonParser& parser) {
+// Bodies from this size up are worth a second thread (a 50-image MNIST body is 134 KB).
+constexpr size_t kParallelParseBytes = 64 << 10;
+
+// A list of flat instances as two halves, cut at the row boundary ("]" "," "[", spaces between
+// allowed) nearest after the middle, parsed at once; false when there is no such boundary or a
+// half is not a run of flat instances (the caller then parses the body whole).
+bool parse_halves(std::string_view body, int64_t size, const HostParallel& parallel, Instances& out) {
+  size_t b = 0, e = body.size();
+  while (b < e && FastSimplified::space(body[b])) ++b;
+  while (e > b && FastSimplified::space(body[e - 1])) --e;
+  if (e - b < 4 || body[b] != '[' || body[e - 1] != ']') return false;
+  const std::string_view rows = body.substr(b + 1, e - b - 2);
+  size_t cut = std::string_view::npos;
+  for (size_t i = rows.find(']', rows.size() / 2); i != std::string_view::npos && cut == std::string_view::npos;
+       i = rows.find(']', i + 1)) {
+    size_t j = i + 1;
+    while (j < rows.size() && FastSimplified::space(rows[j])) ++j;
+    if (j == rows.size() || rows[j] != ',') continue;
+    size_t k = j + 1;
+    while (k < rows.size() && FastSimplified::space(rows[k])) ++k;
+    if (k < rows.size() && rows[k] == '[') cut = j;
+  }
+  if (cut == std::string_view::npos) return false;
+  const std::string_view halves[2] = {rows.substr(0, cut), rows.substr(cut + 1)};
+  Instances parsed[2];
+  bool ok[2] = {false, false};
+  parallel(2, [&](int h) { ok[h] = FastSimplified(halves[h], size).rows(parsed[h]); });
+  if (!ok[0] || !ok[1]) return false;
+  out.rows = parsed[0].rows + parsed[1].rows;
+  out.x = std::move(parsed[0].x);
+  out.x.insert(out.x.end(), parsed[1].x.begin(), parsed[1].x.end());
+  return true;
+}
+
+Instances parse_sagemaker_json(std::string_view body, const InstanceSpec& spec, JsonParser& parser,
+                               const HostParallel* parallel) {
+  if (parallel && body.size() >= kParallelParseBytes) {
+    if (Instances fast; parse_halves(body, spec.size, *parallel, fast)) return fast;
+  }
   if (Instances fast; FastSimplified(body, spec.size).parse(fast)) return fast;
   JsonReader r(spec, parser.impl().parser);
   dom::element doc = r.parse(body, "the body");

@@ -15,6 +15,7 @@ class CpuBackend final : public Backend {
   int threads() const { return pool_.size(); }
   std::string name() const override { return "cpu"; }
   void expect_work() override;
+  void run_host_parts(int parts, const std::function<void(int part)>& body) override { pool_.run(parts, body); }
 
   Buffer alloc(size_t bytes) override;
   void free(void* ptr) noexcept override;

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <random>
 
 #include "core/error.hpp"
@@ -92,6 +93,70 @@ TEST(Request, ErrorsSayWhere) {
 // Simplified JSON of flat instances takes a fast path of its own; it must give exactly the
 // general path's floats (the same body wrapped as {"instances": ...} takes the general path),
 // and leave everything it does not handle, errors included, to the general path.
+// A large list parsed in two halves on lent threads gives the same floats as one pass, whatever
+// the spacing at the cut; what the halves cannot take (nested instances, a bad row, invalid
+// JSON, no list) is answered as without the threads, errors included.
+TEST(Request, ParsingInHalvesMatchesParsingWhole) {
+  int calls = 0;
+  const HostParallel serial = [&](int parts, const std::function<void(int)>& body) {
+    ++calls;
+    for (int p = parts - 1; p >= 0; --p) body(p);  // backwards: the halves must not depend on order
+  };
+  std::mt19937 rng(11);
+  auto row = [&](int i) {
+    std::string r = "[";
+    for (int j = 0; j < 6; ++j) {
+      if (j) r += ',';
+      r += std::to_string(int(rng() % 2000) - 1000) + "." + std::to_string(i % 97);
+    }
+    return r + "]";
+  };
+  for (const char* sep : {",", " , ", ",\n", "\n,\t"}) {
+    for (int rows : {5001, 5002}) {
+      std::string body = " [ ";
+      for (int i = 0; i < rows; ++i) body += (i ? std::string(sep) : "") + row(i);
+      body += " ] \n";
+      ASSERT_GE(body.size(), size_t(64 << 10));
+      JsonParser parser;
+      const Instances whole = parse_sagemaker_json(body, kSpec, parser);
+      const int before = calls;
+      const Instances halves = parse_sagemaker_json(body, kSpec, parser, &serial);
+      EXPECT_EQ(calls, before + 1) << "the halves path was not taken";
+      ASSERT_EQ(halves.rows, rows);
+      ASSERT_EQ(whole.rows, rows);
+      ASSERT_EQ(std::memcmp(halves.x.data(), whole.x.data(), whole.x.size() * sizeof(float)), 0) << sep;
+    }
+  }
+  std::string big = "[";
+  for (int i = 0; i < 6000; ++i) {
+    if (i) big += ',';
+    big += row(i);
+  }
+  JsonParser parser;
+  auto both = [&](const std::string& body) {
+    std::string a, b;
+    try {
+      a = std::to_string(parse_sagemaker_json(body, kSpec, parser).rows);
+    } catch (const Error& e) {
+      a = e.message();
+    }
+    try {
+      b = std::to_string(parse_sagemaker_json(body, kSpec, parser, &serial).rows);
+    } catch (const Error& e) {
+      b = e.message();
+    }
+    EXPECT_EQ(a, b) << body.substr(0, 80);
+  };
+  both(big + "]");                                  // 6000 rows
+  both(big + ",[1,2,3]]");                           // a short last row
+  both(big + "]]");                                  // invalid JSON after the list
+  both("[" + big.substr(1) + "]");                   // the same list again
+  std::string nested = "[";
+  for (int i = 0; i < 4000; ++i) nested += i ? ",[[1,2,3],[4,5,6]]" : "[[1,2,3],[4,5,6]]";
+  both(nested + "]");                                // nested instances: cut inside an instance
+  both(R"({"instances": )" + big + "]}");            // a TF Serving body
+}
+
 TEST(Request, SimplifiedFastPathMatchesTheGeneralPath) {
   std::mt19937_64 rng(5);
   std::vector<std::string> numbers = {"0", "-0", "0.0", "-0.0", "1", "-1", "1e5", "1E+5", "-2.5e-3", "1e-30", "3e38",
