@@ -93,16 +93,10 @@ class FastSimplified {
       out.rows = 1;
       return end();
     }
-    // A list of instances. Each number takes at least two bytes (a digit and ',' or ']'), which
-    // bounds the rows, so the batch is allocated once.
-    out.x.reserve((size_t(end_ - p_) / size_t(2 * size_) + 1) * size_t(size_));
+    // A list of instances.
+    reserve_rows(out);
     while (true) {
-      ws();
-      if (!eat('[')) return false;
-      ws();
-      out.x.resize(out.x.size() + size_t(size_));
-      if (!numbers(out.x.data() + out.x.size() - size_t(size_))) return false;
-      ++out.rows;
+      if (!row(out)) return false;
       ws();
       if (eat(']')) return end();
       if (!eat(',')) return false;
@@ -113,14 +107,9 @@ class FastSimplified {
   // list cut at a row boundary): at least one, and nothing after the last.
   bool rows(Instances& out) {
     if (size_ < 1) return false;
-    out.x.reserve((size_t(end_ - p_) / size_t(2 * size_) + 1) * size_t(size_));
+    reserve_rows(out);
     while (true) {
-      ws();
-      if (!eat('[')) return false;
-      ws();
-      out.x.resize(out.x.size() + size_t(size_));
-      if (!numbers(out.x.data() + out.x.size() - size_t(size_))) return false;
-      ++out.rows;
+      if (!row(out)) return false;
       if (end()) return true;
       if (!eat(',')) return false;
     }
@@ -155,6 +144,21 @@ class FastSimplified {
   bool eat(char c) {
     if (p_ == end_ || *p_ != c) return false;
     ++p_;
+    return true;
+  }
+  // Each number takes at least two bytes (a digit and ',' or ']'), which bounds the rows, so
+  // the batch is allocated once.
+  void reserve_rows(Instances& out) const {
+    out.x.reserve((size_t(end_ - p_) / size_t(2 * size_) + 1) * size_t(size_));
+  }
+  // One flat instance, "[n, ...]", appended to the batch.
+  bool row(Instances& out) {
+    ws();
+    if (!eat('[')) return false;
+    ws();
+    out.x.resize(out.x.size() + size_t(size_));
+    if (!numbers(out.x.data() + out.x.size() - size_t(size_))) return false;
+    ++out.rows;
     return true;
   }
   // After the closing ']' of the body: only whitespace may follow.
