@@ -144,7 +144,7 @@ class RawClient {
     return status;
   }
 
- // Closes the connection (the next post() opens one).
+  // Closes the connection (the next post() opens one).
   void disconnect() { close_socket(); }
 
  private:
@@ -208,8 +208,8 @@ double thread_cpu_seconds() {
 // machine drifts within seconds; alternating lets both rates see the same load. A request
 // counts only if it starts and ends within one serving slice (in-flight requests are dropped
 // at a slice's end, and each slice starts with idle connections), which can only lower the
-// served rate. Connections are closed between serving slices. The CPU time of a serving slice runs until its last request is answered, and
-// counts the images of every request started in it.
+// served rate. Connections are closed between serving slices. The CPU time of a serving slice
+// runs until its last request is answered, and counts the images of every request started in it.
 Cell measure(int port, const std::vector<std::string>& bodies, Model& model, const io::Dataset& d, int64_t images,
              int conns, double seconds) {
   using Seconds = std::chrono::duration<double>;

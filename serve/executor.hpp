@@ -6,7 +6,8 @@
 // last one's answer. Each waiting request is woken alone, when its own pass is done.
 // With batching on, concurrent requests for the same model are merged into one
 // forward pass of up to `max_batch` rows, waiting at most `timeout` after the first arrived.
-// The wait ends early when every request known to be on its way is queued (see Announcement).
+// The wait ends early when every request known to be on its way is queued (see Announcement);
+// a request with none other on its way runs at once on its own thread, as without batching.
 // A row's probabilities do not depend on the other rows of its pass (the kernels never split
 // or reorder a row's sums by batch), so batching never changes a result; tests check it.
 // Passes are cut into chunks of at most kMaxPassRows rows, so the activation memory is bounded
