@@ -171,7 +171,7 @@ int main(int argc, char** argv) {
   serve::InstanceSpec spec;
   spec.size = 784;
   serve::JsonParser parser;
-  const serve::HostParallel lend = [&](int parts, const std::function<void(int)>& f) { backend->run_host_parts(parts, f); };
+  const serve::ParseThreads lend{[&](int parts, const std::function<void(int)>& f) { backend->run_host_parts(parts, f); }};
   double parse_us[2] = {}, parses = 0;
   for (const auto start = Clock::now(); seconds_since(start) < seconds / 3; parses += 1) {
     for (int mode = 0; mode < 2; ++mode) {

@@ -217,8 +217,8 @@ HttpResponse Endpoint::invocations(const HttpRequest& r) {
   const std::string type = media_type(r.content_type);
   const Executor::Announcement coming(executor_);
   // With no pass running, the model's threads may help parse a large body.
-  const HostParallel lend = [&v](int parts, const std::function<void(int)>& body) { v.model->backend().run_host_parts(parts, body); };
-  const HostParallel* parallel = executor_.expect(*v.model) ? &lend : nullptr;
+  const ParseThreads lend{[&v](int parts, const std::function<void(int)>& body) { v.model->backend().run_host_parts(parts, body); }};
+  const ParseThreads* parallel = executor_.expect(*v.model) ? &lend : nullptr;
   Instances in;
   if (type.empty() || type == "application/json") in = parse_sagemaker_json(r.body, v.spec, *parsers_.acquire(), parallel);
   else if (type == "application/jsonlines" || type == "application/jsons") in = parse_json_lines(r.body, v.spec, *parsers_.acquire());

@@ -467,13 +467,10 @@ Instances parse_tfs_json(std::string_view body, const InstanceSpec& spec, JsonPa
   return r.take();
 }
 
-// Bodies from this size up are worth a second thread (a 50-image MNIST body is 134 KB).
-constexpr size_t kParallelParseBytes = 64 << 10;
-
 // A list of flat instances as two halves, cut at the row boundary ("]" "," "[", spaces between
 // allowed) nearest after the middle, parsed at once; false when there is no such boundary or a
 // half is not a run of flat instances (the caller then parses the body whole).
-bool parse_halves(std::string_view body, int64_t size, const HostParallel& parallel, Instances& out) {
+bool parse_halves(std::string_view body, int64_t size, const ParseThreads& threads, Instances& out) {
   size_t b = 0, e = body.size();
   while (b < e && FastSimplified::space(body[b])) ++b;
   while (e > b && FastSimplified::space(body[e - 1])) --e;
@@ -493,7 +490,7 @@ bool parse_halves(std::string_view body, int64_t size, const HostParallel& paral
   const std::string_view halves[2] = {rows.substr(0, cut), rows.substr(cut + 1)};
   Instances parsed[2];
   bool ok[2] = {false, false};
-  parallel(2, [&](int h) { ok[h] = FastSimplified(halves[h], size).rows(parsed[h]); });
+  threads.run(2, [&](int h) { ok[h] = FastSimplified(halves[h], size).rows(parsed[h]); });
   if (!ok[0] || !ok[1]) return false;
   out.rows = parsed[0].rows + parsed[1].rows;
   out.x = std::move(parsed[0].x);
@@ -502,9 +499,9 @@ bool parse_halves(std::string_view body, int64_t size, const HostParallel& paral
 }
 
 Instances parse_sagemaker_json(std::string_view body, const InstanceSpec& spec, JsonParser& parser,
-                               const HostParallel* parallel) {
-  if (parallel && body.size() >= kParallelParseBytes) {
-    if (Instances fast; parse_halves(body, spec.size, *parallel, fast)) return fast;
+                               const ParseThreads* threads) {
+  if (threads && body.size() >= threads->min_bytes) {
+    if (Instances fast; parse_halves(body, spec.size, *threads, fast)) return fast;
   }
   if (Instances fast; FastSimplified(body, spec.size).parse(fast)) return fast;
   JsonReader r(spec, parser.impl().parser);

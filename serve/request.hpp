@@ -83,16 +83,20 @@ class JsonParsers {
   std::vector<std::unique_ptr<JsonParser>> free_;
 };
 
-// Runs body(part) for part in [0, parts), in parallel where the caller has threads to lend
-// (an endpoint lends its model's backend threads: Backend::run_host_parts).
-using HostParallel = std::function<void(int parts, const std::function<void(int part)>& body)>;
+// Threads a parser may borrow: run(parts, body) runs body(part) for part in [0, parts) at once
+// (an endpoint lends its model's backend threads: Backend::run_host_parts), for bodies of
+// min_bytes or more (smaller ones cost less to parse than a thread costs to start).
+struct ParseThreads {
+  std::function<void(int parts, const std::function<void(int part)>& body)> run;
+  size_t min_bytes = 64 << 10;  // a 50-image MNIST body is 134 KB
+};
 
 // A TF Serving request body ({"instances": ...} or {"inputs": ...}).
 Instances parse_tfs_json(std::string_view body, const InstanceSpec& spec, JsonParser& parser);
 // SageMaker application/json: a TF Serving body as is, else the simplified form. With
-// `parallel`, a large list of flat instances is parsed in two halves at once (same floats).
+// `threads`, a large list of flat instances is parsed in two halves at once (same floats).
 Instances parse_sagemaker_json(std::string_view body, const InstanceSpec& spec, JsonParser& parser,
-                               const HostParallel* parallel = nullptr);
+                               const ParseThreads* threads = nullptr);
 // application/jsonlines and application/jsons: each non-blank line as application/json.
 Instances parse_json_lines(std::string_view body, const InstanceSpec& spec, JsonParser& parser);
 // The same with a parser of their own (tests, tools).

@@ -13,5 +13,6 @@ mkdir -p "$work/corpus"
   -I"$root" "$root/tests/ps/fuzz_header.cpp" "$root/ps/header.cpp" "$root/core/error.cpp" \
   -o "$work/fuzz_header"
 # -max_len above kMaxHeaderBytes would only test the size check; 8 KiB covers many chunk ids.
-"$work/fuzz_header" -max_total_time="$seconds" -max_len=8192 -rss_limit_mb=1024 -print_final_stats=1 \
+# A crash must fail the test: libFuzzer would exit 77, which meson reads as "skipped".
+"$work/fuzz_header" -max_total_time="$seconds" -max_len=8192 -rss_limit_mb=1024 -error_exitcode=1 -timeout_exitcode=1 -print_final_stats=1 \
   "$work/corpus" 2>&1 | tail -15

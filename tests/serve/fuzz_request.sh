@@ -24,9 +24,11 @@ printf '\0{"inputs": {"x": [[[1,2,3],[4,5,6]]]}}' >"$corpus/tfs_columnar"
 printf '\1[[1,2,3],[4,5,6]]' >"$corpus/simple_nested"
 printf '\1[[1,2,3,4,5,6], [0.25,-0,1e5,2E-3,-0.5,0.011764706]]' >"$corpus/simple_flat_list"
 printf '\1{"x": [1.5e3,-2,3,4,5,6]}' >"$corpus/simple_named"
+printf '\1[[1,2,3,4,5,6],\n[7,8,9,10,11,0.5], [-1,-2,-3,-4,-5,-6]]' >"$corpus/simple_three_rows"  # cut in halves
 printf '\2[1,2,3,4,5,6]\n{"instances": [[1,2,3,4,5,6]]}\n' >"$corpus/lines"
 printf '\3 1,2,3,4,5,6\r\n-1e-3,0,0,0,0,7\n' >"$corpus/csv"
 printf '\3nan,inf,1e39,0x1,,\n' >"$corpus/csv_bad"
-"$out/fuzz_request" -max_total_time="$seconds" -max_len=4096 -timeout=10 -print_final_stats=1 \
+# A crash must fail the test: libFuzzer would exit 77, which meson reads as "skipped".
+"$out/fuzz_request" -max_total_time="$seconds" -max_len=4096 -timeout=10 -error_exitcode=1 -timeout_exitcode=1 -print_final_stats=1 \
   -artifact_prefix="$out/" "$corpus" 2>&1 | tail -20
 exit "${PIPESTATUS[0]}"

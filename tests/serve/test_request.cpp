@@ -98,10 +98,10 @@ TEST(Request, ErrorsSayWhere) {
 // JSON, no list) is answered as without the threads, errors included.
 TEST(Request, ParsingInHalvesMatchesParsingWhole) {
   int calls = 0;
-  const HostParallel serial = [&](int parts, const std::function<void(int)>& body) {
+  const ParseThreads serial{[&](int parts, const std::function<void(int)>& body) {
     ++calls;
     for (int p = parts - 1; p >= 0; --p) body(p);  // backwards: the halves must not depend on order
-  };
+  }};
   std::mt19937 rng(11);
   auto row = [&](int i) {
     std::string r = "[";
