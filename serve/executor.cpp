@@ -27,32 +27,22 @@ void Executor::forward(Model& model, const float* x, int64_t rows, float* probs)
   }
 }
 
+std::unique_lock<std::mutex> Executor::idle_pass_lock(bool alone) {
+  std::lock_guard lk(mu_);
+  if (!queue_.empty() || (alone && (announced_ > 1 || unbatched_ != 0))) return {};
+  return std::unique_lock(pass_mu_, std::try_to_lock);
+}
+
 bool Executor::expect(Model& model) {
-  {
-    std::lock_guard lk(mu_);
-    if (!queue_.empty()) return false;  // passes are running back to back: the threads are awake
-  }
-  if (!pass_mu_.try_lock()) return false;
-  std::lock_guard pass(pass_mu_, std::adopt_lock);
+  // Passes queued or running: the threads are awake, and busy.
+  const auto pass = idle_pass_lock(false);
+  if (!pass) return false;
   model.backend().expect_work();
   return true;
 }
 
 void Executor::run(Model& model, const float* x, int64_t rows, float* probs) {
-  if (!options_.enabled()) {
-    {
-      // Idle: run here, which spares a request on its own the two thread hand-overs of the queue.
-      std::unique_lock lk(mu_);
-      if (queue_.empty() && pass_mu_.try_lock()) {
-        lk.unlock();
-        std::lock_guard pass(pass_mu_, std::adopt_lock);
-        forward(model, x, rows, probs);
-        return;
-      }
-    }
-    return queue_and_wait(model, x, rows, probs);
-  }
-  if (rows >= options_.max_batch) {
+  if (options_.enabled() && rows >= options_.max_batch) {
     // Too big to merge: runs alone, and no batch should wait for it.
     {
       std::lock_guard lk(mu_);
@@ -70,16 +60,11 @@ void Executor::run(Model& model, const float* x, int64_t rows, float* probs) {
     forward(model, x, rows, probs);
     return;
   }
-  {
-    // A lone request (no other announced, nothing queued or running) has nothing to merge
-    // with: it runs here at once, sparing it the hand-over to the pass thread and back.
-    std::unique_lock lk(mu_);
-    if (queue_.empty() && announced_ <= 1 && unbatched_ == 0 && pass_mu_.try_lock()) {
-      lk.unlock();
-      std::lock_guard pass(pass_mu_, std::adopt_lock);
-      forward(model, x, rows, probs);
-      return;
-    }
+  // Idle, and with batching nothing to merge with: run here, which spares a request on its own
+  // the two thread hand-overs of the queue.
+  if (const auto pass = idle_pass_lock(options_.enabled())) {
+    forward(model, x, rows, probs);
+    return;
   }
   queue_and_wait(model, x, rows, probs);
 }

@@ -81,6 +81,9 @@ class Executor {
   };
 
   void forward(Model& model, const float* x, int64_t rows, float* probs);  // caller holds pass_mu_
+  // pass_mu_, held, if nothing is queued or running and, when `alone`, no other request is on
+  // its way or running unbatched; else an empty lock.
+  std::unique_lock<std::mutex> idle_pass_lock(bool alone);
   void queue_and_wait(Model& model, const float* x, int64_t rows, float* probs);
   void pass_loop();
   void run_batch(Model& model, const std::vector<Job*>& batch, int64_t rows);
