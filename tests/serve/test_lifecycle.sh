@@ -109,6 +109,8 @@ assert len(cells) == 4, cells
 for c in cells:
     assert c["failures"] == 0 and c["requests_per_sec"] > 0 and c["in_process_images_per_sec"] > 0, c
     assert 0 < c["cpu_us_per_image_in_process"] < c["cpu_us_per_image_served"] * 10, c
+    # The client sends and reads every request, so it used some CPU, less than the server did.
+    assert 0 < c["cpu_us_per_image_client"] < c["cpu_us_per_image_served"], c
 PY
 
 echo "$failures failure(s)"
