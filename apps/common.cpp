@@ -24,7 +24,7 @@ std::filesystem::path default_mnist_cache() {
 
 Context make_context(const DeviceArgs& d, int threads, Identity id) {
   STRAND_CHECK(threads >= 1, Usage, "--threads must be at least 1", "strand");
-  Context ctx(make_backend(d.device, threads, CudaOptions{.tf32 = d.tf32, .graphs = d.graphs, .cudnn_benchmark = d.cudnn_benchmark}),
+  Context ctx(make_backend(parse_device(d.device), threads, CudaOptions{.tf32 = d.tf32, .graphs = d.graphs, .cudnn_benchmark = d.cudnn_benchmark}),
               std::move(id));
   if (d.device != "cpu") {
     ctx.log("running on " + d.device + (d.tf32 ? " with TF32 math" : "") +

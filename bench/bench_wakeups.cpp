@@ -95,7 +95,7 @@ int main(int argc, char** argv) {
   std::printf("1. futex round trip: back to back %.1f us, after 300 us idle %.1f us\n",
               futex_round_trip_us(us(0), 20000), futex_round_trip_us(us(300), 2000));
 
-  auto backend = make_backend("cpu", 2);
+  auto backend = make_cpu_backend(2);
   Model m(*backend, models::mnist_cnn());
   m.init(1);
   std::vector<float> x(50 * 784), probs(500);

@@ -13,10 +13,29 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 namespace strand {
 
 class Backend;
+
+// Where kernels run: the CPU, or CUDA GPU `index` (0-based) of this machine.
+enum class DeviceKind { Cpu, Cuda };
+struct Device {
+  static constexpr int kLocalGpu = -1;
+  DeviceKind kind = DeviceKind::Cpu;
+  // cuda only; kLocalGpu ("cuda" without a number): GPU 0 for one process, the GPU of the
+  // rank's index on its host in a data-parallel job (Device::resolved).
+  int index = kLocalGpu;
+  bool is_cpu() const { return kind == DeviceKind::Cpu; }
+  // kLocalGpu replaced by `local_rank`.
+  Device resolved(int local_rank) const { return {kind, index == kLocalGpu ? local_rank : index}; }
+  std::string str() const;  // "cpu", "cuda", "cuda:N"
+  bool operator==(const Device&) const = default;
+};
+// "cpu", "cuda" (GPU 0) or "cuda:N"; Usage error naming the text otherwise. The one parser of
+// device strings: the CLI, files and the environment all come through it.
+Device parse_device(std::string_view text);
 
 // Owning handle to device memory (RAII). Move-only.
 class Buffer {
@@ -77,7 +96,8 @@ struct LossTotals {
 class Backend {
  public:
   virtual ~Backend() = default;
-  virtual std::string name() const = 0;  // "cpu", "cuda"
+  virtual std::string name() const = 0;  // "cpu", "cuda": for log lines
+  virtual DeviceKind kind() const = 0;
 
   // ---- memory
   virtual Buffer alloc(size_t bytes) = 0;                     // zero-filled
@@ -210,8 +230,8 @@ std::unique_ptr<Backend> make_cuda_backend(int device, CudaOptions options = {})
 bool cuda_built();
 int cuda_device_count();
 
-// A backend by name: "cpu", "cuda" (GPU 0) or "cuda:N". `threads` is for the CPU backend,
-// `cuda` for CUDA (asking the CPU for TF32 is a Usage error: it has no such mode).
-std::unique_ptr<Backend> make_backend(const std::string& device, int threads, CudaOptions cuda = {});
+// The backend of `device`. `threads` is for the CPU backend, `cuda` for CUDA (asking the CPU
+// for TF32 is a Usage error: it has no such mode).
+std::unique_ptr<Backend> make_backend(Device device, int threads, CudaOptions cuda = {});
 
 }  // namespace strand

@@ -14,6 +14,7 @@ class CpuBackend final : public Backend {
 
   int threads() const { return pool_.size(); }
   std::string name() const override { return "cpu"; }
+  DeviceKind kind() const override { return DeviceKind::Cpu; }
   void expect_work() override;
   void run_host_parts(int parts, const std::function<void(int part)>& body) override { pool_.run(parts, body); }
 

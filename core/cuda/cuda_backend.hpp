@@ -67,6 +67,7 @@ class CudaBackend final : public Backend {
   // numbers) chosen for this shape, choosing them now if no step has yet (conv2d.cu).
   std::string conv_algorithms(const Conv2dDesc& d);
   std::string name() const override { return "cuda"; }
+  DeviceKind kind() const override { return DeviceKind::Cuda; }
 
   Buffer alloc(size_t bytes) override;
   void free(void* ptr) noexcept override;

@@ -114,7 +114,7 @@ class Cuda : public testing::Test {
 TEST_F(Cuda, EntryPoints) {
   EXPECT_TRUE(cuda_built());
   EXPECT_EQ(gpu().name(), "cuda");
-  EXPECT_EQ(make_backend("cuda:0", 1)->name(), "cuda");
+  EXPECT_EQ(make_backend(parse_device("cuda:0"), 1)->name(), "cuda");
   for (int bad : {-1, cuda_device_count()}) {
     try {
       make_cuda_backend(bad);
