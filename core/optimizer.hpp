@@ -12,7 +12,7 @@ namespace strand {
 
 struct OptimizerConfig {
   std::string kind = "adam";  // "sgd", "momentum", "adam"
-  float lr = 1e-3f;
+  float lr = 2e-3f;  // the CLI's default too
   float momentum = 0.9f;
   float beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f;
 };

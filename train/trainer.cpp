@@ -1,7 +1,6 @@
 #include "train/trainer.hpp"
 
 #include <algorithm>
-#include <cmath>
 #include <chrono>
 
 #include "core/error.hpp"
@@ -40,13 +39,241 @@ struct BatchBuffers {
 
 uint64_t step_key(uint64_t seed, int64_t step) { return mix64(seed ^ mix64(uint64_t(step) + 0x5eed)); }
 
-// The learning rate at `step` of `total`: a pure function of the step, so a resumed run
-// follows the same schedule as an uninterrupted one.
-float scheduled_lr(const std::string& schedule, float base, int64_t step, int64_t total) {
-  const double t = total > 0 ? std::min(1.0, double(step) / double(total)) : 0.0;
-  if (schedule == "linear") return float(base * (1.0 - t));
-  if (schedule == "cosine") return float(base * 0.5 * (1.0 + std::cos(3.14159265358979323846 * t)));
-  return base;
+// Loss and accuracy sums of the training batches since an epoch began, and the time spent
+// training in it (evaluations excluded).
+struct EpochStats {
+  double loss_sum = 0;
+  int64_t correct = 0, seen = 0;
+  double train_seconds = 0;
+  void add(const LossTotals& t) {
+    loss_sum += t.loss_sum;
+    correct += t.correct;
+    seen += t.examples;
+  }
+};
+
+// One call of train(): the state its named steps share.
+class Run {
+ public:
+  Run(Context& ctx, Model& model, const io::Dataset& train_set, const io::Dataset* eval, const TrainConfig& cfg,
+      Strategy& strategy)
+      : ctx_(ctx), model_(model), be_(model.backend()), train_set_(train_set), eval_(eval), cfg_(cfg),
+        strategy_(strategy), opt_(be_, cfg.optimizer, model.param_count()), world_(strategy.world()),
+        rank_(strategy.rank()), used_(train_set.size() - train_set.size() % world_),
+        global_batch_(cfg.batch_size * world_), steps_(io::steps_per_epoch(used_, global_batch_)),
+        total_steps_(cfg.epochs * steps_) {}
+
+  TrainResult operator()() {
+    resume();
+    strategy_.broadcast_initial(model_, opt_);
+    stage_data();
+    be_.take_loss_totals();  // start from zero whatever ran on this backend before
+    for (int64_t epoch = result_.resumed_from_epoch; epoch < cfg_.epochs && !stop_; ++epoch) {
+      if (run_epoch(epoch)) checkpoint(epoch);
+    }
+    finish();
+    return result_;
+  }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+
+  void resume();
+  void stage_data();
+  // Trains one epoch (or until a stop); true when it ran to its end.
+  bool run_epoch(int64_t epoch);
+  void train_step(int64_t s, const std::vector<int64_t>& order, const int64_t* order_dev);
+  void report_progress(int64_t epoch, int64_t s, EpochStats& stats, Clock::time_point t_train);
+  // Evaluates on the test set and reports; true when the accuracy target is reached.
+  bool evaluate_now(int64_t epoch, EpochStats& stats, Clock::time_point& t_train);
+  void checkpoint(int64_t epoch);
+  void finish();
+  Clock::time_point phase(const char* name, Clock::time_point t0) {
+    const auto t1 = Clock::now();
+    if (cfg_.timeline) cfg_.timeline->record(name, Timeline::kCompute, t0, t1);
+    return t1;
+  }
+
+  Context& ctx_;
+  Model& model_;
+  Backend& be_;
+  const io::Dataset& train_set_;
+  const io::Dataset* eval_;
+  const TrainConfig& cfg_;
+  Strategy& strategy_;
+  Optimizer opt_;
+  const int64_t world_, rank_;
+  const int64_t used_;  // every rank trains the same number of samples
+  const int64_t global_batch_, steps_, total_steps_;
+
+  TrainResult result_;
+  int64_t step_ = 0;
+  bool stop_ = false;
+  // The training set and this step's batch where the backend's kernels read them.
+  Buffer images_store_, labels_store_, x_, y_;
+  const float* images_ = nullptr;
+  const int32_t* labels_ = nullptr;
+  const Clock::time_point t_start_ = Clock::now();
+  Clock::time_point t_timed_ = t_start_;  // start of the timed steps
+  double excluded_seconds_ = 0;           // evaluations and checkpoints, for result_.train_seconds
+  int64_t steps_in_call_ = 0;
+  Clock::time_point last_progress_;
+};
+
+void Run::resume() {
+  model_.init(cfg_.seed);
+  if (cfg_.resume) {
+    if (auto path = io::latest_checkpoint(cfg_.checkpoint_dir)) {
+      io::Checkpoint ck = io::load_checkpoint(*path);
+      const std::string where = path->string();
+      STRAND_CHECK(ck.model.arch == model_.arch(), Usage,
+                   "checkpoint holds model '" + ck.model.arch.name + "', this run trains '" + model_.arch().name + "'",
+                   where);
+      STRAND_CHECK(ck.seed == cfg_.seed && ck.batch_size == cfg_.batch_size, Usage,
+                   "checkpoint was made with seed " + std::to_string(ck.seed) + " and batch size " +
+                       std::to_string(ck.batch_size) + "; this run uses seed " + std::to_string(cfg_.seed) +
+                       " and batch size " + std::to_string(cfg_.batch_size) + " (resuming must not change them)",
+                   where);
+      model_.set_params(ck.model.params);
+      opt_.load_state(ck.optimizer);
+      step_ = ck.global_step;
+      result_.resumed_from_epoch = ck.epochs_done;
+      ctx_.log("resuming from " + where + " (epoch " + std::to_string(ck.epochs_done) + ", step " +
+               std::to_string(step_) + ")");
+    } else {
+      ctx_.log("no checkpoint in " + cfg_.checkpoint_dir.string() + ": starting from scratch");
+    }
+  }
+  // Every worker must resume from the same checkpoint (a rank on a host that cannot see it
+  // would otherwise train different steps and hang the collectives).
+  STRAND_CHECK(strategy_.sum(double(step_)) == double(step_) * strategy_.world(), Usage,
+               "the workers resumed from different steps (is the checkpoint directory shared by all hosts?)",
+               ctx_.where());
+}
+
+// The training set is made readable by the backend once (a copy only on a GPU); each step
+// gathers its batch there from the epoch's permutation, so no image crosses to the device per
+// step, and loss/accuracy are read from the device only for progress and evaluations.
+void Run::stage_data() {
+  images_ = static_cast<const float*>(
+      be_.device_view(train_set_.images.data(), train_set_.images.size() * sizeof(float), images_store_));
+  labels_ = static_cast<const int32_t*>(
+      be_.device_view(train_set_.labels.data(), train_set_.labels.size() * sizeof(int32_t), labels_store_));
+  x_ = be_.alloc(size_t(cfg_.batch_size * train_set_.sample_shape.numel()) * sizeof(float));
+  y_ = be_.alloc(size_t(cfg_.batch_size) * sizeof(int32_t));
+}
+
+bool Run::run_epoch(int64_t epoch) {
+  const std::vector<int64_t> order = io::epoch_permutation(train_set_.size(), cfg_.seed, epoch);
+  Buffer order_store;
+  const auto* order_dev =
+      static_cast<const int64_t*>(be_.device_view(order.data(), order.size() * sizeof(int64_t), order_store));
+  EpochStats stats;
+  auto t_train = Clock::now();
+  last_progress_ = t_train - std::chrono::seconds(1);
+  int64_t s = 0;  // steps of this epoch done
+  for (; s < steps_ && !stop_; ++s) {
+    train_step(s, order, order_dev);
+    if (cfg_.max_steps > 0 && step_ >= cfg_.max_steps) stop_ = true;
+    report_progress(epoch, s, stats, t_train);
+    const bool last = s + 1 == steps_ || stop_;
+    if (((cfg_.eval_every > 0 && step_ % cfg_.eval_every == 0) || last) && evaluate_now(epoch, stats, t_train)) {
+      result_.reached_target = true;
+      stop_ = true;
+    }
+  }
+  // Only a whole epoch is checkpointed (a stop at its last step still completes it).
+  return s == steps_;
+}
+
+void Run::train_step(int64_t s, const std::vector<int64_t>& order, const int64_t* order_dev) {
+  // This worker's part of the global batch (the last one may be smaller; it still divides
+  // evenly because `used_` is a multiple of the world size).
+  const std::span<const int64_t> epoch_order = std::span<const int64_t>(order).first(size_t(used_));
+  const std::span<const int64_t> batch =
+      io::shard(io::batch_slice(epoch_order, s, global_batch_), int(rank_), int(world_));
+  const int64_t b = int64_t(batch.size());
+  const int64_t first = batch.data() - order.data();
+  opt_.set_lr(cfg_.schedule.lr(cfg_.optimizer.lr, step_, total_steps_));
+  if (steps_in_call_ == cfg_.untimed_steps) {  // the timed steps start: the warm-up is done
+    be_.synchronize();
+    t_timed_ = Clock::now();
+    excluded_seconds_ = 0;
+  }
+  const int64_t sample = train_set_.sample_shape.numel();
+  const Model::GradsReady ready = [&](int64_t begin, int64_t end) { strategy_.grads_ready(model_, begin, end); };
+  auto t = Clock::now();
+  be_.begin_step(b);
+  be_.gather(b, sample, order_dev + first, images_, labels_, x_.f32(), y_.i32());
+  model_.forward(x_.f32(), b, true, step_key(cfg_.seed, step_), uint64_t(rank_ * b));
+  model_.loss_accumulate(y_.i32(), b);
+  t = phase("forward", t);
+  model_.backward(ready);
+  t = phase("backward", t);
+  strategy_.finish_step(model_, opt_);
+  be_.end_step();
+  phase("update", t);
+  ++step_;
+  if (steps_in_call_++ >= cfg_.untimed_steps) result_.train_images += b;
+}
+
+// Progress reads the totals (a wait on a GPU) at most 5 times a second.
+void Run::report_progress(int64_t epoch, int64_t s, EpochStats& stats, Clock::time_point t_train) {
+  const bool last = s + 1 == steps_ || stop_;
+  if (!cfg_.on_step || !(last || since(last_progress_) >= 0.2)) return;
+  stats.add(be_.take_loss_totals());
+  last_progress_ = Clock::now();
+  cfg_.on_step({.epoch = epoch + 1,
+                .epochs = cfg_.epochs,
+                .step_in_epoch = s + 1,
+                .steps_per_epoch = steps_,
+                .loss = stats.loss_sum / double(stats.seen),
+                .accuracy = double(stats.correct) / double(stats.seen),
+                .images_per_sec = double(stats.seen) * double(world_) / (stats.train_seconds + since(t_train))});
+}
+
+bool Run::evaluate_now(int64_t epoch, EpochStats& stats, Clock::time_point& t_train) {
+  stats.add(be_.take_loss_totals());
+  stats.train_seconds += since(t_train);
+  const double all_seen = strategy_.sum(double(stats.seen));
+  Metrics m{.epoch = epoch + 1,
+            .step = step_,
+            .loss = strategy_.sum(stats.loss_sum) / all_seen,
+            .train_accuracy = strategy_.sum(double(stats.correct)) / all_seen,
+            .images_per_sec = all_seen / stats.train_seconds,
+            .workers = int64_t(strategy_.sum(1.0))};
+  if (eval_) {
+    const auto t_eval = Clock::now();
+    result_.last_eval = evaluate(model_, *eval_);
+    excluded_seconds_ += since(t_eval);
+    m.test_accuracy = result_.last_eval.accuracy;
+    m.test_loss = result_.last_eval.loss;
+  }
+  m.seconds = since(t_start_);
+  result_.evaluations.push_back(m);
+  if (cfg_.on_eval) cfg_.on_eval(m);
+  t_train = Clock::now();
+  return eval_ && cfg_.stop_at_accuracy > 0 && m.test_accuracy >= cfg_.stop_at_accuracy;
+}
+
+void Run::checkpoint(int64_t epoch) {
+  if (cfg_.checkpoint_dir.empty() || strategy_.rank() != 0) return;
+  const auto t_checkpoint = Clock::now();
+  strategy_.before_checkpoint(model_, opt_);
+  const io::Checkpoint ck{.model = {model_.arch(), io::default_signature(model_), model_.get_params(), {}},
+                          .optimizer = opt_.state(),
+                          .epochs_done = epoch + 1,
+                          .global_step = step_,
+                          .seed = cfg_.seed,
+                          .batch_size = cfg_.batch_size};
+  ctx_.log("checkpoint " + io::write_checkpoint(cfg_.checkpoint_dir, ck).string());
+  excluded_seconds_ += since(t_checkpoint);
+}
+
+void Run::finish() {
+  be_.synchronize();
+  if (steps_in_call_ > cfg_.untimed_steps) result_.train_seconds = since(t_timed_) - excluded_seconds_;
+  result_.global_step = step_;
 }
 
 }  // namespace
@@ -86,192 +313,25 @@ EvalResult evaluate(Model& model, const io::Dataset& data, int64_t batch_size) {
   return r;
 }
 
-TrainResult train(Context& ctx, Model& model, const io::Dataset& train_set, const io::Dataset* eval,
-                  const TrainConfig& cfg, Strategy& strategy) {
+void validate(const TrainConfig& cfg) {
   STRAND_CHECK(cfg.epochs >= 1, Usage, "epochs must be at least 1, got " + std::to_string(cfg.epochs), "train");
   STRAND_CHECK(cfg.batch_size >= 1, Usage, "batch size must be at least 1, got " + std::to_string(cfg.batch_size),
                "train");
   STRAND_CHECK(!cfg.resume || !cfg.checkpoint_dir.empty(), Usage, "resuming needs a checkpoint directory", "train");
   STRAND_CHECK(cfg.eval_every >= 0, Usage, "eval_every must be >= 0", "train");
-  STRAND_CHECK(cfg.warmup_steps >= 0, Usage, "warmup_steps must be >= 0", "train");
-  STRAND_CHECK(cfg.lr_schedule == "constant" || cfg.lr_schedule == "linear" || cfg.lr_schedule == "cosine", Usage,
-               "unknown learning-rate schedule '" + cfg.lr_schedule + "' (choose constant, linear or cosine)", "train");
+  STRAND_CHECK(cfg.schedule.warmup_steps >= 0, Usage, "warmup_steps must be >= 0", "train");
   STRAND_CHECK(cfg.stop_at_accuracy >= 0 && cfg.stop_at_accuracy <= 1, Usage,
                "stop_at_accuracy must be in [0,1], got " + std::to_string(cfg.stop_at_accuracy), "train");
+  validate(cfg.optimizer);
+}
+
+TrainResult train(Context& ctx, Model& model, const io::Dataset& train_set, const io::Dataset* eval,
+                  const TrainConfig& cfg, Strategy& strategy) {
+  validate(cfg);
   STRAND_CHECK(cfg.stop_at_accuracy == 0 || eval, Usage, "stopping at an accuracy needs a test set", "train");
   check_fits(model, train_set, "training");
   if (eval) check_fits(model, *eval, "test");
-  Backend& be = model.backend();
-  Optimizer opt(be, cfg.optimizer, model.param_count());
-
-  TrainResult result;
-  int64_t step = 0;
-  model.init(cfg.seed);
-  if (cfg.resume) {
-    if (auto path = io::latest_checkpoint(cfg.checkpoint_dir)) {
-      io::Checkpoint ck = io::load_checkpoint(*path);
-      const std::string where = path->string();
-      STRAND_CHECK(ck.model.arch == model.arch(), Usage,
-                   "checkpoint holds model '" + ck.model.arch.name + "', this run trains '" + model.arch().name + "'",
-                   where);
-      STRAND_CHECK(ck.seed == cfg.seed && ck.batch_size == cfg.batch_size, Usage,
-                   "checkpoint was made with seed " + std::to_string(ck.seed) + " and batch size " +
-                       std::to_string(ck.batch_size) + "; this run uses seed " + std::to_string(cfg.seed) +
-                       " and batch size " + std::to_string(cfg.batch_size) + " (resuming must not change them)",
-                   where);
-      model.set_params(ck.model.params);
-      opt.load_state(ck.optimizer);
-      step = ck.global_step;
-      result.resumed_from_epoch = ck.epochs_done;
-      ctx.log("resuming from " + where + " (epoch " + std::to_string(ck.epochs_done) + ", step " +
-              std::to_string(step) + ")");
-    } else {
-      ctx.log("no checkpoint in " + cfg.checkpoint_dir.string() + ": starting from scratch");
-    }
-  }
-  // Every worker must resume from the same checkpoint (a rank on a host that cannot see it
-  // would otherwise train different steps and hang the collectives).
-  STRAND_CHECK(strategy.sum(double(step)) == double(step) * strategy.world(), Usage,
-               "the workers resumed from different steps (is the checkpoint directory shared by all hosts?)",
-               ctx.where());
-  strategy.broadcast_initial(model, opt);
-
-  // The training set is made readable by the backend once (a copy only on a GPU); each step
-  // gathers its batch there from the epoch's permutation, so no image crosses to the device
-  // per step, and loss/accuracy are read from the device only for progress and evaluations.
-  const int64_t n = train_set.size(), sample = train_set.sample_shape.numel();
-  Buffer images_store, labels_store;
-  const auto* images = static_cast<const float*>(
-      be.device_view(train_set.images.data(), train_set.images.size() * sizeof(float), images_store));
-  const auto* labels = static_cast<const int32_t*>(
-      be.device_view(train_set.labels.data(), train_set.labels.size() * sizeof(int32_t), labels_store));
-  Buffer x = be.alloc(size_t(cfg.batch_size * sample) * sizeof(float));
-  Buffer y = be.alloc(size_t(cfg.batch_size) * sizeof(int32_t));
-  const Model::GradsReady ready = [&](int64_t b, int64_t e) { strategy.grads_ready(model, b, e); };
-  const int64_t world = strategy.world(), rank = strategy.rank();
-  const int64_t used = n - n % world;  // every rank trains the same number of samples
-  const int64_t global_batch = cfg.batch_size * world;
-  const int64_t steps = io::steps_per_epoch(used, global_batch);
-  const int64_t total_steps = cfg.epochs * steps;
-  Timeline* tl = cfg.timeline;
-  auto phase = [&](const char* name, Clock::time_point t0) {
-    const auto t1 = Clock::now();
-    if (tl) tl->record(name, Timeline::kCompute, t0, t1);
-    return t1;
-  };
-  const auto t_start = Clock::now();
-  double excluded_seconds = 0;  // evaluations and checkpoints, for result.train_seconds
-  auto t_timed = t_start;       // start of the timed steps
-  int64_t steps_in_call = 0;
-  bool stop = false;
-  be.take_loss_totals();  // start from zero whatever ran on this backend before
-
-  for (int64_t epoch = result.resumed_from_epoch; epoch < cfg.epochs && !stop; ++epoch) {
-    const std::vector<int64_t> order = io::epoch_permutation(n, cfg.seed, epoch);
-    const std::span<const int64_t> epoch_order = std::span<const int64_t>(order).first(size_t(used));
-    Buffer order_store;
-    const auto* order_dev =
-        static_cast<const int64_t*>(be.device_view(order.data(), order.size() * sizeof(int64_t), order_store));
-    // Running sums since the epoch began; training time excludes the evaluations.
-    double loss_sum = 0, train_seconds = 0;
-    int64_t correct = 0, seen = 0;
-    auto t_train = Clock::now();
-    auto last_progress = t_train - std::chrono::seconds(1);
-    auto read_totals = [&] {
-      const LossTotals t = be.take_loss_totals();
-      loss_sum += t.loss_sum;
-      correct += t.correct;
-      seen += t.examples;
-    };
-    // Evaluates on the test set and reports; true when the accuracy target is reached.
-    auto evaluation = [&] {
-      read_totals();
-      train_seconds += since(t_train);
-      Metrics m;
-      m.epoch = epoch + 1;
-      m.step = step;
-      const double all_seen = strategy.sum(double(seen));
-      m.loss = strategy.sum(loss_sum) / all_seen;
-      m.train_accuracy = strategy.sum(double(correct)) / all_seen;
-      m.images_per_sec = all_seen / train_seconds;
-      m.workers = int64_t(strategy.sum(1.0));
-      if (eval) {
-        const auto t_eval = Clock::now();
-        result.last_eval = evaluate(model, *eval);
-        excluded_seconds += since(t_eval);
-        m.test_accuracy = result.last_eval.accuracy;
-        m.test_loss = result.last_eval.loss;
-      }
-      m.seconds = since(t_start);
-      result.evaluations.push_back(m);
-      if (cfg.on_eval) cfg.on_eval(m);
-      t_train = Clock::now();
-      return eval && cfg.stop_at_accuracy > 0 && m.test_accuracy >= cfg.stop_at_accuracy;
-    };
-    int64_t s = 0;  // steps of this epoch done
-    for (; s < steps && !stop; ++s) {
-      // This worker's part of the global batch (the last one may be smaller; it still divides
-      // evenly because `used` is a multiple of the world size).
-      const std::span<const int64_t> batch =
-          io::shard(io::batch_slice(epoch_order, s, global_batch), int(rank), int(world));
-      const int64_t b = int64_t(batch.size());
-      const int64_t first = batch.data() - order.data();
-      float lr = scheduled_lr(cfg.lr_schedule, cfg.optimizer.lr, step, total_steps);
-      if (step < cfg.warmup_steps) lr *= float(step + 1) / float(cfg.warmup_steps);
-      opt.set_lr(lr);
-      if (steps_in_call == cfg.untimed_steps) {  // the timed steps start: the warm-up is done
-        be.synchronize();
-        t_timed = Clock::now();
-        excluded_seconds = 0;
-      }
-      auto t = Clock::now();
-      be.begin_step(b);
-      be.gather(b, sample, order_dev + first, images, labels, x.f32(), y.i32());
-      model.forward(x.f32(), b, true, step_key(cfg.seed, step), uint64_t(rank * b));
-      model.loss_accumulate(y.i32(), b);
-      t = phase("forward", t);
-      model.backward(ready);
-      t = phase("backward", t);
-      strategy.finish_step(model, opt);
-      be.end_step();
-      phase("update", t);
-      ++step;
-      if (steps_in_call++ >= cfg.untimed_steps) result.train_images += b;
-      if (cfg.max_steps > 0 && step >= cfg.max_steps) stop = true;
-      const bool last = s + 1 == steps || stop;
-      // Progress reads the totals (a wait on a GPU) at most 5 times a second.
-      if (cfg.on_step && (last || since(last_progress) >= 0.2)) {
-        read_totals();
-        last_progress = Clock::now();
-        cfg.on_step({epoch + 1, cfg.epochs, s + 1, steps, loss_sum / double(seen), double(correct) / double(seen),
-                     double(seen) * strategy.world() / (train_seconds + since(t_train))});
-      }
-      if ((cfg.eval_every > 0 && step % cfg.eval_every == 0) || last) {
-        if (evaluation()) {
-          result.reached_target = true;
-          stop = true;
-        }
-      }
-    }
-    // Only a whole epoch is checkpointed (a stop at its last step still completes it).
-    if (!cfg.checkpoint_dir.empty() && strategy.rank() == 0 && s == steps) {
-      const auto t_checkpoint = Clock::now();
-      strategy.before_checkpoint(model, opt);
-      io::Checkpoint ck;
-      ck.model = {model.arch(), io::default_signature(model), model.get_params(), {}};
-      ck.optimizer = opt.state();
-      ck.epochs_done = epoch + 1;
-      ck.global_step = step;
-      ck.seed = cfg.seed;
-      ck.batch_size = cfg.batch_size;
-      ctx.log("checkpoint " + io::write_checkpoint(cfg.checkpoint_dir, ck).string());
-      excluded_seconds += since(t_checkpoint);
-    }
-  }
-  be.synchronize();
-  if (steps_in_call > cfg.untimed_steps) result.train_seconds = since(t_timed) - excluded_seconds;
-  result.global_step = step;
-  return result;
+  return Run(ctx, model, train_set, eval, cfg, strategy)();
 }
 
 TrainResult train(Context& ctx, Model& model, const io::Dataset& train_set, const io::Dataset* eval,

@@ -30,7 +30,7 @@ TrainConfig config(int64_t batch) {
   c.max_steps = 20;
   c.epochs = 5;
   c.optimizer.lr = 1e-2f;
-  c.lr_schedule = "cosine";
+  c.schedule.kind = LrSchedule::Cosine;
   return c;
 }
 
@@ -45,7 +45,7 @@ class Equality : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(Equality, TwoRanksMatchOneProcessWithTheGlobalBatch) {
   CommOptions o;
-  o.algorithm = GetParam();
+  o.algorithm = parse_algorithm(GetParam());
   o.timeout_s = 30;
   MpiCommunicator comm(*runtime, o);
   const int64_t b = 16;

@@ -289,7 +289,7 @@ TrainConfig config(int64_t batch, int64_t steps) {
   c.max_steps = steps;
   c.epochs = 50;
   c.optimizer.lr = 1e-2f;
-  c.lr_schedule = "cosine";
+  c.schedule.kind = LrSchedule::Cosine;
   return c;
 }
 

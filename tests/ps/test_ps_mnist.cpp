@@ -58,7 +58,7 @@ TEST_P(Mnist, TwoWorkersReach985PercentInOneEpoch) {
         TrainConfig cfg;
         cfg.batch_size = 32;
         cfg.optimizer.lr = 0.002f;
-        cfg.lr_schedule = "cosine";
+        cfg.schedule.kind = LrSchedule::Cosine;
         const TrainResult res = train(ctx, m, data.train, r == 0 ? &data.eval : nullptr, cfg, s);
         s.leave();
         if (r == 0) accuracy = res.last_eval.accuracy;

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cmath>
 
 #include <filesystem>
 
@@ -37,6 +38,9 @@ TrainConfig config(int64_t epochs, const fs::path& ckpt) {
   c.batch_size = 32;  // 500 samples: 15 full batches and a partial one each epoch
   c.seed = 3;
   c.checkpoint_dir = ckpt;
+  // The recipe these tests were written for (the library defaults are the CLI's since).
+  c.optimizer.lr = 1e-3f;
+  c.schedule.kind = LrSchedule::Constant;
   return c;
 }
 
@@ -87,7 +91,7 @@ TEST_P(Resume, EqualsUninterrupted) {
     Context ctx(make_cpu_backend(2));
     Model m(ctx.backend(), tiny_cnn());
     TrainConfig c = config(3, a.path);
-    c.lr_schedule = GetParam();
+    c.schedule.kind = parse_lr_schedule(GetParam());
     train(ctx, m, train_set, &test_set, c);
     uninterrupted = m.get_params();
   }
@@ -95,7 +99,7 @@ TEST_P(Resume, EqualsUninterrupted) {
     Context ctx(make_cpu_backend(2));
     Model m(ctx.backend(), tiny_cnn());
     TrainConfig c = config(3, b.path);
-    c.lr_schedule = GetParam();
+    c.schedule.kind = parse_lr_schedule(GetParam());
     c.max_steps = 32;  // "crashes" after epoch 2 (16 steps an epoch)
     train(ctx, m, train_set, &test_set, c);
   }
@@ -103,7 +107,7 @@ TEST_P(Resume, EqualsUninterrupted) {
     Context ctx(make_cpu_backend(2));
     Model m(ctx.backend(), tiny_cnn());
     TrainConfig c = config(3, b.path);
-    c.lr_schedule = GetParam();
+    c.schedule.kind = parse_lr_schedule(GetParam());
     c.resume = true;
     const TrainResult r = train(ctx, m, train_set, &test_set, c);
     EXPECT_EQ(r.resumed_from_epoch, 2);
@@ -127,13 +131,43 @@ TEST(Train, SchedulesChangeTheRunAndUnknownOnesAreRefused) {
     Context ctx(make_cpu_backend(1));
     Model m(ctx.backend(), tiny_cnn());
     TrainConfig c = config(2, {});
-    c.lr_schedule = schedule;
+    c.schedule.kind = parse_lr_schedule(schedule);
     train(ctx, m, train_set, nullptr, c);
     return m.get_params();
   };
   EXPECT_NE(run("constant"), run("linear"));
   EXPECT_NE(run("linear"), run("cosine"));
   EXPECT_THROW(run("exponential"), Error);
+}
+
+TEST(Schedule, ParsesItsNamesAndRefusesOthers) {
+  for (LrSchedule k : {LrSchedule::Constant, LrSchedule::Linear, LrSchedule::Cosine})
+    EXPECT_EQ(parse_lr_schedule(to_string(k)), k);
+  for (const char* bad : {"", "Cosine", "cosine ", "exponential"}) EXPECT_THROW(parse_lr_schedule(bad), Error) << bad;
+}
+
+TEST(Schedule, RatesFollowTheStepWithAWarmup) {
+  const Schedule constant{.kind = LrSchedule::Constant}, linear{.kind = LrSchedule::Linear};
+  const Schedule cosine{.kind = LrSchedule::Cosine, .warmup_steps = 4};
+  EXPECT_FLOAT_EQ(constant.lr(0.5f, 7, 10), 0.5f);
+  EXPECT_FLOAT_EQ(linear.lr(0.5f, 5, 10), 0.25f);
+  EXPECT_FLOAT_EQ(linear.lr(0.5f, 10, 10), 0.0f);
+  EXPECT_FLOAT_EQ(cosine.lr(1.0f, 5, 10), 0.5f * (1.0f + std::cos(3.14159265f * 0.5f)));
+  // The warm-up ramps the scheduled rate up over its first steps: (step + 1) / warmup.
+  EXPECT_FLOAT_EQ(cosine.lr(1.0f, 0, 1000), 0.25f * (0.5f * (1.0f + 1.0f)));
+  EXPECT_FLOAT_EQ(cosine.lr(1.0f, 1, 1000), 0.5f * Schedule{.kind = LrSchedule::Cosine}.lr(1.0f, 1, 1000));
+  EXPECT_FLOAT_EQ(cosine.lr(1.0f, 4, 1000), Schedule{.kind = LrSchedule::Cosine}.lr(1.0f, 4, 1000));  // done
+}
+
+TEST(Train, LibraryDefaultsAreTheCliRecipe) {
+  const TrainConfig c;
+  EXPECT_EQ(c.epochs, 1);
+  EXPECT_EQ(c.batch_size, 64);
+  EXPECT_EQ(c.seed, 42u);
+  EXPECT_EQ(c.optimizer.kind, OptimizerKind::Adam);
+  EXPECT_FLOAT_EQ(c.optimizer.lr, 0.002f);
+  EXPECT_EQ(c.schedule.kind, LrSchedule::Cosine);
+  EXPECT_EQ(c.schedule.warmup_steps, 0);
 }
 
 TEST(Train, EvaluatesEveryNStepsAndStopsAtTheTarget) {
