@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.hpp"
+#include "core/text.hpp"
 #include "serve/response.hpp"
 
 namespace strand::serve {
@@ -16,22 +17,17 @@ namespace {
 using ordered_json = nlohmann::ordered_json;
 
 // A response other than 200, thrown inside the endpoint and turned into {"error": ...}.
-struct Refusal {
+struct Refusal : Error {
+  Refusal(int status, std::string message, std::string allow = {})
+      : Error(ErrorKind::Usage, std::move(message), "endpoint"), status(status), allow(std::move(allow)) {}
   int status;
-  std::string message;
-  std::string allow = {};
+  std::string allow;
 };
 
 std::string lower(std::string_view s) {
   std::string out(s);
   std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return char(std::tolower(c)); });
   return out;
-}
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
-  return s;
 }
 
 std::vector<std::string_view> split(std::string_view s, char sep) {
@@ -89,7 +85,7 @@ HttpResponse Endpoint::handle(const HttpRequest& request) {
     return route(request);
   } catch (const Refusal& r) {
     res.status = r.status;
-    res.body = error_json(r.message);
+    res.body = error_json(r.message());
     res.allow = r.allow;
   } catch (const Error& e) {
     // Errors raised by parsing or shape checks are the client's input; anything else is ours.

@@ -10,6 +10,7 @@
 #include <simdjson.h>
 
 #include "core/error.hpp"
+#include "core/text.hpp"
 
 namespace strand::serve {
 
@@ -249,7 +250,7 @@ class JsonReader {
 
   dom::element parse(std::string_view text, const std::string& where) {
     if (parser_.capacity() < text.size() || parser_.max_depth() != kMaxDepth) {
-      if (parser_.allocate(std::max<size_t>(text.size(), 4096), kMaxDepth)) fail("out of memory parsing the body");
+      if (parser_.allocate(std::max<size_t>(text.size(), 4096), kMaxDepth)) fail("out of memory parsing " + where);
     }
     dom::element doc;
     if (const auto err = parser_.parse(text.data(), text.size()).get(doc)) {
@@ -393,11 +394,7 @@ class JsonReader {
   Instances out_;
 };
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
-  return s;
-}
+
 
 // Calls f(line, number) for each line (1-based), without the trailing '\n'.
 template <class F>
@@ -516,12 +513,11 @@ Instances parse_json_lines(std::string_view body, const InstanceSpec& spec, Json
   for_each_line(body, [&](std::string_view line, int64_t n) {
     if (trim(line).empty()) return;
     const std::string where = "line " + std::to_string(n);
+    dom::element doc = r.parse(line, where);  // its errors name the line
     try {
-      dom::element doc = r.parse(line, where);
       if (JsonReader::is_request(doc)) r.tfs(doc.get_object().value_unsafe());
       else r.simplified(doc);
     } catch (const Error& e) {
-      if (e.message().rfind(where, 0) == 0) throw;
       fail(where + ": " + e.message());
     }
   });
