@@ -30,8 +30,13 @@
 
 namespace strand::allreduce {
 
+enum class Algorithm { Ring, Hierarchical, Mpi };
+// "ring", "hierarchical" or "mpi"; Usage error naming the text and the choices otherwise.
+Algorithm parse_algorithm(std::string_view text);
+std::string_view to_string(Algorithm algorithm);
+
 struct CommOptions {
-  std::string algorithm = "ring";  // ring, hierarchical or mpi
+  Algorithm algorithm = Algorithm::Ring;
   double timeout_s = 45;           // a peer silent this long has died or hangs
   double stall_warning_s = 10;     // then log the ranks not yet heard from
   // Unit of the ring's pipeline over MPI messages: large enough to amortise a message (over

@@ -18,6 +18,23 @@
 
 namespace strand::allreduce {
 
+Algorithm parse_algorithm(std::string_view text) {
+  if (text == "ring") return Algorithm::Ring;
+  if (text == "hierarchical") return Algorithm::Hierarchical;
+  if (text == "mpi") return Algorithm::Mpi;
+  throw Error(ErrorKind::Usage,
+              "unknown allreduce algorithm '" + std::string(text) + "' (choose ring, hierarchical or mpi)", "allreduce");
+}
+
+std::string_view to_string(Algorithm algorithm) {
+  switch (algorithm) {
+    case Algorithm::Ring: return "ring";
+    case Algorithm::Hierarchical: return "hierarchical";
+    case Algorithm::Mpi: return "mpi";
+  }
+  return "?";
+}
+
 std::string Communicator::where() const {
   return "rank " + std::to_string(rank()) + "/" + std::to_string(size()) + (host().empty() ? "" : " " + host());
 }
@@ -626,9 +643,6 @@ MPI_Comm dup_world(const std::string& where) {
 
 MpiCommunicator::MpiCommunicator(const MpiRuntime& rt, CommOptions options)
     : options_(std::move(options)), groups_(std::make_unique<Groups>()) {
-  const std::string& a = options_.algorithm;
-  STRAND_CHECK(a == "ring" || a == "hierarchical" || a == "mpi", Usage,
-               "unknown allreduce algorithm '" + a + "' (choose ring, hierarchical or mpi)", "allreduce");
   STRAND_CHECK(options_.timeout_s > 0 && options_.stall_warning_s > 0, Usage,
                "the communication timeout and stall warning must be positive", "allreduce");
   const int world = rt.world_size(), me = rt.world_rank();
@@ -687,7 +701,7 @@ int MpiCommunicator::host_count() const { return groups_->host_count; }
 void MpiCommunicator::allreduce_sum(float* data, int64_t n) {
   STRAND_CHECK(n >= 0 && (n == 0 || data), Usage, "allreduce of " + std::to_string(n) + " floats at null", where());
   Group& w = *groups_->world;
-  if (options_.algorithm == "mpi") {
+  if (options_.algorithm == Algorithm::Mpi) {
     // Nonblocking, so the wait has a deadline like every other; MPI counts are ints.
     for (int64_t off = 0; off < n; off += INT_MAX / 2) {
       Pending p;
@@ -700,7 +714,7 @@ void MpiCommunicator::allreduce_sum(float* data, int64_t n) {
   }
   // With one rank per host hierarchical is the ring; on one host, its reduction plus broadcast
   // would move more than the ring does.
-  if (options_.algorithm == "ring" || groups_->host_count == size() || groups_->host_count == 1) {
+  if (options_.algorithm == Algorithm::Ring || groups_->host_count == size() || groups_->host_count == 1) {
     if (w.shared() && n * int64_t(sizeof(float)) >= kZeroCopyMinBytes &&
         w.shared()->try_allreduce(w, data, n, "allreduce of shared buffers")) {
       ++in_place_;

@@ -78,7 +78,7 @@ void run_bench_train(const BenchArgs& a) {
   cfg.epochs = (a.batch_size * (a.steps + a.warmup)) / data.size() + 2;
   // An epoch's smaller last batch is a shape of its own (cuDNN plans, a CUDA graph): made first,
   // so that the timed steps do not include it (on the CPU it costs nothing).
-  if (const int64_t rest = data.size() % a.batch_size; rest != 0 && a.warmup > 0 && a.device.device != "cpu") {
+  if (const int64_t rest = data.size() % a.batch_size; rest != 0 && a.warmup > 0 && !a.device.device.is_cpu()) {
     TrainConfig last = cfg;
     last.batch_size = rest;
     last.max_steps = 2;
@@ -95,7 +95,7 @@ void run_bench_train(const BenchArgs& a) {
   // Training costs about three forward passes (forward, input gradient, weight gradient).
   const double gflops = 3 * model.forward_flops_per_sample() * ips / 1e9;
   if (a.json) {
-    std::cout << nlohmann::json{{"model", a.model},       {"batch_size", a.batch_size}, {"threads", a.threads}, {"device", a.device.device}, {"tf32", a.device.tf32}, {"cudnn_benchmark", a.device.cudnn_benchmark},
+    std::cout << nlohmann::json{{"model", a.model},       {"batch_size", a.batch_size}, {"threads", a.threads}, {"device", a.device.device.str()}, {"tf32", a.device.tf32}, {"cudnn_benchmark", a.device.cudnn_benchmark},
                                 {"steps", a.steps}, {"images_per_sec", ips},     {"seconds", secs},
                                 {"gflops_per_sec", gflops}, {"gemm_kernel", cpu::sgemm_kernel_name()},
                                 {"data", source}}
@@ -103,7 +103,7 @@ void run_bench_train(const BenchArgs& a) {
               << '\n';
   } else {
     std::printf("%s on %s, batch %lld, %d thread(s): %.0f images/s (%.1f GFLOP/s, %lld steps in %.2f s, gemm %s)\n",
-                a.model.c_str(), a.device.device.c_str(), (long long)a.batch_size, a.threads, ips, gflops, (long long)a.steps, secs,
+                a.model.c_str(), a.device.device.str().c_str(), (long long)a.batch_size, a.threads, ips, gflops, (long long)a.steps, secs,
                 cpu::sgemm_kernel_name());
   }
 }
@@ -139,7 +139,7 @@ void run_bench_infer(const BenchArgs& a) {
   const double gflops = model.forward_flops_per_sample() * ips / 1e9;
   if (a.json) {
     std::cout << nlohmann::json{{"model", a.model},           {"batch_size", a.batch_size},
-                                {"threads", a.threads},       {"device", a.device.device},
+                                {"threads", a.threads},       {"device", a.device.device.str()},
                                 {"tf32", a.device.tf32},      {"iterations", a.steps},
                                 {"images_per_sec", ips},      {"latency_ms", latency_ms},
                                 {"gflops_per_sec", gflops},   {"data", source}}
@@ -147,7 +147,7 @@ void run_bench_infer(const BenchArgs& a) {
               << '\n';
   } else {
     std::printf("%s inference on %s, batch %lld, %d thread(s): %.0f images/s, %.3f ms per batch (%.1f GFLOP/s)\n",
-                a.model.c_str(), a.device.device.c_str(), (long long)a.batch_size, a.threads, ips, latency_ms, gflops);
+                a.model.c_str(), a.device.device.str().c_str(), (long long)a.batch_size, a.threads, ips, latency_ms, gflops);
   }
 }
 

@@ -82,7 +82,9 @@ void run_bench_allreduce(const AllreduceBenchArgs& a) {
     // changes hit the algorithms alike.
     for (const std::string& impl : a.impls) {
       allreduce::CommOptions o;
-      o.algorithm = impl == "mpi-nb" ? "mpi" : impl == "mpi" || impl == "ring-p2p" ? "ring" : impl;
+      o.algorithm = allreduce::parse_algorithm(impl == "mpi-nb"                      ? "mpi"
+                                                : impl == "mpi" || impl == "ring-p2p" ? "ring"
+                                                                                       : impl);
       o.shared_memory = impl != "ring-p2p";
       o.chunk_bytes = size_t(a.chunk_kib * 1024);
       comms.push_back(std::make_unique<allreduce::MpiCommunicator>(mpi, o));

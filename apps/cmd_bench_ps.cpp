@@ -156,9 +156,8 @@ double ps_round_seconds(int64_t chunk_bytes, int64_t chunks, double seconds, con
   wo.map = so.map;
   ps::Worker worker(ctx, wo);
   std::vector<float> params(size_t(floats), 0.5f), grads(size_t(floats), 1e-3f);
-  OptimizerConfig sgd;
-  sgd.kind = "sgd";
-  worker.init(params.data(), sgd, OptimizerState{"sgd", 0, {}});
+  const OptimizerConfig sgd{.kind = OptimizerKind::Sgd};
+  worker.init(params.data(), sgd, OptimizerState{.kind = OptimizerKind::Sgd, .step = 0, .slots = {}});
   int64_t clock = 0;
   auto round = [&] {
     std::vector<ps::Ticket> tickets;

@@ -9,25 +9,24 @@
 #include "allreduce/mpi_runtime.hpp"
 #include "core/context.hpp"
 #include "io/dataset.hpp"
+#include "job/job.hpp"
 
 namespace strand::cli {
 
 int default_threads();                      // the cores this process may use
 std::filesystem::path default_mnist_cache();  // ${STRAND_CACHE:-~/.cache/strand}/mnist
-// Where a command runs: --device and --tf32.
+// Where a command runs: --device (parsed once, by parse_device), --tf32, --cudnn-benchmark.
 struct DeviceArgs {
-  std::string device = "cpu";
+  Device device;
   bool tf32 = false;
   bool cudnn_benchmark = false;
-  bool graphs = true;  // CudaOptions::graphs (not a flag: data-parallel training turns it off)
 };
-// A context on `device` ("cpu", "cuda", "cuda:N"; threads apply to the CPU), logging to stderr.
+// A context on `device` (threads apply to the CPU), logging to stderr.
 Context make_context(const DeviceArgs& device, int threads, Identity id = {});
-// Registers --device and --tf32 on a command.
+// Registers --device, --tf32 and --cudnn-benchmark on a command.
 void add_device_options(CLI::App& cmd, DeviceArgs& device);
-// Loads MNIST from `dir` (both splits, or the one a command needs) and logs what was found.
-io::MnistSplits load_data(const Context& ctx, const std::filesystem::path& dir);
-io::Dataset load_split(const Context& ctx, const std::filesystem::path& dir, io::MnistSplit split);
+using job::load_data;
+using job::load_split;
 // A command of a multi-rank job that failed: print the error and end the whole job now
 // (MPI_Abort; exit code 2 for a usage error, else 1), since peers blocked in a collective would
 // otherwise wait for their own timeouts. Returns for a single rank, to rethrow as usual.

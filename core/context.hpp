@@ -13,10 +13,13 @@
 
 namespace strand {
 
+// Who this process is in its job (job/identity.hpp discovers it from the launcher).
 struct Identity {
   int rank = 0;
   int world = 1;
-  std::string host;  // empty: not shown in log lines
+  std::string host;     // empty: not shown in log lines
+  int local_rank = 0;   // among the job's processes on this node, as the launcher numbers them
+  int local_size = 1;
 };
 
 class Context {

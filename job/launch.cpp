@@ -1,4 +1,4 @@
-#include "apps/ps_launch.hpp"
+#include "job/launch.hpp"
 
 #include <arpa/inet.h>
 #include <csignal>
@@ -18,7 +18,7 @@
 
 extern char** environ;
 
-namespace strand::cli {
+namespace strand::job {
 
 namespace {
 
@@ -166,4 +166,4 @@ std::vector<int> spawn_workers(int count) {
   return pids;
 }
 
-}  // namespace strand::cli
+}  // namespace strand::job

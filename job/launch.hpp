@@ -1,14 +1,14 @@
-// How `strand train --strategy ps` finds its place in a job: which address a host's parameter
-// server binds to, the job token, and the SageMaker-style launch (no MPI: SM_HOSTS,
-// SM_CURRENT_HOST, a port, --workers-per-host), where the command on each host runs that
-// host's server and starts its workers as child processes.
+// What a parameter-server job needs from its hosts: which address a host's server binds to, the
+// job token, and the SageMaker-style launch (no MPI: SM_HOSTS, SM_CURRENT_HOST, a port,
+// workers per host), where the process on each host runs that host's server and starts its
+// workers as child processes.
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <vector>
 
-namespace strand::cli {
+namespace strand::job {
 
 // The IPv4 address a host's server binds to, from --ps-bind `spec`:
 //   an address ("10.77.0.2"): itself; "*" or "0.0.0.0": every interface (explicitly asked);
@@ -38,4 +38,4 @@ inline constexpr const char* kWorkerEnv = "STRAND_PS_WORKER";
 // 0..count-1; each gets SIGTERM if this process dies. Returns their pids.
 std::vector<int> spawn_workers(int count);
 
-}  // namespace strand::cli
+}  // namespace strand::job

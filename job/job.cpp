@@ -1,0 +1,491 @@
+#include "job/job.hpp"
+
+#include <sys/wait.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "allreduce/mpi_communicator.hpp"
+#include "allreduce/mpi_runtime.hpp"
+#include "allreduce/nccl_communicator.hpp"
+#include "core/error.hpp"
+#include "io/dataset.hpp"
+#include "io/model_file.hpp"
+#include "job/identity.hpp"
+#include "job/launch.hpp"
+#include "models/models.hpp"
+#include "ps/header.hpp"
+#include "ps/strategy.hpp"
+
+namespace strand::job {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+std::string compact(double v) {
+  std::ostringstream s;
+  s << v;
+  return s.str();
+}
+
+std::string utc_now() {
+  std::time_t t = std::time(nullptr);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  return buf;
+}
+
+// The spec's recipe with its checkpoint directory in place.
+TrainConfig recipe(const JobSpec& spec) {
+  TrainConfig cfg = spec.train;
+  if (cfg.checkpoint_dir.empty()) cfg.checkpoint_dir = spec.model_dir / "checkpoints";
+  return cfg;
+}
+
+// Per-worker batch, learning-rate scaling and warm-up of a job with `world` workers.
+TrainConfig sized_for(const JobSpec& spec, int64_t world) {
+  TrainConfig cfg = recipe(spec);
+  const StrategySpec& st = spec.strategy;
+  if (st.global_batch_size > 0) {
+    STRAND_CHECK(st.global_batch_size % world == 0, Usage,
+                 "--global-batch-size " + std::to_string(st.global_batch_size) + " does not divide over " +
+                     std::to_string(world) + " ranks",
+                 "strand train");
+    cfg.batch_size = st.global_batch_size / world;
+  }
+  if (st.scale_lr) cfg.optimizer.lr *= float(world);
+  return cfg;
+}
+
+// The communicators, servers and strategy of a distributed run. Owned by run_job's caller
+// frame so that they outlive an error's unwinding until on_failure has run (their destruction
+// is collective and would wait for the peers).
+struct Distributed {
+  allreduce::MpiRuntime* mpi = nullptr;
+  std::unique_ptr<allreduce::MpiCommunicator> comm = {};
+  std::unique_ptr<allreduce::NcclCommunicator> nccl = {};  // GPU ranks: gradients reduced on the GPUs
+  // The model's gradients when the ranks share one machine (CPU).
+  std::optional<allreduce::SharedBuffer> shared_grads = {};
+  std::unique_ptr<Timeline> timeline = {};
+  std::unique_ptr<allreduce::AllreduceStrategy> allreduce = {};
+  std::unique_ptr<ps::Server> server = {};  // this host's, on its first rank (mpirun)
+  std::unique_ptr<ps::PsStrategy> ps = {};
+  // The SageMaker launch (no MPI): the servers of every host and the job's token.
+  std::vector<std::string> sm_servers = {};
+  uint64_t sm_token = 0;
+};
+
+ps::ServerOptions server_options(const JobSpec& spec, int workers, int index, int servers, uint64_t token,
+                                 int64_t param_count, const std::string& address, int port) {
+  return {.bind = "tcp://" + address + ":" + std::to_string(port),
+          .allow_any_interface = address == "0.0.0.0",  // only when the bind spec asked for it
+          .token = token,
+          .index = index,
+          .map = ps::ShardMap::build(param_count, spec.strategy.ps.chunk_bytes, servers),
+          .workers = workers,
+          .consistency = spec.strategy.ps.consistency,
+          .worker_timeout_s = spec.strategy.comm_timeout_s};
+}
+
+// The address other hosts reach a server at: its bound endpoint, or for a server bound to
+// every interface, this host's own address with the bound port.
+std::string reachable(const ps::Server& server, const std::string& host) {
+  const std::string& ep = server.endpoint();
+  const size_t any = ep.find("0.0.0.0");
+  if (any == std::string::npos) return ep;
+  return ep.substr(0, any) + ps_bind_address("", host) + ep.substr(any + 7);
+}
+
+// The workers' view of a ps job; under mpirun also this host's server (first rank on each
+// host), the token (rank 0's, from STRAND_PS_TOKEN or random) and the server addresses (in
+// host order by lowest rank), all exchanged over MPI.
+ps::PsConfig start_ps(const Context& ctx, const JobSpec& spec, Distributed& dist, int64_t param_count) {
+  const Identity& id = ctx.identity();
+  ps::PsConfig pc;
+  pc.rank = id.rank;
+  pc.workers = id.world;
+  pc.chunk_bytes = spec.strategy.ps.chunk_bytes;
+  pc.timeline = dist.timeline.get();
+  pc.dispatch.server_timeout_s = spec.strategy.comm_timeout_s;
+  if (!dist.mpi) {
+    pc.servers = dist.sm_servers;
+    pc.token = dist.sm_token;
+    return pc;
+  }
+  allreduce::MpiCommunicator& comm = *dist.comm;
+  const bool leader = comm.local_rank() == 0;
+  const std::vector<double> leaders = comm.allgather(leader ? 1 : 0);
+  int index = 0, count = 0;
+  for (int r = 0; r < id.world; ++r) {
+    if (leaders[size_t(r)] > 0 && r < id.rank) ++index;
+    count += leaders[size_t(r)] > 0;
+  }
+  uint64_t token = 0;
+  if (id.rank == 0) {
+    token = token_from_env();
+    if (token == 0) token = ps::random_token();
+  }
+  comm.broadcast(&token, sizeof token, 0);
+  if (leader)
+    dist.server = std::make_unique<ps::Server>(
+        ctx, server_options(spec, id.world, index, count, token, param_count,
+                            ps_bind_address(spec.strategy.ps.bind, id.host), spec.strategy.ps.port));
+  const std::vector<std::string> endpoints = comm.gather_to_root(leader ? reachable(*dist.server, id.host) : "");
+  std::string joined;
+  for (const std::string& e : endpoints)
+    if (!e.empty()) joined += e + "\n";
+  uint64_t length = joined.size();
+  comm.broadcast(&length, sizeof length, 0);
+  joined.resize(size_t(length));
+  comm.broadcast(joined.data(), joined.size(), 0);
+  for (size_t b = 0; b < joined.size();) {
+    const size_t e = joined.find('\n', b);
+    pc.servers.push_back(joined.substr(b, e - b));
+    b = e + 1;
+  }
+  pc.token = token;
+  return pc;
+}
+
+// Serves until every worker has left or been dropped, or until nothing has happened on this
+// server (no update, no departure) for `idle_limit` seconds: a worker that never reached it
+// (it died before its first message) is never dropped, and must not keep the host up forever.
+void wait_for_departures(const Context& ctx, const ps::Server& server, int workers, double idle_limit) {
+  bool logged = false;
+  ps::ServerStats last = server.stats();
+  auto last_change = Clock::now();
+  for (;;) {
+    const ps::ServerStats st = server.stats();
+    const int64_t done = st.workers_left + st.workers_dropped;
+    if (done >= workers) return;
+    if (done != last.workers_left + last.workers_dropped || st.updates != last.updates) {
+      last = st;
+      last_change = Clock::now();
+    } else if (since(last_change) > idle_limit) {
+      ctx.log("no worker has been heard from for " + std::to_string(int(idle_limit)) + " s; " +
+              std::to_string(workers - done) + " of " + std::to_string(workers) + " never left: stopping the server");
+      return;
+    }
+    if (!logged) {
+      ctx.log("serving until the other workers are done (" + std::to_string(done) + " of " + std::to_string(workers) +
+              " so far)");
+      logged = true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+}
+
+// Appends one JSON line per evaluation (the chief's).
+class MetricsFile {
+ public:
+  MetricsFile(const std::filesystem::path& path, bool append) : path_(path) {
+    if (path.empty()) return;
+    out_.open(path, append ? std::ios::app : std::ios::trunc);
+    STRAND_CHECK(out_.is_open(), Io, "cannot open the metrics file for writing", path.string());
+  }
+  void write(const Metrics& m) {
+    if (!out_.is_open()) return;
+    const nlohmann::json j = {{"epoch", m.epoch},
+                              {"step", m.step},
+                              {"loss", m.loss},
+                              {"train_accuracy", m.train_accuracy},
+                              {"test_accuracy", m.test_accuracy},
+                              {"test_loss", m.test_loss},
+                              {"images_per_sec", m.images_per_sec},
+                              {"seconds", m.seconds},
+                              {"workers", m.workers}};
+    out_ << j.dump() << '\n' << std::flush;
+    STRAND_CHECK(out_.good(), Io, "cannot write the metrics file", path_.string());
+  }
+
+ private:
+  std::filesystem::path path_;
+  std::ofstream out_;
+};
+
+// Sets up this rank's communicators and strategy (dist), trains, exports on the chief.
+JobResult train_rank(const JobSpec& spec, const JobHooks& hooks, const Identity& id, Distributed& dist) {
+  const StrategySpec& st = spec.strategy;
+  const bool ps = st.kind == StrategyKind::Ps;
+  TrainConfig cfg = sized_for(spec, id.world);
+  DeviceSpec device = spec.device;
+  if (dist.mpi) {
+    allreduce::CommOptions co;
+    co.algorithm = ps ? allreduce::Algorithm::Mpi : st.allreduce.algorithm;
+    co.timeout_s = st.comm_timeout_s;
+    // A ps job's MPI only exchanges the token and the server addresses, and gathers the timeline.
+    if (!ps) co.stall_warning_s = std::min(10.0, st.comm_timeout_s / 3);
+    dist.comm = std::make_unique<allreduce::MpiCommunicator>(*dist.mpi, co);
+    dist.comm->allgather(0);  // every rank is here: the timeline's common origin
+    if (!spec.timeline.empty()) dist.timeline = std::make_unique<Timeline>(id.rank, Clock::now());
+    cfg.timeline = dist.timeline.get();
+  }
+  if (!ps && dist.mpi && !device.device.is_cpu()) {
+    device.device = device.device.resolved(id.local_rank);  // one GPU per rank
+    device.cuda.graphs = false;                             // the strategy waits for the device inside a step
+  }
+  if (!ps && dist.mpi && !device.device.is_cpu())
+    dist.nccl = std::make_unique<allreduce::NcclCommunicator>(*dist.comm, device.device.index, st.comm_timeout_s);
+  const bool chief = id.rank == 0;  // writes the metrics, the checkpoints and the export
+  Context ctx = make_context(device, id);
+  if (!ps && dist.mpi) {
+    allreduce::Communicator& grads = dist.nccl ? static_cast<allreduce::Communicator&>(*dist.nccl) : *dist.comm;
+    dist.allreduce = std::make_unique<allreduce::AllreduceStrategy>(grads, st.allreduce.fusion_bytes, dist.timeline.get());
+  }
+
+  Model model(ctx.backend(), models::by_name(spec.model));
+  // Ranks sharing one machine (CPU): the gradients live in the communicator's shared windows,
+  // where its ring reduces them without copying between the ranks' buffers. Collective, the
+  // same choice on every rank.
+  if (dist.allreduce && !dist.nccl && dist.comm->shares_buffers()) {
+    dist.shared_grads.emplace(dist.comm->allocate(model.param_count()));
+    model.place_grads(dist.shared_grads->data());
+  }
+  const io::MnistSplits data = load_data(ctx, spec.data);
+  if (ps) dist.ps = std::make_unique<ps::PsStrategy>(ctx, start_ps(ctx, spec, dist, model.param_count()),
+                                                     model.param_count());
+  LocalStrategy local;
+  Strategy& strategy = ps ? static_cast<Strategy&>(*dist.ps)
+                          : dist.allreduce ? static_cast<Strategy&>(*dist.allreduce) : local;
+
+  MetricsFile metrics(chief ? spec.metrics : std::filesystem::path(), cfg.resume);
+  if (chief) cfg.on_step = hooks.on_step;
+  cfg.on_eval = [&](const Metrics& m) {
+    if (!chief) return;
+    if (hooks.on_eval) hooks.on_eval(m);
+    char line[256];
+    std::snprintf(line, sizeof line,
+                  "epoch %lld step %lld: loss %.4f, train accuracy %.2f%%, test accuracy %.2f%%, %.0f images/s, %.1f s",
+                  (long long)m.epoch, (long long)m.step, m.loss, 100 * m.train_accuracy, 100 * m.test_accuracy,
+                  m.images_per_sec, m.seconds);
+    ctx.log(line);
+    metrics.write(m);
+  };
+
+  if (chief)
+    ctx.log("training " + spec.model + " (" + std::to_string(model.param_count()) + " parameters) for " +
+            std::to_string(cfg.epochs) + " epoch(s), batch " + std::to_string(cfg.batch_size) +
+            (st.kind != StrategyKind::Local
+                 ? " per rank x " + std::to_string(id.world) + " ranks (" + strategy.name() +
+                       (ps ? " " + st.ps.consistency.str() : "") + ")"
+                 : "") +
+            ", " + std::string(to_string(cfg.optimizer.kind)) + " lr " + compact(cfg.optimizer.lr) + ", " +
+            std::to_string(device.threads) + " thread(s)");
+  const auto t_train = Clock::now();
+  JobResult out;
+  out.chief = chief;
+  out.train = train(ctx, model, data.train, &data.eval, cfg, strategy);
+  TrainResult& r = out.train;
+  if (dist.ps) {
+    dist.ps->sum(0);  // every live worker has pushed its last step
+    if (chief) {
+      // The export holds the servers' parameters: in async and ssp modes other workers' last
+      // gradients may have landed after this worker's last pull.
+      Optimizer collected(ctx.backend(), cfg.optimizer, model.param_count());
+      dist.ps->collect(model, collected);
+      if (st.ps.consistency.mode != ps::Consistency::Sync) r.last_eval = evaluate(model, data.eval);
+    }
+    dist.ps->leave();
+    if (dist.server) wait_for_departures(ctx, *dist.server, id.world, 2 * st.comm_timeout_s);
+  }
+  if (dist.allreduce) {
+    const double wait = dist.comm->sum(dist.allreduce->wait_seconds()) / id.world;
+    if (chief)
+      ctx.log("waited for gradient allreduce " + compact(wait) + " s of " + compact(since(t_train)) +
+              " s (mean over ranks, evaluations included in the total)" +
+              (dist.shared_grads
+                   ? "; " + std::to_string(dist.comm->in_place_allreduces()) + " allreduces in place in shared memory"
+                   : std::string()));
+  }
+  if (dist.timeline) {
+    const std::vector<std::string> events = dist.comm->gather_to_root(dist.timeline->events_json());
+    if (chief) {
+      Timeline::write(spec.timeline, events);
+      ctx.log("timeline " + spec.timeline.string());
+    }
+  }
+  if (!chief) return out;
+  if (r.reached_target) ctx.log("reached test accuracy " + compact(cfg.stop_at_accuracy) + ": stopping");
+  // A run resumed from its last epoch trains nothing and is evaluated here.
+  out.final_eval = r.evaluations.empty() ? evaluate(model, data.eval) : r.last_eval;
+  const io::ModelFile file{model.arch(), io::default_signature(model), model.get_params(),
+                           {{"test_accuracy", std::to_string(out.final_eval.accuracy)},
+                            {"epochs", std::to_string(cfg.epochs)},
+                            {"steps", std::to_string(r.global_step)},
+                            {"optimizer", std::string(to_string(cfg.optimizer.kind))},
+                            {"seed", std::to_string(cfg.seed)},
+                            {"created", utc_now()},
+                            {"strand_version", STRAND_VERSION}}};
+  out.version = io::export_model(spec.model_dir, file);
+  out.exported = spec.model_dir / std::to_string(out.version);
+  char acc[32];
+  std::snprintf(acc, sizeof acc, "%.2f%%", 100 * out.final_eval.accuracy);
+  ctx.log(std::string("test accuracy ") + acc + "; exported version " + std::to_string(out.version) + " to " +
+          (out.exported / io::kModelFileName).string());
+  return out;
+}
+
+// The SageMaker launch: the same command on every host of SM_HOSTS. The host's process runs
+// the host's server and starts workers_per_host workers (this command again, with kWorkerEnv
+// set); the token comes from STRAND_PS_TOKEN (there is no channel to share a generated one).
+JobResult run_sagemaker(const JobSpec& spec, const JobHooks& hooks, const Environment& env) {
+  const PsSpec& p = spec.strategy.ps;
+  const std::string* hosts_json = env.get("SM_HOSTS");
+  const std::string* current = env.get("SM_CURRENT_HOST");
+  const SageMakerHosts sm =
+      sagemaker_hosts(hosts_json ? hosts_json->c_str() : nullptr, current ? current->c_str() : nullptr);
+  const uint64_t token = token_from_env();
+  STRAND_CHECK(token != 0, Usage,
+               "the SageMaker launch needs the job's token: the same 1 to 16 hex digits on every host",
+               "STRAND_PS_TOKEN");
+  const int port = p.port ? p.port : kSageMakerPort;
+  const int per_host = p.workers_per_host, world = int(sm.hosts.size()) * per_host;
+  const std::string& host = sm.hosts[size_t(sm.current)];
+  if (env.get(kWorkerEnv)) {
+    Distributed dist{.sm_token = token};
+    for (const std::string& h : sm.hosts) dist.sm_servers.push_back("tcp://" + resolve_ipv4(h) + ":" + std::to_string(port));
+    return train_rank(spec, hooks, discover_identity(Launcher::SageMaker, env, nullptr, per_host), dist);
+  }
+  Context ctx(make_cpu_backend(1), {.rank = 0, .world = 1, .host = host});
+  const int64_t params = Model(ctx.backend(), models::by_name(spec.model)).param_count();
+  // The address the other hosts resolve this host's name to, unless the bind spec says otherwise.
+  const std::string address = p.bind.empty() ? resolve_ipv4(host) : ps_bind_address(p.bind, host);
+  ps::Server server(ctx, server_options(spec, world, sm.current, int(sm.hosts.size()), token, params, address, port));
+  const std::vector<int> pids = spawn_workers(per_host);
+  std::string pid_list;
+  for (int pid : pids) pid_list += (pid_list.empty() ? "" : " ") + std::to_string(pid);
+  ctx.log("host " + std::to_string(sm.current + 1) + " of " + std::to_string(sm.hosts.size()) + ": workers " +
+          std::to_string(sm.current * per_host) + ".." + std::to_string(sm.current * per_host + per_host - 1) + " of " +
+          std::to_string(world) + " (pids " + pid_list + ")");
+  std::string failures;
+  for (size_t done = 0; done < pids.size();) {
+    int status = 0;
+    const pid_t pid = waitpid(-1, &status, 0);
+    if (pid < 0) {
+      if (errno == EINTR) continue;
+      throw Error(ErrorKind::Io, "waitpid failed while waiting for the workers", host);
+    }
+    size_t i = 0;
+    while (i < pids.size() && pids[i] != pid) ++i;
+    if (i == pids.size()) continue;
+    ++done;
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) continue;
+    const std::string who =
+        "worker rank " + std::to_string(sm.current * per_host + int(i)) + " (pid " + std::to_string(pid) + ")";
+    const std::string how = WIFSIGNALED(status) ? "was killed by signal " + std::to_string(WTERMSIG(status))
+                                                : "exited with status " + std::to_string(WEXITSTATUS(status));
+    ctx.log(who + " " + how);
+    failures += (failures.empty() ? "" : "; ") + who + " " + how;
+  }
+  // Also when every worker here failed (maybe before reaching any server): the other hosts'
+  // workers may still need this server, for as long as they are heard from.
+  wait_for_departures(ctx, server, world, 2 * spec.strategy.comm_timeout_s);
+  STRAND_CHECK(failures.empty(), Io, failures, "strand train on " + host);
+  return {};
+}
+
+}  // namespace
+
+Context make_context(const DeviceSpec& d, Identity id) {
+  STRAND_CHECK(d.threads >= 1, Usage, "--threads must be at least 1", "strand");
+  Context ctx(make_backend(d.device, d.threads, d.cuda), std::move(id));
+  if (!d.device.is_cpu())
+    ctx.log("running on " + d.device.str() + (d.cuda.tf32 ? " with TF32 math" : "") +
+            (d.cuda.cudnn_benchmark ? ", timed cuDNN algorithm choice" : ""));
+  return ctx;
+}
+
+namespace {
+// "data DIR (LAYOUT layout): WHAT, read in N ms", timed from `t0`.
+void log_loaded(const Context& ctx, const std::filesystem::path& dir, const std::string& layout,
+                const std::string& what, Clock::time_point t0) {
+  ctx.log("data " + dir.string() + " (" + layout + " layout): " + what + ", read in " +
+          std::to_string(int64_t(since(t0) * 1000)) + " ms");
+}
+}  // namespace
+
+io::Dataset load_split(const Context& ctx, const std::filesystem::path& dir, io::MnistSplit split) {
+  const auto t0 = Clock::now();
+  std::string layout;
+  io::Dataset d = io::load_mnist_split(dir, split, &layout);
+  log_loaded(ctx, dir, layout,
+             std::to_string(d.size()) + (split == io::MnistSplit::train ? " train" : " test") + " images", t0);
+  return d;
+}
+
+io::MnistSplits load_data(const Context& ctx, const std::filesystem::path& dir) {
+  const auto t0 = Clock::now();
+  io::MnistSplits s = io::load_mnist_dir(dir);
+  log_loaded(ctx, dir, s.layout,
+             std::to_string(s.train.size()) + " train, " + std::to_string(s.eval.size()) + " test images", t0);
+  return s;
+}
+
+StrategyKind parse_strategy(std::string_view text) {
+  if (text == "local") return StrategyKind::Local;
+  if (text == "allreduce") return StrategyKind::Allreduce;
+  if (text == "ps") return StrategyKind::Ps;
+  throw Error(ErrorKind::Usage, "unknown strategy '" + std::string(text) + "' (choose local, allreduce or ps)",
+              "strategy");
+}
+
+std::string_view to_string(StrategyKind kind) {
+  switch (kind) {
+    case StrategyKind::Local: return "local";
+    case StrategyKind::Allreduce: return "allreduce";
+    case StrategyKind::Ps: return "ps";
+  }
+  return "?";
+}
+
+void validate(const JobSpec& spec) {
+  const std::string where = "strand train";
+  STRAND_CHECK(!spec.data.empty(), Usage, "--data is required (or set SM_CHANNEL_TRAINING)", where);
+  STRAND_CHECK(!spec.model_dir.empty(), Usage, "--model-dir is required (or set SM_MODEL_DIR)", where);
+  validate(recipe(spec));
+  const StrategySpec& st = spec.strategy;
+  STRAND_CHECK(st.comm_timeout_s > 0, Usage, "the communication timeout must be positive", where);
+  STRAND_CHECK(st.ps.workers_per_host >= 1, Usage, "--workers-per-host must be at least 1", where);
+  if (st.kind == StrategyKind::Local) {
+    STRAND_CHECK(st.global_batch_size == 0 && !st.scale_lr && spec.timeline.empty(), Usage,
+                 "--global-batch-size, --scale-lr and --timeline need --strategy allreduce", where);
+  }
+  if (st.kind == StrategyKind::Ps)
+    STRAND_CHECK(spec.device.device.is_cpu(), Usage, "--strategy ps trains on the CPU only",
+                 "--device " + spec.device.device.str());
+}
+
+JobResult run_job(const JobSpec& spec, const JobHooks& hooks) {
+  validate(spec);
+  const StrategySpec& st = spec.strategy;
+  const Environment env = Environment::current();
+  if (st.kind == StrategyKind::Ps && env.get("SM_HOSTS")) return run_sagemaker(spec, hooks, env);
+  if (st.kind == StrategyKind::Local) {
+    Distributed none;
+    return train_rank(spec, hooks, discover_identity(Launcher::Single, env), none);
+  }
+  allreduce::MpiRuntime mpi(nullptr, nullptr);
+  Distributed dist{.mpi = &mpi};
+  try {
+    const Identity id = discover_identity(Launcher::Mpi, env, &mpi);
+    STRAND_CHECK(st.kind != StrategyKind::Ps || st.ps.workers_per_host == 1, Usage,
+                 "--workers-per-host is for the SageMaker launch (SM_HOSTS); under mpirun, -np and -H place the workers",
+                 "strand train");
+    return train_rank(spec, hooks, id, dist);
+  } catch (const std::exception& e) {
+    if (hooks.on_failure && mpi.world_size() > 1) hooks.on_failure(mpi, e);
+    throw;
+  }
+}
+
+}  // namespace strand::job

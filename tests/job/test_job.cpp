@@ -1,0 +1,162 @@
+// The job module's boundaries: the process's identity under each launcher (from an
+// environment the test builds), the strategy parser and the contradictions validate() refuses,
+// and a local job run end to end through run_job() alone.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "core/error.hpp"
+#include "io/model_file.hpp"
+#include "job/identity.hpp"
+#include "job/job.hpp"
+#include "job/launch.hpp"
+
+namespace strand::job {
+namespace {
+
+namespace fs = std::filesystem;
+
+Environment env(std::map<std::string, std::string> vars) { return {.vars = std::move(vars)}; }
+
+TEST(Identity, SingleProcessIsRankZeroOfOne) {
+  const Identity id = discover_identity(Launcher::Single, env({{"OMPI_COMM_WORLD_RANK", "3"}}));
+  EXPECT_EQ(id.rank, 0);
+  EXPECT_EQ(id.world, 1);
+  EXPECT_EQ(id.local_rank, 0);
+}
+
+TEST(Identity, SageMakerWorkersAreNumberedByHostThenIndex) {
+  const Environment e = env({{"SM_HOSTS", R"(["algo-1","algo-2","algo-3"])"},
+                             {"SM_CURRENT_HOST", "algo-2"},
+                             {kWorkerEnv, "1"}});
+  const Identity id = discover_identity(Launcher::SageMaker, e, nullptr, 2);
+  EXPECT_EQ(id.rank, 3);  // host 1, worker 1, two a host
+  EXPECT_EQ(id.world, 6);
+  EXPECT_EQ(id.host, "algo-2");
+  EXPECT_EQ(id.local_rank, 1);
+  EXPECT_EQ(id.local_size, 2);
+}
+
+// Each broken variable is named in the error.
+TEST(Identity, BrokenSageMakerVariablesAreNamed) {
+  auto where = [](const Environment& e, int per_host = 1) {
+    try {
+      discover_identity(Launcher::SageMaker, e, nullptr, per_host);
+    } catch (const Error& err) {
+      EXPECT_EQ(err.kind(), ErrorKind::Usage);
+      return err.where();
+    }
+    return std::string("no error");
+  };
+  EXPECT_EQ(where(env({{"SM_CURRENT_HOST", "a"}})), "SM_HOSTS");
+  EXPECT_EQ(where(env({{"SM_HOSTS", R"(["a"])"}})), "SM_CURRENT_HOST");
+  EXPECT_EQ(where(env({{"SM_HOSTS", "[a"}, {"SM_CURRENT_HOST", "a"}})), "SM_HOSTS");
+  EXPECT_EQ(where(env({{"SM_HOSTS", "[]"}, {"SM_CURRENT_HOST", "a"}})), "SM_HOSTS");
+  EXPECT_EQ(where(env({{"SM_HOSTS", R"(["a"])"}, {"SM_CURRENT_HOST", "b"}})), "SM_CURRENT_HOST");
+  const std::map<std::string, std::string> ok = {{"SM_HOSTS", R"(["a"])"}, {"SM_CURRENT_HOST", "a"}};
+  for (const char* bad : {"x", "-1", "1x", ""}) {
+    auto vars = ok;
+    vars[kWorkerEnv] = bad;
+    EXPECT_EQ(where(env(vars)), kWorkerEnv) << bad;
+  }
+  auto vars = ok;
+  vars[kWorkerEnv] = "2";
+  EXPECT_EQ(where(env(vars), 2), kWorkerEnv);  // index outside the workers per host
+}
+
+TEST(Identity, EnvironmentSnapshotReadsTheProcessEnvironment) {
+  ::setenv("STRAND_TEST_IDENTITY", "x=y", 1);
+  const Environment e = Environment::current();
+  ASSERT_NE(e.get("STRAND_TEST_IDENTITY"), nullptr);
+  EXPECT_EQ(*e.get("STRAND_TEST_IDENTITY"), "x=y");
+  EXPECT_EQ(e.get("STRAND_TEST_IDENTITY_UNSET"), nullptr);
+}
+
+TEST(Strategy, ParsesItsNamesAndRefusesOthers) {
+  for (StrategyKind k : {StrategyKind::Local, StrategyKind::Allreduce, StrategyKind::Ps})
+    EXPECT_EQ(parse_strategy(to_string(k)), k);
+  EXPECT_THROW(parse_strategy("horovod"), Error);
+  EXPECT_THROW(parse_strategy(""), Error);
+  EXPECT_THROW(parse_strategy("Local"), Error);
+}
+
+JobSpec spec_in(const fs::path& dir) {
+  JobSpec s;
+  s.data = dir / "data";
+  s.model_dir = dir / "model";
+  return s;
+}
+
+TEST(Validate, ContradictionsAreRefused) {
+  const JobSpec ok = spec_in("/tmp/x");
+  EXPECT_NO_THROW(validate(ok));
+  auto refused = [&](auto change) {
+    JobSpec s = ok;
+    change(s);
+    EXPECT_THROW(validate(s), Error);
+  };
+  refused([](JobSpec& s) { s.data.clear(); });
+  refused([](JobSpec& s) { s.model_dir.clear(); });
+  refused([](JobSpec& s) { s.timeline = "t.json"; });  // a local job has no ranks to trace
+  refused([](JobSpec& s) { s.strategy.scale_lr = true; });
+  refused([](JobSpec& s) { s.strategy.global_batch_size = 64; });
+  refused([](JobSpec& s) {
+    s.strategy.kind = StrategyKind::Ps;
+    s.device.device = parse_device("cuda:0");
+  });
+  refused([](JobSpec& s) { s.train.epochs = 0; });
+  refused([](JobSpec& s) { s.train.optimizer.lr = -1; });
+  refused([](JobSpec& s) { s.strategy.comm_timeout_s = 0; });
+}
+
+// A few MNIST-shaped images in the SageMaker layout's IDX sibling: written as IDX files.
+void write_idx(const fs::path& dir, const std::string& prefix, int n) {
+  auto be32 = [](std::ofstream& f, uint32_t v) {
+    const unsigned char b[4] = {uint8_t(v >> 24), uint8_t(v >> 16), uint8_t(v >> 8), uint8_t(v)};
+    f.write(reinterpret_cast<const char*>(b), 4);
+  };
+  std::ofstream images(dir / (prefix + "-images-idx3-ubyte"), std::ios::binary);
+  be32(images, 0x803);
+  be32(images, uint32_t(n));
+  be32(images, 28);
+  be32(images, 28);
+  for (int i = 0; i < n; ++i)
+    for (int p = 0; p < 784; ++p) images.put(char((p / 28 == (i % 10) * 2) ? 255 : 0));  // a bright row per class
+  std::ofstream labels(dir / (prefix + "-labels-idx1-ubyte"), std::ios::binary);
+  be32(labels, 0x801);
+  be32(labels, uint32_t(n));
+  for (int i = 0; i < n; ++i) labels.put(char(i % 10));
+}
+
+TEST(RunJob, LocalJobTrainsCheckpointsAndExports) {
+  const fs::path dir = fs::temp_directory_path() / ("strand-job-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir / "data");
+  write_idx(dir / "data", "train", 200);
+  write_idx(dir / "data", "t10k", 50);
+  JobSpec s = spec_in(dir);
+  s.model = "mnist_mlp";
+  s.train.epochs = 2;
+  s.train.batch_size = 50;
+  s.metrics = dir / "metrics.jsonl";
+  int evaluations = 0;
+  JobHooks hooks;
+  hooks.on_eval = [&](const Metrics&) { ++evaluations; };
+  const JobResult r = run_job(s, hooks);
+  EXPECT_TRUE(r.chief);
+  EXPECT_EQ(r.train.global_step, 8);
+  EXPECT_EQ(evaluations, 2);
+  EXPECT_EQ(r.version, 1);
+  EXPECT_TRUE(fs::exists(r.exported / io::kModelFileName));
+  EXPECT_TRUE(fs::exists(dir / "model" / "checkpoints" / "checkpoint-2.strand"));
+  std::ifstream metrics(s.metrics);
+  int lines = 0;
+  for (std::string line; std::getline(metrics, line);) ++lines;
+  EXPECT_EQ(lines, 2);
+  EXPECT_GT(r.final_eval.accuracy, 0.5);
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace strand::job
