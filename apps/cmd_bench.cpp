@@ -99,10 +99,17 @@ void run_bench_train(const BenchArgs& a) {
   const double gflops = 3 * model.forward_flops_per_sample() * ips / 1e9;
   if (a.json) {
     io::write_record(std::cout,
-                     {{"model", a.model}, {"batch_size", a.batch_size}, {"threads", a.threads},
-                      {"device", a.device.device}, {"tf32", a.device.tf32},
-                      {"cudnn_benchmark", a.device.cudnn_benchmark}, {"steps", a.steps}, {"images_per_sec", ips},
-                      {"seconds", secs}, {"gflops_per_sec", gflops}, {"gemm_kernel", cpu::sgemm_kernel_name()},
+                     {{"model", a.model},
+                      {"batch_size", a.batch_size},
+                      {"threads", a.threads},
+                      {"device", a.device.device},
+                      {"tf32", a.device.tf32},
+                      {"cudnn_benchmark", a.device.cudnn_benchmark},
+                      {"steps", a.steps},
+                      {"images_per_sec", ips},
+                      {"seconds", secs},
+                      {"gflops_per_sec", gflops},
+                      {"gemm_kernel", cpu::sgemm_kernel_name()},
                       {"data", source}},
                      bench_stamp(a));
   } else {

@@ -207,7 +207,9 @@ void add_bench_allreduce_command(CLI::App& bench) {
                   "reduced without copies between ranks of one machine)")
       ->check(CLI::IsMember({"heap", "shared"}))->capture_default_str();
   cmd->add_flag("--memcpy", a->memcpy_baseline, "Also time a single-core memcpy of 64 MiB (row impl \"memcpy\"; in the 64 MiB rounds when that size is measured)");
-  cmd->add_flag("--json", a->json, "Print a JSON record: rows of {impl, buffer, in_place, bytes, ranks, time_us, algbw_gbps, busbw_gbps}");
+  cmd->add_flag(
+      "--json", a->json,
+      "Print a JSON record: rows of {impl, buffer, in_place, bytes, ranks, time_us, algbw_gbps, busbw_gbps}");
   cmd->callback([a] { run_bench_allreduce(*a); });
 }
 

@@ -46,7 +46,8 @@ void BM_sgemm(benchmark::State& state, Shape s) {
 
 void add(const std::string& name, Shape shape) {
   // Real time: with 2 threads the calling thread's CPU time says little.
-  benchmark::RegisterBenchmark(("BM_sgemm/" + name).c_str(), [shape](benchmark::State& s) { BM_sgemm(s, shape); })
+  benchmark::RegisterBenchmark(("BM_sgemm/" + name).c_str(),
+                               [shape](benchmark::State& s) { BM_sgemm(s, shape); })
       ->ArgName("threads")
       ->Arg(1)
       ->Arg(2)

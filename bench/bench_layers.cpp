@@ -179,7 +179,8 @@ void gather(benchmark::State& state, int64_t batch, int64_t sample) {
   std::vector<int32_t> labels(kDatasetImages), y(static_cast<size_t>(batch));
   std::vector<int64_t> idx(static_cast<size_t>(batch));
   for (int64_t i = 0; i < batch; ++i) idx[size_t(i)] = (i * 7919) % kDatasetImages;
-  for (auto _ : state) env.be->gather(batch, sample, idx.data(), images.f32(), labels.data(), x.f32(), y.data());
+  for (auto _ : state)
+    env.be->gather(batch, sample, idx.data(), images.f32(), labels.data(), x.f32(), y.data());
 }
 
 void add(const std::string& name, std::function<void(benchmark::State&)> body) {
@@ -202,21 +203,25 @@ void register_benchmarks() {
         break;
       case OpKind::Conv2d:
         add(n + "/forward", [c](benchmark::State& s) { conv_forward(s, c.conv, false); });
-        if (c.relu_in_forward) add(n + "+relu/forward", [c](benchmark::State& s) { conv_forward(s, c.conv, true); });
+        if (c.relu_in_forward)
+          add(n + "+relu/forward", [c](benchmark::State& s) { conv_forward(s, c.conv, true); });
         add(n + "/backward", [c](benchmark::State& s) { conv_backward(s, c.conv, c.needs_dx); });
         break;
       case OpKind::MaxPool2x2:
         add(n + "/forward", [c](benchmark::State& s) { pool_forward(s, c.pool); });
         add(n + "/backward", [c](benchmark::State& s) { pool_backward(s, c.pool, false); });
-        if (c.relu_in_backward) add(n + "+relu/backward", [c](benchmark::State& s) { pool_backward(s, c.pool, true); });
+        if (c.relu_in_backward)
+          add(n + "+relu/backward", [c](benchmark::State& s) { pool_backward(s, c.pool, true); });
         break;
       case OpKind::Dense:
         add(n + "/forward", [c](benchmark::State& s) { dense_forward(s, c.dense); });
         add(n + "/backward", [c](benchmark::State& s) { dense_backward(s, c.dense, c.needs_dx); });
         break;
       case OpKind::Relu:  // a fused ReLU has no pass of its own: its conv's and pool's rows time it
-        if (!c.relu_in_forward) add(n + "/forward", [c](benchmark::State& s) { relu_forward(s, c.elements); });
-        if (!c.relu_in_backward) add(n + "/backward", [c](benchmark::State& s) { relu_backward(s, c.elements); });
+        if (!c.relu_in_forward)
+          add(n + "/forward", [c](benchmark::State& s) { relu_forward(s, c.elements); });
+        if (!c.relu_in_backward)
+          add(n + "/backward", [c](benchmark::State& s) { relu_backward(s, c.elements); });
         break;
       case OpKind::Dropout:
         add(n + "/forward", [c](benchmark::State& s) { dropout_forward(s, c.elements, c.rate); });

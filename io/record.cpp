@@ -92,8 +92,9 @@ std::string utc_now() {
 }  // namespace
 
 std::string shell_quote(const std::string& arg) {
-  const bool plain = !arg.empty() && arg.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                                           "0123456789@%+=:,./_-") == std::string::npos;
+  const bool plain = !arg.empty() && arg.find_first_not_of(
+                                         "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                         "0123456789@%+=:,./_-") == std::string::npos;
   if (plain) return arg;
   std::string q = "'";
   for (char c : arg) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
@@ -126,8 +127,8 @@ nlohmann::json to_json(const RecordStamp& s) {
 }
 
 nlohmann::json stamped(nlohmann::json body, const RecordStamp& stamp) {
-  STRAND_CHECK(body.is_object(), Usage, "a benchmark record must be a JSON object, got " + std::string(body.type_name()),
-               "record");
+  STRAND_CHECK(body.is_object(), Usage,
+               "a benchmark record must be a JSON object, got " + std::string(body.type_name()), "record");
   STRAND_CHECK(!body.contains("stamp"), Usage, "a benchmark record already has a \"stamp\"", "record");
   body["stamp"] = to_json(stamp);
   return body;

@@ -230,9 +230,10 @@ TEST_P(CudaDense, MatchesCpu) {
 
 // Edge cases, then the models' dense layers at batch 100 (models/op_cases.hpp).
 INSTANTIATE_TEST_SUITE_P(Shapes, CudaDense,
-                         testing::ValuesIn(test::joined<DenseDesc>(
-                             {DenseDesc{1, 1, 1}, DenseDesc{3, 7, 5}, DenseDesc{17, 33, 10}, DenseDesc{1, 100, 1}},
-                             test::model_denses({100}))));
+                         testing::ValuesIn(test::joined<DenseDesc>({DenseDesc{1, 1, 1}, DenseDesc{3, 7, 5},
+                                                                    DenseDesc{17, 33, 10},
+                                                                    DenseDesc{1, 100, 1}},
+                                                                   test::model_denses({100}))));
 
 // ---- elementwise
 

@@ -41,7 +41,8 @@ std::vector<Desc> model_descs(models::OpKind kind, std::initializer_list<int64_t
       for (const models::OpCase& c : models::ops_of(models::op_cases(models::by_name(name), batch), kind)) {
         const Desc& d = c.*member;
         // The descriptors are plain int64_t fields: equal bytes, equal shapes.
-        if (std::none_of(out.begin(), out.end(), [&](const Desc& o) { return std::memcmp(&o, &d, sizeof d) == 0; }))
+        if (std::none_of(out.begin(), out.end(),
+                         [&](const Desc& o) { return std::memcmp(&o, &d, sizeof d) == 0; }))
           out.push_back(d);
       }
   return out;

@@ -24,8 +24,9 @@ std::vector<std::string> names_of(const std::vector<OpCase>& cases) {
 
 TEST(OpCases, MnistCnnAtBatch100) {
   const auto ops = models::op_cases(models::mnist_cnn(), 100);
-  EXPECT_EQ(names_of(ops), (std::vector<std::string>{"gather", "conv1", "relu1", "pool1", "conv2", "relu2", "pool2",
-                                                     "dense1", "relu3", "dropout1", "dense2", "softmax_xent", "adam"}));
+  EXPECT_EQ(names_of(ops),
+            (std::vector<std::string>{"gather", "conv1", "relu1", "pool1", "conv2", "relu2", "pool2",
+                                      "dense1", "relu3", "dropout1", "dense2", "softmax_xent", "adam"}));
   const Conv2dDesc c1 = models::op_named(ops, "conv1").conv, c2 = models::op_named(ops, "conv2").conv;
   EXPECT_EQ(c1.batch, 100);
   EXPECT_EQ(c1.in_c, 1);
@@ -83,8 +84,8 @@ TEST(OpCases, AgreeWithTheModel) {
 
 TEST(OpCases, MlpSkipsFlattenAndKeepsDx) {
   const auto ops = models::op_cases(models::mnist_mlp(), 3);
-  EXPECT_EQ(names_of(ops), (std::vector<std::string>{"gather", "dense1", "relu1", "dropout1", "dense2", "softmax_xent",
-                                                     "adam"}));
+  EXPECT_EQ(names_of(ops), (std::vector<std::string>{"gather", "dense1", "relu1", "dropout1", "dense2",
+                                                     "softmax_xent", "adam"}));
   EXPECT_EQ(models::op_named(ops, "dense1").dense.in, 784);
   // Layer 0 is the flatten: dense1's input gradient is computed, as the Model does.
   EXPECT_TRUE(models::op_named(ops, "dense1").needs_dx);
