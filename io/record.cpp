@@ -52,7 +52,9 @@ std::string nvidia_gpus() {
   std::sort(dirs.begin(), dirs.end());
   for (const auto& d : dirs) {
     const std::string model = field_of(d / "information", "Model");
-    if (!model.empty()) out += (out.empty() ? "" : "; ") + model;
+    if (model.empty()) continue;
+    if (!out.empty()) out += "; ";
+    out += model;
   }
   return out;
 }
@@ -97,7 +99,13 @@ std::string shell_quote(const std::string& arg) {
                                          "0123456789@%+=:,./_-") == std::string::npos;
   if (plain) return arg;
   std::string q = "'";
-  for (char c : arg) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  for (char c : arg) {
+    if (c == '\'') {
+      q += "'\\''";
+    } else {
+      q += c;
+    }
+  }
   return q + "'";
 }
 
@@ -114,7 +122,10 @@ RecordStamp make_stamp(const StampOptions& options) {
   s.cpus = affinity_cpus();
   s.date = utc_now();
   const std::vector<std::string> args = options.command.empty() ? own_command_line() : options.command;
-  for (const std::string& a : args) s.command += (s.command.empty() ? "" : " ") + shell_quote(a);
+  for (const std::string& a : args) {
+    if (!s.command.empty()) s.command += ' ';
+    s.command += shell_quote(a);
+  }
   return s;
 }
 
