@@ -250,7 +250,7 @@ std::vector<Row> run_mode(const Mode& mode, int64_t B, int reps, std::string& al
     strand::Model model(mb, strand::models::by_name("mnist_cnn"));
     model.init(1);
     strand::Optimizer opt(mb, strand::OptimizerConfig{}, model.param_count());
-    Buffer mx = mb.alloc(size_t(B) * 784 * sizeof(float));
+    Buffer mx = mb.alloc(size_t(B * model.arch().input.numel()) * sizeof(float));
     Buffer my = mb.alloc(size_t(B) * sizeof(int32_t));
     uint64_t key = 0;
     rows.push_back({mode.name, graphs ? "model step (graphs)" : "model step (eager)", B,
