@@ -6,12 +6,11 @@
 #include <memory>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "apps/commands.hpp"
 #include "apps/common.hpp"
 #include "core/cpu/gemm.hpp"
 #include "core/error.hpp"
+#include "io/record.hpp"
 #include "models/models.hpp"
 #include "train/trainer.hpp"
 
@@ -39,6 +38,10 @@ void add_common_options(CLI::App& cmd, BenchArgs& a, const char* steps_name, con
   cmd.add_option("--warmup", a.warmup, "Untimed repetitions first")->check(CLI::NonNegativeNumber)->capture_default_str();
   add_device_options(cmd, a.device);
   cmd.add_flag("--json", a.json, "Print one JSON object");
+}
+
+io::RecordStamp bench_stamp(const BenchArgs& a) {
+  return io::make_stamp({.threads = a.threads, .on_gpu = !a.device.device.is_cpu()});
 }
 
 // Uniform pixels and labels: throughput does not depend on the values.
@@ -95,12 +98,20 @@ void run_bench_train(const BenchArgs& a) {
   // Training costs about three forward passes (forward, input gradient, weight gradient).
   const double gflops = 3 * model.forward_flops_per_sample() * ips / 1e9;
   if (a.json) {
-    std::cout << nlohmann::json{{"model", a.model},       {"batch_size", a.batch_size}, {"threads", a.threads}, {"device", a.device.device.str()}, {"tf32", a.device.tf32}, {"cudnn_benchmark", a.device.cudnn_benchmark},
-                                {"steps", a.steps}, {"images_per_sec", ips},     {"seconds", secs},
-                                {"gflops_per_sec", gflops}, {"gemm_kernel", cpu::sgemm_kernel_name()},
-                                {"data", source}}
-                     .dump()
-              << '\n';
+    io::write_record(std::cout,
+                     {{"model", a.model},
+                      {"batch_size", a.batch_size},
+                      {"threads", a.threads},
+                      {"device", a.device.device.str()},
+                      {"tf32", a.device.tf32},
+                      {"cudnn_benchmark", a.device.cudnn_benchmark},
+                      {"steps", a.steps},
+                      {"images_per_sec", ips},
+                      {"seconds", secs},
+                      {"gflops_per_sec", gflops},
+                      {"gemm_kernel", cpu::sgemm_kernel_name()},
+                      {"data", source}},
+                     bench_stamp(a));
   } else {
     std::printf("%s on %s, batch %lld, %d thread(s): %.0f images/s (%.1f GFLOP/s, %lld steps in %.2f s, gemm %s)\n",
                 a.model.c_str(), a.device.device.str().c_str(), (long long)a.batch_size, a.threads, ips, gflops, (long long)a.steps, secs,
@@ -138,13 +149,12 @@ void run_bench_infer(const BenchArgs& a) {
   const double ips = double(a.steps * a.batch_size) / secs, latency_ms = 1000 * secs / double(a.steps);
   const double gflops = model.forward_flops_per_sample() * ips / 1e9;
   if (a.json) {
-    std::cout << nlohmann::json{{"model", a.model},           {"batch_size", a.batch_size},
-                                {"threads", a.threads},       {"device", a.device.device.str()},
-                                {"tf32", a.device.tf32},      {"iterations", a.steps},
-                                {"images_per_sec", ips},      {"latency_ms", latency_ms},
-                                {"gflops_per_sec", gflops},   {"data", source}}
-                     .dump()
-              << '\n';
+    io::write_record(std::cout,
+                     {{"model", a.model}, {"batch_size", a.batch_size}, {"threads", a.threads},
+                      {"device", a.device.device.str()}, {"tf32", a.device.tf32}, {"iterations", a.steps},
+                      {"images_per_sec", ips}, {"latency_ms", latency_ms}, {"gflops_per_sec", gflops},
+                      {"data", source}},
+                     bench_stamp(a));
   } else {
     std::printf("%s inference on %s, batch %lld, %d thread(s): %.0f images/s, %.3f ms per batch (%.1f GFLOP/s)\n",
                 a.model.c_str(), a.device.device.str().c_str(), (long long)a.batch_size, a.threads, ips, latency_ms, gflops);

@@ -24,6 +24,7 @@
 #include "apps/commands.hpp"
 #include "apps/common.hpp"
 #include "core/error.hpp"
+#include "io/record.hpp"
 
 namespace strand::cli {
 
@@ -167,7 +168,7 @@ void run_bench_allreduce(const AllreduceBenchArgs& a) {
       for (const Row& r : rows)
         out.push_back({{"impl", r.impl}, {"buffer", r.buffer}, {"in_place", r.in_place}, {"bytes", r.bytes}, {"ranks", r.ranks}, {"time_us", r.time_us},
                        {"algbw_gbps", algbw(r)}, {"busbw_gbps", busbw(r)}});
-      std::cout << out.dump(1) << '\n';
+      io::write_record(std::cout, {{"hosts", hosts}, {"rows", out}}, io::make_stamp(), 1);
       return;
     }
     std::printf("# strand bench allreduce: %d rank(s) on %d host(s), float32 sum, ring chunk over MPI %.0f KiB\n", p, hosts,
@@ -208,7 +209,9 @@ void add_bench_allreduce_command(CLI::App& bench) {
                   "reduced without copies between ranks of one machine)")
       ->check(CLI::IsMember({"heap", "shared"}))->capture_default_str();
   cmd->add_flag("--memcpy", a->memcpy_baseline, "Also time a single-core memcpy of 64 MiB (row impl \"memcpy\"; in the 64 MiB rounds when that size is measured)");
-  cmd->add_flag("--json", a->json, "Print a JSON array of {impl, buffer, in_place, bytes, ranks, time_us, algbw_gbps, busbw_gbps}");
+  cmd->add_flag(
+      "--json", a->json,
+      "Print a JSON record: rows of {impl, buffer, in_place, bytes, ranks, time_us, algbw_gbps, busbw_gbps}");
   cmd->callback([a] { run_bench_allreduce(*a); });
 }
 

@@ -22,6 +22,7 @@
 #include "apps/commands.hpp"
 #include "core/context.hpp"
 #include "core/error.hpp"
+#include "io/record.hpp"
 #include "ps/server.hpp"
 #include "ps/worker.hpp"
 
@@ -198,7 +199,7 @@ void run_bench_ps(const PsBenchArgs& a) {
   if (a.json) {
     nlohmann::json out = nlohmann::json::array();
     for (const Row& r : rows) out.push_back({{"impl", r.impl}, {"bytes", r.bytes}, {"gbps", r.gbps}});
-    std::cout << out.dump(1) << '\n';
+    io::write_record(std::cout, {{"mode", a.mode}, {"rows", out}}, io::make_stamp(), 1);
     return;
   }
   std::printf("# strand bench ps: push+pull over tcp://127.0.0.1, %s server, GB/s = 1e9 bytes/s pushed + pulled\n",
@@ -223,7 +224,7 @@ void add_bench_ps_command(CLI::App& bench) {
   cmd->add_option("--seconds", a->seconds, "Time spent per size and implementation")->check(CLI::PositiveNumber)
       ->capture_default_str();
   cmd->add_option("--mode", a->mode, "Server consistency mode: sync, async, ssp:S")->capture_default_str();
-  cmd->add_flag("--json", a->json, "Print a JSON array of {impl, bytes, gbps}");
+  cmd->add_flag("--json", a->json, "Print a JSON record: rows of {impl, bytes, gbps}");
   cmd->callback([a] { run_bench_ps(*a); });
 }
 

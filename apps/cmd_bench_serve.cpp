@@ -30,6 +30,7 @@
 #include "apps/commands.hpp"
 #include "apps/common.hpp"
 #include "core/error.hpp"
+#include "io/record.hpp"
 #include "io/model_file.hpp"
 #include "models/models.hpp"
 #include "serve/endpoint.hpp"
@@ -392,7 +393,7 @@ void run_bench_serve(const BenchServeArgs& a) {
                             {"in_process_images_per_sec", c.in_process}, {"cpu_us_per_image_served", c.cpu_us_served},
                             {"cpu_us_per_image_in_process", c.cpu_us_in_process},
                             {"cpu_us_per_image_client", c.cpu_us_client}});
-    std::cout << j.dump() << '\n';
+    io::write_record(std::cout, j, io::make_stamp({.threads = a.threads}));
     return;
   }
   std::printf("%d inference thread(s); parsing a %lld-image body (%zu bytes): fast path %.0f us (%.0f MB/s), "

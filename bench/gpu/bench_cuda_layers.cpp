@@ -4,17 +4,18 @@
 // convolutions and dense layers, memory GB/s for the elementwise kernels, and each row's share
 // of the step. The sum of the rows is the step's GPU time without launch gaps; below it, the
 // whole step of a Model (forward, loss, backward, Adam) eager and as a CUDA graph. Also prints
-// the cuDNN algorithms each mode chose.
+// the cuDNN algorithms each mode chose. The ops and shapes come from models/op_cases.hpp.
 //
 //   bench_cuda_layers [--batches 100,512,4096] [--reps N] [--json FILE]
 //
 // Exit 77 (skipped) without a GPU, like the GPU tests.
+#include <cuda_runtime.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <functional>
 #include <memory>
 #include <random>
@@ -27,12 +28,16 @@
 #include "core/error.hpp"
 #include "core/model.hpp"
 #include "core/optimizer.hpp"
+#include "io/record.hpp"
 #include "models/models.hpp"
+#include "models/op_cases.hpp"
 
 namespace {
 
 using strand::Backend;
 using strand::Buffer;
+using strand::models::OpCase;
+using strand::models::OpKind;
 
 struct Mode {
   const char* name;
@@ -71,80 +76,170 @@ double time_ms(Backend& be, int reps, const std::function<void()>& f) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() / reps;
 }
 
+using Add =
+    std::function<void(const std::string& op, double flops, double bytes, const std::function<void()>& f)>;
+
+constexpr int64_t kDatasetImages = 60000;  // MNIST's training set, which gather picks from
+
+// Times op `c`'s forward pass as the model runs it (nothing for a ReLU fused into its conv).
+void time_forward(Env& env, const OpCase& c, const Add& add) {
+  Backend& be = *env.be;
+  const double f4 = sizeof(float);
+  const int64_t B = c.batch;
+  switch (c.kind) {
+    case OpKind::Gather: {
+      Buffer images = env.random(kDatasetImages * c.sample, 21),
+             labels = be.alloc(kDatasetImages * sizeof(int32_t));
+      std::vector<int64_t> idx(static_cast<size_t>(B));
+      for (int64_t i = 0; i < B; ++i) idx[size_t(i)] = (i * 7919) % kDatasetImages;
+      Buffer indices = be.alloc(size_t(B) * sizeof(int64_t));
+      be.to_device(indices.data(), idx.data(), idx.size() * sizeof(int64_t));
+      Buffer x = env.zeros(B * c.sample), y = be.alloc(size_t(B) * sizeof(int32_t));
+      add(c.name, 0, 2.0 * B * c.sample * f4, [&] {
+        be.gather(B, c.sample, static_cast<const int64_t*>(indices.data()), images.f32(), labels.i32(),
+                  x.f32(), y.i32());
+      });
+      break;
+    }
+    case OpKind::Conv2d: {
+      const strand::Conv2dDesc& d = c.conv;
+      Buffer x = env.random(d.batch * d.in_c * d.in_h * d.in_w, 1);
+      Buffer w = env.random(d.out_c * d.in_c * d.kernel_h * d.kernel_w, 2), b = env.random(d.out_c, 3);
+      Buffer y = env.zeros(d.batch * d.out_c * d.out_h() * d.out_w());
+      if (c.relu_in_forward) {
+        add(c.name + "+relu forward", d.flops(), 0,
+            [&] { be.conv2d_relu_forward(d, x.f32(), w.f32(), b.f32(), y.f32()); });
+      } else {
+        add(c.name + " forward", d.flops(), 0,
+            [&] { be.conv2d_forward(d, x.f32(), w.f32(), b.f32(), y.f32()); });
+      }
+      break;
+    }
+    case OpKind::MaxPool2x2: {
+      const strand::Pool2dDesc& d = c.pool;
+      const int64_t nx = d.batch * d.channels * d.in_h * d.in_w;
+      Buffer x = env.random(nx, 4), y = env.zeros(d.batch * d.channels * d.out_h() * d.out_w());
+      add(c.name + " forward", 0, 1.25 * nx * f4, [&] { be.maxpool2x2_forward(d, x.f32(), y.f32()); });
+      break;
+    }
+    case OpKind::Dense: {
+      const strand::DenseDesc& d = c.dense;
+      Buffer x = env.random(d.batch * d.in, 5), w = env.random(d.out * d.in, 6), b = env.random(d.out, 7);
+      Buffer y = env.zeros(d.batch * d.out);
+      add(c.name + " forward", d.flops(), 0,
+          [&] { be.dense_forward(d, x.f32(), w.f32(), b.f32(), y.f32()); });
+      break;
+    }
+    case OpKind::Relu: {
+      if (c.relu_in_forward) break;
+      Buffer h = env.random(c.elements, 8);
+      add(c.name + " forward", 0, 2.0 * c.elements * f4,
+          [&] { be.relu_forward(c.elements, h.f32(), h.f32()); });
+      break;
+    }
+    case OpKind::Dropout: {
+      Buffer h = env.random(c.elements, 9);
+      add(c.name + " forward", 0, 2.0 * c.elements * f4,
+          [&] { be.dropout_forward(c.elements, c.rate, 42, 0, h.f32(), h.f32()); });
+      break;
+    }
+    case OpKind::SoftmaxXent: {
+      Buffer logits = env.random(B * c.classes, 18), dlogits = env.zeros(B * c.classes);
+      Buffer labels = be.alloc(size_t(B) * sizeof(int32_t));  // zeros: class 0
+      add(c.name, 0, 0,
+          [&] { be.softmax_xent_accumulate(B, c.classes, logits.f32(), labels.i32(), dlogits.f32()); });
+      (void)be.take_loss_totals();
+      break;
+    }
+    case OpKind::Adam: {
+      Buffer p = env.random(c.elements, 19), g = env.random(c.elements, 20);
+      Buffer m = env.zeros(c.elements), v = env.zeros(c.elements);
+      int64_t step = 0;
+      add(c.name, 0, 7.0 * c.elements * f4, [&] {
+        be.adam_step(c.elements, 1e-3f, 0.9f, 0.999f, 1e-8f, ++step, p.f32(), g.f32(), m.f32(), v.f32());
+      });
+      break;
+    }
+  }
+}
+
+// Times op `c`'s backward pass as the model runs it (the first layer without its input
+// gradient, a ReLU before a pool inside the pool's).
+void time_backward(Env& env, const OpCase& c, const Add& add) {
+  Backend& be = *env.be;
+  const double f4 = sizeof(float);
+  switch (c.kind) {
+    case OpKind::Conv2d: {
+      const strand::Conv2dDesc& d = c.conv;
+      const int64_t nx = d.batch * d.in_c * d.in_h * d.in_w, nw = d.out_c * d.in_c * d.kernel_h * d.kernel_w;
+      Buffer x = env.random(nx, 1), w = env.random(nw, 2),
+             dy = env.random(d.batch * d.out_c * d.out_h() * d.out_w(), 3);
+      Buffer dx = env.zeros(nx), dw = env.zeros(nw), db = env.zeros(d.out_c);
+      add(c.name + " backward", (c.needs_dx ? 2 : 1) * d.flops(), 0, [&] {
+        be.conv2d_backward(d, x.f32(), w.f32(), dy.f32(), c.needs_dx ? dx.f32() : nullptr, dw.f32(),
+                           db.f32());
+      });
+      break;
+    }
+    case OpKind::MaxPool2x2: {
+      const strand::Pool2dDesc& d = c.pool;
+      const int64_t nx = d.batch * d.channels * d.in_h * d.in_w,
+                    ny = d.batch * d.channels * d.out_h() * d.out_w();
+      Buffer x = env.random(nx, 4), y = env.zeros(ny), dy = env.random(ny, 5), dx = env.zeros(nx);
+      be.maxpool2x2_forward(d, x.f32(), y.f32());
+      if (c.relu_in_backward) {
+        add(c.name + "+relu backward", 0, 2.5 * nx * f4,
+            [&] { be.relu_maxpool2x2_backward(d, x.f32(), y.f32(), dy.f32(), dx.f32()); });
+      } else {
+        add(c.name + " backward", 0, 2.5 * nx * f4,
+            [&] { be.maxpool2x2_backward(d, x.f32(), y.f32(), dy.f32(), dx.f32()); });
+      }
+      break;
+    }
+    case OpKind::Dense: {
+      const strand::DenseDesc& d = c.dense;
+      Buffer x = env.random(d.batch * d.in, 5), w = env.random(d.out * d.in, 6),
+             dy = env.random(d.batch * d.out, 7);
+      Buffer dx = env.zeros(d.batch * d.in), dw = env.zeros(d.out * d.in), db = env.zeros(d.out);
+      add(c.name + " backward", (c.needs_dx ? 2 : 1) * d.flops(), 0, [&] {
+        be.dense_backward(d, x.f32(), w.f32(), dy.f32(), c.needs_dx ? dx.f32() : nullptr, dw.f32(), db.f32());
+      });
+      break;
+    }
+    case OpKind::Relu: {
+      if (c.relu_in_backward) break;
+      Buffer h = env.random(c.elements, 14), dh = env.random(c.elements, 15);
+      add(c.name + " backward", 0, 3.0 * c.elements * f4,
+          [&] { be.relu_backward(c.elements, h.f32(), dh.f32(), dh.f32()); });
+      break;
+    }
+    case OpKind::Dropout: {
+      Buffer dh = env.random(c.elements, 15);
+      add(c.name + " backward", 0, 2.0 * c.elements * f4,
+          [&] { be.dropout_backward(c.elements, c.rate, 42, 0, dh.f32(), dh.f32()); });
+      break;
+    }
+    case OpKind::Gather:
+    case OpKind::SoftmaxXent:  // forward and backward in one call, timed with the forward
+    case OpKind::Adam:
+      break;
+  }
+}
+
+// Every op of a step (models/op_cases.hpp) in the order the step runs them: forward, the
+// loss, backward in reverse, Adam last.
 std::vector<Row> run_mode(const Mode& mode, int64_t B, int reps, std::string& algos) {
   Env env(mode.options);
   Backend& be = *env.be;
-  // Shapes of models/mnist_cnn: conv 1->32 28x28, pool, conv 32->64 14x14, pool, dense
-  // 3136->1024, relu, dropout 0.4, dense 1024->10.
-  const strand::Conv2dDesc c1{B, 1, 28, 28, 32, 5, 5, 2, 2}, c2{B, 32, 14, 14, 64, 5, 5, 2, 2};
-  const strand::Pool2dDesc p1{B, 32, 28, 28}, p2{B, 64, 14, 14};
-  const strand::DenseDesc d1{B, 3136, 1024}, d2{B, 1024, 10};
-  const int64_t a1 = B * 32 * 28 * 28, a2 = B * 64 * 14 * 14, h = B * 1024;
-
-  Buffer x = env.random(B * 784, 1), w1 = env.random(32 * 25, 2), b1 = env.random(32, 3);
-  Buffer y1 = env.random(a1, 4), dy1 = env.random(a1, 5), dw1 = env.zeros(32 * 25), db1 = env.zeros(32);
-  Buffer q1 = env.zeros(B * 32 * 196), dq1 = env.random(B * 32 * 196, 6);
-  Buffer w2 = env.random(64 * 32 * 25, 7), b2 = env.random(64, 8), dw2 = env.zeros(64 * 32 * 25), db2 = env.zeros(64);
-  Buffer y2 = env.random(a2, 9), dy2 = env.random(a2, 10), q2 = env.zeros(B * 3136), dq2 = env.random(B * 3136, 11);
-  Buffer wd1 = env.random(1024 * 3136, 12), bd1 = env.random(1024, 13), dwd1 = env.zeros(1024 * 3136), dbd1 = env.zeros(1024);
-  Buffer hid = env.random(h, 14), dhid = env.random(h, 15);
-  Buffer wd2 = env.random(10 * 1024, 16), bd2 = env.random(10, 17), dwd2 = env.zeros(10 * 1024), dbd2 = env.zeros(10);
-  Buffer logits = env.random(B * 10, 18), dlogits = env.zeros(B * 10);
-  Buffer labels = be.alloc(size_t(B) * sizeof(int32_t));
-  constexpr int64_t kParams = 832 + 51264 + 3212288 + 10250;
-  Buffer params = env.random(kParams, 19), grads = env.random(kParams, 20), m = env.zeros(kParams), v = env.zeros(kParams);
-  Buffer images = env.random(int64_t{60000} * 784, 21), all_labels = be.alloc(60000 * sizeof(int32_t));
-  std::vector<int64_t> idx(static_cast<size_t>(B));
-  for (int64_t i = 0; i < B; ++i) idx[size_t(i)] = (i * 7919) % 60000;
-  Buffer indices = be.alloc(size_t(B) * sizeof(int64_t));
-  be.to_device(indices.data(), idx.data(), idx.size() * sizeof(int64_t));
-  Buffer batch_labels = be.alloc(size_t(B) * sizeof(int32_t));
-
+  const std::vector<OpCase> ops = strand::models::op_cases(strand::models::mnist_cnn(), B);
   std::vector<Row> rows;
-  auto add = [&](const char* op, double flops, double bytes, const std::function<void()>& f) {
+  const Add add = [&](const std::string& op, double flops, double bytes, const std::function<void()>& f) {
     rows.push_back({mode.name, op, B, time_ms(be, reps, f), flops, bytes});
   };
-  const double f4 = sizeof(float);
-  int64_t step = 0;
-  add("gather", 0, 2.0 * B * 784 * f4, [&] {
-    be.gather(B, 784, static_cast<const int64_t*>(indices.data()), images.f32(), all_labels.i32(), x.f32(),
-              batch_labels.i32());
-  });
-  add("conv1+relu forward", c1.flops(), 0, [&] { be.conv2d_relu_forward(c1, x.f32(), w1.f32(), b1.f32(), y1.f32()); });
-  add("pool1 forward", 0, 1.25 * a1 * f4, [&] { be.maxpool2x2_forward(p1, y1.f32(), q1.f32()); });
-  add("conv2+relu forward", c2.flops(), 0, [&] { be.conv2d_relu_forward(c2, q1.f32(), w2.f32(), b2.f32(), y2.f32()); });
-  add("pool2 forward", 0, 1.25 * a2 * f4, [&] { be.maxpool2x2_forward(p2, y2.f32(), q2.f32()); });
-  add("dense1 forward", d1.flops(), 0, [&] { be.dense_forward(d1, q2.f32(), wd1.f32(), bd1.f32(), hid.f32()); });
-  add("relu3 forward", 0, 2.0 * h * f4, [&] { be.relu_forward(h, hid.f32(), hid.f32()); });
-  add("dropout forward", 0, 2.0 * h * f4, [&] { be.dropout_forward(h, 0.4f, 42, 0, hid.f32(), hid.f32()); });
-  add("dense2 forward", d2.flops(), 0, [&] { be.dense_forward(d2, hid.f32(), wd2.f32(), bd2.f32(), logits.f32()); });
-  add("softmax xent", 0, 0, [&] {
-    be.softmax_xent_accumulate(B, 10, logits.f32(), batch_labels.i32(), dlogits.f32());
-  });
-  add("dense2 backward", 2 * d2.flops(), 0, [&] {
-    be.dense_backward(d2, hid.f32(), wd2.f32(), dlogits.f32(), dhid.f32(), dwd2.f32(), dbd2.f32());
-  });
-  add("dropout backward", 0, 2.0 * h * f4, [&] { be.dropout_backward(h, 0.4f, 42, 0, dhid.f32(), dhid.f32()); });
-  add("relu3 backward", 0, 3.0 * h * f4, [&] { be.relu_backward(h, hid.f32(), dhid.f32(), dhid.f32()); });
-  add("dense1 backward", 2 * d1.flops(), 0, [&] {
-    be.dense_backward(d1, q2.f32(), wd1.f32(), dhid.f32(), dq2.f32(), dwd1.f32(), dbd1.f32());
-  });
-  add("pool2+relu backward", 0, 2.5 * a2 * f4, [&] {
-    be.relu_maxpool2x2_backward(p2, y2.f32(), q2.f32(), dq2.f32(), dy2.f32());
-  });
-  add("conv2 backward", 2 * c2.flops(), 0, [&] {
-    be.conv2d_backward(c2, q1.f32(), w2.f32(), dy2.f32(), dq1.f32(), dw2.f32(), db2.f32());
-  });
-  add("pool1+relu backward", 0, 2.5 * a1 * f4, [&] {
-    be.relu_maxpool2x2_backward(p1, y1.f32(), q1.f32(), dq1.f32(), dy1.f32());
-  });
-  add("conv1 backward", c1.flops(), 0, [&] {
-    be.conv2d_backward(c1, x.f32(), w1.f32(), dy1.f32(), nullptr, dw1.f32(), db1.f32());
-  });
-  add("adam", 0, 7.0 * kParams * f4, [&] {
-    be.adam_step(kParams, 1e-3f, 0.9f, 0.999f, 1e-8f, ++step, params.f32(), grads.f32(), m.f32(), v.f32());
-  });
-  (void)be.take_loss_totals();
+  for (const OpCase& c : ops)
+    if (c.kind != OpKind::Adam) time_forward(env, c, add);
+  for (auto c = ops.rbegin(); c != ops.rend(); ++c) time_backward(env, *c, add);
+  time_forward(env, strand::models::ops_of(ops, OpKind::Adam).at(0), add);
 
   // The whole step through the Model, eager and (on a second backend) as CUDA graphs.
   for (bool graphs : {false, true}) {
@@ -155,7 +250,7 @@ std::vector<Row> run_mode(const Mode& mode, int64_t B, int reps, std::string& al
     strand::Model model(mb, strand::models::by_name("mnist_cnn"));
     model.init(1);
     strand::Optimizer opt(mb, strand::OptimizerConfig{}, model.param_count());
-    Buffer mx = mb.alloc(size_t(B) * 784 * sizeof(float));
+    Buffer mx = mb.alloc(size_t(B * model.arch().input.numel()) * sizeof(float));
     Buffer my = mb.alloc(size_t(B) * sizeof(int32_t));
     uint64_t key = 0;
     rows.push_back({mode.name, graphs ? "model step (graphs)" : "model step (eager)", B,
@@ -172,8 +267,11 @@ std::vector<Row> run_mode(const Mode& mode, int64_t B, int reps, std::string& al
   }
 
   auto& cuda = dynamic_cast<strand::cuda::CudaBackend&>(be);
-  algos += std::string(mode.name) + " batch " + std::to_string(B) + ": conv1 " + cuda.conv_algorithms(c1) +
-           "; conv2 " + cuda.conv_algorithms(c2) + "\n";
+  algos += std::string(mode.name) + " batch " + std::to_string(B) + ":";
+  for (const OpCase& c : strand::models::ops_of(ops, OpKind::Conv2d)) {
+    algos += " " + c.name + " " + cuda.conv_algorithms(c.conv) + ";";
+  }
+  algos.back() = '\n';
   return rows;
 }
 
@@ -249,16 +347,14 @@ int main(int argc, char** argv) {
     }
     std::printf("\ncuDNN algorithms (fwd / bwd data / bwd filter, cudnn*Algo_t numbers):\n%s", algos.c_str());
     if (!json_path.empty()) {
-      std::ofstream out(json_path);
-      out << "[\n";
-      for (size_t i = 0; i < all.size(); ++i) {
-        const Row& r = all[i];
-        out << "  {\"mode\": \"" << r.mode << "\", \"op\": \"" << r.op << "\", \"batch\": " << r.batch
-            << ", \"ms\": " << r.ms << ", \"flops\": " << r.flops << ", \"bytes\": " << r.bytes << "}"
-            << (i + 1 < all.size() ? ",\n" : "\n");
-      }
-      out << "]\n";
-      if (!out) throw std::runtime_error("cannot write " + json_path);
+      nlohmann::json rows = nlohmann::json::array();
+      for (const Row& r : all)
+        rows.push_back({{"mode", r.mode}, {"op", r.op}, {"batch", r.batch}, {"ms", r.ms}, {"flops", r.flops},
+                        {"bytes", r.bytes}});
+      cudaDeviceProp prop{};
+      const std::string gpu = cudaGetDeviceProperties(&prop, 0) == cudaSuccess ? prop.name : "";
+      strand::io::write_record(json_path, {{"reps", reps}, {"rows", rows}, {"cudnn_algorithms", algos}},
+                               strand::io::make_stamp({.on_gpu = true, .gpu = gpu}));
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_cuda_layers: %s\n", e.what());

@@ -22,76 +22,19 @@
 #include "core/model.hpp"
 #include "io/dataset.hpp"
 #include "models/models.hpp"
+#include "tests/kernels/kernel_test_util.hpp"
 #include "train/trainer.hpp"
 
 namespace strand {
 namespace {
 
-std::vector<float> random_vec(size_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> dist(lo, hi);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(rng);
-  return v;
-}
-
-// Small integers as floats: many exact ties, for the max-pool and arg-max tie rules.
-std::vector<float> tie_vec(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_int_distribution<int> dist(-2, 2);
-  std::vector<float> v(n);
-  for (float& x : v) x = static_cast<float>(dist(rng));
-  return v;
-}
-
-template <class T>
-Buffer upload(Backend& be, const std::vector<T>& host) {
-  Buffer b = be.alloc(host.size() * sizeof(T));
-  be.to_device(b.data(), host.data(), host.size() * sizeof(T));
-  return b;
-}
-
-template <class T = float>
-std::vector<T> download(Backend& be, const Buffer& b) {
-  std::vector<T> host(b.bytes() / sizeof(T));
-  be.to_host(host.data(), b.data(), b.bytes());
-  return host;
-}
-
-// Every element within rtol of max(|want|, rms(want)): relative error for ordinary elements,
-// and sums that cancel to ~0 are held to the scale of the whole tensor.
-testing::AssertionResult close(const std::vector<float>& got, const std::vector<float>& want,
-                               double rtol = 1e-4) {
-  if (got.size() != want.size()) return testing::AssertionFailure() << "size mismatch";
-  double sq = 0;
-  for (float w : want) sq += double(w) * w;
-  const double rms = std::sqrt(sq / double(std::max<size_t>(want.size(), 1)));
-  for (size_t i = 0; i < want.size(); ++i) {
-    const double tol = rtol * std::max(std::abs(double(want[i])), rms) + 1e-30;
-    if (!(std::abs(double(got[i]) - want[i]) <= tol))
-      return testing::AssertionFailure() << "element " << i << ": got " << got[i] << " want "
-                                         << want[i] << " (tol " << tol << ")";
-  }
-  return testing::AssertionSuccess();
-}
-
-testing::AssertionResult same_bits(const std::vector<float>& a, const std::vector<float>& b) {
-  if (a.size() != b.size()) return testing::AssertionFailure() << "size mismatch";
-  for (size_t i = 0; i < a.size(); ++i)
-    if (std::memcmp(&a[i], &b[i], sizeof(float)) != 0)
-      return testing::AssertionFailure() << "element " << i << ": " << a[i] << " vs " << b[i];
-  return testing::AssertionSuccess();
-}
-
-// ‖got − want‖ / ‖want‖.
-double norm_rel(const std::vector<float>& got, const std::vector<float>& want) {
-  double d = 0, w = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    d += (double(got[i]) - want[i]) * (double(got[i]) - want[i]);
-    w += double(want[i]) * want[i];
-  }
-  return std::sqrt(d / std::max(w, 1e-300));
-}
+using test::download;
+using test::norm_rel;
+using test::random_vec;
+using test::rel_close;
+using test::same_bits;
+using test::tie_vec;
+using test::upload;
 
 // One CPU and one CUDA backend for the whole suite: creating cuDNN/cuBLAS handles is slow.
 class Cuda : public testing::Test {
@@ -147,17 +90,10 @@ TEST_F(Cuda, CopiesRoundTrip) {
 
 // ---- conv2d
 
-struct ConvCase {
-  int64_t batch, in_c, h, w, out_c, kh, kw, ph, pw;
-};
-
-class CudaConv : public Cuda, public testing::WithParamInterface<ConvCase> {};
+class CudaConv : public Cuda, public testing::WithParamInterface<Conv2dDesc> {};
 
 TEST_P(CudaConv, MatchesCpu) {
-  const ConvCase c = GetParam();
-  Conv2dDesc d;
-  d.batch = c.batch, d.in_c = c.in_c, d.in_h = c.h, d.in_w = c.w, d.out_c = c.out_c;
-  d.kernel_h = c.kh, d.kernel_w = c.kw, d.pad_h = c.ph, d.pad_w = c.pw;
+  const Conv2dDesc d = GetParam();
   const size_t nx = size_t(d.batch * d.in_c * d.in_h * d.in_w);
   const size_t nw = size_t(d.out_c * d.in_c * d.kernel_h * d.kernel_w);
   const size_t ny = size_t(d.batch * d.out_c * d.out_h() * d.out_w());
@@ -181,35 +117,33 @@ TEST_P(CudaConv, MatchesCpu) {
     return o;
   };
   const Out want = run(cpu()), got = run(gpu());
-  EXPECT_TRUE(close(got.y, want.y)) << "y";
-  EXPECT_TRUE(close(got.y_relu, want.y_relu)) << "y with the fused ReLU";
+  EXPECT_TRUE(rel_close(got.y, want.y)) << "y";
+  EXPECT_TRUE(rel_close(got.y_relu, want.y_relu)) << "y with the fused ReLU";
   for (size_t i = 0; i < got.y.size(); ++i) {  // and exactly relu(y) on the GPU itself
     ASSERT_EQ(got.y_relu[i], got.y[i] > 0.0f ? got.y[i] : 0.0f) << "fused ReLU, element " << i;
   }
-  EXPECT_TRUE(close(got.dx, want.dx)) << "dx";
-  EXPECT_TRUE(close(got.dw, want.dw)) << "dw";
-  EXPECT_TRUE(close(got.db, want.db)) << "db";
+  EXPECT_TRUE(rel_close(got.dx, want.dx)) << "dx";
+  EXPECT_TRUE(rel_close(got.dw, want.dw)) << "dw";
+  EXPECT_TRUE(rel_close(got.db, want.db)) << "db";
   // Deterministic algorithms: the second backward gives the same bits.
   EXPECT_TRUE(same_bits(got.dw_no_dx, got.dw)) << "dw not reproducible";
   EXPECT_TRUE(same_bits(run(gpu()).dx, got.dx)) << "dx not reproducible";
 }
 
+// Edge cases, then the models' convolutions at batch 2 and 4 (models/op_cases.hpp).
 INSTANTIATE_TEST_SUITE_P(
     Shapes, CudaConv,
-    testing::Values(ConvCase{2, 1, 28, 28, 32, 5, 5, 2, 2},   // mnist_cnn conv1 (same)
-                    ConvCase{4, 32, 14, 14, 64, 5, 5, 2, 2},  // mnist_cnn conv2 (same)
-                    ConvCase{1, 3, 7, 5, 4, 3, 3, 1, 1},      // batch 1, odd sizes, same
-                    ConvCase{3, 2, 9, 6, 5, 3, 2, 0, 0},      // valid, non-square kernel
-                    ConvCase{2, 4, 6, 7, 3, 5, 5, 2, 2},      // same, kernel near the size
-                    ConvCase{1, 1, 5, 5, 1, 5, 5, 0, 0},      // 1 channel, 1x1 output
-                    ConvCase{2, 3, 4, 4, 2, 3, 3, 2, 1},      // padding wider than needed
-                    // One input channel: the direct kernels (conv2d_direct.cu), 3x3 and 5x5,
-                    // several image chunks with a partial last one, and an image too large for
-                    // them (cuDNN again).
-                    ConvCase{3, 1, 9, 7, 4, 3, 3, 1, 1},
-                    ConvCase{2, 1, 6, 5, 3, 3, 3, 0, 0},
-                    ConvCase{70, 1, 28, 28, 8, 5, 5, 2, 2},
-                    ConvCase{1, 1, 100, 100, 2, 5, 5, 2, 2}));
+    testing::ValuesIn(test::joined<Conv2dDesc>(
+        {Conv2dDesc{1, 3, 7, 5, 4, 3, 3, 1, 1},    // batch 1, odd sizes, same
+         Conv2dDesc{3, 2, 9, 6, 5, 3, 2, 0, 0},    // valid, non-square kernel
+         Conv2dDesc{2, 4, 6, 7, 3, 5, 5, 2, 2},    // same, kernel near the size
+         Conv2dDesc{1, 1, 5, 5, 1, 5, 5, 0, 0},    // 1 channel, 1x1 output
+         Conv2dDesc{2, 3, 4, 4, 2, 3, 3, 2, 1},    // padding wider than needed
+         // One input channel: the direct kernels (conv2d_direct.cu), 3x3 and 5x5, several
+         // image chunks with a partial last one, and an image too large for them (cuDNN again).
+         Conv2dDesc{3, 1, 9, 7, 4, 3, 3, 1, 1}, Conv2dDesc{2, 1, 6, 5, 3, 3, 3, 0, 0},
+         Conv2dDesc{70, 1, 28, 28, 8, 5, 5, 2, 2}, Conv2dDesc{1, 1, 100, 100, 2, 5, 5, 2, 2}},
+        test::model_convs({2, 4}))));
 
 TEST_F(Cuda, ConvRejectsBadShapes) {
   Conv2dDesc d;
@@ -261,10 +195,12 @@ TEST_P(CudaPool, MatchesCpuBitForBit) {
   }
 }
 
+// Edge cases, then the models' pools at batch 100 (models/op_cases.hpp).
 INSTANTIATE_TEST_SUITE_P(Shapes, CudaPool,
-                         testing::Values(Pool2dDesc{2, 3, 8, 8}, Pool2dDesc{1, 1, 7, 5},
-                                         Pool2dDesc{3, 2, 9, 10}, Pool2dDesc{1, 1, 2, 2},
-                                         Pool2dDesc{100, 32, 28, 28}));
+                         testing::ValuesIn(test::joined<Pool2dDesc>(
+                             {Pool2dDesc{2, 3, 8, 8}, Pool2dDesc{1, 1, 7, 5}, Pool2dDesc{3, 2, 9, 10},
+                              Pool2dDesc{1, 1, 2, 2}},
+                             test::model_pools({100}))));
 
 // ---- dense
 
@@ -289,13 +225,15 @@ TEST_P(CudaDense, MatchesCpu) {
   };
   const auto want = run(cpu()), got = run(gpu());
   const char* names[] = {"y", "dx", "dw", "db", "dw without dx"};
-  for (size_t i = 0; i < want.size(); ++i) EXPECT_TRUE(close(got[i], want[i])) << names[i];
+  for (size_t i = 0; i < want.size(); ++i) EXPECT_TRUE(rel_close(got[i], want[i])) << names[i];
 }
 
+// Edge cases, then the models' dense layers at batch 100 (models/op_cases.hpp).
 INSTANTIATE_TEST_SUITE_P(Shapes, CudaDense,
-                         testing::Values(DenseDesc{1, 1, 1}, DenseDesc{3, 7, 5},
-                                         DenseDesc{17, 33, 10}, DenseDesc{1, 100, 1},
-                                         DenseDesc{100, 3136, 1024}, DenseDesc{100, 1024, 10}));
+                         testing::ValuesIn(test::joined<DenseDesc>({DenseDesc{1, 1, 1}, DenseDesc{3, 7, 5},
+                                                                    DenseDesc{17, 33, 10},
+                                                                    DenseDesc{1, 100, 1}},
+                                                                   test::model_denses({100}))));
 
 // ---- elementwise
 
@@ -363,8 +301,8 @@ TEST_F(Cuda, SoftmaxXentMatchesCpu) {
     const std::string what = "batch " + std::to_string(c.batch) + " classes " + std::to_string(c.classes);
     EXPECT_NEAR(got.loss, want.loss, 1e-5 * (1 + std::abs(want.loss))) << what;
     EXPECT_EQ(got.correct, want.correct) << what;
-    EXPECT_TRUE(close(got_g, want_g)) << what;
-    EXPECT_TRUE(close(got_p, want_p)) << what;
+    EXPECT_TRUE(rel_close(got_g, want_g)) << what;
+    EXPECT_TRUE(rel_close(got_p, want_p)) << what;
   }
 }
 
@@ -403,7 +341,7 @@ TEST_F(Cuda, AccumulatedLossTotalsMatchCpu) {
   EXPECT_EQ(got.examples, 300);
   EXPECT_EQ(got.correct, want.correct);
   EXPECT_NEAR(got.loss_sum, want.loss_sum, 1e-5 * want.loss_sum);
-  EXPECT_TRUE(close(got_g, want_g));
+  EXPECT_TRUE(rel_close(got_g, want_g));
   EXPECT_EQ(gpu().take_loss_totals().examples, 0);
   // A bad label surfaces when the totals are taken, and the totals start over.
   Buffer bl = upload(gpu(), logits), bg = gpu().alloc(size_t(batch * classes) * 4);
@@ -456,7 +394,7 @@ TEST_F(Cuda, OptimizersMatchCpu) {
   };
   const auto want = run(cpu()), got = run(gpu());
   const char* names[] = {"sgd params", "momentum params", "velocity", "adam params", "m", "v"};
-  for (size_t i = 0; i < want.size(); ++i) EXPECT_TRUE(close(got[i], want[i], 1e-5)) << names[i];
+  for (size_t i = 0; i < want.size(); ++i) EXPECT_TRUE(rel_close(got[i], want[i], 1e-5)) << names[i];
   try {
     gpu().adam_step(1, 0.1f, 0.9f, 0.999f, 1e-8f, 0, nullptr, nullptr, nullptr, nullptr);
     ADD_FAILURE() << "adam step 0 accepted";

@@ -1,5 +1,6 @@
-// Helpers shared by the kernel tests: seeded random data, a central-difference gradient
-// checker and a tolerance comparison. References themselves live next to each test.
+// Helpers shared by the kernel tests and the CUDA-against-CPU tests (tests/cuda): seeded
+// random data, copies to and from a backend, a central-difference gradient checker and
+// tolerance comparisons. References themselves live next to each test.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -9,9 +10,15 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <initializer_list>
 #include <random>
 #include <sstream>
+#include <string>
 #include <vector>
+
+#include "core/backend.hpp"
+#include "models/models.hpp"
+#include "models/op_cases.hpp"
 
 namespace strand::test {
 
@@ -21,6 +28,62 @@ inline std::vector<float> random_vec(size_t n, uint32_t seed, float lo = -1.0f, 
   std::vector<float> v(n);
   for (float& x : v) x = dist(rng);
   return v;
+}
+
+// The descriptors of the ops of kind `kind` in every model strand ships (models/op_cases.hpp)
+// at each of `batches`, each shape once: the model shapes the tests check, from the one table.
+template <class Desc>
+std::vector<Desc> model_descs(models::OpKind kind, std::initializer_list<int64_t> batches,
+                              Desc models::OpCase::*member) {
+  std::vector<Desc> out;
+  for (int64_t batch : batches)
+    for (const std::string& name : models::names())
+      for (const models::OpCase& c : models::ops_of(models::op_cases(models::by_name(name), batch), kind)) {
+        const Desc& d = c.*member;
+        // The descriptors are plain int64_t fields: equal bytes, equal shapes.
+        if (std::none_of(out.begin(), out.end(),
+                         [&](const Desc& o) { return std::memcmp(&o, &d, sizeof d) == 0; }))
+          out.push_back(d);
+      }
+  return out;
+}
+inline std::vector<Conv2dDesc> model_convs(std::initializer_list<int64_t> batches) {
+  return model_descs(models::OpKind::Conv2d, batches, &models::OpCase::conv);
+}
+inline std::vector<Pool2dDesc> model_pools(std::initializer_list<int64_t> batches) {
+  return model_descs(models::OpKind::MaxPool2x2, batches, &models::OpCase::pool);
+}
+inline std::vector<DenseDesc> model_denses(std::initializer_list<int64_t> batches) {
+  return model_descs(models::OpKind::Dense, batches, &models::OpCase::dense);
+}
+// `hand` (the tests' own edge cases) followed by `models`.
+template <class Desc>
+std::vector<Desc> joined(std::vector<Desc> hand, const std::vector<Desc>& models) {
+  hand.insert(hand.end(), models.begin(), models.end());
+  return hand;
+}
+
+// Small integers as floats: many exact ties, for the max-pool and arg-max tie rules.
+inline std::vector<float> tie_vec(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> dist(-2, 2);
+  std::vector<float> v(n);
+  for (float& x : v) x = static_cast<float>(dist(rng));
+  return v;
+}
+
+template <class T>
+Buffer upload(Backend& be, const std::vector<T>& host) {
+  Buffer b = be.alloc(host.size() * sizeof(T));
+  be.to_device(b.data(), host.data(), host.size() * sizeof(T));
+  return b;
+}
+
+template <class T = float>
+std::vector<T> download(Backend& be, const Buffer& b) {
+  std::vector<T> host(b.bytes() / sizeof(T));
+  be.to_host(host.data(), b.data(), b.bytes());
+  return host;
 }
 
 // L = sum r_i * y_i in double: the random projection whose gradient w.r.t. y is r.
@@ -80,11 +143,39 @@ inline testing::AssertionResult all_close(const std::vector<float>& got,
   return testing::AssertionSuccess();
 }
 
-inline bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(), [](float x, float y) {
-           return std::memcmp(&x, &y, sizeof(float)) == 0;
-         });
+// Every element within rtol of max(|want|, rms(want)): relative error for ordinary elements,
+// and sums that cancel to ~0 are held to the scale of the whole tensor.
+inline testing::AssertionResult rel_close(const std::vector<float>& got, const std::vector<float>& want,
+                                          double rtol = 1e-4) {
+  if (got.size() != want.size()) return testing::AssertionFailure() << "size mismatch";
+  double sq = 0;
+  for (float w : want) sq += double(w) * w;
+  const double rms = std::sqrt(sq / double(std::max<size_t>(want.size(), 1)));
+  for (size_t i = 0; i < want.size(); ++i) {
+    const double tol = rtol * std::max(std::abs(double(want[i])), rms) + 1e-30;
+    if (!(std::abs(double(got[i]) - want[i]) <= tol))
+      return testing::AssertionFailure() << "element " << i << ": got " << got[i] << " want "
+                                         << want[i] << " (tol " << tol << ")";
+  }
+  return testing::AssertionSuccess();
+}
+
+// ‖got − want‖ / ‖want‖.
+inline double norm_rel(const std::vector<float>& got, const std::vector<float>& want) {
+  double d = 0, w = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    d += (double(got[i]) - want[i]) * (double(got[i]) - want[i]);
+    w += double(want[i]) * want[i];
+  }
+  return std::sqrt(d / std::max(w, 1e-300));
+}
+
+inline testing::AssertionResult same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  if (a.size() != b.size()) return testing::AssertionFailure() << "size mismatch";
+  for (size_t i = 0; i < a.size(); ++i)
+    if (std::memcmp(&a[i], &b[i], sizeof(float)) != 0)
+      return testing::AssertionFailure() << "element " << i << ": " << a[i] << " vs " << b[i];
+  return testing::AssertionSuccess();
 }
 
 }  // namespace strand::test

@@ -99,16 +99,17 @@ Conv2dDesc desc(int64_t batch, int64_t in_c, int64_t h, int64_t w, int64_t out_c
 // channels, batch 1 and > 1 (5 splits unevenly over 2 and 3). The 5x5 shapes with 8 or more
 // channels take the Winograd path (see WinogradPath below): odd output sizes (partial edge
 // tiles), channel counts that are not multiples of the vector width, padding 0 to 4 (the input
-// gradient then pads by 4 to 0), several images per tile block.
-const std::vector<Conv2dDesc> kShapes = {
+// gradient then pads by 4 to 0), several images per tile block. Then the models'
+// convolutions at batch 2 (models/op_cases.hpp).
+const std::vector<Conv2dDesc> kShapes = test::joined<Conv2dDesc>({
     desc(1, 1, 7, 7, 2, 5, 5, 2, 2),    desc(3, 3, 6, 9, 4, 3, 5, 1, 2),
     desc(2, 2, 8, 7, 3, 3, 3, 0, 0),    desc(5, 3, 5, 4, 2, 2, 3, 0, 1),
     desc(2, 1, 2, 3, 2, 5, 5, 2, 2),    desc(4, 2, 9, 9, 3, 1, 1, 0, 0),
     desc(3, 4, 14, 14, 8, 5, 5, 2, 2),  desc(5, 32, 7, 7, 16, 5, 5, 2, 2),
     desc(2, 2, 3, 1, 3, 3, 5, 1, 2),    desc(1, 8, 5, 5, 8, 5, 5, 2, 2),
     desc(3, 9, 11, 8, 11, 5, 5, 0, 1),  desc(2, 16, 6, 7, 8, 5, 5, 4, 3),
-    desc(7, 8, 12, 13, 17, 5, 5, 1, 2), desc(2, 32, 14, 14, 64, 5, 5, 2, 2),
-};
+    desc(7, 8, 12, 13, 17, 5, 5, 1, 2),
+}, test::model_convs({2}));
 
 class ConvVsNaive : public testing::TestWithParam<int> {};
 
@@ -210,9 +211,14 @@ INSTANTIATE_TEST_SUITE_P(Shapes, Conv2dThreads,
 // mnist_cnn's conv2 must take the fast path and conv1 (one input channel) the im2col one; a
 // change to winograd_applies() that silently drops conv2 back to im2col fails here.
 TEST(WinogradPath, TakenForMnistConv2Only) {
-  EXPECT_TRUE(cpu::winograd_applies(desc(100, 32, 14, 14, 64, 5, 5, 2, 2)));
-  EXPECT_FALSE(cpu::winograd_applies(desc(100, 1, 28, 28, 32, 5, 5, 2, 2)));
-  EXPECT_FALSE(cpu::winograd_applies(desc(100, 32, 14, 14, 64, 3, 3, 1, 1)));
+  const auto ops = models::op_cases(models::mnist_cnn(), 100);
+  const Conv2dDesc conv1 = models::op_named(ops, "conv1").conv, conv2 = models::op_named(ops, "conv2").conv;
+  EXPECT_TRUE(cpu::winograd_applies(conv2));
+  EXPECT_FALSE(cpu::winograd_applies(conv1));
+  Conv2dDesc conv2_3x3 = conv2;  // the Winograd kernels are 5x5 only
+  conv2_3x3.kernel_h = conv2_3x3.kernel_w = 3;
+  conv2_3x3.pad_h = conv2_3x3.pad_w = 1;
+  EXPECT_FALSE(cpu::winograd_applies(conv2_3x3));
 }
 
 TEST(Conv2dErrors, BadShapesThrowShapeErrors) {

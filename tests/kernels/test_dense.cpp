@@ -23,8 +23,9 @@ DenseData make_data(const DenseDesc& d, uint32_t seed) {
           random_vec(d.out, seed + 2), std::vector<float>(d.batch * d.out)};
 }
 
-const std::vector<DenseDesc> kShapes = {{1, 1, 1}, {3, 7, 5}, {4, 33, 17}, {1, 64, 10},
-                                        {100, 96, 10}, {9, 130, 67}};
+// Edge cases, then the models' dense layers at batch 2 (models/op_cases.hpp).
+const std::vector<DenseDesc> kShapes = test::joined<DenseDesc>(
+    {{1, 1, 1}, {3, 7, 5}, {4, 33, 17}, {1, 64, 10}, {100, 96, 10}, {9, 130, 67}}, test::model_denses({2}));
 
 class DenseVsNaive : public testing::TestWithParam<int> {};
 
@@ -82,18 +83,21 @@ TEST(DenseGrad, FiniteDifferences) {
   EXPECT_TRUE(test::grads_match(db, test::numeric_grad(s.b, 0.1f, loss), 1e-3)) << "db";
 }
 
+// The models' dense layers at batch 100 (mnist_cnn's dense1: 100 x 3136 -> 1024, ...).
 TEST(DenseDeterminism, RepeatedBackwardIsBitIdentical) {
-  const DenseDesc d{100, 3136, 1024};
-  DenseData s = make_data(d, 11);
-  const std::vector<float> dy = random_vec(d.batch * d.out, 12);
-  auto be = make_cpu_backend(2);
-  std::vector<float> dx1(s.x.size()), dw1(s.w.size()), db1(d.out);
-  std::vector<float> dx2(s.x.size()), dw2(s.w.size()), db2(d.out);
-  be->dense_backward(d, s.x.data(), s.w.data(), dy.data(), dx1.data(), dw1.data(), db1.data());
-  be->dense_backward(d, s.x.data(), s.w.data(), dy.data(), dx2.data(), dw2.data(), db2.data());
-  EXPECT_TRUE(test::same_bits(dx1, dx2));
-  EXPECT_TRUE(test::same_bits(dw1, dw2));
-  EXPECT_TRUE(test::same_bits(db1, db2));
+  for (const DenseDesc& d : test::model_denses({100})) {
+    SCOPED_TRACE(testing::Message() << "batch " << d.batch << " in " << d.in << " out " << d.out);
+    DenseData s = make_data(d, 11);
+    const std::vector<float> dy = random_vec(d.batch * d.out, 12);
+    auto be = make_cpu_backend(2);
+    std::vector<float> dx1(s.x.size()), dw1(s.w.size()), db1(d.out);
+    std::vector<float> dx2(s.x.size()), dw2(s.w.size()), db2(d.out);
+    be->dense_backward(d, s.x.data(), s.w.data(), dy.data(), dx1.data(), dw1.data(), db1.data());
+    be->dense_backward(d, s.x.data(), s.w.data(), dy.data(), dx2.data(), dw2.data(), db2.data());
+    EXPECT_TRUE(test::same_bits(dx1, dx2));
+    EXPECT_TRUE(test::same_bits(dw1, dw2));
+    EXPECT_TRUE(test::same_bits(db1, db2));
+  }
 }
 
 TEST(DenseErrors, ZeroSizeThrowsShapeError) {

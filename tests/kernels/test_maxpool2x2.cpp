@@ -46,9 +46,10 @@ std::vector<float> spaced_values(size_t n, uint32_t seed) {
   return v;
 }
 
-const std::vector<Pool2dDesc> kShapes = {
-    {1, 1, 2, 2}, {2, 3, 5, 7}, {3, 2, 6, 6}, {1, 4, 9, 4}, {2, 32, 28, 28}, {3, 5, 7, 3},
-};
+// Odd sizes (dropped trailing rows and columns), then the models' pools at batch 2
+// (models/op_cases.hpp).
+const std::vector<Pool2dDesc> kShapes = test::joined<Pool2dDesc>(
+    {{1, 1, 2, 2}, {2, 3, 5, 7}, {3, 2, 6, 6}, {1, 4, 9, 4}, {3, 5, 7, 3}}, test::model_pools({2}));
 
 class PoolVsNaive : public testing::TestWithParam<int> {};
 

@@ -1,0 +1,94 @@
+#include "models/op_cases.hpp"
+
+#include <map>
+#include <memory>
+
+#include "core/error.hpp"
+#include "core/layer.hpp"
+
+namespace strand::models {
+
+std::vector<OpCase> op_cases(const ModelArch& arch, int64_t batch) {
+  STRAND_CHECK(batch >= 1, Usage, "batch must be >= 1, got " + std::to_string(batch), "op_cases");
+  // Each layer bound to its input shape, as the Model binds them: the shapes come from the
+  // layers themselves (padding, pooled sizes), not from a second copy of their rules here.
+  std::vector<Shape> shapes{arch.input};
+  int64_t params = 0;
+  for (size_t i = 0; i < arch.layers.size(); ++i) {
+    std::unique_ptr<Layer> layer = make_layer(arch.layers[i]);
+    try {
+      shapes.push_back(layer->bind(shapes.back()));
+    } catch (const Error& e) {
+      throw Error(e.kind(), e.message(),
+                  "model '" + arch.name + "' layer " + std::to_string(i) + " (" + arch.layers[i].type + ")");
+    }
+    params += layer->param_count();
+  }
+  auto type = [&](size_t i) { return i < arch.layers.size() ? arch.layers[i].type : std::string(); };
+
+  std::vector<OpCase> cases;
+  cases.push_back({.name = "gather", .kind = OpKind::Gather, .batch = batch, .sample = arch.input.numel()});
+  std::map<std::string, int> ordinal;
+  for (size_t i = 0; i < arch.layers.size(); ++i) {
+    const LayerSpec& spec = arch.layers[i];
+    const Shape& in = shapes[i];
+    const Shape& out = shapes[i + 1];
+    OpCase c{.batch = batch, .needs_dx = i > 0};
+    if (spec.type == "conv2d") {
+      const auto k = int64_t(spec.attr("kernel"));
+      c.kind = OpKind::Conv2d;
+      // Stride 1: out = in + 2 pad - k + 1.
+      c.conv = Conv2dDesc{.batch = batch, .in_c = in[0], .in_h = in[1], .in_w = in[2], .out_c = out[0],
+                          .kernel_h = k, .kernel_w = k, .pad_h = (out[1] - in[1] + k - 1) / 2,
+                          .pad_w = (out[2] - in[2] + k - 1) / 2};
+      c.relu_in_forward = type(i + 1) == "relu";
+      c.name = "conv";
+    } else if (spec.type == "maxpool2x2") {
+      c.kind = OpKind::MaxPool2x2;
+      c.pool = Pool2dDesc{.batch = batch, .channels = in[0], .in_h = in[1], .in_w = in[2]};
+      c.relu_in_backward = i > 0 && type(i - 1) == "relu";
+      c.name = "pool";
+    } else if (spec.type == "dense") {
+      c.kind = OpKind::Dense;
+      c.dense = DenseDesc{.batch = batch, .in = in.numel(), .out = out.numel()};
+      c.name = "dense";
+    } else if (spec.type == "relu") {
+      c.kind = OpKind::Relu;
+      c.elements = batch * in.numel();
+      c.relu_in_forward = i > 0 && type(i - 1) == "conv2d";
+      c.relu_in_backward = type(i + 1) == "maxpool2x2";
+      c.name = "relu";
+    } else if (spec.type == "dropout") {
+      c.kind = OpKind::Dropout;
+      c.elements = batch * in.numel();
+      c.rate = float(spec.attr("rate"));
+      c.name = "dropout";
+    } else {
+      continue;  // flatten: the same memory, no kernel
+    }
+    c.name += std::to_string(++ordinal[c.name]);
+    cases.push_back(c);
+  }
+  cases.push_back({.name = "softmax_xent", .kind = OpKind::SoftmaxXent, .batch = batch,
+                   .classes = shapes.back().numel()});
+  cases.push_back({.name = "adam", .kind = OpKind::Adam, .batch = batch, .elements = params});
+  return cases;
+}
+
+std::vector<OpCase> ops_of(const std::vector<OpCase>& cases, OpKind kind) {
+  std::vector<OpCase> out;
+  for (const OpCase& c : cases)
+    if (c.kind == kind) out.push_back(c);
+  return out;
+}
+
+const OpCase& op_named(const std::vector<OpCase>& cases, const std::string& name) {
+  std::string known;
+  for (const OpCase& c : cases) {
+    if (c.name == name) return c;
+    known += (known.empty() ? "" : ", ") + c.name;
+  }
+  throw Error(ErrorKind::Usage, "no op '" + name + "' (known: " + known + ")", "op_cases");
+}
+
+}  // namespace strand::models
