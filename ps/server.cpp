@@ -335,8 +335,10 @@ void Server::Impl::push(const Header& h, std::vector<Message>& parts) {
   }
   for (size_t i = 0; i < h.chunks.size(); ++i) {
     const int64_t ahead = policy->push(h.chunks[i], h.sender, std::move(parts[i + 2]), h.lr);
-    std::lock_guard<std::mutex> l(stats_mu);
-    stats.max_staleness = std::max(stats.max_staleness, ahead);
+    if (ahead > 0) {
+      std::lock_guard<std::mutex> l(stats_mu);
+      stats.max_staleness = std::max(stats.max_staleness, ahead);
+    }
   }
   Header r;
   r.type = MsgType::Reply;
