@@ -1,24 +1,65 @@
 #include "core/optimizer.hpp"
 
 #include <cmath>
+#include <string>
 
 #include "core/error.hpp"
 
 namespace strand {
 
+OptimizerKind parse_optimizer_kind(std::string_view text) {
+  for (OptimizerKind k : {OptimizerKind::Sgd, OptimizerKind::Momentum, OptimizerKind::Adam})
+    if (text == to_string(k)) return k;
+  throw Error(ErrorKind::Usage,
+              "unknown optimizer '" + std::string(text) + "' (choose sgd, momentum or adam)", "optimizer");
+}
+
+std::string_view to_string(OptimizerKind kind) {
+  switch (kind) {
+    case OptimizerKind::Sgd: return "sgd";
+    case OptimizerKind::Momentum: return "momentum";
+    case OptimizerKind::Adam: return "adam";
+  }
+  return "unknown";
+}
+
+size_t slot_count(OptimizerKind kind) {
+  switch (kind) {
+    case OptimizerKind::Sgd: return 0;
+    case OptimizerKind::Momentum: return 1;
+    case OptimizerKind::Adam: return 2;
+  }
+  return 0;
+}
+
 void validate(const OptimizerConfig& c) {
   const std::string where = "optimizer";
-  STRAND_CHECK(c.kind == "sgd" || c.kind == "momentum" || c.kind == "adam", Usage,
-               "unknown optimizer '" + c.kind + "' (choose sgd, momentum or adam)", where);
+  // A kind cast from a number (a file, the wire) may name none of the three.
+  const bool known = c.kind == OptimizerKind::Sgd || c.kind == OptimizerKind::Momentum ||
+                     c.kind == OptimizerKind::Adam;
+  STRAND_CHECK(known, Usage, "unknown optimizer kind " + std::to_string(int(c.kind)), where);
   STRAND_CHECK(std::isfinite(c.lr) && c.lr > 0, Usage, "learning rate must be > 0, got " + std::to_string(c.lr), where);
   STRAND_CHECK(c.momentum >= 0 && c.momentum < 1, Usage, "momentum must be in [0,1)", where);
   STRAND_CHECK(c.beta1 >= 0 && c.beta1 < 1 && c.beta2 >= 0 && c.beta2 < 1, Usage, "Adam betas must be in [0,1)", where);
   STRAND_CHECK(c.eps > 0, Usage, "Adam epsilon must be > 0", where);
 }
 
-static size_t slot_count(const std::string& kind) { return kind == "adam" ? 2 : kind == "momentum" ? 1 : 0; }
+void update_step(Backend& be, const OptimizerConfig& c, int64_t step, int64_t n, float* params,
+                 const float* grads, std::span<const Buffer> slots) {
+  STRAND_CHECK(slots.size() == slot_count(c.kind), Internal,
+               std::to_string(slots.size()) + " state buffers for optimizer '" +
+                   std::string(to_string(c.kind)) + "'",
+               "optimizer");
+  switch (c.kind) {
+    case OptimizerKind::Sgd: be.sgd_step(n, c.lr, params, grads); break;
+    case OptimizerKind::Momentum: be.momentum_step(n, c.lr, c.momentum, params, grads, slots[0].f32()); break;
+    case OptimizerKind::Adam:
+      be.adam_step(n, c.lr, c.beta1, c.beta2, c.eps, step, params, grads, slots[0].f32(), slots[1].f32());
+      break;
+  }
+}
 
-Optimizer::Optimizer(Backend& backend, OptimizerConfig cfg, int64_t n) : be_(backend), cfg_(std::move(cfg)), n_(n) {
+Optimizer::Optimizer(Backend& backend, OptimizerConfig cfg, int64_t n) : be_(backend), cfg_(cfg), n_(n) {
   validate(cfg_);
   for (size_t i = 0; i < slot_count(cfg_.kind); ++i) slots_.push_back(be_.alloc(size_t(n_) * sizeof(float)));
 }
@@ -31,18 +72,11 @@ void Optimizer::set_lr(float lr) {
 
 void Optimizer::step(float* params, const float* grads) {
   ++step_;
-  if (cfg_.kind == "sgd") {
-    be_.sgd_step(n_, cfg_.lr, params, grads);
-  } else if (cfg_.kind == "momentum") {
-    be_.momentum_step(n_, cfg_.lr, cfg_.momentum, params, grads, slots_[0].f32());
-  } else {
-    be_.adam_step(n_, cfg_.lr, cfg_.beta1, cfg_.beta2, cfg_.eps, step_, params, grads, slots_[0].f32(),
-                  slots_[1].f32());
-  }
+  update_step(be_, cfg_, step_, n_, params, grads, slots_);
 }
 
 OptimizerState Optimizer::state() const {
-  OptimizerState s{cfg_.kind, step_, {}};
+  OptimizerState s{.kind = cfg_.kind, .step = step_, .slots = {}};
   for (const Buffer& b : slots_) {
     s.slots.emplace_back(size_t(n_));
     be_.to_host(s.slots.back().data(), b.data(), size_t(n_) * sizeof(float));
@@ -53,7 +87,9 @@ OptimizerState Optimizer::state() const {
 void Optimizer::load_state(const OptimizerState& s) {
   const std::string where = "optimizer state";
   STRAND_CHECK(s.kind == cfg_.kind, Format,
-               "saved state is for optimizer '" + s.kind + "', this run uses '" + cfg_.kind + "'", where);
+               "saved state is for optimizer '" + std::string(to_string(s.kind)) + "', this run uses '" +
+                   std::string(to_string(cfg_.kind)) + "'",
+               where);
   STRAND_CHECK(s.slots.size() == slots_.size() && s.step >= 0, Format, "saved state has the wrong number of slots", where);
   for (const auto& slot : s.slots)
     STRAND_CHECK(int64_t(slot.size()) == n_, Format,

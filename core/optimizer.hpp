@@ -1,32 +1,49 @@
 // Optimizers over a model's flat parameter buffer: SGD, momentum, Adam. Their state (velocity,
 // Adam moments, step count) is one flat buffer per slot, so it checkpoints in one piece.
+// update_step() is the one update rule: Optimizer applies it to the whole buffer, the parameter
+// server (ps/server) to each chunk of its shard.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
-#include <string>
+#include <span>
+#include <string_view>
 #include <vector>
 
 #include "core/backend.hpp"
 
 namespace strand {
 
+enum class OptimizerKind : uint8_t { Sgd, Momentum, Adam };
+
+// "sgd", "momentum" or "adam"; Usage error naming the text and the choices otherwise.
+OptimizerKind parse_optimizer_kind(std::string_view text);
+std::string_view to_string(OptimizerKind kind);
+// State buffers of n floats the kind keeps: momentum {velocity}, adam {m, v}, sgd none.
+size_t slot_count(OptimizerKind kind);
+
 struct OptimizerConfig {
-  std::string kind = "adam";  // "sgd", "momentum", "adam"
+  OptimizerKind kind = OptimizerKind::Adam;
   float lr = 2e-3f;  // the CLI's default too
   float momentum = 0.9f;
   float beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f;
+  bool operator==(const OptimizerConfig&) const = default;
 };
 
-// Usage error unless kind is known and the numbers are sensible (lr > 0, betas in [0,1) ...).
+// Usage error unless the kind is known and the numbers are sensible (lr > 0, betas in [0,1) ...).
 void validate(const OptimizerConfig& cfg);
 
-// Host copy of an optimizer's state, for checkpoints.
+// One step of cfg's rule with learning rate cfg.lr over n floats of `be`'s memory:
+// params -= update(grads). `slots` are the slot_count(cfg.kind) state buffers of n floats;
+// `step` numbers this step from 1 (Adam's bias correction).
+void update_step(Backend& be, const OptimizerConfig& cfg, int64_t step, int64_t n, float* params,
+                 const float* grads, std::span<const Buffer> slots);
+
+// Host copy of an optimizer's state, for checkpoints (io/model_file stores the kind as its name).
 struct OptimizerState {
-  std::string kind;
+  OptimizerKind kind = OptimizerKind::Adam;
   int64_t step = 0;
   std::vector<std::vector<float>> slots;  // momentum: {velocity}; adam: {m, v}; sgd: {}
-  template <class Archive>
-  void serialize(Archive& ar) { ar(kind, step, slots); }
 };
 
 class Optimizer {

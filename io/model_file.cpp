@@ -27,6 +27,15 @@ void load(Archive& ar, Shape& s) {
 }
 template <class Archive>
 void serialize(Archive& ar, ModelArch& a) { ar(a.name, a.input, a.layers); }
+// The kind is stored by its name; a name this build does not know fails the load.
+template <class Archive>
+void save(Archive& ar, const OptimizerState& s) { ar(std::string(to_string(s.kind)), s.step, s.slots); }
+template <class Archive>
+void load(Archive& ar, OptimizerState& s) {
+  std::string kind;
+  ar(kind, s.step, s.slots);
+  s.kind = parse_optimizer_kind(kind);
+}
 
 namespace io {
 

@@ -5,6 +5,8 @@
 #include <sstream>
 #include <streambuf>
 
+#include <array>
+
 #include <cereal/archives/portable_binary.hpp>
 #include <cereal/types/array.hpp>
 
@@ -29,9 +31,23 @@ const char* to_string(MsgType t) {
 
 namespace {
 
-struct Invalid {
-  std::string why;
-};
+constexpr const char* kWhere = "PS message header";
+
+// The optimizer kind's code on the wire; 0 is none.
+uint8_t wire_code(OptimizerKind k) {
+  switch (k) {
+    case OptimizerKind::Sgd: return 1;
+    case OptimizerKind::Momentum: return 2;
+    case OptimizerKind::Adam: return 3;
+  }
+  return 0;
+}
+constexpr uint8_t kLastWireCode = 3;
+OptimizerKind from_wire_code(uint8_t c) {
+  return c == 1 ? OptimizerKind::Sgd : c == 2 ? OptimizerKind::Momentum : OptimizerKind::Adam;
+}
+
+Error invalid(std::string why) { return Error(ErrorKind::Format, std::move(why), kWhere); }
 
 // Reads from caller memory without copying it into a stringstream.
 class ViewBuf : public std::streambuf {
@@ -47,7 +63,13 @@ class ViewBuf : public std::streambuf {
 
 template <class Archive>
 void Header::save(Archive& ar) const {
-  ar(magic, version, token, uint8_t(type), sender, request, step, lr, value, uint8_t(optimizer), hyper);
+  uint8_t code = 0;
+  std::array<float, 4> hyper{};
+  if (optimizer) {
+    code = wire_code(optimizer->kind);
+    hyper = {optimizer->momentum, optimizer->beta1, optimizer->beta2, optimizer->eps};
+  }
+  ar(magic, version, token, uint8_t(type), sender, request, step, lr, value, code, hyper);
   ar(uint32_t(chunks.size()));
   ar(cereal::binary_data(chunks.data(), chunks.size() * sizeof(uint32_t)));
   ar(uint32_t(text.size()));
@@ -59,24 +81,32 @@ void Header::save(Archive& ar) const {
 template <class Archive>
 void Header::load(Archive& ar) {
   ar(magic);
-  if (magic != kMagic) throw Invalid{"not a strand PS message (wrong magic)"};
+  if (magic != kMagic) throw invalid("not a strand PS message (wrong magic)");
   ar(version);
   if (version != kVersion)
-    throw Invalid{"protocol version " + std::to_string(version) + ", this build speaks " + std::to_string(kVersion)};
+    throw invalid("protocol version " + std::to_string(version) + ", this build speaks " +
+                  std::to_string(kVersion));
   uint8_t t = 0, o = 0;
+  std::array<float, 4> hyper{};
   ar(token, t, sender, request, step, lr, value, o, hyper);
-  if (t < 1 || t > kLastMsgType) throw Invalid{"unknown message type " + std::to_string(t)};
-  if (o > uint8_t(OptKind::Adam)) throw Invalid{"unknown optimizer " + std::to_string(o)};
+  if (t < 1 || t > kLastMsgType) throw invalid("unknown message type " + std::to_string(t));
+  if (o > kLastWireCode) throw invalid("unknown optimizer " + std::to_string(o));
   type = MsgType(t);
-  optimizer = OptKind(o);
+  optimizer.reset();
+  if (o != 0)
+    optimizer = OptimizerConfig{.kind = from_wire_code(o),
+                                .momentum = hyper[0],
+                                .beta1 = hyper[1],
+                                .beta2 = hyper[2],
+                                .eps = hyper[3]};
   uint32_t n = 0;
   ar(n);
   if (n > kMaxChunksPerMessage)
-    throw Invalid{std::to_string(n) + " chunk ids (at most " + std::to_string(kMaxChunksPerMessage) + ")"};
+    throw invalid(std::to_string(n) + " chunk ids (at most " + std::to_string(kMaxChunksPerMessage) + ")");
   chunks.resize(n);
   ar(cereal::binary_data(chunks.data(), n * sizeof(uint32_t)));
   ar(n);
-  if (n > kMaxTextBytes) throw Invalid{"text of " + std::to_string(n) + " bytes"};
+  if (n > kMaxTextBytes) throw invalid("text of " + std::to_string(n) + " bytes");
   text.resize(n);
   ar(cereal::binary_data(text.data(), n));
 }
@@ -116,21 +146,19 @@ std::string encode_header(const Header& h) {
 }
 
 Header decode_header(std::span<const std::byte> bytes) {
-  const std::string where = "PS message header";
   STRAND_CHECK(bytes.size() <= kMaxHeaderBytes, Format,
-               std::to_string(bytes.size()) + " bytes (at most " + std::to_string(kMaxHeaderBytes) + ")", where);
+               std::to_string(bytes.size()) + " bytes (at most " + std::to_string(kMaxHeaderBytes) + ")",
+               kWhere);
   ViewBuf buf(bytes);
   std::istream in(&buf);
   Header h;
   try {
     cereal::PortableBinaryInputArchive ar(in);
     ar(h);
-  } catch (const Invalid& e) {
-    throw Error(ErrorKind::Format, e.why, where);
   } catch (const cereal::Exception&) {
-    throw Error(ErrorKind::Format, "truncated (" + std::to_string(bytes.size()) + " bytes)", where);
+    throw Error(ErrorKind::Format, "truncated (" + std::to_string(bytes.size()) + " bytes)", kWhere);
   }
-  STRAND_CHECK(buf.left() == 0, Format, std::to_string(buf.left()) + " bytes after the header", where);
+  STRAND_CHECK(buf.left() == 0, Format, std::to_string(buf.left()) + " bytes after the header", kWhere);
   return h;
 }
 

@@ -1,18 +1,22 @@
 // ps/header — the header every strand parameter-server message starts with, and its codec.
 // Serialized with cereal's portable binary archive: magic, version, job token, message type,
-// sender, request id, step/clock, chunk ids and a few typed fields. decode_header() takes any
+// sender, request id, step/clock, chunk ids and a few typed fields. The optimizer travels as
+// a kind code (0: none, 1 sgd, 2 momentum, 3 adam) and four floats (momentum, beta1, beta2,
+// eps), decoded into an OptimizerConfig. decode_header() takes any
 // bytes (it is the first thing a server does with what arrives from the network): whatever is
 // not exactly one well-formed header of this version is a Format error, never a crash, an
 // out-of-bounds read or an unbounded allocation (fuzzed by tests/ps/fuzz_header.cpp).
 // No ZeroMQ here, so the fuzz target builds without it.
 #pragma once
 
-#include <array>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
+
+#include "core/optimizer.hpp"
 
 namespace strand::ps {
 
@@ -37,9 +41,6 @@ enum class MsgType : uint8_t {
 inline constexpr uint8_t kLastMsgType = 9;
 const char* to_string(MsgType t);
 
-// Optimizer kinds on the wire (Init, Gather).
-enum class OptKind : uint8_t { None = 0, Sgd = 1, Momentum = 2, Adam = 3 };
-
 struct Header {
   uint32_t magic = kMagic;
   uint16_t version = kVersion;
@@ -52,8 +53,9 @@ struct Header {
   int64_t step = 0;
   float lr = 0;            // push: the learning rate of this update
   double value = 0;        // sum
-  OptKind optimizer = OptKind::None;
-  std::array<float, 4> hyper{};  // momentum, beta1, beta2, eps (Init, Gather)
+  // Init, Gather reply: the kind and hyper-parameters; its lr does not travel (each push
+  // carries its own) and is the default.
+  std::optional<OptimizerConfig> optimizer;
   std::vector<uint32_t> chunks;
   std::string text;        // Fail: the reason
 

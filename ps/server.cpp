@@ -10,37 +10,13 @@
 #include <mutex>
 #include <unordered_map>
 
+#include "core/optimizer.hpp"
+
 namespace strand::ps {
-
-Consistency Consistency::parse(const std::string& text) {
-  Consistency c;
-  if (text == "sync") return c;
-  if (text == "async") {
-    c.mode = Async;
-    return c;
-  }
-  if (text.rfind("ssp:", 0) == 0) {
-    const std::string n = text.substr(4);
-    const bool digits = !n.empty() && n.size() <= 6 && std::all_of(n.begin(), n.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
-    if (digits) {
-      c.mode = Ssp;
-      c.staleness = std::stoi(n);
-      return c;
-    }
-  }
-  throw Error(ErrorKind::Usage, "unknown consistency mode '" + text + "' (choose sync, async or ssp:S with S >= 0)",
-              "PS");
-}
-
-std::string Consistency::str() const {
-  return mode == Sync ? "sync" : mode == Async ? "async" : "ssp:" + std::to_string(staleness);
-}
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-size_t slot_count(OptKind k) { return k == OptKind::Adam ? 2 : k == OptKind::Momentum ? 1 : 0; }
 
 std::string secs(double s) {
   char b[32];
@@ -48,15 +24,9 @@ std::string secs(double s) {
   return b;
 }
 
-// A request the server refuses: becomes a Fail reply of this kind.
-struct Refusal {
-  ErrorKind kind;
-  std::string why;
-};
-
 }  // namespace
 
-struct Server::Impl {
+struct Server::Impl final : PolicyHost {
   struct ChunkState {
     uint32_t id = 0;
     int64_t n = 0;
@@ -64,14 +34,10 @@ struct Server::Impl {
     std::vector<Buffer> slots;
     std::shared_ptr<Release> sending = std::make_shared<Release>();  // replies borrowing params/slots
     bool initialized = false;
-    OptKind kind = OptKind::None;  // per chunk: an init in several messages changes them one by one
-    std::array<float, 4> hyper{};
+    // Per chunk: an init in several messages changes them one by one. Its lr is unused: each
+    // push carries its own.
+    OptimizerConfig optimizer;
     int64_t opt_step = 0;
-    int64_t version = 0;               // sync: rounds applied
-    std::vector<int64_t> clock;        // pushes received per worker
-    std::vector<Message> pending;      // sync: this round's gradient per worker
-    std::vector<float> pending_lr;
-    std::vector<bool> has;
   };
   struct Peer {
     std::string identity;
@@ -111,10 +77,9 @@ struct Server::Impl {
   void init(const Header& h, std::vector<Message>& parts);
   void gather(const Header& h, const std::vector<Message>& parts);
   void sum(const Header& h, const std::vector<Message>& parts);
-  void apply(ChunkState& cs, const float* g, float lr);
+  bool live(int worker) const override { return peers[size_t(worker)].live; }
+  void apply(uint32_t id, const float* g, float lr) override;
   void prepare_write(ChunkState& cs);
-  int64_t min_live_clock(const ChunkState& cs) const;
-  void complete_round(ChunkState& cs);
   void reevaluate();
   void check_silent();
   void count(int64_t ServerStats::*field, int64_t by = 1) {
@@ -131,6 +96,7 @@ struct Server::Impl {
   mutable std::mutex stats_mu;
   ServerStats stats;
 
+  std::unique_ptr<ConsistencyPolicy> policy;
   std::unordered_map<uint32_t, ChunkState> chunks;
   std::vector<Retired> retired;
   std::vector<Peer> peers;
@@ -168,13 +134,10 @@ Server::Server(const Context& ctx, ServerOptions options) : impl_(std::make_uniq
     cs.id = id;
     cs.n = o.map.chunks[id].size();
     cs.params = s.be->alloc(size_t(cs.n) * 4);
-    cs.clock.assign(size_t(o.workers), 0);
-    cs.pending.resize(size_t(o.workers));
-    cs.pending_lr.assign(size_t(o.workers), 0.f);
-    cs.has.assign(size_t(o.workers), false);
   }
   s.scratch = s.be->alloc(size_t(o.map.max_chunk_floats()) * 4);
   s.peers.resize(size_t(o.workers));
+  s.policy = make_policy(o.consistency, o.map, o.index, o.workers, s);
   ctx.log(s.where + ": " + std::to_string(s.chunks.size()) + " chunks, " +
           std::to_string(o.map.server_bytes[size_t(o.index)]) + " bytes, " + o.consistency.str() + ", " +
           std::to_string(o.workers) + " workers");
@@ -236,8 +199,8 @@ void Server::Impl::fail(int worker, uint64_t request, const Refusal& r) {
   Header h;
   h.type = MsgType::Fail;
   h.request = request;
-  h.step = int64_t(r.kind);
-  h.text = r.why.substr(0, kMaxTextBytes);
+  h.step = int64_t(r.kind());
+  h.text = r.message().substr(0, kMaxTextBytes);
   reply(worker, std::move(h));
 }
 
@@ -265,7 +228,8 @@ void Server::Impl::handle(std::vector<Message>& parts) {
   if (!p.live) {
     count(&ServerStats::rejected);
     fail(h.sender, h.request,
-         {ErrorKind::Timeout, "worker " + std::to_string(h.sender) + " was dropped from the job or left it"});
+         Refusal(ErrorKind::Timeout,
+                 "worker " + std::to_string(h.sender) + " was dropped from the job or left it"));
     return;
   }
   try {
@@ -290,6 +254,7 @@ void Server::Impl::handle(std::vector<Message>& parts) {
         r.type = MsgType::Reply;
         r.request = h.request;
         reply(h.sender, r);
+        policy->worker_gone();
         reevaluate();
         break;
       }
@@ -305,9 +270,9 @@ Server::Impl::ChunkState& Server::Impl::owned(uint32_t id) {
   auto it = chunks.find(id);
   if (it == chunks.end()) {
     count(&ServerStats::unknown_chunk);
-    throw Refusal{ErrorKind::Usage, "chunk " + std::to_string(id) + " is not held by server " +
-                                        std::to_string(opt.index) +
-                                        " (do workers and servers use the same chunk size and server count?)"};
+    throw Refusal(ErrorKind::Usage,
+                  "chunk " + std::to_string(id) + " is not held by server " + std::to_string(opt.index) +
+                      " (do workers and servers use the same chunk size and server count?)");
   }
   return it->second;
 }
@@ -315,14 +280,15 @@ Server::Impl::ChunkState& Server::Impl::owned(uint32_t id) {
 // Payload frames follow identity and header.
 static void check_frames(const std::vector<Message>& parts, size_t expected, const std::string& what) {
   if (parts.size() != expected + 2)
-    throw Refusal{ErrorKind::Format, what + " carries " + std::to_string(parts.size() - 2) + " payload frames, expected " +
-                                         std::to_string(expected)};
+    throw Refusal(ErrorKind::Format, what + " carries " + std::to_string(parts.size() - 2) +
+                                         " payload frames, expected " + std::to_string(expected));
 }
 
 static void check_size(const Message& m, int64_t n, uint32_t id) {
   if (m.size() != size_t(n) * 4)
-    throw Refusal{ErrorKind::Format, "chunk " + std::to_string(id) + " holds " + std::to_string(n) +
-                                         " floats here, the frame has " + std::to_string(m.size()) + " bytes"};
+    throw Refusal(ErrorKind::Format, "chunk " + std::to_string(id) + " holds " + std::to_string(n) +
+                                         " floats here, the frame has " + std::to_string(m.size()) +
+                                         " bytes");
 }
 
 void Server::Impl::prepare_write(ChunkState& cs) {
@@ -340,65 +306,38 @@ void Server::Impl::prepare_write(ChunkState& cs) {
   retired.push_back(std::move(r));
 }
 
-void Server::Impl::apply(ChunkState& cs, const float* g, float lr) {
+void Server::Impl::apply(uint32_t id, const float* g, float lr) {
+  ChunkState& cs = chunks.at(id);
   if (reinterpret_cast<uintptr_t>(g) % alignof(float) != 0) {
     std::memcpy(scratch.data(), g, size_t(cs.n) * 4);
     g = scratch.f32();
   }
   prepare_write(cs);
-  ++cs.opt_step;
-  switch (cs.kind) {
-    case OptKind::Sgd: be->sgd_step(cs.n, lr, cs.params.f32(), g); break;
-    case OptKind::Momentum: be->momentum_step(cs.n, lr, cs.hyper[0], cs.params.f32(), g, cs.slots[0].f32()); break;
-    case OptKind::Adam:
-      be->adam_step(cs.n, lr, cs.hyper[1], cs.hyper[2], cs.hyper[3], cs.opt_step, cs.params.f32(), g, cs.slots[0].f32(),
-                    cs.slots[1].f32());
-      break;
-    case OptKind::None: break;
-  }
+  OptimizerConfig step = cs.optimizer;
+  step.lr = lr;
+  update_step(*be, step, ++cs.opt_step, cs.n, cs.params.f32(), g, cs.slots);
   count(&ServerStats::updates);
-}
-
-int64_t Server::Impl::min_live_clock(const ChunkState& cs) const {
-  int64_t m = std::numeric_limits<int64_t>::max();
-  for (size_t w = 0; w < peers.size(); ++w)
-    if (peers[w].live) m = std::min(m, cs.clock[w]);
-  return m;
 }
 
 void Server::Impl::push(const Header& h, std::vector<Message>& parts) {
   check_frames(parts, h.chunks.size(), "a push of " + std::to_string(h.chunks.size()) + " chunks");
-  if (!std::isfinite(h.lr) || h.lr < 0) throw Refusal{ErrorKind::Usage, "learning rate " + std::to_string(h.lr)};
+  if (!std::isfinite(h.lr) || h.lr < 0)
+    throw Refusal(ErrorKind::Usage, "learning rate " + std::to_string(h.lr));
   std::vector<uint32_t> ids = h.chunks;
   std::sort(ids.begin(), ids.end());
   if (std::adjacent_find(ids.begin(), ids.end()) != ids.end())
-    throw Refusal{ErrorKind::Format, "a push names the same chunk twice"};
+    throw Refusal(ErrorKind::Format, "a push names the same chunk twice");
   for (size_t i = 0; i < h.chunks.size(); ++i) {
     ChunkState& cs = owned(h.chunks[i]);
     check_size(parts[i + 2], cs.n, cs.id);
-    if (!cs.initialized) throw Refusal{ErrorKind::Usage, "push before the parameters were initialized"};
-    if (opt.consistency.mode == Consistency::Sync && (h.step != cs.version || cs.has[size_t(h.sender)]))
-      throw Refusal{ErrorKind::Usage, "push of step " + std::to_string(h.step) + " for chunk " + std::to_string(cs.id) +
-                                          ", which is collecting step " + std::to_string(cs.version) +
-                                          (cs.has[size_t(h.sender)] ? " and has this worker's gradient" : "")};
+    if (!cs.initialized) throw Refusal(ErrorKind::Usage, "push before the parameters were initialized");
+    policy->check_push(cs.id, h.sender, h.step);
   }
-  const size_t w = size_t(h.sender);
   for (size_t i = 0; i < h.chunks.size(); ++i) {
-    ChunkState& cs = chunks.at(h.chunks[i]);
-    if (opt.consistency.mode == Consistency::Sync) {
-      cs.pending[w] = std::move(parts[i + 2]);
-      cs.pending_lr[w] = h.lr;
-      cs.has[w] = true;
-      ++cs.clock[w];
-      complete_round(cs);
-    } else {
-      const int64_t ahead = cs.clock[w] - min_live_clock(cs);
-      {
-        std::lock_guard<std::mutex> l(stats_mu);
-        stats.max_staleness = std::max(stats.max_staleness, ahead);
-      }
-      apply(cs, reinterpret_cast<const float*>(parts[i + 2].data()), h.lr);
-      ++cs.clock[w];
+    const int64_t ahead = policy->push(h.chunks[i], h.sender, std::move(parts[i + 2]), h.lr);
+    if (ahead > 0) {
+      std::lock_guard<std::mutex> l(stats_mu);
+      stats.max_staleness = std::max(stats.max_staleness, ahead);
     }
   }
   Header r;
@@ -406,46 +345,6 @@ void Server::Impl::push(const Header& h, std::vector<Message>& parts) {
   r.request = h.request;
   reply(h.sender, r);
   reevaluate();
-}
-
-// Sync: once every live worker's gradient is in, apply their mean (summed in rank order).
-void Server::Impl::complete_round(ChunkState& cs) {
-  int contributors = 0, first = -1;
-  for (size_t w = 0; w < peers.size(); ++w) {
-    if (peers[w].live && !cs.has[w]) return;
-    if (cs.has[w]) {
-      ++contributors;
-      if (first < 0) first = int(w);
-    }
-  }
-  if (contributors == 0) return;
-  const float lr = cs.pending_lr[size_t(first)];
-  if (contributors == 1) {
-    // The mean of one gradient is itself: applied from the frame (apply() copies a misaligned one).
-    apply(cs, reinterpret_cast<const float*>(cs.pending[size_t(first)].data()), lr);
-  } else {
-    float* acc = scratch.f32();
-    const int64_t n = cs.n;
-    std::memcpy(acc, cs.pending[size_t(first)].data(), size_t(n) * 4);
-    for (size_t w = size_t(first) + 1; w < peers.size(); ++w) {
-      if (!cs.has[w]) continue;
-      // ZeroMQ may place a received frame at any byte offset: read it through memcpy.
-      const std::byte* g = cs.pending[w].data();
-      for (int64_t i = 0; i < n; ++i) {
-        float x;
-        std::memcpy(&x, g + i * 4, 4);
-        acc[i] += x;
-      }
-    }
-    const float scale = 1.0f / float(contributors);
-    for (int64_t i = 0; i < n; ++i) acc[i] *= scale;
-    apply(cs, acc, lr);
-  }
-  for (size_t w = 0; w < peers.size(); ++w) {
-    cs.has[w] = false;
-    cs.pending[w] = Message();
-  }
-  ++cs.version;
 }
 
 void Server::Impl::pull(const Header& h, const std::vector<Message>& parts) {
@@ -456,11 +355,12 @@ void Server::Impl::pull(const Header& h, const std::vector<Message>& parts) {
 }
 
 void Server::Impl::init(const Header& h, std::vector<Message>& parts) {
-  const size_t slots = slot_count(h.optimizer);
-  if (h.optimizer == OptKind::None) throw Refusal{ErrorKind::Usage, "init without an optimizer"};
-  for (float x : h.hyper)
-    if (!std::isfinite(x)) throw Refusal{ErrorKind::Usage, "non-finite optimizer hyperparameter"};
-  if (h.step < 0) throw Refusal{ErrorKind::Usage, "negative optimizer step"};
+  if (!h.optimizer) throw Refusal(ErrorKind::Usage, "init without an optimizer");
+  const OptimizerConfig& oc = *h.optimizer;
+  for (float x : {oc.momentum, oc.beta1, oc.beta2, oc.eps})
+    if (!std::isfinite(x)) throw Refusal(ErrorKind::Usage, "non-finite optimizer hyperparameter");
+  if (h.step < 0) throw Refusal(ErrorKind::Usage, "negative optimizer step");
+  const size_t slots = slot_count(oc.kind);
   check_frames(parts, h.chunks.size() * (1 + slots), "an init of " + std::to_string(h.chunks.size()) + " chunks");
   for (size_t i = 0; i < h.chunks.size(); ++i) {
     const ChunkState& cs = owned(h.chunks[i]);
@@ -469,8 +369,7 @@ void Server::Impl::init(const Header& h, std::vector<Message>& parts) {
   for (size_t i = 0; i < h.chunks.size(); ++i) {
     ChunkState& cs = chunks.at(h.chunks[i]);
     prepare_write(cs);
-    cs.kind = h.optimizer;
-    cs.hyper = h.hyper;
+    cs.optimizer = oc;
     std::memcpy(cs.params.data(), parts[2 + i * (1 + slots)].data(), size_t(cs.n) * 4);
     cs.slots.resize(slots);
     for (size_t k = 0; k < slots; ++k) {
@@ -478,10 +377,7 @@ void Server::Impl::init(const Header& h, std::vector<Message>& parts) {
       std::memcpy(cs.slots[k].data(), parts[2 + i * (1 + slots) + 1 + k].data(), size_t(cs.n) * 4);
     }
     cs.opt_step = h.step;
-    cs.version = 0;
-    std::fill(cs.clock.begin(), cs.clock.end(), 0);
-    std::fill(cs.has.begin(), cs.has.end(), false);
-    for (auto& m : cs.pending) m = Message();
+    policy->reset(cs.id);
     cs.initialized = true;
   }
   Header r;
@@ -500,11 +396,10 @@ void Server::Impl::gather(const Header& h, const std::vector<Message>& parts) {
   r.step = std::numeric_limits<int64_t>::max();
   for (uint32_t id : h.chunks) {
     const ChunkState& cs = owned(id);
-    if (!cs.initialized) throw Refusal{ErrorKind::Usage, "gather before the parameters were initialized"};
-    if (id != h.chunks.front() && (cs.kind != r.optimizer || cs.hyper != r.hyper))
-      throw Refusal{ErrorKind::Usage, "a gather of chunks initialized with different optimizers"};
-    r.optimizer = cs.kind;
-    r.hyper = cs.hyper;
+    if (!cs.initialized) throw Refusal(ErrorKind::Usage, "gather before the parameters were initialized");
+    if (id != h.chunks.front() && cs.optimizer != *r.optimizer)
+      throw Refusal(ErrorKind::Usage, "a gather of chunks initialized with different optimizers");
+    r.optimizer = cs.optimizer;
   }
   std::vector<Message> frames;
   for (uint32_t id : h.chunks) {
@@ -526,7 +421,7 @@ void Server::Impl::sum(const Header& h, const std::vector<Message>& parts) {
     round.requests.assign(peers.size(), 0);
   }
   const size_t w = size_t(h.sender);
-  if (round.has[w]) throw Refusal{ErrorKind::Usage, "second value for sum round " + std::to_string(h.step)};
+  if (round.has[w]) throw Refusal(ErrorKind::Usage, "second value for sum round " + std::to_string(h.step));
   round.has[w] = true;
   round.values[w] = h.value;
   round.requests[w] = h.request;
@@ -535,8 +430,6 @@ void Server::Impl::sum(const Header& h, const std::vector<Message>& parts) {
 
 // Completes whatever a new message, a leaving or a dropped worker has made ready.
 void Server::Impl::reevaluate() {
-  if (opt.consistency.mode == Consistency::Sync)
-    for (auto& [id, cs] : chunks) complete_round(cs);
   for (auto it = sums.begin(); it != sums.end();) {
     const SumRound& r = it->second;
     bool complete = false;
@@ -569,13 +462,7 @@ void Server::Impl::reevaluate() {
       continue;
     }
     bool ready = true;
-    for (uint32_t id : q.chunks) {
-      const ChunkState& cs = chunks.at(id);
-      ready = ready && cs.initialized &&
-              (opt.consistency.mode == Consistency::Sync    ? cs.version >= q.clock
-               : opt.consistency.mode == Consistency::Ssp ? min_live_clock(cs) >= q.clock - opt.consistency.staleness
-                                                          : true);
-    }
+    for (uint32_t id : q.chunks) ready = ready && chunks.at(id).initialized && policy->readable(id, q.clock);
     if (!ready) {
       ++i;
       continue;
@@ -610,7 +497,10 @@ void Server::Impl::check_silent() {
     ctx.log(where + ": worker " + std::to_string(w) + " sent nothing for " + secs(quiet) +
             "; dropped, the job goes on with " + std::to_string(live) + " workers");
   }
-  if (changed) reevaluate();
+  if (changed) {
+    policy->worker_gone();
+    reevaluate();
+  }
 }
 
 }  // namespace strand::ps

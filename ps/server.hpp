@@ -2,16 +2,11 @@
 // chunks and applies the workers' gradients to them. It runs on a thread of its own, so the
 // first rank on a host can run the host's server beside its own training.
 //
-// The update is the single-process one: the optimizer kernels of a CPU backend (core/cpu via
-// Backend::sgd_step/momentum_step/adam_step) run on each chunk, and they are elementwise, so
-// cutting the buffer into chunks changes no bit. In sync mode a chunk's round waits for the
-// gradient of every live worker and applies their mean (summed in rank order, so the result
-// does not depend on arrival order): W workers with batch B follow one process with batch W*B.
-//
-// Consistency (Consistency::parse): "sync" as above; "async": each gradient is applied as it
-// arrives; "ssp:S": also applied on arrival, but a pull by a worker whose clock is t waits
-// until every live worker has pushed at least t-S steps of that chunk (stale synchronous
-// parallel), so no worker runs more than S steps ahead of the slowest.
+// The update is the single-process one: the optimizer's update rule (core/optimizer's
+// update_step, on a CPU backend) runs on each chunk, and it is elementwise, so cutting the
+// buffer into chunks changes no bit. When a gradient is applied and when a pull may read is
+// the consistency mode's (ps/consistency: sync, async, ssp:S), one policy object per server
+// that the server hands each checked push and pull to.
 //
 // Failures and security: workers heartbeat; a worker silent for `worker_timeout_s` (once it
 // has been heard from) is dropped from the rounds (logged, counted) and told so if it comes
@@ -30,18 +25,11 @@
 #include <thread>
 
 #include "core/context.hpp"
+#include "ps/consistency.hpp"
 #include "ps/shard.hpp"
 #include "ps/transport.hpp"
 
 namespace strand::ps {
-
-struct Consistency {
-  enum Mode { Sync, Async, Ssp } mode = Sync;
-  int staleness = 0;  // ssp only
-  // "sync", "async" or "ssp:S" (S >= 0); Usage error otherwise.
-  static Consistency parse(const std::string& text);
-  std::string str() const;
-};
 
 struct ServerOptions {
   std::string bind = "tcp://127.0.0.1:0";  // port 0 or *: any free port (see Server::endpoint)

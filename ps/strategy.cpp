@@ -5,7 +5,7 @@ namespace strand::ps {
 namespace {
 void check_host(const Model& model, const Context& ctx) {
   // Chunks are sent from and pulled into the flat buffers in place: they must be host memory.
-  STRAND_CHECK(model.backend().name() == "cpu", Usage,
+  STRAND_CHECK(model.backend().kind() == DeviceKind::Cpu, Usage,
                "parameter-server training runs on the CPU backend only for now; the model is on '" +
                    model.backend().name() + "'",
                ctx.where());

@@ -22,10 +22,6 @@ std::vector<std::string> checked(const WorkerOptions& o, const std::string& wher
   return o.servers;
 }
 
-OptKind kind_of(const std::string& k) {
-  return k == "sgd" ? OptKind::Sgd : k == "momentum" ? OptKind::Momentum : k == "adam" ? OptKind::Adam : OptKind::None;
-}
-
 std::span<const std::byte> bytes(const float* p, int64_t n) {
   return {reinterpret_cast<const std::byte*>(p), size_t(n) * 4};
 }
@@ -101,10 +97,10 @@ void Worker::pull_all(float* flat, int64_t clock) {
 }
 
 void Worker::init(const float* flat, const OptimizerConfig& config, const OptimizerState& state) {
-  const OptKind kind = kind_of(config.kind);
-  const size_t slots = kind == OptKind::Adam ? 2 : kind == OptKind::Momentum ? 1 : 0;
-  STRAND_CHECK(kind != OptKind::None && state.kind == config.kind && state.slots.size() == slots, Usage,
-               "optimizer state of kind '" + state.kind + "' does not fit optimizer '" + config.kind + "'", where_);
+  STRAND_CHECK(state.kind == config.kind && state.slots.size() == slot_count(config.kind), Usage,
+               "optimizer state of kind '" + std::string(to_string(state.kind)) +
+                   "' does not fit optimizer '" + std::string(to_string(config.kind)) + "'",
+               where_);
   for (const auto& s : state.slots)
     STRAND_CHECK(int64_t(s.size()) == opt_.map.floats, Usage, "optimizer state of the wrong size", where_);
   std::vector<Ticket> tickets;
@@ -112,8 +108,7 @@ void Worker::init(const float* flat, const OptimizerConfig& config, const Optimi
     Header h;
     h.type = MsgType::Init;
     h.step = state.step;
-    h.optimizer = kind;
-    h.hyper = {config.momentum, config.beta1, config.beta2, config.eps};
+    h.optimizer = config;
     std::vector<std::span<const std::byte>> payloads;
     for (uint32_t id : b.chunks) {
       const Chunk& c = opt_.map.chunks[id];
@@ -140,7 +135,8 @@ void Worker::gather(float* flat, OptimizerState& state) {
     Header* out = &replies[b];
     const std::vector<uint32_t>* ids = &all[b].chunks;
     tickets.push_back(dispatch_.call(all[b].server, std::move(h), {}, [=, &slots](const Header& r, std::vector<Message>& frames) {
-      const size_t k = r.optimizer == OptKind::Adam ? 2 : r.optimizer == OptKind::Momentum ? 1 : 0;
+      STRAND_CHECK(r.optimizer, Format, "gather reply without the optimizer", "PS reply");
+      const size_t k = slot_count(r.optimizer->kind);
       STRAND_CHECK(frames.size() == ids->size() * (1 + k), Format, "gather reply with the wrong number of frames",
                    "PS reply");
       for (size_t i = 0; i < ids->size(); ++i) {
@@ -152,14 +148,14 @@ void Worker::gather(float* flat, OptimizerState& state) {
     }));
   }
   for (auto& t : tickets) t.wait();
-  const OptKind kind = replies.front().optimizer;
-  state.kind = kind == OptKind::Adam ? "adam" : kind == OptKind::Momentum ? "momentum" : "sgd";
+  const OptimizerKind kind = replies.front().optimizer->kind;
+  state.kind = kind;
   state.step = replies.front().step;
   for (const Header& r : replies) {
-    STRAND_CHECK(r.optimizer == kind, Format, "servers run different optimizers", where_);
+    STRAND_CHECK(r.optimizer->kind == kind, Format, "servers run different optimizers", where_);
     state.step = std::min(state.step, r.step);
   }
-  slots.resize(kind == OptKind::Adam ? 2 : kind == OptKind::Momentum ? 1 : 0);
+  slots.resize(slot_count(kind));
   state.slots = std::move(slots);
 }
 

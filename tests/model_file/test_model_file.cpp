@@ -138,7 +138,7 @@ TEST(Export, EmptyOrMissingDirectoryIsAnIoError) {
 TEST(Checkpoint, RoundTripAndRotation) {
   TempDir dir;
   EXPECT_FALSE(latest_checkpoint(dir.path));
-  Checkpoint ck{sample_file(), {"adam", 5, {{1, 2}, {3, 4}}}, 1, 600, 42, 100};
+  Checkpoint ck{sample_file(), {OptimizerKind::Adam, 5, {{1, 2}, {3, 4}}}, 1, 600, 42, 100};
   for (int64_t e = 1; e <= 11; ++e) {
     ck.epochs_done = e;
     write_checkpoint(dir.path, ck, 2);
@@ -150,6 +150,8 @@ TEST(Checkpoint, RoundTripAndRotation) {
   EXPECT_EQ(back.epochs_done, 11);
   EXPECT_EQ(back.global_step, 600);
   EXPECT_EQ(back.seed, 42u);
+  EXPECT_EQ(back.optimizer.kind, OptimizerKind::Adam);
+  EXPECT_EQ(back.optimizer.step, 5);
   EXPECT_EQ(back.optimizer.slots, ck.optimizer.slots);
   EXPECT_EQ(back.model.params, ck.model.params);
 }

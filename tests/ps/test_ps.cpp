@@ -1,19 +1,23 @@
 // Parameter server: header codec, shard map, exact push/pull round trips, sync training equal
 // to one process with the global batch, async and ssp convergence, the staleness bound, a
 // server fed hostile frames, a dropped worker, a dead server, checkpoints onto another server
-// count. Everything runs in this process on 127.0.0.1 (servers and workers on threads).
+// count and in the local job's form. Everything runs in this process on 127.0.0.1 (servers
+// and workers on threads).
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <limits>
 #include <random>
 #include <thread>
+#include <unistd.h>
 
 #include "core/error.hpp"
 #include "core/layers.hpp"
+#include "io/model_file.hpp"
 #include "ps/server.hpp"
 #include "ps/strategy.hpp"
 #include "ps/transport.hpp"
@@ -47,8 +51,8 @@ TEST(Header, RoundTripsEveryField) {
   h.step = -7;
   h.lr = 0.25f;
   h.value = 1.5;
-  h.optimizer = OptKind::Adam;
-  h.hyper = {0.9f, 0.8f, 0.99f, 1e-7f};
+  h.optimizer = OptimizerConfig{
+      .kind = OptimizerKind::Adam, .momentum = 0.9f, .beta1 = 0.8f, .beta2 = 0.99f, .eps = 1e-7f};
   h.chunks = {0, 5, 4000000000u};
   h.text = "why";
   const Header d = decode_header(as_bytes(encode_header(h)));
@@ -59,8 +63,12 @@ TEST(Header, RoundTripsEveryField) {
   EXPECT_EQ(d.step, -7);
   EXPECT_EQ(d.lr, 0.25f);
   EXPECT_EQ(d.value, 1.5);
-  EXPECT_EQ(d.optimizer, OptKind::Adam);
-  EXPECT_EQ(d.hyper, h.hyper);
+  ASSERT_TRUE(d.optimizer);
+  EXPECT_EQ(d.optimizer->kind, OptimizerKind::Adam);
+  EXPECT_EQ(d.optimizer->momentum, 0.9f);
+  EXPECT_EQ(d.optimizer->beta1, 0.8f);
+  EXPECT_EQ(d.optimizer->beta2, 0.99f);
+  EXPECT_EQ(d.optimizer->eps, 1e-7f);
   EXPECT_EQ(d.chunks, h.chunks);
   EXPECT_EQ(d.text, "why");
 }
@@ -208,9 +216,8 @@ std::vector<float> random_floats(size_t n, uint32_t seed) {
 
 // Sets the parameters on the servers, with plain SGD (no optimizer state).
 void init_sgd(Worker& w, const std::vector<float>& params) {
-  OptimizerConfig sgd;
-  sgd.kind = "sgd";
-  w.init(params.data(), sgd, OptimizerState{"sgd", 0, {}});
+  const OptimizerConfig sgd{.kind = OptimizerKind::Sgd};
+  w.init(params.data(), sgd, OptimizerState{.kind = OptimizerKind::Sgd, .step = 0, .slots = {}});
 }
 
 // The parameters the servers hand back.
@@ -254,7 +261,7 @@ TEST(KeyValue, PushAndPullRoundTripExactly) {
   OptimizerState st;
   w.gather(gathered.data(), st);
   EXPECT_TRUE(gathered == expect);
-  EXPECT_EQ(st.kind, "sgd");
+  EXPECT_EQ(st.kind, OptimizerKind::Sgd);
   EXPECT_EQ(st.step, 1);
   EXPECT_EQ(cl.total().updates, int64_t(order.size()));
 }
@@ -266,7 +273,9 @@ TEST(KeyValue, ManyChunksTravelInSeveralMessages) {
   Worker w(ctx, cl.worker_options(0, 1));
   const std::vector<float> init = random_floats(size_t(n), 6);
   OptimizerConfig adam;
-  OptimizerState st{"adam", 3, {random_floats(size_t(n), 7), random_floats(size_t(n), 8)}};
+  OptimizerState st{.kind = OptimizerKind::Adam,
+                    .step = 3,
+                    .slots = {random_floats(size_t(n), 7), random_floats(size_t(n), 8)}};
   for (auto& v : st.slots[1]) v = std::abs(v);
   w.init(init.data(), adam, st);
   std::vector<float> got(static_cast<size_t>(n));
@@ -438,7 +447,7 @@ struct Stepper {
       : ctx(quiet_context(rank, world)), model(ctx.backend(), tiny_cnn()), data(banded(32, 100 + uint64_t(rank))) {
     model.init(11);
     OptimizerConfig oc;
-    oc.kind = "adam";
+    oc.kind = OptimizerKind::Adam;
     oc.lr = 1e-3f;
     opt = std::make_unique<Optimizer>(ctx.backend(), oc, model.param_count());
   }
@@ -601,8 +610,11 @@ TEST(Server, SurvivesRandomRequestsWithTheToken) {
     h.request = g();
     h.step = int64_t(g() % 5) - 1;
     h.lr = (g() % 4 == 0) ? -1.f : 0.01f;
-    h.optimizer = OptKind(g() % 4);
-    h.hyper = {0.9f, 0.9f, 0.999f, (g() % 8 == 0) ? std::numeric_limits<float>::infinity() : 1e-8f};
+    const uint32_t kind = g() % 4;  // 0: none
+    const float eps = (g() % 8 == 0) ? std::numeric_limits<float>::infinity() : 1e-8f;
+    if (kind != 0)
+      h.optimizer = OptimizerConfig{
+          .kind = OptimizerKind(kind - 1), .momentum = 0.9f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = eps};
     for (uint32_t k = g() % 4; k > 0; --k) h.chunks.push_back(g() % 5);
     const std::string enc = encode_header(h);
     std::vector<Message> parts;
@@ -751,6 +763,45 @@ TEST(Checkpoint, CollectsShardsAndRestoresOntoAnotherServerCount) {
   EXPECT_TRUE(st.model.get_params() == continued) << "resumed on 3 servers differs from going on with 2";
   EXPECT_FALSE(saved == continued);
   s.leave();
+}
+
+// A checkpoint of a PS job holds its optimizer state in the local job's form: one worker in
+// sync mode takes the local job's steps, so the two checkpoint files hold the same state.
+TEST(Checkpoint, PsAndLocalJobsWriteTheSameOptimizerState) {
+  const io::Dataset data = banded(96, 3);
+  const int64_t chunk = 256 * 4;
+  Context probe = quiet_context();
+  const int64_t params = Model(probe.backend(), tiny_cnn()).param_count();
+  const std::filesystem::path root =
+      std::filesystem::temp_directory_path() / ("strand-ps-ckpt-" + std::to_string(::getpid()));
+  for (OptimizerKind kind : {OptimizerKind::Sgd, OptimizerKind::Momentum, OptimizerKind::Adam}) {
+    const std::string name(to_string(kind));
+    TrainConfig cfg = config(32, 0);
+    cfg.epochs = 1;
+    cfg.optimizer.kind = kind;
+    cfg.checkpoint_dir = root / name / "local";
+    {
+      Context ctx = quiet_context();
+      Model m(ctx.backend(), tiny_cnn());
+      train(ctx, m, data, nullptr, cfg);
+    }
+    cfg.checkpoint_dir = root / name / "ps";
+    Cluster cl(2, 1, params, chunk, "sync");
+    train_ps(cl, 1, data, cfg, chunk);
+    const auto local_file = io::latest_checkpoint(root / name / "local");
+    const auto ps_file = io::latest_checkpoint(root / name / "ps");
+    ASSERT_TRUE(local_file && ps_file) << name;
+    const io::Checkpoint local = io::load_checkpoint(*local_file), ps = io::load_checkpoint(*ps_file);
+    EXPECT_EQ(ps.optimizer.kind, kind);
+    EXPECT_EQ(ps.optimizer.kind, local.optimizer.kind);
+    EXPECT_EQ(ps.optimizer.step, 3) << name;  // 96 samples, batch 32
+    EXPECT_EQ(ps.optimizer.step, local.optimizer.step) << name;
+    EXPECT_EQ(ps.optimizer.slots.size(), slot_count(kind)) << name;
+    EXPECT_TRUE(ps.optimizer.slots == local.optimizer.slots) << name;
+    EXPECT_TRUE(ps.model.params == local.model.params) << name;
+    EXPECT_EQ(ps.global_step, local.global_step) << name;
+  }
+  std::filesystem::remove_all(root);
 }
 
 }  // namespace

@@ -1,0 +1,71 @@
+// ps/consistency — when a parameter server applies a gradient and when a pull may read. One
+// policy object per mode behind one interface: the server decodes and checks a request, then
+// hands it to its policy (as ps-lite's server hands requests to its handle); the policy keeps
+// the per-chunk bookkeeping of its mode and calls back into the server to apply an update.
+//
+// sync: a chunk's round waits for the gradient of every live worker and applies their mean
+// (summed in rank order, so the result does not depend on arrival order): W workers with batch
+// B follow one process with batch W*B. A pull at clock t reads once round t-1 is applied.
+// async: each gradient is applied as it arrives; pulls read at once.
+// ssp:S: applied on arrival too, but a pull by a worker whose clock is t waits until every
+// live worker has pushed at least t-S steps of that chunk (stale synchronous parallel), so no
+// worker runs more than S steps ahead of the slowest.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "core/error.hpp"
+#include "ps/shard.hpp"
+#include "ps/transport.hpp"
+
+namespace strand::ps {
+
+struct Consistency {
+  enum Mode { Sync, Async, Ssp } mode = Sync;
+  int staleness = 0;  // ssp only
+  // "sync", "async" or "ssp:S" (S >= 0); Usage error otherwise.
+  static Consistency parse(const std::string& text);
+  std::string str() const;
+};
+
+// A request the server refuses: it answers with a Fail reply of this kind, saying why.
+class Refusal : public Error {
+ public:
+  Refusal(ErrorKind kind, std::string why) : Error(kind, std::move(why)) {}
+};
+
+// What a policy needs of its server.
+class PolicyHost {
+ public:
+  virtual bool live(int worker) const = 0;
+  // One optimizer step on chunk `id` with its floats at `grads` (any byte alignment).
+  virtual void apply(uint32_t id, const float* grads, float lr) = 0;
+
+ protected:
+  ~PolicyHost() = default;
+};
+
+class ConsistencyPolicy {
+ public:
+  virtual ~ConsistencyPolicy() = default;
+  // Refusal unless `worker` may push its step `step` of chunk `id` now (a push of several
+  // chunks is checked whole before any of it is taken).
+  virtual void check_push(uint32_t id, int worker, int64_t step) const = 0;
+  // Takes the gradient (the frame as received, the chunk's size checked). Returns how many
+  // steps `worker` was ahead of the slowest live worker where the mode lets it be (else 0).
+  virtual int64_t push(uint32_t id, int worker, Message grads, float lr) = 0;
+  // Whether a worker that has pushed `clock` steps may read chunk `id` now.
+  virtual bool readable(uint32_t id, int64_t clock) const = 0;
+  // Chunk `id` was (re)initialized: its clocks and rounds start over, gradients held are dropped.
+  virtual void reset(uint32_t id) = 0;
+  // A worker left or was dropped (host.live() says so now): rounds that waited for it go on.
+  virtual void worker_gone() = 0;
+};
+
+// The policy of `mode` for server `server`'s chunks of `map`, with workers 0..workers-1.
+std::unique_ptr<ConsistencyPolicy> make_policy(const Consistency& mode, const ShardMap& map, int server,
+                                               int workers, PolicyHost& host);
+
+}  // namespace strand::ps
