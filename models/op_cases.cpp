@@ -13,9 +13,10 @@ std::vector<OpCase> op_cases(const ModelArch& arch, int64_t batch) {
   // Each layer bound to its input shape, as the Model binds them: the shapes come from the
   // layers themselves (padding, pooled sizes), not from a second copy of their rules here.
   std::vector<Shape> shapes{arch.input};
+  std::vector<std::unique_ptr<Layer>> layers;
   int64_t params = 0;
   for (size_t i = 0; i < arch.layers.size(); ++i) {
-    std::unique_ptr<Layer> layer = make_layer(arch.layers[i]);
+    std::unique_ptr<Layer>& layer = layers.emplace_back(make_layer(arch.layers[i]));
     try {
       shapes.push_back(layer->bind(shapes.back()));
     } catch (const Error& e) {
@@ -24,7 +25,14 @@ std::vector<OpCase> op_cases(const ModelArch& arch, int64_t batch) {
     }
     params += layer->param_count();
   }
-  auto type = [&](size_t i) { return i < arch.layers.size() ? arch.layers[i].type : std::string(); };
+  // The ReLUs the neighbouring layers take over, asked of the layers as Model asks them.
+  const size_t n = arch.layers.size();
+  std::vector<bool> fused_fwd(n, false), fused_bwd(n, false);
+  for (size_t i = 1; i < n; ++i) {
+    if (arch.layers[i].type != "relu") continue;
+    fused_fwd[i] = layers[i - 1]->fuse_relu_after();
+    fused_bwd[i] = i + 1 < n && layers[i + 1]->fuse_relu_before();
+  }
 
   std::vector<OpCase> cases;
   cases.push_back({.name = "gather", .kind = OpKind::Gather, .batch = batch, .sample = arch.input.numel()});
@@ -41,12 +49,12 @@ std::vector<OpCase> op_cases(const ModelArch& arch, int64_t batch) {
       c.conv = Conv2dDesc{.batch = batch, .in_c = in[0], .in_h = in[1], .in_w = in[2], .out_c = out[0],
                           .kernel_h = k, .kernel_w = k, .pad_h = (out[1] - in[1] + k - 1) / 2,
                           .pad_w = (out[2] - in[2] + k - 1) / 2};
-      c.relu_in_forward = type(i + 1) == "relu";
+      c.relu_in_forward = i + 1 < n && fused_fwd[i + 1];
       c.name = "conv";
     } else if (spec.type == "maxpool2x2") {
       c.kind = OpKind::MaxPool2x2;
       c.pool = Pool2dDesc{.batch = batch, .channels = in[0], .in_h = in[1], .in_w = in[2]};
-      c.relu_in_backward = i > 0 && type(i - 1) == "relu";
+      c.relu_in_backward = i > 0 && fused_bwd[i - 1];
       c.name = "pool";
     } else if (spec.type == "dense") {
       c.kind = OpKind::Dense;
@@ -55,8 +63,8 @@ std::vector<OpCase> op_cases(const ModelArch& arch, int64_t batch) {
     } else if (spec.type == "relu") {
       c.kind = OpKind::Relu;
       c.elements = batch * in.numel();
-      c.relu_in_forward = i > 0 && type(i - 1) == "conv2d";
-      c.relu_in_backward = type(i + 1) == "maxpool2x2";
+      c.relu_in_forward = fused_fwd[i];
+      c.relu_in_backward = fused_bwd[i];
       c.name = "relu";
     } else if (spec.type == "dropout") {
       c.kind = OpKind::Dropout;
