@@ -13,8 +13,11 @@ fail() {
   if [[ -f "$work/log" ]]; then echo "--- job output:"; cat "$work/log"; fi
   exit 1
 }
-tiny_mnist() { /usr/bin/python3 "$tests_dir/cli/make_tiny_mnist.py" "$work/data" || fail "cannot make test data"; }
+tiny_mnist() {
+  /usr/bin/python3 "$tests_dir/cli/make_tiny_mnist.py" "$work/data" || fail "cannot make test data"
+}
 real_mnist() {
   data="${STRAND_CACHE:-$HOME/.cache/strand}/mnist"
-  [[ -f "$data/train-images-idx3-ubyte" ]] || { echo "no MNIST in $data (run scripts/setup): skipping"; exit 77; }
+  [[ -f "$data/train-images-idx3-ubyte" ]] ||
+    { echo "no MNIST in $data (run scripts/setup): skipping"; exit 77; }
 }

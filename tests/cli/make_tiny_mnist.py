@@ -18,14 +18,16 @@ def make(n, seed):
 
 
 def write_idx(path, array):
-    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + b"".join(struct.pack(">I", d) for d in array.shape)
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + b"".join(
+        struct.pack(">I", d) for d in array.shape)
     path.write_bytes(header + array.tobytes())
 
 
 out = pathlib.Path(sys.argv[1])
 (out / "idx").mkdir(parents=True, exist_ok=True)
 (out / "npy").mkdir(parents=True, exist_ok=True)
-for split, idx_prefix, npy_prefix, n, seed in [("train", "train", "train", 300, 1), ("test", "t10k", "eval", 100, 2)]:
+for split, idx_prefix, npy_prefix, n, seed in [("train", "train", "train", 300, 1),
+                                               ("test", "t10k", "eval", 100, 2)]:
     images, labels = make(n, seed)
     write_idx(out / "idx" / f"{idx_prefix}-images-idx3-ubyte", images)
     write_idx(out / "idx" / f"{idx_prefix}-labels-idx1-ubyte", labels)

@@ -17,7 +17,10 @@ expect() {
   local out status
   out=$("$@" 2>&1)
   status=$?
-  if [[ $status != "$code" ]]; then fail "'$*' exited $status, expected $code. Output:"$'\n'"$out"; return; fi
+  if [[ $status != "$code" ]]; then
+    fail "'$*' exited $status, expected $code. Output:"$'\n'"$out"
+    return
+  fi
   if ! grep -qE -- "$pattern" <<<"$out"; then fail "'$*' output lacks /$pattern/:"$'\n'"$out"; fi
 }
 
@@ -44,7 +47,8 @@ expect 1 "no exported model" -- "$strand" eval --model-dir "$work/data" --data "
 expect 1 "no MNIST files" -- "$strand" data mnist --out "$work/x" --source "$work/none"
 
 # Train from the .npy layout: stdout is the export, metrics have the promised keys.
-out=$("$strand" train --data "$work/data/npy" --model-dir "$work/m" --epochs 1 --metrics "$work/metrics.jsonl" "${tiny[@]}" 2>"$work/log")
+out=$("$strand" train --data "$work/data/npy" --model-dir "$work/m" --epochs 1 \
+  --metrics "$work/metrics.jsonl" "${tiny[@]}" 2>"$work/log")
 [[ $out == "$work/m/1" && -f $work/m/1/model.strand ]] || fail "train printed '$out'; log: $(cat "$work/log")"
 /usr/bin/python3 - "$work/metrics.jsonl" <<'PY' || fail "metrics file lacks keys"
 import json, sys
@@ -64,20 +68,26 @@ expect 0 "resuming from .*checkpoint-1" -- "$strand" train --data "$work/data/np
 [[ $(wc -l <"$work/metrics.jsonl") == 2 ]] || fail "resume did not append one metrics line"
 
 # The SageMaker contract: environment in place of flags, SM_HPS for hyperparameters.
-SM_MODEL_DIR="$work/sm" SM_CHANNEL_TRAINING="$work/data/idx" SM_HPS='{"epochs": 2, "batch_size": 50, "learning-rate": 0.002, "threads": 1}' \
+SM_MODEL_DIR="$work/sm" SM_CHANNEL_TRAINING="$work/data/idx" \
+  SM_HPS='{"epochs": 2, "batch_size": 50, "learning-rate": 0.002, "threads": 1}' \
   "$strand" train --metrics "$work/sm.jsonl" >/dev/null 2>&1 || fail "SageMaker-style run failed"
 [[ -f $work/sm/1/model.strand && $(wc -l <"$work/sm.jsonl") == 2 ]] || fail "SM_HPS epochs=2 not applied"
 SM_HPS='{"epochs": 2}' "$strand" train --epochs 1 --data "$work/data/npy" --model-dir "$work/sm2" \
   --metrics "$work/sm2.jsonl" "${tiny[@]}" >/dev/null 2>&1 || fail "flag + SM_HPS run failed"
 [[ $(wc -l <"$work/sm2.jsonl") == 1 ]] || fail "a command-line flag must win over SM_HPS"
-expect 2 "unknown hyperparameter 'bogus'" -- env SM_HPS='{"bogus": 1}' "$strand" train --data "$work/data/npy" --model-dir "$work/m"
-expect 2 "SM_HPS.*not valid JSON" -- env SM_HPS='{epochs' "$strand" train --data "$work/data/npy" --model-dir "$work/m"
-expect 2 "hyperparameter 'epochs'" -- env SM_HPS='{"epochs": "many"}' "$strand" train --data "$work/data/npy" --model-dir "$work/m"
+expect 2 "unknown hyperparameter 'bogus'" -- env SM_HPS='{"bogus": 1}' "$strand" train \
+  --data "$work/data/npy" --model-dir "$work/m"
+expect 2 "SM_HPS.*not valid JSON" -- env SM_HPS='{epochs' "$strand" train \
+  --data "$work/data/npy" --model-dir "$work/m"
+expect 2 "hyperparameter 'epochs'" -- env SM_HPS='{"epochs": "many"}' "$strand" train \
+  --data "$work/data/npy" --model-dir "$work/m"
 
 # Evaluations every N steps, stopping at a target accuracy (the tiny set is easy to learn).
-"$strand" train --data "$work/data/npy" --model-dir "$work/stop" --epochs 5 --eval-every 2 --stop-at-accuracy 0.9 \
-  --metrics "$work/stop.jsonl" "${tiny[@]}" >/dev/null 2>&1 || fail "--stop-at-accuracy run failed"
-/usr/bin/python3 - "$work/stop.jsonl" <<'PY' || fail "--eval-every/--stop-at-accuracy metrics wrong: $(cat "$work/stop.jsonl")"
+"$strand" train --data "$work/data/npy" --model-dir "$work/stop" --epochs 5 --eval-every 2 \
+  --stop-at-accuracy 0.9 --metrics "$work/stop.jsonl" "${tiny[@]}" >/dev/null 2>&1 ||
+  fail "--stop-at-accuracy run failed"
+/usr/bin/python3 - "$work/stop.jsonl" <<'PY' \
+  || fail "--eval-every/--stop-at-accuracy metrics wrong: $(cat "$work/stop.jsonl")"
 import json, sys
 lines = [json.loads(l) for l in open(sys.argv[1])]
 assert [l["step"] for l in lines] == [2 * (i + 1) for i in range(len(lines))], lines
@@ -94,7 +104,8 @@ fi
 
 # Eval reads the newest export; --json has accuracy and a 10x10 confusion matrix.
 expect 0 "confusion matrix" -- "$strand" eval --model-dir "$work/m" --data "$work/data/npy" --threads 1
-"$strand" eval --model-dir "$work/m" --data "$work/data/idx" --json --threads 1 2>/dev/null >"$work/eval.json" || fail "eval --json failed"
+"$strand" eval --model-dir "$work/m" --data "$work/data/idx" --json --threads 1 2>/dev/null \
+  >"$work/eval.json" || fail "eval --json failed"
 /usr/bin/python3 - "$work/eval.json" <<'PY' || fail "eval --json output malformed: $(cat "$work/eval.json")"
 import json, sys
 r = json.load(open(sys.argv[1]))
@@ -104,9 +115,11 @@ assert sum(map(sum, r["confusion"])) == 100
 PY
 
 # eval needs only the test split.
-mkdir -p "$work/testonly" && cp "$work/data/npy/eval_data.npy" "$work/data/npy/eval_labels.npy" "$work/testonly/"
+mkdir -p "$work/testonly" &&
+  cp "$work/data/npy/eval_data.npy" "$work/data/npy/eval_labels.npy" "$work/testonly/"
 expect 0 "test accuracy" -- "$strand" eval --model-dir "$work/m" --data "$work/testonly" --threads 1
-expect 1 "missing train_data.npy, train_labels.npy" -- "$strand" train --data "$work/testonly" --model-dir "$work/m2" "${tiny[@]}"
+expect 1 "missing train_data.npy, train_labels.npy" -- \
+  "$strand" train --data "$work/testonly" --model-dir "$work/m2" "${tiny[@]}"
 
 # data mnist converts IDX to the .npy layout, readable by numpy.
 expect 0 "wrote train_data.npy" -- "$strand" data mnist --source "$work/data/idx" --out "$work/conv"
@@ -120,17 +133,24 @@ for name in ["train_data", "train_labels", "eval_data", "eval_labels"]:
 PY
 
 # bench train prints one JSON object.
-"$strand" bench train --data "$work/data/npy" --steps 2 --warmup 1 --batch-size 50 --threads 1 --json >"$work/bench.json" 2>/dev/null \
-  || fail "bench train failed"
-/usr/bin/python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); assert {"model","batch_size","threads","images_per_sec"} <= r.keys() and r["images_per_sec"] > 0' \
-  "$work/bench.json" || fail "bench JSON malformed: $(cat "$work/bench.json")"
+"$strand" bench train --data "$work/data/npy" --steps 2 --warmup 1 --batch-size 50 --threads 1 --json \
+  >"$work/bench.json" 2>/dev/null || fail "bench train failed"
+/usr/bin/python3 - "$work/bench.json" <<'PY' || fail "bench JSON malformed: $(cat "$work/bench.json")"
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert {"model", "batch_size", "threads", "images_per_sec"} <= r.keys() and r["images_per_sec"] > 0
+PY
 
 # bench infer prints one JSON object with throughput and latency.
-"$strand" bench infer --data "$work/data/npy" --iterations 3 --warmup 1 --batch-size 20 --threads 1 --json >"$work/infer.json" 2>/dev/null \
-  || fail "bench infer failed"
-/usr/bin/python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); assert r["batch_size"] == 20 and r["iterations"] == 3 and r["images_per_sec"] > 0 and r["latency_ms"] > 0, r' \
-  "$work/infer.json" || fail "bench infer JSON malformed: $(cat "$work/infer.json")"
-expect 2 "larger than the 100 images" -- "$strand" bench infer --data "$work/data/npy" --batch-size 101 --threads 1
+"$strand" bench infer --data "$work/data/npy" --iterations 3 --warmup 1 --batch-size 20 --threads 1 --json \
+  >"$work/infer.json" 2>/dev/null || fail "bench infer failed"
+/usr/bin/python3 - "$work/infer.json" <<'PY' || fail "bench infer JSON malformed: $(cat "$work/infer.json")"
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert r["batch_size"] == 20 and r["iterations"] == 3 and r["images_per_sec"] > 0 and r["latency_ms"] > 0, r
+PY
+expect 2 "larger than the 100 images" -- "$strand" bench infer --data "$work/data/npy" \
+  --batch-size 101 --threads 1
 
 if ((failures)); then echo "$failures check(s) failed"; exit 1; fi
 echo "all CLI checks passed"

@@ -21,18 +21,21 @@ for layout in npy idx; do
   data=$work/npy
   [[ $layout == idx ]] && data=$cache
   "$strand" train --model mnist_cnn --data "$data" --model-dir "$work/model-$layout" --epochs 1 \
-    --threads "$threads" --metrics "$work/$layout.jsonl" >/dev/null || { echo "FAIL: training on $layout"; exit 1; }
-  "$strand" eval --model-dir "$work/model-$layout" --data "$data" --json --threads "$threads" >"$work/$layout-eval.json" \
-    || { echo "FAIL: eval on $layout"; exit 1; }
+    --threads "$threads" --metrics "$work/$layout.jsonl" >/dev/null ||
+    { echo "FAIL: training on $layout"; exit 1; }
+  "$strand" eval --model-dir "$work/model-$layout" --data "$data" --json --threads "$threads" \
+    >"$work/$layout-eval.json" || { echo "FAIL: eval on $layout"; exit 1; }
   /usr/bin/python3 - "$layout" "$work/$layout.jsonl" "$work/$layout-eval.json" <<'PY' || status=1
 import json, sys
 layout, metrics, evaluation = sys.argv[1:]
 trained = json.loads(open(metrics).read().splitlines()[-1])
 evaluated = json.load(open(evaluation))
-print(f"{layout}: test accuracy {trained['test_accuracy']:.4f} after training, {evaluated['accuracy']:.4f} from eval, "
+print(f"{layout}: test accuracy {trained['test_accuracy']:.4f} after training, "
+      f"{evaluated['accuracy']:.4f} from eval, "
       f"{trained['images_per_sec']:.0f} images/s")
 assert trained["test_accuracy"] >= 0.985, f"{layout}: accuracy {trained['test_accuracy']} < 0.985"
-assert evaluated["accuracy"] == trained["test_accuracy"], "eval does not reproduce the training run's accuracy"
+assert evaluated["accuracy"] == trained["test_accuracy"], (
+    "eval does not reproduce the training run's accuracy")
 PY
 done
 exit $status

@@ -28,5 +28,6 @@ best = lines[-1]
 print(f"GPU: {best['test_accuracy']:.4f} at step {best['step']} after {best['seconds']:.1f} s "
       f"({best['images_per_sec']:.0f} images/s); eval {evaluated['accuracy']:.4f}")
 assert best["test_accuracy"] >= 0.99, "GPU training did not reach 99% in 3 epochs"
-assert abs(evaluated["accuracy"] - best["test_accuracy"]) < 1e-9, "eval does not reproduce the training accuracy"
+assert abs(evaluated["accuracy"] - best["test_accuracy"]) < 1e-9, (
+    "eval does not reproduce the training accuracy")
 PY

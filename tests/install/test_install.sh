@@ -21,5 +21,6 @@ set +e
 LD_LIBRARY_PATH=$libdir "$dest/example" 2>"$dest/err"
 status=$?
 set -e
-[[ $status == 2 ]] && grep -q usage "$dest/err" || { echo "FAIL: installed example did not run ($status)"; cat "$dest/err"; exit 1; }
+[[ $status == 2 ]] && grep -q usage "$dest/err" ||
+  { echo "FAIL: installed example did not run ($status)"; cat "$dest/err"; exit 1; }
 echo "install ok: $(cd "$dest$prefix" && find bin lib* include -maxdepth 2 | tr '\n' ' ')"

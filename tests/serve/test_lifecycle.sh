@@ -13,7 +13,8 @@ serve_pid=
 cleanup() {
   [[ -n $serve_pid ]] && kill "$serve_pid" 2>/dev/null
   for f in "$work"/state/endpoints/*.json; do
-    [[ -f $f ]] && kill "$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pid"])' "$f")" 2>/dev/null
+    [[ -f $f ]] && kill "$(/usr/bin/python3 -c \
+      'import json,sys; print(json.load(open(sys.argv[1]))["pid"])' "$f")" 2>/dev/null
   done
   rm -rf "$work"
 }
@@ -26,11 +27,13 @@ for cmd in serve deploy predict endpoint "endpoint list" "endpoint delete" "benc
   grep -q Usage <("$strand" $cmd --help) || fail "strand $cmd --help"
 done
 
-/usr/bin/python3 "$here/../cli/make_tiny_mnist.py" "$work/data" || { echo "cannot make test data"; exit 1; }
-"$strand" train --model mnist_mlp --data "$work/data/npy" --model-dir "$work/model" --epochs 3 --batch-size 50 \
-  --threads 1 >/dev/null 2>"$work/train.log" || { cat "$work/train.log"; exit 1; }
+/usr/bin/python3 "$here/../cli/make_tiny_mnist.py" "$work/data" ||
+  { echo "cannot make test data"; exit 1; }
+"$strand" train --model mnist_mlp --data "$work/data/npy" --model-dir "$work/model" --epochs 3 \
+  --batch-size 50 --threads 1 >/dev/null 2>"$work/train.log" || { cat "$work/train.log"; exit 1; }
 
-port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(/usr/bin/python3 -c \
+  'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 
 # serve: SAGEMAKER_BIND_TO_PORT picks the port; /ping answers within a second of start.
 SAGEMAKER_BIND_TO_PORT=$port "$strand" serve --model-dir "$work/model" --threads 1 2>"$work/serve.log" &
@@ -65,43 +68,58 @@ kill -TERM "$serve_pid"
 wait "$client_pid"
 wait "$serve_pid" || fail "strand serve exited $? after SIGTERM"
 serve_pid=
-[[ $(head -1 "$work/inflight.txt") == "HTTP/1.1 200 OK" ]] || fail "in-flight request: $(cat "$work/inflight.txt")"
+[[ $(head -1 "$work/inflight.txt") == "HTTP/1.1 200 OK" ]] ||
+  fail "in-flight request: $(cat "$work/inflight.txt")"
 grep -q "received SIGTERM" "$work/serve.log" || fail "serve log: $(cat "$work/serve.log")"
 
 # deploy -> predict -> list -> delete.
 out=$("$strand" deploy --model-dir "$work/model" --name tiny --threads 1 2>&1) || fail "deploy: $out"
-[[ $out =~ ^endpoint\ tiny\ at\ http://127.0.0.1:([0-9]+)\ \(pid\ ([0-9]+)\)$ ]] || fail "deploy printed '$out'"
+[[ $out =~ ^endpoint\ tiny\ at\ http://127.0.0.1:([0-9]+)\ \(pid\ ([0-9]+)\)$ ]] ||
+  fail "deploy printed '$out'"
 dport=${BASH_REMATCH[1]}
 dpid=${BASH_REMATCH[2]}
 [[ -f $STRAND_STATE/endpoints/tiny.json ]] || fail "no state record"
-grep -q "is running" <<<"$("$strand" deploy --model-dir "$work/model" --name tiny 2>&1)" || fail "a second deploy under the same name was not refused"
+grep -q "is running" <<<"$("$strand" deploy --model-dir "$work/model" --name tiny 2>&1)" ||
+  fail "a second deploy under the same name was not refused"
 
-pred=$("$strand" predict --endpoint tiny "$work/data/npy/eval_data.npy" --rows 0:50 --labels "$work/data/npy/eval_labels.npy" 2>"$work/predict.err")
+pred=$("$strand" predict --endpoint tiny "$work/data/npy/eval_data.npy" --rows 0:50 \
+  --labels "$work/data/npy/eval_labels.npy" 2>"$work/predict.err")
 lines=$(grep -cE '^prediction: [0-9], label: [0-9], matched: (True|False)$' <<<"$pred")
-[[ $lines == 50 ]] || fail "predict printed $lines well-formed lines of 50: $pred $(cat "$work/predict.err")"
+[[ $lines == 50 ]] ||
+  fail "predict printed $lines well-formed lines of 50: $pred $(cat "$work/predict.err")"
 matched=$(grep -c 'matched: True' <<<"$pred")
 ((matched >= 40)) || fail "only $matched of 50 matched"
 # The same request twice gives the same lines.
-pred2=$("$strand" predict --endpoint tiny "$work/data/npy/eval_data.npy" --rows 0:50 --labels "$work/data/npy/eval_labels.npy" 2>/dev/null)
+pred2=$("$strand" predict --endpoint tiny "$work/data/npy/eval_data.npy" --rows 0:50 \
+  --labels "$work/data/npy/eval_labels.npy" 2>/dev/null)
 [[ $pred == "$pred2" ]] || fail "two predicts differ"
-"$strand" predict --endpoint tiny "$work/data/npy/eval_data.npy" --rows 3:5 | grep -qxE 'prediction: [0-9]' || fail "predict without labels"
-grep -q "no endpoint named 'nope'" <<<"$("$strand" predict --endpoint nope "$work/data/npy/eval_data.npy" 2>&1)" || fail "unknown endpoint"
-grep -q "selects no rows" <<<"$("$strand" predict --endpoint tiny "$work/data/npy/eval_data.npy" --rows 500:600 2>&1)" || fail "bad --rows"
+"$strand" predict --endpoint tiny "$work/data/npy/eval_data.npy" --rows 3:5 | grep -qxE 'prediction: [0-9]' ||
+  fail "predict without labels"
+grep -q "no endpoint named 'nope'" \
+  <<<"$("$strand" predict --endpoint nope "$work/data/npy/eval_data.npy" 2>&1)" ||
+  fail "unknown endpoint"
+grep -q "selects no rows" \
+  <<<"$("$strand" predict --endpoint tiny "$work/data/npy/eval_data.npy" --rows 500:600 2>&1)" ||
+  fail "bad --rows"
 
 # A deploy that fails shows the endpoint's log and leaves nothing behind.
-grep -q "no exported model" <<<"$("$strand" deploy --model-dir "$work/nowhere" --name broken 2>&1)" || fail "deploy of a missing model"
+grep -q "no exported model" <<<"$("$strand" deploy --model-dir "$work/nowhere" --name broken 2>&1)" ||
+  fail "deploy of a missing model"
 
-"$strand" endpoint list | grep -qE "^tiny	http://127.0.0.1:$dport	pid $dpid	running	$work/model$" || fail "list: $("$strand" endpoint list)"
+"$strand" endpoint list | grep -qE "^tiny	http://127.0.0.1:$dport	pid $dpid	running	$work/model$" ||
+  fail "list: $("$strand" endpoint list)"
 "$strand" endpoint delete tiny | grep -q "deleted endpoint tiny" || fail "delete"
-kill -0 "$dpid" 2>/dev/null && [[ $(awk '{print $3}' "/proc/$dpid/stat" 2>/dev/null) != Z ]] && fail "endpoint process $dpid still runs"
+kill -0 "$dpid" 2>/dev/null && [[ $(awk '{print $3}' "/proc/$dpid/stat" 2>/dev/null) != Z ]] &&
+  fail "endpoint process $dpid still runs"
 [[ -z $(ls -A "$STRAND_STATE/endpoints") ]] || fail "state left behind: $(ls -A "$STRAND_STATE/endpoints")"
 [[ -z $("$strand" endpoint list) ]] || fail "list after delete"
 grep -q "no endpoint named 'tiny'" <<<"$("$strand" endpoint delete tiny 2>&1)" || fail "deleting twice"
 
 # strand bench serve, briefly: every cell answered with no failure, and its rates and CPU costs
 # are numbers (the served CPU per image at least the in-process one's order of magnitude).
-"$strand" bench serve --model-dir "$work/model" --data "$work/data/npy" --seconds 0.3 --connections 1 2 --images 1 \
-  --threads 1 --json >"$work/bench.json" 2>"$work/bench.err" || fail "bench serve: $(cat "$work/bench.err")"
+"$strand" bench serve --model-dir "$work/model" --data "$work/data/npy" --seconds 0.3 --connections 1 2 \
+  --images 1 --threads 1 --json >"$work/bench.json" 2>"$work/bench.err" ||
+  fail "bench serve: $(cat "$work/bench.err")"
 /usr/bin/python3 - "$work/bench.json" <<'PY' || fail "bench serve output: $(cat "$work/bench.json")"
 import json, sys
 cells = json.load(open(sys.argv[1]))["cells"]

@@ -5,7 +5,8 @@
 #   test_wrk.sh PATH/TO/strand
 set -uo pipefail
 strand=$1
-command -v wrk >/dev/null || { echo "wrk not installed (scripts/setup installs it): skipping"; exit 77; }
+command -v wrk >/dev/null ||
+  { echo "wrk not installed (scripts/setup installs it): skipping"; exit 77; }
 work=$(mktemp -d)
 export STRAND_STATE=$work/state
 cleanup() {
@@ -18,16 +19,18 @@ fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 
 # A model with seeded weights: training is not what this test is about.
 /usr/bin/python3 "$(dirname "$0")/../cli/make_tiny_mnist.py" "$work/data" >/dev/null || exit 1
-"$strand" train --model mnist_mlp --data "$work/data/npy" --model-dir "$work/model" --epochs 1 --batch-size 100 \
-  --threads 1 >/dev/null 2>&1 || { echo "train failed"; exit 1; }
-out=$("$strand" deploy --model-dir "$work/model" --name load --max-batch 32 --batch-timeout-us 1000 2>&1) || { echo "deploy: $out"; exit 1; }
+"$strand" train --model mnist_mlp --data "$work/data/npy" --model-dir "$work/model" --epochs 1 \
+  --batch-size 100 --threads 1 >/dev/null 2>&1 || { echo "train failed"; exit 1; }
+out=$("$strand" deploy --model-dir "$work/model" --name load --max-batch 32 --batch-timeout-us 1000 2>&1) ||
+  { echo "deploy: $out"; exit 1; }
 port=$(sed -E 's/.*:([0-9]+) .*/\1/' <<<"$out")
 
 for rows in 1 10; do
   /usr/bin/python3 - "$rows" >"$work/post$rows.lua" <<'PY'
 import sys
 rows = int(sys.argv[1])
-body = "[" + ",".join("[" + ",".join(str((i * 7 + r) % 256 / 255) for i in range(784)) + "]" for r in range(rows)) + "]"
+body = "[" + ",".join("[" + ",".join(str((i * 7 + r) % 256 / 255) for i in range(784)) + "]"
+                      for r in range(rows)) + "]"
 print('wrk.method = "POST"')
 print('wrk.headers["Content-Type"] = "application/json"')
 print("wrk.body = [==[" + body + "]==]")
