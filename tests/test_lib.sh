@@ -14,7 +14,7 @@ fail() {
   exit 1
 }
 tiny_mnist() {
-  /usr/bin/python3 "$tests_dir/cli/make_tiny_mnist.py" "$work/data" || fail "cannot make test data"
+  /usr/bin/python3 "$tests_dir/apps/make_tiny_mnist.py" "$work/data" || fail "cannot make test data"
 }
 real_mnist() {
   data="${STRAND_CACHE:-$HOME/.cache/strand}/mnist"

@@ -27,7 +27,7 @@ for cmd in serve deploy predict endpoint "endpoint list" "endpoint delete" "benc
   grep -q Usage <("$strand" $cmd --help) || fail "strand $cmd --help"
 done
 
-/usr/bin/python3 "$here/../cli/make_tiny_mnist.py" "$work/data" ||
+/usr/bin/python3 "$here/../apps/make_tiny_mnist.py" "$work/data" ||
   { echo "cannot make test data"; exit 1; }
 "$strand" train --model mnist_mlp --data "$work/data/npy" --model-dir "$work/model" --epochs 3 \
   --batch-size 50 --threads 1 >/dev/null 2>"$work/train.log" || { cat "$work/train.log"; exit 1; }

@@ -18,7 +18,7 @@ failures=0
 fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 
 # A model with seeded weights: training is not what this test is about.
-/usr/bin/python3 "$(dirname "$0")/../cli/make_tiny_mnist.py" "$work/data" >/dev/null || exit 1
+/usr/bin/python3 "$(dirname "$0")/../apps/make_tiny_mnist.py" "$work/data" >/dev/null || exit 1
 "$strand" train --model mnist_mlp --data "$work/data/npy" --model-dir "$work/model" --epochs 1 \
   --batch-size 100 --threads 1 >/dev/null 2>&1 || { echo "train failed"; exit 1; }
 out=$("$strand" deploy --model-dir "$work/model" --name load --max-batch 32 --batch-timeout-us 1000 2>&1) ||

@@ -9,7 +9,7 @@ run_mpi=$here/../allreduce/run_mpi.sh
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
-/usr/bin/python3 "$here/../cli/make_tiny_mnist.py" "$work/data" || fail "cannot make test data"
+/usr/bin/python3 "$here/../apps/make_tiny_mnist.py" "$work/data" || fail "cannot make test data"
 for strategy in allreduce ps; do
   "$run_mpi" 2 "$example" "$strategy" "$work/data/idx" "$work/m-$strategy" 20 >"$work/$strategy.log" 2>&1 ||
     { cat "$work/$strategy.log"; fail "$strategy job failed"; }

@@ -9,7 +9,7 @@
 #include "core/backend.hpp"
 #include "core/cpu/conv2d_winograd.hpp"
 #include "core/error.hpp"
-#include "tests/kernels/kernel_test_util.hpp"
+#include "tests/core/kernel_test_util.hpp"
 
 namespace strand {
 namespace {

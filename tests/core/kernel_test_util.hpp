@@ -1,4 +1,4 @@
-// Helpers shared by the kernel tests and the CUDA-against-CPU tests (tests/cuda): seeded
+// Helpers shared by the kernel tests and the CUDA-against-CPU tests (tests/core/cuda): seeded
 // random data, copies to and from a backend, a central-difference gradient checker and
 // tolerance comparisons. References themselves live next to each test.
 #pragma once

@@ -8,7 +8,7 @@
 #include "core/backend.hpp"
 #include "core/cpu/cpu_backend.hpp"
 #include "core/error.hpp"
-#include "tests/kernels/kernel_test_util.hpp"
+#include "tests/core/kernel_test_util.hpp"
 
 namespace strand {
 namespace {

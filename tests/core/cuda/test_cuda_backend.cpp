@@ -22,7 +22,7 @@
 #include "core/model.hpp"
 #include "io/dataset.hpp"
 #include "models/models.hpp"
-#include "tests/kernels/kernel_test_util.hpp"
+#include "tests/core/kernel_test_util.hpp"
 #include "train/trainer.hpp"
 
 namespace strand {
