@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# `meson install` puts the CLI, libstrand, the headers and strand.pc in place, and a program
-# outside the tree builds against them with pkg-config alone.
+# `meson install` puts the CLI, the libraries, the headers and strand.pc / strand-job.pc in
+# place, and the examples build outside the tree against them with pkg-config alone (the
+# headers as <strand/...>, from the installed include root only).
 #   test_install.sh BUILD_DIR SOURCE_DIR
 set -euo pipefail
 build=$1 source=$2
@@ -23,4 +24,13 @@ status=$?
 set -e
 [[ $status == 2 ]] && grep -q usage "$dest/err" ||
   { echo "FAIL: installed example did not run ($status)"; cat "$dest/err"; exit 1; }
+# shellcheck disable=SC2046
+g++ -std=c++20 -O0 "$source/examples/train_distributed.cpp" -o "$dest/distributed" \
+  $(pkg-config --cflags --libs strand-job)
+set +e
+LD_LIBRARY_PATH=$libdir "$dest/distributed" 2>"$dest/err"
+status=$?
+set -e
+[[ $status == 2 ]] && grep -q usage "$dest/err" ||
+  { echo "FAIL: installed distributed example did not run ($status)"; cat "$dest/err"; exit 1; }
 echo "install ok: $(cd "$dest$prefix" && find bin lib* include -maxdepth 2 | tr '\n' ' ')"
