@@ -4,24 +4,20 @@
 #include <string>
 
 #include "core/error.hpp"
+#include "core/text.hpp"
 
 namespace strand {
 
+namespace {
+constexpr Name<OptimizerKind> kOptimizerNames[] = {
+    {OptimizerKind::Sgd, "sgd"}, {OptimizerKind::Momentum, "momentum"}, {OptimizerKind::Adam, "adam"}};
+}  // namespace
+
 OptimizerKind parse_optimizer_kind(std::string_view text) {
-  for (OptimizerKind k : {OptimizerKind::Sgd, OptimizerKind::Momentum, OptimizerKind::Adam})
-    if (text == to_string(k)) return k;
-  throw Error(ErrorKind::Usage,
-              "unknown optimizer '" + std::string(text) + "' (choose sgd, momentum or adam)", "optimizer");
+  return parse_name(kOptimizerNames, text, "optimizer", "optimizer");
 }
 
-std::string_view to_string(OptimizerKind kind) {
-  switch (kind) {
-    case OptimizerKind::Sgd: return "sgd";
-    case OptimizerKind::Momentum: return "momentum";
-    case OptimizerKind::Adam: return "adam";
-  }
-  return "unknown";
-}
+std::string_view to_string(OptimizerKind kind) { return name_of(kOptimizerNames, kind); }
 
 size_t slot_count(OptimizerKind kind) {
   switch (kind) {

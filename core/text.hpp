@@ -1,7 +1,12 @@
-// Small text helpers the parsers of several modules share.
+// Small text helpers the parsers of several modules share: trimming, and the names of an
+// enum's values (one table per enum, parsed and printed by the same two functions).
 #pragma once
 
+#include <cstddef>
+#include <string>
 #include <string_view>
+
+#include "core/error.hpp"
 
 namespace strand {
 
@@ -11,6 +16,33 @@ constexpr std::string_view trim(std::string_view s) {
   const size_t first = s.find_first_not_of(space);
   if (first == std::string_view::npos) return {};
   return s.substr(first, s.find_last_not_of(space) - first + 1);
+}
+
+template <class E>
+struct Name {
+  E value;
+  std::string_view text;
+};
+
+// The value `text` names; Usage error "unknown WHAT 'TEXT' (choose a, b or c)" at `where`.
+template <class E, size_t N>
+E parse_name(const Name<E> (&names)[N], std::string_view text, std::string_view what, std::string where) {
+  for (const Name<E>& n : names)
+    if (n.text == text) return n.value;
+  std::string choices;
+  for (size_t i = 0; i < N; ++i)
+    choices += std::string(i == 0 ? "" : i + 1 == N ? " or " : ", ") + std::string(names[i].text);
+  throw Error(ErrorKind::Usage,
+              "unknown " + std::string(what) + " '" + std::string(text) + "' (choose " + choices + ")",
+              std::move(where));
+}
+
+// The name of `value` ("?" for a value outside the table, e.g. cast from a corrupt number).
+template <class E, size_t N>
+constexpr std::string_view name_of(const Name<E> (&names)[N], E value) {
+  for (const Name<E>& n : names)
+    if (n.value == value) return n.text;
+  return "?";
 }
 
 }  // namespace strand

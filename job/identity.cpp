@@ -32,15 +32,6 @@ int first_int_var(const Environment& env, std::initializer_list<const char*> nam
 
 }  // namespace
 
-std::string_view to_string(Launcher launcher) {
-  switch (launcher) {
-    case Launcher::Single: return "single process";
-    case Launcher::Mpi: return "mpirun";
-    case Launcher::SageMaker: return "SageMaker";
-  }
-  return "?";
-}
-
 Environment Environment::current() {
   Environment env;
   for (char** e = environ; *e; ++e) {

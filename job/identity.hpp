@@ -20,7 +20,6 @@ class MpiRuntime;
 namespace strand::job {
 
 enum class Launcher { Single, Mpi, SageMaker };
-std::string_view to_string(Launcher launcher);
 
 // The environment variables a launcher sets, read once (Environment::current()); tests build
 // their own.

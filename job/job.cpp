@@ -17,6 +17,7 @@
 #include "allreduce/mpi_runtime.hpp"
 #include "allreduce/nccl_communicator.hpp"
 #include "core/error.hpp"
+#include "core/text.hpp"
 #include "io/dataset.hpp"
 #include "io/model_file.hpp"
 #include "job/identity.hpp"
@@ -431,22 +432,14 @@ io::MnistSplits load_data(const Context& ctx, const std::filesystem::path& dir) 
   return s;
 }
 
-StrategyKind parse_strategy(std::string_view text) {
-  if (text == "local") return StrategyKind::Local;
-  if (text == "allreduce") return StrategyKind::Allreduce;
-  if (text == "ps") return StrategyKind::Ps;
-  throw Error(ErrorKind::Usage, "unknown strategy '" + std::string(text) + "' (choose local, allreduce or ps)",
-              "strategy");
-}
+namespace {
+constexpr Name<StrategyKind> kStrategyNames[] = {
+    {StrategyKind::Local, "local"}, {StrategyKind::Allreduce, "allreduce"}, {StrategyKind::Ps, "ps"}};
+}  // namespace
 
-std::string_view to_string(StrategyKind kind) {
-  switch (kind) {
-    case StrategyKind::Local: return "local";
-    case StrategyKind::Allreduce: return "allreduce";
-    case StrategyKind::Ps: return "ps";
-  }
-  return "?";
-}
+StrategyKind parse_strategy(std::string_view text) { return parse_name(kStrategyNames, text, "strategy", "strategy"); }
+
+std::string_view to_string(StrategyKind kind) { return name_of(kStrategyNames, kind); }
 
 void validate(const JobSpec& spec) {
   const std::string where = "strand train";

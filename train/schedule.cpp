@@ -4,27 +4,20 @@
 #include <cmath>
 #include <string>
 
-#include "core/error.hpp"
+#include "core/text.hpp"
 
 namespace strand {
 
+namespace {
+constexpr Name<LrSchedule> kScheduleNames[] = {
+    {LrSchedule::Constant, "constant"}, {LrSchedule::Linear, "linear"}, {LrSchedule::Cosine, "cosine"}};
+}  // namespace
+
 LrSchedule parse_lr_schedule(std::string_view text) {
-  if (text == "constant") return LrSchedule::Constant;
-  if (text == "linear") return LrSchedule::Linear;
-  if (text == "cosine") return LrSchedule::Cosine;
-  throw Error(ErrorKind::Usage,
-              "unknown learning-rate schedule '" + std::string(text) + "' (choose constant, linear or cosine)",
-              "lr schedule");
+  return parse_name(kScheduleNames, text, "learning-rate schedule", "lr schedule");
 }
 
-std::string_view to_string(LrSchedule schedule) {
-  switch (schedule) {
-    case LrSchedule::Constant: return "constant";
-    case LrSchedule::Linear: return "linear";
-    case LrSchedule::Cosine: return "cosine";
-  }
-  return "?";
-}
+std::string_view to_string(LrSchedule schedule) { return name_of(kScheduleNames, schedule); }
 
 float Schedule::lr(float base, int64_t step, int64_t total) const {
   const double t = total > 0 ? std::min(1.0, double(step) / double(total)) : 0.0;
