@@ -14,5 +14,6 @@ mkdir -p "$work/corpus"
   -o "$work/fuzz_header"
 # -max_len above kMaxHeaderBytes would only test the size check; 8 KiB covers many chunk ids.
 # A crash must fail the test: libFuzzer would exit 77, which meson reads as "skipped".
-"$work/fuzz_header" -max_total_time="$seconds" -max_len=8192 -rss_limit_mb=1024 -error_exitcode=1 -timeout_exitcode=1 -print_final_stats=1 \
+"$work/fuzz_header" -max_total_time="$seconds" -max_len=8192 -rss_limit_mb=1024 -error_exitcode=1 \
+  -timeout_exitcode=1 -print_final_stats=1 \
   "$work/corpus" 2>&1 | tail -15

@@ -24,8 +24,8 @@ args=(train --strategy ps --data "$data" --threads 1 --epochs 1 --comm-timeout 1
 # Starts the launch in the background on $1 (a fresh directory); waits until rank 0 trains.
 start() {
   mkdir "$1"
-  "$here/../../scripts/netns-hosts" -k 2 -- "$here/sm_launch.sh" "$1" "$strand" "${args[@]}" --model-dir "$1/model" \
-    --metrics "$1/metrics.jsonl" >"$1/launcher.log" 2>&1 &
+  "$here/../../scripts/netns-hosts" -k 2 -- "$here/sm_launch.sh" "$1" "$strand" "${args[@]}" \
+    --model-dir "$1/model" --metrics "$1/metrics.jsonl" >"$1/launcher.log" 2>&1 &
   launcher=$!
   for _ in $(seq 600); do
     grep -q "^\[strand\] epoch 1/1 step" "$1/host-1.log" 2>/dev/null && return 0
@@ -52,14 +52,18 @@ kill -9 "$victim"
 wait "$launcher"
 rc=$?
 launcher=
-((rc == 0)) || { tail -n 20 "$work/w/host-1.log"; fail "killed worker: host 1 exited $rc, the job should complete"; }
+((rc == 0)) ||
+  { tail -n 20 "$work/w/host-1.log"; fail "killed worker: host 1 exited $rc, the job should complete"; }
 grep -q "worker 3 sent nothing for .*dropped, the job goes on with 3 workers" "$work/w/host-1.log" ||
   fail "server 0 did not log dropping worker 3"
 grep -q "exported version 1" "$work/w/host-1.log" || fail "killed worker: rank 0 did not export"
-grep -q '"workers":3}' "$work/w/metrics.jsonl" || fail "killed worker: the metrics do not count 3 workers left"
-grep -q "worker rank 3 (pid $victim) was killed by signal 9" "$work/w/host-2.log" || fail "host 2 did not name the dead worker"
+grep -q '"workers":3}' "$work/w/metrics.jsonl" ||
+  fail "killed worker: the metrics do not count 3 workers left"
+grep -q "worker rank 3 (pid $victim) was killed by signal 9" "$work/w/host-2.log" ||
+  fail "host 2 did not name the dead worker"
 [[ $(cat "$work/w/host-2.rc") != 0 ]] || fail "host 2 exited 0 although its worker died"
-echo "killed worker: the job completed ($(sed -n 's/.*\(test accuracy [0-9.]*%\); exported.*/\1/p' "$work/w/host-1.log"))"
+accuracy=$(sed -n 's/.*\(test accuracy [0-9.]*%\); exported.*/\1/p' "$work/w/host-1.log")
+echo "killed worker: the job completed ($accuracy)"
 
 # 2. A server dies: host 2's process, found as the parent of its workers.
 start "$work/s"

@@ -13,8 +13,9 @@ tiny_mnist
 run_case() { # RANK BOUND_SECONDS
   local rank=$1 bound=$2
   rm -rf "$work/model" "$work/log"
-  "$here/../allreduce/run_mpi.sh" 2 "$strand" train --strategy ps --data "$work/data/idx" --model-dir "$work/model" \
-    --model mnist_mlp --epochs 100000 --batch-size 16 --threads 1 --comm-timeout 6 >"$work/log" 2>&1 &
+  "$here/../allreduce/run_mpi.sh" 2 "$strand" train --strategy ps --data "$work/data/idx" \
+    --model-dir "$work/model" --model mnist_mlp --epochs 100000 --batch-size 16 --threads 1 --comm-timeout 6 \
+    >"$work/log" 2>&1 &
   mpirun_pid=$!
   for _ in $(seq 1 300); do
     grep -q "epoch 1 step" "$work/log" && break

@@ -3,40 +3,48 @@
 # the server): only rank 0 writes metrics, checkpoints and the export; the checkpoint holds
 # the servers' weights (the export of an uninterrupted job equals its last checkpoint's);
 # --resume continues the whole job, restored onto the servers, to the same checkpoint bits as
-# an uninterrupted job, also onto two servers; the timeline holds both ranks' pushes and pulls; async and ssp modes
-# run; bad --ps-mode, a malformed STRAND_PS_TOKEN and a --ps-* flag without --strategy ps are usage
-# errors naming the input.
+# an uninterrupted job, also onto two servers; the timeline holds both ranks' pushes and pulls;
+# async and ssp modes run; bad --ps-mode, a malformed STRAND_PS_TOKEN and a --ps-* flag without
+# --strategy ps are usage errors naming the input.
 # Usage: test_train_cli.sh STRAND
 set -uo pipefail
 strand=$1
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/../test_lib.sh"
 tiny_mnist
-train() { "$here/../allreduce/run_mpi.sh" 2 "$strand" train --strategy ps --data "$work/data/idx" --threads 1 \
-  --model mnist_mlp --batch-size 16 --lr-schedule constant --ps-chunk-bytes 262144 --comm-timeout 20 "$@"; }
+train() { "$here/../allreduce/run_mpi.sh" 2 "$strand" train --strategy ps --data "$work/data/idx" \
+  --threads 1 --model mnist_mlp --batch-size 16 --lr-schedule constant --ps-chunk-bytes 262144 \
+  --comm-timeout 20 "$@"; }
 
 train --model-dir "$work/a" --epochs 2 --metrics "$work/a.jsonl" --timeline "$work/trace.json" \
   >"$work/a.out" 2>"$work/a.log" || { cat "$work/a.log"; fail "training exited non-zero"; }
-grep -q "batch 16 per rank x 2 ranks (parameter server sync)" "$work/a.log" || { cat "$work/a.log"; fail "no ps training line"; }
+grep -q "batch 16 per rank x 2 ranks (parameter server sync)" "$work/a.log" ||
+  { cat "$work/a.log"; fail "no ps training line"; }
 grep -q "PS shard map: .* over 1 server:" "$work/a.log" || fail "want one server (one host) in the shard map"
 grep -q "PS server 0 .* at tcp://[0-9.]*:[0-9]*" "$work/a.log" || fail "server address not logged"
 grep -q "at tcp://0.0.0.0" "$work/a.log" && fail "the server listens on every interface"
-[[ $(wc -l <"$work/a.jsonl") == 2 ]] || fail "metrics: want 2 lines (rank 0 only, one per epoch), got $(wc -l <"$work/a.jsonl")"
-[[ $(wc -l <"$work/a.out") == 1 && -f "$work/a/1/model.strand" && ! -e "$work/a/2" ]] || fail "want exactly one export, by rank 0"
-[[ $(ls "$work/a/checkpoints") == $'checkpoint-1.strand\ncheckpoint-2.strand' ]] || fail "want checkpoints 1 and 2 by rank 0"
+[[ $(wc -l <"$work/a.jsonl") == 2 ]] ||
+  fail "metrics: want 2 lines (rank 0 only, one per epoch), got $(wc -l <"$work/a.jsonl")"
+[[ $(wc -l <"$work/a.out") == 1 && -f "$work/a/1/model.strand" && ! -e "$work/a/2" ]] ||
+  fail "want exactly one export, by rank 0"
+[[ $(ls "$work/a/checkpoints") == $'checkpoint-1.strand\ncheckpoint-2.strand' ]] ||
+  fail "want checkpoints 1 and 2 by rank 0"
 /usr/bin/python3 - "$work/trace.json" <<'EOF_PY' || fail "timeline"
 import json, sys
 events = json.load(open(sys.argv[1]))["traceEvents"]
 for rank in (0, 1):
     names = {e["name"] for e in events if e.get("pid") == rank and e["ph"] == "X"}
     assert {"forward", "backward", "push", "pull", "wait for ps"} <= names, (rank, names)
-    assert all(e["args"]["bytes"] > 0 for e in events if e.get("pid") == rank and e["name"] in ("push", "pull"))
+    assert all(e["args"]["bytes"] > 0
+               for e in events if e.get("pid") == rank and e["name"] in ("push", "pull"))
 steps = sum(1 for e in events if e.get("pid") == 0 and e["name"] == "backward")
 assert steps == 20, steps
 EOF_PY
 
-train --model-dir "$work/b" --epochs 1 >/dev/null 2>"$work/b1.log" || { cat "$work/b1.log"; fail "first half exited non-zero"; }
-train --model-dir "$work/b" --epochs 2 --resume >/dev/null 2>"$work/b2.log" || { cat "$work/b2.log"; fail "resumed half exited non-zero"; }
+train --model-dir "$work/b" --epochs 1 >/dev/null 2>"$work/b1.log" ||
+  { cat "$work/b1.log"; fail "first half exited non-zero"; }
+train --model-dir "$work/b" --epochs 2 --resume >/dev/null 2>"$work/b2.log" ||
+  { cat "$work/b2.log"; fail "resumed half exited non-zero"; }
 grep -q "resuming from" "$work/b2.log" || fail "the second run did not resume"
 cmp -s "$work/a/checkpoints/checkpoint-2.strand" "$work/b/checkpoints/checkpoint-2.strand" ||
   fail "the resumed job's checkpoint differs from the uninterrupted job's"
@@ -45,34 +53,42 @@ cmp -s "$work/a/checkpoints/checkpoint-1.strand" "$work/b/checkpoints/checkpoint
 
 # Re-sharding: the first epoch on one server, the resumed second on two (each rank on a host
 # of its own, simulated by STRAND_HOST, runs one); the bits are the uninterrupted job's.
-train --model-dir "$work/f" --epochs 1 >/dev/null 2>"$work/f1.log" || { cat "$work/f1.log"; fail "first half (1 server)"; }
-"$here/../allreduce/run_mpi.sh" 2 sh -c 'STRAND_HOST=sim-$OMPI_COMM_WORLD_RANK exec "$0" "$@"' "$strand" train \
-  --strategy ps --data "$work/data/idx" --threads 1 --model mnist_mlp --batch-size 16 --lr-schedule constant \
-  --ps-chunk-bytes 262144 --comm-timeout 20 --model-dir "$work/f" --epochs 2 --resume >/dev/null 2>"$work/f2.log" ||
+train --model-dir "$work/f" --epochs 1 >/dev/null 2>"$work/f1.log" ||
+  { cat "$work/f1.log"; fail "first half (1 server)"; }
+"$here/../allreduce/run_mpi.sh" 2 sh -c 'STRAND_HOST=sim-$OMPI_COMM_WORLD_RANK exec "$0" "$@"' "$strand" \
+  train --strategy ps --data "$work/data/idx" --threads 1 --model mnist_mlp --batch-size 16 \
+  --lr-schedule constant --ps-chunk-bytes 262144 --comm-timeout 20 --model-dir "$work/f" --epochs 2 --resume \
+  >/dev/null 2>"$work/f2.log" ||
   { cat "$work/f2.log"; fail "resumed half (2 servers)"; }
 grep -q "PS shard map: .* over 2 servers" "$work/f2.log" || fail "the resumed half did not run 2 servers"
 cmp -s "$work/a/checkpoints/checkpoint-2.strand" "$work/f/checkpoints/checkpoint-2.strand" ||
   fail "resumed onto 2 servers: the checkpoint differs from the uninterrupted job's"
 
 for mode in async ssp:1; do
-  train --model-dir "$work/m" --ps-mode "$mode" >/dev/null 2>"$work/m.log" || { cat "$work/m.log"; fail "--ps-mode $mode"; }
+  train --model-dir "$work/m" --ps-mode "$mode" >/dev/null 2>"$work/m.log" ||
+    { cat "$work/m.log"; fail "--ps-mode $mode"; }
   grep -q "(parameter server $mode)" "$work/m.log" || fail "--ps-mode $mode not in the log"
 done
 
 rc=0
-"$strand" train --strategy ps --ps-mode ssp:x --data "$work/data/idx" --model-dir "$work/d" 2>"$work/d.log" || rc=$?
+"$strand" train --strategy ps --ps-mode ssp:x --data "$work/data/idx" --model-dir "$work/d" \
+  2>"$work/d.log" || rc=$?
 ((rc == 2)) && grep -q "ssp:x" "$work/d.log" || fail "--ps-mode ssp:x: exit $rc"
 rc=0
 STRAND_PS_TOKEN=xyz train --model-dir "$work/d" >/dev/null 2>"$work/d.log" || rc=$?
 ((rc != 0)) && grep -q "STRAND_PS_TOKEN" "$work/d.log" || fail "a malformed STRAND_PS_TOKEN: exit $rc"
 rc=0
-SM_HOSTS='["a","b"]' "$strand" train --strategy ps --data "$work/data/idx" --model-dir "$work/d" 2>"$work/d.log" || rc=$?
+SM_HOSTS='["a","b"]' "$strand" train --strategy ps --data "$work/data/idx" --model-dir "$work/d" \
+  2>"$work/d.log" || rc=$?
 ((rc == 2)) && grep -q "SM_CURRENT_HOST" "$work/d.log" || fail "SM_HOSTS without SM_CURRENT_HOST: exit $rc"
 rc=0
 train --model-dir "$work/d" --workers-per-host 2 >/dev/null 2>"$work/d.log" || rc=$?
-((rc != 0)) && grep -q "workers-per-host is for the SageMaker launch" "$work/d.log" || fail "--workers-per-host under mpirun: exit $rc"
+((rc != 0)) && grep -q "workers-per-host is for the SageMaker launch" "$work/d.log" ||
+  fail "--workers-per-host under mpirun: exit $rc"
 rc=0
-"$strand" train --strategy allreduce --ps-mode async --data "$work/data/idx" --model-dir "$work/d" 2>"$work/d.log" || rc=$?
-((rc == 2)) && grep -q -- "--ps-mode needs --strategy ps" "$work/d.log" || fail "--ps-mode without --strategy ps: exit $rc"
+"$strand" train --strategy allreduce --ps-mode async --data "$work/data/idx" --model-dir "$work/d" \
+  2>"$work/d.log" || rc=$?
+((rc == 2)) && grep -q -- "--ps-mode needs --strategy ps" "$work/d.log" ||
+  fail "--ps-mode without --strategy ps: exit $rc"
 grep -q -- "--workers-per-host" <("$strand" train --help) || fail "train --help lacks the ps flags"
 echo PASS
