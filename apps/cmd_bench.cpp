@@ -8,11 +8,11 @@
 
 #include "apps/commands.hpp"
 #include "apps/common.hpp"
-#include "core/cpu/gemm.hpp"
-#include "core/error.hpp"
-#include "io/record.hpp"
-#include "models/models.hpp"
-#include "train/trainer.hpp"
+#include <strand/core/cpu/gemm.hpp>
+#include <strand/core/error.hpp>
+#include <strand/io/record.hpp>
+#include <strand/models/models.hpp>
+#include <strand/train/trainer.hpp>
 
 namespace strand::cli {
 

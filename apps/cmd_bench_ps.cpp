@@ -20,11 +20,11 @@
 #include <nlohmann/json.hpp>
 
 #include "apps/commands.hpp"
-#include "core/context.hpp"
-#include "core/error.hpp"
-#include "io/record.hpp"
-#include "ps/server.hpp"
-#include "ps/worker.hpp"
+#include <strand/core/context.hpp>
+#include <strand/core/error.hpp>
+#include <strand/io/record.hpp>
+#include <strand/ps/server.hpp>
+#include <strand/ps/worker.hpp>
 
 namespace strand::cli {
 

@@ -29,12 +29,12 @@
 
 #include "apps/commands.hpp"
 #include "apps/common.hpp"
-#include "core/error.hpp"
-#include "io/record.hpp"
-#include "io/model_file.hpp"
-#include "models/models.hpp"
-#include "serve/endpoint.hpp"
-#include "serve/server.hpp"
+#include <strand/core/error.hpp>
+#include <strand/io/record.hpp>
+#include <strand/io/model_file.hpp>
+#include <strand/models/models.hpp>
+#include <strand/serve/endpoint.hpp>
+#include <strand/serve/server.hpp>
 
 namespace strand::cli {
 

@@ -4,7 +4,7 @@
 
 #include "apps/commands.hpp"
 #include "apps/common.hpp"
-#include "core/error.hpp"
+#include <strand/core/error.hpp>
 
 namespace strand::cli {
 

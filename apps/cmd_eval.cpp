@@ -8,9 +8,9 @@
 
 #include "apps/commands.hpp"
 #include "apps/common.hpp"
-#include "core/error.hpp"
-#include "io/model_file.hpp"
-#include "train/trainer.hpp"
+#include <strand/core/error.hpp>
+#include <strand/io/model_file.hpp>
+#include <strand/train/trainer.hpp>
 
 namespace strand::cli {
 

@@ -23,12 +23,12 @@
 
 #include "apps/commands.hpp"
 #include "apps/common.hpp"
-#include "core/error.hpp"
-#include "io/atomic_file.hpp"
-#include "io/npy.hpp"
-#include "serve/client.hpp"
-#include "serve/endpoint.hpp"
-#include "serve/server.hpp"
+#include <strand/core/error.hpp>
+#include <strand/io/atomic_file.hpp>
+#include <strand/io/npy.hpp>
+#include <strand/serve/client.hpp>
+#include <strand/serve/endpoint.hpp>
+#include <strand/serve/server.hpp>
 
 extern char** environ;
 

@@ -8,9 +8,9 @@
 #include "apps/common.hpp"
 #include "apps/progress.hpp"
 #include "apps/sagemaker.hpp"
-#include "core/error.hpp"
-#include "job/job.hpp"
-#include "models/models.hpp"
+#include <strand/core/error.hpp>
+#include <strand/job/job.hpp>
+#include <strand/models/models.hpp>
 
 namespace strand::cli {
 

@@ -4,7 +4,7 @@
 #include <iostream>
 #include <sched.h>
 
-#include "core/error.hpp"
+#include <strand/core/error.hpp>
 
 namespace strand::cli {
 

@@ -6,10 +6,10 @@
 
 #include <CLI/CLI.hpp>
 
-#include "allreduce/mpi_runtime.hpp"
-#include "core/context.hpp"
-#include "io/dataset.hpp"
-#include "job/job.hpp"
+#include <strand/allreduce/mpi_runtime.hpp>
+#include <strand/core/context.hpp>
+#include <strand/io/dataset.hpp>
+#include <strand/job/job.hpp>
 
 namespace strand::cli {
 

@@ -2,8 +2,8 @@
 #include <iostream>
 
 #include "apps/commands.hpp"
-#include "core/backend.hpp"
-#include "core/error.hpp"
+#include <strand/core/backend.hpp>
+#include <strand/core/error.hpp>
 
 int main(int argc, char** argv) {
   CLI::App app{"strand: distributed CNN training and serving engine", "strand"};

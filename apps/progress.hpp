@@ -5,7 +5,7 @@
 #include <cstdio>
 #include <string>
 
-#include "train/trainer.hpp"
+#include <strand/train/trainer.hpp>
 
 namespace strand::cli {
 

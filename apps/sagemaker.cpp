@@ -2,7 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "core/error.hpp"
+#include <strand/core/error.hpp>
 
 namespace strand::cli {
 

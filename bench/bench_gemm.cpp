@@ -11,10 +11,10 @@
 #include <vector>
 
 #include "bench/bench_main.hpp"
-#include "core/cpu/gemm.hpp"
-#include "core/cpu/thread_pool.hpp"
-#include "models/models.hpp"
-#include "models/op_cases.hpp"
+#include <strand/core/cpu/gemm.hpp>
+#include <strand/core/cpu/thread_pool.hpp>
+#include <strand/models/models.hpp>
+#include <strand/models/op_cases.hpp>
 
 namespace {
 

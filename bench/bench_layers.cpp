@@ -13,9 +13,9 @@
 #include <vector>
 
 #include "bench/bench_main.hpp"
-#include "core/backend.hpp"
-#include "models/models.hpp"
-#include "models/op_cases.hpp"
+#include <strand/core/backend.hpp>
+#include <strand/models/models.hpp>
+#include <strand/models/op_cases.hpp>
 
 namespace {
 

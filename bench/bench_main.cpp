@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "bench/bench_main.hpp"
-#include "io/record.hpp"
+#include <strand/io/record.hpp>
 
 namespace {
 

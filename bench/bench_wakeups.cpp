@@ -22,10 +22,10 @@
 #include <thread>
 #include <vector>
 
-#include "core/backend.hpp"
-#include "core/model.hpp"
-#include "models/models.hpp"
-#include "serve/request.hpp"
+#include <strand/core/backend.hpp>
+#include <strand/core/model.hpp>
+#include <strand/models/models.hpp>
+#include <strand/serve/request.hpp>
 
 using namespace strand;
 using Clock = std::chrono::steady_clock;

@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "core/error.hpp"
-#include "io/record.hpp"
+#include <strand/core/error.hpp>
+#include <strand/io/record.hpp>
 
 int main(int argc, char** argv) {
   try {

@@ -1,8 +1,8 @@
-#include "core/backend.hpp"
+#include <strand/core/backend.hpp>
 
 #include <charconv>
 
-#include "core/error.hpp"
+#include <strand/core/error.hpp>
 
 namespace strand {
 

@@ -1,6 +1,6 @@
-#include "core/context.hpp"
+#include <strand/core/context.hpp>
 
-#include "core/error.hpp"
+#include <strand/core/error.hpp>
 
 #include <iostream>
 

@@ -9,7 +9,7 @@
 #include <string>
 #include <string_view>
 
-#include "core/backend.hpp"
+#include <strand/core/backend.hpp>
 
 namespace strand {
 

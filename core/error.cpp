@@ -1,4 +1,4 @@
-#include "core/error.hpp"
+#include <strand/core/error.hpp>
 
 namespace strand {
 

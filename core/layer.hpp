@@ -9,8 +9,8 @@
 #include <memory>
 #include <string>
 
-#include "core/backend.hpp"
-#include "core/tensor.hpp"
+#include <strand/core/backend.hpp>
+#include <strand/core/tensor.hpp>
 
 namespace strand {
 

@@ -1,9 +1,9 @@
-#include "core/layers.hpp"
+#include <strand/core/layers.hpp>
 
 #include <cmath>
 #include <string>
 
-#include "core/error.hpp"
+#include <strand/core/error.hpp>
 
 namespace strand {
 

@@ -8,7 +8,7 @@
 
 #include <cstdint>
 
-#include "core/layer.hpp"
+#include <strand/core/layer.hpp>
 
 namespace strand::layers {
 

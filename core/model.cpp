@@ -1,8 +1,8 @@
-#include "core/model.hpp"
+#include <strand/core/model.hpp>
 
 #include <algorithm>
 
-#include "core/error.hpp"
+#include <strand/core/error.hpp>
 
 namespace strand {
 

@@ -12,9 +12,9 @@
 #include <string>
 #include <vector>
 
-#include "core/backend.hpp"
-#include "core/layer.hpp"
-#include "core/tensor.hpp"
+#include <strand/core/backend.hpp>
+#include <strand/core/layer.hpp>
+#include <strand/core/tensor.hpp>
 
 namespace strand {
 

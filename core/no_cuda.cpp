@@ -1,6 +1,6 @@
 // The CUDA entry points of a build without CUDA (-Dcuda=disabled, or nvcc not found).
-#include "core/backend.hpp"
-#include "core/error.hpp"
+#include <strand/core/backend.hpp>
+#include <strand/core/error.hpp>
 
 namespace strand {
 

@@ -1,9 +1,9 @@
-#include "core/op_checks.hpp"
+#include <strand/core/op_checks.hpp>
 
 #include <cmath>
 #include <string>
 
-#include "core/error.hpp"
+#include <strand/core/error.hpp>
 
 namespace strand {
 

@@ -5,7 +5,7 @@
 
 #include <cstdint>
 
-#include "core/backend.hpp"
+#include <strand/core/backend.hpp>
 
 namespace strand {
 

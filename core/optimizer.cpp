@@ -1,10 +1,10 @@
-#include "core/optimizer.hpp"
+#include <strand/core/optimizer.hpp>
 
 #include <cmath>
 #include <string>
 
-#include "core/error.hpp"
-#include "core/text.hpp"
+#include <strand/core/error.hpp>
+#include <strand/core/text.hpp>
 
 namespace strand {
 

@@ -10,7 +10,7 @@
 #include <string_view>
 #include <vector>
 
-#include "core/backend.hpp"
+#include <strand/core/backend.hpp>
 
 namespace strand {
 

@@ -1,4 +1,4 @@
-#include "core/tensor.hpp"
+#include <strand/core/tensor.hpp>
 
 namespace strand {
 

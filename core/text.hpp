@@ -6,7 +6,7 @@
 #include <string>
 #include <string_view>
 
-#include "core/error.hpp"
+#include <strand/core/error.hpp>
 
 namespace strand {
 

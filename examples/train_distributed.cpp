@@ -6,8 +6,8 @@
 #include <cstdio>
 #include <cstdlib>
 
-#include "core/error.hpp"
-#include "job/job.hpp"
+#include <strand/core/error.hpp>
+#include <strand/job/job.hpp>
 
 int main(int argc, char** argv) {
   if (argc < 4) {

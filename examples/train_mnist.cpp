@@ -5,13 +5,13 @@
 #include <cstdlib>
 #include <string>
 
-#include "core/context.hpp"
-#include "core/error.hpp"
-#include "core/model.hpp"
-#include "io/dataset.hpp"
-#include "io/model_file.hpp"
-#include "models/models.hpp"
-#include "train/trainer.hpp"
+#include <strand/core/context.hpp>
+#include <strand/core/error.hpp>
+#include <strand/core/model.hpp>
+#include <strand/io/dataset.hpp>
+#include <strand/io/model_file.hpp>
+#include <strand/models/models.hpp>
+#include <strand/train/trainer.hpp>
 
 int main(int argc, char** argv) {
   if (argc < 3) {

@@ -4,7 +4,7 @@
 
 #include <vector>
 
-#include "core/tensor.hpp"
+#include <strand/core/tensor.hpp>
 
 namespace strand::io {
 

@@ -1,4 +1,4 @@
-#include "io/atomic_file.hpp"
+#include <strand/io/atomic_file.hpp>
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -8,7 +8,7 @@
 #include <string>
 #include <system_error>
 
-#include "core/error.hpp"
+#include <strand/core/error.hpp>
 
 namespace strand::io {
 namespace fs = std::filesystem;

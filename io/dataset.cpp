@@ -1,4 +1,4 @@
-#include "io/dataset.hpp"
+#include <strand/io/dataset.hpp>
 
 #include <array>
 #include <span>
@@ -7,9 +7,9 @@
 #include <optional>
 #include <system_error>
 
-#include "core/error.hpp"
-#include "io/idx.hpp"
-#include "io/npy.hpp"
+#include <strand/core/error.hpp>
+#include <strand/io/idx.hpp>
+#include <strand/io/npy.hpp>
 
 namespace strand::io {
 namespace fs = std::filesystem;

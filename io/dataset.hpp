@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "core/tensor.hpp"
+#include <strand/core/tensor.hpp>
 
 namespace strand::io {
 

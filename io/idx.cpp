@@ -1,4 +1,4 @@
-#include "io/idx.hpp"
+#include <strand/io/idx.hpp>
 
 #include <algorithm>
 #include <array>
@@ -7,8 +7,8 @@
 #include <cstring>
 #include <string>
 
-#include "core/error.hpp"
-#include "io/input_file.hpp"
+#include <strand/core/error.hpp>
+#include <strand/io/input_file.hpp>
 
 namespace strand::io {
 namespace fs = std::filesystem;

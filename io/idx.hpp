@@ -13,8 +13,8 @@
 #include <filesystem>
 #include <vector>
 
-#include "core/tensor.hpp"
-#include "io/array.hpp"
+#include <strand/core/tensor.hpp>
+#include <strand/io/array.hpp>
 
 namespace strand::io {
 

@@ -1,4 +1,4 @@
-#include "io/input_file.hpp"
+#include <strand/io/input_file.hpp>
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -7,7 +7,7 @@
 #include <cerrno>
 #include <system_error>
 
-#include "core/error.hpp"
+#include <strand/core/error.hpp>
 
 namespace strand::io {
 

@@ -1,4 +1,4 @@
-#include "io/model_file.hpp"
+#include <strand/io/model_file.hpp>
 
 #include <algorithm>
 #include <cstring>
@@ -11,8 +11,8 @@
 #include <cereal/types/string.hpp>
 #include <cereal/types/vector.hpp>
 
-#include "core/error.hpp"
-#include "io/atomic_file.hpp"
+#include <strand/core/error.hpp>
+#include <strand/io/atomic_file.hpp>
 
 namespace strand {
 

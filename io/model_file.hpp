@@ -20,8 +20,8 @@
 #include <string>
 #include <vector>
 
-#include "core/model.hpp"
-#include "core/optimizer.hpp"
+#include <strand/core/model.hpp>
+#include <strand/core/optimizer.hpp>
 
 namespace strand::io {
 

@@ -1,4 +1,4 @@
-#include "io/npy.hpp"
+#include <strand/io/npy.hpp>
 
 #include <algorithm>
 #include <bit>
@@ -9,9 +9,9 @@
 #include <string_view>
 #include <utility>
 
-#include "core/error.hpp"
-#include "io/atomic_file.hpp"
-#include "io/input_file.hpp"
+#include <strand/core/error.hpp>
+#include <strand/io/atomic_file.hpp>
+#include <strand/io/input_file.hpp>
 
 namespace strand::io {
 namespace fs = std::filesystem;

@@ -20,8 +20,8 @@
 #include <string>
 #include <vector>
 
-#include "core/tensor.hpp"
-#include "io/array.hpp"
+#include <strand/core/tensor.hpp>
+#include <strand/io/array.hpp>
 
 namespace strand::io {
 

@@ -1,4 +1,4 @@
-#include "io/record.hpp"
+#include <strand/io/record.hpp>
 
 #include <sched.h>
 #include <unistd.h>
@@ -11,9 +11,9 @@
 #include <sstream>
 #include <thread>
 
-#include "core/error.hpp"
-#include "io/atomic_file.hpp"
-#include "io/build_info.hpp"
+#include <strand/core/error.hpp>
+#include <strand/io/atomic_file.hpp>
+#include <strand/io/build_info.hpp>
 
 namespace strand::io {
 

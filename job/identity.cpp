@@ -1,10 +1,10 @@
-#include "job/identity.hpp"
+#include <strand/job/identity.hpp>
 
 #include <charconv>
 
-#include "allreduce/mpi_runtime.hpp"
-#include "core/error.hpp"
-#include "job/launch.hpp"
+#include <strand/allreduce/mpi_runtime.hpp>
+#include <strand/core/error.hpp>
+#include <strand/job/launch.hpp>
 
 extern char** environ;
 

@@ -11,7 +11,7 @@
 #include <map>
 #include <string>
 
-#include "core/context.hpp"
+#include <strand/core/context.hpp>
 
 namespace strand::allreduce {
 class MpiRuntime;

@@ -1,4 +1,4 @@
-#include "job/job.hpp"
+#include <strand/job/job.hpp>
 
 #include <sys/wait.h>
 
@@ -13,18 +13,18 @@
 
 #include <nlohmann/json.hpp>
 
-#include "allreduce/mpi_communicator.hpp"
-#include "allreduce/mpi_runtime.hpp"
-#include "allreduce/nccl_communicator.hpp"
-#include "core/error.hpp"
-#include "core/text.hpp"
-#include "io/dataset.hpp"
-#include "io/model_file.hpp"
-#include "job/identity.hpp"
-#include "job/launch.hpp"
-#include "models/models.hpp"
-#include "ps/header.hpp"
-#include "ps/strategy.hpp"
+#include <strand/allreduce/mpi_communicator.hpp>
+#include <strand/allreduce/mpi_runtime.hpp>
+#include <strand/allreduce/nccl_communicator.hpp>
+#include <strand/core/error.hpp>
+#include <strand/core/text.hpp>
+#include <strand/io/dataset.hpp>
+#include <strand/io/model_file.hpp>
+#include <strand/job/identity.hpp>
+#include <strand/job/launch.hpp>
+#include <strand/models/models.hpp>
+#include <strand/ps/header.hpp>
+#include <strand/ps/strategy.hpp>
 
 namespace strand::job {
 

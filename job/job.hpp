@@ -16,15 +16,15 @@
 #include <string>
 #include <string_view>
 
-#include "allreduce/communicator.hpp"
-#include "allreduce/mpi_runtime.hpp"
-#include "allreduce/strategy.hpp"
-#include "core/backend.hpp"
-#include "core/context.hpp"
-#include "io/dataset.hpp"
-#include "ps/server.hpp"
-#include "ps/shard.hpp"
-#include "train/trainer.hpp"
+#include <strand/allreduce/communicator.hpp>
+#include <strand/allreduce/mpi_runtime.hpp>
+#include <strand/allreduce/strategy.hpp>
+#include <strand/core/backend.hpp>
+#include <strand/core/context.hpp>
+#include <strand/io/dataset.hpp>
+#include <strand/ps/server.hpp>
+#include <strand/ps/shard.hpp>
+#include <strand/train/trainer.hpp>
 
 namespace strand::job {
 

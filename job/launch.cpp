@@ -1,4 +1,4 @@
-#include "job/launch.hpp"
+#include <strand/job/launch.hpp>
 
 #include <arpa/inet.h>
 #include <csignal>
@@ -14,7 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "core/error.hpp"
+#include <strand/core/error.hpp>
 
 extern char** environ;
 

@@ -1,7 +1,7 @@
-#include "models/models.hpp"
+#include <strand/models/models.hpp>
 
-#include "core/error.hpp"
-#include "core/layers.hpp"
+#include <strand/core/error.hpp>
+#include <strand/core/layers.hpp>
 
 namespace strand::models {
 

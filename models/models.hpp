@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "core/model.hpp"
+#include <strand/core/model.hpp>
 
 namespace strand::models {
 

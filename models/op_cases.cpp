@@ -1,10 +1,10 @@
-#include "models/op_cases.hpp"
+#include <strand/models/op_cases.hpp>
 
 #include <map>
 #include <memory>
 
-#include "core/error.hpp"
-#include "core/layer.hpp"
+#include <strand/core/error.hpp>
+#include <strand/core/layer.hpp>
 
 namespace strand::models {
 

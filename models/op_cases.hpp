@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "core/backend.hpp"
-#include "core/model.hpp"
+#include <strand/core/backend.hpp>
+#include <strand/core/model.hpp>
 
 namespace strand::models {
 

@@ -1,4 +1,4 @@
-#include "ps/consistency.hpp"
+#include <strand/ps/consistency.hpp>
 
 #include <algorithm>
 #include <cstring>

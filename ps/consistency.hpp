@@ -16,9 +16,9 @@
 #include <memory>
 #include <string>
 
-#include "core/error.hpp"
-#include "ps/shard.hpp"
-#include "ps/transport.hpp"
+#include <strand/core/error.hpp>
+#include <strand/ps/shard.hpp>
+#include <strand/ps/transport.hpp>
 
 namespace strand::ps {
 

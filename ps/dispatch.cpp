@@ -1,4 +1,4 @@
-#include "ps/dispatch.hpp"
+#include <strand/ps/dispatch.hpp>
 
 #include <algorithm>
 #include <cstdio>

@@ -25,7 +25,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "ps/transport.hpp"
+#include <strand/ps/transport.hpp>
 
 namespace strand::ps {
 

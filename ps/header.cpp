@@ -1,4 +1,4 @@
-#include "ps/header.hpp"
+#include <strand/ps/header.hpp>
 
 #include <cstdio>
 #include <random>
@@ -10,7 +10,7 @@
 #include <cereal/archives/portable_binary.hpp>
 #include <cereal/types/array.hpp>
 
-#include "core/error.hpp"
+#include <strand/core/error.hpp>
 
 namespace strand::ps {
 

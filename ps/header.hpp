@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include "core/optimizer.hpp"
+#include <strand/core/optimizer.hpp>
 
 namespace strand::ps {
 

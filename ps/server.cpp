@@ -1,4 +1,4 @@
-#include "ps/server.hpp"
+#include <strand/ps/server.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -10,7 +10,7 @@
 #include <mutex>
 #include <unordered_map>
 
-#include "core/optimizer.hpp"
+#include <strand/core/optimizer.hpp>
 
 namespace strand::ps {
 

@@ -24,10 +24,10 @@
 #include <string>
 #include <thread>
 
-#include "core/context.hpp"
-#include "ps/consistency.hpp"
-#include "ps/shard.hpp"
-#include "ps/transport.hpp"
+#include <strand/core/context.hpp>
+#include <strand/ps/consistency.hpp>
+#include <strand/ps/shard.hpp>
+#include <strand/ps/transport.hpp>
 
 namespace strand::ps {
 

@@ -1,9 +1,9 @@
-#include "ps/shard.hpp"
+#include <strand/ps/shard.hpp>
 
 #include <algorithm>
 #include <numeric>
 
-#include "core/error.hpp"
+#include <strand/core/error.hpp>
 
 namespace strand::ps {
 

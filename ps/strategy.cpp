@@ -1,4 +1,4 @@
-#include "ps/strategy.hpp"
+#include <strand/ps/strategy.hpp>
 
 namespace strand::ps {
 

@@ -19,10 +19,10 @@
 #include <string>
 #include <vector>
 
-#include "core/context.hpp"
-#include "ps/worker.hpp"
-#include "train/strategy.hpp"
-#include "train/timeline.hpp"
+#include <strand/core/context.hpp>
+#include <strand/ps/worker.hpp>
+#include <strand/train/strategy.hpp>
+#include <strand/train/timeline.hpp>
 
 namespace strand::ps {
 

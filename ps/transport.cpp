@@ -1,4 +1,4 @@
-#include "ps/transport.hpp"
+#include <strand/ps/transport.hpp>
 
 #include <algorithm>
 #include <cerrno>

@@ -21,8 +21,8 @@
 
 #include <zmq.h>
 
-#include "core/error.hpp"
-#include "ps/header.hpp"
+#include <strand/core/error.hpp>
+#include <strand/ps/header.hpp>
 
 // Throws strand::Error(Io) naming the ZeroMQ call, its errno text and `where` when `rc` < 0.
 #define STRAND_ZMQ_CHECK(rc, what, where)                                                          \

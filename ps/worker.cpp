@@ -1,4 +1,4 @@
-#include "ps/worker.hpp"
+#include <strand/ps/worker.hpp>
 
 #include <algorithm>
 #include <cstring>

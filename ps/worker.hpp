@@ -12,10 +12,10 @@
 #include <string>
 #include <vector>
 
-#include "core/context.hpp"
-#include "core/optimizer.hpp"
-#include "ps/dispatch.hpp"
-#include "ps/shard.hpp"
+#include <strand/core/context.hpp>
+#include <strand/core/optimizer.hpp>
+#include <strand/ps/dispatch.hpp>
+#include <strand/ps/shard.hpp>
 
 namespace strand::ps {
 

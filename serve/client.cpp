@@ -1,4 +1,4 @@
-#include "serve/client.hpp"
+#include <strand/serve/client.hpp>
 
 #include <algorithm>
 #include <charconv>
@@ -8,9 +8,9 @@
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
-#include "core/error.hpp"
-#include "io/atomic_file.hpp"
-#include "serve/registry.hpp"
+#include <strand/core/error.hpp>
+#include <strand/io/atomic_file.hpp>
+#include <strand/serve/registry.hpp>
 
 namespace strand::serve {
 

@@ -1,4 +1,4 @@
-#include "serve/endpoint.hpp"
+#include <strand/serve/endpoint.hpp>
 
 #include <algorithm>
 #include <cctype>
@@ -6,9 +6,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "core/error.hpp"
-#include "core/text.hpp"
-#include "serve/response.hpp"
+#include <strand/core/error.hpp>
+#include <strand/core/text.hpp>
+#include <strand/serve/response.hpp>
 
 namespace strand::serve {
 

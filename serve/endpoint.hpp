@@ -20,8 +20,8 @@
 #include <string>
 #include <string_view>
 
-#include "serve/executor.hpp"
-#include "serve/registry.hpp"
+#include <strand/serve/executor.hpp>
+#include <strand/serve/registry.hpp>
 
 namespace strand::serve {
 

@@ -1,4 +1,4 @@
-#include "serve/executor.hpp"
+#include <strand/serve/executor.hpp>
 
 #include <algorithm>
 #include <cstring>

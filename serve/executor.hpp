@@ -23,7 +23,7 @@
 #include <thread>
 #include <vector>
 
-#include "core/model.hpp"
+#include <strand/core/model.hpp>
 
 namespace strand::serve {
 

@@ -1,8 +1,8 @@
-#include "serve/registry.hpp"
+#include <strand/serve/registry.hpp>
 
 #include <cctype>
 
-#include "core/error.hpp"
+#include <strand/core/error.hpp>
 
 namespace strand::serve {
 

@@ -11,10 +11,10 @@
 #include <string>
 #include <vector>
 
-#include "core/backend.hpp"
-#include "core/model.hpp"
-#include "io/model_file.hpp"
-#include "serve/request.hpp"
+#include <strand/core/backend.hpp>
+#include <strand/core/model.hpp>
+#include <strand/io/model_file.hpp>
+#include <strand/serve/request.hpp>
 
 namespace strand::serve {
 

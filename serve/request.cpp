@@ -1,4 +1,4 @@
-#include "serve/request.hpp"
+#include <strand/serve/request.hpp>
 
 #include <algorithm>
 #include <bit>
@@ -9,8 +9,8 @@
 
 #include <simdjson.h>
 
-#include "core/error.hpp"
-#include "core/text.hpp"
+#include <strand/core/error.hpp>
+#include <strand/core/text.hpp>
 
 namespace strand::serve {
 

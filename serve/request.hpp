@@ -18,7 +18,7 @@
 #include <string_view>
 #include <vector>
 
-#include "core/tensor.hpp"
+#include <strand/core/tensor.hpp>
 
 namespace strand::serve {
 

@@ -1,4 +1,4 @@
-#include "serve/response.hpp"
+#include <strand/serve/response.hpp>
 
 #include <charconv>
 

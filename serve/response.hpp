@@ -8,7 +8,7 @@
 #include <string>
 #include <string_view>
 
-#include "serve/request.hpp"
+#include <strand/serve/request.hpp>
 
 namespace strand::serve {
 

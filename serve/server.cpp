@@ -1,4 +1,4 @@
-#include "serve/server.hpp"
+#include <strand/serve/server.hpp>
 
 #include <sys/socket.h>
 #include <unistd.h>
@@ -10,8 +10,8 @@
 
 #include <httplib.h>
 
-#include "core/error.hpp"
-#include "serve/response.hpp"
+#include <strand/core/error.hpp>
+#include <strand/serve/response.hpp>
 
 namespace strand::serve {
 

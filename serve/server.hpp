@@ -19,7 +19,7 @@
 #include <string>
 #include <thread>
 
-#include "serve/endpoint.hpp"
+#include <strand/serve/endpoint.hpp>
 
 namespace strand::serve {
 

@@ -1,10 +1,10 @@
-#include "train/schedule.hpp"
+#include <strand/train/schedule.hpp>
 
 #include <algorithm>
 #include <cmath>
 #include <string>
 
-#include "core/text.hpp"
+#include <strand/core/text.hpp>
 
 namespace strand {
 

@@ -7,8 +7,8 @@
 #include <cstdint>
 #include <string>
 
-#include "core/model.hpp"
-#include "core/optimizer.hpp"
+#include <strand/core/model.hpp>
+#include <strand/core/optimizer.hpp>
 
 namespace strand {
 

@@ -1,8 +1,8 @@
-#include "train/timeline.hpp"
+#include <strand/train/timeline.hpp>
 
 #include <nlohmann/json.hpp>
 
-#include "io/atomic_file.hpp"
+#include <strand/io/atomic_file.hpp>
 
 namespace strand {
 

@@ -1,10 +1,10 @@
-#include "train/trainer.hpp"
+#include <strand/train/trainer.hpp>
 
 #include <algorithm>
 #include <chrono>
 
-#include "core/error.hpp"
-#include "io/model_file.hpp"
+#include <strand/core/error.hpp>
+#include <strand/io/model_file.hpp>
 
 namespace strand {
 

@@ -11,13 +11,13 @@
 #include <string>
 #include <vector>
 
-#include "core/context.hpp"
-#include "core/model.hpp"
-#include "core/optimizer.hpp"
-#include "io/dataset.hpp"
-#include "train/schedule.hpp"
-#include "train/strategy.hpp"
-#include "train/timeline.hpp"
+#include <strand/core/context.hpp>
+#include <strand/core/model.hpp>
+#include <strand/core/optimizer.hpp>
+#include <strand/io/dataset.hpp>
+#include <strand/train/schedule.hpp>
+#include <strand/train/strategy.hpp>
+#include <strand/train/timeline.hpp>
 
 namespace strand {
 

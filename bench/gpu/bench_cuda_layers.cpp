@@ -23,14 +23,14 @@
 #include <string>
 #include <vector>
 
-#include "core/backend.hpp"
-#include "core/cuda/cuda_backend.hpp"
-#include "core/error.hpp"
-#include "core/model.hpp"
-#include "core/optimizer.hpp"
-#include "io/record.hpp"
-#include "models/models.hpp"
-#include "models/op_cases.hpp"
+#include <strand/core/backend.hpp>
+#include <strand/core/cuda/cuda_backend.hpp>
+#include <strand/core/error.hpp>
+#include <strand/core/model.hpp>
+#include <strand/core/optimizer.hpp>
+#include <strand/io/record.hpp>
+#include <strand/models/models.hpp>
+#include <strand/models/op_cases.hpp>
 
 namespace {
 

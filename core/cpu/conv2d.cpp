@@ -8,11 +8,11 @@
 #include <cstring>
 #include <string>
 
-#include "core/cpu/conv2d_winograd.hpp"
-#include "core/cpu/gemm.hpp"
-#include "core/cpu/kernels.hpp"
-#include "core/error.hpp"
-#include "core/op_checks.hpp"
+#include <strand/core/cpu/conv2d_winograd.hpp>
+#include <strand/core/cpu/gemm.hpp>
+#include <strand/core/cpu/kernels.hpp>
+#include <strand/core/error.hpp>
+#include <strand/core/op_checks.hpp>
 
 namespace strand::cpu {
 namespace {

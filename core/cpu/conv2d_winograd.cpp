@@ -13,13 +13,13 @@
 // transformed tiles are V[36][T][C] and the products M[36][T][O] (T = tiles in a block of
 // images, sized so V and M stay in L2); the 36 products M[xi] = V[xi] U[xi] are sgemm calls
 // with U[36][C][O] the transformed filters.
-#include "core/cpu/conv2d_winograd.hpp"
+#include <strand/core/cpu/conv2d_winograd.hpp>
 
 #include <algorithm>
 #include <cstring>
 
-#include "core/cpu/gemm.hpp"
-#include "core/op_checks.hpp"
+#include <strand/core/cpu/gemm.hpp>
+#include <strand/core/op_checks.hpp>
 
 namespace strand::cpu {
 namespace {

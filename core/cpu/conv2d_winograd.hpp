@@ -6,8 +6,8 @@
 
 #include <cstdint>
 
-#include "core/backend.hpp"
-#include "core/cpu/kernels.hpp"
+#include <strand/core/backend.hpp>
+#include <strand/core/cpu/kernels.hpp>
 
 namespace strand::cpu {
 

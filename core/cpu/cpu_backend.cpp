@@ -1,5 +1,5 @@
 // CpuBackend: forwards every kernel to core/cpu/kernels.hpp with its thread pool and workspace.
-#include "core/cpu/cpu_backend.hpp"
+#include <strand/core/cpu/cpu_backend.hpp>
 
 #include <cstdlib>
 #include <cstring>
@@ -7,7 +7,7 @@
 #include <string>
 #include <utility>
 
-#include "core/error.hpp"
+#include <strand/core/error.hpp>
 
 namespace strand {
 namespace cpu {

@@ -3,8 +3,8 @@
 // CpuBackend must not run two kernels at the same time; use one backend per caller thread.
 #pragma once
 
-#include "core/backend.hpp"
-#include "core/cpu/kernels.hpp"
+#include <strand/core/backend.hpp>
+#include <strand/core/cpu/kernels.hpp>
 
 namespace strand::cpu {
 

@@ -1,10 +1,10 @@
 // Dense layer on multi-threaded sgemm. x [B,in], w [out,in], b [out], y [B,out].
 #include <string>
 
-#include "core/cpu/gemm.hpp"
-#include "core/cpu/kernels.hpp"
-#include "core/error.hpp"
-#include "core/op_checks.hpp"
+#include <strand/core/cpu/gemm.hpp>
+#include <strand/core/cpu/kernels.hpp>
+#include <strand/core/error.hpp>
+#include <strand/core/op_checks.hpp>
 
 namespace strand::cpu {
 void dense_forward(const DenseDesc& d, const float* x, const float* w, const float* b, float* y,

@@ -1,7 +1,7 @@
 // Batch assembly: copies the rows a batch's indices name into contiguous x and y.
 #include <cstring>
 
-#include "core/cpu/kernels.hpp"
+#include <strand/core/cpu/kernels.hpp>
 
 namespace strand::cpu {
 

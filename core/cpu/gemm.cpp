@@ -14,8 +14,8 @@
 // Kernel families: AVX-512 (MR x 32 tiles, MR = 8, 10, 12 or 14, whichever pads m least),
 // AVX2+FMA (6x16) and portable C++ (4x8). The SIMD ones use target attributes, so the library
 // needs no -march flag; the best family the CPU supports is picked once, at first use.
-#include "core/cpu/gemm.hpp"
-#include "core/cpu/thread_pool.hpp"
+#include <strand/core/cpu/gemm.hpp>
+#include <strand/core/cpu/thread_pool.hpp>
 
 #include <immintrin.h>
 
@@ -28,7 +28,7 @@
 #include <utility>
 #include <vector>
 
-#include "core/cpu/gemm_internal.hpp"
+#include <strand/core/cpu/gemm_internal.hpp>
 
 #define STRAND_TARGET_AVX512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,fma")))
 #define STRAND_TARGET_AVX2 __attribute__((target("avx2,fma")))

@@ -4,7 +4,7 @@
 
 #include <cstdint>
 
-#include "core/cpu/thread_pool.hpp"
+#include <strand/core/cpu/thread_pool.hpp>
 
 namespace strand::cpu::gemm_detail {
 

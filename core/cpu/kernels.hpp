@@ -13,8 +13,8 @@
 #include <memory>
 #include <new>
 
-#include "core/backend.hpp"
-#include "core/cpu/thread_pool.hpp"
+#include <strand/core/backend.hpp>
+#include <strand/core/cpu/thread_pool.hpp>
 
 namespace strand::cpu {
 

@@ -2,9 +2,9 @@
 // are vectorized. Odd trailing rows/columns are not pooled and get zero gradient.
 #include <string>
 
-#include "core/cpu/kernels.hpp"
-#include "core/error.hpp"
-#include "core/op_checks.hpp"
+#include <strand/core/cpu/kernels.hpp>
+#include <strand/core/error.hpp>
+#include <strand/core/op_checks.hpp>
 
 namespace strand::cpu {
 void maxpool2x2_forward(const Pool2dDesc& d, const float* x, float* y, ThreadPool& pool) {

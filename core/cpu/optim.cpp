@@ -2,9 +2,9 @@
 #include <cmath>
 #include <string>
 
-#include "core/cpu/kernels.hpp"
-#include "core/error.hpp"
-#include "core/op_checks.hpp"
+#include <strand/core/cpu/kernels.hpp>
+#include <strand/core/error.hpp>
+#include <strand/core/op_checks.hpp>
 
 namespace strand::cpu {
 

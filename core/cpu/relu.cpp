@@ -1,5 +1,5 @@
 // ReLU, elementwise; y may alias x and dx may alias dy.
-#include "core/cpu/kernels.hpp"
+#include <strand/core/cpu/kernels.hpp>
 
 namespace strand::cpu {
 namespace {

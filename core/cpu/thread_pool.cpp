@@ -1,10 +1,10 @@
-#include "core/cpu/thread_pool.hpp"
+#include <strand/core/cpu/thread_pool.hpp>
 
 #include <chrono>
 #include <string>
 #include <thread>
 
-#include "core/error.hpp"
+#include <strand/core/error.hpp>
 
 namespace strand::cpu {
 

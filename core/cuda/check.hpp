@@ -14,7 +14,7 @@
 #include <cuda_runtime_api.h>
 #include <cudnn.h>
 
-#include "core/error.hpp"
+#include <strand/core/error.hpp>
 
 namespace strand::cuda::detail {
 

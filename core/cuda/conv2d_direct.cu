@@ -9,9 +9,9 @@
 #include <cstdint>
 #include <string>
 
-#include "core/cuda/check.hpp"
-#include "core/cuda/kernels.hpp"
-#include "core/error.hpp"
+#include <strand/core/cuda/check.hpp>
+#include <strand/core/cuda/kernels.hpp>
+#include <strand/core/error.hpp>
 
 namespace strand::cuda {
 namespace {

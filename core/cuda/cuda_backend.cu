@@ -1,13 +1,13 @@
 // CudaBackend: handles, memory and the thin kernel forwarders; conv2d.cu and dense.cu hold the
 // cuDNN and cuBLAS members. Also the CUDA entry points of backend.hpp.
-#include "core/cuda/cuda_backend.hpp"
+#include <strand/core/cuda/cuda_backend.hpp>
 
 #include <string>
 #include <utility>
 
-#include "core/cuda/check.hpp"
-#include "core/cuda/kernels.hpp"
-#include "core/error.hpp"
+#include <strand/core/cuda/check.hpp>
+#include <strand/core/cuda/kernels.hpp>
+#include <strand/core/error.hpp>
 
 namespace strand {
 namespace cuda {

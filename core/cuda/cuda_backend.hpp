@@ -20,7 +20,7 @@
 #include <cuda_runtime_api.h>
 #include <cudnn.h>
 
-#include "core/backend.hpp"
+#include <strand/core/backend.hpp>
 
 namespace strand::cuda {
 

@@ -6,11 +6,11 @@
 // C^T = B^T A^T on the same memory, with the operands swapped.
 #include <string>
 
-#include "core/cuda/check.hpp"
-#include "core/cuda/cuda_backend.hpp"
-#include "core/cuda/kernels.hpp"
-#include "core/error.hpp"
-#include "core/op_checks.hpp"
+#include <strand/core/cuda/check.hpp>
+#include <strand/core/cuda/cuda_backend.hpp>
+#include <strand/core/cuda/kernels.hpp>
+#include <strand/core/error.hpp>
+#include <strand/core/op_checks.hpp>
 
 namespace strand::cuda {
 namespace {

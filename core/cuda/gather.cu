@@ -1,6 +1,6 @@
 // Batch assembly on the GPU: one thread per copied float, labels by the first column's threads.
-#include "core/cuda/check.hpp"
-#include "core/cuda/kernels.hpp"
+#include <strand/core/cuda/check.hpp>
+#include <strand/core/cuda/kernels.hpp>
 
 namespace strand::cuda {
 namespace {

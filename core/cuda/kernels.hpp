@@ -10,7 +10,7 @@
 
 #include <cuda_runtime_api.h>
 
-#include "core/backend.hpp"
+#include <strand/core/backend.hpp>
 
 namespace strand::cuda {
 

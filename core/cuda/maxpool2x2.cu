@@ -4,10 +4,10 @@
 #include <cstdint>
 #include <string>
 
-#include "core/cuda/check.hpp"
-#include "core/cuda/kernels.hpp"
-#include "core/error.hpp"
-#include "core/op_checks.hpp"
+#include <strand/core/cuda/check.hpp>
+#include <strand/core/cuda/kernels.hpp>
+#include <strand/core/error.hpp>
+#include <strand/core/op_checks.hpp>
 
 namespace strand::cuda {
 namespace {

@@ -1,6 +1,6 @@
 // ReLU, elementwise; y may alias x and dx may alias dy (so no __restrict__).
-#include "core/cuda/check.hpp"
-#include "core/cuda/kernels.hpp"
+#include <strand/core/cuda/check.hpp>
+#include <strand/core/cuda/kernels.hpp>
 
 namespace strand::cuda {
 namespace {

@@ -16,9 +16,9 @@
 #include <string>
 #include <vector>
 
-#include "core/backend.hpp"
-#include "models/models.hpp"
-#include "models/op_cases.hpp"
+#include <strand/core/backend.hpp>
+#include <strand/models/models.hpp>
+#include <strand/models/op_cases.hpp>
 
 namespace strand::test {
 

@@ -5,10 +5,10 @@
 #include <cmath>
 #include <numeric>
 
-#include "core/error.hpp"
-#include "core/layers.hpp"
-#include "core/model.hpp"
-#include "models/models.hpp"
+#include <strand/core/error.hpp>
+#include <strand/core/layers.hpp>
+#include <strand/core/model.hpp>
+#include <strand/models/models.hpp>
 
 namespace strand {
 namespace {

@@ -2,8 +2,8 @@
 // names, the update rule it shares with the parameter server, and errors.
 #include <gtest/gtest.h>
 
-#include "core/error.hpp"
-#include "core/optimizer.hpp"
+#include <strand/core/error.hpp>
+#include <strand/core/optimizer.hpp>
 
 #include <string>
 #include <vector>

@@ -1,8 +1,8 @@
 // core/text.hpp: trimming, and the enum-name tables every typed option parses through.
 #include <gtest/gtest.h>
 
-#include "core/error.hpp"
-#include "core/text.hpp"
+#include <strand/core/error.hpp>
+#include <strand/core/text.hpp>
 
 namespace strand {
 namespace {

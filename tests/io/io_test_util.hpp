@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "core/error.hpp"
+#include <strand/core/error.hpp>
 
 namespace strand::io::testing {
 

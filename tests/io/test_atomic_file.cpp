@@ -4,7 +4,7 @@
 
 #include <stdexcept>
 
-#include "io/atomic_file.hpp"
+#include <strand/io/atomic_file.hpp>
 #include "io_test_util.hpp"
 
 namespace strand::io {

@@ -5,8 +5,8 @@
 #include <numeric>
 #include <set>
 
-#include "io/dataset.hpp"
-#include "io/npy.hpp"
+#include <strand/io/dataset.hpp>
+#include <strand/io/npy.hpp>
 #include "io_test_util.hpp"
 
 namespace strand::io {

@@ -3,7 +3,7 @@
 #include <chrono>
 #include <cstring>
 
-#include "io/idx.hpp"
+#include <strand/io/idx.hpp>
 #include "io_test_util.hpp"
 
 namespace strand::io {

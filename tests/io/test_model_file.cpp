@@ -4,9 +4,9 @@
 #include <filesystem>
 #include <fstream>
 
-#include "core/error.hpp"
-#include "io/model_file.hpp"
-#include "models/models.hpp"
+#include <strand/core/error.hpp>
+#include <strand/io/model_file.hpp>
+#include <strand/models/models.hpp>
 
 namespace strand::io {
 namespace {

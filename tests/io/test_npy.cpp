@@ -3,7 +3,7 @@
 #include <chrono>
 #include <cstring>
 
-#include "io/npy.hpp"
+#include <strand/io/npy.hpp>
 #include "io_test_util.hpp"
 
 namespace strand::io {

@@ -6,8 +6,8 @@
 #include <sstream>
 #include <string>
 
-#include "core/error.hpp"
-#include "io/record.hpp"
+#include <strand/core/error.hpp>
+#include <strand/io/record.hpp>
 #include "io_test_util.hpp"
 
 namespace strand::io {

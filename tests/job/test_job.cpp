@@ -6,11 +6,11 @@
 #include <filesystem>
 #include <fstream>
 
-#include "core/error.hpp"
-#include "io/model_file.hpp"
-#include "job/identity.hpp"
-#include "job/job.hpp"
-#include "job/launch.hpp"
+#include <strand/core/error.hpp>
+#include <strand/io/model_file.hpp>
+#include <strand/job/identity.hpp>
+#include <strand/job/job.hpp>
+#include <strand/job/launch.hpp>
 
 namespace strand::job {
 namespace {

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "ps/consistency.hpp"
+#include <strand/ps/consistency.hpp>
 
 namespace strand::ps {
 namespace {

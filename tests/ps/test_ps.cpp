@@ -15,15 +15,15 @@
 #include <thread>
 #include <unistd.h>
 
-#include "core/error.hpp"
-#include "core/layers.hpp"
-#include "io/model_file.hpp"
-#include "ps/server.hpp"
-#include "ps/strategy.hpp"
-#include "ps/transport.hpp"
-#include "ps/worker.hpp"
+#include <strand/core/error.hpp>
+#include <strand/core/layers.hpp>
+#include <strand/io/model_file.hpp>
+#include <strand/ps/server.hpp>
+#include <strand/ps/strategy.hpp>
+#include <strand/ps/transport.hpp>
+#include <strand/ps/worker.hpp>
 #include "tests/train/tiny_task.hpp"
-#include "train/trainer.hpp"
+#include <strand/train/trainer.hpp>
 
 namespace strand::ps {
 namespace {

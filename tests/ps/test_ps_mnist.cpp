@@ -8,11 +8,11 @@
 #include <filesystem>
 #include <thread>
 
-#include "io/dataset.hpp"
-#include "models/models.hpp"
-#include "ps/server.hpp"
-#include "ps/strategy.hpp"
-#include "train/trainer.hpp"
+#include <strand/io/dataset.hpp>
+#include <strand/models/models.hpp>
+#include <strand/ps/server.hpp>
+#include <strand/ps/strategy.hpp>
+#include <strand/train/trainer.hpp>
 
 namespace strand::ps {
 namespace {

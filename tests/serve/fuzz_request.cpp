@@ -12,8 +12,8 @@
 #include <string>
 #include <string_view>
 
-#include "core/error.hpp"
-#include "serve/request.hpp"
+#include <strand/core/error.hpp>
+#include <strand/serve/request.hpp>
 
 namespace {
 

@@ -9,11 +9,11 @@
 #include <string>
 #include <vector>
 
-#include "core/context.hpp"
-#include "io/model_file.hpp"
-#include "models/models.hpp"
-#include "serve/endpoint.hpp"
-#include "serve/server.hpp"
+#include <strand/core/context.hpp>
+#include <strand/io/model_file.hpp>
+#include <strand/models/models.hpp>
+#include <strand/serve/endpoint.hpp>
+#include <strand/serve/server.hpp>
 
 namespace strand::serve::test {
 

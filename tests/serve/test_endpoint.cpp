@@ -16,8 +16,8 @@
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
-#include "core/error.hpp"
-#include "serve/client.hpp"
+#include <strand/core/error.hpp>
+#include <strand/serve/client.hpp>
 #include "tests/serve/serve_test_util.hpp"
 
 namespace strand::serve::test {

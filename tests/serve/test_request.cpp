@@ -8,8 +8,8 @@
 #include <functional>
 #include <random>
 
-#include "core/error.hpp"
-#include "serve/request.hpp"
+#include <strand/core/error.hpp>
+#include <strand/serve/request.hpp>
 
 namespace strand::serve {
 namespace {

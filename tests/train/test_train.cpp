@@ -7,11 +7,11 @@
 
 #include <filesystem>
 
-#include "core/error.hpp"
-#include "core/layers.hpp"
-#include "io/model_file.hpp"
+#include <strand/core/error.hpp>
+#include <strand/core/layers.hpp>
+#include <strand/io/model_file.hpp>
 #include "tests/train/tiny_task.hpp"
-#include "train/trainer.hpp"
+#include <strand/train/trainer.hpp>
 
 namespace strand {
 namespace {

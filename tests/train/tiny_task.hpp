@@ -5,9 +5,9 @@
 
 #include <cstdint>
 
-#include "core/backend.hpp"
-#include "core/layers.hpp"
-#include "io/dataset.hpp"
+#include <strand/core/backend.hpp>
+#include <strand/core/layers.hpp>
+#include <strand/io/dataset.hpp>
 
 namespace strand::test {
 

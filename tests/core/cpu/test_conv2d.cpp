@@ -6,9 +6,9 @@
 #include <string>
 #include <vector>
 
-#include "core/backend.hpp"
-#include "core/cpu/conv2d_winograd.hpp"
-#include "core/error.hpp"
+#include <strand/core/backend.hpp>
+#include <strand/core/cpu/conv2d_winograd.hpp>
+#include <strand/core/error.hpp>
 #include "tests/core/kernel_test_util.hpp"
 
 namespace strand {

@@ -5,9 +5,9 @@
 #include <utility>
 #include <vector>
 
-#include "core/backend.hpp"
-#include "core/cpu/cpu_backend.hpp"
-#include "core/error.hpp"
+#include <strand/core/backend.hpp>
+#include <strand/core/cpu/cpu_backend.hpp>
+#include <strand/core/error.hpp>
 #include "tests/core/kernel_test_util.hpp"
 
 namespace strand {

@@ -5,8 +5,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "core/backend.hpp"
-#include "core/error.hpp"
+#include <strand/core/backend.hpp>
+#include <strand/core/error.hpp>
 #include "tests/core/kernel_test_util.hpp"
 
 namespace strand {

@@ -14,9 +14,9 @@
 #include <string>
 #include <vector>
 
-#include "core/cpu/gemm.hpp"
-#include "core/cpu/thread_pool.hpp"
-#include "core/cpu/gemm_internal.hpp"
+#include <strand/core/cpu/gemm.hpp>
+#include <strand/core/cpu/thread_pool.hpp>
+#include <strand/core/cpu/gemm_internal.hpp>
 
 namespace {
 

@@ -5,10 +5,10 @@
 #include <string>
 #include <vector>
 
-#include "core/error.hpp"
-#include "core/model.hpp"
-#include "models/models.hpp"
-#include "models/op_cases.hpp"
+#include <strand/core/error.hpp>
+#include <strand/core/model.hpp>
+#include <strand/models/models.hpp>
+#include <strand/models/op_cases.hpp>
 
 namespace strand {
 namespace {

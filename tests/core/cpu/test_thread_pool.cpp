@@ -9,8 +9,8 @@
 #include <thread>
 #include <vector>
 
-#include "core/cpu/thread_pool.hpp"
-#include "core/error.hpp"
+#include <strand/core/cpu/thread_pool.hpp>
+#include <strand/core/error.hpp>
 
 namespace strand::cpu {
 namespace {

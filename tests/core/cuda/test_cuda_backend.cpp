@@ -16,14 +16,14 @@
 #include <utility>
 #include <vector>
 
-#include "core/backend.hpp"
-#include "core/context.hpp"
-#include "core/error.hpp"
-#include "core/model.hpp"
-#include "io/dataset.hpp"
-#include "models/models.hpp"
+#include <strand/core/backend.hpp>
+#include <strand/core/context.hpp>
+#include <strand/core/error.hpp>
+#include <strand/core/model.hpp>
+#include <strand/io/dataset.hpp>
+#include <strand/models/models.hpp>
 #include "tests/core/kernel_test_util.hpp"
-#include "train/trainer.hpp"
+#include <strand/train/trainer.hpp>
 
 namespace strand {
 namespace {
