@@ -36,11 +36,11 @@ class SharedBuffer {
 class MpiCommunicator final : public Communicator {
  public:
   // Collective: every rank of MPI_COMM_WORLD constructs one with the same options. Usage
-  // error for an unknown algorithm.
+  // error for a timeout or stall warning that is not positive.
   MpiCommunicator(const MpiRuntime& runtime, CommOptions options);
   ~MpiCommunicator() override;
 
-  std::string name() const override { return options_.algorithm; }
+  std::string name() const override { return std::string(to_string(options_.algorithm)); }
   int rank() const override;
   int size() const override;
   const std::string& host() const override;

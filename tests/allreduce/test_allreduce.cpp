@@ -23,7 +23,7 @@ namespace {
 CommOptions options(const std::string& algorithm) {
   CommOptions o;
   const bool p2p = algorithm.ends_with("-p2p");
-  o.algorithm = p2p ? algorithm.substr(0, algorithm.size() - 4) : algorithm;
+  o.algorithm = parse_algorithm(p2p ? algorithm.substr(0, algorithm.size() - 4) : algorithm);
   o.shared_memory = !p2p;
   o.timeout_s = 30;
   o.chunk_bytes = 64 * 1024;  // several chunks per segment even at moderate sizes

@@ -45,7 +45,7 @@ class Equality : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(Equality, TwoRanksMatchOneProcessWithTheGlobalBatch) {
   CommOptions o;
-  o.algorithm = GetParam();
+  o.algorithm = parse_algorithm(GetParam());
   o.timeout_s = 30;
   MpiCommunicator comm(*runtime, o);
   const int64_t b = 16;
