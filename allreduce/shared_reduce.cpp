@@ -78,25 +78,26 @@ void SharedReduce::wait_for_all(uint64_t Control::*counter, const char* what) co
 
 bool SharedReduce::try_allreduce(float* data, int64_t n, const char* what) {
   ++call_;
+  const size_t parity = call_ % 2;
   Control& mine = *control_[size_t(rank_)];
-  mine.buffer = kNoBuffer;
+  Range& my = mine.range[parity];
+  my.buffer = kNoBuffer;
   for (auto& [id, w] : windows_) {
     const float* base = w.base[size_t(rank_)];
     if (data >= base && data + n <= base + w.floats[size_t(rank_)]) {
-      mine.buffer = id;
-      mine.offset = data - base;
+      my.buffer = id;
+      my.offset = data - base;
     }
   }
   store(mine.announced, call_);
   wait_for_all(&Control::announced, what);
-  // Every member reads the same announcements, so all decide alike. A member moves on to its
-  // next announcement only after this allreduce completed, which needs every member's data,
-  // so the fields read here are this call's.
+  // Every member reads the same announcements, so all decide alike.
   for (const Control* c : control_)
-    if (c->buffer == kNoBuffer || c->buffer != mine.buffer) return false;
-  const Window& w = windows_.at(mine.buffer);
+    if (c->range[parity].buffer == kNoBuffer || c->range[parity].buffer != my.buffer) return false;
+  const Window& w = windows_.at(my.buffer);
   std::vector<float*> bufs;  // every member's range
-  for (int q = 0; q < size_; ++q) bufs.push_back(w.base[size_t(q)] + control_[size_t(q)]->offset);
+  for (int q = 0; q < size_; ++q)
+    bufs.push_back(w.base[size_t(q)] + control_[size_t(q)]->range[parity].offset);
   const int64_t begin = seg_begin(n, size_, rank_), end = seg_begin(n, size_, rank_ + 1);
   constexpr int64_t kBlock = 2048;  // floats: the sum of a block stays in L1
   alignas(64) float sum[kBlock];

@@ -44,11 +44,17 @@ class SharedReduce {
 
  private:
   static constexpr uint64_t kNoBuffer = ~uint64_t(0);
+  struct Range {
+    uint64_t buffer;  // window id, or kNoBuffer
+    int64_t offset;   // floats from the start of the member's part
+  };
+  // Two ranges, used by odd and even allreduces: a member that found another's range not
+  // shared returns at once and may announce its next range while slower members still read
+  // this one; it cannot get two calls ahead, as its next call waits for every announcement.
   struct Control {
-    alignas(64) uint64_t announced;  // allreduce number; buffer and offset below are valid
-    uint64_t buffer;                 // window id, or kNoBuffer
-    int64_t offset;                  // floats from the start of the member's part
-    alignas(64) uint64_t done;       // allreduce number once this member's share is written
+    alignas(64) uint64_t announced;  // allreduce number; its range below is valid
+    Range range[2];
+    alignas(64) uint64_t done;  // allreduce number once this member's share is written
   };
   struct Window {
     MPI_Win win = MPI_WIN_NULL;
