@@ -10,7 +10,8 @@ namespace strand::allreduce {
 namespace {
 
 // dst[0, n) = src[0, n) with streaming stores: a chunk that is not read again soon (the last
-// step of the ring) then costs no read of its old contents; callers end with _mm_sfence().
+// step of the ring, on buffers larger than the cache) then costs no read of its old contents
+// and evicts nothing; callers end with _mm_sfence().
 void copy_streaming(float* dst, const float* src, int64_t n) {
   int64_t i = 0;
   for (; i < n && reinterpret_cast<uintptr_t>(dst + i) % 16 != 0; ++i) dst[i] = src[i];
@@ -55,6 +56,9 @@ void Ring::run_shm(int first, int last, const std::vector<Chunk>& chunks, const 
   const int64_t first_len = seg_len(send_seg(first));
   for (int64_t off = 0; off < first_len; off += chunk_)
     sends.push_back({first, off, std::min(chunk_, first_len - off)});
+  // The last step's stores stream past the cache only when the members' buffers would not
+  // stay in it anyway: a result that fits is read again from the cache.
+  const bool stream = ch.cache_bytes() < int64_t(p_) * n_ * int64_t(sizeof(float));
   size_t j = 0;
   auto idle_since = Clock::now();
   bool warned = false;
@@ -70,16 +74,17 @@ void Ring::run_shm(int first, int last, const std::vector<Chunk>& chunks, const 
       if (const float* src = ch.peek()) {
         const Chunk& c = chunks[j];
         float* dst = data_ + seg_begin(n_, p_, recv_seg(c.step)) + c.off;
+        const bool forward = c.step + 1 < last;
         if (c.step < p_ - 1) {
 #pragma omp simd
           for (int64_t i = 0; i < c.len; ++i) dst[i] += src[i];
-        } else if (c.step + 1 < last) {
-          std::memcpy(dst, src, size_t(c.len) * sizeof(float));  // forwarded next: keep it cached
+        } else if (forward || !stream) {
+          std::memcpy(dst, src, size_t(c.len) * sizeof(float));  // read again soon: keep it cached
         } else {
           copy_streaming(dst, src, c.len);
         }
         ch.release();
-        if (c.step + 1 < last) sends.push_back({c.step + 1, c.off, c.len});  // send_seg(s+1) == recv_seg(s)
+        if (forward) sends.push_back({c.step + 1, c.off, c.len});  // send_seg(s+1) == recv_seg(s)
         ++j;
         progress = true;
       }

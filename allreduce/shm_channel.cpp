@@ -1,12 +1,41 @@
 #include "allreduce/shm_channel.hpp"
 
 #include <cstring>
+#include <fstream>
+#include <string>
 
 #include "allreduce/mpi_runtime.hpp"
 
 namespace strand::allreduce {
 
-ShmChannel::ShmChannel(const Group& g) {
+namespace {
+
+// The largest cache of CPU 0 that Linux lists (sysfs; the size as "32768K"). Not
+// sysconf(_SC_LEVEL3_CACHE_SIZE): on some virtual machines glibc reports the whole package's
+// cache there rather than what these CPUs share.
+int64_t last_level_cache_bytes() {
+  int64_t best = 0;
+  int best_level = 0;
+  for (int i = 0;; ++i) {
+    const std::string dir = "/sys/devices/system/cpu/cpu0/cache/index" + std::to_string(i) + "/";
+    std::ifstream level_file(dir + "level"), size_file(dir + "size");
+    int level = 0;
+    int64_t size = 0;
+    std::string unit;
+    if (!(level_file >> level) || !(size_file >> size)) return best;
+    size_file >> unit;
+    if (unit == "K") size <<= 10;
+    if (unit == "M") size <<= 20;
+    if (level >= best_level) {
+      best_level = level;
+      best = size;
+    }
+  }
+}
+
+}  // namespace
+
+ShmChannel::ShmChannel(const Group& g) : cache_bytes_(last_level_cache_bytes()) {
   const MPI_Aint bytes = MPI_Aint(2 * kSlots * sizeof(Counter) + size_t(kSlots * kChunk) * sizeof(float));
   void* base = nullptr;
   STRAND_MPI_CHECK(MPI_Win_allocate_shared(bytes, 1, MPI_INFO_NULL, g.comm(), &base, &win_), g.where());

@@ -31,6 +31,10 @@ class ShmChannel {
   ~ShmChannel();
 
   int64_t chunk() const { return kChunk; }
+  // The last-level cache of this machine's CPUs, bytes (0 when the system does not say): the
+  // ring streams what it writes last only when the members' buffers would not stay cached.
+  int64_t cache_bytes() const { return cache_bytes_; }
+
   // Copies n <= chunk() floats into the next slot for the right neighbour; false while that
   // slot still holds a message it has not consumed.
   bool try_send(const float* src, int64_t n);
@@ -61,6 +65,7 @@ class ShmChannel {
   }
 
   MPI_Win win_ = MPI_WIN_NULL;
+  int64_t cache_bytes_ = 0;
   Layout mine_{}, left_{};
   uint64_t sent_ = 0, received_ = 0;  // messages through this channel since it was made
 };

@@ -1,9 +1,10 @@
 // ShmChannel (allreduce/shm_channel.hpp) under mpirun: messages of every length up to a chunk
 // reach the right neighbour in order, through more messages than slots; nothing arrives
 // before it is sent; a sender whose slots are all unconsumed is refused until its neighbour
-// releases one.
+// releases one; the cache size it reports for the ring is the largest level's.
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <vector>
 
 #include "allreduce/shm_channel.hpp"
@@ -81,6 +82,16 @@ TEST(ShmChannel, FullSlotsRefuseASendUntilOneIsReleased) {
   MPI_Barrier(g->comm());
   EXPECT_TRUE(ch.try_send(&x, 1));
   EXPECT_FALSE(ch.try_send(&x, 1));
+}
+
+TEST(ShmChannel, KnowsTheLastLevelCache) {
+  auto g = world_group();
+  if (g->size() < 2) GTEST_SKIP() << "needs a neighbour";
+  ShmChannel ch(*g);
+  std::ifstream l1("/sys/devices/system/cpu/cpu0/cache/index0/size");
+  int64_t l1_kib = 0;
+  if (!(l1 >> l1_kib)) GTEST_SKIP() << "the system lists no caches";
+  EXPECT_GT(ch.cache_bytes(), l1_kib << 10);  // a larger level than the first
 }
 
 }  // namespace
