@@ -16,6 +16,11 @@
 //   AllreduceStrategy  train/strategy.hpp's Strategy: gradient buckets reduced by a background
 //                      thread while backward runs (strategy.hpp)
 //
+// MpiCommunicator is composed of the module's internal parts (not installed): Group
+// (group.hpp, deadline-polled messages), ShmChannel (shm_channel.hpp, the shared-memory ring
+// link), SharedReduce (shared_reduce.hpp, in-place reduction of allocate()'s buffers), Ring
+// (ring.hpp) and hierarchical_allreduce (hierarchical.hpp).
+//
 // Failures: every wait polls with a deadline. A peer that sends nothing for
 // CommOptions::timeout_s makes this rank throw Error(Timeout) naming the peer's rank and host;
 // after stall_warning_s it logs which ranks it is still waiting for.
