@@ -16,6 +16,11 @@
 //   AllreduceStrategy  train/strategy.hpp's Strategy: gradient buckets reduced by a background
 //                      thread while backward runs (strategy.hpp)
 //
+// MpiCommunicator is composed of the module's internal parts (not installed): Group
+// (group.hpp, deadline-polled messages), ShmChannel (shm_channel.hpp, the shared-memory ring
+// link), SharedReduce (shared_reduce.hpp, in-place reduction of allocate()'s buffers), Ring
+// (ring.hpp) and hierarchical_allreduce (hierarchical.hpp).
+//
 // Failures: every wait polls with a deadline. A peer that sends nothing for
 // CommOptions::timeout_s makes this rank throw Error(Timeout) naming the peer's rank and host;
 // after stall_warning_s it logs which ranks it is still waiting for.
@@ -30,15 +35,16 @@
 
 namespace strand::allreduce {
 
+// MpiCommunicator's allreduce algorithms (above).
 enum class Algorithm { Ring, Hierarchical, Mpi };
-// "ring", "hierarchical" or "mpi"; Usage error naming the text and the choices otherwise.
+// "ring", "hierarchical" or "mpi"; Error(Usage) naming the text and the choices otherwise.
 Algorithm parse_algorithm(std::string_view text);
 std::string_view to_string(Algorithm algorithm);
 
 struct CommOptions {
   Algorithm algorithm = Algorithm::Ring;
-  double timeout_s = 45;           // a peer silent this long has died or hangs
-  double stall_warning_s = 10;     // then log the ranks not yet heard from
+  double timeout_s = 45;        // a peer silent this long has died or hangs
+  double stall_warning_s = 10;  // then log the ranks not yet heard from
   // Unit of the ring's pipeline over MPI messages: large enough to amortise a message (over
   // TCP, 1 MiB beat 256 KiB), small enough that reducing one chunk overlaps the transfer of
   // the next. The shared-memory path uses 256 KiB slots of its own.
@@ -52,7 +58,9 @@ struct CommOptions {
 class Communicator {
  public:
   virtual ~Communicator() = default;
-  virtual std::string name() const = 0;  // "ring", "hierarchical", "mpi", "nccl"
+  virtual std::string name() const = 0;  // "ring", "hierarchical", "mpi", "nccl": for log lines
+  // Whether allreduce_sum() takes device (GPU) memory rather than host memory.
+  virtual bool reduces_device_buffers() const { return false; }
   virtual int rank() const = 0;
   virtual int size() const = 0;
   virtual const std::string& host() const = 0;

@@ -6,8 +6,8 @@
 #include <cstdint>
 #include <memory>
 
-#include "allreduce/communicator.hpp"
-#include "allreduce/mpi_runtime.hpp"
+#include <strand/allreduce/communicator.hpp>
+#include <strand/allreduce/mpi_runtime.hpp>
 
 namespace strand::allreduce {
 
@@ -35,7 +35,8 @@ class SharedBuffer {
 
 class MpiCommunicator final : public Communicator {
  public:
-  // Collective: every rank of MPI_COMM_WORLD constructs one with the same options.
+  // Collective: every rank of MPI_COMM_WORLD constructs one with the same options. Usage
+  // error for a timeout or stall warning that is not positive.
   MpiCommunicator(const MpiRuntime& runtime, CommOptions options);
   ~MpiCommunicator() override;
 

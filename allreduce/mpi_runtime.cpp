@@ -1,10 +1,10 @@
-#include "allreduce/mpi_runtime.hpp"
+#include <strand/allreduce/mpi_runtime.hpp>
 
 #include <cstdlib>
 #include <mpi.h>
 #include <unistd.h>
 
-#include "core/error.hpp"
+#include <strand/core/error.hpp>
 
 namespace strand::allreduce {
 

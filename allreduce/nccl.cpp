@@ -3,8 +3,8 @@
 #include <cuda_runtime.h>
 #include <nccl.h>
 
-#include "allreduce/nccl_communicator.hpp"
-#include "core/error.hpp"
+#include <strand/allreduce/nccl_communicator.hpp>
+#include <strand/core/error.hpp>
 
 // One check macro per status-returning library: NCCL's and the CUDA runtime's codes become a
 // strand::Error naming the call, the library's message and the rank/host.

@@ -7,7 +7,7 @@
 
 #include <memory>
 
-#include "allreduce/mpi_communicator.hpp"
+#include <strand/allreduce/mpi_communicator.hpp>
 
 namespace strand::allreduce {
 
@@ -19,6 +19,7 @@ class NcclCommunicator final : public Communicator {
   ~NcclCommunicator() override;
 
   std::string name() const override { return "nccl"; }
+  bool reduces_device_buffers() const override { return true; }
   int rank() const override { return host_.rank(); }
   int size() const override { return host_.size(); }
   const std::string& host() const override { return host_.host(); }

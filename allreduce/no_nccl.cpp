@@ -1,6 +1,6 @@
 // NcclCommunicator in a build without CUDA/NCCL (-Dcuda=disabled, or no nvcc at build time).
-#include "allreduce/nccl_communicator.hpp"
-#include "core/error.hpp"
+#include <strand/allreduce/nccl_communicator.hpp>
+#include <strand/core/error.hpp>
 
 namespace strand::allreduce {
 

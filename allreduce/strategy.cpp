@@ -1,9 +1,10 @@
-#include "allreduce/strategy.hpp"
+#include <strand/allreduce/strategy.hpp>
 
 #include <chrono>
 #include <vector>
 
-#include "core/error.hpp"
+#include <strand/core/backend.hpp>
+#include <strand/core/error.hpp>
 
 namespace strand::allreduce {
 
@@ -21,8 +22,8 @@ AllreduceStrategy::~AllreduceStrategy() {
 }
 
 void AllreduceStrategy::broadcast_initial(Model& model, Optimizer& optimizer) {
-  device_ = model.backend().name() != "cpu";
-  STRAND_CHECK(!device_ || comm_.name() == "nccl", Usage,
+  device_ = model.backend().kind() != DeviceKind::Cpu;
+  STRAND_CHECK(!device_ || comm_.reduces_device_buffers(), Usage,
                "the model's gradients are on '" + model.backend().name() + "': they need the NCCL communicator, not " +
                    comm_.name(),
                comm_.where());

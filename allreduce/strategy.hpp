@@ -18,9 +18,9 @@
 #include <mutex>
 #include <thread>
 
-#include "allreduce/communicator.hpp"
-#include "train/strategy.hpp"
-#include "train/timeline.hpp"
+#include <strand/allreduce/communicator.hpp>
+#include <strand/train/strategy.hpp>
+#include <strand/train/timeline.hpp>
 
 namespace strand::allreduce {
 

@@ -20,11 +20,11 @@
 
 #include <nlohmann/json.hpp>
 
-#include "allreduce/mpi_communicator.hpp"
+#include <strand/allreduce/mpi_communicator.hpp>
 #include "apps/commands.hpp"
 #include "apps/common.hpp"
-#include "core/error.hpp"
-#include "io/record.hpp"
+#include <strand/core/error.hpp>
+#include <strand/io/record.hpp>
 
 namespace strand::cli {
 
@@ -84,8 +84,8 @@ void run_bench_allreduce(const AllreduceBenchArgs& a) {
     for (const std::string& impl : a.impls) {
       allreduce::CommOptions o;
       o.algorithm = allreduce::parse_algorithm(impl == "mpi-nb"                      ? "mpi"
-                                                : impl == "mpi" || impl == "ring-p2p" ? "ring"
-                                                                                       : impl);
+                                               : impl == "mpi" || impl == "ring-p2p" ? "ring"
+                                                                                     : impl);
       o.shared_memory = impl != "ring-p2p";
       o.chunk_bytes = size_t(a.chunk_kib * 1024);
       comms.push_back(std::make_unique<allreduce::MpiCommunicator>(mpi, o));
@@ -107,8 +107,10 @@ void run_bench_allreduce(const AllreduceBenchArgs& a) {
     }
     allreduce::MpiCommunicator& control = *comms.front();
     const int hosts = control.host_count();
+    std::vector<bool> blocking_mpi;  // impl "mpi": MPI_Allreduce itself, not a communicator
+    for (const std::string& impl : a.impls) blocking_mpi.push_back(impl == "mpi");
     auto allreduce = [&](size_t k, int64_t n) {
-      if (a.impls[k] == "mpi") {
+      if (blocking_mpi[k]) {
         STRAND_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, buffers[k], int(n), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD),
                          control.where());
       } else {

@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "allreduce/mpi_communicator.hpp"
-#include "core/error.hpp"
+#include <strand/allreduce/mpi_communicator.hpp>
+#include <strand/core/error.hpp>
 
 namespace strand::allreduce {
 

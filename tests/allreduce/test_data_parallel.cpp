@@ -7,12 +7,12 @@
 #include <cmath>
 #include <cstdlib>
 
-#include "allreduce/mpi_communicator.hpp"
-#include "allreduce/strategy.hpp"
-#include "core/error.hpp"
-#include "core/layers.hpp"
+#include <strand/allreduce/mpi_communicator.hpp>
+#include <strand/allreduce/strategy.hpp>
+#include <strand/core/error.hpp>
+#include <strand/core/layers.hpp>
 #include "tests/train/tiny_task.hpp"
-#include "train/trainer.hpp"
+#include <strand/train/trainer.hpp>
 
 namespace strand::allreduce {
 

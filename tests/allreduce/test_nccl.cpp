@@ -6,8 +6,8 @@
 #include <cmath>
 #include <cstdio>
 
-#include "allreduce/nccl_communicator.hpp"
-#include "core/backend.hpp"
+#include <strand/allreduce/nccl_communicator.hpp>
+#include <strand/core/backend.hpp>
 
 namespace strand::allreduce {
 
