@@ -15,9 +15,12 @@ Algorithm parse_algorithm(std::string_view text) {
 
 std::string_view to_string(Algorithm algorithm) {
   switch (algorithm) {
-    case Algorithm::Ring: return "ring";
-    case Algorithm::Hierarchical: return "hierarchical";
-    case Algorithm::Mpi: return "mpi";
+    case Algorithm::Ring:
+      return "ring";
+    case Algorithm::Hierarchical:
+      return "hierarchical";
+    case Algorithm::Mpi:
+      return "mpi";
   }
   return "?";
 }

@@ -1,8 +1,8 @@
 #include <strand/allreduce/group.hpp>
 
+#include <sched.h>
 #include <algorithm>
 #include <iostream>
-#include <sched.h>
 #include <thread>
 
 #include <strand/allreduce/mpi_runtime.hpp>
@@ -11,7 +11,10 @@ namespace strand::allreduce {
 
 Group::Group(MPI_Comm comm, std::vector<int> world_ranks, std::vector<std::string> hosts, int world_size,
              CommOptions options)
-    : comm_(comm), world_ranks_(std::move(world_ranks)), hosts_(std::move(hosts)), world_size_(world_size),
+    : comm_(comm),
+      world_ranks_(std::move(world_ranks)),
+      hosts_(std::move(hosts)),
+      world_size_(world_size),
       opt_(std::move(options)) {
   MPI_Comm_rank(comm_, &rank_);
   MPI_Comm_size(comm_, &size_);
@@ -67,7 +70,8 @@ void Group::wait_all(std::vector<Pending>& pending, const char* what) {
       pending.clear();
       return;
     }
-    pause(t0, warned, [&] { return missing(pending); }, false, what);
+    pause(
+        t0, warned, [&] { return missing(pending); }, false, what);
   }
 }
 

@@ -6,9 +6,9 @@
 // a root. Internal to the allreduce module (the ring, the channels and MpiCommunicator).
 #pragma once
 
+#include <mpi.h>
 #include <chrono>
 #include <cstdint>
-#include <mpi.h>
 #include <string>
 #include <vector>
 

@@ -14,10 +14,10 @@ namespace strand::allreduce {
 
 // The groups one rank takes part in; the channels are null where the ring runs over MPI.
 struct HostGroups {
-  Group& local;                  // this host's ranks; local rank 0 leads
-  ShmChannel* local_channel;     // over `local`
-  Group* leaders;                // one rank per host: only on a host's leader, else null
-  ShmChannel* leaders_channel;   // over `leaders`
+  Group& local;                 // this host's ranks; local rank 0 leads
+  ShmChannel* local_channel;    // over `local`
+  Group* leaders;               // one rank per host: only on a host's leader, else null
+  ShmChannel* leaders_channel;  // over `leaders`
 };
 
 // Collective over every rank of the job: data[0, n) becomes the sum over all of them.

@@ -1,9 +1,9 @@
 #include <strand/allreduce/mpi_communicator.hpp>
 
+#include <mpi.h>
 #include <algorithm>
 #include <climits>
 #include <cstring>
-#include <mpi.h>
 #include <tuple>
 
 #include <strand/allreduce/group.hpp>
@@ -55,7 +55,8 @@ MpiCommunicator::MpiCommunicator(const MpiRuntime& rt, CommOptions options)
   std::vector<char> names(size_t(world) * kName, 0);
   std::vector<char> mine(kName, 0);
   std::memcpy(mine.data(), rt.host().data(), std::min<size_t>(rt.host().size(), kName - 1));
-  STRAND_MPI_CHECK(MPI_Allgather(mine.data(), kName, MPI_CHAR, names.data(), kName, MPI_CHAR, MPI_COMM_WORLD), where);
+  STRAND_MPI_CHECK(MPI_Allgather(mine.data(), kName, MPI_CHAR, names.data(), kName, MPI_CHAR, MPI_COMM_WORLD),
+                   where);
   std::vector<std::string> hosts(static_cast<size_t>(world));
   for (int i = 0; i < world; ++i) hosts[size_t(i)] = names.data() + size_t(i) * kName;
 
@@ -106,7 +107,8 @@ int MpiCommunicator::local_size() const { return groups_->local->size(); }
 int MpiCommunicator::host_count() const { return groups_->host_count; }
 
 void MpiCommunicator::allreduce_sum(float* data, int64_t n) {
-  STRAND_CHECK(n >= 0 && (n == 0 || data), Usage, "allreduce of " + std::to_string(n) + " floats at null", where());
+  STRAND_CHECK(n >= 0 && (n == 0 || data), Usage, "allreduce of " + std::to_string(n) + " floats at null",
+               where());
   Group& w = *groups_->world;
   if (options_.algorithm == Algorithm::Mpi) {
     // Nonblocking, so the wait has a deadline like every other; MPI counts are ints.
@@ -127,7 +129,8 @@ void MpiCommunicator::allreduce_sum(float* data, int64_t n) {
       ++in_place_;
       return;
     }
-    Ring(w, groups_->world_channel.get(), data, n, options_.chunk_bytes, scratch_).allreduce("ring allreduce");
+    Ring(w, groups_->world_channel.get(), data, n, options_.chunk_bytes, scratch_)
+        .allreduce("ring allreduce");
     return;
   }
   hierarchical_allreduce({.local = *groups_->local,
@@ -178,7 +181,8 @@ SharedBuffer MpiCommunicator::allocate(int64_t n) {
 }
 
 void MpiCommunicator::broadcast(void* data, size_t bytes, int root) {
-  STRAND_CHECK(root >= 0 && root < size(), Usage, "broadcast root " + std::to_string(root) + " is not a rank", where());
+  STRAND_CHECK(root >= 0 && root < size(), Usage, "broadcast root " + std::to_string(root) + " is not a rank",
+               where());
   send_from_root(*groups_->world, data, bytes, root, options_.chunk_bytes, "broadcast");
 }
 
@@ -216,7 +220,8 @@ std::vector<std::string> MpiCommunicator::gather_to_root(const std::string& text
     out[size_t(q)].resize(n);
     std::vector<Pending> pending;
     for (size_t off = 0; off < n; off += options_.chunk_bytes)
-      pending.push_back(w.irecv(out[size_t(q)].data() + off, std::min<size_t>(options_.chunk_bytes, n - off), q));
+      pending.push_back(
+          w.irecv(out[size_t(q)].data() + off, std::min<size_t>(options_.chunk_bytes, n - off), q));
     w.wait_all(pending, "gather");
   }
   return out;

@@ -1,8 +1,8 @@
 #include <strand/allreduce/mpi_runtime.hpp>
 
-#include <cstdlib>
 #include <mpi.h>
 #include <unistd.h>
+#include <cstdlib>
 
 #include <strand/core/error.hpp>
 
@@ -18,7 +18,8 @@ void throw_mpi_error(int rc, const char* call, const std::string& where) {
 MpiRuntime::MpiRuntime(int* argc, char*** argv) {
   int initialized = 0;
   MPI_Initialized(&initialized);
-  STRAND_CHECK(!initialized, Usage, "MPI is already initialised: create one MpiRuntime per process", "MpiRuntime");
+  STRAND_CHECK(!initialized, Usage, "MPI is already initialised: create one MpiRuntime per process",
+               "MpiRuntime");
   int provided = 0;
   STRAND_MPI_CHECK(MPI_Init_thread(argc, argv, MPI_THREAD_SERIALIZED, &provided), "MpiRuntime");
   // Errors come back as return codes (turned into strand::Error), never as MPI's own abort.

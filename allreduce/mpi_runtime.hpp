@@ -37,8 +37,8 @@ class MpiRuntime {
 }  // namespace strand::allreduce
 
 // `where` is a string such as "rank 1/4 host-a" (Group::where()).
-#define STRAND_MPI_CHECK(call, where)                                                   \
-  do {                                                                                  \
-    const int strand_mpi_rc_ = (call);                                                  \
+#define STRAND_MPI_CHECK(call, where)                                                                        \
+  do {                                                                                                       \
+    const int strand_mpi_rc_ = (call);                                                                       \
     if (strand_mpi_rc_ != MPI_SUCCESS) ::strand::allreduce::throw_mpi_error(strand_mpi_rc_, #call, (where)); \
   } while (0)

@@ -1,7 +1,7 @@
 // NcclCommunicator with NCCL (built when meson finds CUDA).
-#include <chrono>
 #include <cuda_runtime.h>
 #include <nccl.h>
+#include <chrono>
 
 #include <strand/allreduce/nccl_communicator.hpp>
 #include <strand/core/error.hpp>
@@ -13,14 +13,16 @@
     const ncclResult_t strand_nccl_rc_ = (call);                                                    \
     if (strand_nccl_rc_ != ncclSuccess)                                                             \
       throw ::strand::Error(::strand::ErrorKind::Io,                                                \
-                            std::string(#call) + " failed: " + ncclGetErrorString(strand_nccl_rc_), (where)); \
+                            std::string(#call) + " failed: " + ncclGetErrorString(strand_nccl_rc_), \
+                            (where));                                                               \
   } while (0)
 #define STRAND_CUDART_CHECK(call, where)                                                            \
   do {                                                                                              \
     const cudaError_t strand_cuda_rc_ = (call);                                                     \
     if (strand_cuda_rc_ != cudaSuccess)                                                             \
       throw ::strand::Error(::strand::ErrorKind::Io,                                                \
-                            std::string(#call) + " failed: " + cudaGetErrorString(strand_cuda_rc_), (where)); \
+                            std::string(#call) + " failed: " + cudaGetErrorString(strand_cuda_rc_), \
+                            (where));                                                               \
   } while (0)
 
 namespace strand::allreduce {
@@ -41,7 +43,8 @@ NcclCommunicator::NcclCommunicator(MpiCommunicator& host_comm, int device, doubl
   int count = 0;
   if (cudaGetDeviceCount(&count) != cudaSuccess) count = 0;
   STRAND_CHECK(device >= 0 && device < count, Usage,
-               "GPU " + std::to_string(device) + " does not exist (" + std::to_string(count) + " visible)", where);
+               "GPU " + std::to_string(device) + " does not exist (" + std::to_string(count) + " visible)",
+               where);
   state_->device = device;
   state_->timeout_s = timeout_s;
   STRAND_CUDART_CHECK(cudaSetDevice(device), where);
@@ -70,8 +73,8 @@ void NcclCommunicator::reduce(float* data, int64_t n, int op) {
   const std::string where = host_.where();
   if (n == 0) return;
   STRAND_CUDART_CHECK(cudaSetDevice(state_->device), where);
-  STRAND_NCCL_CHECK(ncclAllReduce(data, data, size_t(n), ncclFloat, ncclRedOp_t(op), state_->comm, state_->stream),
-                    where);
+  STRAND_NCCL_CHECK(
+      ncclAllReduce(data, data, size_t(n), ncclFloat, ncclRedOp_t(op), state_->comm, state_->stream), where);
   // Poll instead of cudaStreamSynchronize, so a dead peer cannot hang this rank forever.
   const auto t0 = std::chrono::steady_clock::now();
   for (;;) {

@@ -28,7 +28,9 @@ class NcclCommunicator final : public Communicator {
   void allreduce_mean(float* device_data, int64_t n) override;
   void broadcast(void* data, size_t bytes, int root) override { host_.broadcast(data, bytes, root); }
   std::vector<double> allgather(double value) override { return host_.allgather(value); }
-  std::vector<std::string> gather_to_root(const std::string& text) override { return host_.gather_to_root(text); }
+  std::vector<std::string> gather_to_root(const std::string& text) override {
+    return host_.gather_to_root(text);
+  }
 
   struct State;  // NCCL and CUDA handles
 

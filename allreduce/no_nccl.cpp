@@ -9,9 +9,10 @@ struct NcclCommunicator::State {};
 bool nccl_built() { return false; }
 
 NcclCommunicator::NcclCommunicator(MpiCommunicator& host_comm, int, double) : host_(host_comm) {
-  throw Error(ErrorKind::Usage,
-              "this strand was built without NCCL (rebuild with -Dcuda=enabled where CUDA and NCCL are installed)",
-              host_comm.where());
+  throw Error(
+      ErrorKind::Usage,
+      "this strand was built without NCCL (rebuild with -Dcuda=enabled where CUDA and NCCL are installed)",
+      host_comm.where());
 }
 
 NcclCommunicator::~NcclCommunicator() = default;

@@ -1,9 +1,9 @@
 #include <strand/allreduce/ring.hpp>
 
+#include <immintrin.h>
 #include <algorithm>
 #include <cstring>
 #include <deque>
-#include <immintrin.h>
 
 namespace strand::allreduce {
 
@@ -23,7 +23,12 @@ void copy_streaming(float* dst, const float* src, int64_t n) {
 
 Ring::Ring(Group& g, ShmChannel* channel, float* data, int64_t n, size_t chunk_bytes,
            std::vector<float>& scratch)
-    : g_(g), channel_(channel), data_(data), n_(n), p_(g.size()), r_(g.rank()),
+    : g_(g),
+      channel_(channel),
+      data_(data),
+      n_(n),
+      p_(g.size()),
+      r_(g.rank()),
       chunk_(channel ? channel->chunk() : std::max<int64_t>(1, int64_t(chunk_bytes / sizeof(float)))),
       scratch_(scratch) {
   if (!channel_ && scratch_.size() < size_t(kSlots * chunk_)) scratch_.resize(size_t(kSlots * chunk_));
@@ -97,7 +102,8 @@ void Ring::run_shm(int first, int last, const std::vector<Chunk>& chunks, const 
     // Nothing moved: either the left neighbour has not sent, or the right one has not
     // consumed (then this rank's sends are stuck).
     const bool receiving = j < chunks.size();
-    g_.pause(idle_since, warned, [&] { return g_.describe(receiving ? left : right); }, !receiving, what);
+    g_.pause(
+        idle_since, warned, [&] { return g_.describe(receiving ? left : right); }, !receiving, what);
   }
   _mm_sfence();  // the streaming stores are visible before the caller reads the result
 }
@@ -145,7 +151,7 @@ void Ring::run_p2p(int first, int last, const std::vector<Chunk>& chunks, const 
       for (int64_t i = 0; i < c.len; ++i) dst[i] += src[i];
     }
     if (c.step + 1 < last) send_chunk(c.step + 1, c.off, c.len);  // send_seg(s+1) == recv_seg(s)
-    post_ahead(j + 1, c.step);  // slot j % kSlots is free again
+    post_ahead(j + 1, c.step);                                    // slot j % kSlots is free again
   }
   for (int s = first; s < last; ++s) g_.wait_all(sends[size_t(s)], what);
 }

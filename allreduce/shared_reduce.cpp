@@ -65,13 +65,16 @@ void SharedReduce::wait_for_all(uint64_t Control::*counter, const char* what) co
   bool warned = false;
   for (int q = 0; q < size_; ++q) {
     while (load(control_[size_t(q)]->*counter) < call_) {
-      g_.pause(t0, warned, [&] {
-        std::string peers;
-        for (int m = 0; m < size_; ++m)
-          if (load(control_[size_t(m)]->*counter) < call_)
-            peers += (peers.empty() ? "" : ", ") + g_.describe(m);
-        return peers;
-      }, false, what);
+      g_.pause(
+          t0, warned,
+          [&] {
+            std::string peers;
+            for (int m = 0; m < size_; ++m)
+              if (load(control_[size_t(m)]->*counter) < call_)
+                peers += (peers.empty() ? "" : ", ") + g_.describe(m);
+            return peers;
+          },
+          false, what);
     }
   }
 }

@@ -9,10 +9,10 @@
 // share is written). Waits poll through the Group, with its deadline.
 #pragma once
 
+#include <mpi.h>
 #include <atomic>
 #include <cstdint>
 #include <map>
-#include <mpi.h>
 #include <utility>
 #include <vector>
 

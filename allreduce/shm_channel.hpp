@@ -10,9 +10,9 @@
 // Nothing here waits: callers poll (try_send(), peek()) and pause through their Group.
 #pragma once
 
+#include <mpi.h>
 #include <atomic>
 #include <cstdint>
-#include <mpi.h>
 
 #include <strand/allreduce/group.hpp>
 

@@ -9,7 +9,9 @@
 namespace strand::allreduce {
 
 AllreduceStrategy::AllreduceStrategy(Communicator& comm, size_t fusion_threshold_bytes, Timeline* timeline)
-    : comm_(comm), threshold_floats_(int64_t(fusion_threshold_bytes / sizeof(float))), timeline_(timeline),
+    : comm_(comm),
+      threshold_floats_(int64_t(fusion_threshold_bytes / sizeof(float))),
+      timeline_(timeline),
       thread_([this] { loop(); }) {}
 
 AllreduceStrategy::~AllreduceStrategy() {
@@ -24,8 +26,8 @@ AllreduceStrategy::~AllreduceStrategy() {
 void AllreduceStrategy::broadcast_initial(Model& model, Optimizer& optimizer) {
   device_ = model.backend().kind() != DeviceKind::Cpu;
   STRAND_CHECK(!device_ || comm_.reduces_device_buffers(), Usage,
-               "the model's gradients are on '" + model.backend().name() + "': they need the NCCL communicator, not " +
-                   comm_.name(),
+               "the model's gradients are on '" + model.backend().name() +
+                   "': they need the NCCL communicator, not " + comm_.name(),
                comm_.where());
   std::vector<float> params = model.get_params();
   comm_.broadcast(params.data(), params.size() * sizeof(float), 0);

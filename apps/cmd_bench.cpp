@@ -6,13 +6,13 @@
 #include <memory>
 #include <vector>
 
-#include "apps/commands.hpp"
-#include "apps/common.hpp"
 #include <strand/core/cpu/gemm.hpp>
 #include <strand/core/error.hpp>
 #include <strand/io/record.hpp>
 #include <strand/models/models.hpp>
 #include <strand/train/trainer.hpp>
+#include "apps/commands.hpp"
+#include "apps/common.hpp"
 
 namespace strand::cli {
 
@@ -32,10 +32,14 @@ struct BenchArgs {
 void add_common_options(CLI::App& cmd, BenchArgs& a, const char* steps_name, const char* steps_help) {
   cmd.add_option("--model", a.model, "Model")->check(CLI::IsMember(models::names()))->capture_default_str();
   cmd.add_option("--data", a.data, "MNIST directory (default: the scripts/setup cache, else synthetic data)");
-  cmd.add_option("--batch-size", a.batch_size, "Images per batch")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd.add_option("--batch-size", a.batch_size, "Images per batch")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   cmd.add_option("--threads", a.threads, "CPU threads")->check(CLI::PositiveNumber)->capture_default_str();
   cmd.add_option(steps_name, a.steps, steps_help)->check(CLI::PositiveNumber)->capture_default_str();
-  cmd.add_option("--warmup", a.warmup, "Untimed repetitions first")->check(CLI::NonNegativeNumber)->capture_default_str();
+  cmd.add_option("--warmup", a.warmup, "Untimed repetitions first")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   add_device_options(cmd, a.device);
   cmd.add_flag("--json", a.json, "Print one JSON object");
 }
@@ -59,18 +63,21 @@ io::Dataset synthetic(const Shape& sample, int64_t n) {
 // says which.
 io::Dataset bench_data(const Context& ctx, const BenchArgs& a, const Model& model, bool train_split,
                        std::string& source) {
-  const std::filesystem::path data_dir = a.data.empty() ? default_mnist_cache() : std::filesystem::path(a.data);
+  const std::filesystem::path data_dir =
+      a.data.empty() ? default_mnist_cache() : std::filesystem::path(a.data);
   if (!a.data.empty() || std::filesystem::exists(data_dir)) {
     source = data_dir.string();
     return load_split(ctx, data_dir, train_split ? io::MnistSplit::train : io::MnistSplit::eval);
   }
   source = "synthetic";
   ctx.log("no MNIST cache at " + data_dir.string() + ": timing on synthetic data");
-  return synthetic(model.arch().input, std::clamp<int64_t>(a.batch_size * (a.steps + a.warmup), a.batch_size, 60000));
+  return synthetic(model.arch().input,
+                   std::clamp<int64_t>(a.batch_size * (a.steps + a.warmup), a.batch_size, 60000));
 }
 
 void run_bench_train(const BenchArgs& a) {
-  STRAND_CHECK(a.steps >= 1 && a.warmup >= 0, Usage, "--steps must be >= 1 and --warmup >= 0", "strand bench train");
+  STRAND_CHECK(a.steps >= 1 && a.warmup >= 0, Usage, "--steps must be >= 1 and --warmup >= 0",
+               "strand bench train");
   Context ctx = make_context(a.device, a.threads);
   Model model(ctx.backend(), models::by_name(a.model));
   std::string source;
@@ -81,7 +88,8 @@ void run_bench_train(const BenchArgs& a) {
   cfg.epochs = (a.batch_size * (a.steps + a.warmup)) / data.size() + 2;
   // An epoch's smaller last batch is a shape of its own (cuDNN plans, a CUDA graph): made first,
   // so that the timed steps do not include it (on the CPU it costs nothing).
-  if (const int64_t rest = data.size() % a.batch_size; rest != 0 && a.warmup > 0 && !a.device.device.is_cpu()) {
+  if (const int64_t rest = data.size() % a.batch_size;
+      rest != 0 && a.warmup > 0 && !a.device.device.is_cpu()) {
     TrainConfig last = cfg;
     last.batch_size = rest;
     last.max_steps = 2;
@@ -113,9 +121,10 @@ void run_bench_train(const BenchArgs& a) {
                       {"data", source}},
                      bench_stamp(a));
   } else {
-    std::printf("%s on %s, batch %lld, %d thread(s): %.0f images/s (%.1f GFLOP/s, %lld steps in %.2f s, gemm %s)\n",
-                a.model.c_str(), a.device.device.str().c_str(), (long long)a.batch_size, a.threads, ips, gflops, (long long)a.steps, secs,
-                cpu::sgemm_kernel_name());
+    std::printf(
+        "%s on %s, batch %lld, %d thread(s): %.0f images/s (%.1f GFLOP/s, %lld steps in %.2f s, gemm %s)\n",
+        a.model.c_str(), a.device.device.str().c_str(), (long long)a.batch_size, a.threads, ips, gflops,
+        (long long)a.steps, secs, cpu::sgemm_kernel_name());
   }
 }
 
@@ -132,8 +141,8 @@ void run_bench_infer(const BenchArgs& a) {
   std::string source;
   const io::Dataset data = bench_data(ctx, a, model, false, source);
   STRAND_CHECK(data.size() >= a.batch_size, Usage,
-               "--batch-size " + std::to_string(a.batch_size) + " is larger than the " + std::to_string(data.size()) +
-                   " images available",
+               "--batch-size " + std::to_string(a.batch_size) + " is larger than the " +
+                   std::to_string(data.size()) + " images available",
                "strand bench infer");
   const int64_t sample = data.sample_shape.numel(), starts = data.size() - a.batch_size + 1;
   std::vector<float> probs(size_t(a.batch_size * model.classes()));
@@ -150,14 +159,22 @@ void run_bench_infer(const BenchArgs& a) {
   const double gflops = model.forward_flops_per_sample() * ips / 1e9;
   if (a.json) {
     io::write_record(std::cout,
-                     {{"model", a.model}, {"batch_size", a.batch_size}, {"threads", a.threads},
-                      {"device", a.device.device.str()}, {"tf32", a.device.tf32}, {"iterations", a.steps},
-                      {"images_per_sec", ips}, {"latency_ms", latency_ms}, {"gflops_per_sec", gflops},
+                     {{"model", a.model},
+                      {"batch_size", a.batch_size},
+                      {"threads", a.threads},
+                      {"device", a.device.device.str()},
+                      {"tf32", a.device.tf32},
+                      {"iterations", a.steps},
+                      {"images_per_sec", ips},
+                      {"latency_ms", latency_ms},
+                      {"gflops_per_sec", gflops},
                       {"data", source}},
                      bench_stamp(a));
   } else {
-    std::printf("%s inference on %s, batch %lld, %d thread(s): %.0f images/s, %.3f ms per batch (%.1f GFLOP/s)\n",
-                a.model.c_str(), a.device.device.str().c_str(), (long long)a.batch_size, a.threads, ips, latency_ms, gflops);
+    std::printf(
+        "%s inference on %s, batch %lld, %d thread(s): %.0f images/s, %.3f ms per batch (%.1f GFLOP/s)\n",
+        a.model.c_str(), a.device.device.str().c_str(), (long long)a.batch_size, a.threads, ips, latency_ms,
+        gflops);
   }
 }
 

@@ -9,22 +9,22 @@
 // its communicator's allocate() (an MPI-3 shared window, like MPI_Alloc_mem / NCCL buffer
 // registration), which ring and hierarchical reduce without copies when all ranks share one
 // machine.
+#include <mpi.h>
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <iostream>
 #include <memory>
-#include <mpi.h>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include <strand/allreduce/mpi_communicator.hpp>
-#include "apps/commands.hpp"
-#include "apps/common.hpp"
 #include <strand/core/error.hpp>
 #include <strand/io/record.hpp>
+#include "apps/commands.hpp"
+#include "apps/common.hpp"
 
 namespace strand::cli {
 
@@ -164,25 +164,38 @@ void run_bench_allreduce(const AllreduceBenchArgs& a) {
     if (me != 0) return;
     if (a.memcpy_baseline) rows.insert(rows.begin(), {"memcpy", "heap", kMemcpyBytes, 1, 1e6 * memcpy_best});
     auto algbw = [](const Row& r) { return double(r.bytes) / (r.time_us * 1e-6) / 1e9; };
-    auto busbw = [&](const Row& r) { return r.ranks > 1 ? algbw(r) * 2.0 * (r.ranks - 1) / r.ranks : algbw(r); };
+    auto busbw = [&](const Row& r) {
+      return r.ranks > 1 ? algbw(r) * 2.0 * (r.ranks - 1) / r.ranks : algbw(r);
+    };
     if (a.json) {
       nlohmann::json out = nlohmann::json::array();
       for (const Row& r : rows)
-        out.push_back({{"impl", r.impl}, {"buffer", r.buffer}, {"in_place", r.in_place}, {"bytes", r.bytes}, {"ranks", r.ranks}, {"time_us", r.time_us},
-                       {"algbw_gbps", algbw(r)}, {"busbw_gbps", busbw(r)}});
+        out.push_back({{"impl", r.impl},
+                       {"buffer", r.buffer},
+                       {"in_place", r.in_place},
+                       {"bytes", r.bytes},
+                       {"ranks", r.ranks},
+                       {"time_us", r.time_us},
+                       {"algbw_gbps", algbw(r)},
+                       {"busbw_gbps", busbw(r)}});
       io::write_record(std::cout, {{"hosts", hosts}, {"rows", out}}, io::make_stamp(), 1);
       return;
     }
-    std::printf("# strand bench allreduce: %d rank(s) on %d host(s), float32 sum, ring chunk over MPI %.0f KiB\n", p, hosts,
-                a.chunk_kib);
-    std::printf("# buffers: %s\n", a.buffer == "shared"
-                                       ? "shared (each algorithm's from its communicator's allocate(), an MPI-3 shared window)"
-                                       : "heap (std::vector, a caller's ordinary memory)");
-    std::printf("# %12s  %-12s  %10s  %11s  %11s  %s\n", "size (B)", "impl", "time (us)", "algbw GB/s", "busbw GB/s",
-                "in place");
+    std::printf(
+        "# strand bench allreduce: %d rank(s) on %d host(s), float32 sum, ring chunk over MPI %.0f KiB\n", p,
+        hosts, a.chunk_kib);
+    std::printf("# buffers: %s\n",
+                a.buffer == "shared"
+                    ? "shared (each algorithm's from its communicator's allocate(), an MPI-3 shared window)"
+                    : "heap (std::vector, a caller's ordinary memory)");
+    std::printf("# %12s  %-12s  %10s  %11s  %11s  %s\n", "size (B)", "impl", "time (us)", "algbw GB/s",
+                "busbw GB/s", "in place");
     for (const Row& r : rows)
-      std::printf("  %12lld  %-12s  %10.1f  %11.3f  %11.3f  %s\n", (long long)r.bytes, r.impl.c_str(), r.time_us, algbw(r),
-                  busbw(r), r.impl == "memcpy" ? "-" : r.in_place ? "yes" : "no");
+      std::printf("  %12lld  %-12s  %10.1f  %11.3f  %11.3f  %s\n", (long long)r.bytes, r.impl.c_str(),
+                  r.time_us, algbw(r), busbw(r),
+                  r.impl == "memcpy" ? "-"
+                  : r.in_place       ? "yes"
+                                     : "no");
   } catch (const std::exception& e) {
     abort_job_on_error(mpi, e);
     throw;
@@ -195,22 +208,31 @@ void add_bench_allreduce_command(CLI::App& bench) {
   auto a = std::make_shared<AllreduceBenchArgs>();
   CLI::App* cmd = bench.add_subcommand(
       "allreduce", "Allreduce time and bandwidth per algorithm and size (run under mpirun), like nccl-tests");
-  cmd->add_option("--impl", a->impls,
-                  "Algorithms: ring, hierarchical, mpi (MPI_Allreduce), ring-p2p (ring without shared memory), "
-                  "mpi-nb (MPI_Iallreduce, as training runs it)")
-      ->check(CLI::IsMember({"ring", "hierarchical", "mpi", "ring-p2p", "mpi-nb"}))->capture_default_str();
+  cmd->add_option(
+         "--impl", a->impls,
+         "Algorithms: ring, hierarchical, mpi (MPI_Allreduce), ring-p2p (ring without shared memory), "
+         "mpi-nb (MPI_Iallreduce, as training runs it)")
+      ->check(CLI::IsMember({"ring", "hierarchical", "mpi", "ring-p2p", "mpi-nb"}))
+      ->capture_default_str();
   cmd->add_option("--min-bytes", a->min_bytes, "Smallest buffer")->capture_default_str();
   cmd->add_option("--max-bytes", a->max_bytes, "Largest buffer")->capture_default_str();
   cmd->add_option("--factor", a->factor, "Each size is the previous times this")->capture_default_str();
-  cmd->add_option("--seconds", a->seconds, "Time spent per size and algorithm")->check(CLI::PositiveNumber)
+  cmd->add_option("--seconds", a->seconds, "Time spent per size and algorithm")
+      ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  cmd->add_option("--chunk-kib", a->chunk_kib, "Ring pipeline chunk over MPI messages, KiB (shared memory: 256)")->check(CLI::PositiveNumber)
+  cmd->add_option("--chunk-kib", a->chunk_kib,
+                  "Ring pipeline chunk over MPI messages, KiB (shared memory: 256)")
+      ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  cmd->add_option("--buffer", a->buffer,
-                  "Where the reduced data lives: heap (ordinary memory) or shared (MpiCommunicator::allocate, "
-                  "reduced without copies between ranks of one machine)")
-      ->check(CLI::IsMember({"heap", "shared"}))->capture_default_str();
-  cmd->add_flag("--memcpy", a->memcpy_baseline, "Also time a single-core memcpy of 64 MiB (row impl \"memcpy\"; in the 64 MiB rounds when that size is measured)");
+  cmd->add_option(
+         "--buffer", a->buffer,
+         "Where the reduced data lives: heap (ordinary memory) or shared (MpiCommunicator::allocate, "
+         "reduced without copies between ranks of one machine)")
+      ->check(CLI::IsMember({"heap", "shared"}))
+      ->capture_default_str();
+  cmd->add_flag("--memcpy", a->memcpy_baseline,
+                "Also time a single-core memcpy of 64 MiB (row impl \"memcpy\"; in the 64 MiB rounds when "
+                "that size is measured)");
   cmd->add_flag(
       "--json", a->json,
       "Print a JSON record: rows of {impl, buffer, in_place, bytes, ranks, time_us, algbw_gbps, busbw_gbps}");

@@ -19,12 +19,12 @@
 
 #include <nlohmann/json.hpp>
 
-#include "apps/commands.hpp"
 #include <strand/core/context.hpp>
 #include <strand/core/error.hpp>
 #include <strand/io/record.hpp>
 #include <strand/ps/server.hpp>
 #include <strand/ps/worker.hpp>
+#include "apps/commands.hpp"
 
 namespace strand::cli {
 
@@ -59,7 +59,9 @@ double time_rounds(F&& round, double seconds) {
 class RawServer {
  public:
   RawServer(int64_t chunk_bytes, int64_t chunks)
-      : chunk_(chunk_bytes), data_(size_t(chunk_bytes * chunks), 1), router_(ctx_, ZMQ_ROUTER, "raw ZeroMQ peer"),
+      : chunk_(chunk_bytes),
+        data_(size_t(chunk_bytes * chunks), 1),
+        router_(ctx_, ZMQ_ROUTER, "raw ZeroMQ peer"),
         waker_(ctx_, "raw ZeroMQ peer") {
     router_.configure_data(size_t(chunk_bytes));
     endpoint_ = router_.bind("tcp://127.0.0.1:0");
@@ -76,7 +78,8 @@ class RawServer {
   void loop() {
     std::vector<ps::Message> parts;
     while (!stop_) {
-      zmq_pollitem_t items[2] = {{waker_.socket().raw(), 0, ZMQ_POLLIN, 0}, {router_.raw(), 0, ZMQ_POLLIN, 0}};
+      zmq_pollitem_t items[2] = {{waker_.socket().raw(), 0, ZMQ_POLLIN, 0},
+                                 {router_.raw(), 0, ZMQ_POLLIN, 0}};
       zmq_poll(items, 2, 100);
       bool truncated = false;
       while (router_.recv(parts, 3, truncated)) {
@@ -88,7 +91,8 @@ class RawServer {
         reply.push_back(std::move(parts[0]));
         reply.push_back(std::move(parts[1]));
         if (char(reply[1].data()[0]) == 'G')
-          reply.push_back(ps::Message::borrow(data_.data() + int64_t(index) * chunk_, size_t(chunk_), release_));
+          reply.push_back(
+              ps::Message::borrow(data_.data() + int64_t(index) * chunk_, size_t(chunk_), release_));
         router_.send(reply);
       }
     }
@@ -120,7 +124,9 @@ double raw_round_seconds(int64_t chunk_bytes, int64_t chunks, double seconds) {
         char req[5] = {kind};
         std::memcpy(req + 1, &i, 4);
         parts.emplace_back(req, 5);
-        if (kind == 'P') parts.push_back(ps::Message::borrow(grads.data() + int64_t(i) * chunk_bytes, size_t(chunk_bytes), release));
+        if (kind == 'P')
+          parts.push_back(
+              ps::Message::borrow(grads.data() + int64_t(i) * chunk_bytes, size_t(chunk_bytes), release));
         s.send(parts);
       }
     std::vector<ps::Message> parts;
@@ -202,8 +208,9 @@ void run_bench_ps(const PsBenchArgs& a) {
     io::write_record(std::cout, {{"mode", a.mode}, {"rows", out}}, io::make_stamp(), 1);
     return;
   }
-  std::printf("# strand bench ps: push+pull over tcp://127.0.0.1, %s server, GB/s = 1e9 bytes/s pushed + pulled\n",
-              a.mode.c_str());
+  std::printf(
+      "# strand bench ps: push+pull over tcp://127.0.0.1, %s server, GB/s = 1e9 bytes/s pushed + pulled\n",
+      a.mode.c_str());
   std::printf("# %12s  %8s  %8s  %6s\n", "chunk (B)", "ps GB/s", "zmq GB/s", "ps/zmq");
   for (size_t i = 0; i + 1 < rows.size(); i += 2)
     std::printf("  %12lld  %8.3f  %8.3f  %5.0f%%\n", (long long)rows[i].bytes, rows[i].gbps, rows[i + 1].gbps,
@@ -220,8 +227,10 @@ void add_bench_ps_command(CLI::App& bench) {
   cmd->add_option("--max-bytes", a->max_bytes, "Largest chunk")->capture_default_str();
   cmd->add_option("--factor", a->factor, "Each chunk size is the previous times this")->capture_default_str();
   cmd->add_option("--round-bytes", a->round_bytes, "Bytes pushed (and pulled) per round, in chunks")
-      ->check(CLI::PositiveNumber)->capture_default_str();
-  cmd->add_option("--seconds", a->seconds, "Time spent per size and implementation")->check(CLI::PositiveNumber)
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--seconds", a->seconds, "Time spent per size and implementation")
+      ->check(CLI::PositiveNumber)
       ->capture_default_str();
   cmd->add_option("--mode", a->mode, "Server consistency mode: sync, async, ssp:S")->capture_default_str();
   cmd->add_flag("--json", a->json, "Print a JSON record: rows of {impl, bytes, gbps}");

@@ -27,14 +27,14 @@
 
 #include <nlohmann/json.hpp>
 
-#include "apps/commands.hpp"
-#include "apps/common.hpp"
 #include <strand/core/error.hpp>
-#include <strand/io/record.hpp>
 #include <strand/io/model_file.hpp>
+#include <strand/io/record.hpp>
 #include <strand/models/models.hpp>
 #include <strand/serve/endpoint.hpp>
 #include <strand/serve/server.hpp>
+#include "apps/commands.hpp"
+#include "apps/common.hpp"
 
 namespace strand::cli {
 
@@ -107,7 +107,8 @@ class RawClient {
   // The wire bytes of POST /invocations with `body`.
   static std::string encode(int port, const std::string& body) {
     return "POST /invocations HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(port) +
-           "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+           "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+           "\r\n\r\n" + body;
   }
 
   // Sends `request` and reads the whole answer; the HTTP status, or -1 when the connection
@@ -132,9 +133,11 @@ class RawClient {
     bool close = false;
     for (size_t line = head.find("\r\n"); line != std::string_view::npos;) {
       const size_t next = head.find("\r\n", line + 2);
-      const std::string_view h = head.substr(line + 2, next == std::string_view::npos ? std::string_view::npos : next - line - 2);
+      const std::string_view h =
+          head.substr(line + 2, next == std::string_view::npos ? std::string_view::npos : next - line - 2);
       const std::string name = lower(h.substr(0, h.find(':')));
-      const std::string_view value = h.find(':') == std::string_view::npos ? std::string_view() : h.substr(h.find(':') + 1);
+      const std::string_view value =
+          h.find(':') == std::string_view::npos ? std::string_view() : h.substr(h.find(':') + 1);
       const size_t digits = value.find_first_not_of(' ');
       if (name == "content-length" && digits != std::string_view::npos)
         std::from_chars(value.data() + digits, value.data() + value.size(), length);
@@ -198,7 +201,8 @@ class RawClient {
 double process_cpu_seconds() {
   rusage u{};
   getrusage(RUSAGE_SELF, &u);
-  return double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + 1e-6 * double(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+  return double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         1e-6 * double(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
 }
 double thread_cpu_seconds() {
   timespec t{};
@@ -214,8 +218,8 @@ double thread_cpu_seconds() {
 // at a slice's end, and each slice starts with idle connections), which can only lower the
 // served rate. Connections are closed between serving slices. The CPU time of a serving slice
 // runs until its last request is answered, and counts the images of every request started in it.
-Cell measure(int port, const std::vector<std::string>& bodies, Model& model, const io::Dataset& d, int64_t images,
-             int conns, double seconds) {
+Cell measure(int port, const std::vector<std::string>& bodies, Model& model, const io::Dataset& d,
+             int64_t images, int conns, double seconds) {
   using Seconds = std::chrono::duration<double>;
   constexpr double kSlice = 0.5;
   std::atomic<uint64_t> phase{0};  // odd: serving slice number (phase + 1) / 2; even: paused
@@ -252,8 +256,10 @@ Cell measure(int port, const std::vector<std::string>& bodies, Model& model, con
         const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
         const bool counted = phase.load() == p;
         --busy;
-        if (status != 200) ++fails[size_t(c)];
-        else answered.fetch_add(1, std::memory_order_relaxed);
+        if (status != 200)
+          ++fails[size_t(c)];
+        else
+          answered.fetch_add(1, std::memory_order_relaxed);
         if (status == 200 && counted) lat[size_t(c)].push_back(ms);
       }
     });
@@ -293,7 +299,8 @@ Cell measure(int port, const std::vector<std::string>& bodies, Model& model, con
   cell.connections = conns;
   cell.seconds = served;
   cell.in_process = double(passes * images) / in_process;
-  cell.cpu_us_served = 1e6 * (cpu_served - 1e-9 * double(client_cpu_ns.load())) / double(answered.load() * images);
+  cell.cpu_us_served =
+      1e6 * (cpu_served - 1e-9 * double(client_cpu_ns.load())) / double(answered.load() * images);
   cell.cpu_us_in_process = 1e6 * cpu_in_process / double(passes * images);
   cell.cpu_us_client = 1e-3 * double(client_cpu_ns.load()) / double(answered.load() * images);
   std::vector<double> all;
@@ -344,23 +351,26 @@ void run_bench_serve(const BenchServeArgs& a) {
   } cleanup{tmp};
   serve::Registry registry(ctx.backend(), dir, "model");
   const fs::path data_dir = a.data.empty() ? default_mnist_cache() : fs::path(a.data);
-  STRAND_CHECK(fs::exists(data_dir), Usage, "no MNIST at " + data_dir.string() + " (scripts/setup, or --data)", "strand bench serve");
+  STRAND_CHECK(fs::exists(data_dir), Usage,
+               "no MNIST at " + data_dir.string() + " (scripts/setup, or --data)", "strand bench serve");
   const io::Dataset test = load_split(ctx, data_dir, io::MnistSplit::eval);
-
 
   // Parser cost on the largest request.
   const std::string big = make_bodies(test, a.images.back(), 1)[0];
   const serve::InstanceSpec& spec = registry.newest().spec;
   serve::JsonParser parser;  // reused, as the endpoint's pool does
   const std::string wrapped = "{\"instances\":" + big + "}";
-  const double fast_us = parse_us(big, [&](const std::string& b) { return serve::parse_sagemaker_json(b, spec, parser).rows; });
-  const double simd_us = parse_us(wrapped, [&](const std::string& b) { return serve::parse_sagemaker_json(b, spec, parser).rows; });
+  const double fast_us =
+      parse_us(big, [&](const std::string& b) { return serve::parse_sagemaker_json(b, spec, parser).rows; });
+  const double simd_us = parse_us(
+      wrapped, [&](const std::string& b) { return serve::parse_sagemaker_json(b, spec, parser).rows; });
   const double nl_us = parse_us(big, [](const std::string& b) { return nlohmann::json::parse(b).size(); });
 
   std::vector<Cell> cells;
   for (bool batching : {false, true}) {
-    serve::Executor executor(batching ? serve::BatchOptions{a.max_batch, std::chrono::microseconds(a.batch_timeout_us)}
-                                      : serve::BatchOptions{});
+    serve::Executor executor(
+        batching ? serve::BatchOptions{a.max_batch, std::chrono::microseconds(a.batch_timeout_us)}
+                 : serve::BatchOptions{});
     serve::Endpoint endpoint(registry, executor);
     serve::ServerOptions opts;
     opts.port = 0;
@@ -371,10 +381,12 @@ void run_bench_serve(const BenchServeArgs& a) {
       const auto bodies = make_bodies(test, n, 16);
       for (int c : a.connections) {
         Cell cell = measure(server.port(), bodies, *registry.newest().model, test, n, c, a.seconds);
-        cell.batching = batching ? "max " + std::to_string(a.max_batch) + ", " + std::to_string(a.batch_timeout_us) + " us" : "off";
+        cell.batching = batching ? "max " + std::to_string(a.max_batch) + ", " +
+                                       std::to_string(a.batch_timeout_us) + " us"
+                                 : "off";
         if (!a.json)
-          std::fprintf(stderr, "batching %s, %lld image(s), %d connection(s): %.0f req/s\n", cell.batching.c_str(),
-                       (long long)n, c, cell.rps());
+          std::fprintf(stderr, "batching %s, %lld image(s), %d connection(s): %.0f req/s\n",
+                       cell.batching.c_str(), (long long)n, c, cell.rps());
         cells.push_back(cell);
       }
     }
@@ -387,45 +399,70 @@ void run_bench_serve(const BenchServeArgs& a) {
     j["body_bytes"] = big.size();
     j["parse_us"] = {{"fast_path", fast_us}, {"simdjson", simd_us}, {"nlohmann", nl_us}};
     for (const Cell& c : cells)
-      j["cells"].push_back({{"batching", c.batching}, {"images", c.images}, {"connections", c.connections},
-                            {"requests_per_sec", c.rps()}, {"images_per_sec", c.ips()}, {"p50_ms", c.p50_ms},
-                            {"p99_ms", c.p99_ms}, {"failures", c.failures},
-                            {"in_process_images_per_sec", c.in_process}, {"cpu_us_per_image_served", c.cpu_us_served},
+      j["cells"].push_back({{"batching", c.batching},
+                            {"images", c.images},
+                            {"connections", c.connections},
+                            {"requests_per_sec", c.rps()},
+                            {"images_per_sec", c.ips()},
+                            {"p50_ms", c.p50_ms},
+                            {"p99_ms", c.p99_ms},
+                            {"failures", c.failures},
+                            {"in_process_images_per_sec", c.in_process},
+                            {"cpu_us_per_image_served", c.cpu_us_served},
                             {"cpu_us_per_image_in_process", c.cpu_us_in_process},
                             {"cpu_us_per_image_client", c.cpu_us_client}});
     io::write_record(std::cout, j, io::make_stamp({.threads = a.threads}));
     return;
   }
-  std::printf("%d inference thread(s); parsing a %lld-image body (%zu bytes): fast path %.0f us (%.0f MB/s), "
-              "simdjson DOM %.0f us (%.0f MB/s), nlohmann::json %.0f us (%.0f MB/s)\n\n",
-              a.threads, (long long)a.images.back(), big.size(), fast_us, double(big.size()) / fast_us, simd_us,
-              double(big.size()) / simd_us, nl_us, double(big.size()) / nl_us);
-  std::printf("| batching | images/request | connections | requests/s | images/s | in-process images/s | served/in-process "
-              "| CPU us/image served | in-process | HTTP+parsing CPU | client CPU | p50 ms | p99 ms | failed |\n");
+  std::printf(
+      "%d inference thread(s); parsing a %lld-image body (%zu bytes): fast path %.0f us (%.0f MB/s), "
+      "simdjson DOM %.0f us (%.0f MB/s), nlohmann::json %.0f us (%.0f MB/s)\n\n",
+      a.threads, (long long)a.images.back(), big.size(), fast_us, double(big.size()) / fast_us, simd_us,
+      double(big.size()) / simd_us, nl_us, double(big.size()) / nl_us);
+  std::printf(
+      "| batching | images/request | connections | requests/s | images/s | in-process images/s | "
+      "served/in-process "
+      "| CPU us/image served | in-process | HTTP+parsing CPU | client CPU | p50 ms | p99 ms | failed |\n");
   std::printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   for (const Cell& c : cells)
-    std::printf("| %s | %lld | %d | %.0f | %.0f | %.0f | %.0f%% | %.1f | %.1f | %+.1f%% | %.1f%% | %.2f | %.2f | %lld |\n",
-                c.batching.c_str(), (long long)c.images, c.connections, c.rps(), c.ips(), c.in_process,
-                100 * c.ips() / c.in_process, c.cpu_us_served, c.cpu_us_in_process, 100 * c.cpu_overhead(),
-                100 * c.cpu_us_client / c.cpu_us_in_process, c.p50_ms, c.p99_ms, (long long)c.failures);
+    std::printf(
+        "| %s | %lld | %d | %.0f | %.0f | %.0f | %.0f%% | %.1f | %.1f | %+.1f%% | %.1f%% | %.2f | %.2f | "
+        "%lld |\n",
+        c.batching.c_str(), (long long)c.images, c.connections, c.rps(), c.ips(), c.in_process,
+        100 * c.ips() / c.in_process, c.cpu_us_served, c.cpu_us_in_process, 100 * c.cpu_overhead(),
+        100 * c.cpu_us_client / c.cpu_us_in_process, c.p50_ms, c.p99_ms, (long long)c.failures);
 }
 
 }  // namespace
 
 void add_bench_serve_command(CLI::App& bench) {
   auto a = std::make_shared<BenchServeArgs>();
-  CLI::App* cmd = bench.add_subcommand("serve", "Serving endpoint requests/s and p50/p99 latency vs the in-process rate");
+  CLI::App* cmd =
+      bench.add_subcommand("serve", "Serving endpoint requests/s and p50/p99 latency vs the in-process rate");
   cmd->add_option("--model-dir", a->model_dir, "Model to serve (default: mnist_cnn with seeded weights)");
   cmd->add_option("--data", a->data, "MNIST directory for request images (default: the scripts/setup cache)");
-  cmd->add_option("--threads", a->threads, "CPU threads for inference")->check(CLI::PositiveNumber)->capture_default_str();
-  cmd->add_option("--workers", a->workers, "Server worker threads")->check(CLI::Range(1, 1024))->capture_default_str();
-  cmd->add_option("--seconds", a->seconds, "Seconds per measurement")->check(CLI::PositiveNumber)->capture_default_str();
-  cmd->add_option("--connections", a->connections, "Concurrent connections to try")->check(CLI::Range(1, 512))->capture_default_str();
-  cmd->add_option("--images", a->images, "Images per request to try")->check(CLI::Range(int64_t(1), int64_t(1000)))->capture_default_str();
+  cmd->add_option("--threads", a->threads, "CPU threads for inference")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--workers", a->workers, "Server worker threads")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+  cmd->add_option("--seconds", a->seconds, "Seconds per measurement")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--connections", a->connections, "Concurrent connections to try")
+      ->check(CLI::Range(1, 512))
+      ->capture_default_str();
+  cmd->add_option("--images", a->images, "Images per request to try")
+      ->check(CLI::Range(int64_t(1), int64_t(1000)))
+      ->capture_default_str();
   cmd->add_option("--max-batch", a->max_batch, "Batching: rows per merged pass")
-      ->check(CLI::Range(int64_t(2), serve::Executor::kMaxPassRows))->capture_default_str();
-  cmd->add_option("--batch-timeout-us", a->batch_timeout_us, "Batching: longest wait for a batch, microseconds")
-      ->check(CLI::Range(int64_t(0), int64_t(1000000)))->capture_default_str();
+      ->check(CLI::Range(int64_t(2), serve::Executor::kMaxPassRows))
+      ->capture_default_str();
+  cmd->add_option("--batch-timeout-us", a->batch_timeout_us,
+                  "Batching: longest wait for a batch, microseconds")
+      ->check(CLI::Range(int64_t(0), int64_t(1000000)))
+      ->capture_default_str();
   cmd->add_flag("--json", a->json, "Print one JSON object");
   cmd->callback([a] { run_bench_serve(*a); });
 }

@@ -2,9 +2,9 @@
 #include <iostream>
 #include <memory>
 
+#include <strand/core/error.hpp>
 #include "apps/commands.hpp"
 #include "apps/common.hpp"
-#include <strand/core/error.hpp>
 
 namespace strand::cli {
 
@@ -15,15 +15,18 @@ struct DataArgs {
 
 void run_mnist(const DataArgs& a) {
   STRAND_CHECK(!a.out.empty(), Usage, "--out is required", "strand data mnist");
-  const std::filesystem::path source = a.source.empty() ? default_mnist_cache() : std::filesystem::path(a.source);
+  const std::filesystem::path source =
+      a.source.empty() ? default_mnist_cache() : std::filesystem::path(a.source);
   Context ctx = make_context(DeviceArgs{}, 1);
   if (!std::filesystem::exists(source))
-    throw Error(ErrorKind::Io, "no MNIST files here; run scripts/setup to download them, or pass --source DIR",
+    throw Error(ErrorKind::Io,
+                "no MNIST files here; run scripts/setup to download them, or pass --source DIR",
                 source.string());
   const io::MnistSplits s = load_data(ctx, source);
   io::write_mnist_npy(s, a.out);
-  ctx.log("wrote train_data.npy [" + std::to_string(s.train.size()) + ",784], train_labels.npy, eval_data.npy [" +
-          std::to_string(s.eval.size()) + ",784], eval_labels.npy to " + a.out);
+  ctx.log("wrote train_data.npy [" + std::to_string(s.train.size()) +
+          ",784], train_labels.npy, eval_data.npy [" + std::to_string(s.eval.size()) +
+          ",784], eval_labels.npy to " + a.out);
 }
 }  // namespace
 
@@ -32,10 +35,12 @@ void add_data_command(CLI::App& app) {
   data->require_subcommand(1);
   auto a = std::make_shared<DataArgs>();
   CLI::App* mnist = data->add_subcommand(
-      "mnist", "Write MNIST as train_data.npy (float32 [60000,784] in [0,1]), train_labels.npy (int32), "
-               "eval_data.npy, eval_labels.npy");
+      "mnist",
+      "Write MNIST as train_data.npy (float32 [60000,784] in [0,1]), train_labels.npy (int32), "
+      "eval_data.npy, eval_labels.npy");
   mnist->add_option("--out", a->out, "Output directory");
-  mnist->add_option("--source", a->source, "Directory with the four MNIST IDX files (default: the scripts/setup cache)");
+  mnist->add_option("--source", a->source,
+                    "Directory with the four MNIST IDX files (default: the scripts/setup cache)");
   mnist->callback([a] { run_mnist(*a); });
 }
 

@@ -6,11 +6,11 @@
 
 #include <nlohmann/json.hpp>
 
-#include "apps/commands.hpp"
-#include "apps/common.hpp"
 #include <strand/core/error.hpp>
 #include <strand/io/model_file.hpp>
 #include <strand/train/trainer.hpp>
+#include "apps/commands.hpp"
+#include "apps/common.hpp"
 
 namespace strand::cli {
 
@@ -30,8 +30,8 @@ void run_eval(const EvalArgs& a) {
   STRAND_CHECK(!a.data.empty(), Usage, "--data is required", "strand eval");
   Context ctx = make_context(a.device, a.threads);
   int64_t version = 0;
-  const io::ModelFile file =
-      io::load_export(a.model_dir, a.version > 0 ? std::optional<int64_t>(a.version) : std::nullopt, &version);
+  const io::ModelFile file = io::load_export(
+      a.model_dir, a.version > 0 ? std::optional<int64_t>(a.version) : std::nullopt, &version);
   Model model(ctx.backend(), file.arch);
   model.set_params(file.params);
   const io::Dataset test = load_split(ctx, a.data, io::MnistSplit::eval);
@@ -47,7 +47,8 @@ void run_eval(const EvalArgs& a) {
               << '\n';
     return;
   }
-  std::printf("test accuracy %.2f%% (%lld images), mean loss %.4f\n", 100 * r.accuracy, (long long)r.examples, r.loss);
+  std::printf("test accuracy %.2f%% (%lld images), mean loss %.4f\n", 100 * r.accuracy, (long long)r.examples,
+              r.loss);
   std::printf("confusion matrix (rows: true label, columns: predicted)\n      ");
   for (size_t j = 0; j < r.confusion.size(); ++j) std::printf("%6zu", j);
   std::printf("\n");
@@ -62,11 +63,17 @@ void run_eval(const EvalArgs& a) {
 
 void add_eval_command(CLI::App& app) {
   auto a = std::make_shared<EvalArgs>();
-  CLI::App* cmd = app.add_subcommand("eval", "Evaluate an exported model on the test split of a data directory");
-  cmd->add_option("--model-dir", a->model_dir, "Model directory holding numbered versions")->envname("SM_MODEL_DIR");
-  cmd->add_option("--data", a->data, "Data directory: MNIST IDX files or the .npy layout (the test split suffices)");
-  cmd->add_option("--version", a->version, "Version to evaluate (default: the newest)")->check(CLI::PositiveNumber);
-  cmd->add_option("--batch-size", a->batch_size, "Images per forward pass")->check(CLI::PositiveNumber)->capture_default_str();
+  CLI::App* cmd =
+      app.add_subcommand("eval", "Evaluate an exported model on the test split of a data directory");
+  cmd->add_option("--model-dir", a->model_dir, "Model directory holding numbered versions")
+      ->envname("SM_MODEL_DIR");
+  cmd->add_option("--data", a->data,
+                  "Data directory: MNIST IDX files or the .npy layout (the test split suffices)");
+  cmd->add_option("--version", a->version, "Version to evaluate (default: the newest)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--batch-size", a->batch_size, "Images per forward pass")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   cmd->add_option("--threads", a->threads, "CPU threads")->check(CLI::PositiveNumber)->capture_default_str();
   add_device_options(*cmd, a->device);
   cmd->add_flag("--json", a->json, "Print {\"accuracy\": ..., \"confusion\": [[...]]} instead of a table");

@@ -3,10 +3,10 @@
 //   deploy     starts `strand serve` in the background, records it, returns once /ping answers
 //   predict    sends rows of a .npy file to a deployed endpoint, one line per row
 //   endpoint   list / delete the recorded endpoints
+#include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -21,14 +21,14 @@
 #include <sstream>
 #include <thread>
 
-#include "apps/commands.hpp"
-#include "apps/common.hpp"
 #include <strand/core/error.hpp>
 #include <strand/io/atomic_file.hpp>
 #include <strand/io/npy.hpp>
 #include <strand/serve/client.hpp>
 #include <strand/serve/endpoint.hpp>
 #include <strand/serve/server.hpp>
+#include "apps/commands.hpp"
+#include "apps/common.hpp"
 
 extern char** environ;
 
@@ -52,7 +52,8 @@ fs::path default_state_dir() {
 }
 
 serve::EndpointStore store_at(const std::string& state_dir) {
-  return serve::EndpointStore(fs::path(state_dir.empty() ? default_state_dir() : fs::path(state_dir)) / "endpoints");
+  return serve::EndpointStore(fs::path(state_dir.empty() ? default_state_dir() : fs::path(state_dir)) /
+                              "endpoints");
 }
 
 // SIGTERM and SIGINT are blocked in every thread and taken by sigwait in the main one, so the
@@ -72,8 +73,8 @@ void run_serve(const ServeArgs& a, bool port_given) {
     if (const char* p = std::getenv("SAGEMAKER_BIND_TO_PORT"); p && *p) {
       char* end = nullptr;
       const long v = std::strtol(p, &end, 10);
-      STRAND_CHECK(*end == 0 && v >= 0 && v <= 65535, Usage, std::string("SAGEMAKER_BIND_TO_PORT='") + p + "' is not a port",
-                   "strand serve");
+      STRAND_CHECK(*end == 0 && v >= 0 && v <= 65535, Usage,
+                   std::string("SAGEMAKER_BIND_TO_PORT='") + p + "' is not a port", "strand serve");
       port = int(v);
     }
   }
@@ -93,7 +94,8 @@ void run_serve(const ServeArgs& a, bool port_given) {
   server.start();
   if (!a.ready_file.empty()) io::write_file_atomic(a.ready_file, std::to_string(server.port()) + "\n");
   std::string versions;
-  for (const auto& v : registry.versions()) versions += (versions.empty() ? "" : ",") + std::to_string(v.version);
+  for (const auto& v : registry.versions())
+    versions += (versions.empty() ? "" : ",") + std::to_string(v.version);
   ctx.log("serving model '" + registry.name() + "' (versions " + versions + ", default " +
           std::to_string(registry.newest().version) + ") from " + a.model_dir + " on http://" + a.host + ":" +
           std::to_string(server.port()) + " (" + std::to_string(a.workers) + " workers, batching " +
@@ -103,22 +105,30 @@ void run_serve(const ServeArgs& a, bool port_given) {
           ")");
   int sig = 0;
   sigwait(&signals, &sig);
-  ctx.log(std::string("received ") + (sig == SIGTERM ? "SIGTERM" : "SIGINT") + ": finishing requests in flight");
+  ctx.log(std::string("received ") + (sig == SIGTERM ? "SIGTERM" : "SIGINT") +
+          ": finishing requests in flight");
   server.stop();
   ctx.log("stopped");
 }
 
 void add_serve_options(CLI::App& cmd, ServeArgs& a) {
-  cmd.add_option("--model-dir", a.model_dir, "Model directory holding numbered versions (all are served)")->envname("SM_MODEL_DIR");
-  cmd.add_option("--model-name", a.model_name, "Name in /v1/models/{name} and tfs-model-name")->capture_default_str();
+  cmd.add_option("--model-dir", a.model_dir, "Model directory holding numbered versions (all are served)")
+      ->envname("SM_MODEL_DIR");
+  cmd.add_option("--model-name", a.model_name, "Name in /v1/models/{name} and tfs-model-name")
+      ->capture_default_str();
   cmd.add_option("--host", a.host, "Address to listen on")->capture_default_str();
   cmd.add_option("--workers", a.workers, "Worker threads (each serves one connection at a time)")
-      ->check(CLI::Range(1, 1024))->capture_default_str();
-  cmd.add_option("--threads", a.threads, "CPU threads for inference")->check(CLI::PositiveNumber)->capture_default_str();
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+  cmd.add_option("--threads", a.threads, "CPU threads for inference")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   cmd.add_option("--max-batch", a.max_batch, "Merge concurrent requests into passes of up to N rows (0: off)")
-      ->check(CLI::Range(int64_t(0), serve::Executor::kMaxPassRows))->capture_default_str();
+      ->check(CLI::Range(int64_t(0), serve::Executor::kMaxPassRows))
+      ->capture_default_str();
   cmd.add_option("--batch-timeout-us", a.batch_timeout_us, "Longest wait for a batch to fill, microseconds")
-      ->check(CLI::Range(int64_t(0), int64_t(1000000)))->capture_default_str();
+      ->check(CLI::Range(int64_t(0), int64_t(1000000)))
+      ->capture_default_str();
 }
 
 struct DeployArgs {
@@ -156,11 +166,26 @@ void run_deploy(const DeployArgs& a) {
   const fs::path log = store.dir() / (a.name + ".log"), ready = store.dir() / (a.name + ".ready");
   fs::remove(ready);
   const std::string model_dir = fs::absolute(a.serve.model_dir).string();
-  std::vector<std::string> args = {"strand", "serve", "--model-dir", model_dir, "--model-name", a.serve.model_name,
-                                   "--host", a.serve.host, "--port", std::to_string(a.port), "--workers",
-                                   std::to_string(a.serve.workers), "--threads", std::to_string(a.serve.threads),
-                                   "--max-batch", std::to_string(a.serve.max_batch), "--batch-timeout-us",
-                                   std::to_string(a.serve.batch_timeout_us), "--ready-file", ready.string()};
+  std::vector<std::string> args = {"strand",
+                                   "serve",
+                                   "--model-dir",
+                                   model_dir,
+                                   "--model-name",
+                                   a.serve.model_name,
+                                   "--host",
+                                   a.serve.host,
+                                   "--port",
+                                   std::to_string(a.port),
+                                   "--workers",
+                                   std::to_string(a.serve.workers),
+                                   "--threads",
+                                   std::to_string(a.serve.threads),
+                                   "--max-batch",
+                                   std::to_string(a.serve.max_batch),
+                                   "--batch-timeout-us",
+                                   std::to_string(a.serve.batch_timeout_us),
+                                   "--ready-file",
+                                   ready.string()};
   std::vector<char*> argv;
   for (auto& s : args) argv.push_back(s.data());
   argv.push_back(nullptr);
@@ -186,7 +211,8 @@ void run_deploy(const DeployArgs& a) {
     int status = 0;
     if (waitpid(pid, &status, WNOHANG) == pid) {
       fs::remove(ready);
-      throw Error(ErrorKind::Io, "the endpoint exited during start-up; its log:\n" + take_log_tail(log), "strand deploy");
+      throw Error(ErrorKind::Io, "the endpoint exited during start-up; its log:\n" + take_log_tail(log),
+                  "strand deploy");
     }
     if (port == 0) {
       std::ifstream in(ready);
@@ -197,7 +223,9 @@ void run_deploy(const DeployArgs& a) {
       kill(pid, SIGKILL);
       waitpid(pid, &status, 0);
       fs::remove(ready);
-      throw Error(ErrorKind::Io, "the endpoint did not answer /ping within " + std::to_string(a.timeout_s) + " s; its log:\n" + take_log_tail(log),
+      throw Error(ErrorKind::Io,
+                  "the endpoint did not answer /ping within " + std::to_string(a.timeout_s) +
+                      " s; its log:\n" + take_log_tail(log),
                   "strand deploy");
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -232,7 +260,9 @@ std::pair<int64_t, int64_t> row_range(const std::string& spec, int64_t n) {
     return std::stoll(s);
   };
   const int64_t a = num(spec.substr(0, colon), 0), b = std::min(num(spec.substr(colon + 1), n), n);
-  STRAND_CHECK(a < b, Usage, "--rows " + spec + " selects no rows of the " + std::to_string(n) + " in the file", "strand predict");
+  STRAND_CHECK(a < b, Usage,
+               "--rows " + spec + " selects no rows of the " + std::to_string(n) + " in the file",
+               "strand predict");
   return {a, b};
 }
 
@@ -240,9 +270,11 @@ void run_predict(const PredictArgs& a) {
   STRAND_CHECK(!a.endpoint.empty(), Usage, "--endpoint is required", "strand predict");
   const serve::EndpointStore store = store_at(a.state_dir);
   const auto rec = store.find(a.endpoint);
-  STRAND_CHECK(rec.has_value(), Usage, "no endpoint named '" + a.endpoint + "' (strand endpoint list)", store.dir().string());
+  STRAND_CHECK(rec.has_value(), Usage, "no endpoint named '" + a.endpoint + "' (strand endpoint list)",
+               store.dir().string());
   STRAND_CHECK(serve::endpoint_alive(*rec), Io,
-               "endpoint '" + a.endpoint + "' (pid " + std::to_string(rec->pid) + ") is not running; its log: " + rec->log,
+               "endpoint '" + a.endpoint + "' (pid " + std::to_string(rec->pid) +
+                   ") is not running; its log: " + rec->log,
                "strand predict");
   const io::Array<float> x = io::read_npy_f32(a.file);
   STRAND_CHECK(x.shape.rank() >= 2, Shape, "expected [rows, ...] images, got " + x.shape.str(), a.file);
@@ -252,7 +284,8 @@ void run_predict(const PredictArgs& a) {
   if (!a.labels.empty()) {
     labels = io::read_npy_i32(a.labels);
     STRAND_CHECK(labels->shape.rank() >= 1 && labels->shape[0] == n && labels->shape.numel() == n, Shape,
-                 "expected " + std::to_string(n) + " labels (one per row of " + a.file + "), got " + labels->shape.str(),
+                 "expected " + std::to_string(n) + " labels (one per row of " + a.file + "), got " +
+                     labels->shape.str(),
                  a.labels);
   }
   const serve::Predictor predictor(rec->host, rec->port);
@@ -264,7 +297,8 @@ void run_predict(const PredictArgs& a) {
     if (labels) {
       const int32_t label = labels->data[size_t(r)];
       matched += pred == label;
-      std::printf("prediction: %lld, label: %d, matched: %s\n", (long long)pred, label, pred == label ? "True" : "False");
+      std::printf("prediction: %lld, label: %d, matched: %s\n", (long long)pred, label,
+                  pred == label ? "True" : "False");
     } else {
       std::printf("prediction: %lld\n", (long long)pred);
     }
@@ -276,7 +310,8 @@ void run_predict(const PredictArgs& a) {
 void run_delete(const std::string& name, const std::string& state_dir, int timeout_s) {
   serve::EndpointStore store = store_at(state_dir);
   const auto rec = store.find(name);
-  STRAND_CHECK(rec.has_value(), Usage, "no endpoint named '" + name + "' (strand endpoint list)", store.dir().string());
+  STRAND_CHECK(rec.has_value(), Usage, "no endpoint named '" + name + "' (strand endpoint list)",
+               store.dir().string());
   if (serve::endpoint_alive(*rec)) {
     kill(pid_t(rec->pid), SIGTERM);
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
@@ -297,8 +332,8 @@ void run_delete(const std::string& name, const std::string& state_dir, int timeo
 void run_list(const std::string& state_dir) {
   const serve::EndpointStore store = store_at(state_dir);
   for (const auto& r : store.list()) {
-    std::printf("%s\thttp://%s:%d\tpid %lld\t%s\t%s\n", r.name.c_str(), r.host.c_str(), r.port, (long long)r.pid,
-                serve::endpoint_alive(r) ? "running" : "stopped", r.model_dir.c_str());
+    std::printf("%s\thttp://%s:%d\tpid %lld\t%s\t%s\n", r.name.c_str(), r.host.c_str(), r.port,
+                (long long)r.pid, serve::endpoint_alive(r) ? "running" : "stopped", r.model_dir.c_str());
   }
 }
 
@@ -306,43 +341,58 @@ void run_list(const std::string& state_dir) {
 
 void add_serve_commands(CLI::App& app) {
   auto s = std::make_shared<ServeArgs>();
-  CLI::App* serve = app.add_subcommand("serve", "Serve exported models over HTTP (TF Serving REST API and SageMaker /invocations)");
+  CLI::App* serve = app.add_subcommand(
+      "serve", "Serve exported models over HTTP (TF Serving REST API and SageMaker /invocations)");
   add_serve_options(*serve, *s);
-  CLI::Option* port = serve->add_option("--port", s->port, "Port (default: $SAGEMAKER_BIND_TO_PORT, else 8080; 0: any free port)")
+  CLI::Option* port = serve
+                          ->add_option("--port", s->port,
+                                       "Port (default: $SAGEMAKER_BIND_TO_PORT, else 8080; 0: any free port)")
                           ->check(CLI::Range(0, 65535));
   serve->add_option("--ready-file", s->ready_file, "Write the port to this file once listening");
   serve->callback([s, port] { run_serve(*s, port->count() > 0); });
 
   auto d = std::make_shared<DeployArgs>();
-  CLI::App* deploy = app.add_subcommand("deploy", "Start an endpoint in the background; returns once it answers /ping");
+  CLI::App* deploy =
+      app.add_subcommand("deploy", "Start an endpoint in the background; returns once it answers /ping");
   add_serve_options(*deploy, d->serve);
   deploy->add_option("--name", d->name, "Endpoint name");
   deploy->add_option("--port", d->port, "Port (default: any free port)")->check(CLI::Range(0, 65535));
-  deploy->add_option("--state-dir", d->state_dir, "Where endpoints are recorded (default: ${STRAND_STATE:-~/.local/state/strand})");
-  deploy->add_option("--timeout", d->timeout_s, "Seconds to wait for /ping")->check(CLI::PositiveNumber)->capture_default_str();
+  deploy->add_option("--state-dir", d->state_dir,
+                     "Where endpoints are recorded (default: ${STRAND_STATE:-~/.local/state/strand})");
+  deploy->add_option("--timeout", d->timeout_s, "Seconds to wait for /ping")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   deploy->callback([d] { run_deploy(*d); });
 
   auto p = std::make_shared<PredictArgs>();
-  CLI::App* predict = app.add_subcommand("predict", "Send rows of a .npy file to a deployed endpoint; one line per row");
+  CLI::App* predict =
+      app.add_subcommand("predict", "Send rows of a .npy file to a deployed endpoint; one line per row");
   predict->add_option("--endpoint", p->endpoint, "Endpoint name (strand deploy --name)");
   predict->add_option("file", p->file, "Images, .npy [rows, ...]")->required();
   predict->add_option("--rows", p->rows, "Rows A:B to send (default: all)");
   predict->add_option("--labels", p->labels, "Labels .npy: print label and matched per row");
-  predict->add_option("--state-dir", p->state_dir, "Where endpoints are recorded (default: ${STRAND_STATE:-~/.local/state/strand})");
+  predict->add_option("--state-dir", p->state_dir,
+                      "Where endpoints are recorded (default: ${STRAND_STATE:-~/.local/state/strand})");
   predict->callback([p] { run_predict(*p); });
 
   CLI::App* endpoint = app.add_subcommand("endpoint", "List or delete deployed endpoints");
   endpoint->require_subcommand(1);
   auto state = std::make_shared<std::string>();
-  CLI::App* list = endpoint->add_subcommand("list", "One line per endpoint: name, URL, pid, running or stopped, model");
-  list->add_option("--state-dir", *state, "Where endpoints are recorded (default: ${STRAND_STATE:-~/.local/state/strand})");
+  CLI::App* list =
+      endpoint->add_subcommand("list", "One line per endpoint: name, URL, pid, running or stopped, model");
+  list->add_option("--state-dir", *state,
+                   "Where endpoints are recorded (default: ${STRAND_STATE:-~/.local/state/strand})");
   list->callback([state] { run_list(*state); });
   auto del_name = std::make_shared<std::string>();
   auto del_timeout = std::make_shared<int>(60);
-  CLI::App* del = endpoint->add_subcommand("delete", "Stop an endpoint gracefully (requests in flight finish) and forget it");
+  CLI::App* del = endpoint->add_subcommand(
+      "delete", "Stop an endpoint gracefully (requests in flight finish) and forget it");
   del->add_option("name", *del_name, "Endpoint name")->required();
-  del->add_option("--state-dir", *state, "Where endpoints are recorded (default: ${STRAND_STATE:-~/.local/state/strand})");
-  del->add_option("--timeout", *del_timeout, "Seconds to wait before killing it")->check(CLI::PositiveNumber)->capture_default_str();
+  del->add_option("--state-dir", *state,
+                  "Where endpoints are recorded (default: ${STRAND_STATE:-~/.local/state/strand})");
+  del->add_option("--timeout", *del_timeout, "Seconds to wait before killing it")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   del->callback([state, del_name, del_timeout] { run_delete(*del_name, *state, *del_timeout); });
 }
 

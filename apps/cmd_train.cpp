@@ -4,13 +4,13 @@
 #include <iostream>
 #include <memory>
 
+#include <strand/core/error.hpp>
+#include <strand/job/job.hpp>
+#include <strand/models/models.hpp>
 #include "apps/commands.hpp"
 #include "apps/common.hpp"
 #include "apps/progress.hpp"
 #include "apps/sagemaker.hpp"
-#include <strand/core/error.hpp>
-#include <strand/job/job.hpp>
-#include <strand/models/models.hpp>
 
 namespace strand::cli {
 
@@ -29,9 +29,11 @@ struct TrainArgs {
 // An option whose text is parsed once, here, into `target` by `parse` (a Usage error names
 // the text); `shown` is the default --help prints.
 template <class T, class Parse>
-CLI::Option* add_parsed(CLI::App& cmd, const std::string& name, T& target, Parse parse, const std::string& help,
-                        const std::string& shown) {
-  return cmd.add_option_function<std::string>(name, [&target, parse](const std::string& v) { target = parse(v); }, help)
+CLI::Option* add_parsed(CLI::App& cmd, const std::string& name, T& target, Parse parse,
+                        const std::string& help, const std::string& shown) {
+  return cmd
+      .add_option_function<std::string>(
+          name, [&target, parse](const std::string& v) { target = parse(v); }, help)
       ->default_str(shown);
 }
 
@@ -51,13 +53,15 @@ job::JobSpec job_spec(CLI::App& cmd, TrainArgs& a) {
     STRAND_CHECK(!a.hierarchical && st.allreduce.algorithm == allreduce::Algorithm::Ring, Usage,
                  "--hierarchical and --allreduce need --strategy allreduce", "strand train");
   if (a.hierarchical) {
-    STRAND_CHECK(st.allreduce.algorithm != allreduce::Algorithm::Mpi, Usage, "--hierarchical contradicts --allreduce mpi",
-                 "strand train");
+    STRAND_CHECK(st.allreduce.algorithm != allreduce::Algorithm::Mpi, Usage,
+                 "--hierarchical contradicts --allreduce mpi", "strand train");
     st.allreduce.algorithm = allreduce::Algorithm::Hierarchical;
   }
   st.allreduce.fusion_bytes = size_t(a.fusion_mib * (1 << 20));
-  if (a.warmup_steps >= 0) spec.train.schedule.warmup_steps = a.warmup_steps;
-  else if (st.scale_lr) spec.train.schedule.warmup_steps = 100;
+  if (a.warmup_steps >= 0)
+    spec.train.schedule.warmup_steps = a.warmup_steps;
+  else if (st.scale_lr)
+    spec.train.schedule.warmup_steps = 100;
   spec.device = {.device = a.device.device,
                  .cuda = {.tf32 = a.device.tf32, .cudnn_benchmark = a.device.cudnn_benchmark},
                  .threads = a.threads};
@@ -83,23 +87,30 @@ void add_train_command(CLI::App& app) {
   TrainConfig& t = s.train;
   job::StrategySpec& st = s.strategy;
   CLI::App* cmd = app.add_subcommand("train", "Train a model and export it to MODEL_DIR/<version>/");
-  cmd->add_option("--model", s.model, "Model to train")->check(CLI::IsMember(models::names()))->capture_default_str();
+  cmd->add_option("--model", s.model, "Model to train")
+      ->check(CLI::IsMember(models::names()))
+      ->capture_default_str();
   cmd->add_option("--data", s.data, "Data directory: MNIST IDX files or train_data.npy/...")
       ->envname("SM_CHANNEL_TRAINING");
   cmd->add_option("--model-dir", s.model_dir, "Where the exported model goes")->envname("SM_MODEL_DIR");
   cmd->add_option("--epochs", t.epochs, "Epochs to train")->check(CLI::PositiveNumber)->capture_default_str();
-  cmd->add_option("--batch-size", t.batch_size, "Images per step")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--batch-size", t.batch_size, "Images per step")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   cmd->add_option("--lr", t.optimizer.lr, "Learning rate")->check(CLI::PositiveNumber)->capture_default_str();
   add_parsed(*cmd, "--optimizer", t.optimizer.kind, parse_optimizer_kind, "sgd, momentum or adam",
              std::string(to_string(t.optimizer.kind)));
   add_parsed(*cmd, "--lr-schedule", t.schedule.kind, parse_lr_schedule,
-             "Learning rate over the run: constant, linear or cosine (to 0)", std::string(to_string(t.schedule.kind)));
+             "Learning rate over the run: constant, linear or cosine (to 0)",
+             std::string(to_string(t.schedule.kind)));
   cmd->add_option("--momentum", t.optimizer.momentum, "Momentum (optimizer momentum)")
-      ->check(CLI::Range(0.0, 0.999999))->capture_default_str();
+      ->check(CLI::Range(0.0, 0.999999))
+      ->capture_default_str();
   cmd->add_option("--seed", t.seed, "Seed for initialisation, shuffling and dropout")->capture_default_str();
   cmd->add_option("--threads", a->threads, "CPU threads")->check(CLI::PositiveNumber)->capture_default_str();
   cmd->add_option("--metrics", s.metrics, "Append one JSON line per evaluation to this file");
-  cmd->add_option("--checkpoint-dir", a->checkpoint_dir, "Checkpoint directory (default MODEL_DIR/checkpoints)");
+  cmd->add_option("--checkpoint-dir", a->checkpoint_dir,
+                  "Checkpoint directory (default MODEL_DIR/checkpoints)");
   cmd->add_flag("--resume", t.resume, "Continue from the newest checkpoint");
   cmd->add_option("--eval-every", t.eval_every, "Also evaluate on the test set every this many steps")
       ->check(CLI::NonNegativeNumber);
@@ -108,43 +119,54 @@ void add_train_command(CLI::App& app) {
       ->check(CLI::Range(0.0, 1.0));
   add_device_options(*cmd, a->device);
   add_parsed(*cmd, "--strategy", st.kind, job::parse_strategy,
-             "local; allreduce (data parallel over the ranks of an mpirun job); ps (parameter servers, one per host: "
+             "local; allreduce (data parallel over the ranks of an mpirun job); ps (parameter servers, one "
+             "per host: "
              "under mpirun, or the SageMaker launch when SM_HOSTS is set)",
              std::string(job::to_string(st.kind)));
   add_parsed(*cmd, "--allreduce", st.allreduce.algorithm, allreduce::parse_algorithm,
              "Allreduce algorithm: ring (ours), hierarchical or mpi (MPI_Allreduce)",
              std::string(allreduce::to_string(st.allreduce.algorithm)));
-  cmd->add_flag("--hierarchical", a->hierarchical, "Same as --allreduce hierarchical: reduce within hosts, ring across");
+  cmd->add_flag("--hierarchical", a->hierarchical,
+                "Same as --allreduce hierarchical: reduce within hosts, ring across");
   cmd->add_option("--fusion-threshold", a->fusion_mib, "Gradient bucket size in MiB (tensor fusion)")
-      ->check(CLI::PositiveNumber)->capture_default_str();
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   cmd->add_option("--global-batch-size", st.global_batch_size,
                   "Images per step over all ranks (default --batch-size x ranks)")
       ->check(CLI::PositiveNumber);
   cmd->add_flag("--scale-lr", st.scale_lr,
                 "Multiply --lr by the number of ranks, after a warm-up (--warmup-steps, default 100)");
-  cmd->add_option("--warmup-steps", a->warmup_steps, "Ramp the learning rate up linearly over this many steps")
+  cmd->add_option("--warmup-steps", a->warmup_steps,
+                  "Ramp the learning rate up linearly over this many steps")
       ->check(CLI::NonNegativeNumber);
-  cmd->add_option("--timeline", s.timeline, "Write a Chrome trace of every rank's steps and allreduces here (rank 0)");
-  cmd->add_option("--comm-timeout", st.comm_timeout_s,
-                  "Seconds without a message from a peer before the job stops (ps: a silent server ends the worker, "
-                  "a silent worker is dropped)")
-      ->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--timeline", s.timeline,
+                  "Write a Chrome trace of every rank's steps and allreduces here (rank 0)");
+  cmd->add_option(
+         "--comm-timeout", st.comm_timeout_s,
+         "Seconds without a message from a peer before the job stops (ps: a silent server ends the worker, "
+         "a silent worker is dropped)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   add_parsed(*cmd, "--ps-mode", st.ps.consistency, ps::Consistency::parse,
-             "ps consistency: sync, async or ssp:S (at most S steps ahead of the slowest)", st.ps.consistency.str());
+             "ps consistency: sync, async or ssp:S (at most S steps ahead of the slowest)",
+             st.ps.consistency.str());
   cmd->add_option("--ps-chunk-bytes", st.ps.chunk_bytes,
                   "ps: bytes per parameter chunk (the unit of push, pull and sharding)")
-      ->check(CLI::PositiveNumber)->capture_default_str();
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   cmd->add_option("--ps-port", st.ps.port,
-                  "ps: the servers' port (default: any free one under mpirun, " + std::to_string(job::kSageMakerPort) +
-                      " under the SageMaker launch)")
+                  "ps: the servers' port (default: any free one under mpirun, " +
+                      std::to_string(job::kSageMakerPort) + " under the SageMaker launch)")
       ->check(CLI::Range(0, 65535));
-  cmd->add_option("--ps-bind", st.ps.bind,
-                  "ps: where a host's server listens: an IPv4 address, a network (10.77.0.0/24: this host's address in "
-                  "it), an interface name, or * (every interface). Default: the host name's address if it is this "
-                  "machine's, else the first non-loopback interface");
+  cmd->add_option(
+      "--ps-bind", st.ps.bind,
+      "ps: where a host's server listens: an IPv4 address, a network (10.77.0.0/24: this host's address in "
+      "it), an interface name, or * (every interface). Default: the host name's address if it is this "
+      "machine's, else the first non-loopback interface");
   cmd->add_option("--workers-per-host", st.ps.workers_per_host,
                   "ps, SageMaker launch: worker processes each host starts")
-      ->check(CLI::PositiveNumber)->capture_default_str();
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   cmd->callback([cmd, a] { run_train(*cmd, *a); });
 }
 

@@ -1,8 +1,8 @@
 #include "apps/common.hpp"
 
+#include <sched.h>
 #include <cstdlib>
 #include <iostream>
-#include <sched.h>
 
 #include <strand/core/error.hpp>
 
@@ -30,10 +30,12 @@ Context make_context(const DeviceArgs& d, int threads, Identity id) {
 
 void add_device_options(CLI::App& cmd, DeviceArgs& d) {
   cmd.add_option_function<std::string>(
-         "--device", [&d](const std::string& text) { d.device = parse_device(text); }, "cpu, cuda (GPU 0) or cuda:N")
+         "--device", [&d](const std::string& text) { d.device = parse_device(text); },
+         "cpu, cuda (GPU 0) or cuda:N")
       ->default_str("cpu");
-  cmd.add_flag("--tf32", d.tf32, "GPU: let convolutions and matrix products use TF32 tensor cores "
-                                 "(faster at large batches, ~1e-3 relative error)");
+  cmd.add_flag("--tf32", d.tf32,
+               "GPU: let convolutions and matrix products use TF32 tensor cores "
+               "(faster at large batches, ~1e-3 relative error)");
   cmd.add_flag("--cudnn-benchmark", d.cudnn_benchmark,
                "GPU: time cuDNN's convolution algorithms once per shape and keep the fastest, "
                "deterministic or not (like torch.backends.cudnn.benchmark); without it cuDNN's "

@@ -13,7 +13,7 @@
 
 namespace strand::cli {
 
-int default_threads();                      // the cores this process may use
+int default_threads();                        // the cores this process may use
 std::filesystem::path default_mnist_cache();  // ${STRAND_CACHE:-~/.cache/strand}/mnist
 // Where a command runs: --device (parsed once, by parse_device), --tf32, --cudnn-benchmark.
 struct DeviceArgs {

@@ -1,9 +1,9 @@
 // strand — train, evaluate and benchmark CNNs. The only place that parses argv.
 #include <iostream>
 
-#include "apps/commands.hpp"
 #include <strand/core/backend.hpp>
 #include <strand/core/error.hpp>
+#include "apps/commands.hpp"
 
 int main(int argc, char** argv) {
   CLI::App app{"strand: distributed CNN training and serving engine", "strand"};

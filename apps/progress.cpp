@@ -1,7 +1,7 @@
 #include "apps/progress.hpp"
 
-#include <chrono>
 #include <unistd.h>
+#include <chrono>
 
 namespace strand::cli {
 

@@ -40,16 +40,20 @@ void apply_sagemaker_hyperparameters(CLI::App& cmd, const char* sm_hps_json) {
   for (const auto& [key, value] : hps.items()) {
     const std::string name = flag_name(key);
     CLI::Option* opt = cmd.get_option_no_throw("--" + name);
-    STRAND_CHECK(opt != nullptr, Usage,
-                 "unknown hyperparameter '" + key + "' (see `strand " + cmd.get_name() + " --help` for the flags)",
-                 "SM_HPS");
+    STRAND_CHECK(
+        opt != nullptr, Usage,
+        "unknown hyperparameter '" + key + "' (see `strand " + cmd.get_name() + " --help` for the flags)",
+        "SM_HPS");
     if (opt->count() > 0) continue;  // the command line wins
     const std::string text = as_text(value, key);
     if (opt->get_type_size() == 0) {  // a flag: true sets it, false leaves it off
-      if (text == "true" || text == "1") opt->add_result("true");
+      if (text == "true" || text == "1")
+        opt->add_result("true");
       else if (text != "false" && text != "0")
-        throw Error(ErrorKind::Usage, "hyperparameter '" + key + "' is a switch: use true or false", "SM_HPS");
-      else continue;
+        throw Error(ErrorKind::Usage, "hyperparameter '" + key + "' is a switch: use true or false",
+                    "SM_HPS");
+      else
+        continue;
     } else {
       opt->add_result(text);
     }

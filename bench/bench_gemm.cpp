@@ -10,11 +10,11 @@
 #include <string>
 #include <vector>
 
-#include "bench/bench_main.hpp"
 #include <strand/core/cpu/gemm.hpp>
 #include <strand/core/cpu/thread_pool.hpp>
 #include <strand/models/models.hpp>
 #include <strand/models/op_cases.hpp>
+#include "bench/bench_main.hpp"
 
 namespace {
 
@@ -33,8 +33,8 @@ void BM_sgemm(benchmark::State& state, Shape s) {
   for (float& x : b) x = dist(rng);
   const int64_t lda = s.trans_a ? s.m : s.k, ldb = s.trans_b ? s.k : s.n;
   for (auto _ : state) {
-    strand::cpu::sgemm(s.trans_a, s.trans_b, s.m, s.n, s.k, 1.0f, a.data(), lda, b.data(), ldb,
-                       0.0f, c.data(), s.n, &pool);
+    strand::cpu::sgemm(s.trans_a, s.trans_b, s.m, s.n, s.k, 1.0f, a.data(), lda, b.data(), ldb, 0.0f,
+                       c.data(), s.n, &pool);
     benchmark::DoNotOptimize(c.data());
     benchmark::ClobberMemory();
   }

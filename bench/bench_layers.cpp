@@ -12,10 +12,10 @@
 #include <string>
 #include <vector>
 
-#include "bench/bench_main.hpp"
 #include <strand/core/backend.hpp>
 #include <strand/models/models.hpp>
 #include <strand/models/op_cases.hpp>
+#include "bench/bench_main.hpp"
 
 namespace {
 
@@ -78,8 +78,7 @@ void conv_backward(benchmark::State& state, const strand::Conv2dDesc& d, bool ne
   Buffer dw = env.zeros(d.out_c * d.in_c * d.kernel_h * d.kernel_w);
   Buffer db = env.zeros(d.out_c);
   for (auto _ : state) {
-    env.be->conv2d_backward(d, x.f32(), w.f32(), dy.f32(), need_dx ? dx.f32() : nullptr, dw.f32(),
-                            db.f32());
+    env.be->conv2d_backward(d, x.f32(), w.f32(), dy.f32(), need_dx ? dx.f32() : nullptr, dw.f32(), db.f32());
   }
   set_flops(state, (need_dx ? 2 : 1) * d.flops());
 }

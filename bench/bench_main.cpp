@@ -11,8 +11,8 @@
 #include <string>
 #include <vector>
 
-#include "bench/bench_main.hpp"
 #include <strand/io/record.hpp>
+#include "bench/bench_main.hpp"
 
 namespace {
 

@@ -120,10 +120,11 @@ int main(int argc, char** argv) {
       }
     }
   }
-  std::printf("2. 50-image pass: back to back %.0f us; after 300 us idle + 150 us parse %.0f us (%+.0f); "
-              "with expect_work() before the parse %.0f us (%+.0f)\n",
-              sum[0] / count[0], sum[1] / count[1], sum[1] / count[1] - sum[0] / count[0], sum[2] / count[2],
-              sum[2] / count[2] - sum[0] / count[0]);
+  std::printf(
+      "2. 50-image pass: back to back %.0f us; after 300 us idle + 150 us parse %.0f us (%+.0f); "
+      "with expect_work() before the parse %.0f us (%+.0f)\n",
+      sum[0] / count[0], sum[1] / count[1], sum[1] / count[1] - sum[0] / count[0], sum[2] / count[2],
+      sum[2] / count[2] - sum[0] / count[0]);
 
   // 3. Another thread works 150 us every 1.5 ms (a parse per pass or two) while passes run.
   std::atomic<bool> bursts{false}, quit{false};
@@ -165,24 +166,29 @@ int main(int argc, char** argv) {
   char buf[32];
   for (int64_t i = 0; i < 50 * 784; ++i) {
     body += i % 784 == 0 ? (i ? "],[" : "[") : ",";
-    body += x[size_t(i)] == 0.0f ? std::string("0") : std::string(buf, size_t(std::snprintf(buf, sizeof(buf), "%.9g", double(x[size_t(i)]))));
+    body += x[size_t(i)] == 0.0f
+                ? std::string("0")
+                : std::string(buf, size_t(std::snprintf(buf, sizeof(buf), "%.9g", double(x[size_t(i)]))));
   }
   body += "]]";
   serve::InstanceSpec spec;
   spec.size = 784;
   serve::JsonParser parser;
-  const serve::ParseThreads lend{[&](int parts, const std::function<void(int)>& f) { backend->run_host_parts(parts, f); }};
+  const serve::ParseThreads lend{
+      [&](int parts, const std::function<void(int)>& f) { backend->run_host_parts(parts, f); }};
   double parse_us[2] = {}, parses = 0;
   for (const auto start = Clock::now(); seconds_since(start) < seconds / 3; parses += 1) {
     for (int mode = 0; mode < 2; ++mode) {
       std::this_thread::sleep_for(us(300));
       if (mode == 1) backend->expect_work();  // as the endpoint does before it parses
       const auto t0 = Clock::now();
-      const serve::Instances in = serve::parse_sagemaker_json(body, spec, parser, mode == 1 ? &lend : nullptr);
+      const serve::Instances in =
+          serve::parse_sagemaker_json(body, spec, parser, mode == 1 ? &lend : nullptr);
       parse_us[mode] += std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
       if (in.rows != 50) return 1;
     }
   }
-  std::printf("4. parsing a %zu-byte 50-image body after 300 us idle: one thread %.0f us, two halves %.0f us\n",
-              body.size(), parse_us[0] / parses, parse_us[1] / parses);
+  std::printf(
+      "4. parsing a %zu-byte 50-image body after 300 us idle: one thread %.0f us, two halves %.0f us\n",
+      body.size(), parse_us[0] / parses, parse_us[1] / parses);
 }

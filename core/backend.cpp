@@ -25,7 +25,8 @@ Device parse_device(std::string_view text) {
     auto [end, ec] = std::from_chars(first, last, index);
     if (ec == std::errc() && end == last && index >= 0) return {DeviceKind::Cuda, index};
   }
-  throw Error(ErrorKind::Usage, "unknown device '" + std::string(text) + "' (use cpu, cuda or cuda:N)", "device");
+  throw Error(ErrorKind::Usage, "unknown device '" + std::string(text) + "' (use cpu, cuda or cuda:N)",
+              "device");
 }
 
 std::unique_ptr<Backend> make_backend(Device device, int threads, CudaOptions cuda) {

@@ -43,7 +43,11 @@ class Buffer {
   Buffer() = default;
   Buffer(Backend* backend, void* ptr, size_t bytes) : backend_(backend), ptr_(ptr), bytes_(bytes) {}
   Buffer(Buffer&& o) noexcept { swap(o); }
-  Buffer& operator=(Buffer&& o) noexcept { Buffer t(std::move(o)); swap(t); return *this; }
+  Buffer& operator=(Buffer&& o) noexcept {
+    Buffer t(std::move(o));
+    swap(t);
+    return *this;
+  }
   Buffer(const Buffer&) = delete;
   Buffer& operator=(const Buffer&) = delete;
   ~Buffer();
@@ -54,7 +58,11 @@ class Buffer {
   size_t bytes() const { return bytes_; }
 
  private:
-  void swap(Buffer& o) noexcept { std::swap(backend_, o.backend_); std::swap(ptr_, o.ptr_); std::swap(bytes_, o.bytes_); }
+  void swap(Buffer& o) noexcept {
+    std::swap(backend_, o.backend_);
+    std::swap(ptr_, o.ptr_);
+    std::swap(bytes_, o.bytes_);
+  }
   Backend* backend_ = nullptr;
   void* ptr_ = nullptr;
   size_t bytes_ = 0;
@@ -100,8 +108,8 @@ class Backend {
   virtual DeviceKind kind() const = 0;
 
   // ---- memory
-  virtual Buffer alloc(size_t bytes) = 0;                     // zero-filled
-  virtual void free(void* ptr) noexcept = 0;                  // called by ~Buffer
+  virtual Buffer alloc(size_t bytes) = 0;     // zero-filled
+  virtual void free(void* ptr) noexcept = 0;  // called by ~Buffer
   virtual void to_device(void* dst, const void* src, size_t bytes) = 0;
   virtual void to_host(void* dst, const void* src, size_t bytes) = 0;
   // Waits until every kernel queued so far has finished (timers read after it are honest).
@@ -139,15 +147,15 @@ class Backend {
   // ---- max pool 2x2 stride 2. x [B,C,H,W], y [B,C,H/2,W/2]. Backward routes dy to the first
   // position (row-major within the window) holding the maximum; other positions get 0.
   virtual void maxpool2x2_forward(const Pool2dDesc& d, const float* x, float* y) = 0;
-  virtual void maxpool2x2_backward(const Pool2dDesc& d, const float* x, const float* y,
-                                   const float* dy, float* dx) = 0;
+  virtual void maxpool2x2_backward(const Pool2dDesc& d, const float* x, const float* y, const float* dy,
+                                   float* dx) = 0;
 
   // ---- dense. x [B,in], w [out,in], b [out], y [B,out] = x w^T + b.
   virtual void dense_forward(const DenseDesc& d, const float* x, const float* w, const float* b,
                              float* y) = 0;
   // Writes dw [out,in] and db [out]; dx [B,in] may be null.
-  virtual void dense_backward(const DenseDesc& d, const float* x, const float* w, const float* dy,
-                              float* dx, float* dw, float* db) = 0;
+  virtual void dense_backward(const DenseDesc& d, const float* x, const float* w, const float* dy, float* dx,
+                              float* dw, float* db) = 0;
 
   // ---- elementwise. y may alias x; dx may alias dy.
   virtual void relu_forward(int64_t n, const float* x, float* y) = 0;
@@ -157,25 +165,26 @@ class Backend {
   // and right before a max pool, each in one pass over memory instead of two. Same results as
   // the two calls they replace.
   // y = relu(conv2d(x, w) + b).
-  virtual void conv2d_relu_forward(const Conv2dDesc& d, const float* x, const float* w,
-                                   const float* b, float* y) = 0;
+  virtual void conv2d_relu_forward(const Conv2dDesc& d, const float* x, const float* w, const float* b,
+                                   float* y) = 0;
   // maxpool2x2_backward, then the ReLU's backward through x, the ReLU's output: dx is also zero
   // where x <= 0.
-  virtual void relu_maxpool2x2_backward(const Pool2dDesc& d, const float* x, const float* y,
-                                        const float* dy, float* dx) = 0;
+  virtual void relu_maxpool2x2_backward(const Pool2dDesc& d, const float* x, const float* y, const float* dy,
+                                        float* dx) = 0;
   // Inverted dropout: element i is kept iff dropout_keep(key, first + i, rate) (below), and
   // kept elements are scaled by 1/(1-rate). The mask is a pure function of (key, first + i),
   // so forward and backward agree without storing it, on every backend. `first` is the index
   // of x[0] in the whole (global) batch: a rank holding samples [k, k+b) of a data-parallel
   // batch draws the masks one process would draw for them.
-  virtual void dropout_forward(int64_t n, float rate, uint64_t key, uint64_t first, const float* x, float* y) = 0;
+  virtual void dropout_forward(int64_t n, float rate, uint64_t key, uint64_t first, const float* x,
+                               float* y) = 0;
   virtual void dropout_backward(int64_t n, float rate, uint64_t key, uint64_t first, const float* dy,
                                 float* dx) = 0;
 
   // ---- softmax cross-entropy, mean over the batch. logits [B,C], labels int32 [B].
   // Writes dlogits [B,C] = (softmax - onehot) / B. A label outside [0,C) is a Usage error.
-  virtual LossResult softmax_xent(int64_t batch, int64_t classes, const float* logits,
-                                  const int32_t* labels, float* dlogits) = 0;
+  virtual LossResult softmax_xent(int64_t batch, int64_t classes, const float* logits, const int32_t* labels,
+                                  float* dlogits) = 0;
   // The training form: the same dlogits, but the batch's summed loss and correct count are
   // added to totals kept by the backend instead of being returned, so a step need not wait for
   // the device. take_loss_totals() returns them (waiting) and starts new ones; a label outside

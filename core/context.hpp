@@ -17,8 +17,8 @@ namespace strand {
 struct Identity {
   int rank = 0;
   int world = 1;
-  std::string host;     // empty: not shown in log lines
-  int local_rank = 0;   // among the job's processes on this node, as the launcher numbers them
+  std::string host;    // empty: not shown in log lines
+  int local_rank = 0;  // among the job's processes on this node, as the launcher numbers them
   int local_size = 1;
 };
 

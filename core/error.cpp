@@ -4,12 +4,18 @@ namespace strand {
 
 const char* to_string(ErrorKind kind) {
   switch (kind) {
-    case ErrorKind::Io: return "I/O error";
-    case ErrorKind::Format: return "format error";
-    case ErrorKind::Shape: return "shape error";
-    case ErrorKind::Usage: return "usage error";
-    case ErrorKind::Internal: return "internal error";
-    case ErrorKind::Timeout: return "timeout";
+    case ErrorKind::Io:
+      return "I/O error";
+    case ErrorKind::Format:
+      return "format error";
+    case ErrorKind::Shape:
+      return "shape error";
+    case ErrorKind::Usage:
+      return "usage error";
+    case ErrorKind::Internal:
+      return "internal error";
+    case ErrorKind::Timeout:
+      return "timeout";
   }
   return "error";
 }

@@ -38,7 +38,7 @@ class Error : public std::runtime_error {
 
 // Throws strand::Error(kind, message, where) unless cond holds. `message` may be any
 // expression yielding a std::string; it is only evaluated on failure.
-#define STRAND_CHECK(cond, kind, message, where)                               \
-  do {                                                                         \
+#define STRAND_CHECK(cond, kind, message, where)                                       \
+  do {                                                                                 \
     if (!(cond)) throw ::strand::Error(::strand::ErrorKind::kind, (message), (where)); \
   } while (0)

@@ -22,13 +22,15 @@ struct LayerSpec {
   double attr(const std::string& key) const;  // Format error when missing
   bool operator==(const LayerSpec&) const = default;
   template <class Archive>
-  void serialize(Archive& ar) { ar(type, attrs); }
+  void serialize(Archive& ar) {
+    ar(type, attrs);
+  }
 };
 
 // What differs from one step to the next.
 struct StepInfo {
   bool training = false;
-  uint64_t key = 0;  // per-step, per-layer random key (dropout masks)
+  uint64_t key = 0;           // per-step, per-layer random key (dropout masks)
   uint64_t first_sample = 0;  // index of the batch's first sample in the global (all-rank) batch
 };
 
@@ -65,9 +67,8 @@ class Layer {
   virtual void forward(Backend& be, int64_t batch, const float* x, float* y, const float* params,
                        const StepInfo& step) = 0;
   // Writes grads (param_count() floats) and dx (may be null: nothing needs it).
-  virtual void backward(Backend& be, int64_t batch, const float* x, const float* y,
-                        const float* dy, float* dx, const float* params, float* grads,
-                        const StepInfo& step) = 0;
+  virtual void backward(Backend& be, int64_t batch, const float* x, const float* y, const float* dy,
+                        float* dx, const float* params, float* grads, const StepInfo& step) = 0;
 };
 
 // Builds a layer from its spec; Format error for an unknown type or bad settings.

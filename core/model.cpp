@@ -17,8 +17,9 @@ Model::Model(Backend& backend, ModelArch arch) : be_(backend), arch_(std::move(a
     try {
       shapes_.push_back(layers_.back()->bind(shapes_.back()));
     } catch (const Error& e) {
-      throw Error(e.kind(), e.message(),
-                  "model '" + arch_.name + "' layer " + std::to_string(layers_.size() - 1) + " (" + spec.type + ")");
+      throw Error(
+          e.kind(), e.message(),
+          "model '" + arch_.name + "' layer " + std::to_string(layers_.size() - 1) + " (" + spec.type + ")");
     }
     offsets_.push_back(offsets_.back() + layers_.back()->param_count());
   }
@@ -48,7 +49,8 @@ Model::Model(Backend& backend, ModelArch arch) : be_(backend), arch_(std::move(a
 }
 
 void Model::place_grads(float* storage) {
-  STRAND_CHECK(storage != nullptr || param_count_ == 0, Usage, "gradient storage is null", "Model::place_grads");
+  STRAND_CHECK(storage != nullptr || param_count_ == 0, Usage, "gradient storage is null",
+               "Model::place_grads");
   grads_ptr_ = storage;
   grads_ = Buffer();
 }
@@ -106,7 +108,8 @@ StepInfo Model::step_info(size_t layer) const {
   return StepInfo{training_, mix64(step_key_ ^ mix64(layer + 1)), first_sample_};
 }
 
-const float* Model::forward(const float* x, int64_t batch, bool training, uint64_t step_key, uint64_t first_sample) {
+const float* Model::forward(const float* x, int64_t batch, bool training, uint64_t step_key,
+                            uint64_t first_sample) {
   STRAND_CHECK(batch >= 1, Usage, "batch size must be at least 1", "Model::forward");
   reserve(batch);
   batch_ = batch;
@@ -122,7 +125,8 @@ const float* Model::forward(const float* x, int64_t batch, bool training, uint64
     }
     // In place, the input is an activation this model owns (never the caller's x).
     float* y = in_place_[i] ? const_cast<float*>(in) : acts_[i].f32();
-    if (!relu_fused_fwd_[i]) layers_[i]->forward(be_, batch, in, y, params_.f32() + offsets_[i], step_info(i));
+    if (!relu_fused_fwd_[i])
+      layers_[i]->forward(be_, batch, in, y, params_.f32() + offsets_[i], step_info(i));
     outs_.push_back(y);
   }
   return outs_.back();

@@ -20,8 +20,8 @@ namespace strand {
 
 // What a model is, independent of any backend: saved in model files.
 struct ModelArch {
-  std::string name;         // "mnist_cnn"
-  Shape input;              // per sample, e.g. {1,28,28}
+  std::string name;  // "mnist_cnn"
+  Shape input;       // per sample, e.g. {1,28,28}
   std::vector<LayerSpec> layers;
 
   bool operator==(const ModelArch&) const = default;
@@ -54,15 +54,16 @@ class Model {
   // them where they are written (MpiCommunicator::allocate's shared windows).
   void place_grads(float* storage);
 
-  void init(uint64_t seed);  // Glorot-uniform weights, zero biases
-  std::vector<float> get_params() const;                 // to host
+  void init(uint64_t seed);                             // Glorot-uniform weights, zero biases
+  std::vector<float> get_params() const;                // to host
   void set_params(std::span<const float> host_params);  // from host; Shape error on size mismatch
 
   // x: device [batch, input...]. Returns device logits [batch, classes]. `step_key` seeds
   // this step's dropout masks (each layer mixes in its index); `first_sample` is the index of
   // x's first sample in the step's global batch (data parallelism), so each sample's mask
   // does not depend on how the batch is split over ranks.
-  const float* forward(const float* x, int64_t batch, bool training, uint64_t step_key, uint64_t first_sample = 0);
+  const float* forward(const float* x, int64_t batch, bool training, uint64_t step_key,
+                       uint64_t first_sample = 0);
   // Softmax cross-entropy on the last forward's logits; prepares the backward pass.
   LossResult loss(const int32_t* labels, int64_t batch);
   // The same without waiting for the result: it is added to the backend's loss totals
@@ -82,20 +83,20 @@ class Model {
   Backend& be_;
   ModelArch arch_;
   std::vector<std::unique_ptr<Layer>> layers_;
-  std::vector<Shape> shapes_;       // shapes_[i] = input of layer i; back() = output
+  std::vector<Shape> shapes_;  // shapes_[i] = input of layer i; back() = output
   std::vector<int64_t> offsets_;
   int64_t param_count_ = 0;
   Buffer params_, grads_;
   float* grads_ptr_ = nullptr;  // grads_, or the caller's storage (place_grads)
 
-  int64_t capacity_ = 0;            // batch size the activation buffers hold
-  std::vector<bool> in_place_;      // layer i writes its output over its input
+  int64_t capacity_ = 0;              // batch size the activation buffers hold
+  std::vector<bool> in_place_;        // layer i writes its output over its input
   std::vector<bool> relu_fused_fwd_;  // ReLU layer i: the layer before applies it (forward)
   std::vector<bool> relu_fused_bwd_;  // ReLU layer i: the layer after applies it (backward)
-  std::vector<Buffer> acts_;        // acts_[i] = output of layer i (unless it aliases or runs in place)
-  std::vector<const float*> outs_;  // outputs of the last forward, outs_[0] = input
-  Buffer dbuf_[2];                  // ping-pong gradient buffers for backward
-  Buffer xbuf_, pbuf_;              // predict(): staged input and probabilities
+  std::vector<Buffer> acts_;          // acts_[i] = output of layer i (unless it aliases or runs in place)
+  std::vector<const float*> outs_;    // outputs of the last forward, outs_[0] = input
+  Buffer dbuf_[2];                    // ping-pong gradient buffers for backward
+  Buffer xbuf_, pbuf_;                // predict(): staged input and probabilities
   int64_t batch_ = 0;
   bool training_ = false;
   uint64_t step_key_ = 0;

@@ -9,7 +9,8 @@ int cuda_device_count() { return 0; }
 
 std::unique_ptr<Backend> make_cuda_backend(int, CudaOptions) {
   throw Error(ErrorKind::Usage,
-              "this strand was built without CUDA (rebuild with -Dcuda=enabled where nvcc, cuBLAS and cuDNN are installed)",
+              "this strand was built without CUDA (rebuild with -Dcuda=enabled where nvcc, cuBLAS and cuDNN "
+              "are installed)",
               "device cuda");
 }
 

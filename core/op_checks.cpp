@@ -10,11 +10,11 @@ namespace strand {
 void check_conv2d(const Conv2dDesc& d, const char* where) {
   const std::string dims = "batch=" + std::to_string(d.batch) + " in_c=" + std::to_string(d.in_c) +
                            " in=" + std::to_string(d.in_h) + "x" + std::to_string(d.in_w) +
-                           " out_c=" + std::to_string(d.out_c) + " kernel=" +
-                           std::to_string(d.kernel_h) + "x" + std::to_string(d.kernel_w) +
-                           " pad=" + std::to_string(d.pad_h) + "x" + std::to_string(d.pad_w);
-  STRAND_CHECK(d.batch >= 1 && d.in_c >= 1 && d.in_h >= 1 && d.in_w >= 1 && d.out_c >= 1 &&
-                   d.kernel_h >= 1 && d.kernel_w >= 1,
+                           " out_c=" + std::to_string(d.out_c) + " kernel=" + std::to_string(d.kernel_h) +
+                           "x" + std::to_string(d.kernel_w) + " pad=" + std::to_string(d.pad_h) + "x" +
+                           std::to_string(d.pad_w);
+  STRAND_CHECK(d.batch >= 1 && d.in_c >= 1 && d.in_h >= 1 && d.in_w >= 1 && d.out_c >= 1 && d.kernel_h >= 1 &&
+                   d.kernel_w >= 1,
                Shape, "conv2d needs every size >= 1, got " + dims, where);
   STRAND_CHECK(d.pad_h >= 0 && d.pad_w >= 0, Shape, "conv2d padding must be >= 0, got " + dims, where);
   STRAND_CHECK(d.out_h() >= 1 && d.out_w() >= 1, Shape,
@@ -33,8 +33,8 @@ void check_maxpool2x2(const Pool2dDesc& d, const char* where) {
 
 void check_dense(const DenseDesc& d, const char* where) {
   STRAND_CHECK(d.batch >= 1 && d.in >= 1 && d.out >= 1, Shape,
-               "dense needs batch, in, out >= 1, got batch=" + std::to_string(d.batch) + " in=" +
-                   std::to_string(d.in) + " out=" + std::to_string(d.out),
+               "dense needs batch, in, out >= 1, got batch=" + std::to_string(d.batch) +
+                   " in=" + std::to_string(d.in) + " out=" + std::to_string(d.out),
                where);
 }
 
@@ -47,8 +47,8 @@ void check_softmax(int64_t batch, int64_t classes, const char* where) {
 
 float dropout_scale(float rate, const char* where) {
   // rate == 1 would drop everything and scale by infinity; NaN fails both comparisons.
-  STRAND_CHECK(rate >= 0.0f && rate < 1.0f, Usage, "dropout rate must be in [0, 1), got " + std::to_string(rate),
-               where);
+  STRAND_CHECK(rate >= 0.0f && rate < 1.0f, Usage,
+               "dropout rate must be in [0, 1), got " + std::to_string(rate), where);
   return 1.0f / (1.0f - rate);
 }
 

@@ -21,9 +21,12 @@ std::string_view to_string(OptimizerKind kind) { return name_of(kOptimizerNames,
 
 size_t slot_count(OptimizerKind kind) {
   switch (kind) {
-    case OptimizerKind::Sgd: return 0;
-    case OptimizerKind::Momentum: return 1;
-    case OptimizerKind::Adam: return 2;
+    case OptimizerKind::Sgd:
+      return 0;
+    case OptimizerKind::Momentum:
+      return 1;
+    case OptimizerKind::Adam:
+      return 2;
   }
   return 0;
 }
@@ -31,24 +34,30 @@ size_t slot_count(OptimizerKind kind) {
 void validate(const OptimizerConfig& c) {
   const std::string where = "optimizer";
   // A kind cast from a number (a file, the wire) may name none of the three.
-  const bool known = c.kind == OptimizerKind::Sgd || c.kind == OptimizerKind::Momentum ||
-                     c.kind == OptimizerKind::Adam;
+  const bool known =
+      c.kind == OptimizerKind::Sgd || c.kind == OptimizerKind::Momentum || c.kind == OptimizerKind::Adam;
   STRAND_CHECK(known, Usage, "unknown optimizer kind " + std::to_string(int(c.kind)), where);
-  STRAND_CHECK(std::isfinite(c.lr) && c.lr > 0, Usage, "learning rate must be > 0, got " + std::to_string(c.lr), where);
+  STRAND_CHECK(std::isfinite(c.lr) && c.lr > 0, Usage,
+               "learning rate must be > 0, got " + std::to_string(c.lr), where);
   STRAND_CHECK(c.momentum >= 0 && c.momentum < 1, Usage, "momentum must be in [0,1)", where);
-  STRAND_CHECK(c.beta1 >= 0 && c.beta1 < 1 && c.beta2 >= 0 && c.beta2 < 1, Usage, "Adam betas must be in [0,1)", where);
+  STRAND_CHECK(c.beta1 >= 0 && c.beta1 < 1 && c.beta2 >= 0 && c.beta2 < 1, Usage,
+               "Adam betas must be in [0,1)", where);
   STRAND_CHECK(c.eps > 0, Usage, "Adam epsilon must be > 0", where);
 }
 
 void update_step(Backend& be, const OptimizerConfig& c, int64_t step, int64_t n, float* params,
                  const float* grads, std::span<const Buffer> slots) {
-  STRAND_CHECK(slots.size() == slot_count(c.kind), Internal,
-               std::to_string(slots.size()) + " state buffers for optimizer '" +
-                   std::string(to_string(c.kind)) + "'",
-               "optimizer");
+  STRAND_CHECK(
+      slots.size() == slot_count(c.kind), Internal,
+      std::to_string(slots.size()) + " state buffers for optimizer '" + std::string(to_string(c.kind)) + "'",
+      "optimizer");
   switch (c.kind) {
-    case OptimizerKind::Sgd: be.sgd_step(n, c.lr, params, grads); break;
-    case OptimizerKind::Momentum: be.momentum_step(n, c.lr, c.momentum, params, grads, slots[0].f32()); break;
+    case OptimizerKind::Sgd:
+      be.sgd_step(n, c.lr, params, grads);
+      break;
+    case OptimizerKind::Momentum:
+      be.momentum_step(n, c.lr, c.momentum, params, grads, slots[0].f32());
+      break;
     case OptimizerKind::Adam:
       be.adam_step(n, c.lr, c.beta1, c.beta2, c.eps, step, params, grads, slots[0].f32(), slots[1].f32());
       break;
@@ -86,10 +95,12 @@ void Optimizer::load_state(const OptimizerState& s) {
                "saved state is for optimizer '" + std::string(to_string(s.kind)) + "', this run uses '" +
                    std::string(to_string(cfg_.kind)) + "'",
                where);
-  STRAND_CHECK(s.slots.size() == slots_.size() && s.step >= 0, Format, "saved state has the wrong number of slots", where);
+  STRAND_CHECK(s.slots.size() == slots_.size() && s.step >= 0, Format,
+               "saved state has the wrong number of slots", where);
   for (const auto& slot : s.slots)
     STRAND_CHECK(int64_t(slot.size()) == n_, Format,
-                 "saved state has " + std::to_string(slot.size()) + " values per slot, the model has " + std::to_string(n_),
+                 "saved state has " + std::to_string(slot.size()) + " values per slot, the model has " +
+                     std::to_string(n_),
                  where);
   for (size_t i = 0; i < slots_.size(); ++i)
     be_.to_device(slots_[i].data(), s.slots[i].data(), size_t(n_) * sizeof(float));

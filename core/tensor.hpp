@@ -20,7 +20,7 @@ class Shape {
   int64_t operator[](size_t i) const { return dims_.at(i); }
   int64_t& operator[](size_t i) { return dims_.at(i); }
   const std::vector<int64_t>& dims() const { return dims_; }
-  int64_t numel() const;                // product of dims; 1 for rank 0
+  int64_t numel() const;                  // product of dims; 1 for rank 0
   Shape with_batch(int64_t batch) const;  // {batch, dims...}
   Shape drop_batch() const;               // dims[1:]
   std::string str() const;                // "[100,32,28,28]"

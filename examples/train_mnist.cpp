@@ -26,11 +26,13 @@ int main(int argc, char** argv) {
     strand::TrainConfig cfg;  // the CLI's recipe: Adam 0.002 on a cosine schedule, batch 64, seed 42
     cfg.max_steps = argc > 3 ? std::atoll(argv[3]) : 300;
     cfg.on_eval = [&](const strand::Metrics& m) {
-      std::printf("step %lld: loss %.4f, test accuracy %.2f%%\n", (long long)m.step, m.loss, 100 * m.test_accuracy);
+      std::printf("step %lld: loss %.4f, test accuracy %.2f%%\n", (long long)m.step, m.loss,
+                  100 * m.test_accuracy);
     };
     strand::train(ctx, model, data.train, &data.eval, cfg);
 
-    const strand::io::ModelFile file{model.arch(), strand::io::default_signature(model), model.get_params(), {}};
+    const strand::io::ModelFile file{
+        model.arch(), strand::io::default_signature(model), model.get_params(), {}};
     const int64_t version = strand::io::export_model(argv[2], file);
     std::printf("exported version %lld to %s\n", (long long)version, argv[2]);
   } catch (const strand::Error& e) {

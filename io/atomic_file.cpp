@@ -90,8 +90,7 @@ class TempFile {
       if (fd_ >= 0) return;
       if (errno != EEXIST) break;
     }
-    throw Error(ErrorKind::Io,
-                "cannot create temporary file " + path_.string() + ": " + errno_text(errno),
+    throw Error(ErrorKind::Io, "cannot create temporary file " + path_.string() + ": " + errno_text(errno),
                 target.string());
   }
   TempFile(const TempFile&) = delete;
@@ -130,22 +129,19 @@ void write_file_atomic(const fs::path& path, const std::function<void(std::ostre
     writer(os);
     os.flush();
     if (!os.good()) {
-      throw Error(
-          ErrorKind::Io,
-          "writing " + tmp.path().string() + " failed: " +
-              (buf.error() ? errno_text(buf.error()) : std::string("stream in error state")),
-          where);
+      throw Error(ErrorKind::Io,
+                  "writing " + tmp.path().string() + " failed: " +
+                      (buf.error() ? errno_text(buf.error()) : std::string("stream in error state")),
+                  where);
     }
   }
   if (::fsync(tmp.fd()) != 0)
-    throw Error(ErrorKind::Io, "fsync of " + tmp.path().string() + " failed: " + errno_text(errno),
-                where);
+    throw Error(ErrorKind::Io, "fsync of " + tmp.path().string() + " failed: " + errno_text(errno), where);
   if (tmp.close() != 0)
-    throw Error(ErrorKind::Io, "closing " + tmp.path().string() + " failed: " + errno_text(errno),
-                where);
+    throw Error(ErrorKind::Io, "closing " + tmp.path().string() + " failed: " + errno_text(errno), where);
   if (::rename(tmp.path().c_str(), path.c_str()) != 0)
-    throw Error(ErrorKind::Io,
-                "cannot rename " + tmp.path().string() + " over it: " + errno_text(errno), where);
+    throw Error(ErrorKind::Io, "cannot rename " + tmp.path().string() + " over it: " + errno_text(errno),
+                where);
   tmp.commit();
 
   fs::path dir = path.has_parent_path() ? path.parent_path() : fs::path(".");

@@ -23,7 +23,6 @@ void write_file_atomic(const std::filesystem::path& path, std::string_view data)
 // Streaming variant for outputs too large to build in memory first: `writer` writes the
 // whole content into the stream. If `writer` throws, the temporary file is removed and the
 // exception propagates unchanged; the target is not touched.
-void write_file_atomic(const std::filesystem::path& path,
-                       const std::function<void(std::ostream&)>& writer);
+void write_file_atomic(const std::filesystem::path& path, const std::function<void(std::ostream&)>& writer);
 
 }  // namespace strand::io

@@ -1,10 +1,10 @@
 #include <strand/io/dataset.hpp>
 
 #include <array>
-#include <span>
 #include <cmath>
 #include <cstring>
 #include <optional>
+#include <span>
 #include <system_error>
 
 #include <strand/core/error.hpp>
@@ -76,33 +76,31 @@ std::optional<std::array<fs::path, 4>> resolve(const fs::path& dir, const Layout
     }
   }
   if (missing.empty()) return found;
-  report +=
-      std::string(layout.name) + " layout: looked for " + looked + "; missing " + missing + ". ";
+  report += std::string(layout.name) + " layout: looked for " + looked + "; missing " + missing + ". ";
   return std::nullopt;
 }
 
 void check_labels(const std::vector<int32_t>& labels, const std::string& where) {
   for (size_t i = 0; i < labels.size(); ++i)
     STRAND_CHECK(labels[i] >= 0 && labels[i] < kClasses, Format,
-                 "label " + std::to_string(labels[i]) + " at index " + std::to_string(i) +
-                     " is outside 0.." + std::to_string(kClasses - 1),
+                 "label " + std::to_string(labels[i]) + " at index " + std::to_string(i) + " is outside 0.." +
+                     std::to_string(kClasses - 1),
                  where);
 }
 
-void check_counts(int64_t images, const fs::path& image_path, int64_t labels,
-                  const fs::path& label_path, const fs::path& dir) {
+void check_counts(int64_t images, const fs::path& image_path, int64_t labels, const fs::path& label_path,
+                  const fs::path& dir) {
   STRAND_CHECK(images == labels, Format,
                std::to_string(images) + " images in " + image_path.filename().string() + " but " +
                    std::to_string(labels) + " labels in " + label_path.filename().string(),
                dir.string());
 }
 
-Dataset load_idx_split(const fs::path& images_path, const fs::path& labels_path,
-                       const fs::path& dir) {
+Dataset load_idx_split(const fs::path& images_path, const fs::path& labels_path, const fs::path& dir) {
   Array<float> images = read_idx_images(images_path);
   STRAND_CHECK(images.shape[1] == kSide && images.shape[2] == kSide, Shape,
-               "images are " + std::to_string(images.shape[1]) + "x" +
-                   std::to_string(images.shape[2]) + " pixels; MNIST images are 28x28",
+               "images are " + std::to_string(images.shape[1]) + "x" + std::to_string(images.shape[2]) +
+                   " pixels; MNIST images are 28x28",
                images_path.string());
   Array<int32_t> labels = read_idx_labels(labels_path);
   check_counts(images.shape[0], images_path, labels.shape[0], labels_path, dir);
@@ -110,8 +108,7 @@ Dataset load_idx_split(const fs::path& images_path, const fs::path& labels_path,
   return Dataset{Shape{1, kSide, kSide}, std::move(images.data), std::move(labels.data)};
 }
 
-Dataset load_npy_split(const fs::path& data_path, const fs::path& labels_path,
-                       const fs::path& dir) {
+Dataset load_npy_split(const fs::path& data_path, const fs::path& labels_path, const fs::path& dir) {
   const std::string where = data_path.string();
   NpyArray raw = read_npy(data_path);
   const Shape& s = raw.shape;
@@ -137,17 +134,15 @@ Dataset load_npy_split(const fs::path& data_path, const fs::path& labels_path,
     pixels = npy_to_f32(raw, where).data;
     for (size_t i = 0; i < pixels.size(); ++i)
       STRAND_CHECK(std::isfinite(pixels[i]), Format,
-                   "pixel " + std::to_string(i % kPixels) + " of image " +
-                       std::to_string(i / kPixels) + " is not finite (" +
-                       std::to_string(pixels[i]) + ")",
+                   "pixel " + std::to_string(i % kPixels) + " of image " + std::to_string(i / kPixels) +
+                       " is not finite (" + std::to_string(pixels[i]) + ")",
                    where);
   }
   raw = {};  // release the raw bytes before reading the labels
 
   NpyArray raw_labels = read_npy(labels_path);
   STRAND_CHECK(raw_labels.shape.rank() == 1, Shape,
-               "labels have shape " + raw_labels.shape.str() + "; expected [N]",
-               labels_path.string());
+               "labels have shape " + raw_labels.shape.str() + "; expected [N]", labels_path.string());
   Array<int32_t> labels = npy_to_i32(raw_labels, labels_path.string());
   check_counts(n, data_path, labels.shape[0], labels_path, dir);
   check_labels(labels.data, labels_path.string());
@@ -184,8 +179,8 @@ Dataset load_mnist_split(const fs::path& dir, MnistSplit split, std::string* lay
   std::error_code ec;
   STRAND_CHECK(fs::exists(dir, ec), Io, "data directory does not exist", where);
   STRAND_CHECK(fs::is_directory(dir, ec), Io, "is not a directory", where);
-  const std::array<size_t, 2> roles = split == MnistSplit::train ? std::array<size_t, 2>{0, 1}
-                                                                 : std::array<size_t, 2>{2, 3};
+  const std::array<size_t, 2> roles =
+      split == MnistSplit::train ? std::array<size_t, 2>{0, 1} : std::array<size_t, 2>{2, 3};
   const size_t img = roles[0], lbl = roles[1];
   std::string report;
   if (auto p = resolve(dir, kIdx, roles, report)) {
@@ -198,7 +193,8 @@ Dataset load_mnist_split(const fs::path& dir, MnistSplit split, std::string* lay
   }
   report.pop_back();
   throw Error(ErrorKind::Io,
-              std::string("no MNIST ") + (split == MnistSplit::train ? "training" : "test") + " split found. " + report,
+              std::string("no MNIST ") + (split == MnistSplit::train ? "training" : "test") +
+                  " split found. " + report,
               where);
 }
 
@@ -206,13 +202,11 @@ void write_mnist_npy(const MnistSplits& splits, const fs::path& out_dir) {
   std::error_code ec;
   fs::create_directories(out_dir, ec);
   STRAND_CHECK(!ec, Io, "cannot create directory: " + ec.message(), out_dir.string());
-  const std::pair<const Dataset*, const char*> parts[] = {{&splits.train, "train"},
-                                                          {&splits.eval, "eval"}};
+  const std::pair<const Dataset*, const char*> parts[] = {{&splits.train, "train"}, {&splits.eval, "eval"}};
   for (const auto& [d, name] : parts) {
     check_dataset(*d, out_dir.string() + " (" + name + " split)");
     const fs::path base = out_dir / name;
-    write_npy(base.string() + "_data.npy", Shape{d->size(), d->sample_shape.numel()},
-              d->images.data());
+    write_npy(base.string() + "_data.npy", Shape{d->size(), d->sample_shape.numel()}, d->images.data());
     write_npy(base.string() + "_labels.npy", Shape{d->size()}, d->labels.data());
   }
 }
@@ -234,8 +228,7 @@ class SplitMix64 {
     unsigned __int128 m = static_cast<unsigned __int128>(next()) * bound;
     if (static_cast<uint64_t>(m) < bound) {
       const uint64_t threshold = -bound % bound;
-      while (static_cast<uint64_t>(m) < threshold)
-        m = static_cast<unsigned __int128>(next()) * bound;
+      while (static_cast<uint64_t>(m) < threshold) m = static_cast<unsigned __int128>(next()) * bound;
     }
     return static_cast<uint64_t>(m >> 64);
   }
@@ -247,8 +240,7 @@ class SplitMix64 {
 }  // namespace
 
 std::vector<int64_t> epoch_permutation(int64_t n, uint64_t seed, int64_t epoch) {
-  STRAND_CHECK(n >= 0, Usage, "sample count " + std::to_string(n) + " is negative",
-               "epoch_permutation");
+  STRAND_CHECK(n >= 0, Usage, "sample count " + std::to_string(n) + " is negative", "epoch_permutation");
   // Hash (seed, epoch) into the generator's state so nearby seeds and epochs give
   // unrelated streams.
   SplitMix64 mix(seed);
@@ -261,19 +253,17 @@ std::vector<int64_t> epoch_permutation(int64_t n, uint64_t seed, int64_t epoch) 
 }
 
 std::span<const int64_t> shard(std::span<const int64_t> order, int rank, int world) {
-  STRAND_CHECK(
-      world >= 1 && rank >= 0 && rank < world, Usage,
-      "rank " + std::to_string(rank) + " is not in [0, world size " + std::to_string(world) + ")",
-      "shard");
+  STRAND_CHECK(world >= 1 && rank >= 0 && rank < world, Usage,
+               "rank " + std::to_string(rank) + " is not in [0, world size " + std::to_string(world) + ")",
+               "shard");
   const size_t k = order.size() / static_cast<size_t>(world);
   return order.subspan(static_cast<size_t>(rank) * k, k);
 }
 
 int64_t steps_per_epoch(int64_t n, int64_t batch) {
-  STRAND_CHECK(
-      batch > 0 && n >= 0, Usage,
-      "need batch > 0 and n >= 0, got batch " + std::to_string(batch) + ", n " + std::to_string(n),
-      "steps_per_epoch");
+  STRAND_CHECK(batch > 0 && n >= 0, Usage,
+               "need batch > 0 and n >= 0, got batch " + std::to_string(batch) + ", n " + std::to_string(n),
+               "steps_per_epoch");
   return n / batch + (n % batch != 0);
 }
 

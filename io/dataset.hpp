@@ -1,7 +1,8 @@
 // In-memory labelled image data sets, the MNIST directory loader, and the epoch order that
 // decides which samples each rank sees in which step.
 //
-//   load_mnist_dir(dir)       -> train/eval splits (load_mnist_split: one) from the IDX files or the SageMaker
+//   load_mnist_dir(dir)       -> train/eval splits (load_mnist_split: one) from the IDX files or the
+//   SageMaker
 //                                TF-example .npy files, validated, as [N,1,28,28] in [0,1]
 //   write_mnist_npy(s, dir)   -> the four .npy files of the SageMaker layout
 //   epoch_permutation         -> the same permutation of [0,N) on every platform for (seed, epoch)

@@ -66,8 +66,7 @@ uint32_t be32(const uint8_t* p) {
 
 // A guess at what the file really is, appended to magic-number errors.
 std::string magic_hint(const uint8_t m[4]) {
-  if (m[0] == 0x1f && m[1] == 0x8b)
-    return " (is it gzip-compressed? decompress it first, e.g. with gunzip)";
+  if (m[0] == 0x1f && m[1] == 0x8b) return " (is it gzip-compressed? decompress it first, e.g. with gunzip)";
   if (m[0] == 0x93 && m[1] == 'N' && m[2] == 'U' && m[3] == 'M') return " (this is a .npy file)";
   if (m[0] == 0 && m[1] == 0 && known_type(m[2]))
     return std::string(" (an IDX file of ") + to_string(static_cast<IdxType>(m[2])) + " with " +
@@ -84,10 +83,10 @@ IdxArray read_impl(const fs::path& path, const Expect* expect) {
   InputFile f(path);
   const std::string& where = f.where();
   STRAND_CHECK(f.size() > 0, Format, "file is empty", where);
-  STRAND_CHECK(f.size() >= 4, Format,
-               "file is only " + std::to_string(f.size()) +
-                   " bytes; an IDX file starts with a 4-byte magic number",
-               where);
+  STRAND_CHECK(
+      f.size() >= 4, Format,
+      "file is only " + std::to_string(f.size()) + " bytes; an IDX file starts with a 4-byte magic number",
+      where);
   uint8_t m[4];
   f.read(0, m, 4);
   const uint32_t magic = be32(m);
@@ -112,8 +111,7 @@ IdxArray read_impl(const fs::path& path, const Expect* expect) {
   const uint64_t header = 4 + 4 * uint64_t{ndims};
   STRAND_CHECK(f.size() >= header, Format,
                "file is " + std::to_string(f.size()) + " bytes, too short for the header of a " +
-                   std::to_string(ndims) + "-dimensional IDX array (" + std::to_string(header) +
-                   " bytes)",
+                   std::to_string(ndims) + "-dimensional IDX array (" + std::to_string(header) + " bytes)",
                where);
 
   std::vector<uint8_t> raw_dims(4 * ndims);
@@ -137,8 +135,8 @@ IdxArray read_impl(const fs::path& path, const Expect* expect) {
                       (overflow ? std::string("more than 2^64") : std::to_string(need)) +
                       " bytes of data after the " + std::to_string(header) +
                       "-byte header, but the file has " + std::to_string(have) + " bytes after it";
-    msg += overflow || need > have ? " (file truncated, or header corrupt)"
-                                   : " (trailing bytes after the data)";
+    msg +=
+        overflow || need > have ? " (file truncated, or header corrupt)" : " (trailing bytes after the data)";
     throw Error(ErrorKind::Format, msg, where);
   }
 
@@ -165,10 +163,9 @@ double load(const std::byte* p) {
 }  // namespace
 
 double IdxArray::value(int64_t i) const {
-  STRAND_CHECK(
-      i >= 0 && i < numel(), Usage,
-      "index " + std::to_string(i) + " out of range for an IDX array of shape " + shape.str(),
-      "IdxArray::value");
+  STRAND_CHECK(i >= 0 && i < numel(), Usage,
+               "index " + std::to_string(i) + " out of range for an IDX array of shape " + shape.str(),
+               "IdxArray::value");
   const std::byte* p = data.data() + static_cast<size_t>(i) * itemsize(type);
   switch (type) {
     case IdxType::U8:

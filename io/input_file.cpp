@@ -26,8 +26,7 @@ InputFile::InputFile(const std::filesystem::path& path) : where_(path.string()) 
   }
   if (!S_ISREG(st.st_mode)) {
     ::close(fd_);
-    throw Error(ErrorKind::Io,
-                S_ISDIR(st.st_mode) ? "is a directory, not a file" : "is not a regular file",
+    throw Error(ErrorKind::Io, S_ISDIR(st.st_mode) ? "is a directory, not a file" : "is not a regular file",
                 where_);
   }
   size_ = static_cast<uint64_t>(st.st_size);

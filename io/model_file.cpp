@@ -1,10 +1,10 @@
 #include <strand/io/model_file.hpp>
 
+#include <unistd.h>
 #include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <sstream>
-#include <unistd.h>
 
 #include <cereal/archives/portable_binary.hpp>
 #include <cereal/types/map.hpp>
@@ -18,7 +18,9 @@ namespace strand {
 
 // cereal hooks for core types (non-intrusive: core knows nothing of file formats).
 template <class Archive>
-void save(Archive& ar, const Shape& s) { ar(s.dims()); }
+void save(Archive& ar, const Shape& s) {
+  ar(s.dims());
+}
 template <class Archive>
 void load(Archive& ar, Shape& s) {
   std::vector<int64_t> d;
@@ -26,10 +28,14 @@ void load(Archive& ar, Shape& s) {
   s = Shape(std::move(d));
 }
 template <class Archive>
-void serialize(Archive& ar, ModelArch& a) { ar(a.name, a.input, a.layers); }
+void serialize(Archive& ar, ModelArch& a) {
+  ar(a.name, a.input, a.layers);
+}
 // The kind is stored by its name; a name this build does not know fails the load.
 template <class Archive>
-void save(Archive& ar, const OptimizerState& s) { ar(std::string(to_string(s.kind)), s.step, s.slots); }
+void save(Archive& ar, const OptimizerState& s) {
+  ar(std::string(to_string(s.kind)), s.step, s.slots);
+}
 template <class Archive>
 void load(Archive& ar, OptimizerState& s) {
   std::string kind;
@@ -44,7 +50,9 @@ void serialize(Archive& ar, Signature& s) {
   ar(s.input_name, s.input_shape, s.classes_name, s.probabilities_name, s.classes);
 }
 template <class Archive>
-void serialize(Archive& ar, ModelFile& m) { ar(m.arch, m.signature, m.params, m.metadata); }
+void serialize(Archive& ar, ModelFile& m) {
+  ar(m.arch, m.signature, m.params, m.metadata);
+}
 template <class Archive>
 void serialize(Archive& ar, Checkpoint& c) {
   ar(c.model, c.optimizer, c.epochs_done, c.global_step, c.seed, c.batch_size);
@@ -142,8 +150,8 @@ void check_consistent(const ModelFile& m, const std::string& where) {
     expected += layer->param_count();
   }
   STRAND_CHECK(int64_t(m.params.size()) == expected, Format,
-               "model '" + m.arch.name + "' needs " + std::to_string(expected) + " parameters, the file has " +
-                   std::to_string(m.params.size()),
+               "model '" + m.arch.name + "' needs " + std::to_string(expected) +
+                   " parameters, the file has " + std::to_string(m.params.size()),
                where);
 }
 
@@ -175,7 +183,8 @@ Checkpoint load_checkpoint(const fs::path& path) {
 namespace {
 // A non-empty all-digit name parsed as a version; nullopt otherwise.
 std::optional<int64_t> numeric_name(const std::string& name) {
-  if (name.empty() || name.size() > 18 || !std::all_of(name.begin(), name.end(), ::isdigit)) return std::nullopt;
+  if (name.empty() || name.size() > 18 || !std::all_of(name.begin(), name.end(), ::isdigit))
+    return std::nullopt;
   return std::stoll(name);
 }
 }  // namespace
@@ -232,8 +241,8 @@ ModelFile load_export(const fs::path& model_dir, std::optional<int64_t> version,
     version = versions.back();
   }
   const fs::path file = model_dir / std::to_string(*version) / kModelFileName;
-  STRAND_CHECK(fs::is_regular_file(file), Io, "version " + std::to_string(*version) + " has no " + kModelFileName,
-               where);
+  STRAND_CHECK(fs::is_regular_file(file), Io,
+               "version " + std::to_string(*version) + " has no " + kModelFileName, where);
   if (loaded_version) *loaded_version = *version;
   return load_model_file(file);
 }

@@ -30,9 +30,9 @@ inline constexpr const char* kModelFileName = "model.strand";
 
 // The model's serving signature: one named input, two named outputs.
 struct Signature {
-  std::string input_name = "x";                  // SageMaker's TF MNIST example calls it "x"
-  Shape input_shape;                            // per instance, as clients send it: {784}
-  std::string classes_name = "classes";          // int64 [N]
+  std::string input_name = "x";                      // SageMaker's TF MNIST example calls it "x"
+  Shape input_shape;                                 // per instance, as clients send it: {784}
+  std::string classes_name = "classes";              // int64 [N]
   std::string probabilities_name = "probabilities";  // float [N, classes]
   int64_t classes = 0;
   bool operator==(const Signature&) const = default;
@@ -49,8 +49,8 @@ struct ModelFile {
 struct Checkpoint {
   ModelFile model;
   OptimizerState optimizer;
-  int64_t epochs_done = 0;   // completed epochs
-  int64_t global_step = 0;   // optimizer steps taken
+  int64_t epochs_done = 0;  // completed epochs
+  int64_t global_step = 0;  // optimizer steps taken
   uint64_t seed = 0;
   int64_t batch_size = 0;
 };

@@ -18,8 +18,7 @@ namespace fs = std::filesystem;
 
 // .npy data is stored little-endian by every writer we accept; reading and writing it
 // with memcpy is only right on a little-endian host (all platforms strand targets).
-static_assert(std::endian::native == std::endian::little,
-              "strand's .npy I/O assumes a little-endian host");
+static_assert(std::endian::native == std::endian::little, "strand's .npy I/O assumes a little-endian host");
 
 const char* to_string(NpyDtype dtype) {
   switch (dtype) {
@@ -100,16 +99,14 @@ class HeaderParser {
       expect(':', ("after key '" + key + "'").c_str());
       skip_ws();
       if (key == "descr") {
-        if (peek() == '[')
-          fail("structured dtypes (a list of fields in 'descr') are not supported");
+        if (peek() == '[') fail("structured dtypes (a list of fields in 'descr') are not supported");
         set(h.descr, string_literal("the 'descr' string"), key);
       } else if (key == "fortran_order") {
         set(h.fortran_order, boolean(), key);
       } else if (key == "shape") {
         set(h.shape, tuple(), key);
       } else {
-        fail("unexpected key '" + key +
-             "' (a .npy header holds exactly 'descr', 'fortran_order', 'shape')");
+        fail("unexpected key '" + key + "' (a .npy header holds exactly 'descr', 'fortran_order', 'shape')");
       }
       skip_ws();
       if (eat(',')) continue;
@@ -140,8 +137,7 @@ class HeaderParser {
   }
   char peek() const { return pos_ < t_.size() ? t_[pos_] : '\0'; }
   void skip_ws() {
-    while (pos_ < t_.size() &&
-           (t_[pos_] == ' ' || t_[pos_] == '\t' || t_[pos_] == '\n' || t_[pos_] == '\r'))
+    while (pos_ < t_.size() && (t_[pos_] == ' ' || t_[pos_] == '\t' || t_[pos_] == '\n' || t_[pos_] == '\r'))
       ++pos_;
   }
   bool eat(char c) {
@@ -171,8 +167,7 @@ class HeaderParser {
     if (peek() < '0' || peek() > '9') fail("expected a non-negative integer in 'shape'");
     int64_t v = 0;
     while (peek() >= '0' && peek() <= '9') {
-      if (__builtin_mul_overflow(v, int64_t{10}, &v) ||
-          __builtin_add_overflow(v, int64_t{peek() - '0'}, &v))
+      if (__builtin_mul_overflow(v, int64_t{10}, &v) || __builtin_add_overflow(v, int64_t{peek() - '0'}, &v))
         fail("dimension in 'shape' does not fit in 64 bits");
       ++pos_;
     }
@@ -207,8 +202,7 @@ class HeaderParser {
 NpyDtype parse_descr(const std::string& descr, const std::string& where) {
   auto unsupported = [&](const std::string& what) {
     return Error(ErrorKind::Format,
-                 "unsupported dtype '" + descr + "' (" + what + "); supported: " + kSupported,
-                 where);
+                 "unsupported dtype '" + descr + "' (" + what + "); supported: " + kSupported, where);
   };
   std::string body = descr;
   char order = '=';
@@ -220,16 +214,16 @@ NpyDtype parse_descr(const std::string& descr, const std::string& where) {
     const char* code;
     NpyDtype dtype;
   };
-  static constexpr Known kKnown[] = {
-      {"i1", NpyDtype::I1}, {"u1", NpyDtype::U1}, {"i2", NpyDtype::I2}, {"u2", NpyDtype::U2},
-      {"i4", NpyDtype::I4}, {"u4", NpyDtype::U4}, {"i8", NpyDtype::I8}, {"u8", NpyDtype::U8},
-      {"f4", NpyDtype::F4}, {"f8", NpyDtype::F8}};
+  static constexpr Known kKnown[] = {{"i1", NpyDtype::I1}, {"u1", NpyDtype::U1}, {"i2", NpyDtype::I2},
+                                     {"u2", NpyDtype::U2}, {"i4", NpyDtype::I4}, {"u4", NpyDtype::U4},
+                                     {"i8", NpyDtype::I8}, {"u8", NpyDtype::U8}, {"f4", NpyDtype::F4},
+                                     {"f8", NpyDtype::F8}};
   for (const Known& k : kKnown) {
     if (body != k.code) continue;
     if (itemsize(k.dtype) > 1 && order == '>')
       throw Error(ErrorKind::Format,
-                  "big-endian dtype '" + descr + "' is not supported; convert it with " +
-                      "a.astype('<" + body + "') before saving",
+                  "big-endian dtype '" + descr + "' is not supported; convert it with " + "a.astype('<" +
+                      body + "') before saving",
                   where);
     return k.dtype;
   }
@@ -314,8 +308,7 @@ void check_shape(const Shape& got, const std::optional<Shape>& expect, const std
   if (!expect) return;
   bool ok = got.rank() == expect->rank();
   for (size_t i = 0; ok && i < got.rank(); ++i) ok = (*expect)[i] == -1 || (*expect)[i] == got[i];
-  STRAND_CHECK(ok, Shape, "expected shape " + expect->str() + " (-1: any size), found " + got.str(),
-               where);
+  STRAND_CHECK(ok, Shape, "expected shape " + expect->str() + " (-1: any size), found " + got.str(), where);
 }
 
 template <class T>
@@ -368,20 +361,18 @@ NpyArray read_npy(const fs::path& path) {
       hint = " (is it gzip-compressed? decompress it first, e.g. with gunzip)";
     if (b[0] == 'P' && b[1] == 'K')
       hint = " (this is a zip archive, e.g. an .npz: extract the .npy files from it)";
-    if (b[0] == 0 && b[1] == 0 && b[2] >= 0x08 && b[2] <= 0x0E)
-      hint = " (this looks like an IDX file)";
+    if (b[0] == 0 && b[1] == 0 && b[2] >= 0x08 && b[2] <= 0x0E) hint = " (this looks like an IDX file)";
     throw Error(ErrorKind::Format,
                 "not a .npy file: expected the magic \\x93NUMPY, found bytes " +
                     hex_bytes(b, std::min<uint64_t>(f.size(), 6)) + hint,
                 where);
   }
   STRAND_CHECK(f.size() >= 10, Format,
-               "file is only " + std::to_string(f.size()) + " bytes, too short for a .npy header",
-               where);
+               "file is only " + std::to_string(f.size()) + " bytes, too short for a .npy header", where);
   const unsigned major = b[6], minor = b[7];
   STRAND_CHECK(minor == 0 && major >= 1 && major <= 3, Format,
-               "unsupported .npy format version " + std::to_string(major) + "." +
-                   std::to_string(minor) + " (strand reads 1.0, 2.0 and 3.0)",
+               "unsupported .npy format version " + std::to_string(major) + "." + std::to_string(minor) +
+                   " (strand reads 1.0, 2.0 and 3.0)",
                where);
   uint64_t prefix = 10, hlen = b[8] | (uint64_t{b[9]} << 8);
   if (major >= 2) {
@@ -397,8 +388,7 @@ NpyArray read_npy(const fs::path& path) {
                    std::to_string(f.size()) + " bytes; truncated?)",
                where);
   STRAND_CHECK(hlen <= kMaxHeaderLen, Format,
-               "header length " + std::to_string(hlen) + " is implausibly large (corrupt file?)",
-               where);
+               "header length " + std::to_string(hlen) + " is implausibly large (corrupt file?)", where);
   std::string text(hlen, '\0');
   f.read(prefix, text.data(), hlen);
   const Header h = HeaderParser(text, where).parse();
@@ -425,15 +415,13 @@ NpyArray read_npy(const fs::path& path) {
   if (std::find(h.shape->begin(), h.shape->end(), 0) != h.shape->end()) {
     need = 0;
   } else {
-    for (int64_t d : *h.shape)
-      overflow = overflow || __builtin_mul_overflow(need, uint64_t(d), &need);
+    for (int64_t d : *h.shape) overflow = overflow || __builtin_mul_overflow(need, uint64_t(d), &need);
   }
   if (overflow || need != have) {
     throw Error(ErrorKind::Format,
                 "header declares shape " + out.shape.str() + " of " + to_string(out.dtype) + " = " +
                     (overflow ? std::string("more than 2^64") : std::to_string(need)) +
-                    " bytes of data, but the file has " + std::to_string(have) +
-                    " bytes after the header" +
+                    " bytes of data, but the file has " + std::to_string(have) + " bytes after the header" +
                     (overflow || need > have ? " (file truncated, or header corrupt)"
                                              : " (trailing bytes after the data)"),
                 where);
@@ -451,10 +439,9 @@ Array<float> npy_to_f32(const NpyArray& a, const std::string& where) {
       T v;
       std::memcpy(&v, p + i * sizeof(T), sizeof(T));
       if constexpr (std::is_same_v<T, double>) {
-        STRAND_CHECK(
-            !std::isfinite(v) || std::fabs(v) <= FLT_MAX, Format,
-            "value " + show(v) + " at index " + std::to_string(i) + " is outside the float32 range",
-            where);
+        STRAND_CHECK(!std::isfinite(v) || std::fabs(v) <= FLT_MAX, Format,
+                     "value " + show(v) + " at index " + std::to_string(i) + " is outside the float32 range",
+                     where);
       } else if constexpr (std::is_integral_v<T> && sizeof(T) >= 4) {
         // float32 holds every integer up to 2^24 exactly, and not all beyond it.
         constexpr T kMax = T{1} << 24;
@@ -483,15 +470,13 @@ Array<int32_t> npy_to_i32(const NpyArray& a, const std::string& where) {
                      "value " + show(v) + " at index " + std::to_string(i) +
                          " is not an integer, so it cannot be converted to int32",
                      where);
-        STRAND_CHECK(
-            v >= -2147483648.0 && v <= 2147483647.0, Format,
-            "value " + show(v) + " at index " + std::to_string(i) + " is outside the int32 range",
-            where);
+        STRAND_CHECK(v >= -2147483648.0 && v <= 2147483647.0, Format,
+                     "value " + show(v) + " at index " + std::to_string(i) + " is outside the int32 range",
+                     where);
       } else {
-        STRAND_CHECK(
-            std::in_range<int32_t>(v), Format,
-            "value " + show(v) + " at index " + std::to_string(i) + " is outside the int32 range",
-            where);
+        STRAND_CHECK(std::in_range<int32_t>(v), Format,
+                     "value " + show(v) + " at index " + std::to_string(i) + " is outside the int32 range",
+                     where);
       }
       out.data[i] = static_cast<int32_t>(v);
     }

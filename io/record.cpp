@@ -130,8 +130,13 @@ RecordStamp make_stamp(const StampOptions& options) {
 }
 
 nlohmann::json to_json(const RecordStamp& s) {
-  nlohmann::json j{{"strand_version", s.version}, {"commit", s.commit}, {"host", s.host}, {"cpu", s.cpu},
-                   {"cpus", s.cpus},  {"date", s.date}, {"command", s.command}};
+  nlohmann::json j{{"strand_version", s.version},
+                   {"commit", s.commit},
+                   {"host", s.host},
+                   {"cpu", s.cpu},
+                   {"cpus", s.cpus},
+                   {"date", s.date},
+                   {"command", s.command}};
   if (!s.gpu.empty()) j["gpu"] = s.gpu;
   if (s.threads > 0) j["threads"] = s.threads;
   return j;

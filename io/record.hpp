@@ -14,15 +14,15 @@
 namespace strand::io {
 
 struct RecordStamp {
-  std::string version;   // strand's (the meson project version)
-  std::string commit;    // `git describe --always --dirty` when built; "unknown" outside git
-  std::string host;      // host name
-  std::string cpu;       // /proc/cpuinfo's "model name" (or "unknown")
-  std::string gpu;       // GPU model(s), "; "-separated, when the benchmark ran on one; else ""
-  int threads = 0;       // threads the benchmark ran with; 0 when its rows give their own
-  int cpus = 0;          // CPUs this process may run on (its affinity mask)
-  std::string date;      // UTC, ISO 8601: 2026-12-03T06:45:33Z
-  std::string command;   // the command line, each argument shell-quoted where needed
+  std::string version;  // strand's (the meson project version)
+  std::string commit;   // `git describe --always --dirty` when built; "unknown" outside git
+  std::string host;     // host name
+  std::string cpu;      // /proc/cpuinfo's "model name" (or "unknown")
+  std::string gpu;      // GPU model(s), "; "-separated, when the benchmark ran on one; else ""
+  int threads = 0;      // threads the benchmark ran with; 0 when its rows give their own
+  int cpus = 0;         // CPUs this process may run on (its affinity mask)
+  std::string date;     // UTC, ISO 8601: 2026-12-03T06:45:33Z
+  std::string command;  // the command line, each argument shell-quoted where needed
 };
 
 struct StampOptions {

@@ -37,7 +37,8 @@ Environment Environment::current() {
   for (char** e = environ; *e; ++e) {
     const std::string_view kv(*e);
     const size_t eq = kv.find('=');
-    if (eq != std::string_view::npos) env.vars.emplace(std::string(kv.substr(0, eq)), std::string(kv.substr(eq + 1)));
+    if (eq != std::string_view::npos)
+      env.vars.emplace(std::string(kv.substr(0, eq)), std::string(kv.substr(eq + 1)));
   }
   return env;
 }
@@ -67,8 +68,8 @@ Identity discover_identity(Launcher launcher, const Environment& env, const allr
           sagemaker_hosts(hosts_json ? hosts_json->c_str() : nullptr, current ? current->c_str() : nullptr);
       const int local = int_var(env, kWorkerEnv, 0);
       STRAND_CHECK(local < workers_per_host, Usage,
-                   "worker index " + std::to_string(local) + " outside the " + std::to_string(workers_per_host) +
-                       " workers per host",
+                   "worker index " + std::to_string(local) + " outside the " +
+                       std::to_string(workers_per_host) + " workers per host",
                    kWorkerEnv);
       return {.rank = sm.current * workers_per_host + local,
               .world = int(sm.hosts.size()) * workers_per_host,

@@ -32,7 +32,7 @@ struct Environment {
 // This process's place. `mpi` must be given for Launcher::Mpi; `workers_per_host` is the
 // SageMaker launch's (worker i on host h is rank h x workers_per_host + i). Usage error naming
 // the variable when the launcher's variables are missing or malformed.
-Identity discover_identity(Launcher launcher, const Environment& env, const allreduce::MpiRuntime* mpi = nullptr,
-                           int workers_per_host = 1);
+Identity discover_identity(Launcher launcher, const Environment& env,
+                           const allreduce::MpiRuntime* mpi = nullptr, int workers_per_host = 1);
 
 }  // namespace strand::job

@@ -141,7 +141,8 @@ ps::PsConfig start_ps(const Context& ctx, const JobSpec& spec, Distributed& dist
     dist.server = std::make_unique<ps::Server>(
         ctx, server_options(spec, id.world, index, count, token, param_count,
                             ps_bind_address(spec.strategy.ps.bind, id.host), spec.strategy.ps.port));
-  const std::vector<std::string> endpoints = comm.gather_to_root(leader ? reachable(*dist.server, id.host) : "");
+  const std::vector<std::string> endpoints =
+      comm.gather_to_root(leader ? reachable(*dist.server, id.host) : "");
   std::string joined;
   for (const std::string& e : endpoints)
     if (!e.empty()) joined += e + "\n";
@@ -174,12 +175,13 @@ void wait_for_departures(const Context& ctx, const ps::Server& server, int worke
       last_change = Clock::now();
     } else if (since(last_change) > idle_limit) {
       ctx.log("no worker has been heard from for " + std::to_string(int(idle_limit)) + " s; " +
-              std::to_string(workers - done) + " of " + std::to_string(workers) + " never left: stopping the server");
+              std::to_string(workers - done) + " of " + std::to_string(workers) +
+              " never left: stopping the server");
       return;
     }
     if (!logged) {
-      ctx.log("serving until the other workers are done (" + std::to_string(done) + " of " + std::to_string(workers) +
-              " so far)");
+      ctx.log("serving until the other workers are done (" + std::to_string(done) + " of " +
+              std::to_string(workers) + " so far)");
       logged = true;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -236,12 +238,15 @@ JobResult train_rank(const JobSpec& spec, const JobHooks& hooks, const Identity&
     device.cuda.graphs = false;                             // the strategy waits for the device inside a step
   }
   if (!ps && dist.mpi && !device.device.is_cpu())
-    dist.nccl = std::make_unique<allreduce::NcclCommunicator>(*dist.comm, device.device.index, st.comm_timeout_s);
+    dist.nccl =
+        std::make_unique<allreduce::NcclCommunicator>(*dist.comm, device.device.index, st.comm_timeout_s);
   const bool chief = id.rank == 0;  // writes the metrics, the checkpoints and the export
   Context ctx = make_context(device, id);
   if (!ps && dist.mpi) {
-    allreduce::Communicator& grads = dist.nccl ? static_cast<allreduce::Communicator&>(*dist.nccl) : *dist.comm;
-    dist.allreduce = std::make_unique<allreduce::AllreduceStrategy>(grads, st.allreduce.fusion_bytes, dist.timeline.get());
+    allreduce::Communicator& grads =
+        dist.nccl ? static_cast<allreduce::Communicator&>(*dist.nccl) : *dist.comm;
+    dist.allreduce =
+        std::make_unique<allreduce::AllreduceStrategy>(grads, st.allreduce.fusion_bytes, dist.timeline.get());
   }
 
   Model model(ctx.backend(), models::by_name(spec.model));
@@ -253,11 +258,13 @@ JobResult train_rank(const JobSpec& spec, const JobHooks& hooks, const Identity&
     model.place_grads(dist.shared_grads->data());
   }
   const io::MnistSplits data = load_data(ctx, spec.data);
-  if (ps) dist.ps = std::make_unique<ps::PsStrategy>(ctx, start_ps(ctx, spec, dist, model.param_count()),
-                                                     model.param_count());
+  if (ps)
+    dist.ps = std::make_unique<ps::PsStrategy>(ctx, start_ps(ctx, spec, dist, model.param_count()),
+                                               model.param_count());
   LocalStrategy local;
-  Strategy& strategy = ps ? static_cast<Strategy&>(*dist.ps)
-                          : dist.allreduce ? static_cast<Strategy&>(*dist.allreduce) : local;
+  Strategy& strategy = ps               ? static_cast<Strategy&>(*dist.ps)
+                       : dist.allreduce ? static_cast<Strategy&>(*dist.allreduce)
+                                        : local;
 
   MetricsFile metrics(chief ? spec.metrics : std::filesystem::path(), cfg.resume);
   if (chief) cfg.on_step = hooks.on_step;
@@ -265,10 +272,11 @@ JobResult train_rank(const JobSpec& spec, const JobHooks& hooks, const Identity&
     if (!chief) return;
     if (hooks.on_eval) hooks.on_eval(m);
     char line[256];
-    std::snprintf(line, sizeof line,
-                  "epoch %lld step %lld: loss %.4f, train accuracy %.2f%%, test accuracy %.2f%%, %.0f images/s, %.1f s",
-                  (long long)m.epoch, (long long)m.step, m.loss, 100 * m.train_accuracy, 100 * m.test_accuracy,
-                  m.images_per_sec, m.seconds);
+    std::snprintf(
+        line, sizeof line,
+        "epoch %lld step %lld: loss %.4f, train accuracy %.2f%%, test accuracy %.2f%%, %.0f images/s, %.1f s",
+        (long long)m.epoch, (long long)m.step, m.loss, 100 * m.train_accuracy, 100 * m.test_accuracy,
+        m.images_per_sec, m.seconds);
     ctx.log(line);
     metrics.write(m);
   };
@@ -304,9 +312,9 @@ JobResult train_rank(const JobSpec& spec, const JobHooks& hooks, const Identity&
     if (chief)
       ctx.log("waited for gradient allreduce " + compact(wait) + " s of " + compact(since(t_train)) +
               " s (mean over ranks, evaluations included in the total)" +
-              (dist.shared_grads
-                   ? "; " + std::to_string(dist.comm->in_place_allreduces()) + " allreduces in place in shared memory"
-                   : std::string()));
+              (dist.shared_grads ? "; " + std::to_string(dist.comm->in_place_allreduces()) +
+                                       " allreduces in place in shared memory"
+                                 : std::string()));
   }
   if (dist.timeline) {
     const std::vector<std::string> events = dist.comm->gather_to_root(dist.timeline->events_json());
@@ -319,7 +327,9 @@ JobResult train_rank(const JobSpec& spec, const JobHooks& hooks, const Identity&
   if (r.reached_target) ctx.log("reached test accuracy " + compact(cfg.stop_at_accuracy) + ": stopping");
   // A run resumed from its last epoch trains nothing and is evaluated here.
   out.final_eval = r.evaluations.empty() ? evaluate(model, data.eval) : r.last_eval;
-  const io::ModelFile file{model.arch(), io::default_signature(model), model.get_params(),
+  const io::ModelFile file{model.arch(),
+                           io::default_signature(model),
+                           model.get_params(),
                            {{"test_accuracy", std::to_string(out.final_eval.accuracy)},
                             {"epochs", std::to_string(cfg.epochs)},
                             {"steps", std::to_string(r.global_step)},
@@ -354,20 +364,23 @@ JobResult run_sagemaker(const JobSpec& spec, const JobHooks& hooks, const Enviro
   const std::string& host = sm.hosts[size_t(sm.current)];
   if (env.get(kWorkerEnv)) {
     Distributed dist{.sm_token = token};
-    for (const std::string& h : sm.hosts) dist.sm_servers.push_back("tcp://" + resolve_ipv4(h) + ":" + std::to_string(port));
+    for (const std::string& h : sm.hosts)
+      dist.sm_servers.push_back("tcp://" + resolve_ipv4(h) + ":" + std::to_string(port));
     return train_rank(spec, hooks, discover_identity(Launcher::SageMaker, env, nullptr, per_host), dist);
   }
   Context ctx(make_cpu_backend(1), {.rank = 0, .world = 1, .host = host});
   const int64_t params = Model(ctx.backend(), models::by_name(spec.model)).param_count();
   // The address the other hosts resolve this host's name to, unless the bind spec says otherwise.
   const std::string address = p.bind.empty() ? resolve_ipv4(host) : ps_bind_address(p.bind, host);
-  ps::Server server(ctx, server_options(spec, world, sm.current, int(sm.hosts.size()), token, params, address, port));
+  ps::Server server(
+      ctx, server_options(spec, world, sm.current, int(sm.hosts.size()), token, params, address, port));
   const std::vector<int> pids = spawn_workers(per_host);
   std::string pid_list;
   for (int pid : pids) pid_list += (pid_list.empty() ? "" : " ") + std::to_string(pid);
   ctx.log("host " + std::to_string(sm.current + 1) + " of " + std::to_string(sm.hosts.size()) + ": workers " +
-          std::to_string(sm.current * per_host) + ".." + std::to_string(sm.current * per_host + per_host - 1) + " of " +
-          std::to_string(world) + " (pids " + pid_list + ")");
+          std::to_string(sm.current * per_host) + ".." +
+          std::to_string(sm.current * per_host + per_host - 1) + " of " + std::to_string(world) + " (pids " +
+          pid_list + ")");
   std::string failures;
   for (size_t done = 0; done < pids.size();) {
     int status = 0;
@@ -381,8 +394,8 @@ JobResult run_sagemaker(const JobSpec& spec, const JobHooks& hooks, const Enviro
     if (i == pids.size()) continue;
     ++done;
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0) continue;
-    const std::string who =
-        "worker rank " + std::to_string(sm.current * per_host + int(i)) + " (pid " + std::to_string(pid) + ")";
+    const std::string who = "worker rank " + std::to_string(sm.current * per_host + int(i)) + " (pid " +
+                            std::to_string(pid) + ")";
     const std::string how = WIFSIGNALED(status) ? "was killed by signal " + std::to_string(WTERMSIG(status))
                                                 : "exited with status " + std::to_string(WEXITSTATUS(status));
     ctx.log(who + " " + how);
@@ -420,7 +433,8 @@ io::Dataset load_split(const Context& ctx, const std::filesystem::path& dir, io:
   std::string layout;
   io::Dataset d = io::load_mnist_split(dir, split, &layout);
   log_loaded(ctx, dir, layout,
-             std::to_string(d.size()) + (split == io::MnistSplit::train ? " train" : " test") + " images", t0);
+             std::to_string(d.size()) + (split == io::MnistSplit::train ? " train" : " test") + " images",
+             t0);
   return d;
 }
 
@@ -428,7 +442,8 @@ io::MnistSplits load_data(const Context& ctx, const std::filesystem::path& dir) 
   const auto t0 = Clock::now();
   io::MnistSplits s = io::load_mnist_dir(dir);
   log_loaded(ctx, dir, s.layout,
-             std::to_string(s.train.size()) + " train, " + std::to_string(s.eval.size()) + " test images", t0);
+             std::to_string(s.train.size()) + " train, " + std::to_string(s.eval.size()) + " test images",
+             t0);
   return s;
 }
 
@@ -437,7 +452,9 @@ constexpr Name<StrategyKind> kStrategyNames[] = {
     {StrategyKind::Local, "local"}, {StrategyKind::Allreduce, "allreduce"}, {StrategyKind::Ps, "ps"}};
 }  // namespace
 
-StrategyKind parse_strategy(std::string_view text) { return parse_name(kStrategyNames, text, "strategy", "strategy"); }
+StrategyKind parse_strategy(std::string_view text) {
+  return parse_name(kStrategyNames, text, "strategy", "strategy");
+}
 
 std::string_view to_string(StrategyKind kind) { return name_of(kStrategyNames, kind); }
 
@@ -472,7 +489,8 @@ JobResult run_job(const JobSpec& spec, const JobHooks& hooks) {
   try {
     const Identity id = discover_identity(Launcher::Mpi, env, &mpi);
     STRAND_CHECK(st.kind != StrategyKind::Ps || st.ps.workers_per_host == 1, Usage,
-                 "--workers-per-host is for the SageMaker launch (SM_HOSTS); under mpirun, -np and -H place the workers",
+                 "--workers-per-host is for the SageMaker launch (SM_HOSTS); under mpirun, -np and -H place "
+                 "the workers",
                  "strand train");
     return train_rank(spec, hooks, id, dist);
   } catch (const std::exception& e) {

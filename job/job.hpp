@@ -47,7 +47,7 @@ struct PsSpec {
   int64_t chunk_bytes = ps::kDefaultChunkBytes;  // the unit of push, pull and sharding
   // The servers' port: 0 is any free one under mpirun, kSageMakerPort under the SageMaker launch.
   int port = 0;
-  std::string bind;  // where a host's server listens (job/launch.hpp ps_bind_address)
+  std::string bind;          // where a host's server listens (job/launch.hpp ps_bind_address)
   int workers_per_host = 1;  // the SageMaker launch's worker processes per host
 };
 // The SageMaker launch has no channel to exchange addresses: every host must know the port.
@@ -109,7 +109,7 @@ struct JobResult {
   bool chief = false;  // this process exported the model (the other results are its only)
   TrainResult train;
   EvalResult final_eval;
-  int64_t version = 0;            // the exported version
+  int64_t version = 0;             // the exported version
   std::filesystem::path exported;  // model_dir/<version>/
 };
 

@@ -1,13 +1,13 @@
 #include <strand/job/launch.hpp>
 
 #include <arpa/inet.h>
-#include <csignal>
-#include <fstream>
 #include <ifaddrs.h>
 #include <net/if.h>
 #include <netdb.h>
 #include <sys/prctl.h>
 #include <unistd.h>
+#include <csignal>
+#include <fstream>
 
 #include <iterator>
 #include <memory>
@@ -35,7 +35,8 @@ std::vector<Interface> interfaces() {
   std::vector<Interface> out;
   for (ifaddrs* i = list; i; i = i->ifa_next) {
     if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET || !(i->ifa_flags & IFF_UP)) continue;
-    out.push_back({i->ifa_name, reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr, (i->ifa_flags & IFF_LOOPBACK) != 0});
+    out.push_back({i->ifa_name, reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr,
+                   (i->ifa_flags & IFF_LOOPBACK) != 0});
   }
   return out;
 }
@@ -77,19 +78,22 @@ std::string ps_bind_address(const std::string& spec, const std::string& host) {
   if (const size_t slash = spec.find('/'); slash != std::string::npos) {
     const std::string bits_text = spec.substr(slash + 1);
     STRAND_CHECK(inet_pton(AF_INET, spec.substr(0, slash).c_str(), &a) == 1 && !bits_text.empty() &&
-                     bits_text.size() <= 2 && bits_text.find_first_not_of("0123456789") == std::string::npos &&
+                     bits_text.size() <= 2 &&
+                     bits_text.find_first_not_of("0123456789") == std::string::npos &&
                      std::stoi(bits_text) <= 32,
                  Usage, "not an IPv4 network such as 10.77.0.0/24", "--ps-bind " + spec);
     const int bits = std::stoi(bits_text);
     const uint32_t mask = bits == 0 ? 0 : ~uint32_t(0) << (32 - bits);
     for (const Interface& i : ifs)
       if ((ntohl(i.addr.s_addr) & mask) == (ntohl(a.s_addr) & mask)) return text(i.addr);
-    throw Error(ErrorKind::Usage, "no interface of this host has an address in that network", "--ps-bind " + spec);
+    throw Error(ErrorKind::Usage, "no interface of this host has an address in that network",
+                "--ps-bind " + spec);
   }
   if (inet_pton(AF_INET, spec.c_str(), &a) == 1) return spec;
   for (const Interface& i : ifs)
     if (i.name == spec) return text(i.addr);
-  throw Error(ErrorKind::Usage, "neither an IPv4 address, a network nor an interface of this host with an IPv4 address",
+  throw Error(ErrorKind::Usage,
+              "neither an IPv4 address, a network nor an interface of this host with an IPv4 address",
               "--ps-bind " + spec);
 }
 
@@ -97,8 +101,9 @@ uint64_t token_from_env() {
   const char* t = std::getenv("STRAND_PS_TOKEN");
   if (!t) return 0;
   const std::string s = t;
-  STRAND_CHECK(!s.empty() && s.size() <= 16 && s.find_first_not_of("0123456789abcdefABCDEF") == std::string::npos,
-               Usage, "must be 1 to 16 hexadecimal digits", "STRAND_PS_TOKEN");
+  STRAND_CHECK(
+      !s.empty() && s.size() <= 16 && s.find_first_not_of("0123456789abcdefABCDEF") == std::string::npos,
+      Usage, "must be 1 to 16 hexadecimal digits", "STRAND_PS_TOKEN");
   const uint64_t v = std::stoull(s, nullptr, 16);
   STRAND_CHECK(v != 0, Usage, "must not be 0", "STRAND_PS_TOKEN");
   return v;
@@ -106,8 +111,8 @@ uint64_t token_from_env() {
 
 SageMakerHosts sagemaker_hosts(const char* sm_hosts_json, const char* sm_current_host) {
   STRAND_CHECK(sm_hosts_json && *sm_hosts_json, Usage, "not set", "SM_HOSTS");
-  STRAND_CHECK(sm_current_host && *sm_current_host, Usage, "not set (the SageMaker launch needs it beside SM_HOSTS)",
-               "SM_CURRENT_HOST");
+  STRAND_CHECK(sm_current_host && *sm_current_host, Usage,
+               "not set (the SageMaker launch needs it beside SM_HOSTS)", "SM_CURRENT_HOST");
   SageMakerHosts out;
   nlohmann::json j;
   try {
@@ -117,13 +122,15 @@ SageMakerHosts sagemaker_hosts(const char* sm_hosts_json, const char* sm_current
   }
   STRAND_CHECK(j.is_array() && !j.empty(), Usage, "must be a non-empty JSON list of host names", "SM_HOSTS");
   for (const auto& h : j) {
-    STRAND_CHECK(h.is_string() && !h.get<std::string>().empty(), Usage, "every entry must be a host name", "SM_HOSTS");
+    STRAND_CHECK(h.is_string() && !h.get<std::string>().empty(), Usage, "every entry must be a host name",
+                 "SM_HOSTS");
     out.hosts.push_back(h.get<std::string>());
   }
   out.current = -1;
   for (size_t i = 0; i < out.hosts.size(); ++i)
     if (out.hosts[i] == sm_current_host) out.current = int(i);
-  STRAND_CHECK(out.current >= 0, Usage, std::string("'") + sm_current_host + "' is not in SM_HOSTS " + sm_hosts_json,
+  STRAND_CHECK(out.current >= 0, Usage,
+               std::string("'") + sm_current_host + "' is not in SM_HOSTS " + sm_hosts_json,
                "SM_CURRENT_HOST");
   return out;
 }

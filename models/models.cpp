@@ -10,11 +10,11 @@ using namespace strand::layers;
 ModelArch mnist_cnn() {
   return {"mnist_cnn",
           Shape{1, 28, 28},
-          {conv2d(32, 5, true), relu(), maxpool2x2(),   // [32,14,14]
-           conv2d(64, 5, true), relu(), maxpool2x2(),   // [64,7,7]
-           flatten(),                                   // [3136]
-           dense(1024), relu(), dropout(0.4),           // [1024]
-           dense(10)}};                                 // [10] logits
+          {conv2d(32, 5, true), relu(), maxpool2x2(),  // [32,14,14]
+           conv2d(64, 5, true), relu(), maxpool2x2(),  // [64,7,7]
+           flatten(),                                  // [3136]
+           dense(1024), relu(), dropout(0.4),          // [1024]
+           dense(10)}};                                // [10] logits
 }
 
 ModelArch mnist_mlp() {

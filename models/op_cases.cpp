@@ -46,8 +46,14 @@ std::vector<OpCase> op_cases(const ModelArch& arch, int64_t batch) {
       const auto k = int64_t(spec.attr("kernel"));
       c.kind = OpKind::Conv2d;
       // Stride 1: out = in + 2 pad - k + 1.
-      c.conv = Conv2dDesc{.batch = batch, .in_c = in[0], .in_h = in[1], .in_w = in[2], .out_c = out[0],
-                          .kernel_h = k, .kernel_w = k, .pad_h = (out[1] - in[1] + k - 1) / 2,
+      c.conv = Conv2dDesc{.batch = batch,
+                          .in_c = in[0],
+                          .in_h = in[1],
+                          .in_w = in[2],
+                          .out_c = out[0],
+                          .kernel_h = k,
+                          .kernel_w = k,
+                          .pad_h = (out[1] - in[1] + k - 1) / 2,
                           .pad_w = (out[2] - in[2] + k - 1) / 2};
       c.relu_in_forward = i + 1 < n && fused_fwd[i + 1];
       c.name = "conv";
@@ -77,7 +83,9 @@ std::vector<OpCase> op_cases(const ModelArch& arch, int64_t batch) {
     c.name += std::to_string(++ordinal[c.name]);
     cases.push_back(c);
   }
-  cases.push_back({.name = "softmax_xent", .kind = OpKind::SoftmaxXent, .batch = batch,
+  cases.push_back({.name = "softmax_xent",
+                   .kind = OpKind::SoftmaxXent,
+                   .batch = batch,
                    .classes = shapes.back().numel()});
   cases.push_back({.name = "adam", .kind = OpKind::Adam, .batch = batch, .elements = params});
   return cases;

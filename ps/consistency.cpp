@@ -54,10 +54,10 @@ class SyncPolicy final : public ConsistencyPolicy {
     const Round& r = rounds_.at(id);
     const bool has = r.has[size_t(worker)];
     if (step != r.version || has)
-      throw Refusal(ErrorKind::Usage,
-                    "push of step " + std::to_string(step) + " for chunk " + std::to_string(id) +
-                        ", which is collecting step " + std::to_string(r.version) +
-                        (has ? " and has this worker's gradient" : ""));
+      throw Refusal(ErrorKind::Usage, "push of step " + std::to_string(step) + " for chunk " +
+                                          std::to_string(id) + ", which is collecting step " +
+                                          std::to_string(r.version) +
+                                          (has ? " and has this worker's gradient" : ""));
   }
 
   int64_t push(uint32_t id, int worker, Message grads, float lr) override {
@@ -86,7 +86,7 @@ class SyncPolicy final : public ConsistencyPolicy {
  private:
   struct Round {
     int64_t n = 0;
-    int64_t version = 0;            // rounds applied
+    int64_t version = 0;           // rounds applied
     std::vector<Message> pending;  // this round's gradient per worker
     std::vector<float> lr;
     std::vector<bool> has;
@@ -192,8 +192,10 @@ class SspPolicy final : public AsyncPolicy {
 std::unique_ptr<ConsistencyPolicy> make_policy(const Consistency& mode, const ShardMap& map, int server,
                                                int workers, PolicyHost& host) {
   switch (mode.mode) {
-    case Consistency::Sync: return std::make_unique<SyncPolicy>(map, server, workers, host);
-    case Consistency::Async: return std::make_unique<AsyncPolicy>(map, server, workers, host);
+    case Consistency::Sync:
+      return std::make_unique<SyncPolicy>(map, server, workers, host);
+    case Consistency::Async:
+      return std::make_unique<AsyncPolicy>(map, server, workers, host);
     case Consistency::Ssp:
       return std::make_unique<SspPolicy>(map, server, workers, host, mode.staleness);
   }

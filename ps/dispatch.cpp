@@ -47,14 +47,20 @@ std::string seconds(double s) {
 }
 }  // namespace
 
-Dispatcher::Dispatcher(std::vector<std::string> endpoints, uint64_t token, int sender, DispatchOptions options,
-                       std::string where)
-    : endpoints_(std::move(endpoints)), token_(token), sender_(sender), opt_(options), where_(std::move(where)),
-      ctx_(1), waker_(ctx_, where_) {
+Dispatcher::Dispatcher(std::vector<std::string> endpoints, uint64_t token, int sender,
+                       DispatchOptions options, std::string where)
+    : endpoints_(std::move(endpoints)),
+      token_(token),
+      sender_(sender),
+      opt_(options),
+      where_(std::move(where)),
+      ctx_(1),
+      waker_(ctx_, where_) {
   STRAND_CHECK(!endpoints_.empty(), Usage, "no parameter servers to talk to", where_);
   STRAND_CHECK(opt_.max_outstanding >= 1, Usage, "max_outstanding must be at least 1", where_);
-  STRAND_CHECK(opt_.heartbeat_s > 0 && opt_.server_timeout_s > opt_.heartbeat_s && opt_.connect_timeout_s > 0, Usage,
-               "the server timeout must be longer than the heartbeat interval, the connect timeout positive", where_);
+  STRAND_CHECK(
+      opt_.heartbeat_s > 0 && opt_.server_timeout_s > opt_.heartbeat_s && opt_.connect_timeout_s > 0, Usage,
+      "the server timeout must be longer than the heartbeat interval, the connect timeout positive", where_);
   for (size_t i = 0; i < endpoints_.size(); ++i) {
     auto s = std::make_unique<Socket>(ctx_, ZMQ_DEALER, this->where(int(i)));
     s->configure_data(opt_.max_frame_bytes);
@@ -173,10 +179,10 @@ void Dispatcher::receive(int server) {
     in_flight_.erase(it);
     std::exception_ptr e;
     if (h.type == MsgType::Fail) {
-      e = std::make_exception_ptr(Error(kind_from_wire(h.step),
-                                        "parameter server refused the " + std::string(to_string(s->header.type)) +
-                                            ": " + h.text,
-                                        where(server)));
+      e = std::make_exception_ptr(
+          Error(kind_from_wire(h.step),
+                "parameter server refused the " + std::string(to_string(s->header.type)) + ": " + h.text,
+                where(server)));
     } else if (s->on_reply) {
       parts.erase(parts.begin());
       try {
@@ -190,7 +196,9 @@ void Dispatcher::receive(int server) {
 }
 
 void Dispatcher::loop() {
-  auto duration = [](double s) { return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s)); };
+  auto duration = [](double s) {
+    return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
+  };
   const auto hb = duration(opt_.heartbeat_s), timeout = duration(opt_.server_timeout_s),
              connect_timeout = duration(opt_.connect_timeout_s);
   auto next_hb = Clock::now();
@@ -214,7 +222,8 @@ void Dispatcher::loop() {
         const double quiet = std::chrono::duration<double>(now - last_heard_[i]).count();
         if (heard_[i] && now - last_heard_[i] > timeout)
           throw Error(ErrorKind::Timeout,
-                      "parameter server has not answered for " + seconds(quiet) + " (it stopped or the network is down)",
+                      "parameter server has not answered for " + seconds(quiet) +
+                          " (it stopped or the network is down)",
                       where(int(i)));
         if (!heard_[i] && now - last_heard_[i] > connect_timeout)
           throw Error(ErrorKind::Timeout,
@@ -225,7 +234,8 @@ void Dispatcher::loop() {
       std::vector<zmq_pollitem_t> items;
       items.push_back({waker_.socket().raw(), 0, ZMQ_POLLIN, 0});
       for (auto& s : sockets_) items.push_back({s->raw(), 0, ZMQ_POLLIN, 0});
-      const auto wait_ms = std::chrono::duration_cast<std::chrono::milliseconds>(next_hb - Clock::now()).count();
+      const auto wait_ms =
+          std::chrono::duration_cast<std::chrono::milliseconds>(next_hb - Clock::now()).count();
       const int rc = zmq_poll(items.data(), int(items.size()), long(std::max<int64_t>(1, wait_ms)));
       if (rc < 0 && zmq_errno() != EINTR) throw_zmq_error("zmq_poll", where_);
       if (items[0].revents & ZMQ_POLLIN) waker_.drain();
@@ -237,7 +247,8 @@ void Dispatcher::loop() {
       for (size_t i = 0; i < sockets_.size(); ++i)
         if (items[i + 1].revents & ZMQ_POLLIN) receive(int(i));
     }
-    fail_all(std::make_exception_ptr(Error(ErrorKind::Usage, "the parameter-server client was closed", where_)));
+    fail_all(
+        std::make_exception_ptr(Error(ErrorKind::Usage, "the parameter-server client was closed", where_)));
   } catch (...) {
     fail_all(std::current_exception());
   }

@@ -16,15 +16,24 @@ namespace strand::ps {
 
 const char* to_string(MsgType t) {
   switch (t) {
-    case MsgType::Push: return "push";
-    case MsgType::Pull: return "pull";
-    case MsgType::Init: return "init";
-    case MsgType::Gather: return "gather";
-    case MsgType::Sum: return "sum";
-    case MsgType::Leave: return "leave";
-    case MsgType::Heartbeat: return "heartbeat";
-    case MsgType::Reply: return "reply";
-    case MsgType::Fail: return "fail";
+    case MsgType::Push:
+      return "push";
+    case MsgType::Pull:
+      return "pull";
+    case MsgType::Init:
+      return "init";
+    case MsgType::Gather:
+      return "gather";
+    case MsgType::Sum:
+      return "sum";
+    case MsgType::Leave:
+      return "leave";
+    case MsgType::Heartbeat:
+      return "heartbeat";
+    case MsgType::Reply:
+      return "reply";
+    case MsgType::Fail:
+      return "fail";
   }
   return "unknown";
 }
@@ -36,9 +45,12 @@ constexpr const char* kWhere = "PS message header";
 // The optimizer kind's code on the wire; 0 is none.
 uint8_t wire_code(OptimizerKind k) {
   switch (k) {
-    case OptimizerKind::Sgd: return 1;
-    case OptimizerKind::Momentum: return 2;
-    case OptimizerKind::Adam: return 3;
+    case OptimizerKind::Sgd:
+      return 1;
+    case OptimizerKind::Momentum:
+      return 2;
+    case OptimizerKind::Adam:
+      return 3;
   }
   return 0;
 }
@@ -128,11 +140,15 @@ uint64_t parse_token(const std::string& text) {
   uint64_t t = 0;
   bool ok = text.size() == 16;
   for (char c : text) {
-    const int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+    const int d = c >= '0' && c <= '9'   ? c - '0'
+                  : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                  : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                         : -1;
     ok = ok && d >= 0;
     t = (t << 4) | uint64_t(d & 15);
   }
-  STRAND_CHECK(ok && t != 0, Usage, "job token '" + text + "' is not 16 hex digits (and not all zero)", "PS token");
+  STRAND_CHECK(ok && t != 0, Usage, "job token '" + text + "' is not 16 hex digits (and not all zero)",
+               "PS token");
   return t;
 }
 

@@ -46,18 +46,18 @@ struct Header {
   uint16_t version = kVersion;
   uint64_t token = 0;
   MsgType type = MsgType::Heartbeat;
-  int32_t sender = -1;     // worker rank, or server index for server -> worker messages
-  uint64_t request = 0;    // request id; a reply carries its request's id (0: none)
+  int32_t sender = -1;   // worker rank, or server index for server -> worker messages
+  uint64_t request = 0;  // request id; a reply carries its request's id (0: none)
   // push/pull: the worker's clock; sum: its round; init/gather: optimizer step;
   // fail: the strand::ErrorKind the worker raises
   int64_t step = 0;
-  float lr = 0;            // push: the learning rate of this update
-  double value = 0;        // sum
+  float lr = 0;      // push: the learning rate of this update
+  double value = 0;  // sum
   // Init, Gather reply: the kind and hyper-parameters; its lr does not travel (each push
   // carries its own) and is the default.
   std::optional<OptimizerConfig> optimizer;
   std::vector<uint32_t> chunks;
-  std::string text;        // Fail: the reason
+  std::string text;  // Fail: the reason
 
   template <class Archive>
   void save(Archive& ar) const;

@@ -63,9 +63,14 @@ struct Server::Impl final : PolicyHost {
   };
 
   Impl(const Context& c, ServerOptions o)
-      : ctx(c), opt(std::move(o)),
-        where("PS server " + std::to_string(opt.index) + (ctx.where().empty() ? "" : " (" + ctx.where() + ")")),
-        be(make_cpu_backend(opt.threads)), zctx(1), router(zctx, ZMQ_ROUTER, where), waker(zctx, where) {}
+      : ctx(c),
+        opt(std::move(o)),
+        where("PS server " + std::to_string(opt.index) +
+              (ctx.where().empty() ? "" : " (" + ctx.where() + ")")),
+        be(make_cpu_backend(opt.threads)),
+        zctx(1),
+        router(zctx, ZMQ_ROUTER, where),
+        waker(zctx, where) {}
 
   void run();
   void handle(std::vector<Message>& parts);
@@ -109,21 +114,24 @@ struct Server::Impl final : PolicyHost {
   Waker waker;
 };
 
-Server::Server(const Context& ctx, ServerOptions options) : impl_(std::make_unique<Impl>(ctx, std::move(options))) {
+Server::Server(const Context& ctx, ServerOptions options)
+    : impl_(std::make_unique<Impl>(ctx, std::move(options))) {
   Impl& s = *impl_;
   const ServerOptions& o = s.opt;
   const std::string w = s.where;
   STRAND_CHECK(o.token != 0, Usage, "a job token is needed (see random_token)", w);
   STRAND_CHECK(o.index >= 0 && o.index < o.map.servers, Usage,
-               "server index " + std::to_string(o.index) + " outside the map's " + std::to_string(o.map.servers) +
-                   " servers",
+               "server index " + std::to_string(o.index) + " outside the map's " +
+                   std::to_string(o.map.servers) + " servers",
                w);
   STRAND_CHECK(o.workers >= 1, Usage, "at least one worker is needed", w);
   STRAND_CHECK(o.worker_timeout_s > 0 && o.check_interval_s > 0, Usage, "timeouts must be positive", w);
-  const bool wildcard = o.bind.find("://*") != std::string::npos || o.bind.find("0.0.0.0") != std::string::npos ||
+  const bool wildcard = o.bind.find("://*") != std::string::npos ||
+                        o.bind.find("0.0.0.0") != std::string::npos ||
                         o.bind.find("[::]") != std::string::npos;
-  STRAND_CHECK(!wildcard || o.allow_any_interface, Usage,
-               "'" + o.bind + "' listens on every interface; give the host's own address (or allow it explicitly)", w);
+  STRAND_CHECK(
+      !wildcard || o.allow_any_interface, Usage,
+      "'" + o.bind + "' listens on every interface; give the host's own address (or allow it explicitly)", w);
   s.router.configure_data(size_t(o.map.max_chunk_floats()) * 4);
   // A worker that reconnects (new connection, same rank) takes over its identity's replies.
   s.router.set(ZMQ_ROUTER_HANDOVER, 1);
@@ -240,11 +248,21 @@ void Server::Impl::handle(std::vector<Message>& parts) {
         reply(h.sender, r);
         break;
       }
-      case MsgType::Push: push(h, parts); break;
-      case MsgType::Pull: pull(h, parts); break;
-      case MsgType::Init: init(h, parts); break;
-      case MsgType::Gather: gather(h, parts); break;
-      case MsgType::Sum: sum(h, parts); break;
+      case MsgType::Push:
+        push(h, parts);
+        break;
+      case MsgType::Pull:
+        pull(h, parts);
+        break;
+      case MsgType::Init:
+        init(h, parts);
+        break;
+      case MsgType::Gather:
+        gather(h, parts);
+        break;
+      case MsgType::Sum:
+        sum(h, parts);
+        break;
       case MsgType::Leave: {
         p.live = false;
         p.left = true;
@@ -258,7 +276,8 @@ void Server::Impl::handle(std::vector<Message>& parts) {
         reevaluate();
         break;
       }
-      default: break;
+      default:
+        break;
     }
   } catch (const Refusal& r) {
     count(&ServerStats::rejected);
@@ -361,7 +380,8 @@ void Server::Impl::init(const Header& h, std::vector<Message>& parts) {
     if (!std::isfinite(x)) throw Refusal(ErrorKind::Usage, "non-finite optimizer hyperparameter");
   if (h.step < 0) throw Refusal(ErrorKind::Usage, "negative optimizer step");
   const size_t slots = slot_count(oc.kind);
-  check_frames(parts, h.chunks.size() * (1 + slots), "an init of " + std::to_string(h.chunks.size()) + " chunks");
+  check_frames(parts, h.chunks.size() * (1 + slots),
+               "an init of " + std::to_string(h.chunks.size()) + " chunks");
   for (size_t i = 0; i < h.chunks.size(); ++i) {
     const ChunkState& cs = owned(h.chunks[i]);
     for (size_t k = 0; k <= slots; ++k) check_size(parts[2 + i * (1 + slots) + k], cs.n, cs.id);
@@ -406,7 +426,8 @@ void Server::Impl::gather(const Header& h, const std::vector<Message>& parts) {
     ChunkState& cs = chunks.at(id);
     r.step = std::min(r.step, cs.opt_step);
     frames.push_back(Message::borrow(cs.params.data(), size_t(cs.n) * 4, cs.sending));
-    for (const Buffer& b : cs.slots) frames.push_back(Message::borrow(b.data(), size_t(cs.n) * 4, cs.sending));
+    for (const Buffer& b : cs.slots)
+      frames.push_back(Message::borrow(b.data(), size_t(cs.n) * 4, cs.sending));
   }
   if (h.chunks.empty()) r.step = 0;
   reply(h.sender, r, std::move(frames));

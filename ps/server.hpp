@@ -35,7 +35,7 @@ struct ServerOptions {
   std::string bind = "tcp://127.0.0.1:0";  // port 0 or *: any free port (see Server::endpoint)
   bool allow_any_interface = false;        // permit "tcp://*:port" / 0.0.0.0
   uint64_t token = 0;
-  int index = 0;    // this server's number in the map
+  int index = 0;  // this server's number in the map
   ShardMap map;
   int workers = 1;  // ranks 0..workers-1
   Consistency consistency;

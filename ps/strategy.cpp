@@ -52,8 +52,8 @@ void PsStrategy::issue(Model& model, size_t c) {
   const Chunk& ch = map().chunks[c];
   const auto t = Timeline::Clock::now();
   const int64_t bytes = ch.size() * int64_t(sizeof(float));
-  pending_.push_back(
-      {worker_->push(uint32_t(c), model.grads() + ch.begin, clock_, optimizer_->config().lr), "push", t, bytes});
+  pending_.push_back({worker_->push(uint32_t(c), model.grads() + ch.begin, clock_, optimizer_->config().lr),
+                      "push", t, bytes});
   pending_.push_back({worker_->pull(uint32_t(c), model.params() + ch.begin, clock_ + 1), "pull", t, bytes});
 }
 

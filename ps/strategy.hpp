@@ -64,9 +64,9 @@ class PsStrategy final : public Strategy {
   const Context& ctx_;
   std::unique_ptr<Worker> worker_;
   const Optimizer* optimizer_ = nullptr;
-  int64_t clock_ = 0;          // steps this worker has pushed
-  int64_t ready_from_ = -1;    // lowest gradient offset final in this step (-1: none yet)
-  int64_t next_ = -1;          // highest chunk not yet pushed in this step
+  int64_t clock_ = 0;        // steps this worker has pushed
+  int64_t ready_from_ = -1;  // lowest gradient offset final in this step (-1: none yet)
+  int64_t next_ = -1;        // highest chunk not yet pushed in this step
   Timeline* timeline_;
   struct Pending {
     Ticket ticket;

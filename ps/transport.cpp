@@ -47,7 +47,8 @@ bool Release::wait_for(double seconds) {
 Message::Message() { zmq_msg_init(&m_); }
 
 Message::Message(size_t bytes) {
-  if (zmq_msg_init_size(&m_, bytes) < 0) throw_zmq_error("allocating a " + std::to_string(bytes) + "-byte message", "ZeroMQ");
+  if (zmq_msg_init_size(&m_, bytes) < 0)
+    throw_zmq_error("allocating a " + std::to_string(bytes) + "-byte message", "ZeroMQ");
 }
 
 Message::Message(const void* data, size_t bytes) : Message(bytes) {
@@ -87,7 +88,8 @@ Message& Message::operator=(Message&& o) noexcept {
 
 Message::~Message() { zmq_msg_close(&m_); }
 
-Socket::Socket(ZmqContext& ctx, int type, std::string where) : s_(zmq_socket(ctx.get(), type)), where_(std::move(where)) {
+Socket::Socket(ZmqContext& ctx, int type, std::string where)
+    : s_(zmq_socket(ctx.get(), type)), where_(std::move(where)) {
   if (!s_) throw_zmq_error("zmq_socket", where_);
   // Closing never waits for unsent messages: a peer that is gone must not hang shutdown.
   const int zero = 0;
@@ -106,7 +108,8 @@ std::string Socket::bind(const std::string& endpoint) {
   STRAND_ZMQ_CHECK(zmq_bind(s_, endpoint.c_str()), "binding to " + endpoint, context(endpoint));
   char buf[256];
   size_t len = sizeof buf;
-  STRAND_ZMQ_CHECK(zmq_getsockopt(s_, ZMQ_LAST_ENDPOINT, buf, &len), "reading the bound endpoint", context(endpoint));
+  STRAND_ZMQ_CHECK(zmq_getsockopt(s_, ZMQ_LAST_ENDPOINT, buf, &len), "reading the bound endpoint",
+                   context(endpoint));
   endpoint_ = std::string(buf, strnlen(buf, len));
   return endpoint_;
 }
@@ -117,8 +120,8 @@ void Socket::connect(const std::string& endpoint) {
 }
 
 void Socket::set(int option, int value) {
-  STRAND_ZMQ_CHECK(zmq_setsockopt(s_, option, &value, sizeof value), "setting socket option " + std::to_string(option),
-                   context());
+  STRAND_ZMQ_CHECK(zmq_setsockopt(s_, option, &value, sizeof value),
+                   "setting socket option " + std::to_string(option), context());
 }
 
 void Socket::set(int option, const std::string& value) {
@@ -129,7 +132,8 @@ void Socket::set(int option, const std::string& value) {
 void Socket::configure_data(size_t max_frame_bytes) {
   // A frame larger than any chunk is refused by ZeroMQ before it is buffered.
   const int64_t limit = int64_t(std::max(max_frame_bytes, kMaxHeaderBytes));
-  STRAND_ZMQ_CHECK(zmq_setsockopt(s_, ZMQ_MAXMSGSIZE, &limit, sizeof limit), "setting the frame size limit", context());
+  STRAND_ZMQ_CHECK(zmq_setsockopt(s_, ZMQ_MAXMSGSIZE, &limit, sizeof limit), "setting the frame size limit",
+                   context());
   // Large kernel buffers: a 1 MiB chunk crosses the loopback in a few writes, not dozens.
   set(ZMQ_SNDBUF, 4 << 20);
   set(ZMQ_RCVBUF, 4 << 20);
@@ -169,7 +173,8 @@ bool Socket::recv(std::vector<Message>& parts, size_t max_parts, bool& truncated
   }
 }
 
-Waker::Waker(ZmqContext& ctx, const std::string& where) : pull_(ctx, ZMQ_PULL, where), push_(ctx, ZMQ_PUSH, where) {
+Waker::Waker(ZmqContext& ctx, const std::string& where)
+    : pull_(ctx, ZMQ_PULL, where), push_(ctx, ZMQ_PUSH, where) {
   char name[64];
   std::snprintf(name, sizeof name, "inproc://strand-ps-waker-%p", static_cast<void*>(this));
   pull_.bind(name);

@@ -25,9 +25,9 @@
 #include <strand/ps/header.hpp>
 
 // Throws strand::Error(Io) naming the ZeroMQ call, its errno text and `where` when `rc` < 0.
-#define STRAND_ZMQ_CHECK(rc, what, where)                                                          \
-  do {                                                                                           \
-    if ((rc) < 0) ::strand::ps::throw_zmq_error((what), (where));                                \
+#define STRAND_ZMQ_CHECK(rc, what, where)                         \
+  do {                                                            \
+    if ((rc) < 0) ::strand::ps::throw_zmq_error((what), (where)); \
   } while (0)
 
 namespace strand::ps {
@@ -49,7 +49,10 @@ class ZmqContext {
 // Counts borrowed frames ZeroMQ still holds; wait() returns once it holds none.
 class Release {
  public:
-  void add() { std::lock_guard<std::mutex> l(mu_); ++held_; }
+  void add() {
+    std::lock_guard<std::mutex> l(mu_);
+    ++held_;
+  }
   void done();
   void wait();
   // false if frames are still held after `seconds`
@@ -65,8 +68,8 @@ class Release {
 class Message {
  public:
   Message();
-  explicit Message(size_t bytes);                          // owned, uninitialized
-  Message(const void* data, size_t bytes);                 // owned copy
+  explicit Message(size_t bytes);           // owned, uninitialized
+  Message(const void* data, size_t bytes);  // owned copy
   // ZeroMQ sends `data` in place and tells `release` when done with it (the message keeps
   // `release` alive until then); `data` must stay valid and unchanged until that moment.
   static Message borrow(const void* data, size_t bytes, std::shared_ptr<Release> release);
@@ -76,7 +79,9 @@ class Message {
   Message& operator=(const Message&) = delete;
   ~Message();
 
-  const std::byte* data() const { return static_cast<const std::byte*>(zmq_msg_data(const_cast<zmq_msg_t*>(&m_))); }
+  const std::byte* data() const {
+    return static_cast<const std::byte*>(zmq_msg_data(const_cast<zmq_msg_t*>(&m_)));
+  }
   std::byte* data() { return static_cast<std::byte*>(zmq_msg_data(&m_)); }
   size_t size() const { return zmq_msg_size(const_cast<zmq_msg_t*>(&m_)); }
   std::span<const std::byte> bytes() const { return {data(), size()}; }

@@ -16,8 +16,8 @@ std::vector<std::string> checked(const WorkerOptions& o, const std::string& wher
   STRAND_CHECK(o.workers >= 1 && o.rank >= 0 && o.rank < o.workers, Usage,
                "rank " + std::to_string(o.rank) + " outside 0.." + std::to_string(o.workers - 1), where);
   STRAND_CHECK(int(o.servers.size()) == o.map.servers, Usage,
-               std::to_string(o.servers.size()) + " server endpoints for a map over " + std::to_string(o.map.servers) +
-                   " servers",
+               std::to_string(o.servers.size()) + " server endpoints for a map over " +
+                   std::to_string(o.map.servers) + " servers",
                where);
   return o.servers;
 }
@@ -29,7 +29,8 @@ std::span<const std::byte> bytes(const float* p, int64_t n) {
 // Copies reply frame i into `dst` after checking its size (a reply is still untrusted input).
 void take(std::vector<Message>& frames, size_t i, float* dst, int64_t n) {
   STRAND_CHECK(i < frames.size() && frames[i].size() == size_t(n) * 4, Format,
-               "reply frame " + std::to_string(i) + " does not hold " + std::to_string(n) + " floats", "PS reply");
+               "reply frame " + std::to_string(i) + " does not hold " + std::to_string(n) + " floats",
+               "PS reply");
   std::memcpy(dst, frames[i].data(), size_t(n) * 4);
 }
 
@@ -38,13 +39,14 @@ void take(std::vector<Message>& frames, size_t i, float* dst, int64_t n) {
 Worker::Worker(const Context& ctx, WorkerOptions options)
     : where_(identity(ctx, options.rank)),
       opt_(std::move(options)),
-      dispatch_(checked(opt_, where_), opt_.token, opt_.rank,
-                [&] {
-                  DispatchOptions d = opt_.dispatch;
-                  d.max_frame_bytes = size_t(opt_.map.max_chunk_floats()) * 4;
-                  return d;
-                }(),
-                where_) {}
+      dispatch_(
+          checked(opt_, where_), opt_.token, opt_.rank,
+          [&] {
+            DispatchOptions d = opt_.dispatch;
+            d.max_frame_bytes = size_t(opt_.map.max_chunk_floats()) * 4;
+            return d;
+          }(),
+          where_) {}
 
 Ticket Worker::push(uint32_t id, const float* grads, int64_t clock, float lr) {
   const Chunk& c = opt_.map.chunks.at(id);
@@ -63,8 +65,9 @@ Ticket Worker::pull(uint32_t id, float* params, int64_t clock) {
   h.step = clock;
   h.chunks = {id};
   const int64_t n = c.size();
-  return dispatch_.call(c.server, std::move(h), {},
-                        [params, n](const Header&, std::vector<Message>& frames) { take(frames, 0, params, n); });
+  return dispatch_.call(c.server, std::move(h), {}, [params, n](const Header&, std::vector<Message>& frames) {
+    take(frames, 0, params, n);
+  });
 }
 
 std::vector<Worker::Batch> Worker::batches() const {
@@ -72,8 +75,9 @@ std::vector<Worker::Batch> Worker::batches() const {
   for (int s = 0; s < opt_.map.servers; ++s) {
     const std::vector<uint32_t> ids = opt_.map.chunks_of(s);
     for (size_t i = 0; i < ids.size(); i += kMaxChunksPerMessage)
-      out.push_back({s, std::vector<uint32_t>(ids.begin() + ptrdiff_t(i),
-                                              ids.begin() + ptrdiff_t(std::min(ids.size(), i + kMaxChunksPerMessage)))});
+      out.push_back({s, std::vector<uint32_t>(
+                            ids.begin() + ptrdiff_t(i),
+                            ids.begin() + ptrdiff_t(std::min(ids.size(), i + kMaxChunksPerMessage)))});
   }
   return out;
 }
@@ -86,12 +90,14 @@ void Worker::pull_all(float* flat, int64_t clock) {
     h.type = MsgType::Pull;
     h.step = clock;
     h.chunks = b.chunks;
-    tickets.push_back(dispatch_.call(b.server, std::move(h), {}, [=, ids = std::move(b.chunks)](const Header&, std::vector<Message>& frames) {
-      for (size_t i = 0; i < ids.size(); ++i) {
-        const Chunk& c = map->chunks[ids[i]];
-        take(frames, i, flat + c.begin, c.size());
-      }
-    }));
+    tickets.push_back(
+        dispatch_.call(b.server, std::move(h), {},
+                       [=, ids = std::move(b.chunks)](const Header&, std::vector<Message>& frames) {
+                         for (size_t i = 0; i < ids.size(); ++i) {
+                           const Chunk& c = map->chunks[ids[i]];
+                           take(frames, i, flat + c.begin, c.size());
+                         }
+                       }));
   }
   for (auto& t : tickets) t.wait();
 }
@@ -134,18 +140,20 @@ void Worker::gather(float* flat, OptimizerState& state) {
     h.chunks = all[b].chunks;
     Header* out = &replies[b];
     const std::vector<uint32_t>* ids = &all[b].chunks;
-    tickets.push_back(dispatch_.call(all[b].server, std::move(h), {}, [=, &slots](const Header& r, std::vector<Message>& frames) {
-      STRAND_CHECK(r.optimizer, Format, "gather reply without the optimizer", "PS reply");
-      const size_t k = slot_count(r.optimizer->kind);
-      STRAND_CHECK(frames.size() == ids->size() * (1 + k), Format, "gather reply with the wrong number of frames",
-                   "PS reply");
-      for (size_t i = 0; i < ids->size(); ++i) {
-        const Chunk& c = map->chunks[(*ids)[i]];
-        take(frames, i * (1 + k), flat + c.begin, c.size());
-        for (size_t j = 0; j < k; ++j) take(frames, i * (1 + k) + 1 + j, slots[j].data() + c.begin, c.size());
-      }
-      *out = r;
-    }));
+    tickets.push_back(dispatch_.call(
+        all[b].server, std::move(h), {}, [=, &slots](const Header& r, std::vector<Message>& frames) {
+          STRAND_CHECK(r.optimizer, Format, "gather reply without the optimizer", "PS reply");
+          const size_t k = slot_count(r.optimizer->kind);
+          STRAND_CHECK(frames.size() == ids->size() * (1 + k), Format,
+                       "gather reply with the wrong number of frames", "PS reply");
+          for (size_t i = 0; i < ids->size(); ++i) {
+            const Chunk& c = map->chunks[(*ids)[i]];
+            take(frames, i * (1 + k), flat + c.begin, c.size());
+            for (size_t j = 0; j < k; ++j)
+              take(frames, i * (1 + k) + 1 + j, slots[j].data() + c.begin, c.size());
+          }
+          *out = r;
+        }));
   }
   for (auto& t : tickets) t.wait();
   const OptimizerKind kind = replies.front().optimizer->kind;
@@ -165,7 +173,8 @@ double Worker::sum(double value) {
   h.step = sum_round_++;
   h.value = value;
   double total = 0;
-  dispatch_.call(0, std::move(h), {}, [&total](const Header& r, std::vector<Message>&) { total = r.value; }).wait();
+  dispatch_.call(0, std::move(h), {}, [&total](const Header& r, std::vector<Message>&) { total = r.value; })
+      .wait();
   return total;
 }
 

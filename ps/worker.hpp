@@ -23,7 +23,7 @@ struct WorkerOptions {
   std::vector<std::string> servers;  // endpoint of server i
   uint64_t token = 0;
   int rank = 0, workers = 1;
-  ShardMap map;                      // the same on every worker and server
+  ShardMap map;  // the same on every worker and server
   DispatchOptions dispatch;
 };
 

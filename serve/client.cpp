@@ -58,8 +58,9 @@ std::vector<std::vector<float>> Predictor::predict(const float* x, int64_t rows,
     STRAND_CHECK(res, Io, "no answer from the endpoint (" + httplib::to_string(res.error()) + ")", where);
     if (res->status != 200) {
       const auto j = nlohmann::json::parse(res->body, nullptr, false);
-      const std::string msg = j.is_object() && j.contains("error") && j["error"].is_string() ? j["error"].get<std::string>()
-                                                                                            : res->body.substr(0, 200);
+      const std::string msg = j.is_object() && j.contains("error") && j["error"].is_string()
+                                  ? j["error"].get<std::string>()
+                                  : res->body.substr(0, 200);
       throw Error(ErrorKind::Io, "the endpoint answered " + std::to_string(res->status) + ": " + msg, where);
     }
     const auto j = nlohmann::json::parse(res->body, nullptr, false);
@@ -92,9 +93,14 @@ void EndpointStore::save(const EndpointRecord& r) {
   std::error_code ec;
   fs::create_directories(dir_, ec);
   STRAND_CHECK(!ec, Io, "cannot create the state directory: " + ec.message(), dir_.string());
-  const nlohmann::json j = {{"name", r.name},       {"pid", r.pid},   {"start_time", r.start_time},
-                            {"host", r.host},       {"port", r.port}, {"model_dir", r.model_dir},
-                            {"model_name", r.model_name}, {"log", r.log}};
+  const nlohmann::json j = {{"name", r.name},
+                            {"pid", r.pid},
+                            {"start_time", r.start_time},
+                            {"host", r.host},
+                            {"port", r.port},
+                            {"model_dir", r.model_dir},
+                            {"model_name", r.model_name},
+                            {"log", r.log}};
   io::write_file_atomic(p, j.dump(2) + "\n");
 }
 

@@ -35,11 +35,12 @@ class Predictor {
 struct EndpointRecord {
   std::string name;
   int64_t pid = 0;
-  int64_t start_time = 0;  // the process's start time (/proc/PID/stat), so a reused pid is not mistaken for it
+  int64_t start_time =
+      0;  // the process's start time (/proc/PID/stat), so a reused pid is not mistaken for it
   std::string host;
   int port = 0;
   std::string model_dir, model_name;
-  std::string log;         // the endpoint's stderr
+  std::string log;  // the endpoint's stderr
 };
 
 class EndpointStore {

@@ -50,14 +50,17 @@ std::string echo(std::string_view s) {
 
 void require_method(const HttpRequest& r, std::string_view method) {
   if (r.method != method)
-    throw Refusal{405, "method " + std::string(r.method) + " is not allowed on " + echo(r.path) + "; use " + std::string(method),
+    throw Refusal{405,
+                  "method " + std::string(r.method) + " is not allowed on " + echo(r.path) + "; use " +
+                      std::string(method),
                   std::string(method)};
 }
 
 ordered_json tensor_info(const std::string& name, int64_t size) {
   return {{"dtype", "DT_FLOAT"},
           {"tensor_shape",
-           {{"dim", ordered_json::array({{{"size", "-1"}, {"name", ""}}, {{"size", std::to_string(size)}, {"name", ""}}})},
+           {{"dim", ordered_json::array(
+                        {{{"size", "-1"}, {"name", ""}}, {{"size", std::to_string(size)}, {"name", ""}}})},
             {"unknown_rank", false}}},
           {"name", name + ":0"}};
 }
@@ -89,7 +92,8 @@ HttpResponse Endpoint::handle(const HttpRequest& request) {
     res.allow = r.allow;
   } catch (const Error& e) {
     // Errors raised by parsing or shape checks are the client's input; anything else is ours.
-    const bool client = e.kind() == ErrorKind::Format || e.kind() == ErrorKind::Shape || e.kind() == ErrorKind::Usage;
+    const bool client =
+        e.kind() == ErrorKind::Format || e.kind() == ErrorKind::Shape || e.kind() == ErrorKind::Usage;
     res.status = client ? 400 : 500;
     res.body = error_json(e.message());
   } catch (const std::bad_alloc&) {
@@ -113,8 +117,9 @@ HttpResponse Endpoint::route(const HttpRequest& r) {
     return invocations(r);
   }
   if (r.path.substr(0, tfs_prefix.size()) == tfs_prefix) return tfs(r, r.path.substr(tfs_prefix.size()));
-  throw Refusal{404, "unknown path " + echo(r.path) +
-                         " (routes: /ping, /invocations, /v1/models/{name}[/versions/{v}][:predict|/metadata])"};
+  throw Refusal{404,
+                "unknown path " + echo(r.path) +
+                    " (routes: /ping, /invocations, /v1/models/{name}[/versions/{v}][:predict|/metadata])"};
 }
 
 ServedVersion& Endpoint::resolve(std::string_view name, std::string_view version) {
@@ -122,13 +127,15 @@ ServedVersion& Endpoint::resolve(std::string_view name, std::string_view version
     throw Refusal{404, "no model named " + echo(name) + "; this endpoint serves '" + registry_.name() + "'"};
   if (version.empty()) return *registry_.find(std::nullopt);
   int64_t v = 0;
-  const bool digits = version.size() <= 18 && std::all_of(version.begin(), version.end(), [](char c) { return c >= '0' && c <= '9'; });
+  const bool digits = version.size() <= 18 && std::all_of(version.begin(), version.end(),
+                                                          [](char c) { return c >= '0' && c <= '9'; });
   if (!digits) throw Refusal{400, "model version " + echo(version) + " is not a number"};
   for (char c : version) v = v * 10 + (c - '0');
   if (ServedVersion* s = registry_.find(v)) return *s;
   std::string known;
   for (const auto& s : registry_.versions()) known += (known.empty() ? "" : ", ") + std::to_string(s.version);
-  throw Refusal{404, "model '" + registry_.name() + "' has no version " + std::to_string(v) + " (versions: " + known + ")"};
+  throw Refusal{404, "model '" + registry_.name() + "' has no version " + std::to_string(v) +
+                         " (versions: " + known + ")"};
 }
 
 HttpResponse Endpoint::tfs(const HttpRequest& r, std::string_view rest) {
@@ -151,7 +158,8 @@ HttpResponse Endpoint::tfs(const HttpRequest& r, std::string_view rest) {
   const bool metadata = i < seg.size() && seg[i] == "metadata";
   if (metadata) ++i;
   if (i != seg.size() || seg[0].empty() || (metadata && has_verb))
-    throw Refusal{404, "unknown path " + echo(r.path) + " (routes: /v1/models/{name}[/versions/{v}][:predict|/metadata])"};
+    throw Refusal{404, "unknown path " + echo(r.path) +
+                           " (routes: /v1/models/{name}[/versions/{v}][:predict|/metadata])"};
   ServedVersion& v = resolve(seg[0], version);
 
   if (has_verb) {
@@ -162,22 +170,28 @@ HttpResponse Endpoint::tfs(const HttpRequest& r, std::string_view rest) {
     executor_.expect(*v.model);
     Instances in = parse_tfs_json(r.body, v.spec, *parsers_.acquire());
     if (!in.signature_name.empty() && in.signature_name != kSignature)
-      throw Refusal{400, "unknown signature_name " + echo(in.signature_name) + "; the model has '" + std::string(kSignature) + "'"};
+      throw Refusal{400, "unknown signature_name " + echo(in.signature_name) + "; the model has '" +
+                             std::string(kSignature) + "'"};
     return predict(v, in, false);
   }
   require_method(r, "GET");
   if (metadata) {
-    const ordered_json sig = {{"inputs", {{v.signature.input_name, tensor_info(v.signature.input_name, v.spec.size)}}},
-                              {"outputs", {{v.signature.probabilities_name, tensor_info(v.signature.probabilities_name, v.signature.classes)}}},
-                              {"method_name", "tensorflow/serving/predict"}};
+    const ordered_json sig = {
+        {"inputs", {{v.signature.input_name, tensor_info(v.signature.input_name, v.spec.size)}}},
+        {"outputs",
+         {{v.signature.probabilities_name,
+           tensor_info(v.signature.probabilities_name, v.signature.classes)}}},
+        {"method_name", "tensorflow/serving/predict"}};
     const ordered_json body = {
-        {"model_spec", {{"name", registry_.name()}, {"signature_name", ""}, {"version", std::to_string(v.version)}}},
+        {"model_spec",
+         {{"name", registry_.name()}, {"signature_name", ""}, {"version", std::to_string(v.version)}}},
         {"metadata", {{"signature_def", {{"signature_def", {{std::string(kSignature), sig}}}}}}}};
     return ok("application/json", body.dump());
   }
   ordered_json statuses = ordered_json::array();
   if (version.empty()) {
-    for (auto it = registry_.versions().rbegin(); it != registry_.versions().rend(); ++it) statuses.push_back(version_status(*it));
+    for (auto it = registry_.versions().rbegin(); it != registry_.versions().rend(); ++it)
+      statuses.push_back(version_status(*it));
   } else {
     statuses.push_back(version_status(v));
   }
@@ -192,8 +206,10 @@ HttpResponse Endpoint::invocations(const HttpRequest& r) {
     const size_t eq = attr.find('=');
     if (attr.empty() || eq == std::string_view::npos) continue;
     const std::string_view key = trim(attr.substr(0, eq)), value = trim(attr.substr(eq + 1));
-    if (key == "tfs-model-name") name = value;
-    else if (key == "tfs-model-version") version = value;
+    if (key == "tfs-model-name")
+      name = value;
+    else if (key == "tfs-model-version")
+      version = value;
     else if (key == "tfs-method" && value != "predict")
       throw Refusal{400, "tfs-method " + echo(value) + " is not supported; this signature serves 'predict'"};
   }
@@ -204,26 +220,36 @@ HttpResponse Endpoint::invocations(const HttpRequest& r) {
   for (std::string_view a : split(r.accept, ',')) {
     if (acceptable) break;
     const std::string t = media_type(a);
-    if (t == "application/json" || t == "*/*" || t == "application/*") acceptable = true;
-    else if (t == "application/jsonlines") acceptable = json_lines = true;
+    if (t == "application/json" || t == "*/*" || t == "application/*")
+      acceptable = true;
+    else if (t == "application/jsonlines")
+      acceptable = json_lines = true;
   }
   if (!acceptable)
-    throw Refusal{406, "cannot answer in any of Accept: " + echo(r.accept) + " (supported: application/json, application/jsonlines)"};
+    throw Refusal{406, "cannot answer in any of Accept: " + echo(r.accept) +
+                           " (supported: application/json, application/jsonlines)"};
 
   const std::string type = media_type(r.content_type);
   const Executor::Announcement coming(executor_);
   // With no pass running, the model's threads may help parse a large body.
-  const ParseThreads lend{[&v](int parts, const std::function<void(int)>& body) { v.model->backend().run_host_parts(parts, body); }};
+  const ParseThreads lend{[&v](int parts, const std::function<void(int)>& body) {
+    v.model->backend().run_host_parts(parts, body);
+  }};
   const ParseThreads* parallel = executor_.expect(*v.model) ? &lend : nullptr;
   Instances in;
-  if (type.empty() || type == "application/json") in = parse_sagemaker_json(r.body, v.spec, *parsers_.acquire(), parallel);
-  else if (type == "application/jsonlines" || type == "application/jsons") in = parse_json_lines(r.body, v.spec, *parsers_.acquire());
-  else if (type == "text/csv") in = parse_csv(r.body, v.spec);
+  if (type.empty() || type == "application/json")
+    in = parse_sagemaker_json(r.body, v.spec, *parsers_.acquire(), parallel);
+  else if (type == "application/jsonlines" || type == "application/jsons")
+    in = parse_json_lines(r.body, v.spec, *parsers_.acquire());
+  else if (type == "text/csv")
+    in = parse_csv(r.body, v.spec);
   else
-    throw Refusal{415, "unsupported Content-Type " + echo(r.content_type) +
-                           " (supported: application/json, application/jsonlines, application/jsons, text/csv)"};
+    throw Refusal{415,
+                  "unsupported Content-Type " + echo(r.content_type) +
+                      " (supported: application/json, application/jsonlines, application/jsons, text/csv)"};
   if (!in.signature_name.empty() && in.signature_name != kSignature)
-    throw Refusal{400, "unknown signature_name " + echo(in.signature_name) + "; the model has '" + std::string(kSignature) + "'"};
+    throw Refusal{400, "unknown signature_name " + echo(in.signature_name) + "; the model has '" +
+                           std::string(kSignature) + "'"};
   return predict(v, in, json_lines);
 }
 

@@ -110,7 +110,8 @@ void Executor::pass_loop() {
     if (options_.enabled()) {
       const auto deadline = queue_.front()->arrived + options_.timeout;
       queued_.wait_until(lk, deadline, [&] {
-        return stopping_ || queued_rows(model) >= options_.max_batch || int64_t(queue_.size()) + unbatched_ >= announced_;
+        return stopping_ || queued_rows(model) >= options_.max_batch ||
+               int64_t(queue_.size()) + unbatched_ >= announced_;
       });
     }
     // Oldest first; a job that does not fit waits for the next pass.

@@ -28,7 +28,7 @@
 namespace strand::serve {
 
 struct BatchOptions {
-  int64_t max_batch = 0;                  // rows per merged pass; 0 or 1: no batching
+  int64_t max_batch = 0;                 // rows per merged pass; 0 or 1: no batching
   std::chrono::microseconds timeout{0};  // longest wait for a batch to fill
   bool enabled() const { return max_batch > 1; }
 };
@@ -90,8 +90,8 @@ class Executor {
   int64_t queued_rows(const Model* model) const;  // caller holds mu_
 
   BatchOptions options_;
-  std::mutex pass_mu_;  // one forward pass at a time
-  std::mutex mu_;       // guards queue_, stopping_, Job::done/error
+  std::mutex pass_mu_;              // one forward pass at a time
+  std::mutex mu_;                   // guards queue_, stopping_, Job::done/error
   std::condition_variable queued_;  // the pass thread waits on it
   std::deque<Job*> queue_;
   bool stopping_ = false;

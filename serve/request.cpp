@@ -22,7 +22,9 @@ namespace {
 // Anything deeper is refused by simdjson before we look at it.
 constexpr size_t kMaxDepth = 16;
 
-[[noreturn]] void fail(const std::string& message) { throw Error(ErrorKind::Format, message, "request body"); }
+[[noreturn]] void fail(const std::string& message) {
+  throw Error(ErrorKind::Format, message, "request body");
+}
 
 std::string shape_str(const std::vector<int64_t>& dims) {
   std::string s = "[";
@@ -35,12 +37,18 @@ std::string shape_str(const std::vector<int64_t>& dims) {
 
 const char* type_name(dom::element_type t) {
   switch (t) {
-    case dom::element_type::ARRAY: return "a list";
-    case dom::element_type::OBJECT: return "an object";
-    case dom::element_type::STRING: return "a string";
-    case dom::element_type::BOOL: return "a boolean";
-    case dom::element_type::NULL_VALUE: return "null";
-    default: return "a number";
+    case dom::element_type::ARRAY:
+      return "a list";
+    case dom::element_type::OBJECT:
+      return "an object";
+    case dom::element_type::STRING:
+      return "a string";
+    case dom::element_type::BOOL:
+      return "a boolean";
+    case dom::element_type::NULL_VALUE:
+      return "null";
+    default:
+      return "a number";
   }
 }
 
@@ -64,8 +72,8 @@ float to_float(dom::element v, const std::string& where, int64_t index) {
     fail(where + ", value " + std::to_string(index) + ": " + type_name(v.type()) + ", not a number");
   if (!(std::fabs(d) <= double(std::numeric_limits<float>::max()))) {
     char buf[32];
-    fail(where + ", value " + std::to_string(index) + ": " + std::string(buf, std::to_chars(buf, buf + sizeof(buf), d).ptr) +
-         " is out of float range");
+    fail(where + ", value " + std::to_string(index) + ": " +
+         std::string(buf, std::to_chars(buf, buf + sizeof(buf), d).ptr) + " is out of float range");
   }
   return float(d);
 }
@@ -81,7 +89,8 @@ float to_float(dom::element v, const std::string& where, int64_t index) {
 // with its error messages.
 class FastSimplified {
  public:
-  FastSimplified(std::string_view text, int64_t size) : p_(text.data()), end_(text.data() + text.size()), size_(size) {}
+  FastSimplified(std::string_view text, int64_t size)
+      : p_(text.data()), end_(text.data() + text.size()), size_(size) {}
 
   bool parse(Instances& out) {
     if (size_ < 1) return false;
@@ -126,16 +135,20 @@ class FastSimplified {
     static_assert(std::endian::native == std::endian::little, "the first digit must be the low byte");
     uint64_t v;
     std::memcpy(&v, s, 8);
-    if ((v & 0xF0F0F0F0F0F0F0F0) != 0x3030303030303030 || ((v + 0x0606060606060606) & 0xF0F0F0F0F0F0F0F0) != 0x3030303030303030)
+    if ((v & 0xF0F0F0F0F0F0F0F0) != 0x3030303030303030 ||
+        ((v + 0x0606060606060606) & 0xF0F0F0F0F0F0F0F0) != 0x3030303030303030)
       return -1;
     v -= 0x3030303030303030;
     v = v * 10 + (v >> 8);
-    v = (((v & 0x000000FF000000FF) * (100 + (1000000ULL << 32))) + (((v >> 16) & 0x000000FF000000FF) * (1 + (10000ULL << 32)))) >> 32;
+    v = (((v & 0x000000FF000000FF) * (100 + (1000000ULL << 32))) +
+         (((v >> 16) & 0x000000FF000000FF) * (1 + (10000ULL << 32)))) >>
+        32;
     return int64_t(v);
   }
   // Appends the digits at s to m; returns the end of the run.
   const char* digits_into(const char* s, uint64_t& m, int& count) const {
-    for (int64_t eight; end_ - s >= 8 && (eight = eight_digits(s)) >= 0; s += 8, count += 8) m = m * 100000000 + uint64_t(eight);
+    for (int64_t eight; end_ - s >= 8 && (eight = eight_digits(s)) >= 0; s += 8, count += 8)
+      m = m * 100000000 + uint64_t(eight);
     for (; s < end_ && digit(*s); ++s, ++count) m = m * 10 + uint64_t(*s - '0');
     return s;
   }
@@ -190,8 +203,9 @@ class FastSimplified {
   // One JSON number, converted as simdjson converts it (integers via int64, others correctly
   // rounded to double), then to float as the general path does.
   bool number(float& out) {
-    static constexpr double kPow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
-                                        1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+    static constexpr double kPow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                        1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                        1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
     const char* s = p_;
     const bool negative = s < end_ && *s == '-';
     if (negative) ++s;
@@ -250,11 +264,13 @@ class JsonReader {
 
   dom::element parse(std::string_view text, const std::string& where) {
     if (parser_.capacity() < text.size() || parser_.max_depth() != kMaxDepth) {
-      if (parser_.allocate(std::max<size_t>(text.size(), 4096), kMaxDepth)) fail("out of memory parsing " + where);
+      if (parser_.allocate(std::max<size_t>(text.size(), 4096), kMaxDepth))
+        fail("out of memory parsing " + where);
     }
     dom::element doc;
     if (const auto err = parser_.parse(text.data(), text.size()).get(doc)) {
-      if (err == simdjson::DEPTH_ERROR) fail(where + ": JSON nested deeper than " + std::to_string(kMaxDepth) + " levels");
+      if (err == simdjson::DEPTH_ERROR)
+        fail(where + ": JSON nested deeper than " + std::to_string(kMaxDepth) + " levels");
       if (err == simdjson::EMPTY) fail(where + " is empty");
       fail(where + " is not valid JSON: " + simdjson::error_message(err));
     }
@@ -268,7 +284,8 @@ class JsonReader {
       bool found = false;
       for (auto kv : dom::object(e.get_object().value_unsafe())) {
         if (kv.key != spec_.input_name)
-          fail(where + ": unknown input '" + std::string(kv.key) + "' (the signature's input is '" + spec_.input_name + "')");
+          fail(where + ": unknown input '" + std::string(kv.key) + "' (the signature's input is '" +
+               spec_.input_name + "')");
         value = kv.value;
         found = true;
       }
@@ -278,7 +295,8 @@ class JsonReader {
     const std::vector<int64_t> dims = leading_shape(e);
     if (!accepted(dims)) {
       std::string want = "expected a list of " + std::to_string(spec_.size) + " numbers";
-      for (size_t i = 0; i < spec_.shapes.size(); ++i) want += (i ? " or " : " or a nested list of shape ") + spec_.shapes[i].str();
+      for (size_t i = 0; i < spec_.shapes.size(); ++i)
+        want += (i ? " or " : " or a nested list of shape ") + spec_.shapes[i].str();
       const std::string got = dims.empty()       ? std::string(type_name(e.type()))
                               : dims.size() == 1 ? "a list of " + std::to_string(dims[0])
                                                  : "nested lists of shape " + shape_str(dims);
@@ -294,7 +312,8 @@ class JsonReader {
 
   // A list whose elements are instances.
   void instances(dom::element e, const std::string& what) {
-    if (e.type() != dom::element_type::ARRAY) fail("'" + what + "' must be a list of instances, got " + type_name(e.type()));
+    if (e.type() != dom::element_type::ARRAY)
+      fail("'" + what + "' must be a list of instances, got " + type_name(e.type()));
     dom::array a = e.get_array().value_unsafe();
     if (a.size() == 0) fail("'" + what + "' is an empty list");
     out_.x.reserve(out_.x.size() + a.size() * size_t(spec_.size));
@@ -304,12 +323,14 @@ class JsonReader {
   // The simplified form: one instance if its shape is an instance's, else a list of them.
   void simplified(dom::element e) {
     if (e.type() == dom::element_type::OBJECT) return instance(e, "instance " + std::to_string(out_.rows));
-    if (e.type() != dom::element_type::ARRAY) fail("expected a list of instances or one instance, got " + std::string(type_name(e.type())));
+    if (e.type() != dom::element_type::ARRAY)
+      fail("expected a list of instances or one instance, got " + std::string(type_name(e.type())));
     // [784 numbers] or [[28 numbers] x 28] is one instance; so is a list of numbers of any
     // length (refused as one instance of the wrong size); otherwise a list of instances.
     dom::array a = e.get_array().value_unsafe();
-    const bool one = accepted(leading_shape(e)) || a.size() == 0 ||
-                     ((*a.begin()).type() != dom::element_type::ARRAY && (*a.begin()).type() != dom::element_type::OBJECT);
+    const bool one =
+        accepted(leading_shape(e)) || a.size() == 0 ||
+        ((*a.begin()).type() != dom::element_type::ARRAY && (*a.begin()).type() != dom::element_type::OBJECT);
     if (one) return instance(e, "instance " + std::to_string(out_.rows));
     instances(e, "body");
   }
@@ -322,7 +343,8 @@ class JsonReader {
         if (kv.value.type() != dom::element_type::STRING) fail("'signature_name' must be a string");
         out_.signature_name = std::string(kv.value.get_string().value_unsafe());
       } else if (kv.key == "instances" || kv.key == "inputs") {
-        if (seen) fail("a request has either 'instances' (row format) or 'inputs' (columnar format), not both");
+        if (seen)
+          fail("a request has either 'instances' (row format) or 'inputs' (columnar format), not both");
         seen = true;
         if (kv.key == "instances") {
           out_.layout = Layout::Row;
@@ -332,7 +354,8 @@ class JsonReader {
           columnar(kv.value);
         }
       } else {
-        fail("unknown key '" + std::string(kv.key) + "' (expected 'instances' or 'inputs', and optionally 'signature_name')");
+        fail("unknown key '" + std::string(kv.key) +
+             "' (expected 'instances' or 'inputs', and optionally 'signature_name')");
       }
     }
     if (!seen) fail("the JSON object has neither 'instances' (row format) nor 'inputs' (columnar format)");
@@ -355,7 +378,8 @@ class JsonReader {
       bool found = false;
       for (auto kv : dom::object(e.get_object().value_unsafe())) {
         if (kv.key != spec_.input_name)
-          fail("inputs: unknown input '" + std::string(kv.key) + "' (the signature's input is '" + spec_.input_name + "')");
+          fail("inputs: unknown input '" + std::string(kv.key) + "' (the signature's input is '" +
+               spec_.input_name + "')");
         found = true;
         e = kv.value;
       }
@@ -373,15 +397,15 @@ class JsonReader {
 
   // Copies a list of shape dims[depth:] to dst (checked at every level: ragged lists are
   // refused). The innermost lists, where nearly all the time goes, are a flat loop.
-  void copy(dom::element e, const std::vector<int64_t>& dims, size_t depth, const std::string& where, float*& dst,
-            int64_t& index) {
+  void copy(dom::element e, const std::vector<int64_t>& dims, size_t depth, const std::string& where,
+            float*& dst, int64_t& index) {
     if (e.type() != dom::element_type::ARRAY)
       fail(where + ", value " + std::to_string(index) + ": " + type_name(e.type()) + " where a list of " +
            std::to_string(dims[depth]) + " was expected");
     dom::array a = e.get_array().value_unsafe();
     if (int64_t(a.size()) != dims[depth])
-      fail(where + ", value " + std::to_string(index) + ": a list of " + std::to_string(a.size()) + " where " +
-           std::to_string(dims[depth]) + " were expected (ragged nesting)");
+      fail(where + ", value " + std::to_string(index) + ": a list of " + std::to_string(a.size()) +
+           " where " + std::to_string(dims[depth]) + " were expected (ragged nesting)");
     if (depth + 1 == dims.size()) {
       for (dom::element c : a) *dst++ = to_float(c, where, index++);
       return;
@@ -393,8 +417,6 @@ class JsonReader {
   dom::parser& parser_;
   Instances out_;
 };
-
-
 
 // Calls f(line, number) for each line (1-based), without the trailing '\n'.
 template <class F>
@@ -411,7 +433,8 @@ void for_each_line(std::string_view body, F f) {
 // A printable excerpt of a bad field: at most 20 bytes, non-ASCII bytes shown as '?'.
 std::string excerpt(std::string_view s) {
   std::string out;
-  for (char c : s.substr(0, 20)) out += (static_cast<unsigned char>(c) >= 0x20 && static_cast<unsigned char>(c) < 0x7f) ? c : '?';
+  for (char c : s.substr(0, 20))
+    out += (static_cast<unsigned char>(c) >= 0x20 && static_cast<unsigned char>(c) < 0x7f) ? c : '?';
   return s.size() > 20 ? out + "..." : out;
 }
 
@@ -459,7 +482,8 @@ Instances parse_tfs_json(std::string_view body, const InstanceSpec& spec, JsonPa
   JsonReader r(spec, parser.impl().parser);
   dom::element doc = r.parse(body, "the body");
   if (doc.type() != dom::element_type::OBJECT)
-    fail("the body must be a JSON object with 'instances' or 'inputs', got " + std::string(type_name(doc.type())));
+    fail("the body must be a JSON object with 'instances' or 'inputs', got " +
+         std::string(type_name(doc.type())));
   r.tfs(doc.get_object().value_unsafe());
   return r.take();
 }
@@ -474,8 +498,8 @@ bool parse_halves(std::string_view body, int64_t size, const ParseThreads& threa
   if (e - b < 4 || body[b] != '[' || body[e - 1] != ']') return false;
   const std::string_view rows = body.substr(b + 1, e - b - 2);
   size_t cut = std::string_view::npos;
-  for (size_t i = rows.find(']', rows.size() / 2); i != std::string_view::npos && cut == std::string_view::npos;
-       i = rows.find(']', i + 1)) {
+  for (size_t i = rows.find(']', rows.size() / 2);
+       i != std::string_view::npos && cut == std::string_view::npos; i = rows.find(']', i + 1)) {
     size_t j = i + 1;
     while (j < rows.size() && FastSimplified::space(rows[j])) ++j;
     if (j == rows.size() || rows[j] != ',') continue;
@@ -503,8 +527,10 @@ Instances parse_sagemaker_json(std::string_view body, const InstanceSpec& spec, 
   if (Instances fast; FastSimplified(body, spec.size).parse(fast)) return fast;
   JsonReader r(spec, parser.impl().parser);
   dom::element doc = r.parse(body, "the body");
-  if (JsonReader::is_request(doc)) r.tfs(doc.get_object().value_unsafe());
-  else r.simplified(doc);
+  if (JsonReader::is_request(doc))
+    r.tfs(doc.get_object().value_unsafe());
+  else
+    r.simplified(doc);
   return r.take();
 }
 
@@ -515,8 +541,10 @@ Instances parse_json_lines(std::string_view body, const InstanceSpec& spec, Json
     const std::string where = "line " + std::to_string(n);
     dom::element doc = r.parse(line, where);  // its errors name the line
     try {
-      if (JsonReader::is_request(doc)) r.tfs(doc.get_object().value_unsafe());
-      else r.simplified(doc);
+      if (JsonReader::is_request(doc))
+        r.tfs(doc.get_object().value_unsafe());
+      else
+        r.simplified(doc);
     } catch (const Error& e) {
       fail(where + ": " + e.message());
     }
@@ -552,14 +580,14 @@ Instances parse_csv(std::string_view body, const InstanceSpec& spec) {
       const size_t comma = line.find(',');
       const std::string_view field = trim(line.substr(0, comma));
       ++column;
-      if (column > spec.size)
-        fail(where + " has more than " + std::to_string(spec.size) + " values");
+      if (column > spec.size) fail(where + " has more than " + std::to_string(spec.size) + " values");
       float v = 0;
       const auto [ptr, ec] = std::from_chars(field.data(), field.data() + field.size(), v);
       if (field.empty() || ec == std::errc::invalid_argument || ptr != field.data() + field.size())
         fail(where + ", column " + std::to_string(column) + ": '" + excerpt(field) + "' is not a number");
       if (ec == std::errc::result_out_of_range || !std::isfinite(v))
-        fail(where + ", column " + std::to_string(column) + ": '" + excerpt(field) + "' is not a finite float");
+        fail(where + ", column " + std::to_string(column) + ": '" + excerpt(field) +
+             "' is not a finite float");
       out.x.push_back(v);
       if (comma == std::string_view::npos) break;
       line.remove_prefix(comma + 1);

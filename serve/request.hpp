@@ -25,8 +25,8 @@ namespace strand::serve {
 // What one instance must look like.
 struct InstanceSpec {
   std::string input_name = "x";
-  int64_t size = 0;             // numbers per instance, e.g. 784
-  std::vector<Shape> shapes;    // nested forms also accepted, e.g. {28,28} and {1,28,28}
+  int64_t size = 0;           // numbers per instance, e.g. 784
+  std::vector<Shape> shapes;  // nested forms also accepted, e.g. {28,28} and {1,28,28}
 };
 
 // The spec of a model whose input is `input` per sample: flat, the input shape, and the input
@@ -39,7 +39,7 @@ struct Instances {
   Layout layout = Layout::Row;  // how to answer: "predictions" (row) or "outputs" (columnar)
   std::string signature_name;   // as sent; empty if absent
   int64_t rows = 0;
-  std::vector<float> x;         // rows * spec.size values
+  std::vector<float> x;  // rows * spec.size values
 };
 
 // simdjson's parser buffers, kept across requests: allocating them for every body costs more
@@ -60,7 +60,8 @@ class JsonParser {
 // after use rather than kept, so the pool holds at most `keep` * `keep_capacity` bytes' worth.
 class JsonParsers {
  public:
-  explicit JsonParsers(size_t keep = 64, size_t keep_capacity = 1u << 20) : keep_(keep), keep_capacity_(keep_capacity) {}
+  explicit JsonParsers(size_t keep = 64, size_t keep_capacity = 1u << 20)
+      : keep_(keep), keep_capacity_(keep_capacity) {}
   // A parser for the caller's use until the lease ends.
   class Lease {
    public:

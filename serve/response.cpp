@@ -44,7 +44,8 @@ std::string predictions_json_lines(const float* probs, int64_t rows, int64_t cla
 }
 
 std::string error_json(std::string_view message) {
-  return nlohmann::json{{"error", std::string(message)}}.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return nlohmann::json{{"error", std::string(message)}}.dump(-1, ' ', false,
+                                                              nlohmann::json::error_handler_t::replace);
 }
 
 }  // namespace strand::serve

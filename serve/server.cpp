@@ -42,7 +42,8 @@ std::optional<uint64_t> content_length(const httplib::Request& req) {
 
 }  // namespace
 
-Server::Server(Endpoint& endpoint, ServerOptions options) : options_(std::move(options)), impl_(std::make_unique<Impl>()) {
+Server::Server(Endpoint& endpoint, ServerOptions options)
+    : options_(std::move(options)), impl_(std::make_unique<Impl>()) {
   httplib::Server& http = impl_->http;
   const int workers = options_.workers;
   STRAND_CHECK(workers >= 1, Usage, "workers must be at least 1", "serve");
@@ -66,13 +67,16 @@ Server::Server(Endpoint& endpoint, ServerOptions options) : options_(std::move(o
   http.set_pre_routing_handler([max_body](const httplib::Request& req, httplib::Response& res) {
     using R = httplib::Server::HandlerResponse;
     if (content_length(req).value_or(0) > max_body) {
-      refuse(res, 413, "the body of " + req.get_header_value("Content-Length") + " bytes is over the limit of " +
-                           std::to_string(max_body) + " bytes");
+      refuse(res, 413,
+             "the body of " + req.get_header_value("Content-Length") + " bytes is over the limit of " +
+                 std::to_string(max_body) + " bytes");
       return R::Handled;
     }
     const std::string encoding = req.get_header_value("Content-Encoding");
     if (!encoding.empty() && encoding != "identity") {
-      refuse(res, 415, "Content-Encoding '" + encoding.substr(0, 64) + "' is not supported; send the body uncompressed");
+      refuse(
+          res, 415,
+          "Content-Encoding '" + encoding.substr(0, 64) + "' is not supported; send the body uncompressed");
       return R::Handled;
     }
     if (req.method != "GET" && req.method != "HEAD" && req.method != "POST") {
@@ -87,7 +91,8 @@ Server::Server(Endpoint& endpoint, ServerOptions options) : options_(std::move(o
     HttpRequest r;
     r.method = req.method;
     r.path = req.path;
-    const std::string content_type = req.get_header_value("Content-Type"), accept = req.get_header_value("Accept"),
+    const std::string content_type = req.get_header_value("Content-Type"),
+                      accept = req.get_header_value("Accept"),
                       attrs = req.get_header_value("X-Amzn-SageMaker-Custom-Attributes");
     r.content_type = content_type;
     r.accept = accept;
@@ -112,9 +117,11 @@ Server::Server(Endpoint& endpoint, ServerOptions options) : options_(std::move(o
       body.append(data, n);
       return true;
     });
-    if (too_large) return refuse(res, 413, "the body is over the limit of " + std::to_string(max_body) + " bytes");
+    if (too_large)
+      return refuse(res, 413, "the body is over the limit of " + std::to_string(max_body) + " bytes");
     if (too_slow)
-      return refuse(res, 408, "the body took longer than " + std::to_string(deadline.count()) + " s to arrive");
+      return refuse(res, 408,
+                    "the body took longer than " + std::to_string(deadline.count()) + " s to arrive");
     if (!read) return refuse(res, 400, "the body could not be read whole (the client stopped sending?)");
     respond(req, res, body);
   });
@@ -132,7 +139,8 @@ Server::Server(Endpoint& endpoint, ServerOptions options) : options_(std::move(o
   });
   if (options_.log) {
     http.set_logger([log = options_.log](const httplib::Request& req, const httplib::Response& res) {
-      if (res.status >= 400) log(req.method + " " + req.path.substr(0, 128) + " -> " + std::to_string(res.status));
+      if (res.status >= 400)
+        log(req.method + " " + req.path.substr(0, 128) + " -> " + std::to_string(res.status));
     });
   }
 
@@ -141,7 +149,8 @@ Server::Server(Endpoint& endpoint, ServerOptions options) : options_(std::move(o
     STRAND_CHECK(port_ > 0, Io, "cannot listen on any port", options_.host);
   } else {
     STRAND_CHECK(http.bind_to_port(options_.host, options_.port), Io,
-                 "cannot listen on port " + std::to_string(options_.port) + " (in use, or not allowed)", options_.host);
+                 "cannot listen on port " + std::to_string(options_.port) + " (in use, or not allowed)",
+                 options_.host);
     port_ = options_.port;
   }
   // httplib listens with a backlog of 5; many clients connecting at once (a load test's 64
@@ -168,7 +177,8 @@ void Server::stop() {
   }
   if (!thread_.joinable()) return;
   // httplib's stop() only acts once the accept loop runs; wait for it to begin (or give up).
-  while (!impl_->http.is_running() && !listen_returned_) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  while (!impl_->http.is_running() && !listen_returned_)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
   impl_->http.stop();
   thread_.join();
 }

@@ -13,8 +13,8 @@
 
 #include <atomic>
 #include <chrono>
-#include <functional>
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -25,11 +25,11 @@ namespace strand::serve {
 
 struct ServerOptions {
   std::string host = "127.0.0.1";
-  int port = 8080;                       // 0: any free port (see Server::port())
-  int workers = 64;                      // threads serving connections
-  size_t max_body_bytes = 6u << 20;      // SageMaker's 6 MiB payload limit
-  std::chrono::seconds io_timeout{5};    // read/write/keep-alive idle limit per connection
-  std::chrono::seconds body_deadline{60};  // a body still arriving after this is refused (408)
+  int port = 8080;                              // 0: any free port (see Server::port())
+  int workers = 64;                             // threads serving connections
+  size_t max_body_bytes = 6u << 20;             // SageMaker's 6 MiB payload limit
+  std::chrono::seconds io_timeout{5};           // read/write/keep-alive idle limit per connection
+  std::chrono::seconds body_deadline{60};       // a body still arriving after this is refused (408)
   std::function<void(const std::string&)> log;  // one line per failed request; none if empty
 };
 

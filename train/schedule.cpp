@@ -23,9 +23,14 @@ float Schedule::lr(float base, int64_t step, int64_t total) const {
   const double t = total > 0 ? std::min(1.0, double(step) / double(total)) : 0.0;
   float rate = base;
   switch (kind) {
-    case LrSchedule::Constant: break;
-    case LrSchedule::Linear: rate = float(base * (1.0 - t)); break;
-    case LrSchedule::Cosine: rate = float(base * 0.5 * (1.0 + std::cos(3.14159265358979323846 * t))); break;
+    case LrSchedule::Constant:
+      break;
+    case LrSchedule::Linear:
+      rate = float(base * (1.0 - t));
+      break;
+    case LrSchedule::Cosine:
+      rate = float(base * 0.5 * (1.0 + std::cos(3.14159265358979323846 * t)));
+      break;
   }
   if (step < warmup_steps) rate *= float(step + 1) / float(warmup_steps);
   return rate;

@@ -34,7 +34,9 @@ class Strategy {
 class LocalStrategy final : public Strategy {
  public:
   std::string name() const override { return "local"; }
-  void finish_step(Model& model, Optimizer& optimizer) override { optimizer.step(model.params(), model.grads()); }
+  void finish_step(Model& model, Optimizer& optimizer) override {
+    optimizer.step(model.params(), model.grads());
+  }
 };
 
 }  // namespace strand

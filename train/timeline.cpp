@@ -8,7 +8,8 @@ namespace strand {
 
 Timeline::Timeline(int rank, Clock::time_point origin) : rank_(rank), origin_(origin) {}
 
-void Timeline::record(const char* name, int row, Clock::time_point begin, Clock::time_point end, int64_t bytes) {
+void Timeline::record(const char* name, int row, Clock::time_point begin, Clock::time_point end,
+                      int64_t bytes) {
   const double b = std::chrono::duration<double, std::micro>(begin - origin_).count();
   const double d = std::chrono::duration<double, std::micro>(end - begin).count();
   std::lock_guard<std::mutex> lock(mu_);
@@ -27,12 +28,24 @@ std::string Timeline::events_json() const {
   using nlohmann::json;
   std::string out;
   auto add = [&](const json& j) { out += (out.empty() ? "" : ",\n") + j.dump(); };
-  add({{"name", "process_name"}, {"ph", "M"}, {"pid", rank_}, {"args", {{"name", "rank " + std::to_string(rank_)}}}});
-  add({{"name", "thread_name"}, {"ph", "M"}, {"pid", rank_}, {"tid", kCompute}, {"args", {{"name", "compute"}}}});
-  add({{"name", "thread_name"}, {"ph", "M"}, {"pid", rank_}, {"tid", kComm}, {"args", {{"name", "communication"}}}});
+  add({{"name", "process_name"},
+       {"ph", "M"},
+       {"pid", rank_},
+       {"args", {{"name", "rank " + std::to_string(rank_)}}}});
+  add({{"name", "thread_name"},
+       {"ph", "M"},
+       {"pid", rank_},
+       {"tid", kCompute},
+       {"args", {{"name", "compute"}}}});
+  add({{"name", "thread_name"},
+       {"ph", "M"},
+       {"pid", rank_},
+       {"tid", kComm},
+       {"args", {{"name", "communication"}}}});
   std::lock_guard<std::mutex> lock(mu_);
   for (const Event& e : events_) {
-    json j = {{"name", e.name}, {"ph", "X"}, {"pid", rank_}, {"tid", e.row}, {"ts", e.begin_us}, {"dur", e.dur_us}};
+    json j = {{"name", e.name}, {"ph", "X"},        {"pid", rank_},
+              {"tid", e.row},   {"ts", e.begin_us}, {"dur", e.dur_us}};
     if (e.bytes >= 0) j["args"] = {{"bytes", e.bytes}};
     add(j);
   }

@@ -24,8 +24,11 @@ void check_fits(const Model& model, const io::Dataset& data, const char* which) 
 // Device staging for one batch of images and labels.
 struct BatchBuffers {
   BatchBuffers(Backend& be, int64_t batch, int64_t sample)
-      : sample(sample), host_x(size_t(batch * sample)), host_y(size_t(batch)),
-        x(be.alloc(host_x.size() * sizeof(float))), y(be.alloc(host_y.size() * sizeof(int32_t))) {}
+      : sample(sample),
+        host_x(size_t(batch * sample)),
+        host_y(size_t(batch)),
+        x(be.alloc(host_x.size() * sizeof(float))),
+        y(be.alloc(host_y.size() * sizeof(int32_t))) {}
   void load(Backend& be, const io::Dataset& data, std::span<const int64_t> idx) {
     io::gather_batch(data, idx, host_x.data(), host_y.data());
     be.to_device(x.data(), host_x.data(), idx.size() * size_t(sample) * sizeof(float));
@@ -55,12 +58,21 @@ struct EpochStats {
 // One call of train(): the state its named steps share.
 class Run {
  public:
-  Run(Context& ctx, Model& model, const io::Dataset& train_set, const io::Dataset* eval, const TrainConfig& cfg,
-      Strategy& strategy)
-      : ctx_(ctx), model_(model), be_(model.backend()), train_set_(train_set), eval_(eval), cfg_(cfg),
-        strategy_(strategy), opt_(be_, cfg.optimizer, model.param_count()), world_(strategy.world()),
-        rank_(strategy.rank()), used_(train_set.size() - train_set.size() % world_),
-        global_batch_(cfg.batch_size * world_), steps_(io::steps_per_epoch(used_, global_batch_)),
+  Run(Context& ctx, Model& model, const io::Dataset& train_set, const io::Dataset* eval,
+      const TrainConfig& cfg, Strategy& strategy)
+      : ctx_(ctx),
+        model_(model),
+        be_(model.backend()),
+        train_set_(train_set),
+        eval_(eval),
+        cfg_(cfg),
+        strategy_(strategy),
+        opt_(be_, cfg.optimizer, model.param_count()),
+        world_(strategy.world()),
+        rank_(strategy.rank()),
+        used_(train_set.size() - train_set.size() % world_),
+        global_batch_(cfg.batch_size * world_),
+        steps_(io::steps_per_epoch(used_, global_batch_)),
         total_steps_(cfg.epochs * steps_) {}
 
   TrainResult operator()() {
@@ -126,13 +138,15 @@ void Run::resume() {
     if (auto path = io::latest_checkpoint(cfg_.checkpoint_dir)) {
       io::Checkpoint ck = io::load_checkpoint(*path);
       const std::string where = path->string();
-      STRAND_CHECK(ck.model.arch == model_.arch(), Usage,
-                   "checkpoint holds model '" + ck.model.arch.name + "', this run trains '" + model_.arch().name + "'",
-                   where);
+      STRAND_CHECK(
+          ck.model.arch == model_.arch(), Usage,
+          "checkpoint holds model '" + ck.model.arch.name + "', this run trains '" + model_.arch().name + "'",
+          where);
       STRAND_CHECK(ck.seed == cfg_.seed && ck.batch_size == cfg_.batch_size, Usage,
                    "checkpoint was made with seed " + std::to_string(ck.seed) + " and batch size " +
                        std::to_string(ck.batch_size) + "; this run uses seed " + std::to_string(cfg_.seed) +
-                       " and batch size " + std::to_string(cfg_.batch_size) + " (resuming must not change them)",
+                       " and batch size " + std::to_string(cfg_.batch_size) +
+                       " (resuming must not change them)",
                    where);
       model_.set_params(ck.model.params);
       opt_.load_state(ck.optimizer);
@@ -177,7 +191,8 @@ bool Run::run_epoch(int64_t epoch) {
     if (cfg_.max_steps > 0 && step_ >= cfg_.max_steps) stop_ = true;
     report_progress(epoch, s, stats, t_train);
     const bool last = s + 1 == steps_ || stop_;
-    if (((cfg_.eval_every > 0 && step_ % cfg_.eval_every == 0) || last) && evaluate_now(epoch, stats, t_train)) {
+    if (((cfg_.eval_every > 0 && step_ % cfg_.eval_every == 0) || last) &&
+        evaluate_now(epoch, stats, t_train)) {
       result_.reached_target = true;
       stop_ = true;
     }
@@ -201,7 +216,9 @@ void Run::train_step(int64_t s, const std::vector<int64_t>& order, const int64_t
     excluded_seconds_ = 0;
   }
   const int64_t sample = train_set_.sample_shape.numel();
-  const Model::GradsReady ready = [&](int64_t begin, int64_t end) { strategy_.grads_ready(model_, begin, end); };
+  const Model::GradsReady ready = [&](int64_t begin, int64_t end) {
+    strategy_.grads_ready(model_, begin, end);
+  };
   auto t = Clock::now();
   be_.begin_step(b);
   be_.gather(b, sample, order_dev + first, images_, labels_, x_.f32(), y_.i32());
@@ -223,13 +240,14 @@ void Run::report_progress(int64_t epoch, int64_t s, EpochStats& stats, Clock::ti
   if (!cfg_.on_step || !(last || since(last_progress_) >= 0.2)) return;
   stats.add(be_.take_loss_totals());
   last_progress_ = Clock::now();
-  cfg_.on_step({.epoch = epoch + 1,
-                .epochs = cfg_.epochs,
-                .step_in_epoch = s + 1,
-                .steps_per_epoch = steps_,
-                .loss = stats.loss_sum / double(stats.seen),
-                .accuracy = double(stats.correct) / double(stats.seen),
-                .images_per_sec = double(stats.seen) * double(world_) / (stats.train_seconds + since(t_train))});
+  cfg_.on_step(
+      {.epoch = epoch + 1,
+       .epochs = cfg_.epochs,
+       .step_in_epoch = s + 1,
+       .steps_per_epoch = steps_,
+       .loss = stats.loss_sum / double(stats.seen),
+       .accuracy = double(stats.correct) / double(stats.seen),
+       .images_per_sec = double(stats.seen) * double(world_) / (stats.train_seconds + since(t_train))});
 }
 
 bool Run::evaluate_now(int64_t epoch, EpochStats& stats, Clock::time_point& t_train) {
@@ -314,10 +332,12 @@ EvalResult evaluate(Model& model, const io::Dataset& data, int64_t batch_size) {
 }
 
 void validate(const TrainConfig& cfg) {
-  STRAND_CHECK(cfg.epochs >= 1, Usage, "epochs must be at least 1, got " + std::to_string(cfg.epochs), "train");
-  STRAND_CHECK(cfg.batch_size >= 1, Usage, "batch size must be at least 1, got " + std::to_string(cfg.batch_size),
+  STRAND_CHECK(cfg.epochs >= 1, Usage, "epochs must be at least 1, got " + std::to_string(cfg.epochs),
                "train");
-  STRAND_CHECK(!cfg.resume || !cfg.checkpoint_dir.empty(), Usage, "resuming needs a checkpoint directory", "train");
+  STRAND_CHECK(cfg.batch_size >= 1, Usage,
+               "batch size must be at least 1, got " + std::to_string(cfg.batch_size), "train");
+  STRAND_CHECK(!cfg.resume || !cfg.checkpoint_dir.empty(), Usage, "resuming needs a checkpoint directory",
+               "train");
   STRAND_CHECK(cfg.eval_every >= 0, Usage, "eval_every must be >= 0", "train");
   STRAND_CHECK(cfg.schedule.warmup_steps >= 0, Usage, "warmup_steps must be >= 0", "train");
   STRAND_CHECK(cfg.stop_at_accuracy >= 0 && cfg.stop_at_accuracy <= 1, Usage,

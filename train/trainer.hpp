@@ -33,22 +33,22 @@ EvalResult evaluate(Model& model, const io::Dataset& data, int64_t batch_size = 
 
 // One evaluation: after each epoch, and every `eval_every` steps when set.
 struct Metrics {
-  int64_t epoch = 0;            // 1-based, the epoch in progress (or just finished)
-  int64_t step = 0;             // optimizer steps so far
-  double loss = 0;              // mean training loss over the epoch so far
-  double train_accuracy = 0;    // over the epoch's training batches so far (with dropout)
-  double test_accuracy = -1;    // -1 when there is no test set
+  int64_t epoch = 0;          // 1-based, the epoch in progress (or just finished)
+  int64_t step = 0;           // optimizer steps so far
+  double loss = 0;            // mean training loss over the epoch so far
+  double train_accuracy = 0;  // over the epoch's training batches so far (with dropout)
+  double test_accuracy = -1;  // -1 when there is no test set
   double test_loss = -1;
-  double images_per_sec = 0;    // training images per second in the epoch so far, all workers,
-                                // evaluation time excluded
-  double seconds = 0;           // wall time since training started (this run)
-  int64_t workers = 1;          // workers still training (a parameter server drops dead ones)
+  double images_per_sec = 0;  // training images per second in the epoch so far, all workers,
+                              // evaluation time excluded
+  double seconds = 0;         // wall time since training started (this run)
+  int64_t workers = 1;        // workers still training (a parameter server drops dead ones)
 };
 
 struct StepProgress {
-  int64_t epoch = 0, epochs = 0;         // 1-based
+  int64_t epoch = 0, epochs = 0;  // 1-based
   int64_t step_in_epoch = 0, steps_per_epoch = 0;
-  double loss = 0, accuracy = 0;         // running means over the epoch so far
+  double loss = 0, accuracy = 0;  // running means over the epoch so far
   double images_per_sec = 0;
 };
 
@@ -56,17 +56,17 @@ struct StepProgress {
 // (README "Defaults"), so a library user and a command-line user train the same thing.
 struct TrainConfig {
   int64_t epochs = 1;
-  int64_t batch_size = 64;               // per worker; a step's global batch is batch_size x world
+  int64_t batch_size = 64;  // per worker; a step's global batch is batch_size x world
   uint64_t seed = 42;
   OptimizerConfig optimizer;
   Schedule schedule;                     // the learning rate over the whole run (epochs x steps)
   std::filesystem::path checkpoint_dir;  // empty: no checkpoints
   bool resume = false;                   // continue from the newest checkpoint in checkpoint_dir
   int64_t max_steps = 0;                 // stop after this many steps in all (0: no limit)
-  int64_t untimed_steps = 0;             // first steps of the call left out of train_seconds/_images (warm-up)
-  int64_t eval_every = 0;                // also evaluate every this many steps (0: epoch ends only)
-  double stop_at_accuracy = 0;           // stop at the first evaluation reaching it (0: off)
-  Timeline* timeline = nullptr;          // when set, each step's phases are recorded
+  int64_t untimed_steps = 0;     // first steps of the call left out of train_seconds/_images (warm-up)
+  int64_t eval_every = 0;        // also evaluate every this many steps (0: epoch ends only)
+  double stop_at_accuracy = 0;   // stop at the first evaluation reaching it (0: off)
+  Timeline* timeline = nullptr;  // when set, each step's phases are recorded
   std::function<void(const StepProgress&)> on_step;
   std::function<void(const Metrics&)> on_eval;
 };
@@ -78,7 +78,7 @@ struct TrainResult {
   std::vector<Metrics> evaluations;  // those made in this call
   bool reached_target = false;       // stop_at_accuracy was reached
   int64_t global_step = 0;
-  int64_t resumed_from_epoch = 0;    // epochs already done when training started
+  int64_t resumed_from_epoch = 0;  // epochs already done when training started
   // The steps of this call after the first config.untimed_steps: wall seconds from their start
   // (set-up done, data on the device, the untimed steps finished on it) until the device
   // finished the last step, evaluations and checkpoints excluded; and the images this worker

@@ -254,14 +254,15 @@ std::vector<Row> run_mode(const Mode& mode, int64_t B, int reps, std::string& al
     Buffer my = mb.alloc(size_t(B) * sizeof(int32_t));
     uint64_t key = 0;
     rows.push_back({mode.name, graphs ? "model step (graphs)" : "model step (eager)", B,
-                    time_ms(mb, reps, [&] {
-                      mb.begin_step(B);
-                      model.forward(mx.f32(), B, true, ++key);
-                      model.loss_accumulate(my.i32(), B);
-                      model.backward({});
-                      opt.step(model.params(), model.grads());
-                      mb.end_step();
-                    }),
+                    time_ms(mb, reps,
+                            [&] {
+                              mb.begin_step(B);
+                              model.forward(mx.f32(), B, true, ++key);
+                              model.loss_accumulate(my.i32(), B);
+                              model.backward({});
+                              opt.step(model.params(), model.grads());
+                              mb.end_step();
+                            }),
                     0, 0});
     (void)mb.take_loss_totals();
   }
@@ -304,9 +305,10 @@ int main(int argc, char** argv) {
         return argv[++i];
       };
       if (a == "--help" || a == "-h") {
-        std::puts("Usage: bench_cuda_layers [--batches 100,512,4096] [--reps N] [--json FILE]\n"
-                  "Times every operation of a mnist_cnn training step on GPU 0, per batch size, in\n"
-                  "FP32 and TF32, with cuDNN's heuristic and timed (--cudnn-benchmark) algorithm choice.");
+        std::puts(
+            "Usage: bench_cuda_layers [--batches 100,512,4096] [--reps N] [--json FILE]\n"
+            "Times every operation of a mnist_cnn training step on GPU 0, per batch size, in\n"
+            "FP32 and TF32, with cuDNN's heuristic and timed (--cudnn-benchmark) algorithm choice.");
         return 0;
       } else if (a == "--batches") {
         batches = parse_batches(value());
@@ -349,7 +351,11 @@ int main(int argc, char** argv) {
     if (!json_path.empty()) {
       nlohmann::json rows = nlohmann::json::array();
       for (const Row& r : all)
-        rows.push_back({{"mode", r.mode}, {"op", r.op}, {"batch", r.batch}, {"ms", r.ms}, {"flops", r.flops},
+        rows.push_back({{"mode", r.mode},
+                        {"op", r.op},
+                        {"batch", r.batch},
+                        {"ms", r.ms},
+                        {"flops", r.flops},
                         {"bytes", r.bytes}});
       cudaDeviceProp prop{};
       const std::string gpu = cudaGetDeviceProperties(&prop, 0) == cudaSuccess ? prop.name : "";

@@ -1,6 +1,7 @@
 // Conv2d as im2col + sgemm, one image at a time, images split into contiguous chunks, one per
 // thread. 5x5 kernels over enough channels take Winograd instead (conv2d_winograd.hpp) for the
-// forward pass and the input gradient; the weight gradient always comes from im2col. Per image: col [K,P] with K = in_c*kh*kw, P = oh*ow;
+// forward pass and the input gradient; the weight gradient always comes from im2col. Per image: col [K,P]
+// with K = in_c*kh*kw, P = oh*ow;
 //   forward   y_b [out_c,P]  = w [out_c,K] * col
 //   dx        dcol [K,P]     = w^T * dy_b, then col2im adds dcol back into dx_b
 //   dw        dw [out_c,K]  += dy_b * col^T   (partial per chunk, summed in chunk order)
@@ -18,8 +19,7 @@ namespace strand::cpu {
 namespace {
 
 // Valid output columns [lo, hi) for kernel column j: those reading inside the image.
-inline void valid_range(int64_t j, int64_t pad, int64_t in, int64_t out, int64_t& lo,
-                        int64_t& hi) {
+inline void valid_range(int64_t j, int64_t pad, int64_t in, int64_t out, int64_t& lo, int64_t& hi) {
   lo = std::clamp<int64_t>(pad - j, 0, out);
   hi = std::clamp<int64_t>(in + pad - j, lo, out);
 }
@@ -106,7 +106,7 @@ void conv2d_forward(const Conv2dDesc& d, const float* x, const float* w, const f
   }
   const int64_t K = d.in_c * d.kernel_h * d.kernel_w, P = d.out_h() * d.out_w();
   auto image = [&](float* col, int64_t n, ThreadPool* gemm_pool) {  // col: [K,P] scratch
-    float* yb = y + n * d.out_c * P;  // [out_c,P]
+    float* yb = y + n * d.out_c * P;                                // [out_c,P]
     im2col(d, x + n * d.in_c * d.in_h * d.in_w, col);
     sgemm(false, false, d.out_c, P, K, 1.0f, w, K, col, P, 0.0f, yb, P, gemm_pool);
     for (int64_t o = 0; o < d.out_c; ++o) {
@@ -125,8 +125,8 @@ void conv2d_forward(const Conv2dDesc& d, const float* x, const float* w, const f
   pool.run_chunks(d.batch, [&](int t, int64_t n) { image(ws.slot(t), n, nullptr); });
 }
 
-void conv2d_backward(const Conv2dDesc& d, const float* x, const float* w, const float* dy,
-                     float* dx, float* dw, float* db, Workspace& ws, ThreadPool& pool) {
+void conv2d_backward(const Conv2dDesc& d, const float* x, const float* w, const float* dy, float* dx,
+                     float* dw, float* db, Workspace& ws, ThreadPool& pool) {
   check_conv2d(d, "cpu::conv2d_backward");
   const bool winograd_dx = dx && winograd_applies(d);
   const int64_t K = d.in_c * d.kernel_h * d.kernel_w, P = d.out_h() * d.out_w();
@@ -142,8 +142,7 @@ void conv2d_backward(const Conv2dDesc& d, const float* x, const float* w, const 
     for (int64_t n = b0; n < b1; ++n) {
       const float* dyb = dy + n * d.out_c * P;  // [out_c,P]
       im2col(d, x + n * d.in_c * d.in_h * d.in_w, col);
-      sgemm(false, true, d.out_c, K, P, 1.0f, dyb, P, col, P, n == b0 ? 0.0f : 1.0f, dw_part, K,
-            gemm_pool);
+      sgemm(false, true, d.out_c, K, P, 1.0f, dyb, P, col, P, n == b0 ? 0.0f : 1.0f, dw_part, K, gemm_pool);
       if (dx && !winograd_dx) {
         sgemm(true, false, K, P, d.out_c, 1.0f, w, K, dyb, P, 0.0f, dcol, P, gemm_pool);
         col2im(d, dcol, dx + n * d.in_c * d.in_h * d.in_w);

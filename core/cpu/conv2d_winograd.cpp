@@ -24,7 +24,7 @@
 namespace strand::cpu {
 namespace {
 
-constexpr int64_t kXi = 36;               // transformed tile: 6x6
+constexpr int64_t kXi = 36;                   // transformed tile: 6x6
 constexpr int64_t kBlockFloats = 256 * 1024;  // V + M per block: 1 MiB, half of a core's L2
 
 // A 5x5 filter bank read through strides: g(o, c, i, j) = base[o*so + c*sc + i*si + j*sj].
@@ -45,8 +45,8 @@ struct Shape {
 };
 
 // U[xi][c][o] = G g(o, c) G^T for channels [c0, c1). scratch: 55 * O floats.
-STRAND_VECTOR_CLONES void transform_filters(const FilterView& f, int64_t C, int64_t O, int64_t c0,
-                                            int64_t c1, float* U, float* scratch) {
+STRAND_VECTOR_CLONES void transform_filters(const FilterView& f, int64_t C, int64_t O, int64_t c0, int64_t c1,
+                                            float* U, float* scratch) {
   float* g = scratch;           // [25][O]
   float* t = scratch + 25 * O;  // [5][6][O]: each kernel row times G^T
   for (int64_t c = c0; c < c1; ++c) {
@@ -65,8 +65,8 @@ STRAND_VECTOR_CLONES void transform_filters(const FilterView& f, int64_t C, int6
           out[k] = pass == 0 ? t + (r * 6 + k) * O : U + ((k * 6 + r) * C + c) * O;
 #pragma omp simd
         for (int64_t o = 0; o < O; ++o) {
-          const float a = in[o], b = in[in_stride + o], cc = in[2 * in_stride + o],
-                      d = in[3 * in_stride + o], e = in[4 * in_stride + o];
+          const float a = in[o], b = in[in_stride + o], cc = in[2 * in_stride + o], d = in[3 * in_stride + o],
+                      e = in[4 * in_stride + o];
           out[0][o] = a * 0.25f;
           out[1][o] = (a + b + cc + d + e) * (-1.0f / 6.0f);
           out[2][o] = (a - b + cc - d + e) * (-1.0f / 6.0f);
@@ -83,8 +83,8 @@ STRAND_VECTOR_CLONES void transform_filters(const FilterView& f, int64_t C, int6
 inline void apply_bt(const float* in, int64_t in_stride, float* const out[6], int64_t C) {
 #pragma omp simd
   for (int64_t c = 0; c < C; ++c) {
-    const float d0 = in[c], d1 = in[in_stride + c], d2 = in[2 * in_stride + c],
-                d3 = in[3 * in_stride + c], d4 = in[4 * in_stride + c], d5 = in[5 * in_stride + c];
+    const float d0 = in[c], d1 = in[in_stride + c], d2 = in[2 * in_stride + c], d3 = in[3 * in_stride + c],
+                d4 = in[4 * in_stride + c], d5 = in[5 * in_stride + c];
     out[0][c] = 4.0f * d0 - 5.0f * d2 + d4;
     out[1][c] = -4.0f * (d1 + d2) + d3 + d4;
     out[2][c] = 4.0f * (d1 - d2) - d3 + d4;
@@ -96,8 +96,8 @@ inline void apply_bt(const float* in, int64_t in_stride, float* const out[6], in
 
 // V[xi][tile][c] = (B^T d B)[xi] for the 6x6 patch d starting at `patch` in a padded [Hp,Wp,C]
 // image. tmp: 36 * C floats. v_plane: distance between V's xi planes.
-STRAND_VECTOR_CLONES void transform_input_tile(const float* patch, int64_t row_stride, int64_t C,
-                                               float* tmp, float* v, int64_t v_plane) {
+STRAND_VECTOR_CLONES void transform_input_tile(const float* patch, int64_t row_stride, int64_t C, float* tmp,
+                                               float* v, int64_t v_plane) {
   float* out[6];
   for (int64_t u = 0; u < 6; ++u) {  // rows: tmp[u][x] = (d B)[u][x]
     for (int64_t x = 0; x < 6; ++x) out[x] = tmp + (u * 6 + x) * C;
@@ -112,17 +112,17 @@ STRAND_VECTOR_CLONES void transform_input_tile(const float* patch, int64_t row_s
 // The 2x2 outputs of one tile from its products M[xi][o] (planes m_plane apart), plus bias,
 // into yh [OH*OW, O] at output position (oy, ox); rows/columns past the edge are skipped.
 // s: 12 * O floats.
-STRAND_VECTOR_CLONES void transform_output_tile(const float* m, int64_t m_plane, int64_t O,
-                                                const float* bias, float* s, float* yh,
-                                                int64_t oy, int64_t ox, int64_t oh, int64_t ow) {
+STRAND_VECTOR_CLONES void transform_output_tile(const float* m, int64_t m_plane, int64_t O, const float* bias,
+                                                float* s, float* yh, int64_t oy, int64_t ox, int64_t oh,
+                                                int64_t ow) {
   for (int64_t y = 0; y < 6; ++y) {  // s[y][i] = (M A)[y][i]
     const float* row = m + y * 6 * m_plane;
     float* s0 = s + (y * 2) * O;
     float* s1 = s0 + O;
 #pragma omp simd
     for (int64_t o = 0; o < O; ++o) {
-      const float m0 = row[o], m1 = row[m_plane + o], m2 = row[2 * m_plane + o],
-                  m3 = row[3 * m_plane + o], m4 = row[4 * m_plane + o], m5 = row[5 * m_plane + o];
+      const float m0 = row[o], m1 = row[m_plane + o], m2 = row[2 * m_plane + o], m3 = row[3 * m_plane + o],
+                  m4 = row[4 * m_plane + o], m5 = row[5 * m_plane + o];
       s0[o] = m0 + m1 + m2 + m3 + m4;
       s1[o] = m1 - m2 + 2.0f * (m3 - m4) + m5;
     }
@@ -133,9 +133,8 @@ STRAND_VECTOR_CLONES void transform_output_tile(const float* m, int64_t m_plane,
     const bool second_row = oy + 1 < oh;
 #pragma omp simd
     for (int64_t o = 0; o < O; ++o) {
-      const float s0 = s[(0 * 2 + i) * O + o], s1 = s[(1 * 2 + i) * O + o],
-                  s2 = s[(2 * 2 + i) * O + o], s3 = s[(3 * 2 + i) * O + o],
-                  s4 = s[(4 * 2 + i) * O + o], s5 = s[(5 * 2 + i) * O + o];
+      const float s0 = s[(0 * 2 + i) * O + o], s1 = s[(1 * 2 + i) * O + o], s2 = s[(2 * 2 + i) * O + o],
+                  s3 = s[(3 * 2 + i) * O + o], s4 = s[(4 * 2 + i) * O + o], s5 = s[(5 * 2 + i) * O + o];
       const float b = bias ? bias[o] : 0.0f;
       y0[o] = s0 + s1 + s2 + s3 + s4 + b;
       if (second_row) y1[o] = s1 - s2 + 2.0f * (s3 - s4) + s5 + b;
@@ -208,14 +207,14 @@ void winograd_conv(const Shape& s, const float* x, const FilterView& f, const fl
         for (int64_t ty = 0; ty < s.tiles_h(); ++ty)
           for (int64_t tx = 0; tx < s.tiles_w(); ++tx) {
             const int64_t t = i * tiles + ty * s.tiles_w() + tx;
-            transform_input_tile(xh + (2 * ty) * row_stride + (2 * tx) * C, row_stride, C, tmp,
-                                 V + t * C, T * C);
+            transform_input_tile(xh + (2 * ty) * row_stride + (2 * tx) * C, row_stride, C, tmp, V + t * C,
+                                 T * C);
           }
       }
       for (int64_t xi = 0; xi < kXi; ++xi) {
         if (gemm_pool)  // one chunk (batch 1): the products are the only work to share
-          sgemm(false, false, T, O, C, 1.0f, V + xi * T * C, C, U + xi * C * O, O, 0.0f,
-                M + xi * T * O, O, gemm_pool);
+          sgemm(false, false, T, O, C, 1.0f, V + xi * T * C, C, U + xi * C * O, O, 0.0f, M + xi * T * O, O,
+                gemm_pool);
         else
           sgemm_small_k(T, O, C, V + xi * T * C, C, U + xi * C * O, O, M + xi * T * O, O);
       }
@@ -235,9 +234,8 @@ void winograd_conv(const Shape& s, const float* x, const FilterView& f, const fl
     // Groups of images to whichever thread is free, a few per thread (images are independent,
     // and a tile's sums do not depend on the group it is in).
     const int64_t group = std::min(block, (s.batch + 4 * chunks - 1) / (4 * chunks));
-    pool.run_chunks((s.batch + group - 1) / group, [&](int t, int64_t g) {
-      body(t, g * group, std::min(s.batch, (g + 1) * group));
-    });
+    pool.run_chunks((s.batch + group - 1) / group,
+                    [&](int t, int64_t g) { body(t, g * group, std::min(s.batch, (g + 1) * group)); });
   }
 }
 
@@ -247,8 +245,8 @@ bool winograd_applies(const Conv2dDesc& d) {
   return d.kernel_h == 5 && d.kernel_w == 5 && d.in_c >= 8 && d.out_c >= 8 && d.batch > 0;
 }
 
-void winograd_conv2d_forward(const Conv2dDesc& d, const float* x, const float* w, const float* b,
-                             float* y, Workspace& ws, ThreadPool& pool) {
+void winograd_conv2d_forward(const Conv2dDesc& d, const float* x, const float* w, const float* b, float* y,
+                             Workspace& ws, ThreadPool& pool) {
   check_conv2d(d, "cpu::winograd_conv2d_forward");
   const Shape s{d.batch, d.in_c, d.in_h, d.in_w, d.out_c, d.out_h(), d.out_w(), d.pad_h, d.pad_w};
   winograd_conv(s, x, FilterView{w, d.in_c * 25, 25, 5, 1}, b, y, ws, pool);
@@ -259,8 +257,7 @@ void winograd_conv2d_backward_data(const Conv2dDesc& d, const float* w, const fl
   check_conv2d(d, "cpu::winograd_conv2d_backward_data");
   // dx[c] = sum over o of dy[o] correlated with w[o][c] rotated 180 degrees, on dy padded by
   // (kernel - 1 - pad): the output has the input's size again.
-  const Shape s{d.batch, d.out_c, d.out_h(), d.out_w(), d.in_c, d.in_h, d.in_w, 4 - d.pad_h,
-                4 - d.pad_w};
+  const Shape s{d.batch, d.out_c, d.out_h(), d.out_w(), d.in_c, d.in_h, d.in_w, 4 - d.pad_h, 4 - d.pad_w};
   winograd_conv(s, dy, FilterView{w + 24, 25, d.in_c * 25, -5, -1}, nullptr, dx, ws, pool);
 }
 

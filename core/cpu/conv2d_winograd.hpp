@@ -16,8 +16,8 @@ namespace strand::cpu {
 bool winograd_applies(const Conv2dDesc& d);
 
 // y = conv(x, w) + b, same contract as conv2d_forward.
-void winograd_conv2d_forward(const Conv2dDesc& d, const float* x, const float* w, const float* b,
-                             float* y, Workspace& ws, ThreadPool& pool);
+void winograd_conv2d_forward(const Conv2dDesc& d, const float* x, const float* w, const float* b, float* y,
+                             Workspace& ws, ThreadPool& pool);
 
 // dx = the input gradient of conv2d for output gradient dy: a convolution of dy with the
 // kernels rotated by 180 degrees and in/out channels swapped. Overwrites dx.

@@ -39,44 +39,41 @@ void CpuBackend::to_host(void* dst, const void* src, size_t bytes) {
   if (bytes) std::memcpy(dst, src, bytes);
 }
 
-void CpuBackend::conv2d_forward(const Conv2dDesc& d, const float* x, const float* w,
-                                const float* b, float* y) {
+void CpuBackend::conv2d_forward(const Conv2dDesc& d, const float* x, const float* w, const float* b,
+                                float* y) {
   cpu::conv2d_forward(d, x, w, b, y, ws_, pool_);
 }
-void CpuBackend::conv2d_relu_forward(const Conv2dDesc& d, const float* x, const float* w,
-                                     const float* b, float* y) {
+void CpuBackend::conv2d_relu_forward(const Conv2dDesc& d, const float* x, const float* w, const float* b,
+                                     float* y) {
   // Two passes: the ReLU applied with the bias inside the conv kernels (im2col's bias loop,
   // Winograd's output unpacking) measured slower in training, 3,780-3,930 against 4,030-4,230
   // images/s (mnist_cnn, batch 100, 2 threads, runs interleaved on an idle machine).
   cpu::conv2d_forward(d, x, w, b, y, ws_, pool_);
   cpu::relu_forward(d.batch * d.out_c * d.out_h() * d.out_w(), y, y, pool_);
 }
-void CpuBackend::conv2d_backward(const Conv2dDesc& d, const float* x, const float* w,
-                                 const float* dy, float* dx, float* dw, float* db) {
+void CpuBackend::conv2d_backward(const Conv2dDesc& d, const float* x, const float* w, const float* dy,
+                                 float* dx, float* dw, float* db) {
   cpu::conv2d_backward(d, x, w, dy, dx, dw, db, ws_, pool_);
 }
 void CpuBackend::maxpool2x2_forward(const Pool2dDesc& d, const float* x, float* y) {
   cpu::maxpool2x2_forward(d, x, y, pool_);
 }
-void CpuBackend::maxpool2x2_backward(const Pool2dDesc& d, const float* x, const float* y,
-                                     const float* dy, float* dx) {
+void CpuBackend::maxpool2x2_backward(const Pool2dDesc& d, const float* x, const float* y, const float* dy,
+                                     float* dx) {
   cpu::maxpool2x2_backward(d, x, y, dy, dx, false, pool_);
 }
 void CpuBackend::relu_maxpool2x2_backward(const Pool2dDesc& d, const float* x, const float* y,
                                           const float* dy, float* dx) {
   cpu::maxpool2x2_backward(d, x, y, dy, dx, true, pool_);
 }
-void CpuBackend::dense_forward(const DenseDesc& d, const float* x, const float* w,
-                               const float* b, float* y) {
+void CpuBackend::dense_forward(const DenseDesc& d, const float* x, const float* w, const float* b, float* y) {
   cpu::dense_forward(d, x, w, b, y, pool_);
 }
-void CpuBackend::dense_backward(const DenseDesc& d, const float* x, const float* w,
-                                const float* dy, float* dx, float* dw, float* db) {
+void CpuBackend::dense_backward(const DenseDesc& d, const float* x, const float* w, const float* dy,
+                                float* dx, float* dw, float* db) {
   cpu::dense_backward(d, x, w, dy, dx, dw, db, pool_);
 }
-void CpuBackend::relu_forward(int64_t n, const float* x, float* y) {
-  cpu::relu_forward(n, x, y, pool_);
-}
+void CpuBackend::relu_forward(int64_t n, const float* x, float* y) { cpu::relu_forward(n, x, y, pool_); }
 void CpuBackend::relu_backward(int64_t n, const float* y, const float* dy, float* dx) {
   cpu::relu_backward(n, y, dy, dx, pool_);
 }
@@ -115,19 +112,17 @@ void CpuBackend::softmax(int64_t batch, int64_t classes, const float* logits, fl
 void CpuBackend::sgd_step(int64_t n, float lr, float* params, const float* grads) {
   cpu::sgd_step(n, lr, params, grads, pool_);
 }
-void CpuBackend::momentum_step(int64_t n, float lr, float momentum, float* params,
-                               const float* grads, float* velocity) {
+void CpuBackend::momentum_step(int64_t n, float lr, float momentum, float* params, const float* grads,
+                               float* velocity) {
   cpu::momentum_step(n, lr, momentum, params, grads, velocity, pool_);
 }
-void CpuBackend::adam_step(int64_t n, float lr, float beta1, float beta2, float eps,
-                           int64_t step, float* params, const float* grads, float* m, float* v) {
+void CpuBackend::adam_step(int64_t n, float lr, float beta1, float beta2, float eps, int64_t step,
+                           float* params, const float* grads, float* m, float* v) {
   cpu::adam_step(n, lr, beta1, beta2, eps, step, params, grads, m, v, pool_);
 }
 
 }  // namespace cpu
 
-std::unique_ptr<Backend> make_cpu_backend(int threads) {
-  return std::make_unique<cpu::CpuBackend>(threads);
-}
+std::unique_ptr<Backend> make_cpu_backend(int threads) { return std::make_unique<cpu::CpuBackend>(threads); }
 
 }  // namespace strand

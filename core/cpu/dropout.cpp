@@ -21,11 +21,12 @@ STRAND_VECTOR_CLONES void dropout_range(int64_t begin, int64_t end, float rate, 
   }
 }
 
-void dropout(int64_t n, float rate, uint64_t key, uint64_t first, const float* in, float* out, ThreadPool& pool,
-             const char* where) {
+void dropout(int64_t n, float rate, uint64_t key, uint64_t first, const float* in, float* out,
+             ThreadPool& pool, const char* where) {
   const float scale = dropout_scale(rate, where);
-  pool.parallel_for(n, kParallelMin,
-                    [&](int64_t begin, int64_t end) { dropout_range(begin, end, rate, scale, key, first, in, out); });
+  pool.parallel_for(n, kParallelMin, [&](int64_t begin, int64_t end) {
+    dropout_range(begin, end, rate, scale, key, first, in, out);
+  });
 }
 
 }  // namespace

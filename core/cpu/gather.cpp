@@ -5,8 +5,8 @@
 
 namespace strand::cpu {
 
-void gather(int64_t b, int64_t sample, const int64_t* indices, const float* images,
-            const int32_t* labels, float* x, int32_t* y, ThreadPool& pool) {
+void gather(int64_t b, int64_t sample, const int64_t* indices, const float* images, const int32_t* labels,
+            float* x, int32_t* y, ThreadPool& pool) {
   // Rows are copied whole; threads only pay off when the batch moves enough bytes.
   pool.parallel_for(b, kParallelMin / sample + 1, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {

@@ -40,8 +40,8 @@ using gemm_detail::Family;
 
 // C[0:mr, 0:nr] = alpha * A * B + beta * C (beta == 0: C is not read), where A is a packed
 // micro-panel (kc steps of MR values) and B one of kc steps of NR values.
-using Microkernel = void (*)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
-                             float alpha, float beta, int mr, int nr);
+using Microkernel = void (*)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha,
+                             float beta, int mr, int nr);
 
 // op(X)[i, p] lives at x[i * rs + p * cs]: (rs, cs) is (ld, 1) untransposed, (1, ld) transposed.
 struct Matrix {
@@ -71,8 +71,8 @@ struct Kernel {
 };
 
 template <int MR>
-STRAND_TARGET_AVX512 void ukr_avx512(int64_t kc, const float* a, const float* b, float* c,
-                                     int64_t ldc, float alpha, float beta, int mr, int nr) {
+STRAND_TARGET_AVX512 void ukr_avx512(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
+                                     float alpha, float beta, int mr, int nr) {
   __m512 lo[MR], hi[MR];
 #pragma GCC unroll 32
   for (int i = 0; i < MR; ++i) lo[i] = hi[i] = _mm512_setzero_ps();
@@ -139,8 +139,8 @@ STRAND_TARGET_AVX2 void ukr_avx2(int64_t kc, const float* a, const float* b, flo
   }
 }
 
-void ukr_generic(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha,
-                 float beta, int mr, int nr) {
+void ukr_generic(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha, float beta,
+                 int mr, int nr) {
   constexpr int MR = 4, NR = 8;
   float acc[MR][NR] = {};
   for (int64_t p = 0; p < kc; ++p, a += MR, b += NR)
@@ -229,9 +229,8 @@ void pack_b(Matrix b, int64_t kc, int64_t nc, int nr, float* dst) {
 
 // r[q] = column q of the rows x cols block at x (row stride ld), zero past `rows`; rows and
 // cols are at most 16.
-[[gnu::always_inline]] STRAND_TARGET_AVX512 inline void load_transposed(const float* x, int64_t ld,
-                                                                        int rows, int cols,
-                                                                        __m512 r[16]) {
+[[gnu::always_inline]] STRAND_TARGET_AVX512 inline void load_transposed(const float* x, int64_t ld, int rows,
+                                                                        int cols, __m512 r[16]) {
   const __mmask16 mask = static_cast<__mmask16>((1u << cols) - 1);
 #pragma GCC unroll 16
   for (int i = 0; i < 16; ++i)
@@ -275,8 +274,7 @@ STRAND_TARGET_AVX512 void pack_b_avx512(Matrix b, int64_t kc, int64_t nc, int /*
       const float* src = b.at(p, 0);
       float* row = dst + p * nr;  // row p of the first panel
       int64_t j = 0;
-      for (; j < full; j += 16)
-        _mm512_store_ps(row + (j / nr) * stride + j % nr, _mm512_loadu_ps(src + j));
+      for (; j < full; j += 16) _mm512_store_ps(row + (j / nr) * stride + j % nr, _mm512_loadu_ps(src + j));
       for (; j < (nc + nr - 1) / nr * nr; j += 16) {  // partial and padding vectors
         const int cols = static_cast<int>(std::clamp<int64_t>(nc - j, 0, 16));
         const __mmask16 valid = static_cast<__mmask16>((1u << cols) - 1);
@@ -349,16 +347,15 @@ struct PackedA {
 };
 
 // C[m0:m1, n0:n1] of the problem, on the calling thread.
-void gemm_range(const Kernel& kn, const Problem& pr, int64_t m0, int64_t m1, int64_t n0,
-                int64_t n1, PackedA* packed = nullptr) {
+void gemm_range(const Kernel& kn, const Problem& pr, int64_t m0, int64_t m1, int64_t n0, int64_t n1,
+                PackedA* packed = nullptr) {
   const int64_t kc = kc_for(kn, pr.k);
   const int64_t mc = mc_for(kn, m1 - m0);
   const int64_t nc = std::min(kn.nc, (n1 - n0 + kn.nr - 1) / kn.nr * kn.nr);
   const int64_t m_blocks = (m1 - m0 + mc - 1) / mc;
   thread_local std::vector<float> a_buf, b_buf;
   float* const pa = packed ? nullptr : scratch(a_buf, static_cast<std::size_t>(mc * kc));
-  float* const pb =
-      scratch(b_buf, static_cast<std::size_t>(b_panel_stride(kc, kn.nr) * nc / kn.nr));
+  float* const pb = scratch(b_buf, static_cast<std::size_t>(b_panel_stride(kc, kn.nr) * nc / kn.nr));
 
   for (int64_t jc = n0; jc < n1; jc += nc) {
     const int64_t n_cur = std::min(nc, n1 - jc);
@@ -370,7 +367,8 @@ void gemm_range(const Kernel& kn, const Problem& pr, int64_t m0, int64_t m1, int
       for (int64_t ic = m0; ic < m1; ic += mc) {
         const int64_t m_cur = std::min(mc, m1 - ic);
         float* const a_block = packed ? packed->data + (pc / kc * m_blocks + (ic - m0) / mc) * mc * kc : pa;
-        if (!packed || !packed->filled) kn.pack_a({pr.a.at(ic, pc), pr.a.rs, pr.a.cs}, m_cur, k_cur, kn.mr, a_block);
+        if (!packed || !packed->filled)
+          kn.pack_a({pr.a.at(ic, pc), pr.a.rs, pr.a.cs}, m_cur, k_cur, kn.mr, a_block);
         for (int64_t jr = 0; jr < n_cur; jr += kn.nr) {
           const int nr = static_cast<int>(std::min<int64_t>(kn.nr, n_cur - jr));
           for (int64_t ir = 0; ir < m_cur; ir += kn.mr) {
@@ -441,8 +439,8 @@ STRAND_TARGET_AVX512 void small_k_tile_avx512(int64_t k, const float* a, int64_t
   }
 }
 
-using SmallKTile = void (*)(int64_t, const float*, int64_t, const float*, int64_t, float*, int64_t,
-                            __mmask16, __mmask16);
+using SmallKTile = void (*)(int64_t, const float*, int64_t, const float*, int64_t, float*, int64_t, __mmask16,
+                            __mmask16);
 
 template <int... R>
 constexpr std::array<SmallKTile, sizeof...(R)> small_k_tiles(std::integer_sequence<int, R...>) {
@@ -451,9 +449,8 @@ constexpr std::array<SmallKTile, sizeof...(R)> small_k_tiles(std::integer_sequen
 
 constexpr int kSmallKRows = 12;  // 24 accumulators of the 32 registers
 
-STRAND_TARGET_AVX512 void sgemm_small_k_avx512(int64_t m, int64_t n, int64_t k, const float* a,
-                                               int64_t lda, const float* b, int64_t ldb, float* c,
-                                               int64_t ldc) {
+STRAND_TARGET_AVX512 void sgemm_small_k_avx512(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+                                               const float* b, int64_t ldb, float* c, int64_t ldc) {
   static constexpr auto tiles = small_k_tiles(std::make_integer_sequence<int, kSmallKRows>{});
   for (int64_t j = 0; j < n; j += 32) {
     const int64_t cols = std::min<int64_t>(32, n - j);
@@ -494,9 +491,9 @@ bool family_supported(Family family) {
   return false;
 }
 
-void sgemm_with(Family family, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
-                float alpha, const float* a, int64_t lda, const float* b, int64_t ldb, float beta,
-                float* c, int64_t ldc, ThreadPool* pool) {
+void sgemm_with(Family family, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc,
+                ThreadPool* pool) {
   if (m <= 0 || n <= 0) return;
   if (k <= 0 || alpha == 0.0f) {
     scale_c(m, n, beta, c, ldc);
@@ -545,14 +542,13 @@ void sgemm_with(Family family, bool trans_a, bool trans_b, int64_t m, int64_t n,
 }  // namespace gemm_detail
 
 void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
-           int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc,
-           ThreadPool* pool) {
-  gemm_detail::sgemm_with(best_family(), trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c,
-                          ldc, pool);
+           int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc, ThreadPool* pool) {
+  gemm_detail::sgemm_with(best_family(), trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc,
+                          pool);
 }
 
-void sgemm_small_k(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
-                   int64_t ldb, float* c, int64_t ldc) {
+void sgemm_small_k(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb,
+                   float* c, int64_t ldc) {
   if (best_family() == Family::avx512 && m > 0 && n > 0) {
     sgemm_small_k_avx512(m, n, k, a, lda, b, ldb, c, ldc);
     return;

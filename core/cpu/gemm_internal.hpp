@@ -14,8 +14,8 @@ enum class Family { avx512, avx2, generic };
 bool family_supported(Family family);
 
 // sgemm (see gemm.hpp) forced onto `family`; the family must be supported.
-void sgemm_with(Family family, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
-                float alpha, const float* a, int64_t lda, const float* b, int64_t ldb, float beta,
-                float* c, int64_t ldc, ThreadPool* pool);
+void sgemm_with(Family family, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc,
+                ThreadPool* pool);
 
 }  // namespace strand::cpu::gemm_detail

@@ -42,18 +42,18 @@ class Workspace {
 
 void conv2d_forward(const Conv2dDesc& d, const float* x, const float* w, const float* b, float* y,
                     Workspace& ws, ThreadPool& pool);
-void conv2d_backward(const Conv2dDesc& d, const float* x, const float* w, const float* dy,
-                     float* dx, float* dw, float* db, Workspace& ws, ThreadPool& pool);
+void conv2d_backward(const Conv2dDesc& d, const float* x, const float* w, const float* dy, float* dx,
+                     float* dw, float* db, Workspace& ws, ThreadPool& pool);
 
 void maxpool2x2_forward(const Pool2dDesc& d, const float* x, float* y, ThreadPool& pool);
 // relu: dx also zero where x <= 0, x being a ReLU's output (Backend::relu_maxpool2x2_backward).
-void maxpool2x2_backward(const Pool2dDesc& d, const float* x, const float* y, const float* dy,
-                         float* dx, bool relu, ThreadPool& pool);
+void maxpool2x2_backward(const Pool2dDesc& d, const float* x, const float* y, const float* dy, float* dx,
+                         bool relu, ThreadPool& pool);
 
 void dense_forward(const DenseDesc& d, const float* x, const float* w, const float* b, float* y,
                    ThreadPool& pool);
-void dense_backward(const DenseDesc& d, const float* x, const float* w, const float* dy,
-                    float* dx, float* dw, float* db, ThreadPool& pool);
+void dense_backward(const DenseDesc& d, const float* x, const float* w, const float* dy, float* dx, float* dw,
+                    float* db, ThreadPool& pool);
 
 void relu_forward(int64_t n, const float* x, float* y, ThreadPool& pool);
 void relu_backward(int64_t n, const float* y, const float* dy, float* dx, ThreadPool& pool);
@@ -64,21 +64,21 @@ void dropout_backward(int64_t n, float rate, uint64_t key, uint64_t first, const
                       ThreadPool& pool);
 
 // `ws` holds the per-row losses so they can be summed in row order.
-LossResult softmax_xent(int64_t batch, int64_t classes, const float* logits,
-                        const int32_t* labels, float* dlogits, Workspace& ws, ThreadPool& pool);
+LossResult softmax_xent(int64_t batch, int64_t classes, const float* logits, const int32_t* labels,
+                        float* dlogits, Workspace& ws, ThreadPool& pool);
 void softmax(int64_t batch, int64_t classes, const float* logits, float* probs, ThreadPool& pool);
 
 // x [b,sample] = images[indices[i]], y [b] = labels[indices[i]]. Indices are not checked:
 // they come from a permutation of the data set's own rows.
-void gather(int64_t b, int64_t sample, const int64_t* indices, const float* images,
-            const int32_t* labels, float* x, int32_t* y, ThreadPool& pool);
+void gather(int64_t b, int64_t sample, const int64_t* indices, const float* images, const int32_t* labels,
+            float* x, int32_t* y, ThreadPool& pool);
 
 void sgd_step(int64_t n, float lr, float* params, const float* grads, ThreadPool& pool);
 // velocity = momentum * velocity + grads; params -= lr * velocity.
-void momentum_step(int64_t n, float lr, float momentum, float* params, const float* grads,
-                   float* velocity, ThreadPool& pool);
-void adam_step(int64_t n, float lr, float beta1, float beta2, float eps, int64_t step,
-               float* params, const float* grads, float* m, float* v, ThreadPool& pool);
+void momentum_step(int64_t n, float lr, float momentum, float* params, const float* grads, float* velocity,
+                   ThreadPool& pool);
+void adam_step(int64_t n, float lr, float beta1, float beta2, float eps, int64_t step, float* params,
+               const float* grads, float* m, float* v, ThreadPool& pool);
 
 // Elementwise loops are compiled three times — for x86-64-v4 (AVX-512), v3 (AVX2, FMA) and the
 // baseline — and the dynamic loader picks the best the CPU runs (GCC function multi-versioning),

@@ -17,7 +17,7 @@ void maxpool2x2_forward(const Pool2dDesc& d, const float* x, float* y, ThreadPoo
         const float* r0 = x + (p * H + 2 * oy) * W;  // top row of the windows
         const float* r1 = r0 + W;
         float* out = y + (p * oh + oy) * ow;
-  #pragma omp simd
+#pragma omp simd
         for (int64_t ox = 0; ox < ow; ++ox) {
           // Strict '>' keeps the first maximum, the one backward routes to.
           float m = r0[2 * ox];
@@ -31,8 +31,8 @@ void maxpool2x2_forward(const Pool2dDesc& d, const float* x, float* y, ThreadPoo
   });
 }
 
-void maxpool2x2_backward(const Pool2dDesc& d, const float* x, const float* y, const float* dy,
-                         float* dx, bool relu, ThreadPool& pool) {
+void maxpool2x2_backward(const Pool2dDesc& d, const float* x, const float* y, const float* dy, float* dx,
+                         bool relu, ThreadPool& pool) {
   check_maxpool2x2(d, "cpu::maxpool2x2_backward");
   const int64_t planes = d.batch * d.channels, H = d.in_h, W = d.in_w;
   const int64_t oh = d.out_h(), ow = d.out_w();
@@ -45,7 +45,7 @@ void maxpool2x2_backward(const Pool2dDesc& d, const float* x, const float* y, co
         float* d1 = d0 + W;
         const float* ym = y + (p * oh + oy) * ow;
         const float* g = dy + (p * oh + oy) * ow;
-  #pragma omp simd
+#pragma omp simd
         for (int64_t ox = 0; ox < ow; ++ox) {
           // Every window position is written, so dx needs no clearing beforehand. All loads
           // are unconditional and the tests use '&', not '&&': branches would block vectorizing.

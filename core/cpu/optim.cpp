@@ -15,8 +15,8 @@ void sgd_step(int64_t n, float lr, float* params, const float* grads, ThreadPool
   });
 }
 
-void momentum_step(int64_t n, float lr, float momentum, float* params, const float* grads,
-                   float* velocity, ThreadPool& pool) {
+void momentum_step(int64_t n, float lr, float momentum, float* params, const float* grads, float* velocity,
+                   ThreadPool& pool) {
   pool.parallel_for(n, kParallelMin, [&](int64_t begin, int64_t end) {
 #pragma omp simd
     for (int64_t i = begin; i < end; ++i) {
@@ -27,8 +27,9 @@ void momentum_step(int64_t n, float lr, float momentum, float* params, const flo
 }
 
 namespace {
-STRAND_VECTOR_CLONES void adam_range(int64_t begin, int64_t end, float beta1, float beta2, float lr_t, float c2,
-                                     float eps, float* params, const float* grads, float* m, float* v) {
+STRAND_VECTOR_CLONES void adam_range(int64_t begin, int64_t end, float beta1, float beta2, float lr_t,
+                                     float c2, float eps, float* params, const float* grads, float* m,
+                                     float* v) {
   const float one_m_b1 = 1.0f - beta1, one_m_b2 = 1.0f - beta2;
 #pragma omp simd
   for (int64_t i = begin; i < end; ++i) {
@@ -40,8 +41,8 @@ STRAND_VECTOR_CLONES void adam_range(int64_t begin, int64_t end, float beta1, fl
 }
 }  // namespace
 
-void adam_step(int64_t n, float lr, float beta1, float beta2, float eps, int64_t step,
-               float* params, const float* grads, float* m, float* v, ThreadPool& pool) {
+void adam_step(int64_t n, float lr, float beta1, float beta2, float eps, int64_t step, float* params,
+               const float* grads, float* m, float* v, ThreadPool& pool) {
   const auto [lr_t, c2] = adam_scalars(lr, beta1, beta2, step, "cpu::adam_step");
   pool.parallel_for(n, kParallelMin, [&](int64_t begin, int64_t end) {
     adam_range(begin, end, beta1, beta2, lr_t, c2, eps, params, grads, m, v);

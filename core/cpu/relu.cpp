@@ -23,7 +23,8 @@ STRAND_VECTOR_CLONES void relu_backward_range(int64_t begin, int64_t end, const 
 }  // namespace
 
 void relu_forward(int64_t n, const float* x, float* y, ThreadPool& pool) {
-  pool.parallel_for(n, kParallelMin, [&](int64_t begin, int64_t end) { relu_forward_range(begin, end, x, y); });
+  pool.parallel_for(n, kParallelMin,
+                    [&](int64_t begin, int64_t end) { relu_forward_range(begin, end, x, y); });
 }
 
 void relu_backward(int64_t n, const float* y, const float* dy, float* dx, ThreadPool& pool) {

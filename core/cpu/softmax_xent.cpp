@@ -8,19 +8,19 @@
 #include <strand/core/op_checks.hpp>
 
 namespace strand::cpu {
-LossResult softmax_xent(int64_t batch, int64_t classes, const float* logits,
-                        const int32_t* labels, float* dlogits, Workspace& ws, ThreadPool& pool) {
+LossResult softmax_xent(int64_t batch, int64_t classes, const float* logits, const int32_t* labels,
+                        float* dlogits, Workspace& ws, ThreadPool& pool) {
   const char* where = "cpu::softmax_xent";
   check_softmax(batch, classes, where);
   // Checked up front so no thread stops half-way through the rows.
   for (int64_t n = 0; n < batch; ++n) {
     STRAND_CHECK(labels[n] >= 0 && labels[n] < classes, Usage,
-                 "label " + std::to_string(labels[n]) + " of row " + std::to_string(n) +
-                     " is outside [0, " + std::to_string(classes) + ")",
+                 "label " + std::to_string(labels[n]) + " of row " + std::to_string(n) + " is outside [0, " +
+                     std::to_string(classes) + ")",
                  where);
   }
   ws.reserve(1, static_cast<size_t>(2 * batch));
-  float* row_loss = ws.slot(0);  // [B]
+  float* row_loss = ws.slot(0);   // [B]
   float* hit = row_loss + batch;  // [B] 1 where the arg-max is the label
   const float inv_batch = 1.0f / static_cast<float>(batch);
   pool.parallel_for(batch, kParallelMin / classes, [&](int64_t n0, int64_t n1) {

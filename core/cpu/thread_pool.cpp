@@ -21,7 +21,9 @@ inline void cpu_relax() {
 }
 
 int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
 }
 
 // Waits until `a` no longer holds `old`: spin, then, until `yield_until_ns` (steady_clock
@@ -93,7 +95,8 @@ void ThreadPool::wake(std::chrono::microseconds spin) {
   }
   // Count the call in the low bits only: a carry would look like a job to the workers.
   uint32_t v = signal_.load(std::memory_order_relaxed);
-  while (!signal_.compare_exchange_weak(v, (v & ~(kJob - 1)) | ((v + 1) & (kJob - 1)), std::memory_order_release)) {
+  while (!signal_.compare_exchange_weak(v, (v & ~(kJob - 1)) | ((v + 1) & (kJob - 1)),
+                                        std::memory_order_release)) {
   }
   signal_.notify_all();
 }

@@ -81,7 +81,7 @@ class ThreadPool {
   static constexpr uint32_t kJob = 1u << 8;
   std::atomic<uint32_t> signal_{0};
   std::atomic<int64_t> spin_until_{0};  // steady_clock nanoseconds
-  std::atomic<int> pending_{0};  // workers yet to finish the current job
+  std::atomic<int> pending_{0};         // workers yet to finish the current job
   const std::function<void(int)>* body_ = nullptr;
   int parts_ = 0;
   bool stopping_ = false;

@@ -25,13 +25,12 @@ inline std::string check_where(const char* file, int line) {
 [[noreturn]] inline void throw_cuda(cudaError_t err, const char* expr, const char* file, int line) {
   const bool oom = err == cudaErrorMemoryAllocation;
   throw Error(oom ? ErrorKind::Usage : ErrorKind::Internal,
-              std::string("CUDA: ") + cudaGetErrorName(err) + " (" + cudaGetErrorString(err) +
-                  ") in " + expr + (oom ? " (out of GPU memory: try a smaller batch)" : ""),
+              std::string("CUDA: ") + cudaGetErrorName(err) + " (" + cudaGetErrorString(err) + ") in " +
+                  expr + (oom ? " (out of GPU memory: try a smaller batch)" : ""),
               check_where(file, line));
 }
 
-[[noreturn]] inline void throw_cublas(cublasStatus_t st, const char* expr, const char* file,
-                                      int line) {
+[[noreturn]] inline void throw_cublas(cublasStatus_t st, const char* expr, const char* file, int line) {
   const bool oom = st == CUBLAS_STATUS_ALLOC_FAILED;
   throw Error(oom ? ErrorKind::Usage : ErrorKind::Internal,
               std::string("cuBLAS: ") + cublasGetStatusString(st) + " in " + expr +
@@ -39,8 +38,7 @@ inline std::string check_where(const char* file, int line) {
               check_where(file, line));
 }
 
-[[noreturn]] inline void throw_cudnn(cudnnStatus_t st, const char* expr, const char* file,
-                                     int line) {
+[[noreturn]] inline void throw_cudnn(cudnnStatus_t st, const char* expr, const char* file, int line) {
   const bool oom = st == CUDNN_STATUS_ALLOC_FAILED;
   char detail[512] = {};  // cuDNN 9 keeps a longer explanation of the last failure
   cudnnGetLastErrorString(detail, sizeof detail);
@@ -53,23 +51,23 @@ inline std::string check_where(const char* file, int line) {
 
 }  // namespace strand::cuda::detail
 
-#define STRAND_CUDA_CHECK(expr)                                                            \
-  do {                                                                                     \
-    const cudaError_t strand_cuda_err_ = (expr);                                           \
-    if (strand_cuda_err_ != cudaSuccess)                                                   \
-      ::strand::cuda::detail::throw_cuda(strand_cuda_err_, #expr, __FILE__, __LINE__);     \
+#define STRAND_CUDA_CHECK(expr)                                                        \
+  do {                                                                                 \
+    const cudaError_t strand_cuda_err_ = (expr);                                       \
+    if (strand_cuda_err_ != cudaSuccess)                                               \
+      ::strand::cuda::detail::throw_cuda(strand_cuda_err_, #expr, __FILE__, __LINE__); \
   } while (0)
 
-#define STRAND_CUBLAS_CHECK(expr)                                                          \
-  do {                                                                                     \
-    const cublasStatus_t strand_cublas_st_ = (expr);                                       \
-    if (strand_cublas_st_ != CUBLAS_STATUS_SUCCESS)                                        \
-      ::strand::cuda::detail::throw_cublas(strand_cublas_st_, #expr, __FILE__, __LINE__);  \
+#define STRAND_CUBLAS_CHECK(expr)                                                         \
+  do {                                                                                    \
+    const cublasStatus_t strand_cublas_st_ = (expr);                                      \
+    if (strand_cublas_st_ != CUBLAS_STATUS_SUCCESS)                                       \
+      ::strand::cuda::detail::throw_cublas(strand_cublas_st_, #expr, __FILE__, __LINE__); \
   } while (0)
 
-#define STRAND_CUDNN_CHECK(expr)                                                           \
-  do {                                                                                     \
-    const cudnnStatus_t strand_cudnn_st_ = (expr);                                         \
-    if (strand_cudnn_st_ != CUDNN_STATUS_SUCCESS)                                          \
-      ::strand::cuda::detail::throw_cudnn(strand_cudnn_st_, #expr, __FILE__, __LINE__);   \
+#define STRAND_CUDNN_CHECK(expr)                                                        \
+  do {                                                                                  \
+    const cudnnStatus_t strand_cudnn_st_ = (expr);                                      \
+    if (strand_cudnn_st_ != CUDNN_STATUS_SUCCESS)                                       \
+      ::strand::cuda::detail::throw_cudnn(strand_cudnn_st_, #expr, __FILE__, __LINE__); \
   } while (0)

@@ -31,9 +31,8 @@ constexpr size_t kMaxWorkspace = size_t{512} << 20;
 void check_desc(const Conv2dDesc& d, const char* where) {
   check_conv2d(d, where);
   constexpr int64_t kMax = int64_t{1} << 30;
-  STRAND_CHECK(d.batch < kMax && d.in_c < kMax && d.in_h < kMax && d.in_w < kMax &&
-                   d.out_c < kMax && d.kernel_h < kMax && d.kernel_w < kMax && d.pad_h < kMax &&
-                   d.pad_w < kMax,
+  STRAND_CHECK(d.batch < kMax && d.in_c < kMax && d.in_h < kMax && d.in_w < kMax && d.out_c < kMax &&
+                   d.kernel_h < kMax && d.kernel_w < kMax && d.pad_h < kMax && d.pad_w < kMax,
                Shape,
                "conv2d sizes must be below 2^30 for cuDNN, got batch=" + std::to_string(d.batch) +
                    " in_c=" + std::to_string(d.in_c) + " out_c=" + std::to_string(d.out_c),
@@ -44,8 +43,8 @@ TensorDescPtr tensor_desc(int64_t n, int64_t c, int64_t h, int64_t w) {
   cudnnTensorDescriptor_t t = nullptr;
   STRAND_CUDNN_CHECK(cudnnCreateTensorDescriptor(&t));
   TensorDescPtr p(t);
-  STRAND_CUDNN_CHECK(cudnnSetTensor4dDescriptor(t, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, int(n),
-                                                int(c), int(h), int(w)));
+  STRAND_CUDNN_CHECK(
+      cudnnSetTensor4dDescriptor(t, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, int(n), int(c), int(h), int(w)));
   return p;
 }
 
@@ -137,9 +136,7 @@ void bias_act(int64_t batch, int64_t channels, int64_t pixels, const float* b, f
 constexpr int kBiasBlock = 256;
 constexpr int64_t kBiasChunkFloats = int64_t{1} << 15;  // about 32k floats of dy per block
 
-int64_t bias_images_per_chunk(int64_t pixels) {
-  return std::max<int64_t>(1, kBiasChunkFloats / pixels);
-}
+int64_t bias_images_per_chunk(int64_t pixels) { return std::max<int64_t>(1, kBiasChunkFloats / pixels); }
 
 __global__ void conv_bias_grad_partial(int64_t batch, int64_t channels, int64_t pixels,
                                        int64_t images_per_chunk, const float* __restrict__ dy,
@@ -167,8 +164,8 @@ __global__ void conv_bias_grad_partial(int64_t batch, int64_t channels, int64_t 
   if (threadIdx.x == 0) part[o * gridDim.x + chunk] = sums[0];
 }
 
-__global__ void conv_bias_grad_finish(int64_t channels, int64_t chunks,
-                                      const float* __restrict__ part, float* __restrict__ db) {
+__global__ void conv_bias_grad_finish(int64_t channels, int64_t chunks, const float* __restrict__ part,
+                                      float* __restrict__ db) {
   const int64_t o = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
   if (o >= channels) return;
   float s = 0.0f;
@@ -179,8 +176,7 @@ __global__ void conv_bias_grad_finish(int64_t channels, int64_t chunks,
 }  // namespace
 
 const ConvPlan& CudaBackend::conv_plan(const Conv2dDesc& d) {
-  const ConvKey key{d.batch, d.in_c, d.in_h, d.in_w, d.out_c,
-                    d.kernel_h, d.kernel_w, d.pad_h, d.pad_w};
+  const ConvKey key{d.batch, d.in_c, d.in_h, d.in_w, d.out_c, d.kernel_h, d.kernel_w, d.pad_h, d.pad_w};
   if (auto it = conv_plans_.find(key); it != conv_plans_.end()) return it->second;
 
   ConvPlan plan;
@@ -190,9 +186,8 @@ const ConvPlan& CudaBackend::conv_plan(const Conv2dDesc& d) {
   cudnnFilterDescriptor_t w = nullptr;
   STRAND_CUDNN_CHECK(cudnnCreateFilterDescriptor(&w));
   plan.w.reset(w);
-  STRAND_CUDNN_CHECK(cudnnSetFilter4dDescriptor(w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW,
-                                                int(d.out_c), int(d.in_c), int(d.kernel_h),
-                                                int(d.kernel_w)));
+  STRAND_CUDNN_CHECK(cudnnSetFilter4dDescriptor(w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, int(d.out_c),
+                                                int(d.in_c), int(d.kernel_h), int(d.kernel_w)));
 
   cudnnConvolutionDescriptor_t conv = nullptr;
   STRAND_CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&conv));
@@ -206,20 +201,19 @@ const ConvPlan& CudaBackend::conv_plan(const Conv2dDesc& d) {
   int n = 0, c = 0, h = 0, wd = 0;
   STRAND_CUDNN_CHECK(cudnnGetConvolution2dForwardOutputDim(conv, plan.x.get(), w, &n, &c, &h, &wd));
   STRAND_CHECK(n == d.batch && c == d.out_c && h == d.out_h() && wd == d.out_w(), Internal,
-               "cuDNN output shape " + std::to_string(n) + "x" + std::to_string(c) + "x" +
-                   std::to_string(h) + "x" + std::to_string(wd) + " differs from strand's",
+               "cuDNN output shape " + std::to_string(n) + "x" + std::to_string(c) + "x" + std::to_string(h) +
+                   "x" + std::to_string(wd) + " differs from strand's",
                "cuda::conv2d");
 
   choose_conv_algorithms(plan);
   cudnnHandle_t dnn = cudnn_.get();
   // Sizes asked for with the descriptor's math type, which is what the calls will run with.
-  STRAND_CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(dnn, plan.x.get(), w, conv,
-                                                             plan.y.get(), plan.fwd,
-                                                             &plan.fwd_bytes));
-  STRAND_CUDNN_CHECK(cudnnGetConvolutionBackwardDataWorkspaceSize(
-      dnn, w, plan.y.get(), conv, plan.x.get(), plan.bwd_data, &plan.bwd_data_bytes));
-  STRAND_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterWorkspaceSize(
-      dnn, plan.x.get(), plan.y.get(), conv, w, plan.bwd_filter, &plan.bwd_filter_bytes));
+  STRAND_CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(dnn, plan.x.get(), w, conv, plan.y.get(),
+                                                             plan.fwd, &plan.fwd_bytes));
+  STRAND_CUDNN_CHECK(cudnnGetConvolutionBackwardDataWorkspaceSize(dnn, w, plan.y.get(), conv, plan.x.get(),
+                                                                  plan.bwd_data, &plan.bwd_data_bytes));
+  STRAND_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterWorkspaceSize(dnn, plan.x.get(), plan.y.get(), conv, w,
+                                                                    plan.bwd_filter, &plan.bwd_filter_bytes));
 
   return conv_plans_.emplace(key, std::move(plan)).first->second;
 }
@@ -243,8 +237,8 @@ void CudaBackend::choose_conv_algorithms(ConvPlan& plan) {
       STRAND_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithm(dnn, plan.x.get(), w, conv, plan.y.get(),
                                                               kAlgos, &found, perfs));
     } else {
-      STRAND_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(dnn, plan.x.get(), w, conv,
-                                                                plan.y.get(), kAlgos, &found, perfs));
+      STRAND_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(dnn, plan.x.get(), w, conv, plan.y.get(),
+                                                                kAlgos, &found, perfs));
     }
     const auto* p = pick(perfs, found, false, tf32_, exact);
     // Implicit GEMM needs no workspace and supports every shape here.
@@ -253,11 +247,11 @@ void CudaBackend::choose_conv_algorithms(ConvPlan& plan) {
   {
     cudnnConvolutionBwdDataAlgoPerf_t perfs[kAlgos];
     if (cudnn_benchmark_) {
-      STRAND_CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithm(dnn, w, plan.y.get(), conv,
-                                                                   plan.x.get(), kAlgos, &found, perfs));
+      STRAND_CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithm(dnn, w, plan.y.get(), conv, plan.x.get(),
+                                                                   kAlgos, &found, perfs));
     } else {
-      STRAND_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(
-          dnn, w, plan.y.get(), conv, plan.x.get(), kAlgos, &found, perfs));
+      STRAND_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(dnn, w, plan.y.get(), conv, plan.x.get(),
+                                                                     kAlgos, &found, perfs));
     }
     const auto* p = pick(perfs, found, !cudnn_benchmark_, tf32_, exact);
     plan.bwd_data = p ? p->algo : CUDNN_CONVOLUTION_BWD_DATA_ALGO_1;  // deterministic
@@ -265,11 +259,11 @@ void CudaBackend::choose_conv_algorithms(ConvPlan& plan) {
   {
     cudnnConvolutionBwdFilterAlgoPerf_t perfs[kAlgos];
     if (cudnn_benchmark_) {
-      STRAND_CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithm(
-          dnn, plan.x.get(), plan.y.get(), conv, w, kAlgos, &found, perfs));
+      STRAND_CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithm(dnn, plan.x.get(), plan.y.get(), conv, w,
+                                                                     kAlgos, &found, perfs));
     } else {
-      STRAND_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(
-          dnn, plan.x.get(), plan.y.get(), conv, w, kAlgos, &found, perfs));
+      STRAND_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(dnn, plan.x.get(), plan.y.get(), conv,
+                                                                       w, kAlgos, &found, perfs));
     }
     const auto* p = pick(perfs, found, !cudnn_benchmark_, tf32_, exact);
     plan.bwd_filter = p ? p->algo : CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1;  // deterministic
@@ -287,8 +281,8 @@ std::string CudaBackend::conv_algorithms(const Conv2dDesc& d) {
          std::to_string((ws + (size_t{1} << 20) - 1) >> 20) + " MiB workspace)";
 }
 
-void CudaBackend::conv2d_forward_impl(const Conv2dDesc& d, const float* x, const float* w,
-                                      const float* b, float* y, bool relu) {
+void CudaBackend::conv2d_forward_impl(const Conv2dDesc& d, const float* x, const float* w, const float* b,
+                                      float* y, bool relu) {
   activate();
   if (conv2d_direct_supported(d)) {
     conv2d_direct_forward(d, x, w, b, y, relu, stream_.get());
@@ -298,9 +292,8 @@ void CudaBackend::conv2d_forward_impl(const Conv2dDesc& d, const float* x, const
   void* ws = workspace(p.fwd_bytes);
   const float one = 1.0f, zero = 0.0f;
   // y [B,out_c,oh,ow] = conv(x, w), then y += b broadcast over images and pixels (and ReLU).
-  STRAND_CUDNN_CHECK(cudnnConvolutionForward(cudnn_.get(), &one, p.x.get(), x, p.w.get(), w,
-                                             p.conv.get(), p.fwd, ws, p.fwd_bytes, &zero,
-                                             p.y.get(), y));
+  STRAND_CUDNN_CHECK(cudnnConvolutionForward(cudnn_.get(), &one, p.x.get(), x, p.w.get(), w, p.conv.get(),
+                                             p.fwd, ws, p.fwd_bytes, &zero, p.y.get(), y));
   const int64_t pixels = d.out_h() * d.out_w();
   if (relu) {
     bias_act<true>(d.batch, d.out_c, pixels, b, y, stream_.get());
@@ -309,20 +302,20 @@ void CudaBackend::conv2d_forward_impl(const Conv2dDesc& d, const float* x, const
   }
 }
 
-void CudaBackend::conv2d_forward(const Conv2dDesc& d, const float* x, const float* w,
-                                 const float* b, float* y) {
+void CudaBackend::conv2d_forward(const Conv2dDesc& d, const float* x, const float* w, const float* b,
+                                 float* y) {
   check_desc(d, "cuda::conv2d_forward");
   conv2d_forward_impl(d, x, w, b, y, false);
 }
 
-void CudaBackend::conv2d_relu_forward(const Conv2dDesc& d, const float* x, const float* w,
-                                      const float* b, float* y) {
+void CudaBackend::conv2d_relu_forward(const Conv2dDesc& d, const float* x, const float* w, const float* b,
+                                      float* y) {
   check_desc(d, "cuda::conv2d_relu_forward");
   conv2d_forward_impl(d, x, w, b, y, true);
 }
 
-void CudaBackend::conv2d_backward(const Conv2dDesc& d, const float* x, const float* w,
-                                  const float* dy, float* dx, float* dw, float* db) {
+void CudaBackend::conv2d_backward(const Conv2dDesc& d, const float* x, const float* w, const float* dy,
+                                  float* dx, float* dw, float* db) {
   check_desc(d, "cuda::conv2d_backward");
   activate();
   const float one = 1.0f, zero = 0.0f;
@@ -334,9 +327,9 @@ void CudaBackend::conv2d_backward(const Conv2dDesc& d, const float* x, const flo
     void* ws = workspace(std::max(part_bytes, p ? p->bwd_data_bytes : size_t{0}));
     conv2d_direct_backward_filter(d, x, dy, static_cast<float*>(ws), dw, db, stream_.get());
     if (p) {
-      STRAND_CUDNN_CHECK(cudnnConvolutionBackwardData(cudnn_.get(), &one, p->w.get(), w, p->y.get(),
-                                                      dy, p->conv.get(), p->bwd_data, ws,
-                                                      p->bwd_data_bytes, &zero, p->x.get(), dx));
+      STRAND_CUDNN_CHECK(cudnnConvolutionBackwardData(cudnn_.get(), &one, p->w.get(), w, p->y.get(), dy,
+                                                      p->conv.get(), p->bwd_data, ws, p->bwd_data_bytes,
+                                                      &zero, p->x.get(), dx));
     }
     return;
   }
@@ -345,33 +338,32 @@ void CudaBackend::conv2d_backward(const Conv2dDesc& d, const float* x, const flo
   // The bias passes index a chunk in 32 bits and put channels on the grid's y axis.
   STRAND_CHECK(pixels < (int64_t{1} << 31) && d.out_c <= 65535, Shape,
                "conv2d bias gradient on the GPU takes at most 65535 output channels and 2^31 "
-               "output pixels, got out_c=" + std::to_string(d.out_c) +
-                   " pixels=" + std::to_string(pixels),
+               "output pixels, got out_c=" +
+                   std::to_string(d.out_c) + " pixels=" + std::to_string(pixels),
                "cuda::conv2d_backward");
   const int64_t images_per_chunk = bias_images_per_chunk(pixels);
   const int64_t chunks = (d.batch + images_per_chunk - 1) / images_per_chunk;
   const size_t part_bytes = size_t(d.out_c * chunks) * sizeof(float);
   // One workspace request for the three passes (they run in stream order, one after another),
   // so it is not regrown between them.
-  const size_t ws_bytes =
-      std::max({p.bwd_filter_bytes, dx ? p.bwd_data_bytes : size_t{0}, part_bytes});
+  const size_t ws_bytes = std::max({p.bwd_filter_bytes, dx ? p.bwd_data_bytes : size_t{0}, part_bytes});
   void* ws = workspace(ws_bytes);
   // dw [out_c,in_c,kh,kw] (overwritten: beta 0).
-  STRAND_CUDNN_CHECK(cudnnConvolutionBackwardFilter(cudnn_.get(), &one, p.x.get(), x, p.y.get(),
-                                                    dy, p.conv.get(), p.bwd_filter, ws,
-                                                    p.bwd_filter_bytes, &zero, p.w.get(), dw));
+  STRAND_CUDNN_CHECK(cudnnConvolutionBackwardFilter(cudnn_.get(), &one, p.x.get(), x, p.y.get(), dy,
+                                                    p.conv.get(), p.bwd_filter, ws, p.bwd_filter_bytes, &zero,
+                                                    p.w.get(), dw));
   if (dx) {  // dx [B,in_c,H,W]
-    STRAND_CUDNN_CHECK(cudnnConvolutionBackwardData(cudnn_.get(), &one, p.w.get(), w, p.y.get(),
-                                                    dy, p.conv.get(), p.bwd_data, ws,
-                                                    p.bwd_data_bytes, &zero, p.x.get(), dx));
+    STRAND_CUDNN_CHECK(cudnnConvolutionBackwardData(cudnn_.get(), &one, p.w.get(), w, p.y.get(), dy,
+                                                    p.conv.get(), p.bwd_data, ws, p.bwd_data_bytes, &zero,
+                                                    p.x.get(), dx));
   }
   // db [out_c], through part [out_c, chunks] in the workspace.
   auto* part = static_cast<float*>(ws);
-  conv_bias_grad_partial<<<dim3(unsigned(chunks), unsigned(d.out_c)), kBiasBlock, 0,
-                           stream_.get()>>>(d.batch, d.out_c, pixels, images_per_chunk, dy, part);
+  conv_bias_grad_partial<<<dim3(unsigned(chunks), unsigned(d.out_c)), kBiasBlock, 0, stream_.get()>>>(
+      d.batch, d.out_c, pixels, images_per_chunk, dy, part);
   STRAND_CUDA_CHECK(cudaGetLastError());
-  conv_bias_grad_finish<<<unsigned((d.out_c + 127) / 128), 128, 0, stream_.get()>>>(
-      d.out_c, chunks, part, db);
+  conv_bias_grad_finish<<<unsigned((d.out_c + 127) / 128), 128, 0, stream_.get()>>>(d.out_c, chunks, part,
+                                                                                    db);
   STRAND_CUDA_CHECK(cudaGetLastError());
 }
 

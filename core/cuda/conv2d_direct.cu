@@ -26,8 +26,14 @@ struct Geometry {
 };
 
 Geometry geometry(const Conv2dDesc& d) {
-  return {int(d.in_h), int(d.in_w), int(d.out_h()), int(d.out_w()), int(d.in_h + 2 * d.pad_h),
-          int(d.in_w + 2 * d.pad_w), int(d.pad_h), int(d.pad_w)};
+  return {int(d.in_h),
+          int(d.in_w),
+          int(d.out_h()),
+          int(d.out_w()),
+          int(d.in_h + 2 * d.pad_h),
+          int(d.in_w + 2 * d.pad_w),
+          int(d.pad_h),
+          int(d.pad_w)};
 }
 
 // xs [PH,PW] = image x [H,W] with zero padding; all threads of the block take part.
@@ -44,9 +50,9 @@ __global__ void direct_forward_kernel(Geometry g, int out_c, const float* __rest
                                       const float* __restrict__ w, const float* __restrict__ b,
                                       float* __restrict__ y) {
   extern __shared__ float smem[];
-  float* ws = smem;                    // [out_c, K*K]
-  float* bs = ws + out_c * K * K;      // [out_c]
-  float* xs = bs + out_c;              // [PH, PW]
+  float* ws = smem;                // [out_c, K*K]
+  float* bs = ws + out_c * K * K;  // [out_c]
+  float* xs = bs + out_c;          // [PH, PW]
   const int64_t n = blockIdx.x;
   const int pixels = g.OH * g.OW;
   for (int i = threadIdx.x; i < out_c * K * K; i += blockDim.x) ws[i] = w[i];
@@ -75,12 +81,11 @@ __global__ void direct_forward_kernel(Geometry g, int out_c, const float* __rest
 // in order; the block's threads are then added by a fixed tree (warp shuffles, then warps in
 // order).
 template <int K>
-__global__ void direct_filter_grad_kernel(Geometry g, int64_t batch, int out_c,
-                                          const float* __restrict__ x, const float* __restrict__ dy,
-                                          float* __restrict__ part) {
+__global__ void direct_filter_grad_kernel(Geometry g, int64_t batch, int out_c, const float* __restrict__ x,
+                                          const float* __restrict__ dy, float* __restrict__ part) {
   constexpr int R = K * K + 1;
   extern __shared__ float smem[];
-  float* xs = smem;                        // [PH, PW]
+  float* xs = smem;  // [PH, PW]
   __shared__ float warp_sums[kGradThreads / 32][R];
   const int64_t chunk = blockIdx.x;
   const int o = int(blockIdx.y);
@@ -122,9 +127,8 @@ __global__ void direct_filter_grad_kernel(Geometry g, int64_t batch, int out_c,
 }
 
 // dw [o, r] and db [o]: the chunks' partial sums added in chunk order.
-__global__ void direct_filter_grad_finish(int64_t chunks, int out_c, int kk,
-                                          const float* __restrict__ part, float* __restrict__ dw,
-                                          float* __restrict__ db) {
+__global__ void direct_filter_grad_finish(int64_t chunks, int out_c, int kk, const float* __restrict__ part,
+                                          float* __restrict__ dw, float* __restrict__ db) {
   const int R = kk + 1;
   for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < out_c * R; i += gridDim.x * blockDim.x) {
     float s = 0.0f;
@@ -159,18 +163,22 @@ int64_t conv2d_direct_partial_floats(const Conv2dDesc& d) {
   return chunks(d) * d.out_c * (d.kernel_h * d.kernel_w + 1);
 }
 
-void conv2d_direct_forward(const Conv2dDesc& d, const float* x, const float* w, const float* b,
-                           float* y, bool relu, cudaStream_t stream) {
+void conv2d_direct_forward(const Conv2dDesc& d, const float* x, const float* w, const float* b, float* y,
+                           bool relu, cudaStream_t stream) {
   const Geometry g = geometry(d);
   const int k = int(d.kernel_h), out_c = int(d.out_c);
   const size_t smem = size_t(out_c * k * k + out_c + g.PH * g.PW) * sizeof(float);
   const dim3 grid(unsigned(d.batch)), block(unsigned(forward_threads(g.OH * g.OW)));
   if (k == 5) {
-    if (relu) direct_forward_kernel<5, true><<<grid, block, smem, stream>>>(g, out_c, x, w, b, y);
-    else direct_forward_kernel<5, false><<<grid, block, smem, stream>>>(g, out_c, x, w, b, y);
+    if (relu)
+      direct_forward_kernel<5, true><<<grid, block, smem, stream>>>(g, out_c, x, w, b, y);
+    else
+      direct_forward_kernel<5, false><<<grid, block, smem, stream>>>(g, out_c, x, w, b, y);
   } else {
-    if (relu) direct_forward_kernel<3, true><<<grid, block, smem, stream>>>(g, out_c, x, w, b, y);
-    else direct_forward_kernel<3, false><<<grid, block, smem, stream>>>(g, out_c, x, w, b, y);
+    if (relu)
+      direct_forward_kernel<3, true><<<grid, block, smem, stream>>>(g, out_c, x, w, b, y);
+    else
+      direct_forward_kernel<3, false><<<grid, block, smem, stream>>>(g, out_c, x, w, b, y);
   }
   STRAND_CUDA_CHECK(cudaGetLastError());
 }
@@ -189,7 +197,7 @@ void conv2d_direct_backward_filter(const Conv2dDesc& d, const float* x, const fl
   STRAND_CUDA_CHECK(cudaGetLastError());
   const int outputs = out_c * (k * k + 1);
   direct_filter_grad_finish<<<unsigned((outputs + 255) / 256), 256, 0, stream>>>(chunks(d), out_c, k * k,
-                                                                                part, dw, db);
+                                                                                 part, dw, db);
   STRAND_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -162,8 +162,8 @@ void CudaBackend::maxpool2x2_forward(const Pool2dDesc& d, const float* x, float*
   activate();
   cuda::maxpool2x2_forward(d, x, y, stream_.get());
 }
-void CudaBackend::maxpool2x2_backward(const Pool2dDesc& d, const float* x, const float* y,
-                                      const float* dy, float* dx) {
+void CudaBackend::maxpool2x2_backward(const Pool2dDesc& d, const float* x, const float* y, const float* dy,
+                                      float* dx) {
   activate();
   cuda::maxpool2x2_backward(d, x, y, dy, dx, false, stream_.get());
 }
@@ -213,18 +213,18 @@ void CudaBackend::softmax_xent_accumulate(int64_t batch, int64_t classes, const 
   activate();
   auto* s = static_cast<LossScalars*>(scalars_.get());
   auto* t = static_cast<LossScalars*>(totals_.get());
-  cuda::softmax_xent(batch, classes, logits, labels, dlogits, &s->loss_sum, &s->correct,
-                     &s->bad_labels, stream_.get());
-  cuda::add_loss_totals(&s->loss_sum, &s->correct, &s->bad_labels, &t->loss_sum, &t->correct,
-                        &t->bad_labels, stream_.get());
+  cuda::softmax_xent(batch, classes, logits, labels, dlogits, &s->loss_sum, &s->correct, &s->bad_labels,
+                     stream_.get());
+  cuda::add_loss_totals(&s->loss_sum, &s->correct, &s->bad_labels, &t->loss_sum, &t->correct, &t->bad_labels,
+                        stream_.get());
   totals_examples_ += batch;
 }
 
 LossTotals CudaBackend::take_loss_totals() {
   activate();
   LossScalars host{};
-  STRAND_CUDA_CHECK(cudaMemcpyAsync(&host, totals_.get(), sizeof host, cudaMemcpyDeviceToHost,
-                                    stream_.get()));
+  STRAND_CUDA_CHECK(
+      cudaMemcpyAsync(&host, totals_.get(), sizeof host, cudaMemcpyDeviceToHost, stream_.get()));
   STRAND_CUDA_CHECK(cudaMemsetAsync(totals_.get(), 0, sizeof host, stream_.get()));
   STRAND_CUDA_CHECK(cudaStreamSynchronize(stream_.get()));
   const int64_t examples = std::exchange(totals_examples_, 0);
@@ -239,16 +239,15 @@ LossResult CudaBackend::softmax_xent(int64_t batch, int64_t classes, const float
                                      const int32_t* labels, float* dlogits) {
   activate();
   auto* s = static_cast<LossScalars*>(scalars_.get());
-  cuda::softmax_xent(batch, classes, logits, labels, dlogits, &s->loss_sum, &s->correct,
-                     &s->bad_labels, stream_.get());
+  cuda::softmax_xent(batch, classes, logits, labels, dlogits, &s->loss_sum, &s->correct, &s->bad_labels,
+                     stream_.get());
   LossScalars host{};
-  STRAND_CUDA_CHECK(
-      cudaMemcpyAsync(&host, s, sizeof host, cudaMemcpyDeviceToHost, stream_.get()));
+  STRAND_CUDA_CHECK(cudaMemcpyAsync(&host, s, sizeof host, cudaMemcpyDeviceToHost, stream_.get()));
   STRAND_CUDA_CHECK(cudaStreamSynchronize(stream_.get()));
   // The CPU names the first bad label; the GPU only counts them (dlogits is then unspecified).
   STRAND_CHECK(host.bad_labels == 0, Usage,
-               std::to_string(host.bad_labels) + " of " + std::to_string(batch) +
-                   " labels are outside [0, " + std::to_string(classes) + ")",
+               std::to_string(host.bad_labels) + " of " + std::to_string(batch) + " labels are outside [0, " +
+                   std::to_string(classes) + ")",
                "cuda::softmax_xent");
   return {host.loss_sum / static_cast<double>(batch), host.correct};
 }
@@ -261,14 +260,13 @@ void CudaBackend::sgd_step(int64_t n, float lr, float* params, const float* grad
   activate();
   cuda::sgd_step(n, lr, params, grads, stream_.get());
 }
-void CudaBackend::momentum_step(int64_t n, float lr, float momentum, float* params,
-                                const float* grads, float* velocity) {
+void CudaBackend::momentum_step(int64_t n, float lr, float momentum, float* params, const float* grads,
+                                float* velocity) {
   activate();
   cuda::momentum_step(n, lr, momentum, params, grads, velocity, stream_.get());
 }
-void CudaBackend::adam_step(int64_t n, float lr, float beta1, float beta2, float eps,
-                            int64_t step, float* params, const float* grads, float* m,
-                            float* v) {
+void CudaBackend::adam_step(int64_t n, float lr, float beta1, float beta2, float eps, int64_t step,
+                            float* params, const float* grads, float* m, float* v) {
   activate();
   cuda::adam_step(n, lr, beta1, beta2, eps, step, params, grads, m, v, stream_.get());
 }

@@ -11,8 +11,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
-#include <set>
 #include <memory>
+#include <set>
 #include <string>
 #include <type_traits>
 
@@ -46,8 +46,8 @@ using GraphExecPtr = Unique<cudaGraphExec_t, cudaGraphExecDestroy>;
 // Descriptors and algorithms for one convolution shape, chosen once (conv2d.cu).
 struct ConvPlan {
   TensorDescPtr x, y;  // x [B,in_c,H,W], y [B,out_c,oh,ow]
-  FilterDescPtr w;           // [out_c,in_c,kh,kw]
-  ConvDescPtr conv;          // pad_h/pad_w, stride 1, cross-correlation, FP32 FMA math
+  FilterDescPtr w;     // [out_c,in_c,kh,kw]
+  ConvDescPtr conv;    // pad_h/pad_w, stride 1, cross-correlation, FP32 FMA math
   cudnnConvolutionFwdAlgo_t fwd{};
   cudnnConvolutionBwdDataAlgo_t bwd_data{};
   cudnnConvolutionBwdFilterAlgo_t bwd_filter{};
@@ -77,39 +77,39 @@ class CudaBackend final : public Backend {
   void begin_step(int64_t batch) override;
   void end_step() override;
   const void* device_view(const void* host, size_t bytes, Buffer& storage) override;
-  void gather(int64_t b, int64_t sample, const int64_t* indices, const float* images,
-              const int32_t* labels, float* x, int32_t* y) override;
+  void gather(int64_t b, int64_t sample, const int64_t* indices, const float* images, const int32_t* labels,
+              float* x, int32_t* y) override;
 
-  void conv2d_forward(const Conv2dDesc& d, const float* x, const float* w, const float* b,
-                      float* y) override;
-  void conv2d_backward(const Conv2dDesc& d, const float* x, const float* w, const float* dy,
-                       float* dx, float* dw, float* db) override;
+  void conv2d_forward(const Conv2dDesc& d, const float* x, const float* w, const float* b, float* y) override;
+  void conv2d_backward(const Conv2dDesc& d, const float* x, const float* w, const float* dy, float* dx,
+                       float* dw, float* db) override;
   void conv2d_relu_forward(const Conv2dDesc& d, const float* x, const float* w, const float* b,
                            float* y) override;
-  void relu_maxpool2x2_backward(const Pool2dDesc& d, const float* x, const float* y,
-                                const float* dy, float* dx) override;
+  void relu_maxpool2x2_backward(const Pool2dDesc& d, const float* x, const float* y, const float* dy,
+                                float* dx) override;
   void maxpool2x2_forward(const Pool2dDesc& d, const float* x, float* y) override;
   void maxpool2x2_backward(const Pool2dDesc& d, const float* x, const float* y, const float* dy,
                            float* dx) override;
-  void dense_forward(const DenseDesc& d, const float* x, const float* w, const float* b,
-                     float* y) override;
-  void dense_backward(const DenseDesc& d, const float* x, const float* w, const float* dy,
-                      float* dx, float* dw, float* db) override;
+  void dense_forward(const DenseDesc& d, const float* x, const float* w, const float* b, float* y) override;
+  void dense_backward(const DenseDesc& d, const float* x, const float* w, const float* dy, float* dx,
+                      float* dw, float* db) override;
   void relu_forward(int64_t n, const float* x, float* y) override;
   void relu_backward(int64_t n, const float* y, const float* dy, float* dx) override;
-  void dropout_forward(int64_t n, float rate, uint64_t key, uint64_t first, const float* x, float* y) override;
-  void dropout_backward(int64_t n, float rate, uint64_t key, uint64_t first, const float* dy, float* dx) override;
-  LossResult softmax_xent(int64_t batch, int64_t classes, const float* logits,
-                          const int32_t* labels, float* dlogits) override;
-  void softmax_xent_accumulate(int64_t batch, int64_t classes, const float* logits,
-                               const int32_t* labels, float* dlogits) override;
+  void dropout_forward(int64_t n, float rate, uint64_t key, uint64_t first, const float* x,
+                       float* y) override;
+  void dropout_backward(int64_t n, float rate, uint64_t key, uint64_t first, const float* dy,
+                        float* dx) override;
+  LossResult softmax_xent(int64_t batch, int64_t classes, const float* logits, const int32_t* labels,
+                          float* dlogits) override;
+  void softmax_xent_accumulate(int64_t batch, int64_t classes, const float* logits, const int32_t* labels,
+                               float* dlogits) override;
   LossTotals take_loss_totals() override;
   void softmax(int64_t batch, int64_t classes, const float* logits, float* probs) override;
   void sgd_step(int64_t n, float lr, float* params, const float* grads) override;
   void momentum_step(int64_t n, float lr, float momentum, float* params, const float* grads,
                      float* velocity) override;
-  void adam_step(int64_t n, float lr, float beta1, float beta2, float eps, int64_t step,
-                 float* params, const float* grads, float* m, float* v) override;
+  void adam_step(int64_t n, float lr, float beta1, float beta2, float eps, int64_t step, float* params,
+                 const float* grads, float* m, float* v) override;
 
  private:
   // The three outputs of the softmax_xent kernel, read back with one copy.
@@ -126,8 +126,8 @@ class CudaBackend final : public Backend {
   // The cuDNN workspace, grown to at least `bytes` (contents unspecified).
   void* workspace(size_t bytes);
   const ConvPlan& conv_plan(const Conv2dDesc& d);  // conv2d.cu
-  void conv2d_forward_impl(const Conv2dDesc& d, const float* x, const float* w, const float* b,
-                           float* y, bool relu);  // conv2d.cu
+  void conv2d_forward_impl(const Conv2dDesc& d, const float* x, const float* w, const float* b, float* y,
+                           bool relu);  // conv2d.cu
   // The algorithms of `plan` (descriptors set), by cuDNN's heuristics or, with cudnn_benchmark_,
   // by timing them on scratch tensors (conv2d.cu).
   void choose_conv_algorithms(ConvPlan& plan);
@@ -156,7 +156,7 @@ class CudaBackend final : public Backend {
   // graph per batch size.
   int64_t graph_batch_ = 0;  // of the step in progress
   bool capturing_ = false;
-  std::set<int64_t> eager_batches_;               // batch sizes that have run once
+  std::set<int64_t> eager_batches_;              // batch sizes that have run once
   std::map<int64_t, GraphExecPtr> step_graphs_;  // declared after the stream: destroyed before it
 };
 

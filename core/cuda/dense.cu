@@ -30,8 +30,7 @@ template <class Index>
 __global__ void add_bias_rows_kernel(Index rows, Index cols, const float* __restrict__ b,
                                      float* __restrict__ y) {
   const Index n = rows * cols;
-  for (Index i = blockIdx.x * Index{blockDim.x} + threadIdx.x; i < n;
-       i += Index{gridDim.x} * blockDim.x)
+  for (Index i = blockIdx.x * Index{blockDim.x} + threadIdx.x; i < n; i += Index{gridDim.x} * blockDim.x)
     y[i] += b[i % cols];
 }
 
@@ -77,8 +76,7 @@ void add_bias_rows(int64_t rows, int64_t cols, const float* b, float* y, cudaStr
   if (rows <= 0 || cols <= 0) return;
   const int64_t n = rows * cols;
   if (n < (int64_t{1} << 31)) {
-    add_bias_rows_kernel<uint32_t><<<grid_for(n), kBlock, 0, stream>>>(uint32_t(rows),
-                                                                       uint32_t(cols), b, y);
+    add_bias_rows_kernel<uint32_t><<<grid_for(n), kBlock, 0, stream>>>(uint32_t(rows), uint32_t(cols), b, y);
   } else {
     add_bias_rows_kernel<int64_t><<<grid_for(n), kBlock, 0, stream>>>(rows, cols, b, y);
   }
@@ -102,37 +100,36 @@ void bias_grad_rows(int64_t rows, int64_t cols, const float* dy, float* part, fl
   STRAND_CUDA_CHECK(cudaGetLastError());
 }
 
-void CudaBackend::dense_forward(const DenseDesc& d, const float* x, const float* w,
-                                const float* b, float* y) {
+void CudaBackend::dense_forward(const DenseDesc& d, const float* x, const float* w, const float* b,
+                                float* y) {
   check_dense_dims(d, "cuda::dense_forward");
   activate();
   const int B = int(d.batch), in = int(d.in), out = int(d.out);
   const float one = 1.0f, zero = 0.0f;
   // y [B,out] = x [B,in] w^T  <=>  y^T [out,B] = w [out,in] x^T; in column-major terms
   // w is the [in,out] matrix w^T (ld in), so op T; x is [in,B] (ld in), op N; y is [out,B].
-  STRAND_CUBLAS_CHECK(cublasSgemm(cublas_.get(), CUBLAS_OP_T, CUBLAS_OP_N, out, B, in, &one, w,
-                                  in, x, in, &zero, y, out));
+  STRAND_CUBLAS_CHECK(
+      cublasSgemm(cublas_.get(), CUBLAS_OP_T, CUBLAS_OP_N, out, B, in, &one, w, in, x, in, &zero, y, out));
   add_bias_rows(d.batch, d.out, b, y, stream_.get());
 }
 
-void CudaBackend::dense_backward(const DenseDesc& d, const float* x, const float* w,
-                                 const float* dy, float* dx, float* dw, float* db) {
+void CudaBackend::dense_backward(const DenseDesc& d, const float* x, const float* w, const float* dy,
+                                 float* dx, float* dw, float* db) {
   check_dense_dims(d, "cuda::dense_backward");
   activate();
   const int B = int(d.batch), in = int(d.in), out = int(d.out);
   const float one = 1.0f, zero = 0.0f;
   // dw [out,in] = dy^T x  <=>  dw^T [in,out] = x^T [in,B] (ld in) * dy [B,out], where dy in
   // column-major is dy^T [out,B] (ld out), so op T.
-  STRAND_CUBLAS_CHECK(cublasSgemm(cublas_.get(), CUBLAS_OP_N, CUBLAS_OP_T, in, out, B, &one, x,
-                                  in, dy, out, &zero, dw, in));
+  STRAND_CUBLAS_CHECK(
+      cublasSgemm(cublas_.get(), CUBLAS_OP_N, CUBLAS_OP_T, in, out, B, &one, x, in, dy, out, &zero, dw, in));
   // dx [B,in] = dy w  <=>  dx^T [in,B] = w^T [in,out] (ld in) * dy^T [out,B] (ld out).
   if (dx) {
-    STRAND_CUBLAS_CHECK(cublasSgemm(cublas_.get(), CUBLAS_OP_N, CUBLAS_OP_N, in, B, out, &one, w,
-                                    in, dy, out, &zero, dx, in));
+    STRAND_CUBLAS_CHECK(cublasSgemm(cublas_.get(), CUBLAS_OP_N, CUBLAS_OP_N, in, B, out, &one, w, in, dy, out,
+                                    &zero, dx, in));
   }
   // db [out], through the partial sums in the workspace (not used by cuBLAS, which has its own).
-  auto* part = static_cast<float*>(
-      workspace(size_t(bias_grad_rows_chunks(d.batch) * d.out) * sizeof(float)));
+  auto* part = static_cast<float*>(workspace(size_t(bias_grad_rows_chunks(d.batch) * d.out) * sizeof(float)));
   bias_grad_rows(d.batch, d.out, dy, part, db, stream_.get());
 }
 

@@ -24,8 +24,8 @@ inline unsigned grid_for(int64_t n) {
 // 2x2 max pooling, stride 2: same tie rule as the CPU (first maximum in row-major order).
 // With `relu`, backward also zeroes dx where x <= 0 (x being a ReLU's output).
 void maxpool2x2_forward(const Pool2dDesc& d, const float* x, float* y, cudaStream_t stream);
-void maxpool2x2_backward(const Pool2dDesc& d, const float* x, const float* y, const float* dy,
-                         float* dx, bool relu, cudaStream_t stream);
+void maxpool2x2_backward(const Pool2dDesc& d, const float* x, const float* y, const float* dy, float* dx,
+                         bool relu, cudaStream_t stream);
 
 void relu_forward(int64_t n, const float* x, float* y, cudaStream_t stream);
 void relu_backward(int64_t n, const float* y, const float* dy, float* dx, cudaStream_t stream);
@@ -40,22 +40,19 @@ void dropout_backward(int64_t n, float rate, uint64_t key, uint64_t first, const
 // *loss_sum (device, double), arg-max hits into *correct (device), and rows whose label lies
 // outside [0,C) are counted into *bad_labels (device) — the backend turns that into an error.
 // The three outputs are overwritten, not accumulated.
-void softmax_xent(int64_t batch, int64_t classes, const float* logits, const int32_t* labels,
-                  float* dlogits, double* loss_sum, int64_t* correct, int64_t* bad_labels,
-                  cudaStream_t stream);
-void softmax(int64_t batch, int64_t classes, const float* logits, float* probs,
-             cudaStream_t stream);
+void softmax_xent(int64_t batch, int64_t classes, const float* logits, const int32_t* labels, float* dlogits,
+                  double* loss_sum, int64_t* correct, int64_t* bad_labels, cudaStream_t stream);
+void softmax(int64_t batch, int64_t classes, const float* logits, float* probs, cudaStream_t stream);
 // Adds one softmax_xent result (device scalars) to running totals (device scalars).
 void add_loss_totals(const double* loss_sum, const int64_t* correct, const int64_t* bad_labels,
-                     double* total_loss, int64_t* total_correct, int64_t* total_bad,
-                     cudaStream_t stream);
+                     double* total_loss, int64_t* total_correct, int64_t* total_bad, cudaStream_t stream);
 
 // Direct convolution (conv2d_direct.cu) for one input channel, a square 3x3 or 5x5 kernel and
 // small images (mnist_cnn's conv1), where cuDNN's general algorithms are several times slower.
 bool conv2d_direct_supported(const Conv2dDesc& d);
 // y = conv(x, w) + b, then ReLU when `relu`.
-void conv2d_direct_forward(const Conv2dDesc& d, const float* x, const float* w, const float* b,
-                           float* y, bool relu, cudaStream_t stream);
+void conv2d_direct_forward(const Conv2dDesc& d, const float* x, const float* w, const float* b, float* y,
+                           bool relu, cudaStream_t stream);
 // dw and db (overwritten) from x and dy, deterministic; part: scratch of
 // conv2d_direct_partial_floats(d) floats.
 int64_t conv2d_direct_partial_floats(const Conv2dDesc& d);
@@ -63,8 +60,8 @@ void conv2d_direct_backward_filter(const Conv2dDesc& d, const float* x, const fl
                                    float* dw, float* db, cudaStream_t stream);
 
 // x [b,sample] = images[indices[i]], y [b] = labels[indices[i]] (all device memory).
-void gather(int64_t b, int64_t sample, const int64_t* indices, const float* images,
-            const int32_t* labels, float* x, int32_t* y, cudaStream_t stream);
+void gather(int64_t b, int64_t sample, const int64_t* indices, const float* images, const int32_t* labels,
+            float* x, int32_t* y, cudaStream_t stream);
 
 // y [rows, cols] += b [cols] broadcast over rows (dense bias).
 void add_bias_rows(int64_t rows, int64_t cols, const float* b, float* y, cudaStream_t stream);
@@ -72,14 +69,13 @@ void add_bias_rows(int64_t rows, int64_t cols, const float* b, float* y, cudaStr
 // summed in fixed chunks, then the chunks in order. part: scratch of
 // bias_grad_rows_chunks(rows) * cols floats.
 int64_t bias_grad_rows_chunks(int64_t rows);
-void bias_grad_rows(int64_t rows, int64_t cols, const float* dy, float* part, float* db,
-                    cudaStream_t stream);
+void bias_grad_rows(int64_t rows, int64_t cols, const float* dy, float* part, float* db, cudaStream_t stream);
 
 void sgd_step(int64_t n, float lr, float* params, const float* grads, cudaStream_t stream);
-void momentum_step(int64_t n, float lr, float momentum, float* params, const float* grads,
-                   float* velocity, cudaStream_t stream);
+void momentum_step(int64_t n, float lr, float momentum, float* params, const float* grads, float* velocity,
+                   cudaStream_t stream);
 // Adam with bias correction; `step` counts from 1. Same update formula as the CPU kernel.
-void adam_step(int64_t n, float lr, float beta1, float beta2, float eps, int64_t step,
-               float* params, const float* grads, float* m, float* v, cudaStream_t stream);
+void adam_step(int64_t n, float lr, float beta1, float beta2, float eps, int64_t step, float* params,
+               const float* grads, float* m, float* v, cudaStream_t stream);
 
 }  // namespace strand::cuda

@@ -17,11 +17,10 @@ namespace {
 
 // One thread per output element y [P,oh,ow] (P = B*C planes), reading x [P,H,W].
 template <class Index>
-__global__ void maxpool_forward_kernel(Index planes, Index H, Index W,
-                                       const float* __restrict__ x, float* __restrict__ y) {
+__global__ void maxpool_forward_kernel(Index planes, Index H, Index W, const float* __restrict__ x,
+                                       float* __restrict__ y) {
   const Index oh = H / 2, ow = W / 2, n = planes * oh * ow;
-  for (Index i = blockIdx.x * Index{blockDim.x} + threadIdx.x; i < n;
-       i += Index{gridDim.x} * blockDim.x) {
+  for (Index i = blockIdx.x * Index{blockDim.x} + threadIdx.x; i < n; i += Index{gridDim.x} * blockDim.x) {
     const Index row = i / ow, ox = i - row * ow;  // row = p * oh + oy
     const Index p = row / oh, oy = row - p * oh;
     const float* r0 = x + (p * H + 2 * oy) * W + 2 * ox;  // top-left of the window
@@ -39,17 +38,14 @@ __device__ __forceinline__ int first_max(float a, float b, float c, float d, flo
   return a == m ? 0 : b == m ? 1 : c == m ? 2 : d == m ? 3 : 4;
 }
 
-// Even H and W (and 8-byte aligned x, dx): one thread per window writes its four dx; every dx element is written once.
-// Relu: also zero where x <= 0 (the ReLU before the pool, fused).
+// Even H and W (and 8-byte aligned x, dx): one thread per window writes its four dx; every dx element is
+// written once. Relu: also zero where x <= 0 (the ReLU before the pool, fused).
 template <class Index, bool Relu>
-__global__ void maxpool_backward_even_kernel(Index planes, Index H, Index W,
-                                             const float* __restrict__ x,
-                                             const float* __restrict__ y,
-                                             const float* __restrict__ dy,
+__global__ void maxpool_backward_even_kernel(Index planes, Index H, Index W, const float* __restrict__ x,
+                                             const float* __restrict__ y, const float* __restrict__ dy,
                                              float* __restrict__ dx) {
   const Index oh = H / 2, ow = W / 2, n = planes * oh * ow;
-  for (Index i = blockIdx.x * Index{blockDim.x} + threadIdx.x; i < n;
-       i += Index{gridDim.x} * blockDim.x) {
+  for (Index i = blockIdx.x * Index{blockDim.x} + threadIdx.x; i < n; i += Index{gridDim.x} * blockDim.x) {
     const Index row = i / ow, ox = i - row * ow;
     const Index p = row / oh, oy = row - p * oh;
     const Index top = (p * H + 2 * oy) * W + 2 * ox;
@@ -68,12 +64,11 @@ __global__ void maxpool_backward_even_kernel(Index planes, Index H, Index W,
 // Any H and W: one thread per INPUT element dx [P,H,W], so the unpooled trailing row and
 // column are written too (with zero) and dx needs no clearing. Relu: as above.
 template <class Index, bool Relu>
-__global__ void maxpool_backward_kernel(Index planes, Index H, Index W,
-                                        const float* __restrict__ x, const float* __restrict__ y,
-                                        const float* __restrict__ dy, float* __restrict__ dx) {
+__global__ void maxpool_backward_kernel(Index planes, Index H, Index W, const float* __restrict__ x,
+                                        const float* __restrict__ y, const float* __restrict__ dy,
+                                        float* __restrict__ dx) {
   const Index oh = H / 2, ow = W / 2, n = planes * H * W;
-  for (Index i = blockIdx.x * Index{blockDim.x} + threadIdx.x; i < n;
-       i += Index{gridDim.x} * blockDim.x) {
+  for (Index i = blockIdx.x * Index{blockDim.x} + threadIdx.x; i < n; i += Index{gridDim.x} * blockDim.x) {
     const Index row = i / W, ix = i - row * W;  // row = p * H + iy
     const Index p = row / H, iy = row - p * H;
     const Index ox = ix / 2, oy = iy / 2;
@@ -93,7 +88,6 @@ __global__ void maxpool_backward_kernel(Index planes, Index H, Index W,
 // 32-bit indexing when the largest offset (and the grid-stride overshoot) fits.
 bool fits_u32(int64_t n) { return n < (int64_t{1} << 31); }
 
-
 template <bool Relu>
 void launch_backward(const Pool2dDesc& d, const float* x, const float* y, const float* dy, float* dx,
                      cudaStream_t stream) {
@@ -107,15 +101,15 @@ void launch_backward(const Pool2dDesc& d, const float* x, const float* y, const 
       maxpool_backward_even_kernel<uint32_t, Relu><<<grid_for(n), kBlock, 0, stream>>>(
           uint32_t(planes), uint32_t(d.in_h), uint32_t(d.in_w), x, y, dy, dx);
     } else {
-      maxpool_backward_even_kernel<int64_t, Relu><<<grid_for(n), kBlock, 0, stream>>>(
-          planes, d.in_h, d.in_w, x, y, dy, dx);
+      maxpool_backward_even_kernel<int64_t, Relu>
+          <<<grid_for(n), kBlock, 0, stream>>>(planes, d.in_h, d.in_w, x, y, dy, dx);
     }
   } else if (small) {
     maxpool_backward_kernel<uint32_t, Relu><<<grid_for(nx), kBlock, 0, stream>>>(
         uint32_t(planes), uint32_t(d.in_h), uint32_t(d.in_w), x, y, dy, dx);
   } else {
-    maxpool_backward_kernel<int64_t, Relu><<<grid_for(nx), kBlock, 0, stream>>>(
-        planes, d.in_h, d.in_w, x, y, dy, dx);
+    maxpool_backward_kernel<int64_t, Relu>
+        <<<grid_for(nx), kBlock, 0, stream>>>(planes, d.in_h, d.in_w, x, y, dy, dx);
   }
   STRAND_CUDA_CHECK(cudaGetLastError());
 }
@@ -127,16 +121,16 @@ void maxpool2x2_forward(const Pool2dDesc& d, const float* x, float* y, cudaStrea
   const int64_t planes = d.batch * d.channels;
   const int64_t n = planes * d.out_h() * d.out_w();
   if (fits_u32(planes * d.in_h * d.in_w)) {
-    maxpool_forward_kernel<uint32_t><<<grid_for(n), kBlock, 0, stream>>>(
-        uint32_t(planes), uint32_t(d.in_h), uint32_t(d.in_w), x, y);
+    maxpool_forward_kernel<uint32_t>
+        <<<grid_for(n), kBlock, 0, stream>>>(uint32_t(planes), uint32_t(d.in_h), uint32_t(d.in_w), x, y);
   } else {
     maxpool_forward_kernel<int64_t><<<grid_for(n), kBlock, 0, stream>>>(planes, d.in_h, d.in_w, x, y);
   }
   STRAND_CUDA_CHECK(cudaGetLastError());
 }
 
-void maxpool2x2_backward(const Pool2dDesc& d, const float* x, const float* y, const float* dy,
-                         float* dx, bool relu, cudaStream_t stream) {
+void maxpool2x2_backward(const Pool2dDesc& d, const float* x, const float* y, const float* dy, float* dx,
+                         bool relu, cudaStream_t stream) {
   check_maxpool2x2(d, "cuda::maxpool2x2_backward");
   if (relu) {
     launch_backward<true>(d, x, y, dy, dx, stream);

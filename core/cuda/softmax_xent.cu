@@ -20,8 +20,8 @@ namespace {
 constexpr int kXentBlock = 256;
 
 __global__ void softmax_xent_kernel(int64_t batch, int64_t classes, const float* logits,
-                                    const int32_t* __restrict__ labels, float* dlogits,
-                                    double* loss_sum, int64_t* correct, int64_t* bad_labels) {
+                                    const int32_t* __restrict__ labels, float* dlogits, double* loss_sum,
+                                    int64_t* correct, int64_t* bad_labels) {
   __shared__ float row_loss[kXentBlock];
   __shared__ int row_hit[kXentBlock];
   __shared__ int row_bad[kXentBlock];
@@ -72,8 +72,7 @@ __global__ void softmax_xent_kernel(int64_t batch, int64_t classes, const float*
   }
 }
 
-__global__ void softmax_kernel(int64_t batch, int64_t classes, const float* logits,
-                               float* probs) {
+__global__ void softmax_kernel(int64_t batch, int64_t classes, const float* logits, float* probs) {
   for (int64_t n = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; n < batch;
        n += int64_t{gridDim.x} * blockDim.x) {
     const float* l = logits + n * classes;  // [C]
@@ -92,17 +91,15 @@ __global__ void softmax_kernel(int64_t batch, int64_t classes, const float* logi
 
 }  // namespace
 
-void softmax_xent(int64_t batch, int64_t classes, const float* logits, const int32_t* labels,
-                  float* dlogits, double* loss_sum, int64_t* correct, int64_t* bad_labels,
-                  cudaStream_t stream) {
+void softmax_xent(int64_t batch, int64_t classes, const float* logits, const int32_t* labels, float* dlogits,
+                  double* loss_sum, int64_t* correct, int64_t* bad_labels, cudaStream_t stream) {
   check_softmax(batch, classes, "cuda::softmax_xent");
-  softmax_xent_kernel<<<1, kXentBlock, 0, stream>>>(batch, classes, logits, labels, dlogits,
-                                                    loss_sum, correct, bad_labels);
+  softmax_xent_kernel<<<1, kXentBlock, 0, stream>>>(batch, classes, logits, labels, dlogits, loss_sum,
+                                                    correct, bad_labels);
   STRAND_CUDA_CHECK(cudaGetLastError());
 }
 
-void softmax(int64_t batch, int64_t classes, const float* logits, float* probs,
-             cudaStream_t stream) {
+void softmax(int64_t batch, int64_t classes, const float* logits, float* probs, cudaStream_t stream) {
   check_softmax(batch, classes, "cuda::softmax");
   softmax_kernel<<<grid_for(batch), kBlock, 0, stream>>>(batch, classes, logits, probs);
   STRAND_CUDA_CHECK(cudaGetLastError());
@@ -110,8 +107,8 @@ void softmax(int64_t batch, int64_t classes, const float* logits, float* probs,
 
 namespace {
 __global__ void add_loss_totals_kernel(const double* loss_sum, const int64_t* correct,
-                                       const int64_t* bad_labels, double* total_loss,
-                                       int64_t* total_correct, int64_t* total_bad) {
+                                       const int64_t* bad_labels, double* total_loss, int64_t* total_correct,
+                                       int64_t* total_bad) {
   *total_loss += *loss_sum;
   *total_correct += *correct;
   *total_bad += *bad_labels;
@@ -119,10 +116,9 @@ __global__ void add_loss_totals_kernel(const double* loss_sum, const int64_t* co
 }  // namespace
 
 void add_loss_totals(const double* loss_sum, const int64_t* correct, const int64_t* bad_labels,
-                     double* total_loss, int64_t* total_correct, int64_t* total_bad,
-                     cudaStream_t stream) {
-  add_loss_totals_kernel<<<1, 1, 0, stream>>>(loss_sum, correct, bad_labels, total_loss,
-                                              total_correct, total_bad);
+                     double* total_loss, int64_t* total_correct, int64_t* total_bad, cudaStream_t stream) {
+  add_loss_totals_kernel<<<1, 1, 0, stream>>>(loss_sum, correct, bad_labels, total_loss, total_correct,
+                                              total_bad);
   STRAND_CUDA_CHECK(cudaGetLastError());
 }
 

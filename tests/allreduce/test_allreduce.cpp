@@ -48,7 +48,8 @@ TEST_P(Sums, ExactForEverySize) {
       const float want = float((p * (p + 1) / 2) * (i % 1021) - 7 * p);
       if (data[size_t(i)] != want && wrong++ == 0) first_wrong = i;
     }
-    EXPECT_EQ(wrong, 0) << GetParam() << ", " << n << " floats, " << p << " ranks: first wrong at " << first_wrong;
+    EXPECT_EQ(wrong, 0) << GetParam() << ", " << n << " floats, " << p << " ranks: first wrong at "
+                        << first_wrong;
   }
 }
 
@@ -90,7 +91,8 @@ TEST_P(SharedSums, ExactForEverySize) {
       const float want = float((p * (p + 1) / 2) * (i % 1021) - 7 * p);
       if (data[i] != want && wrong++ == 0) first_wrong = i;
     }
-    EXPECT_EQ(wrong, 0) << GetParam() << ", " << n << " floats, " << p << " ranks: first wrong at " << first_wrong;
+    EXPECT_EQ(wrong, 0) << GetParam() << ", " << n << " floats, " << p << " ranks: first wrong at "
+                        << first_wrong;
   }
   EXPECT_EQ(comm.in_place_allreduces(), expected_in_place);
 }
@@ -115,7 +117,8 @@ TEST(SharedBuffers, RangesAtOtherOffsetsOnEachRank) {
     for (int64_t i = 0; i < n; ++i) data[i] = value(comm.rank(), i + round);
     comm.allreduce_sum(data, n);
     int64_t wrong = 0;
-    for (int64_t i = 0; i < n; ++i) wrong += data[i] != float((p * (p + 1) / 2) * ((i + round) % 1021) - 7 * p);
+    for (int64_t i = 0; i < n; ++i)
+      wrong += data[i] != float((p * (p + 1) / 2) * ((i + round) % 1021) - 7 * p);
     EXPECT_EQ(wrong, 0) << "round " << round;
   }
   EXPECT_EQ(comm.in_place_allreduces(), comm.shares_buffers() ? 3 : 0);
@@ -138,7 +141,8 @@ TEST(SharedBuffers, BackToBackCallsOfChangingSizes) {
     for (int64_t i = 0; i < n; ++i) data[i] = value(comm.rank(), i + call);
     comm.allreduce_sum(data, n);
     int64_t wrong = 0;
-    for (int64_t i = 0; i < n; ++i) wrong += data[i] != float((p * (p + 1) / 2) * ((i + call) % 1021) - 7 * p);
+    for (int64_t i = 0; i < n; ++i)
+      wrong += data[i] != float((p * (p + 1) / 2) * ((i + call) % 1021) - 7 * p);
     ASSERT_EQ(wrong, 0) << "call " << call << ", " << n << " floats";
   }
   EXPECT_EQ(comm.in_place_allreduces(), comm.shares_buffers() ? shared_calls : 0);
@@ -218,7 +222,8 @@ TEST(Collectives, BroadcastAllgatherGather) {
   for (int r = 0; r < p; ++r) EXPECT_EQ(all[size_t(r)], r * 1.5);
   EXPECT_EQ(comm.sum(1.0), double(p));
 
-  const std::vector<std::string> texts = comm.gather_to_root(std::string(size_t(comm.rank()) * 100000, 'a' + char(comm.rank())));
+  const std::vector<std::string> texts =
+      comm.gather_to_root(std::string(size_t(comm.rank()) * 100000, 'a' + char(comm.rank())));
   if (comm.rank() == 0) {
     ASSERT_EQ(int(texts.size()), p);
     for (int r = 0; r < p; ++r) EXPECT_EQ(texts[size_t(r)], std::string(size_t(r) * 100000, 'a' + char(r)));

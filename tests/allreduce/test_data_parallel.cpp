@@ -11,8 +11,8 @@
 #include <strand/allreduce/strategy.hpp>
 #include <strand/core/error.hpp>
 #include <strand/core/layers.hpp>
-#include "tests/train/tiny_task.hpp"
 #include <strand/train/trainer.hpp>
+#include "tests/train/tiny_task.hpp"
 
 namespace strand::allreduce {
 
@@ -73,7 +73,8 @@ TEST_P(Equality, TwoRanksMatchOneProcessWithTheGlobalBatch) {
   EXPECT_LT(worst, 1e-3) << GetParam() << ": worst element (relative, 1e-3 floor)";
   // The run really trained: a different global batch gives different weights.
   if (comm.size() > 1) {
-    EXPECT_FALSE(single == train_local(data, b)) << "the batch size does not matter: the equality above proves nothing";
+    EXPECT_FALSE(single == train_local(data, b))
+        << "the batch size does not matter: the equality above proves nothing";
   }
 }
 

@@ -34,7 +34,7 @@ TEST(Group, NamesMembersByWorldRankAndHost) {
   EXPECT_EQ(g->where(), "rank " + std::to_string(w) + "/" + std::to_string(world) + " " + host);
   EXPECT_EQ(g->describe(g->rank()), "rank " + std::to_string(w) + " (" + host + ")");
   EXPECT_EQ(g->describe(0), "rank " + std::to_string(w % 2) + " (" + host + ")");  // the colour's first rank
-  EXPECT_TRUE(g->shares_memory());  // one machine
+  EXPECT_TRUE(g->shares_memory());                                                 // one machine
 }
 
 TEST(Group, ASilentPeerIsNamedInTheWarningAndTheTimeout) {

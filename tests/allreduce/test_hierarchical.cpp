@@ -3,8 +3,8 @@
 // on every rank, with the rings through shared memory and over MPI messages.
 #include <gtest/gtest.h>
 
-#include <memory>
 #include <mpi.h>
+#include <memory>
 #include <vector>
 
 #include <strand/allreduce/hierarchical.hpp>

@@ -39,7 +39,8 @@ TEST(Nccl, ExactSumsAndMeansOnTheDevice) {
     comm.allreduce_mean(d.f32(), n);
     be->to_host(h.data(), d.data(), h.size() * sizeof(float));
     wrong = 0;
-    for (int64_t i = 0; i < n; ++i) wrong += std::abs(h[size_t(i)] - float(i % 1021)) > 1e-3f * float(i % 1021);
+    for (int64_t i = 0; i < n; ++i)
+      wrong += std::abs(h[size_t(i)] - float(i % 1021)) > 1e-3f * float(i % 1021);
     EXPECT_EQ(wrong, 0) << "mean of " << n << " floats";
   }
 }

@@ -45,7 +45,9 @@ TEST(ShmChannel, MessagesArriveInOrder) {
         progress = true;
       }
     }
-    if (!progress) g->pause(t0, warned, [] { return std::string("a neighbour"); }, false, "the test");
+    if (!progress)
+      g->pause(
+          t0, warned, [] { return std::string("a neighbour"); }, false, "the test");
   }
   EXPECT_EQ(wrong, 0);
 }
@@ -62,7 +64,8 @@ TEST(ShmChannel, NothingArrivesBeforeItIsSent) {
   const auto t0 = Clock::now();
   bool warned = false;
   while (!(in = ch.peek()))
-    g->pause(t0, warned, [] { return std::string("the left neighbour"); }, false, "test");
+    g->pause(
+        t0, warned, [] { return std::string("the left neighbour"); }, false, "test");
   EXPECT_EQ(*in, float((g->rank() - 1 + g->size()) % g->size()));
   ch.release();
 }
@@ -77,7 +80,9 @@ TEST(ShmChannel, FullSlotsRefuseASendUntilOneIsReleased) {
   MPI_Barrier(g->comm());  // every member's slots are full
   const auto t0 = Clock::now();
   bool warned = false;
-  while (!ch.peek()) g->pause(t0, warned, [] { return std::string("the left neighbour"); }, false, "test");
+  while (!ch.peek())
+    g->pause(
+        t0, warned, [] { return std::string("the left neighbour"); }, false, "test");
   ch.release();  // one of the left neighbour's slots is free again
   MPI_Barrier(g->comm());
   EXPECT_TRUE(ch.try_send(&x, 1));

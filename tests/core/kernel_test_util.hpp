@@ -94,8 +94,7 @@ inline double project(const std::vector<float>& r, const std::vector<float>& y) 
 }
 
 // dL/dp by central differences, perturbing each element of p in place (and restoring it).
-inline std::vector<double> numeric_grad(std::vector<float>& p, float h,
-                                        const std::function<double()>& loss) {
+inline std::vector<double> numeric_grad(std::vector<float>& p, float h, const std::function<double()>& loss) {
   std::vector<double> g(p.size());
   for (size_t i = 0; i < p.size(); ++i) {
     const float keep = p[i];
@@ -123,21 +122,20 @@ inline testing::AssertionResult grads_match(const std::vector<float>& analytic,
     const double a = analytic[i], n = numeric[i];
     const double tol = rtol * (std::max(std::abs(a), std::abs(n)) + rms);
     if (!(std::abs(a - n) <= tol)) {
-      return testing::AssertionFailure() << "element " << i << ": analytic " << a << " vs numeric "
-                                         << n << " (tol " << tol << ", rms " << rms << ")";
+      return testing::AssertionFailure() << "element " << i << ": analytic " << a << " vs numeric " << n
+                                         << " (tol " << tol << ", rms " << rms << ")";
     }
   }
   return testing::AssertionSuccess();
 }
 
 // |got - want| <= tol * (1 + |want|) elementwise.
-inline testing::AssertionResult all_close(const std::vector<float>& got,
-                                          const std::vector<double>& want, double tol) {
+inline testing::AssertionResult all_close(const std::vector<float>& got, const std::vector<double>& want,
+                                          double tol) {
   if (got.size() != want.size()) return testing::AssertionFailure() << "size mismatch";
   for (size_t i = 0; i < got.size(); ++i) {
     if (!(std::abs(got[i] - want[i]) <= tol * (1.0 + std::abs(want[i])))) {
-      return testing::AssertionFailure() << "element " << i << ": got " << got[i] << " want "
-                                         << want[i];
+      return testing::AssertionFailure() << "element " << i << ": got " << got[i] << " want " << want[i];
     }
   }
   return testing::AssertionSuccess();
@@ -154,8 +152,8 @@ inline testing::AssertionResult rel_close(const std::vector<float>& got, const s
   for (size_t i = 0; i < want.size(); ++i) {
     const double tol = rtol * std::max(std::abs(double(want[i])), rms) + 1e-30;
     if (!(std::abs(double(got[i]) - want[i]) <= tol))
-      return testing::AssertionFailure() << "element " << i << ": got " << got[i] << " want "
-                                         << want[i] << " (tol " << tol << ")";
+      return testing::AssertionFailure()
+             << "element " << i << ": got " << got[i] << " want " << want[i] << " (tol " << tol << ")";
   }
   return testing::AssertionSuccess();
 }

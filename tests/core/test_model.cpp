@@ -18,7 +18,8 @@ using namespace strand::layers;
 // Every layer type, small enough for finite differences: conv same and valid, pooling,
 // flatten, dense, relu and dropout (training mode, so the mask is live).
 ModelArch small_arch() {
-  return {"small", Shape{2, 8, 8},
+  return {"small",
+          Shape{2, 8, 8},
           {conv2d(3, 3, true), relu(), maxpool2x2(),  // [3,4,4]
            conv2d(4, 3, false), relu(),               // [4,2,2]
            flatten(), dense(6), relu(), dropout(0.3), dense(5)}};
@@ -35,7 +36,8 @@ TEST(Model, MnistCnnLayoutMatchesTheExample) {
   Model m(*be, models::mnist_cnn());
   EXPECT_EQ(m.param_count(), 3274634);  // 832 + 51264 + 3212288 + 10250
   EXPECT_EQ(m.output_shape(), Shape{10});
-  const std::vector<int64_t> expected{0, 832, 832, 832, 52096, 52096, 52096, 52096, 3264384, 3264384, 3264384, 3274634};
+  const std::vector<int64_t> expected{0,     832,   832,     832,     52096,   52096,
+                                      52096, 52096, 3264384, 3264384, 3264384, 3274634};
   EXPECT_EQ(m.param_offsets(), expected);
   Model mlp(*be, models::mnist_mlp());
   EXPECT_EQ(mlp.param_count(), 784 * 1024 + 1024 + 1024 * 10 + 10);
@@ -77,7 +79,8 @@ TEST(Model, GradientsMatchFiniteDifferences) {
       sum2 += fd * fd + double(analytic[size_t(i)]) * analytic[size_t(i)];
     }
     ASSERT_GT(sum2, 1e-12) << "layer " << layer << " has no gradient at all";
-    EXPECT_LT(std::sqrt(diff2 / sum2), 2e-2) << "layer " << layer << " (" << m.arch().layers[layer].type << ")";
+    EXPECT_LT(std::sqrt(diff2 / sum2), 2e-2)
+        << "layer " << layer << " (" << m.arch().layers[layer].type << ")";
   }
 }
 

@@ -57,8 +57,7 @@ inline std::string be32(uint32_t v) {
 }
 
 // An IDX file: magic {0, 0, type, ndims}, the dims, then `data` verbatim.
-inline std::string idx_bytes(uint8_t type, const std::vector<uint32_t>& dims,
-                             const std::string& data) {
+inline std::string idx_bytes(uint8_t type, const std::vector<uint32_t>& dims, const std::string& data) {
   std::string s{'\0', '\0', static_cast<char>(type), static_cast<char>(dims.size())};
   for (uint32_t d : dims) s += be32(d);
   return s + data;

@@ -99,8 +99,8 @@ TEST(AtomicFile, WriteErrorKeepsOldFileAndRemovesTemp) {
 TEST(AtomicFile, TargetIsADirectory) {
   TempDir dir;
   std::filesystem::create_directory(dir / "sub");
-  EXPECT_STRAND_ERROR(write_file_atomic(dir / "sub", std::string_view("x")), Io,
-                      (dir / "sub").string(), "rename");
+  EXPECT_STRAND_ERROR(write_file_atomic(dir / "sub", std::string_view("x")), Io, (dir / "sub").string(),
+                      "rename");
   EXPECT_TRUE(std::filesystem::is_directory(dir / "sub"));
   EXPECT_EQ(entries(dir.path()), 1u);
 }
@@ -108,8 +108,7 @@ TEST(AtomicFile, TargetIsADirectory) {
 TEST(AtomicFile, PathWithoutFileName) {
   TempDir dir;
   const auto p = dir.path() / "";
-  EXPECT_STRAND_ERROR(write_file_atomic(p, std::string_view("x")), Usage, p.string(),
-                      "names no file");
+  EXPECT_STRAND_ERROR(write_file_atomic(p, std::string_view("x")), Usage, p.string(), "names no file");
 }
 
 }  // namespace

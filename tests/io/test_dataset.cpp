@@ -50,20 +50,15 @@ const std::vector<int> kEvalLabels = {3, 8, 5};
 
 void make_idx_dir(const fs::path& dir, bool dots = false) {
   const std::string sep = dots ? "." : "-";
-  write_bytes(dir / ("train-images" + sep + "idx3-ubyte"),
-              idx_bytes(0x08, {5, 28, 28}, pixels_u8(5)));
-  write_bytes(dir / ("train-labels" + sep + "idx1-ubyte"),
-              idx_bytes(0x08, {5}, labels_u8(kTrainLabels)));
-  write_bytes(dir / ("t10k-images" + sep + "idx3-ubyte"),
-              idx_bytes(0x08, {3, 28, 28}, pixels_u8(3)));
-  write_bytes(dir / ("t10k-labels" + sep + "idx1-ubyte"),
-              idx_bytes(0x08, {3}, labels_u8(kEvalLabels)));
+  write_bytes(dir / ("train-images" + sep + "idx3-ubyte"), idx_bytes(0x08, {5, 28, 28}, pixels_u8(5)));
+  write_bytes(dir / ("train-labels" + sep + "idx1-ubyte"), idx_bytes(0x08, {5}, labels_u8(kTrainLabels)));
+  write_bytes(dir / ("t10k-images" + sep + "idx3-ubyte"), idx_bytes(0x08, {3, 28, 28}, pixels_u8(3)));
+  write_bytes(dir / ("t10k-labels" + sep + "idx1-ubyte"), idx_bytes(0x08, {3}, labels_u8(kEvalLabels)));
 }
 
 // The SageMaker layout, written by hand so that the reader is tested apart from the writer.
 void make_npy_dir(const fs::path& dir, const std::string& data_shape_tail = ", 784") {
-  for (const auto& [name, labels] :
-       {std::pair{"train", kTrainLabels}, std::pair{"eval", kEvalLabels}}) {
+  for (const auto& [name, labels] : {std::pair{"train", kTrainLabels}, std::pair{"eval", kEvalLabels}}) {
     const int n = static_cast<int>(labels.size());
     const std::vector<float> px = pixels_f32(n);
     std::string data(px.size() * sizeof(float), '\0');
@@ -76,8 +71,7 @@ void make_npy_dir(const fs::path& dir, const std::string& data_shape_tail = ", 7
     std::vector<int32_t> l(labels.begin(), labels.end());
     std::string lbytes(l.size() * 4, '\0');
     std::memcpy(lbytes.data(), l.data(), lbytes.size());
-    write_bytes(dir / (std::string(name) + "_labels.npy"),
-                npy_file(npy_dict("<i4", count + ",)"), lbytes));
+    write_bytes(dir / (std::string(name) + "_labels.npy"), npy_file(npy_dict("<i4", count + ",)"), lbytes));
   }
 }
 
@@ -139,8 +133,7 @@ TEST(LoadMnistDir, NpyUint8ImagesAreScaledAndOtherLabelDtypesAccepted) {
   TempDir dir;
   make_npy_dir(dir.path());
   write_bytes(dir / "train_data.npy", npy_file(npy_dict("|u1", "(5, 784)"), pixels_u8(5)));
-  write_bytes(dir / "train_labels.npy",
-              npy_file(npy_dict("<i8", "(5,)"), le<int64_t>({0, 1, 2, 9, 4})));
+  write_bytes(dir / "train_labels.npy", npy_file(npy_dict("<i8", "(5,)"), le<int64_t>({0, 1, 2, 9, 4})));
   write_bytes(dir / "eval_labels.npy", npy_file(npy_dict("|u1", "(3,)"), labels_u8(kEvalLabels)));
   expect_synthetic(load_mnist_dir(dir.path()), "npy");
 }
@@ -174,8 +167,7 @@ TEST(LoadMnistDir, IncompleteLayoutsListWhatIsMissing) {
     const std::string m = e.what();
     EXPECT_EQ(e.kind(), ErrorKind::Io);
     EXPECT_EQ(e.where(), dir.path().string());
-    EXPECT_NE(m.find("looked for train-images-idx3-ubyte (or train-images.idx3-ubyte)"),
-              std::string::npos)
+    EXPECT_NE(m.find("looked for train-images-idx3-ubyte (or train-images.idx3-ubyte)"), std::string::npos)
         << m;
     EXPECT_NE(m.find("idx layout: looked for"), std::string::npos) << m;
     EXPECT_NE(m.find("; missing t10k-labels-idx1-ubyte."), std::string::npos) << m;
@@ -189,9 +181,8 @@ TEST(LoadMnistDir, IncompleteLayoutsListWhatIsMissing) {
 TEST(LoadMnistDir, GzippedFilesGetAHint) {
   TempDir dir;
   write_bytes(dir / "train-images-idx3-ubyte.gz", "\x1f\x8b");
-  EXPECT_STRAND_ERROR(
-      load_mnist_dir(dir.path()), Io, dir.path().string(),
-      "missing train-images-idx3-ubyte (found train-images-idx3-ubyte.gz: decompress it");
+  EXPECT_STRAND_ERROR(load_mnist_dir(dir.path()), Io, dir.path().string(),
+                      "missing train-images-idx3-ubyte (found train-images-idx3-ubyte.gz: decompress it");
 }
 
 TEST(LoadMnistDir, MissingOrNotADirectory) {
@@ -205,9 +196,8 @@ TEST(LoadMnistDir, MismatchedCounts) {
   TempDir dir;
   make_idx_dir(dir.path());
   write_bytes(dir / "train-labels-idx1-ubyte", idx_bytes(0x08, {4}, labels_u8({1, 2, 3, 4})));
-  EXPECT_STRAND_ERROR(
-      load_mnist_dir(dir.path()), Format, dir.path().string(),
-      "5 images in train-images-idx3-ubyte but 4 labels in train-labels-idx1-ubyte");
+  EXPECT_STRAND_ERROR(load_mnist_dir(dir.path()), Format, dir.path().string(),
+                      "5 images in train-images-idx3-ubyte but 4 labels in train-labels-idx1-ubyte");
 
   TempDir npy;
   make_npy_dir(npy.path());
@@ -225,8 +215,7 @@ TEST(LoadMnistDir, BadLabels) {
 
   TempDir npy;
   make_npy_dir(npy.path());
-  write_bytes(npy / "train_labels.npy",
-              npy_file(npy_dict("<i4", "(5,)"), le<int32_t>({0, 1, 2, 3, -1})));
+  write_bytes(npy / "train_labels.npy", npy_file(npy_dict("<i4", "(5,)"), le<int32_t>({0, 1, 2, 3, -1})));
   EXPECT_STRAND_ERROR(load_mnist_dir(npy.path()), Format, (npy / "train_labels.npy").string(),
                       "label -1 at index 4");
 }
@@ -234,15 +223,13 @@ TEST(LoadMnistDir, BadLabels) {
 TEST(LoadMnistDir, WrongPixelCount) {
   TempDir dir;
   make_idx_dir(dir.path());
-  write_bytes(dir / "train-images-idx3-ubyte",
-              idx_bytes(0x08, {5, 20, 20}, std::string(5 * 400, '\0')));
+  write_bytes(dir / "train-images-idx3-ubyte", idx_bytes(0x08, {5, 20, 20}, std::string(5 * 400, '\0')));
   EXPECT_STRAND_ERROR(load_mnist_dir(dir.path()), Shape, (dir / "train-images-idx3-ubyte").string(),
                       "20x20 pixels");
 
   TempDir npy;
   make_npy_dir(npy.path());
-  write_bytes(npy / "eval_data.npy",
-              npy_file(npy_dict("<f4", "(3, 785)"), std::string(3 * 785 * 4, '\0')));
+  write_bytes(npy / "eval_data.npy", npy_file(npy_dict("<f4", "(3, 785)"), std::string(3 * 785 * 4, '\0')));
   EXPECT_STRAND_ERROR(load_mnist_dir(npy.path()), Shape, (npy / "eval_data.npy").string(),
                       "shape [3,785]; expected [N,784], [N,28,28] or [N,1,28,28]");
 }
@@ -262,8 +249,7 @@ TEST(LoadMnistDir, NonFinitePixels) {
 TEST(LoadMnistDir, IntegerImageDtypeRejected) {
   TempDir dir;
   make_npy_dir(dir.path());
-  write_bytes(dir / "train_data.npy",
-              npy_file(npy_dict("<i4", "(5, 784)"), std::string(5 * 784 * 4, '\0')));
+  write_bytes(dir / "train_data.npy", npy_file(npy_dict("<i4", "(5, 784)"), std::string(5 * 784 * 4, '\0')));
   EXPECT_STRAND_ERROR(load_mnist_dir(dir.path()), Format, (dir / "train_data.npy").string(),
                       "dtype <i4; expected float32");
 }

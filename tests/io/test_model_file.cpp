@@ -14,7 +14,9 @@ namespace {
 namespace fs = std::filesystem;
 
 struct TempDir {
-  TempDir() : path(fs::temp_directory_path() / ("strand-mf-" + std::to_string(::getpid()) + "-" + std::to_string(n++))) {
+  TempDir()
+      : path(fs::temp_directory_path() /
+             ("strand-mf-" + std::to_string(::getpid()) + "-" + std::to_string(n++))) {
     fs::remove_all(path);
     fs::create_directories(path);
   }

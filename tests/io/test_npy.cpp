@@ -19,8 +19,7 @@ using testing::write_bytes;
 // 0xb6 = 182), the dict, the given number of pad spaces, '\n'. Generated with
 //   np.save(buf, a); hdr = v[10:10+hlen]; print(hdr.rstrip(), len(pad)).
 std::string numpy_header(char hlen, const std::string& dict_text, size_t pad) {
-  return std::string("\x93NUMPY\x01\x00", 8) + hlen + '\0' + dict_text + std::string(pad, ' ') +
-         "\n";
+  return std::string("\x93NUMPY\x01\x00", 8) + hlen + '\0' + dict_text + std::string(pad, ' ') + "\n";
 }
 
 std::string hex(const std::string& s) {
@@ -47,31 +46,28 @@ TEST_F(Npy, WriterMatchesNumpyByteForByte) {
   // np.save(np.array([[1.5,-2,0],[3,4,5]], dtype='<f4'))
   const float f[] = {1.5f, -2.0f, 0.0f, 3.0f, 4.0f, 5.0f};
   write_npy(dir_ / "a.npy", Shape{2, 3}, f);
-  EXPECT_EQ(
-      hex(read_bytes(dir_ / "a.npy")),
-      hex(numpy_header('v', "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }", 58)) +
-          "0000c03f000000c00000000000004040000080400000a040");
+  EXPECT_EQ(hex(read_bytes(dir_ / "a.npy")),
+            hex(numpy_header('v', "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }", 58)) +
+                "0000c03f000000c00000000000004040000080400000a040");
 
   // np.save(np.array([7, -1, 2**31-1], dtype='<i4'))
   const int32_t i[] = {7, -1, 2147483647};
   write_npy(dir_ / "b.npy", Shape{3}, i);
-  EXPECT_EQ(
-      hex(read_bytes(dir_ / "b.npy")),
-      hex(numpy_header('v', "{'descr': '<i4', 'fortran_order': False, 'shape': (3,), }", 60)) +
-          "07000000ffffffffffffff7f");
+  EXPECT_EQ(hex(read_bytes(dir_ / "b.npy")),
+            hex(numpy_header('v', "{'descr': '<i4', 'fortran_order': False, 'shape': (3,), }", 60)) +
+                "07000000ffffffffffffff7f");
 
   // np.save(np.float32(3.0).reshape(())): a 0-d array, no growth padding.
   const float s[] = {3.0f};
   write_npy(dir_ / "c.npy", Shape{}, s);
-  EXPECT_EQ(hex(read_bytes(dir_ / "c.npy")),
-            hex(numpy_header('v', "{'descr': '<f4', 'fortran_order': False, 'shape': (), }", 62)) +
-                "00004040");
+  EXPECT_EQ(
+      hex(read_bytes(dir_ / "c.npy")),
+      hex(numpy_header('v', "{'descr': '<f4', 'fortran_order': False, 'shape': (), }", 62)) + "00004040");
 
   // np.save(np.zeros((0, 784), dtype='<f4')): header only.
   write_npy(dir_ / "d.npy", Shape{0, 784}, static_cast<const float*>(nullptr));
-  EXPECT_EQ(
-      hex(read_bytes(dir_ / "d.npy")),
-      hex(numpy_header('v', "{'descr': '<f4', 'fortran_order': False, 'shape': (0, 784), }", 56)));
+  EXPECT_EQ(hex(read_bytes(dir_ / "d.npy")),
+            hex(numpy_header('v', "{'descr': '<f4', 'fortran_order': False, 'shape': (0, 784), }", 56)));
 
   // A header whose unpadded length is already a multiple of 64: numpy then pads a full 64.
   // np.save(np.zeros((0,10,10,10,10,10,10,10,10,1,1,1), dtype='<i4'))
@@ -113,8 +109,7 @@ TEST_F(Npy, ParsesHeaderVariants) {
   for (const std::string& d : {
            std::string("{\"descr\": \"<i4\", \"fortran_order\": False, \"shape\": (2, 3)}"),
            std::string("{'shape':(2,3),'fortran_order':False,'descr':'<i4'}"),
-           std::string(
-               "  { 'descr' : '<i4' ,\n 'fortran_order' : False , 'shape' : ( 2 , 3 , ) , }  "),
+           std::string("  { 'descr' : '<i4' ,\n 'fortran_order' : False , 'shape' : ( 2 , 3 , ) , }  "),
            std::string("{'descr': '<i4', 'fortran_order': False, 'shape': (2L, 3L), }"),
        }) {
     const auto p = file(npy_file(d, data));
@@ -148,8 +143,7 @@ TEST_F(Npy, ConvertsDtypesToInt32) {
 
 TEST_F(Npy, LossyConversionsAreRejected) {
   auto p = file(npy_file(npy_dict("<f4", "(3,)"), le<float>({1.0f, 2.0f, 1.5f})));
-  EXPECT_STRAND_ERROR(read_npy_i32(p), Format, p.string(),
-                      "value 1.5 at index 2 is not an integer");
+  EXPECT_STRAND_ERROR(read_npy_i32(p), Format, p.string(), "value 1.5 at index 2 is not an integer");
   p = file(npy_file(npy_dict("<f8", "(2,)"), le<double>({1.0, 3e9})));
   EXPECT_STRAND_ERROR(read_npy_i32(p), Format, p.string(), "at index 1 is outside the int32 range");
   p = file(npy_file(npy_dict("<i8", "(1,)"), le<int64_t>({1LL << 40})));
@@ -181,16 +175,16 @@ TEST_F(Npy, BigEndianDtype) {
 }
 
 TEST_F(Npy, UnsupportedDtypesAreNamed) {
-  const std::pair<const char*, const char*> cases[] = {
-      {"<f2", "float16"}, {"|b1", "bool"},          {"<c8", "complex"},
-      {"<U5", "strings"}, {"|O", "Python objects"}, {"<M8[s]", "datetime"}};
+  const std::pair<const char*, const char*> cases[] = {{"<f2", "float16"},       {"|b1", "bool"},
+                                                       {"<c8", "complex"},       {"<U5", "strings"},
+                                                       {"|O", "Python objects"}, {"<M8[s]", "datetime"}};
   for (const auto& [descr, name] : cases) {
     const auto p = file(npy_file(npy_dict(descr, "(1,)"), std::string(8, '\0')));
     EXPECT_STRAND_ERROR(read_npy(p), Format, p.string(),
                         std::string("unsupported dtype '") + descr + "' (" + name);
   }
-  const auto p = file(npy_file("{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (1,), }",
-                               std::string(4, '\0')));
+  const auto p = file(
+      npy_file("{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (1,), }", std::string(4, '\0')));
   EXPECT_STRAND_ERROR(read_npy(p), Format, p.string(), "structured dtypes");
 }
 

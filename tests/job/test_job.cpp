@@ -27,9 +27,8 @@ TEST(Identity, SingleProcessIsRankZeroOfOne) {
 }
 
 TEST(Identity, SageMakerWorkersAreNumberedByHostThenIndex) {
-  const Environment e = env({{"SM_HOSTS", R"(["algo-1","algo-2","algo-3"])"},
-                             {"SM_CURRENT_HOST", "algo-2"},
-                             {kWorkerEnv, "1"}});
+  const Environment e = env(
+      {{"SM_HOSTS", R"(["algo-1","algo-2","algo-3"])"}, {"SM_CURRENT_HOST", "algo-2"}, {kWorkerEnv, "1"}});
   const Identity id = discover_identity(Launcher::SageMaker, e, nullptr, 2);
   EXPECT_EQ(id.rank, 3);  // host 1, worker 1, two a host
   EXPECT_EQ(id.world, 6);
@@ -122,7 +121,8 @@ void write_idx(const fs::path& dir, const std::string& prefix, int n) {
   be32(images, 28);
   be32(images, 28);
   for (int i = 0; i < n; ++i)
-    for (int p = 0; p < 784; ++p) images.put(char((p / 28 == (i % 10) * 2) ? 255 : 0));  // a bright row per class
+    for (int p = 0; p < 784; ++p)
+      images.put(char((p / 28 == (i % 10) * 2) ? 255 : 0));  // a bright row per class
   std::ofstream labels(dir / (prefix + "-labels-idx1-ubyte"), std::ios::binary);
   be32(labels, 0x801);
   be32(labels, uint32_t(n));

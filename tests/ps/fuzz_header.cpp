@@ -26,8 +26,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
            std::memcmp(&a->beta1, &b->beta1, 4) == 0 && std::memcmp(&a->beta2, &b->beta2, 4) == 0 &&
            std::memcmp(&a->eps, &b->eps, 4) == 0;
   };
-  const bool same = d.token == h.token && d.type == h.type && d.sender == h.sender && d.request == h.request &&
-                    d.step == h.step && std::memcmp(&d.lr, &h.lr, 4) == 0 &&
+  const bool same = d.token == h.token && d.type == h.type && d.sender == h.sender &&
+                    d.request == h.request && d.step == h.step && std::memcmp(&d.lr, &h.lr, 4) == 0 &&
                     std::memcmp(&d.value, &h.value, 8) == 0 && same_optimizer(d.optimizer, h.optimizer) &&
                     d.chunks == h.chunks && d.text == h.text;
   if (!same) std::abort();

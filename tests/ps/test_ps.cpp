@@ -5,6 +5,7 @@
 // and workers on threads).
 #include <gtest/gtest.h>
 
+#include <unistd.h>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -13,7 +14,6 @@
 #include <limits>
 #include <random>
 #include <thread>
-#include <unistd.h>
 
 #include <strand/core/error.hpp>
 #include <strand/core/layers.hpp>
@@ -22,8 +22,8 @@
 #include <strand/ps/strategy.hpp>
 #include <strand/ps/transport.hpp>
 #include <strand/ps/worker.hpp>
-#include "tests/train/tiny_task.hpp"
 #include <strand/train/trainer.hpp>
+#include "tests/train/tiny_task.hpp"
 
 namespace strand::ps {
 namespace {
@@ -38,7 +38,9 @@ Context quiet_context(int rank = 0, int world = 1) {
   return Context(make_cpu_backend(1), {rank, world, "test-host"}, [](std::string_view) {});
 }
 
-std::span<const std::byte> as_bytes(const std::string& s) { return {reinterpret_cast<const std::byte*>(s.data()), s.size()}; }
+std::span<const std::byte> as_bytes(const std::string& s) {
+  return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
+}
 
 // ---------------------------------------------------------------- header and map
 
@@ -303,8 +305,9 @@ TrainConfig config(int64_t batch, int64_t steps) {
 }
 
 // `workers` threads train through PS with per-worker batch b; returns each worker's weights.
-std::vector<std::vector<float>> train_ps(Cluster& cl, int workers, const io::Dataset& data, const TrainConfig& cfg,
-                                         int64_t chunk_bytes, std::vector<TrainResult>* results = nullptr,
+std::vector<std::vector<float>> train_ps(Cluster& cl, int workers, const io::Dataset& data,
+                                         const TrainConfig& cfg, int64_t chunk_bytes,
+                                         std::vector<TrainResult>* results = nullptr,
                                          Timeline* timeline0 = nullptr) {
   std::vector<std::vector<float>> weights(static_cast<size_t>(workers));
   std::vector<TrainResult> res(static_cast<size_t>(workers));
@@ -345,7 +348,8 @@ TEST_P(SyncEquality, WorkersMatchOneProcessWithTheGlobalBatch) {
   const auto w = train_ps(cl, workers, data, config(b, 20), chunk, &res, &tl);
   ASSERT_FALSE(w[0].empty());
   EXPECT_EQ(res[0].global_step, 20);
-  for (int r = 1; r < workers; ++r) EXPECT_TRUE(w[0] == w[size_t(r)]) << "worker " << r << " holds other parameters";
+  for (int r = 1; r < workers; ++r)
+    EXPECT_TRUE(w[0] == w[size_t(r)]) << "worker " << r << " holds other parameters";
 
   Context ctx = quiet_context();
   Model single(ctx.backend(), tiny_cnn());
@@ -444,7 +448,9 @@ INSTANTIATE_TEST_SUITE_P(Modes, Converges, ::testing::Values("async", "ssp:2"),
 // One hand-driven step (the trainer's order of hooks) on a fixed random batch.
 struct Stepper {
   explicit Stepper(int rank, int world)
-      : ctx(quiet_context(rank, world)), model(ctx.backend(), tiny_cnn()), data(banded(32, 100 + uint64_t(rank))) {
+      : ctx(quiet_context(rank, world)),
+        model(ctx.backend(), tiny_cnn()),
+        data(banded(32, 100 + uint64_t(rank))) {
     model.init(11);
     OptimizerConfig oc;
     oc.kind = OptimizerKind::Adam;
@@ -496,7 +502,8 @@ TEST(Ssp, BoundsStalenessOfASlowedWorker) {
   EXPECT_LE(bounded, 3) << "worker 0 ran more than S=2 steps ahead of the slow worker";
   EXPECT_LE(st.max_staleness, 2);
   const int64_t free = max_lead("async", 16, &st);
-  EXPECT_GT(free, 6) << "without a bound the fast worker should run ahead (the bound test means nothing otherwise)";
+  EXPECT_GT(free, 6)
+      << "without a bound the fast worker should run ahead (the bound test means nothing otherwise)";
   EXPECT_GT(st.max_staleness, 2);
 }
 
@@ -528,20 +535,20 @@ TEST(Server, KeepsServingThroughGarbageTruncatedAndWrongTokenFrames) {
     for (auto& ch : junk) ch = char(g());
     send({junk});
   }
-  send({""});                                              // empty frame
+  send({""});                                                     // empty frame
   send({enc.substr(0, enc.size() / 2), std::string(4096, 'x')});  // truncated header
   Header wrong = good;
   wrong.token = kToken ^ 1;
   send({encode_header(wrong), std::string(4096, 'x')});  // wrong token
   Header liar = good;
-  liar.sender = 7;                                         // no such worker
+  liar.sender = 7;  // no such worker
   send({encode_header(liar), std::string(4096, 'x')});
   Header unknown = good;
-  unknown.chunks = {12345};                                 // no such chunk
+  unknown.chunks = {12345};  // no such chunk
   send({encode_header(unknown), std::string(4096, 'x')});
-  send({enc, std::string(17, 'x')});                       // payload of the wrong size
-  send({enc});                                             // payload missing
-  send({std::string(kMaxHeaderBytes + 10, 'h')});          // oversized header
+  send({enc, std::string(17, 'x')});               // payload of the wrong size
+  send({enc});                                     // payload missing
+  send({std::string(kMaxHeaderBytes + 10, 'h')});  // oversized header
   {  // a frame larger than any chunk: ZeroMQ cuts the connection, the server lives on
     ZmqContext z2;
     Socket big(z2, ZMQ_DEALER, "test");

@@ -20,7 +20,8 @@ namespace {
 std::filesystem::path mnist_dir() {
   const char* cache = std::getenv("STRAND_CACHE");
   const char* home = std::getenv("HOME");
-  return std::filesystem::path(cache ? cache : std::string(home ? home : "/root") + "/.cache/strand") / "mnist";
+  return std::filesystem::path(cache ? cache : std::string(home ? home : "/root") + "/.cache/strand") /
+         "mnist";
 }
 
 class Mnist : public ::testing::TestWithParam<std::string> {};
@@ -31,7 +32,8 @@ TEST_P(Mnist, TwoWorkersReach985PercentInOneEpoch) {
   const Context server_ctx(make_cpu_backend(1), {}, [](std::string_view) {});
   ServerOptions so;
   so.token = random_token();
-  so.map = ShardMap::build(Model(server_ctx.backend(), models::mnist_cnn()).param_count(), kDefaultChunkBytes, 2);
+  so.map =
+      ShardMap::build(Model(server_ctx.backend(), models::mnist_cnn()).param_count(), kDefaultChunkBytes, 2);
   so.workers = workers;
   so.consistency = Consistency::parse(GetParam());
   std::vector<std::unique_ptr<Server>> servers;

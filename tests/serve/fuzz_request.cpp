@@ -26,7 +26,8 @@ std::string simplified(std::string_view body, const strand::serve::InstanceSpec&
   strand::serve::JsonParser parser;
   try {
     const auto in = strand::serve::parse_sagemaker_json(body, spec, parser, halves ? &serial : nullptr);
-    return std::to_string(in.rows) + ":" + std::string(reinterpret_cast<const char*>(in.x.data()), in.x.size() * sizeof(float));
+    return std::to_string(in.rows) + ":" +
+           std::string(reinterpret_cast<const char*>(in.x.data()), in.x.size() * sizeof(float));
   } catch (const strand::Error& e) {
     return e.message();
   }
@@ -42,10 +43,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {
     strand::serve::Instances in;
     switch (data[0] % 4) {
-      case 0: in = strand::serve::parse_tfs_json(body, spec); break;
-      case 1: in = strand::serve::parse_sagemaker_json(body, spec); break;
-      case 2: in = strand::serve::parse_json_lines(body, spec); break;
-      default: in = strand::serve::parse_csv(body, spec); break;
+      case 0:
+        in = strand::serve::parse_tfs_json(body, spec);
+        break;
+      case 1:
+        in = strand::serve::parse_sagemaker_json(body, spec);
+        break;
+      case 2:
+        in = strand::serve::parse_json_lines(body, spec);
+        break;
+      default:
+        in = strand::serve::parse_csv(body, spec);
+        break;
     }
     if (in.rows < 1 || in.x.size() != size_t(in.rows * spec.size)) std::abort();
     for (float v : in.x)
@@ -57,7 +66,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       for (const std::string& list : {std::string(body), "[" + std::string(body) + "]"}) {
         try {
           const auto general = strand::serve::parse_tfs_json("{\"instances\": " + list + "}", spec);
-          same = same || (general.rows == in.rows && std::memcmp(general.x.data(), in.x.data(), in.x.size() * sizeof(float)) == 0);
+          same = same || (general.rows == in.rows &&
+                          std::memcmp(general.x.data(), in.x.data(), in.x.size() * sizeof(float)) == 0);
         } catch (const strand::Error&) {
         }
       }

@@ -21,14 +21,16 @@ namespace strand::serve::test {
 // parameters zero, so every prediction is exactly ten 0.1s and bodies can be spelled out.
 class ModelDir {
  public:
-  ModelDir() : dir_(std::filesystem::temp_directory_path() / ("strand-serve-test-" + std::to_string(::getpid()))) {
+  ModelDir()
+      : dir_(std::filesystem::temp_directory_path() / ("strand-serve-test-" + std::to_string(::getpid()))) {
     std::filesystem::remove_all(dir_);
     Context ctx(make_cpu_backend(1));
     Model m(ctx.backend(), models::mnist_mlp());
     m.init(7);
     seeded_ = m.get_params();
     io::export_model(dir_, {m.arch(), io::default_signature(m), seeded_, {}});
-    io::export_model(dir_, {m.arch(), io::default_signature(m), std::vector<float>(seeded_.size(), 0.0f), {}});
+    io::export_model(dir_,
+                     {m.arch(), io::default_signature(m), std::vector<float>(seeded_.size(), 0.0f), {}});
   }
   ~ModelDir() { std::filesystem::remove_all(dir_); }
   const std::filesystem::path& path() const { return dir_; }
@@ -42,7 +44,10 @@ class ModelDir {
 // A running endpoint on a free port.
 struct Served {
   Served(const std::filesystem::path& dir, BatchOptions batch = {}, ServerOptions opts = {})
-      : ctx(make_cpu_backend(2)), registry(ctx.backend(), dir, "mnist"), executor(batch), endpoint(registry, executor),
+      : ctx(make_cpu_backend(2)),
+        registry(ctx.backend(), dir, "mnist"),
+        executor(batch),
+        endpoint(registry, executor),
         server(endpoint, [&] {
           opts.port = 0;
           return opts;

@@ -55,7 +55,8 @@ class EndpointTest : public ::testing::Test {
     auto res = client().Get(path.c_str());
     return res ? std::pair{res->status, res->body} : std::pair{-1, std::string()};
   }
-  std::pair<int, std::string> post(const std::string& path, const std::string& body, const std::string& type = "application/json",
+  std::pair<int, std::string> post(const std::string& path, const std::string& body,
+                                   const std::string& type = "application/json",
                                    httplib::Headers headers = {}) const {
     auto res = client().Post(path.c_str(), headers, body, type.c_str());
     return res ? std::pair{res->status, res->body} : std::pair{-1, std::string()};
@@ -71,10 +72,13 @@ Served* EndpointTest::served_ = nullptr;
 TEST_F(EndpointTest, Ping) { EXPECT_EQ(get("/ping"), std::pair(200, std::string())); }
 
 TEST_F(EndpointTest, ModelStatus) {
-  const std::string v = R"({"version":"V","state":"AVAILABLE","status":{"error_code":"OK","error_message":""}})";
+  const std::string v =
+      R"({"version":"V","state":"AVAILABLE","status":{"error_code":"OK","error_message":""}})";
   auto ver = [&](const char* n) { return std::string(v).replace(v.find('V'), 1, n); };
-  EXPECT_EQ(get("/v1/models/mnist"), std::pair(200, R"({"model_version_status":[)" + ver("2") + "," + ver("1") + "]}"));
-  EXPECT_EQ(get("/v1/models/mnist/versions/1"), std::pair(200, R"({"model_version_status":[)" + ver("1") + "]}"));
+  EXPECT_EQ(get("/v1/models/mnist"),
+            std::pair(200, R"({"model_version_status":[)" + ver("2") + "," + ver("1") + "]}"));
+  EXPECT_EQ(get("/v1/models/mnist/versions/1"),
+            std::pair(200, R"({"model_version_status":[)" + ver("1") + "]}"));
 }
 
 TEST_F(EndpointTest, Metadata) {
@@ -82,8 +86,10 @@ TEST_F(EndpointTest, Metadata) {
   auto shape = [&](const char* n) { return std::string(dims).replace(dims.find('N'), 1, n); };
   auto body = [&](const char* version) {
     return std::string(R"({"model_spec":{"name":"mnist","signature_name":"","version":")") + version +
-           R"("},"metadata":{"signature_def":{"signature_def":{"serving_default":{"inputs":{"x":{"dtype":"DT_FLOAT","tensor_shape":)" +
-           shape("784") + R"(,"name":"x:0"}},"outputs":{"probabilities":{"dtype":"DT_FLOAT","tensor_shape":)" + shape("10") +
+           R"("},"metadata":{"signature_def":{"signature_def":{"serving_default":)"
+           R"({"inputs":{"x":{"dtype":"DT_FLOAT","tensor_shape":)" +
+           shape("784") +
+           R"(,"name":"x:0"}},"outputs":{"probabilities":{"dtype":"DT_FLOAT","tensor_shape":)" + shape("10") +
            R"(,"name":"probabilities:0"}},"method_name":"tensorflow/serving/predict"}}}}})";
   };
   EXPECT_EQ(get("/v1/models/mnist/metadata"), std::pair(200, body("2")));
@@ -92,8 +98,10 @@ TEST_F(EndpointTest, Metadata) {
 
 TEST_F(EndpointTest, TfServingPredictFormats) {
   // Row format: flat, 28x28 nested and named instances; columnar: bare and named.
-  EXPECT_EQ(post("/v1/models/mnist:predict", "{\"instances\":[" + kFlat + "," + kNested + "]}"), std::pair(200, kUniform2));
-  EXPECT_EQ(post("/v1/models/mnist:predict", "{\"instances\":[{\"x\":" + kFlat + "}], \"signature_name\":\"serving_default\"}"),
+  EXPECT_EQ(post("/v1/models/mnist:predict", "{\"instances\":[" + kFlat + "," + kNested + "]}"),
+            std::pair(200, kUniform2));
+  EXPECT_EQ(post("/v1/models/mnist:predict",
+                 "{\"instances\":[{\"x\":" + kFlat + "}], \"signature_name\":\"serving_default\"}"),
             std::pair(200, kUniform1));
   EXPECT_EQ(post("/v1/models/mnist/versions/2:predict", "{\"inputs\":[" + kFlat + "]}"),
             std::pair(200, "{\"outputs\":[" + uniform_row() + "]}"));
@@ -111,13 +119,15 @@ TEST_F(EndpointTest, PredictionsAreTheModelsFloats) {
   m.predict(x.data(), 3, want.data());
   const std::string body = "{\"instances\":" + json_rows(x) + "}";
   for (const auto& [path, attrs] : {std::pair{"/v1/models/mnist/versions/1:predict", ""},
-                                     std::pair{"/invocations", "tfs-model-name=mnist, tfs-model-version=1"}}) {
-    const auto [status, out] = post(path, body, "application/json", {{"X-Amzn-SageMaker-Custom-Attributes", attrs}});
+                                    std::pair{"/invocations", "tfs-model-name=mnist, tfs-model-version=1"}}) {
+    const auto [status, out] =
+        post(path, body, "application/json", {{"X-Amzn-SageMaker-Custom-Attributes", attrs}});
     ASSERT_EQ(status, 200) << out;
     const auto j = nlohmann::json::parse(out)["predictions"];
     ASSERT_EQ(j.size(), 3u);
     for (int r = 0; r < 3; ++r)
-      for (int c = 0; c < 10; ++c) EXPECT_EQ(j[size_t(r)][size_t(c)].get<float>(), want[size_t(r * 10 + c)]) << path;
+      for (int c = 0; c < 10; ++c)
+        EXPECT_EQ(j[size_t(r)][size_t(c)].get<float>(), want[size_t(r * 10 + c)]) << path;
   }
   // Predictor (what `strand predict` uses) gets the same floats.
   const auto got = Predictor("127.0.0.1", served_->server.port()).predict(x.data(), 3, 784, 2);
@@ -130,20 +140,24 @@ TEST_F(EndpointTest, PredictionsAreTheModelsFloats) {
     ADD_FAILURE() << "no error for 783 values";
   } catch (const strand::Error& e) {
     EXPECT_EQ(e.kind(), ErrorKind::Io);
-    EXPECT_NE(e.message().find("answered 400: instance 0: expected a list of 784 numbers"), std::string::npos) << e.message();
+    EXPECT_NE(e.message().find("answered 400: instance 0: expected a list of 784 numbers"), std::string::npos)
+        << e.message();
   }
   EXPECT_FALSE(Predictor("127.0.0.1", 1).ping());
 }
 
 TEST_F(EndpointTest, InvocationsContentTypes) {
   const std::string csv_row = repeat("0", 784);
-  EXPECT_EQ(post("/invocations", kFlat), std::pair(200, kUniform1));                               // one instance
+  EXPECT_EQ(post("/invocations", kFlat), std::pair(200, kUniform1));  // one instance
   EXPECT_EQ(post("/invocations", kNested, "application/json; charset=utf-8"), std::pair(200, kUniform1));
   EXPECT_EQ(post("/invocations", "[" + kFlat + "," + kNested + "]"), std::pair(200, kUniform2));  // list
-  EXPECT_EQ(post("/invocations", "{\"instances\":[" + kFlat + "]}"), std::pair(200, kUniform1));  // TF Serving body
-  EXPECT_EQ(post("/invocations", "{\"x\":" + kFlat + "}"), std::pair(200, kUniform1));            // named instance
-  EXPECT_EQ(post("/invocations", kFlat + "\n" + kNested + "\n", "application/jsonlines"), std::pair(200, kUniform2));
-  EXPECT_EQ(post("/invocations", "{\"instances\":[" + kFlat + "]}\n" + kFlat, "application/jsons"), std::pair(200, kUniform2));
+  EXPECT_EQ(post("/invocations", "{\"instances\":[" + kFlat + "]}"),
+            std::pair(200, kUniform1));                                                 // TF Serving body
+  EXPECT_EQ(post("/invocations", "{\"x\":" + kFlat + "}"), std::pair(200, kUniform1));  // named instance
+  EXPECT_EQ(post("/invocations", kFlat + "\n" + kNested + "\n", "application/jsonlines"),
+            std::pair(200, kUniform2));
+  EXPECT_EQ(post("/invocations", "{\"instances\":[" + kFlat + "]}\n" + kFlat, "application/jsons"),
+            std::pair(200, kUniform2));
   EXPECT_EQ(post("/invocations", csv_row + "\r\n" + csv_row + "\n", "text/csv"), std::pair(200, kUniform2));
 }
 
@@ -151,83 +165,120 @@ TEST_F(EndpointTest, AcceptHeader) {
   auto with_accept = [&](const std::string& accept) {
     return post("/invocations", "[" + kFlat + "," + kFlat + "]", "application/json", {{"Accept", accept}});
   };
-  EXPECT_EQ(with_accept("application/jsonlines"), std::pair(200, uniform_row() + "\n" + uniform_row() + "\n"));
-  EXPECT_EQ(with_accept("text/csv, application/jsonlines;q=0.9, application/json"), std::pair(200, uniform_row() + "\n" + uniform_row() + "\n"));
+  EXPECT_EQ(with_accept("application/jsonlines"),
+            std::pair(200, uniform_row() + "\n" + uniform_row() + "\n"));
+  EXPECT_EQ(with_accept("text/csv, application/jsonlines;q=0.9, application/json"),
+            std::pair(200, uniform_row() + "\n" + uniform_row() + "\n"));
   EXPECT_EQ(with_accept("text/html, application/json"), std::pair(200, kUniform2));
   EXPECT_EQ(with_accept("*/*"), std::pair(200, kUniform2));
   EXPECT_EQ(with_accept("text/csv"),
-            std::pair(406, err("cannot answer in any of Accept: 'text/csv' (supported: application/json, application/jsonlines)")));
+            std::pair(406, err("cannot answer in any of Accept: 'text/csv' (supported: application/json, "
+                               "application/jsonlines)")));
   auto res = client().Post("/invocations", {{"Accept", "application/jsonlines"}}, kFlat, "application/json");
   ASSERT_TRUE(res);
   EXPECT_EQ(res->get_header_value("Content-Type"), "application/jsonlines");
 }
 
 TEST_F(EndpointTest, ClientErrors) {
-  const std::string where = "instance 0: expected a list of 784 numbers or a nested list of shape [28,28] or [1,28,28], got ";
+  const std::string where =
+      "instance 0: expected a list of 784 numbers or a nested list of shape [28,28] or [1,28,28], got ";
   struct Case {
     std::string method, path, type, body;
     int status;
     std::string error;
   };
   const std::vector<Case> cases = {
-      {"POST", "/v1/models/mnist:predict", "application/json", "{\"instances\":[[1,2,3]]}", 400, where + "a list of 3"},
-      {"POST", "/v1/models/mnist:predict", "application/json", "{\"instances\":[" + kFlat + ",[" + repeat("1", 783) + "]]}", 400,
-       "instance 1: expected a list of 784 numbers or a nested list of shape [28,28] or [1,28,28], got a list of 783"},
-      {"POST", "/v1/models/mnist:predict", "application/json", "{\"instances\":[[" + repeat("1", 783) + ",\"a\"]]}", 400,
+      {"POST", "/v1/models/mnist:predict", "application/json", "{\"instances\":[[1,2,3]]}", 400,
+       where + "a list of 3"},
+      {"POST", "/v1/models/mnist:predict", "application/json",
+       "{\"instances\":[" + kFlat + ",[" + repeat("1", 783) + "]]}", 400,
+       "instance 1: expected a list of 784 numbers or a nested list of shape [28,28] or [1,28,28], got a "
+       "list of 783"},
+      {"POST", "/v1/models/mnist:predict", "application/json",
+       "{\"instances\":[[" + repeat("1", 783) + ",\"a\"]]}", 400,
        "instance 0, value 783: a string, not a number"},
-      {"POST", "/v1/models/mnist:predict", "application/json", "{\"instances\":[[" + repeat("1", 700) + ",1e39," + repeat("1", 83) + "]]}",
-       400, "instance 0, value 700: 1e+39 is out of float range"},
+      {"POST", "/v1/models/mnist:predict", "application/json",
+       "{\"instances\":[[" + repeat("1", 700) + ",1e39," + repeat("1", 83) + "]]}", 400,
+       "instance 0, value 700: 1e+39 is out of float range"},
       {"POST", "/v1/models/mnist:predict", "application/json", "{\"instances\":[[1e400]]}", 400,
        "the body is not valid JSON: Problem while parsing a number"},
       {"POST", "/v1/models/mnist:predict", "application/json", "{\"instances\":[[NaN]]}", 400,
-       "the body is not valid JSON: The JSON document has an improper structure: missing or superfluous commas, braces, missing keys, etc."},
+       "the body is not valid JSON: The JSON document has an improper structure: missing or superfluous "
+       "commas, braces, missing keys, etc."},
       {"POST", "/v1/models/mnist:predict", "application/json", "{\"instances\": [", 400,
-       "the body is not valid JSON: The JSON document has an improper structure: missing or superfluous commas, braces, missing keys, etc."},
+       "the body is not valid JSON: The JSON document has an improper structure: missing or superfluous "
+       "commas, braces, missing keys, etc."},
       {"POST", "/v1/models/mnist:predict", "application/json", "", 400, "the body is empty"},
-      {"POST", "/v1/models/mnist:predict", "application/json", std::string(100000, '[') + std::string(100000, ']'), 400,
+      {"POST", "/v1/models/mnist:predict", "application/json",
+       std::string(100000, '[') + std::string(100000, ']'), 400,
        "the body: JSON nested deeper than 16 levels"},
       {"POST", "/v1/models/mnist:predict", "application/json", "{\"instances\":[\"\xff\xfe\"]}", 400,
        "the body is not valid JSON: The input is not valid UTF-8"},
       {"POST", "/v1/models/mnist:predict", "application/json", "[1]", 400,
        "the body must be a JSON object with 'instances' or 'inputs', got a list"},
-      {"POST", "/v1/models/mnist:predict", "application/json", "{\"instances\":[],\"inputs\":[]}", 400, "'instances' is an empty list"},
+      {"POST", "/v1/models/mnist:predict", "application/json", "{\"instances\":[],\"inputs\":[]}", 400,
+       "'instances' is an empty list"},
       {"POST", "/v1/models/mnist:predict", "application/json", "{\"instance\":[]}", 400,
        "unknown key 'instance' (expected 'instances' or 'inputs', and optionally 'signature_name')"},
-      {"POST", "/v1/models/mnist:predict", "application/json", "{\"instances\":[" + kFlat + "],\"signature_name\":\"other\"}", 400,
+      {"POST", "/v1/models/mnist:predict", "application/json",
+       "{\"instances\":[" + kFlat + "],\"signature_name\":\"other\"}", 400,
        "unknown signature_name 'other'; the model has 'serving_default'"},
       {"POST", "/v1/models/mnist:predict", "application/json", "{\"instances\":[{\"y\":" + kFlat + "}]}", 400,
        "instance 0: unknown input 'y' (the signature's input is 'x')"},
-      {"POST", "/v1/models/mnist:predict", "application/json", "{\"instances\":[[" + repeat("[" + repeat("1", 28) + "]", 27) + ",[1]]]}",
-       400, "instance 0, value 756: a list of 1 where 28 were expected (ragged nesting)"},
-      {"POST", "/v1/models/mnist:classify", "application/json", "{}", 400, "method 'classify' is not supported; this signature serves ':predict'"},
-      {"POST", "/v1/models/other:predict", "application/json", "{}", 404, "no model named 'other'; this endpoint serves 'mnist'"},
-      {"POST", "/v1/models/mnist/versions/3:predict", "application/json", "{}", 404, "model 'mnist' has no version 3 (versions: 1, 2)"},
+      {"POST", "/v1/models/mnist:predict", "application/json",
+       "{\"instances\":[[" + repeat("[" + repeat("1", 28) + "]", 27) + ",[1]]]}", 400,
+       "instance 0, value 756: a list of 1 where 28 were expected (ragged nesting)"},
+      {"POST", "/v1/models/mnist:classify", "application/json", "{}", 400,
+       "method 'classify' is not supported; this signature serves ':predict'"},
+      {"POST", "/v1/models/other:predict", "application/json", "{}", 404,
+       "no model named 'other'; this endpoint serves 'mnist'"},
+      {"POST", "/v1/models/mnist/versions/3:predict", "application/json", "{}", 404,
+       "model 'mnist' has no version 3 (versions: 1, 2)"},
       {"GET", "/v1/models/mnist/versions/x1", "", "", 400, "model version 'x1' is not a number"},
-      {"GET", "/v1/models/mnist/versions/99999999999999999999", "", "", 400, "model version '99999999999999999999' is not a number"},
-      {"GET", "/v1/models/..%2F..%2Fetc%2Fpasswd", "", "", 404, "unknown path '/v1/models/../../etc/passwd' (routes: /v1/models/{name}[/versions/{v}][:predict|/metadata])"},
+      {"GET", "/v1/models/mnist/versions/99999999999999999999", "", "", 400,
+       "model version '99999999999999999999' is not a number"},
+      {"GET", "/v1/models/..%2F..%2Fetc%2Fpasswd", "", "", 404,
+       "unknown path '/v1/models/../../etc/passwd' (routes: "
+       "/v1/models/{name}[/versions/{v}][:predict|/metadata])"},
       {"GET", "/v1/models/..", "", "", 404, "no model named '..'; this endpoint serves 'mnist'"},
-      {"GET", "/v1/models/mnist/labels/stable", "", "", 404, "version labels are not supported; address a version as /versions/{v}"},
-      {"GET", "/nowhere", "", "", 404, "unknown path '/nowhere' (routes: /ping, /invocations, /v1/models/{name}[/versions/{v}][:predict|/metadata])"},
+      {"GET", "/v1/models/mnist/labels/stable", "", "", 404,
+       "version labels are not supported; address a version as /versions/{v}"},
+      {"GET", "/nowhere", "", "", 404,
+       "unknown path '/nowhere' (routes: /ping, /invocations, "
+       "/v1/models/{name}[/versions/{v}][:predict|/metadata])"},
       {"GET", "/invocations", "", "", 405, "method GET is not allowed on '/invocations'; use POST"},
-      {"POST", "/v1/models/mnist", "application/json", "{}", 405, "method POST is not allowed on '/v1/models/mnist'; use GET"},
-      {"PUT", "/invocations", "application/json", "{}", 405, "method PUT is not allowed; the routes take GET or POST"},
-      {"DELETE", "/v1/models/mnist", "", "", 405, "method DELETE is not allowed; the routes take GET or POST"},
+      {"POST", "/v1/models/mnist", "application/json", "{}", 405,
+       "method POST is not allowed on '/v1/models/mnist'; use GET"},
+      {"PUT", "/invocations", "application/json", "{}", 405,
+       "method PUT is not allowed; the routes take GET or POST"},
+      {"DELETE", "/v1/models/mnist", "", "", 405,
+       "method DELETE is not allowed; the routes take GET or POST"},
       {"POST", "/invocations", "text/plain", "1", 415,
-       "unsupported Content-Type 'text/plain' (supported: application/json, application/jsonlines, application/jsons, text/csv)"},
-      {"POST", "/invocations", "text/csv", repeat("0", 784) + "\n" + repeat("0", 783), 400, "row 2 has 783 values, expected 784"},
+       "unsupported Content-Type 'text/plain' (supported: application/json, application/jsonlines, "
+       "application/jsons, text/csv)"},
+      {"POST", "/invocations", "text/csv", repeat("0", 784) + "\n" + repeat("0", 783), 400,
+       "row 2 has 783 values, expected 784"},
       {"POST", "/invocations", "text/csv", repeat("0", 785), 400, "row 1 has more than 784 values"},
-      {"POST", "/invocations", "text/csv", repeat("0", 10) + ",abc," + repeat("0", 773), 400, "row 1, column 11: 'abc' is not a number"},
-      {"POST", "/invocations", "text/csv", "nan," + repeat("0", 783), 400, "row 1, column 1: 'nan' is not a finite float"},
-      {"POST", "/invocations", "text/csv", "1e39," + repeat("0", 783), 400, "row 1, column 1: '1e39' is not a finite float"},
-      {"POST", "/invocations", "text/csv", "\xc3\x28," + repeat("0", 783), 400, "row 1, column 1: '?(' is not a number"},
+      {"POST", "/invocations", "text/csv", repeat("0", 10) + ",abc," + repeat("0", 773), 400,
+       "row 1, column 11: 'abc' is not a number"},
+      {"POST", "/invocations", "text/csv", "nan," + repeat("0", 783), 400,
+       "row 1, column 1: 'nan' is not a finite float"},
+      {"POST", "/invocations", "text/csv", "1e39," + repeat("0", 783), 400,
+       "row 1, column 1: '1e39' is not a finite float"},
+      {"POST", "/invocations", "text/csv", "\xc3\x28," + repeat("0", 783), 400,
+       "row 1, column 1: '?(' is not a number"},
       {"POST", "/invocations", "text/csv", "\n\n", 400, "the CSV body has no rows"},
       {"POST", "/invocations", "application/jsonlines", kFlat + "\n[1,2]\n", 400,
-       "line 2: instance 1: expected a list of 784 numbers or a nested list of shape [28,28] or [1,28,28], got a list of 2"},
+       "line 2: instance 1: expected a list of 784 numbers or a nested list of shape [28,28] or [1,28,28], "
+       "got a list of 2"},
       {"POST", "/invocations", "application/jsonlines", kFlat + "\n{oops\n", 400,
-       "line 2 is not valid JSON: The JSON document has an improper structure: missing or superfluous commas, braces, missing keys, etc."},
-      {"POST", "/invocations", "application/json", "true", 400, "expected a list of instances or one instance, got a boolean"},
+       "line 2 is not valid JSON: The JSON document has an improper structure: missing or superfluous "
+       "commas, braces, missing keys, etc."},
+      {"POST", "/invocations", "application/json", "true", 400,
+       "expected a list of instances or one instance, got a boolean"},
       {"POST", "/invocations", "application/json", "[[1,2],[3]]", 400,
-       "instance 0: expected a list of 784 numbers or a nested list of shape [28,28] or [1,28,28], got a list of 2"},
+       "instance 0: expected a list of 784 numbers or a nested list of shape [28,28] or [1,28,28], got a "
+       "list of 2"},
   };
   httplib::Client c = client();
   for (const Case& k : cases) {
@@ -241,9 +292,11 @@ TEST_F(EndpointTest, ClientErrors) {
     EXPECT_EQ(res->get_header_value("Content-Type"), "application/json");
   }
   // Custom attributes pick the model and version; a wrong one is a 404.
-  EXPECT_EQ(post("/invocations", kFlat, "application/json", {{"X-Amzn-SageMaker-Custom-Attributes", "tfs-model-name=nope"}}),
+  EXPECT_EQ(post("/invocations", kFlat, "application/json",
+                 {{"X-Amzn-SageMaker-Custom-Attributes", "tfs-model-name=nope"}}),
             std::pair(404, err("no model named 'nope'; this endpoint serves 'mnist'")));
-  EXPECT_EQ(post("/invocations", kFlat, "application/json", {{"X-Amzn-SageMaker-Custom-Attributes", "tfs-model-version=5"}}),
+  EXPECT_EQ(post("/invocations", kFlat, "application/json",
+                 {{"X-Amzn-SageMaker-Custom-Attributes", "tfs-model-version=5"}}),
             std::pair(404, err("model 'mnist' has no version 5 (versions: 1, 2)")));
   EXPECT_EQ(get("/ping").first, 200);  // still serving
 }
@@ -289,21 +342,27 @@ TEST_F(EndpointTest, BodyLimit) {
   // Refused from Content-Length alone: the server answers before the client sends the body.
   const int fd = connect_to(served_->server.port());
   ASSERT_GE(fd, 0);
-  const std::string head = "POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 6291457\r\n\r\n";
+  const std::string head =
+      "POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: "
+      "6291457\r\n\r\n";
   ASSERT_EQ(::send(fd, head.data(), head.size(), 0), ssize_t(head.size()));
   const std::string reply = read_response(fd);  // the body never comes
   ::close(fd);
   EXPECT_EQ(reply.rfind("HTTP/1.1 413", 0), 0u) << reply;
-  EXPECT_NE(reply.find(err("the body of 6291457 bytes is over the limit of 6291456 bytes")), std::string::npos);
+  EXPECT_NE(reply.find(err("the body of 6291457 bytes is over the limit of 6291456 bytes")),
+            std::string::npos);
   // Chunked: refused once the running total passes 6 MiB.
   httplib::Client c = client();
   const std::string chunk(1 << 20, ' ');
   int sent = 0;
-  auto res = c.Post("/invocations", [&](size_t, httplib::DataSink& sink) {
-    if (sent++ < 8) return sink.write(chunk.data(), chunk.size());
-    sink.done();
-    return true;
-  }, "application/json");
+  auto res = c.Post(
+      "/invocations",
+      [&](size_t, httplib::DataSink& sink) {
+        if (sent++ < 8) return sink.write(chunk.data(), chunk.size());
+        sink.done();
+        return true;
+      },
+      "application/json");
   if (res) {
     EXPECT_EQ(res->status, 413);  // else the connection was closed while the client still sent
   }
@@ -342,7 +401,8 @@ TEST(Serve, SlowAndVanishingClients) {
   // A body trickling in (a byte every 0.3 s, never idle for the I/O timeout) is refused at the
   // deadline.
   const int trickle = connect_to(s.server.port());
-  const std::string head = "POST /invocations HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n[";
+  const std::string head =
+      "POST /invocations HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n[";
   ASSERT_EQ(::send(trickle, head.data(), head.size(), 0), ssize_t(head.size()));
   std::thread dribble([&] {
     for (int i = 0; i < 8; ++i) {
@@ -415,7 +475,8 @@ TEST(Serve, GracefulStopFinishesRequestsInFlight) {
   std::this_thread::sleep_for(std::chrono::milliseconds(150));
   const auto t0 = std::chrono::steady_clock::now();
   served->server.stop();
-  EXPECT_GT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(100));  // it did wait for the request
+  EXPECT_GT(std::chrono::steady_clock::now() - t0,
+            std::chrono::milliseconds(100));  // it did wait for the request
   EXPECT_EQ(reply.get(), std::pair(200, kUniform1));
   phantom.reset();
   // Stopped: new connections are refused.
@@ -442,7 +503,8 @@ TEST(Serve, BatchingGivesTheSamePredictionsUnderConcurrentLoad) {
         cl.set_read_timeout(30, 0);
         for (int i = 0; i < kRequests; ++i) {
           const size_t k = size_t(c * kRequests + i);
-          auto res = cl.Post("/invocations", {{"X-Amzn-SageMaker-Custom-Attributes", "tfs-model-version=1"}}, bodies[k], "application/json");
+          auto res = cl.Post("/invocations", {{"X-Amzn-SageMaker-Custom-Attributes", "tfs-model-version=1"}},
+                             bodies[k], "application/json");
           out[k] = res ? std::to_string(res->status) + res->body : "no answer";
         }
       });
@@ -596,7 +658,8 @@ TEST(Serve, RegistryRefusesBadNamesAndEmptyDirectories) {
 }
 
 TEST(Serve, EndpointStore) {
-  const auto dir = std::filesystem::temp_directory_path() / ("strand-store-test-" + std::to_string(::getpid()));
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("strand-store-test-" + std::to_string(::getpid()));
   std::filesystem::remove_all(dir);
   EndpointStore store(dir / "endpoints");
   EXPECT_TRUE(store.list().empty());

@@ -37,19 +37,23 @@ TEST(Request, InstanceSpec) {
 }
 
 TEST(Request, TfServingRowAndColumnar) {
-  Instances a = parse_tfs_json(R"({"instances": [[1,2,3,4,5,6], [[1,2,3],[4,5,6]], [[[1,2,3],[4,5,6]]], {"x": [0,0,0,0,0,-1.5]}]})", kSpec);
+  Instances a = parse_tfs_json(
+      R"({"instances": [[1,2,3,4,5,6], [[1,2,3],[4,5,6]], [[[1,2,3],[4,5,6]]], {"x": [0,0,0,0,0,-1.5]}]})",
+      kSpec);
   EXPECT_EQ(a.layout, Layout::Row);
   EXPECT_EQ(a.rows, 4);
-  EXPECT_EQ(a.x, (std::vector<float>{1, 2, 3, 4, 5, 6, 1, 2, 3, 4, 5, 6, 1, 2, 3, 4, 5, 6, 0, 0, 0, 0, 0, -1.5f}));
-  Instances b = parse_tfs_json(R"({"signature_name": "serving_default", "inputs": {"x": [[1,2,3,4,5,6]]}})", kSpec);
+  EXPECT_EQ(a.x,
+            (std::vector<float>{1, 2, 3, 4, 5, 6, 1, 2, 3, 4, 5, 6, 1, 2, 3, 4, 5, 6, 0, 0, 0, 0, 0, -1.5f}));
+  Instances b =
+      parse_tfs_json(R"({"signature_name": "serving_default", "inputs": {"x": [[1,2,3,4,5,6]]}})", kSpec);
   EXPECT_EQ(b.layout, Layout::Columnar);
   EXPECT_EQ(b.signature_name, "serving_default");
   EXPECT_EQ(b.rows, 1);
 }
 
 TEST(Request, SimplifiedJson) {
-  EXPECT_EQ(parse_sagemaker_json("[1,2,3,4,5,6]", kSpec).rows, 1);                // one flat instance
-  EXPECT_EQ(parse_sagemaker_json("[[1,2,3],[4,5,6]]", kSpec).rows, 1);            // one nested instance
+  EXPECT_EQ(parse_sagemaker_json("[1,2,3,4,5,6]", kSpec).rows, 1);                  // one flat instance
+  EXPECT_EQ(parse_sagemaker_json("[[1,2,3],[4,5,6]]", kSpec).rows, 1);              // one nested instance
   EXPECT_EQ(parse_sagemaker_json("[[1,2,3,4,5,6],[1,2,3,4,5,6]]", kSpec).rows, 2);  // a list
   EXPECT_EQ(parse_sagemaker_json(R"({"x": [1,2,3,4,5,6]})", kSpec).rows, 1);
   EXPECT_EQ(parse_sagemaker_json(R"({"instances": [[1,2,3,4,5,6]]})", kSpec).rows, 1);
@@ -68,26 +72,34 @@ TEST(Request, JsonLinesAndCsv) {
 }
 
 TEST(Request, ErrorsSayWhere) {
-  EXPECT_EQ(message_of([] { parse_tfs_json(R"({"instances": [[1,2,3,4,5,6], [[1,2,3],[4,null,6]]]})", kSpec); }),
-            "instance 1, value 4: null, not a number");
+  EXPECT_EQ(
+      message_of([] { parse_tfs_json(R"({"instances": [[1,2,3,4,5,6], [[1,2,3],[4,null,6]]]})", kSpec); }),
+      "instance 1, value 4: null, not a number");
   EXPECT_EQ(message_of([] { parse_tfs_json(R"({"instances": [[[1,2,3],[4,5]]]})", kSpec); }),
             "instance 0, value 3: a list of 2 where 3 were expected (ragged nesting)");
   EXPECT_EQ(message_of([] { parse_tfs_json(R"({"instances": [[[1,2],[3,4],[5,6]]]})", kSpec); }),
-            "instance 0: expected a list of 6 numbers or a nested list of shape [2,3] or [1,2,3], got nested lists of shape [3,2]");
-  EXPECT_EQ(message_of([] { parse_tfs_json(R"({"instances": 5})", kSpec); }), "'instances' must be a list of instances, got a number");
-  EXPECT_EQ(message_of([] { parse_tfs_json(R"({"instances": [1], "inputs": [1]})", kSpec); }),
-            "instance 0: expected a list of 6 numbers or a nested list of shape [2,3] or [1,2,3], got a number");
+            "instance 0: expected a list of 6 numbers or a nested list of shape [2,3] or [1,2,3], got nested "
+            "lists of shape [3,2]");
+  EXPECT_EQ(message_of([] { parse_tfs_json(R"({"instances": 5})", kSpec); }),
+            "'instances' must be a list of instances, got a number");
+  EXPECT_EQ(
+      message_of([] { parse_tfs_json(R"({"instances": [1], "inputs": [1]})", kSpec); }),
+      "instance 0: expected a list of 6 numbers or a nested list of shape [2,3] or [1,2,3], got a number");
   EXPECT_EQ(message_of([] { parse_tfs_json(R"({"inputs": [[1,2,3,4,5,6]], "instances": []})", kSpec); }),
             "a request has either 'instances' (row format) or 'inputs' (columnar format), not both");
   EXPECT_EQ(message_of([] { parse_tfs_json("{}", kSpec); }),
             "the JSON object has neither 'instances' (row format) nor 'inputs' (columnar format)");
-  EXPECT_EQ(message_of([] { parse_sagemaker_json(R"({})", kSpec); }), "instance 0: empty object, expected {\"x\": [...]}");
+  EXPECT_EQ(message_of([] { parse_sagemaker_json(R"({})", kSpec); }),
+            "instance 0: empty object, expected {\"x\": [...]}");
   EXPECT_EQ(message_of([] { parse_json_lines("\n\n", kSpec); }), "the body has no JSON lines");
-  EXPECT_EQ(message_of([] { parse_json_lines("[1,2,3,4,5,6]\n[1,2,3,4,5,\"6\"]", kSpec); }), "line 2: instance 1, value 5: a string, not a number");
+  EXPECT_EQ(message_of([] { parse_json_lines("[1,2,3,4,5,6]\n[1,2,3,4,5,\"6\"]", kSpec); }),
+            "line 2: instance 1, value 5: a string, not a number");
   EXPECT_EQ(message_of([] { parse_csv("1,2,3,4,5,", kSpec); }), "row 1, column 6: '' is not a number");
-  EXPECT_EQ(message_of([] { parse_csv("1,2,3,4,5,inf", kSpec); }), "row 1, column 6: 'inf' is not a finite float");
+  EXPECT_EQ(message_of([] { parse_csv("1,2,3,4,5,inf", kSpec); }),
+            "row 1, column 6: 'inf' is not a finite float");
   EXPECT_EQ(message_of([] { parse_csv("1,2,3,4,5,6 7", kSpec); }), "row 1, column 6: '6 7' is not a number");
-  EXPECT_EQ(message_of([] { parse_csv("1,2,3,4,5,0x10", kSpec); }), "row 1, column 6: '0x10' is not a number");
+  EXPECT_EQ(message_of([] { parse_csv("1,2,3,4,5,0x10", kSpec); }),
+            "row 1, column 6: '0x10' is not a number");
 }
 
 // Simplified JSON of flat instances takes a fast path of its own; it must give exactly the
@@ -147,22 +159,40 @@ TEST(Request, ParsingInHalvesMatchesParsingWhole) {
     }
     EXPECT_EQ(a, b) << body.substr(0, 80);
   };
-  both(big + "]");                                  // 6000 rows
-  both(big + ",[1,2,3]]");                           // a short last row
-  both(big + "]]");                                  // invalid JSON after the list
-  both("[" + big.substr(1) + "]");                   // the same list again
+  both(big + "]");                  // 6000 rows
+  both(big + ",[1,2,3]]");          // a short last row
+  both(big + "]]");                 // invalid JSON after the list
+  both("[" + big.substr(1) + "]");  // the same list again
   std::string nested = "[";
   for (int i = 0; i < 4000; ++i) nested += i ? ",[[1,2,3],[4,5,6]]" : "[[1,2,3],[4,5,6]]";
-  both(nested + "]");                                // nested instances: cut inside an instance
-  both(R"({"instances": )" + big + "]}");            // a TF Serving body
+  both(nested + "]");                      // nested instances: cut inside an instance
+  both(R"({"instances": )" + big + "]}");  // a TF Serving body
 }
 
 TEST(Request, SimplifiedFastPathMatchesTheGeneralPath) {
   std::mt19937_64 rng(5);
-  std::vector<std::string> numbers = {"0", "-0", "0.0", "-0.0", "1", "-1", "1e5", "1E+5", "-2.5e-3", "1e-30", "3e38",
-                                      "123456789012345678", "9007199254740993", "0.30000000000000004",
-                                      "1.00000005960464477539", "0.000000000000000000001", "18446744073709551615",
-                                      "1e22", "1e23", "4.9e-324", "0.1e1", "1000000000000000000000.5"};
+  std::vector<std::string> numbers = {"0",
+                                      "-0",
+                                      "0.0",
+                                      "-0.0",
+                                      "1",
+                                      "-1",
+                                      "1e5",
+                                      "1E+5",
+                                      "-2.5e-3",
+                                      "1e-30",
+                                      "3e38",
+                                      "123456789012345678",
+                                      "9007199254740993",
+                                      "0.30000000000000004",
+                                      "1.00000005960464477539",
+                                      "0.000000000000000000001",
+                                      "18446744073709551615",
+                                      "1e22",
+                                      "1e23",
+                                      "4.9e-324",
+                                      "0.1e1",
+                                      "1000000000000000000000.5"};
   char buf[64];
   for (int i = 0; i < 3000; ++i) {
     const uint64_t bits = rng();
@@ -171,10 +201,18 @@ TEST(Request, SimplifiedFastPathMatchesTheGeneralPath) {
     std::memcpy(&f, &b32, 4);
     if (!std::isfinite(f)) continue;
     switch (i % 4) {
-      case 0: numbers.emplace_back(buf, std::to_chars(buf, buf + sizeof(buf), f).ptr); break;  // shortest
-      case 1: numbers.emplace_back(buf, std::to_chars(buf, buf + sizeof(buf), double(f) * 0.7).ptr); break;
-      case 2: numbers.emplace_back(buf, size_t(std::snprintf(buf, sizeof(buf), "%.9g", double(bits % 1000000) / 1e6))); break;
-      default: numbers.emplace_back(std::to_string(int64_t(bits >> (bits % 64)) - int64_t(bits % 3)));
+      case 0:
+        numbers.emplace_back(buf, std::to_chars(buf, buf + sizeof(buf), f).ptr);
+        break;  // shortest
+      case 1:
+        numbers.emplace_back(buf, std::to_chars(buf, buf + sizeof(buf), double(f) * 0.7).ptr);
+        break;
+      case 2:
+        numbers.emplace_back(buf,
+                             size_t(std::snprintf(buf, sizeof(buf), "%.9g", double(bits % 1000000) / 1e6)));
+        break;
+      default:
+        numbers.emplace_back(std::to_string(int64_t(bits >> (bits % 64)) - int64_t(bits % 3)));
     }
   }
   const InstanceSpec flat = instance_spec(Shape{3}, "x");
@@ -196,15 +234,24 @@ TEST(Request, SimplifiedFastPathMatchesTheGeneralPath) {
     }
   }
   // What the fast path declines, the general path answers with its own messages.
-  EXPECT_EQ(message_of([] { parse_sagemaker_json("[[1,2,3,4,5,6],[1,2]]", kSpec); }),
-            "instance 1: expected a list of 6 numbers or a nested list of shape [2,3] or [1,2,3], got a list of 2");
-  EXPECT_EQ(message_of([] { parse_sagemaker_json("[[1,2,3,4,5,6],[1,2,3,4,5,01]]", kSpec); }).rfind("the body is not valid JSON", 0), 0u);
-  EXPECT_EQ(message_of([] { parse_sagemaker_json("[[1,2,3,4,5,6]] x", kSpec); }).rfind("the body is not valid JSON", 0), 0u);
+  EXPECT_EQ(
+      message_of([] { parse_sagemaker_json("[[1,2,3,4,5,6],[1,2]]", kSpec); }),
+      "instance 1: expected a list of 6 numbers or a nested list of shape [2,3] or [1,2,3], got a list of 2");
+  EXPECT_EQ(message_of([] {
+              parse_sagemaker_json("[[1,2,3,4,5,6],[1,2,3,4,5,01]]", kSpec);
+            }).rfind("the body is not valid JSON", 0),
+            0u);
+  EXPECT_EQ(message_of([] {
+              parse_sagemaker_json("[[1,2,3,4,5,6]] x", kSpec);
+            }).rfind("the body is not valid JSON", 0),
+            0u);
   EXPECT_EQ(message_of([] { parse_sagemaker_json("[1,2,3,4,5,100000000000000000000000]", kSpec); }),
             "the body is not valid JSON: Problem while parsing a number");  // simdjson's limit for integers
-  EXPECT_EQ(message_of([] { parse_sagemaker_json("[1,2,3,4,5,1e39]", kSpec); }), "instance 0, value 5: 1e+39 is out of float range");
-  EXPECT_EQ(message_of([] { parse_sagemaker_json("[1,2,3,4,5]", kSpec); }),
-            "instance 0: expected a list of 6 numbers or a nested list of shape [2,3] or [1,2,3], got a list of 5");
+  EXPECT_EQ(message_of([] { parse_sagemaker_json("[1,2,3,4,5,1e39]", kSpec); }),
+            "instance 0, value 5: 1e+39 is out of float range");
+  EXPECT_EQ(
+      message_of([] { parse_sagemaker_json("[1,2,3,4,5]", kSpec); }),
+      "instance 0: expected a list of 6 numbers or a nested list of shape [2,3] or [1,2,3], got a list of 5");
   EXPECT_EQ(parse_sagemaker_json(" \n[ [1,2,3,4,5,6] , [6,5,4,3,2,1.5] ]\r\n", kSpec).x,
             (std::vector<float>{1, 2, 3, 4, 5, 6, 6, 5, 4, 3, 2, 1.5f}));
 }

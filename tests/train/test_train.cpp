@@ -10,8 +10,8 @@
 #include <strand/core/error.hpp>
 #include <strand/core/layers.hpp>
 #include <strand/io/model_file.hpp>
-#include "tests/train/tiny_task.hpp"
 #include <strand/train/trainer.hpp>
+#include "tests/train/tiny_task.hpp"
 
 namespace strand {
 namespace {
@@ -22,8 +22,9 @@ using test::banded;
 using test::tiny_cnn;
 
 struct TempDir {
-  TempDir() : path(fs::temp_directory_path() / ("strand-train-" + std::to_string(::getpid()) + "-" +
-                                                 std::to_string(counter++))) {
+  TempDir()
+      : path(fs::temp_directory_path() /
+             ("strand-train-" + std::to_string(::getpid()) + "-" + std::to_string(counter++))) {
     fs::remove_all(path);
     fs::create_directories(path);
   }
@@ -143,7 +144,8 @@ TEST(Train, SchedulesChangeTheRunAndUnknownOnesAreRefused) {
 TEST(Schedule, ParsesItsNamesAndRefusesOthers) {
   for (LrSchedule k : {LrSchedule::Constant, LrSchedule::Linear, LrSchedule::Cosine})
     EXPECT_EQ(parse_lr_schedule(to_string(k)), k);
-  for (const char* bad : {"", "Cosine", "cosine ", "exponential"}) EXPECT_THROW(parse_lr_schedule(bad), Error) << bad;
+  for (const char* bad : {"", "Cosine", "cosine ", "exponential"})
+    EXPECT_THROW(parse_lr_schedule(bad), Error) << bad;
 }
 
 TEST(Schedule, RatesFollowTheStepWithAWarmup) {

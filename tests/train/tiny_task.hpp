@@ -13,7 +13,8 @@ namespace strand::test {
 
 inline ModelArch tiny_cnn() {
   using namespace strand::layers;
-  return {"tiny_cnn", Shape{1, 8, 8},
+  return {"tiny_cnn",
+          Shape{1, 8, 8},
           {conv2d(4, 3, true), relu(), maxpool2x2(), flatten(), dense(16), relu(), dropout(0.4), dense(10)}};
 }
 

@@ -69,8 +69,8 @@ testing::AssertionResult close_to_scale(const std::vector<float>& got, const std
                                         const std::vector<double>& scale, double tol) {
   for (size_t i = 0; i < got.size(); ++i) {
     if (!(std::abs(got[i] - want[i]) <= tol * (1.0 + scale[i]))) {
-      return testing::AssertionFailure() << "element " << i << ": got " << got[i] << " want "
-                                         << want[i] << " (terms' magnitude " << scale[i] << ")";
+      return testing::AssertionFailure() << "element " << i << ": got " << got[i] << " want " << want[i]
+                                         << " (terms' magnitude " << scale[i] << ")";
     }
   }
   return testing::AssertionSuccess();
@@ -89,8 +89,8 @@ Sizes make_data(const Conv2dDesc& d, uint32_t seed) {
   return s;
 }
 
-Conv2dDesc desc(int64_t batch, int64_t in_c, int64_t h, int64_t w, int64_t out_c, int64_t kh,
-                int64_t kw, int64_t ph, int64_t pw) {
+Conv2dDesc desc(int64_t batch, int64_t in_c, int64_t h, int64_t w, int64_t out_c, int64_t kh, int64_t kw,
+                int64_t ph, int64_t pw) {
   return Conv2dDesc{batch, in_c, h, w, out_c, kh, kw, ph, pw};
 }
 
@@ -101,15 +101,23 @@ Conv2dDesc desc(int64_t batch, int64_t in_c, int64_t h, int64_t w, int64_t out_c
 // tiles), channel counts that are not multiples of the vector width, padding 0 to 4 (the input
 // gradient then pads by 4 to 0), several images per tile block. Then the models'
 // convolutions at batch 2 (models/op_cases.hpp).
-const std::vector<Conv2dDesc> kShapes = test::joined<Conv2dDesc>({
-    desc(1, 1, 7, 7, 2, 5, 5, 2, 2),    desc(3, 3, 6, 9, 4, 3, 5, 1, 2),
-    desc(2, 2, 8, 7, 3, 3, 3, 0, 0),    desc(5, 3, 5, 4, 2, 2, 3, 0, 1),
-    desc(2, 1, 2, 3, 2, 5, 5, 2, 2),    desc(4, 2, 9, 9, 3, 1, 1, 0, 0),
-    desc(3, 4, 14, 14, 8, 5, 5, 2, 2),  desc(5, 32, 7, 7, 16, 5, 5, 2, 2),
-    desc(2, 2, 3, 1, 3, 3, 5, 1, 2),    desc(1, 8, 5, 5, 8, 5, 5, 2, 2),
-    desc(3, 9, 11, 8, 11, 5, 5, 0, 1),  desc(2, 16, 6, 7, 8, 5, 5, 4, 3),
-    desc(7, 8, 12, 13, 17, 5, 5, 1, 2),
-}, test::model_convs({2}));
+const std::vector<Conv2dDesc> kShapes = test::joined<Conv2dDesc>(
+    {
+        desc(1, 1, 7, 7, 2, 5, 5, 2, 2),
+        desc(3, 3, 6, 9, 4, 3, 5, 1, 2),
+        desc(2, 2, 8, 7, 3, 3, 3, 0, 0),
+        desc(5, 3, 5, 4, 2, 2, 3, 0, 1),
+        desc(2, 1, 2, 3, 2, 5, 5, 2, 2),
+        desc(4, 2, 9, 9, 3, 1, 1, 0, 0),
+        desc(3, 4, 14, 14, 8, 5, 5, 2, 2),
+        desc(5, 32, 7, 7, 16, 5, 5, 2, 2),
+        desc(2, 2, 3, 1, 3, 3, 5, 1, 2),
+        desc(1, 8, 5, 5, 8, 5, 5, 2, 2),
+        desc(3, 9, 11, 8, 11, 5, 5, 0, 1),
+        desc(2, 16, 6, 7, 8, 5, 5, 4, 3),
+        desc(7, 8, 12, 13, 17, 5, 5, 1, 2),
+    },
+    test::model_convs({2}));
 
 class ConvVsNaive : public testing::TestWithParam<int> {};
 
@@ -118,9 +126,9 @@ TEST_P(ConvVsNaive, ForwardAndBackwardMatchReference) {
   auto be = make_cpu_backend(threads);  // one backend for all shapes: workspace is reused
   uint32_t seed = 100;
   for (const Conv2dDesc& d : kShapes) {
-    SCOPED_TRACE(testing::Message() << "shape " << d.batch << "," << d.in_c << "," << d.in_h << "x"
-                                    << d.in_w << " -> " << d.out_c << " k" << d.kernel_h << "x"
-                                    << d.kernel_w << " p" << d.pad_h << "x" << d.pad_w);
+    SCOPED_TRACE(testing::Message() << "shape " << d.batch << "," << d.in_c << "," << d.in_h << "x" << d.in_w
+                                    << " -> " << d.out_c << " k" << d.kernel_h << "x" << d.kernel_w << " p"
+                                    << d.pad_h << "x" << d.pad_w);
     Sizes s = make_data(d, seed += 10);
     const std::vector<float> dy = random_vec(s.y.size(), seed + 5);
     const ConvRef ref = naive_conv(d, s.x, s.w, s.b, dy);
@@ -153,10 +161,9 @@ INSTANTIATE_TEST_SUITE_P(Threads, ConvVsNaive, testing::Values(1, 2, 3));
 // conv is linear in each argument, so a large step is exact up to float rounding.
 TEST(Conv2dGrad, FiniteDifferences) {
   auto be = make_cpu_backend(2);
-  for (const Conv2dDesc& d : {desc(2, 2, 5, 6, 3, 3, 3, 1, 1), desc(3, 1, 4, 5, 2, 2, 3, 0, 1),
-                              desc(1, 3, 3, 3, 2, 5, 5, 2, 2),
-                              desc(2, 2, 3, 1, 3, 3, 5, 1, 2),
-                              desc(2, 8, 4, 5, 8, 5, 5, 2, 2)}) {  // the last: Winograd
+  for (const Conv2dDesc& d :
+       {desc(2, 2, 5, 6, 3, 3, 3, 1, 1), desc(3, 1, 4, 5, 2, 2, 3, 0, 1), desc(1, 3, 3, 3, 2, 5, 5, 2, 2),
+        desc(2, 2, 3, 1, 3, 3, 5, 1, 2), desc(2, 8, 4, 5, 8, 5, 5, 2, 2)}) {  // the last: Winograd
     Sizes s = make_data(d, 7);
     const std::vector<float> r = random_vec(s.y.size(), 8);
     auto loss = [&] {

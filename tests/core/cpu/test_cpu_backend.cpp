@@ -62,7 +62,8 @@ TEST(CpuBackend, GatherCopiesTheNamedRows) {
   be->gather(int64_t(idx.size()), sample, idx.data(), images.data(), labels.data(), x.data(), y.data());
   for (size_t i = 0; i < idx.size(); ++i) {
     EXPECT_EQ(y[i], labels[size_t(idx[i])]);
-    for (int64_t k = 0; k < sample; ++k) EXPECT_EQ(x[i * sample + size_t(k)], images[size_t(idx[i] * sample + k)]);
+    for (int64_t k = 0; k < sample; ++k)
+      EXPECT_EQ(x[i * sample + size_t(k)], images[size_t(idx[i] * sample + k)]);
   }
   Buffer storage;
   EXPECT_EQ(be->device_view(images.data(), images.size() * sizeof(float), storage), images.data());

@@ -19,8 +19,8 @@ struct DenseData {
 };
 
 DenseData make_data(const DenseDesc& d, uint32_t seed) {
-  return {random_vec(d.batch * d.in, seed), random_vec(d.out * d.in, seed + 1),
-          random_vec(d.out, seed + 2), std::vector<float>(d.batch * d.out)};
+  return {random_vec(d.batch * d.in, seed), random_vec(d.out * d.in, seed + 1), random_vec(d.out, seed + 2),
+          std::vector<float>(d.batch * d.out)};
 }
 
 // Edge cases, then the models' dense layers at batch 2 (models/op_cases.hpp).
@@ -36,8 +36,8 @@ TEST_P(DenseVsNaive, ForwardAndBackwardMatchReference) {
     SCOPED_TRACE(testing::Message() << "batch " << d.batch << " in " << d.in << " out " << d.out);
     DenseData s = make_data(d, seed += 3);
     const std::vector<float> dy = random_vec(d.batch * d.out, seed + 100);
-    std::vector<double> y_ref(d.batch * d.out), dx_ref(d.batch * d.in, 0.0),
-        dw_ref(d.out * d.in, 0.0), db_ref(d.out, 0.0);
+    std::vector<double> y_ref(d.batch * d.out), dx_ref(d.batch * d.in, 0.0), dw_ref(d.out * d.in, 0.0),
+        db_ref(d.out, 0.0);
     for (int64_t n = 0; n < d.batch; ++n)
       for (int64_t o = 0; o < d.out; ++o) {
         const double g = dy[n * d.out + o];

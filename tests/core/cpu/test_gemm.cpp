@@ -15,8 +15,8 @@
 #include <vector>
 
 #include <strand/core/cpu/gemm.hpp>
-#include <strand/core/cpu/thread_pool.hpp>
 #include <strand/core/cpu/gemm_internal.hpp>
+#include <strand/core/cpu/thread_pool.hpp>
 
 namespace {
 
@@ -52,12 +52,8 @@ struct Operands {
     for (int64_t i = 0; i < s.m; ++i)
       for (int64_t j = 0; j < s.n; ++j) c[static_cast<size_t>(i * ldc + j)] = dist(rng);
   }
-  size_t idx_a(int64_t i, int64_t p) const {
-    return static_cast<size_t>(s.ta ? p * lda + i : i * lda + p);
-  }
-  size_t idx_b(int64_t p, int64_t j) const {
-    return static_cast<size_t>(s.tb ? j * ldb + p : p * ldb + j);
-  }
+  size_t idx_a(int64_t i, int64_t p) const { return static_cast<size_t>(s.ta ? p * lda + i : i * lda + p); }
+  size_t idx_b(int64_t p, int64_t j) const { return static_cast<size_t>(s.tb ? j * ldb + p : p * ldb + j); }
   void fill_c(float value) {
     for (int64_t i = 0; i < s.m; ++i) std::fill_n(c.begin() + i * ldc, s.n, value);
   }
@@ -69,20 +65,18 @@ std::vector<float> run(const Operands& op, float alpha, float beta, int threads,
   std::vector<float> c = op.c;
   const Shape& s = op.s;
   if (family)
-    strand::cpu::gemm_detail::sgemm_with(*family, s.ta, s.tb, s.m, s.n, s.k, alpha, op.a.data(),
-                                         op.lda, op.b.data(), op.ldb, beta, c.data(), op.ldc,
-                                         &pool);
+    strand::cpu::gemm_detail::sgemm_with(*family, s.ta, s.tb, s.m, s.n, s.k, alpha, op.a.data(), op.lda,
+                                         op.b.data(), op.ldb, beta, c.data(), op.ldc, &pool);
   else
-    strand::cpu::sgemm(s.ta, s.tb, s.m, s.n, s.k, alpha, op.a.data(), op.lda, op.b.data(), op.ldb,
-                       beta, c.data(), op.ldc, &pool);
+    strand::cpu::sgemm(s.ta, s.tb, s.m, s.n, s.k, alpha, op.a.data(), op.lda, op.b.data(), op.ldb, beta,
+                       c.data(), op.ldc, &pool);
   return c;
 }
 
 // Checks `got` (C after the call) element by element against a double-precision reference,
 // within a bound proportional to k and the magnitude of the terms summed; the padding of C
 // must be untouched.
-void expect_matches_reference(const Operands& op, float alpha, float beta,
-                              const std::vector<float>& got) {
+void expect_matches_reference(const Operands& op, float alpha, float beta, const std::vector<float>& got) {
   const Shape& s = op.s;
   constexpr double eps = std::numeric_limits<float>::epsilon();
   int failures = 0;
@@ -107,18 +101,17 @@ void expect_matches_reference(const Operands& op, float alpha, float beta,
       }
       const double tol = 2.0 * double(s.k + 2) * eps * magnitude + 1e-30;
       if (!(std::fabs(double(got[at]) - want) <= tol) && ++failures <= 5)
-        ADD_FAILURE() << "C[" << i << "," << j << "] = " << got[at] << ", want " << want << " (tol "
-                      << tol << ")";
+        ADD_FAILURE() << "C[" << i << "," << j << "] = " << got[at] << ", want " << want << " (tol " << tol
+                      << ")";
     }
   }
   EXPECT_EQ(failures, 0);
 }
 
 std::string describe(const Shape& s, float alpha, float beta) {
-  return "ta=" + std::to_string(s.ta) + " tb=" + std::to_string(s.tb) +
-         " m=" + std::to_string(s.m) + " n=" + std::to_string(s.n) + " k=" + std::to_string(s.k) +
-         " pad=" + std::to_string(s.pad) + " alpha=" + std::to_string(alpha) +
-         " beta=" + std::to_string(beta);
+  return "ta=" + std::to_string(s.ta) + " tb=" + std::to_string(s.tb) + " m=" + std::to_string(s.m) +
+         " n=" + std::to_string(s.n) + " k=" + std::to_string(s.k) + " pad=" + std::to_string(s.pad) +
+         " alpha=" + std::to_string(alpha) + " beta=" + std::to_string(beta);
 }
 
 constexpr int64_t kOddSizes[] = {1, 3, 17, 31, 33, 65, 100, 257};
@@ -216,11 +209,9 @@ TEST(Sgemm, EmptyOutputIsANoOp) {
 // Shapes big enough to be split across threads, with edge tiles in both dimensions, and the
 // two ways of splitting (wide C is split by columns, tall C by rows).
 const Shape kThreadedShapes[] = {
-    {false, false, 257, 301, 129},
-    {true, true, 100, 1000, 300},
-    {false, true, 1000, 33, 600},
-    {true, false, 64, 196, 800},
-    {false, true, 333, 2000, 520},  // split by columns into chunks: A packed once per thread, 3x3 blocks
+    {false, false, 257, 301, 129}, {true, true, 100, 1000, 300},  {false, true, 1000, 33, 600},
+    {true, false, 64, 196, 800},   {false, true, 333, 2000, 520},  // split by columns into chunks: A packed
+                                                                   // once per thread, 3x3 blocks
 };
 
 TEST(Sgemm, BitIdenticalAcrossThreadCountsAndCalls) {
@@ -245,8 +236,8 @@ TEST(Sgemm, NestedAndConcurrentCallsShareOnePool) {
   strand::cpu::ThreadPool pool(2);
   auto call = [&] {
     std::vector<float> c = op.c;
-    strand::cpu::sgemm(s.ta, s.tb, s.m, s.n, s.k, 1.0f, op.a.data(), op.lda, op.b.data(), op.ldb,
-                       0.0f, c.data(), op.ldc, &pool);
+    strand::cpu::sgemm(s.ta, s.tb, s.m, s.n, s.k, 1.0f, op.a.data(), op.lda, op.b.data(), op.ldb, 0.0f,
+                       c.data(), op.ldc, &pool);
     return c;
   };
   // From inside a part of the pool's own job: the nested call runs serially.

@@ -78,15 +78,13 @@ TEST(MaxPoolTies, GradientGoesToFirstMaximumRowMajor) {
   auto be = make_cpu_backend(1);
   const Pool2dDesc d{1, 1, 2, 4};
   // Window 0: all equal -> top-left. Window 1: max 5 at top-right and bottom-left -> top-right.
-  const std::vector<float> x = {1, 1, 0, 5,
-                                1, 1, 5, 2};
+  const std::vector<float> x = {1, 1, 0, 5, 1, 1, 5, 2};
   std::vector<float> y(2), dx(8);
   const std::vector<float> dy = {3, 4};
   be->maxpool2x2_forward(d, x.data(), y.data());
   be->maxpool2x2_backward(d, x.data(), y.data(), dy.data(), dx.data());
   EXPECT_EQ(y, (std::vector<float>{1, 5}));
-  EXPECT_EQ(dx, (std::vector<float>{3, 0, 0, 4,
-                                    0, 0, 0, 0}));
+  EXPECT_EQ(dx, (std::vector<float>{3, 0, 0, 4, 0, 0, 0, 0}));
 }
 
 TEST(MaxPoolGrad, FiniteDifferences) {

@@ -57,8 +57,8 @@ TEST_P(XentVsNaive, LossGradientAccuracyAndSoftmaxMatchReference) {
   auto be = make_cpu_backend(GetParam());
   // The model's at batch 100 (models/op_cases.hpp); {4000,10} goes through the parallel path.
   const models::OpCase model = models::op_named(models::op_cases(models::mnist_cnn(), 100), "softmax_xent");
-  for (auto [batch, classes] : {std::pair<int64_t, int64_t>{1, 1}, {3, 5}, {model.batch, model.classes},
-                                {7, 33}, {4000, 10}}) {
+  for (auto [batch, classes] :
+       {std::pair<int64_t, int64_t>{1, 1}, {3, 5}, {model.batch, model.classes}, {7, 33}, {4000, 10}}) {
     SCOPED_TRACE(testing::Message() << batch << "x" << classes);
     const std::vector<float> logits = random_vec(batch * classes, 11, -4.0f, 4.0f);
     const std::vector<int32_t> labels = random_labels(batch, classes, 12);

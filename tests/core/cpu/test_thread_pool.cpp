@@ -76,18 +76,23 @@ TEST(ThreadPool, RunChunksHandsChunksToTheFreeThread) {
     }
   });
   ASSERT_GE(slow_thread, 0);
-  EXPECT_LE(by_thread[size_t(slow_thread)], 2) << "the thread held up in chunk 0 should leave the rest to the other";
+  EXPECT_LE(by_thread[size_t(slow_thread)], 2)
+      << "the thread held up in chunk 0 should leave the rest to the other";
   EXPECT_EQ(by_thread[0] + by_thread[1], 40);
 }
 
 TEST(ThreadPool, ExceptionsReachTheCallerAndThePoolStaysUsable) {
   ThreadPool pool(2);
-  EXPECT_THROW(pool.run(2, [](int p) {
-    if (p == 1) throw std::runtime_error("worker failed");
-  }), std::runtime_error);
-  EXPECT_THROW(pool.run(2, [](int p) {
-    if (p == 0) throw std::runtime_error("caller failed");
-  }), std::runtime_error);
+  EXPECT_THROW(pool.run(2,
+                        [](int p) {
+                          if (p == 1) throw std::runtime_error("worker failed");
+                        }),
+               std::runtime_error);
+  EXPECT_THROW(pool.run(2,
+                        [](int p) {
+                          if (p == 0) throw std::runtime_error("caller failed");
+                        }),
+               std::runtime_error);
   std::atomic<int> n{0};
   pool.run(2, [&](int) { ++n; });
   EXPECT_EQ(n.load(), 2);
@@ -115,7 +120,8 @@ TEST(ThreadPool, WakeNeverRunsAPartAndLosesNoJob) {
   std::atomic<int> runs{0};
   pool.run(2, [&](int) { ++runs; });
   for (int i = 0; i < 1000; ++i) pool.wake(std::chrono::microseconds(i % 3 ? 0 : 200));
-  std::this_thread::sleep_for(std::chrono::milliseconds(5));  // a worker that took a wake for a job would have run by now
+  std::this_thread::sleep_for(
+      std::chrono::milliseconds(5));  // a worker that took a wake for a job would have run by now
   EXPECT_EQ(runs.load(), 2);
   std::atomic<bool> stop{false};
   std::thread waker([&] {
@@ -136,7 +142,10 @@ TEST(ThreadPool, SizeIsChecked) {
   EXPECT_THROW(ThreadPool(0), Error);
   ThreadPool one(1);
   int runs = 0;
-  one.run(4, [&](int p) { EXPECT_EQ(p, 0); ++runs; });  // parts clamp to the pool size
+  one.run(4, [&](int p) {
+    EXPECT_EQ(p, 0);
+    ++runs;
+  });  // parts clamp to the pool size
   EXPECT_EQ(runs, 1);
 }
 

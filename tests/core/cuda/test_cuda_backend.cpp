@@ -22,8 +22,8 @@
 #include <strand/core/model.hpp>
 #include <strand/io/dataset.hpp>
 #include <strand/models/models.hpp>
-#include "tests/core/kernel_test_util.hpp"
 #include <strand/train/trainer.hpp>
+#include "tests/core/kernel_test_util.hpp"
 
 namespace strand {
 namespace {
@@ -134,11 +134,11 @@ TEST_P(CudaConv, MatchesCpu) {
 INSTANTIATE_TEST_SUITE_P(
     Shapes, CudaConv,
     testing::ValuesIn(test::joined<Conv2dDesc>(
-        {Conv2dDesc{1, 3, 7, 5, 4, 3, 3, 1, 1},    // batch 1, odd sizes, same
-         Conv2dDesc{3, 2, 9, 6, 5, 3, 2, 0, 0},    // valid, non-square kernel
-         Conv2dDesc{2, 4, 6, 7, 3, 5, 5, 2, 2},    // same, kernel near the size
-         Conv2dDesc{1, 1, 5, 5, 1, 5, 5, 0, 0},    // 1 channel, 1x1 output
-         Conv2dDesc{2, 3, 4, 4, 2, 3, 3, 2, 1},    // padding wider than needed
+        {Conv2dDesc{1, 3, 7, 5, 4, 3, 3, 1, 1},  // batch 1, odd sizes, same
+         Conv2dDesc{3, 2, 9, 6, 5, 3, 2, 0, 0},  // valid, non-square kernel
+         Conv2dDesc{2, 4, 6, 7, 3, 5, 5, 2, 2},  // same, kernel near the size
+         Conv2dDesc{1, 1, 5, 5, 1, 5, 5, 0, 0},  // 1 channel, 1x1 output
+         Conv2dDesc{2, 3, 4, 4, 2, 3, 3, 2, 1},  // padding wider than needed
          // One input channel: the direct kernels (conv2d_direct.cu), 3x3 and 5x5, several
          // image chunks with a partial last one, and an image too large for them (cuDNN again).
          Conv2dDesc{3, 1, 9, 7, 4, 3, 3, 1, 1}, Conv2dDesc{2, 1, 6, 5, 3, 3, 3, 0, 0},
@@ -196,11 +196,11 @@ TEST_P(CudaPool, MatchesCpuBitForBit) {
 }
 
 // Edge cases, then the models' pools at batch 100 (models/op_cases.hpp).
-INSTANTIATE_TEST_SUITE_P(Shapes, CudaPool,
-                         testing::ValuesIn(test::joined<Pool2dDesc>(
-                             {Pool2dDesc{2, 3, 8, 8}, Pool2dDesc{1, 1, 7, 5}, Pool2dDesc{3, 2, 9, 10},
-                              Pool2dDesc{1, 1, 2, 2}},
-                             test::model_pools({100}))));
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, CudaPool,
+    testing::ValuesIn(test::joined<Pool2dDesc>({Pool2dDesc{2, 3, 8, 8}, Pool2dDesc{1, 1, 7, 5},
+                                                Pool2dDesc{3, 2, 9, 10}, Pool2dDesc{1, 1, 2, 2}},
+                                               test::model_pools({100}))));
 
 // ---- dense
 
@@ -244,7 +244,7 @@ TEST_F(Cuda, ReluMatchesCpuBitForBit) {
     Buffer bx = upload(be, x), bdy = upload(be, dy), by = be.alloc(size_t(n) * 4);
     be.relu_forward(n, bx.f32(), by.f32());
     be.relu_backward(n, by.f32(), bdy.f32(), bdy.f32());  // in place, as allowed
-    be.relu_forward(n, bx.f32(), bx.f32());                // in place
+    be.relu_forward(n, bx.f32(), bx.f32());               // in place
     return std::vector{download(be, by), download(be, bdy), download(be, bx)};
   };
   const auto want = run(cpu()), got = run(gpu());
@@ -389,8 +389,8 @@ TEST_F(Cuda, OptimizersMatchCpu) {
       be.momentum_step(n, 0.01f, 0.9f, pm.f32(), bg.f32(), vel.f32());
       be.adam_step(n, 0.002f, 0.9f, 0.999f, 1e-8f, step, pa.f32(), bg.f32(), m.f32(), v.f32());
     }
-    return std::vector{download(be, p), download(be, pm), download(be, vel), download(be, pa),
-                       download(be, m), download(be, v)};
+    return std::vector{download(be, p),  download(be, pm), download(be, vel),
+                       download(be, pa), download(be, m),  download(be, v)};
   };
   const auto want = run(cpu()), got = run(gpu());
   const char* names[] = {"sgd params", "momentum params", "velocity", "adam params", "m", "v"};
