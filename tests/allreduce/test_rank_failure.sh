@@ -13,8 +13,8 @@ tiny_mnist
 run_case() { # SIGNAL BOUND_SECONDS
   local signal=$1 bound=$2
   rm -rf "$work/model" "$work/log"
-  "$here/run_mpi.sh" 2 "$strand" train --strategy allreduce --data "$work/data/idx" --model-dir "$work/model" \
-    --epochs 100000 --batch-size 16 --threads 1 --comm-timeout 6 >"$work/log" 2>&1 &
+  "$here/run_mpi.sh" 2 "$strand" train --strategy allreduce --data "$work/data/idx" \
+    --model-dir "$work/model" --epochs 100000 --batch-size 16 --threads 1 --comm-timeout 6 >"$work/log" 2>&1 &
   mpirun_pid=$!
   # Wait until both ranks train (rank 0 logs its first epoch).
   for _ in $(seq 1 300); do
@@ -46,8 +46,10 @@ run_case() { # SIGNAL BOUND_SECONDS
 
 run_case STOP 40
 grep -q "stalled .* waiting for rank 1 (" "$work/log" || fail "no stall warning naming rank 1"
-grep -q "no message from rank 1 (.*) for 6 s.*has died or hangs" "$work/log" || fail "no timeout error naming rank 1"
+grep -q "no message from rank 1 (.*) for 6 s.*has died or hangs" "$work/log" ||
+  fail "no timeout error naming rank 1"
 
 run_case KILL 40
-grep -qE "rank 1 .*(exited on signal 9|Killed)|rank 1 \(.*\).*(died|hangs)" "$work/log" || fail "no message naming rank 1 after SIGKILL"
+grep -qE "rank 1 .*(exited on signal 9|Killed)|rank 1 \(.*\).*(died|hangs)" "$work/log" ||
+  fail "no message naming rank 1 after SIGKILL"
 echo "PASS"

@@ -15,8 +15,10 @@ train() { "$here/run_mpi.sh" 2 "$strand" train --strategy allreduce --data "$wor
 
 train --model-dir "$work/a" --epochs 2 --metrics "$work/a.jsonl" --timeline "$work/trace.json" \
   >"$work/a.out" 2>"$work/a.log" || { cat "$work/a.log"; fail "training exited non-zero"; }
-[[ $(wc -l <"$work/a.jsonl") == 2 ]] || fail "metrics: want 2 lines (rank 0 only, one per epoch), got $(wc -l <"$work/a.jsonl")"
-[[ $(wc -l <"$work/a.out") == 1 && -f "$work/a/1/model.strand" && ! -e "$work/a/2" ]] || fail "want exactly one export, by rank 0"
+[[ $(wc -l <"$work/a.jsonl") == 2 ]] ||
+  fail "metrics: want 2 lines (rank 0 only, one per epoch), got $(wc -l <"$work/a.jsonl")"
+[[ $(wc -l <"$work/a.out") == 1 && -f "$work/a/1/model.strand" && ! -e "$work/a/2" ]] ||
+  fail "want exactly one export, by rank 0"
 /usr/bin/python3 - "$work/trace.json" <<'EOF_PY' || fail "timeline"
 import json, sys
 events = json.load(open(sys.argv[1]))["traceEvents"]
@@ -33,20 +35,27 @@ total = sum(e["args"]["bytes"] for e in events if e.get("pid") == 0 and e["name"
 assert total % steps == 0 and total // steps > 400_000, total
 EOF_PY
 
-train --model-dir "$work/b" --epochs 1 >/dev/null 2>"$work/b1.log" || { cat "$work/b1.log"; fail "first half exited non-zero"; }
-train --model-dir "$work/b" --epochs 2 --resume >/dev/null 2>"$work/b2.log" || { cat "$work/b2.log"; fail "resumed half exited non-zero"; }
+train --model-dir "$work/b" --epochs 1 >/dev/null 2>"$work/b1.log" ||
+  { cat "$work/b1.log"; fail "first half exited non-zero"; }
+train --model-dir "$work/b" --epochs 2 --resume >/dev/null 2>"$work/b2.log" ||
+  { cat "$work/b2.log"; fail "resumed half exited non-zero"; }
 grep -q "resuming from" "$work/b2.log" || fail "the second run did not resume"
 cmp -s "$work/a/checkpoints/checkpoint-2.strand" "$work/b/checkpoints/checkpoint-2.strand" ||
   fail "the resumed job's checkpoint differs from the uninterrupted job's"
 
-train --model-dir "$work/e" --scale-lr --global-batch-size 64 >/dev/null 2>"$work/e.log" || { cat "$work/e.log"; fail "--scale-lr run"; }
-grep -q "batch 32 per rank x 2 ranks .* lr 0.004," "$work/e.log" || { cat "$work/e.log"; fail "--scale-lr --global-batch-size 64: want batch 32 per rank and lr 0.004"; }
+train --model-dir "$work/e" --scale-lr --global-batch-size 64 >/dev/null 2>"$work/e.log" ||
+  { cat "$work/e.log"; fail "--scale-lr run"; }
+grep -q "batch 32 per rank x 2 ranks .* lr 0.004," "$work/e.log" ||
+  { cat "$work/e.log"; fail "--scale-lr --global-batch-size 64: want batch 32 per rank and lr 0.004"; }
 
 rc=0
 train --model-dir "$work/c" --global-batch-size 33 >/dev/null 2>"$work/c.log" || rc=$?
-((rc != 0)) && grep -q "does not divide over 2 ranks" "$work/c.log" || fail "--global-batch-size 33 on 2 ranks: exit $rc"
+((rc != 0)) && grep -q "does not divide over 2 ranks" "$work/c.log" ||
+  fail "--global-batch-size 33 on 2 ranks: exit $rc"
 rc=0
-"$strand" train --data "$work/data/idx" --model-dir "$work/d" --timeline "$work/t.json" 2>"$work/d.log" || rc=$?
-((rc == 2)) && grep -q "need --strategy allreduce" "$work/d.log" || fail "--timeline without allreduce: exit $rc"
+"$strand" train --data "$work/data/idx" --model-dir "$work/d" --timeline "$work/t.json" \
+  2>"$work/d.log" || rc=$?
+((rc == 2)) && grep -q "need --strategy allreduce" "$work/d.log" ||
+  fail "--timeline without allreduce: exit $rc"
 grep -q -- "--impl" <("$strand" bench allreduce --help) || fail "bench allreduce --help"
 echo PASS
