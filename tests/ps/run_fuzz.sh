@@ -8,9 +8,10 @@ if [[ -z $clang ]]; then
   echo "clang++ not found: skipping the header fuzzer (apt-get install clang)"
   exit 77
 fi
-mkdir -p "$work/corpus"
+mkdir -p "$work/corpus" "$work/include"
+ln -sfn "$root" "$work/include/strand"  # the <strand/...> include root, as meson.build makes it
 "$clang" -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-  -I"$root" "$root/tests/ps/fuzz_header.cpp" "$root/ps/header.cpp" "$root/core/error.cpp" \
+  -I"$work/include" -I"$root" "$root/tests/ps/fuzz_header.cpp" "$root/ps/header.cpp" "$root/core/error.cpp" \
   -o "$work/fuzz_header"
 # -max_len above kMaxHeaderBytes would only test the size check; 8 KiB covers many chunk ids.
 # A crash must fail the test: libFuzzer would exit 77, which meson reads as "skipped".

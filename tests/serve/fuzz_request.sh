@@ -8,10 +8,11 @@ src=$1 build=$2 seconds=${3:-20}
 clang=$(command -v clang++ || command -v clang++-14) ||
   { echo "clang++ not found: skipping the fuzz run"; exit 77; }
 out=$build/tests/serve/fuzz
-mkdir -p "$out"
+mkdir -p "$out/include"
+ln -sfn "$src" "$out/include/strand"  # the <strand/...> include root, as meson.build makes it
 if ! "$clang" -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-    -I"$src" "$src/tests/serve/fuzz_request.cpp" "$src/serve/request.cpp" "$src/core/error.cpp" \
-    "$src/core/tensor.cpp" \
+    -I"$out/include" -I"$src" "$src/tests/serve/fuzz_request.cpp" "$src/serve/request.cpp" \
+    "$src/core/error.cpp" "$src/core/tensor.cpp" \
     $(pkg-config --cflags --libs simdjson) -o "$out/fuzz_request" 2>"$out/build.log"; then
   if grep -qE "libclang_rt.fuzzer|cannot find -l|unsupported option '-fsanitize=fuzzer" "$out/build.log"; then
     echo "libFuzzer not available: skipping"; cat "$out/build.log"; exit 77
