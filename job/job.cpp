@@ -233,16 +233,16 @@ JobResult train_rank(const JobSpec& spec, const JobHooks& hooks, const Identity&
     if (!spec.timeline.empty()) dist.timeline = std::make_unique<Timeline>(id.rank, Clock::now());
     cfg.timeline = dist.timeline.get();
   }
-  if (!ps && dist.mpi && !device.device.is_cpu()) {
+  const bool allreduce_ranks = !ps && dist.mpi;
+  if (allreduce_ranks && !device.device.is_cpu()) {
     device.device = device.device.resolved(id.local_rank);  // one GPU per rank
     device.cuda.graphs = false;                             // the strategy waits for the device inside a step
-  }
-  if (!ps && dist.mpi && !device.device.is_cpu())
     dist.nccl =
         std::make_unique<allreduce::NcclCommunicator>(*dist.comm, device.device.index, st.comm_timeout_s);
+  }
   const bool chief = id.rank == 0;  // writes the metrics, the checkpoints and the export
   Context ctx = make_context(device, id);
-  if (!ps && dist.mpi) {
+  if (allreduce_ranks) {
     allreduce::Communicator& grads =
         dist.nccl ? static_cast<allreduce::Communicator&>(*dist.nccl) : *dist.comm;
     dist.allreduce =

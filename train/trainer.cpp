@@ -95,7 +95,7 @@ class Run {
   // Trains one epoch (or until a stop); true when it ran to its end.
   bool run_epoch(int64_t epoch);
   void train_step(int64_t s, const std::vector<int64_t>& order, const int64_t* order_dev);
-  void report_progress(int64_t epoch, int64_t s, EpochStats& stats, Clock::time_point t_train);
+  void report_progress(int64_t epoch, int64_t s, bool last, EpochStats& stats, Clock::time_point t_train);
   // Evaluates on the test set and reports; true when the accuracy target is reached.
   bool evaluate_now(int64_t epoch, EpochStats& stats, Clock::time_point& t_train);
   void checkpoint(int64_t epoch);
@@ -189,8 +189,8 @@ bool Run::run_epoch(int64_t epoch) {
   for (; s < steps_ && !stop_; ++s) {
     train_step(s, order, order_dev);
     if (cfg_.max_steps > 0 && step_ >= cfg_.max_steps) stop_ = true;
-    report_progress(epoch, s, stats, t_train);
     const bool last = s + 1 == steps_ || stop_;
+    report_progress(epoch, s, last, stats, t_train);
     if (((cfg_.eval_every > 0 && step_ % cfg_.eval_every == 0) || last) &&
         evaluate_now(epoch, stats, t_train)) {
       result_.reached_target = true;
@@ -235,8 +235,7 @@ void Run::train_step(int64_t s, const std::vector<int64_t>& order, const int64_t
 }
 
 // Progress reads the totals (a wait on a GPU) at most 5 times a second.
-void Run::report_progress(int64_t epoch, int64_t s, EpochStats& stats, Clock::time_point t_train) {
-  const bool last = s + 1 == steps_ || stop_;
+void Run::report_progress(int64_t epoch, int64_t s, bool last, EpochStats& stats, Clock::time_point t_train) {
   if (!cfg_.on_step || !(last || since(last_progress_) >= 0.2)) return;
   stats.add(be_.take_loss_totals());
   last_progress_ = Clock::now();

@@ -14,23 +14,20 @@ pc=$(find "$dest$prefix" -name strand.pc | head -n 1)
 [[ -n $pc ]] || { echo "FAIL: strand.pc not installed"; exit 1; }
 [[ -x $dest$prefix/bin/strand ]] || { echo "FAIL: strand CLI not installed"; exit 1; }
 export PKG_CONFIG_PATH=$(dirname "$pc") PKG_CONFIG_SYSROOT_DIR=$dest
-# shellcheck disable=SC2046
-g++ -std=c++20 -O0 "$source/examples/train_mnist.cpp" -o "$dest/example" $(pkg-config --cflags --libs strand)
 libdir=$(pkg-config --variable=libdir strand)  # already under the sysroot
-# Run without arguments: the example prints its usage and exits 2, proving it loads libstrand.
-set +e
-LD_LIBRARY_PATH=$libdir "$dest/example" 2>"$dest/err"
-status=$?
-set -e
-[[ $status == 2 ]] && grep -q usage "$dest/err" ||
-  { echo "FAIL: installed example did not run ($status)"; cat "$dest/err"; exit 1; }
-# shellcheck disable=SC2046
-g++ -std=c++20 -O0 "$source/examples/train_distributed.cpp" -o "$dest/distributed" \
-  $(pkg-config --cflags --libs strand-job)
-set +e
-LD_LIBRARY_PATH=$libdir "$dest/distributed" 2>"$dest/err"
-status=$?
-set -e
-[[ $status == 2 ]] && grep -q usage "$dest/err" ||
-  { echo "FAIL: installed distributed example did not run ($status)"; cat "$dest/err"; exit 1; }
+# example NAME PACKAGE: builds examples/NAME.cpp with pkg-config PACKAGE alone and runs it
+# without arguments: it prints its usage and exits 2, proving it loads the installed libraries.
+example() {
+  local name=$1 package=$2 status
+  # shellcheck disable=SC2046
+  g++ -std=c++20 -O0 "$source/examples/$name.cpp" -o "$dest/$name" $(pkg-config --cflags --libs "$package")
+  set +e
+  LD_LIBRARY_PATH=$libdir "$dest/$name" 2>"$dest/err"
+  status=$?
+  set -e
+  [[ $status == 2 ]] && grep -q usage "$dest/err" ||
+    { echo "FAIL: installed example $name did not run ($status)"; cat "$dest/err"; exit 1; }
+}
+example train_mnist strand
+example train_distributed strand-job
 echo "install ok: $(cd "$dest$prefix" && find bin lib* include -maxdepth 2 | tr '\n' ' ')"
