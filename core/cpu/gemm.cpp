@@ -193,6 +193,60 @@ void pack_b(Matrix b, int64_t kc, int64_t nc, int nr, float* dst) {
   }
 }
 
+// In-register transpose of an 8x8 block: r[i] holds row i on entry and column i on return.
+[[gnu::always_inline]] STRAND_TARGET_AVX2 inline void transpose8(__m256 r[8]) {
+  __m256 t[8];
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; ++i) {  // interleave row pairs
+    t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+#pragma GCC unroll 2
+  for (int i = 0; i < 2; ++i) {  // 4x4 transposes within each 128-bit lane
+    r[4 * i] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+    r[4 * i + 1] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+    r[4 * i + 2] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+    r[4 * i + 3] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+  }
+#pragma GCC unroll 4
+  for (int c = 0; c < 4; ++c) {  // then swap the lanes: rows 0-3 with rows 4-7
+    t[c] = _mm256_permute2f128_ps(r[c], r[4 + c], 0x20);
+    t[4 + c] = _mm256_permute2f128_ps(r[c], r[4 + c], 0x31);
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < 8; ++i) r[i] = t[i];
+}
+
+// pack_b for nr a multiple of 8. When op(B) = B^T (a dense layer's weights in its forward pass),
+// scalar packing gathers every value on its own; here full 8x8 blocks are transposed in
+// registers, and only partial panels and the last few steps of p are left to pack_b.
+STRAND_TARGET_AVX2 void pack_b_avx2(Matrix b, int64_t kc, int64_t nc, int nr, float* dst) {
+  if (b.cs == 1) {  // rows of op(B) are contiguous: pack_b copies them
+    pack_b(b, kc, nc, nr, dst);
+    return;
+  }
+  const int64_t stride = b_panel_stride(kc, nr);
+  const int64_t full_p = kc / 8 * 8;
+  for (int64_t j0 = 0; j0 < nc; j0 += nr, dst += stride) {
+    if (nc - j0 < nr) {
+      pack_b({b.at(0, j0), b.rs, b.cs}, kc, nc - j0, nr, dst);
+      continue;
+    }
+    for (int h = 0; h < nr; h += 8) {
+      for (int64_t p0 = 0; p0 < full_p; p0 += 8) {
+        __m256 r[8];
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(b.at(p0, j0 + h + i));
+        transpose8(r);
+#pragma GCC unroll 8
+        for (int q = 0; q < 8; ++q) _mm256_store_ps(dst + (p0 + q) * nr + h, r[q]);
+      }
+      for (int64_t p = full_p; p < kc; ++p)
+        for (int i = 0; i < 8; ++i) dst[p * nr + h + i] = *b.at(p, j0 + h + i);
+    }
+  }
+}
+
 // In-register transpose of a 16x16 block: r[i] holds row i on entry and column i on return.
 // The maskz forms with a full mask are the same instructions; the plain ones trip GCC 12's
 // -Wuninitialized on their _mm512_undefined_ps() (GCC bug 105593).
@@ -309,7 +363,7 @@ constexpr Kernel kAvx512[] = {
     {&ukr_avx512<12>, &pack_a_avx512, &pack_b_avx512<32>, 12, 32, 256, 168, 4096},
     {&ukr_avx512<14>, &pack_a_avx512, &pack_b_avx512<32>, 14, 32, 256, 168, 4096},
 };
-constexpr Kernel kAvx2[] = {{&ukr_avx2, &pack_a, &pack_b, 6, 16, 256, 96, 4096}};
+constexpr Kernel kAvx2[] = {{&ukr_avx2, &pack_a, &pack_b_avx2, 6, 16, 256, 96, 4096}};
 constexpr Kernel kGeneric[] = {{&ukr_generic, &pack_a, &pack_b, 4, 8, 256, 64, 4096}};
 
 // 64-byte aligned per-thread packing space, kept between calls so that repeated GEMMs do not
