@@ -101,6 +101,28 @@ struct LossTotals {
   int64_t examples = 0;
 };
 
+// A pinned host mirror of a device range of `floats` floats, with a copy queue of its own, for
+// strategies that move device data through the host (a parameter server's pushes and pulls).
+// Copies run in the order they were queued, alongside the backend's kernels. Offsets are in
+// floats, the same for the device buffer and the mirror. Made by Backend::make_stage.
+class Stage {
+ public:
+  using Fence = int64_t;  // downloads are numbered from 1 in the order they were queued
+  virtual ~Stage() = default;
+  virtual float* host() = 0;  // `floats` floats, valid while the stage lives
+  // host()[begin, end) = device[begin, end), once every kernel queued on the backend so far has
+  // run. host() must not be read there before done() or wait() says the download landed.
+  virtual Fence download(const float* device, int64_t begin, int64_t end) = 0;
+  // Whether download `f` (and every earlier one) has landed; never waits.
+  virtual bool done(Fence f) = 0;
+  virtual void wait(Fence f) = 0;
+  // device[begin, end) = host()[begin, end), behind the copies queued before it: host() there
+  // may be reused once join() has returned.
+  virtual void upload(float* device, int64_t begin, int64_t end) = 0;
+  // Kernels queued on the backend from now on run after every upload queued so far.
+  virtual void join() = 0;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -131,6 +153,10 @@ class Backend {
   // Makes `bytes` of host memory readable by this backend's kernels: the host pointer itself
   // where kernels read host memory (CPU), else a copy placed in `storage`.
   virtual const void* device_view(const void* host, size_t bytes, Buffer& storage) = 0;
+  // A Stage over `floats` floats where kernels work on device memory; nullptr where they work
+  // on host memory (the CPU), so a strategy sends from the flat buffers in place. Its copies
+  // cannot be recorded into a step (CUDA graphs): a strategy that stages runs without them.
+  virtual std::unique_ptr<Stage> make_stage(int64_t /*floats*/) { return nullptr; }
 
   // ---- batch assembly on the device. images [N,sample], labels [N], indices [b] (int64, each
   // in [0,N)) -> x [b,sample], y [b].

@@ -11,12 +11,14 @@ Context::Context(std::unique_ptr<Backend> backend, Identity id, LogSink sink)
   STRAND_CHECK(backend_ != nullptr, Usage, "a Context needs a backend", "Context");
 }
 
-std::string Context::where() const {
+std::string Identity::where() const {
   std::string s;
-  if (id_.world > 1) s = "rank " + std::to_string(id_.rank) + "/" + std::to_string(id_.world);
-  if (!id_.host.empty()) s += (s.empty() ? "" : " ") + id_.host;
+  if (world > 1) s = "rank " + std::to_string(rank) + "/" + std::to_string(world);
+  if (!host.empty()) s += (s.empty() ? "" : " ") + host;
   return s;
 }
+
+std::string Context::where() const { return id_.where(); }
 
 void Context::log(std::string_view message) const {
   std::string w = where();

@@ -20,6 +20,8 @@ struct Identity {
   std::string host;    // empty: not shown in log lines
   int local_rank = 0;  // among the job's processes on this node, as the launcher numbers them
   int local_size = 1;
+  // "rank 1/4 host-a" — for error locations; empty for a single process without a host.
+  std::string where() const;
 };
 
 class Context {

@@ -217,7 +217,7 @@ class MetricsFile {
 };
 
 // Sets up this rank's communicators and strategy (dist), trains, exports on the chief.
-JobResult train_rank(const JobSpec& spec, const JobHooks& hooks, const Identity& id, Distributed& dist) {
+JobResult train_rank_on(const JobSpec& spec, const JobHooks& hooks, const Identity& id, Distributed& dist) {
   const StrategySpec& st = spec.strategy;
   const bool ps = st.kind == StrategyKind::Ps;
   TrainConfig cfg = sized_for(spec, id.world);
@@ -234,12 +234,14 @@ JobResult train_rank(const JobSpec& spec, const JobHooks& hooks, const Identity&
     cfg.timeline = dist.timeline.get();
   }
   const bool allreduce_ranks = !ps && dist.mpi;
-  if (allreduce_ranks && !device.device.is_cpu()) {
+  if ((ps || allreduce_ranks) && !device.device.is_cpu()) {
     device.device = device.device.resolved(id.local_rank);  // one GPU per rank
-    device.cuda.graphs = false;                             // the strategy waits for the device inside a step
+    // The strategy waits for the device (allreduce) or stages copies (ps) inside a step.
+    device.cuda.graphs = false;
+  }
+  if (allreduce_ranks && !device.device.is_cpu())
     dist.nccl =
         std::make_unique<allreduce::NcclCommunicator>(*dist.comm, device.device.index, st.comm_timeout_s);
-  }
   const bool chief = id.rank == 0;  // writes the metrics, the checkpoints and the export
   Context ctx = make_context(device, id);
   if (allreduce_ranks) {
@@ -344,6 +346,20 @@ JobResult train_rank(const JobSpec& spec, const JobHooks& hooks, const Identity&
   ctx.log(std::string("test accuracy ") + acc + "; exported version " + std::to_string(out.version) + " to " +
           (out.exported / io::kModelFileName).string());
   return out;
+}
+
+// train_rank_on; an error on a GPU rank (a missing device, its memory full) also names the
+// rank, its host and the device.
+JobResult train_rank(const JobSpec& spec, const JobHooks& hooks, const Identity& id, Distributed& dist) {
+  if (spec.device.device.is_cpu()) return train_rank_on(spec, hooks, id, dist);
+  try {
+    return train_rank_on(spec, hooks, id, dist);
+  } catch (const Error& e) {
+    const std::string device = spec.device.device.resolved(id.local_rank).str();
+    const std::string rank = id.where();
+    throw Error(e.kind(), e.message(),
+                (rank.empty() ? "" : rank + ", ") + device + (e.where().empty() ? "" : ": " + e.where()));
+  }
 }
 
 // The SageMaker launch: the same command on every host of SM_HOSTS. The host's process runs
@@ -470,9 +486,6 @@ void validate(const JobSpec& spec) {
     STRAND_CHECK(st.global_batch_size == 0 && !st.scale_lr && spec.timeline.empty(), Usage,
                  "--global-batch-size, --scale-lr and --timeline need --strategy allreduce", where);
   }
-  if (st.kind == StrategyKind::Ps)
-    STRAND_CHECK(spec.device.device.is_cpu(), Usage, "--strategy ps trains on the CPU only",
-                 "--device " + spec.device.device.str());
 }
 
 JobResult run_job(const JobSpec& spec, const JobHooks& hooks) {

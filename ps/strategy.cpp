@@ -1,16 +1,10 @@
 #include <strand/ps/strategy.hpp>
 
-namespace strand::ps {
+#include <algorithm>
+#include <exception>
+#include <vector>
 
-namespace {
-void check_host(const Model& model, const Context& ctx) {
-  // Chunks are sent from and pulled into the flat buffers in place: they must be host memory.
-  STRAND_CHECK(model.backend().kind() == DeviceKind::Cpu, Usage,
-               "parameter-server training runs on the CPU backend only for now; the model is on '" +
-                   model.backend().name() + "'",
-               ctx.where());
-}
-}  // namespace
+namespace strand::ps {
 
 PsStrategy::PsStrategy(const Context& ctx, PsConfig config, int64_t param_count)
     : ctx_(ctx), timeline_(config.timeline) {
@@ -29,20 +23,28 @@ PsStrategy::~PsStrategy() {
   // ZeroMQ may still hold borrowed gradients after an error; they must outlive its sends.
   timeline_ = nullptr;  // it may be gone already
   try {
-    wait_all();
+    wait_all(nullptr);
   } catch (...) {  // the error was (or will be) reported by the call that failed
   }
 }
 
 void PsStrategy::broadcast_initial(Model& model, Optimizer& optimizer) {
-  check_host(model, ctx_);
   STRAND_CHECK(model.param_count() == map().floats, Usage,
                "the model has " + std::to_string(model.param_count()) + " parameters, the shard map " +
                    std::to_string(map().floats),
                ctx_.where());
   optimizer_ = &optimizer;
-  if (rank() == 0) worker_->init(model.params(), optimizer.config(), optimizer.state());
-  worker_->pull_all(model.params(), 0);
+  grads_stage_ = model.backend().make_stage(model.param_count());
+  if (grads_stage_) {
+    params_stage_ = model.backend().make_stage(model.param_count());
+    std::vector<float> params = model.get_params();
+    if (rank() == 0) worker_->init(params.data(), optimizer.config(), optimizer.state());
+    worker_->pull_all(params.data(), 0);
+    model.set_params(params);
+  } else {
+    if (rank() == 0) worker_->init(model.params(), optimizer.config(), optimizer.state());
+    worker_->pull_all(model.params(), 0);
+  }
   clock_ = 0;
   ready_from_ = -1;
   next_ = int64_t(map().chunks.size()) - 1;
@@ -52,9 +54,33 @@ void PsStrategy::issue(Model& model, size_t c) {
   const Chunk& ch = map().chunks[c];
   const auto t = Timeline::Clock::now();
   const int64_t bytes = ch.size() * int64_t(sizeof(float));
-  pending_.push_back({worker_->push(uint32_t(c), model.grads() + ch.begin, clock_, optimizer_->config().lr),
-                      "push", t, bytes});
-  pending_.push_back({worker_->pull(uint32_t(c), model.params() + ch.begin, clock_ + 1), "pull", t, bytes});
+  const float* grads = (grads_stage_ ? grads_stage_->host() : model.grads()) + ch.begin;
+  float* params = (params_stage_ ? params_stage_->host() : model.params()) + ch.begin;
+  pending_.push_back(
+      {worker_->push(uint32_t(c), grads, clock_, optimizer_->config().lr), "push", t, bytes, -1});
+  pending_.push_back({worker_->pull(uint32_t(c), params, clock_ + 1), "pull", t, bytes, int64_t(c)});
+}
+
+void PsStrategy::ready(Model& model, size_t c) {
+  if (!grads_stage_) {
+    issue(model, c);
+    return;
+  }
+  const Chunk& ch = map().chunks[c];
+  downloads_.push_back({c, grads_stage_->download(model.grads(), ch.begin, ch.end)});
+}
+
+void PsStrategy::push_landed(Model& model, bool wait) {
+  while (!downloads_.empty()) {
+    const Download d = downloads_.front();
+    if (wait) {
+      grads_stage_->wait(d.fence);
+    } else if (!grads_stage_->done(d.fence)) {
+      return;
+    }
+    downloads_.pop_front();
+    issue(model, d.chunk);
+  }
 }
 
 void PsStrategy::grads_ready(Model& model, int64_t begin, int64_t end) {
@@ -63,40 +89,49 @@ void PsStrategy::grads_ready(Model& model, int64_t begin, int64_t end) {
   ready_from_ = ready_from_ < 0 ? begin : std::min(ready_from_, begin);
   // A chunk goes once it lies wholly in the final part: layers before it still read their own
   // parameters in backward, never the chunk's, so its pull may land at any time.
-  while (next_ >= 0 && map().chunks[size_t(next_)].begin >= ready_from_) issue(model, size_t(next_--));
+  while (next_ >= 0 && map().chunks[size_t(next_)].begin >= ready_from_) ready(model, size_t(next_--));
+  if (grads_stage_) push_landed(model, false);
 }
 
 void PsStrategy::finish_step(Model& model, Optimizer& optimizer) {
   STRAND_CHECK(optimizer_, Usage, "broadcast_initial() must run before training steps", ctx_.where());
   optimizer_ = &optimizer;
-  while (next_ >= 0) issue(model, size_t(next_--));
+  while (next_ >= 0) ready(model, size_t(next_--));
   const auto t0 = Timeline::Clock::now();
-  wait_all();
+  if (grads_stage_) push_landed(model, true);
+  wait_all(&model);
+  if (params_stage_) params_stage_->join();  // the next forward reads the pulled parameters
   if (timeline_) timeline_->record("wait for ps", Timeline::kCompute, t0, Timeline::Clock::now());
   ++clock_;
   ready_from_ = -1;
   next_ = int64_t(map().chunks.size()) - 1;
 }
 
-void PsStrategy::wait_all() {
+void PsStrategy::wait_all(Model* model) {
   // Every ticket is waited for (its frames released) before the first error is rethrown.
   std::exception_ptr first;
   for (Pending& p : pending_) {
     try {
       p.ticket.wait();
       if (timeline_) timeline_->record(p.what, Timeline::kComm, p.issued, p.ticket.finished(), p.bytes);
+      if (model && params_stage_ && p.chunk >= 0 && !first) {
+        const Chunk& ch = map().chunks[size_t(p.chunk)];
+        params_stage_->upload(model->params(), ch.begin, ch.end);
+      }
     } catch (...) {
       if (!first) first = std::current_exception();
     }
   }
   pending_.clear();
+  downloads_.clear();
   if (first) std::rethrow_exception(first);
 }
 
 void PsStrategy::collect(Model& model, Optimizer& optimizer) {
-  check_host(model, ctx_);
+  std::vector<float> params(size_t(model.param_count()));
   OptimizerState st;
-  worker_->gather(model.params(), st);
+  worker_->gather(params.data(), st);
+  model.set_params(params);
   optimizer.load_state(st);
 }
 

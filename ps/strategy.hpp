@@ -11,10 +11,17 @@
 // it (and the parameters into the model) for a checkpoint, and broadcast_initial() from rank 0
 // sets the servers from them, so a checkpoint restores onto any number of servers.
 //
+// A model on a GPU (a backend whose make_stage() gives a Stage): each final chunk's gradients
+// are downloaded to a pinned mirror on the stage's copy queue while backward computes earlier
+// layers, and pushed once the download has landed; pulls land in a second mirror and are
+// uploaded as they arrive, and the next step's kernels wait for the uploads (Stage::join).
+// The backend must run without CUDA graphs: these copies cannot be recorded into a step.
+//
 // leave() at the end of training tells the servers this worker is done; a worker that ends
 // without it looks like a crashed one and is dropped from sync rounds after the timeout.
 #pragma once
 
+#include <deque>
 #include <memory>
 #include <string>
 #include <vector>
@@ -59,7 +66,11 @@ class PsStrategy final : public Strategy {
 
  private:
   void issue(Model& model, size_t chunk);
-  void wait_all();  // every ticket, before the first error is rethrown
+  // Chunk `c` is final: pushed now (host model) or once its download has landed.
+  void ready(Model& model, size_t chunk);
+  void push_landed(Model& model, bool wait);  // downloads in order: all (wait) or those landed
+  // Every ticket, before the first error is rethrown; staged pulls are uploaded as they land.
+  void wait_all(Model* model);
 
   const Context& ctx_;
   std::unique_ptr<Worker> worker_;
@@ -73,8 +84,17 @@ class PsStrategy final : public Strategy {
     const char* what;  // "push", "pull"
     Timeline::Clock::time_point issued;
     int64_t bytes;
+    int64_t chunk;  // a pull's, to upload it; -1 for a push
   };
   std::vector<Pending> pending_;
+  // Device models only: the mirrors of the gradients (pushed from) and of the parameters
+  // (pulled into), and the chunks whose downloads are in flight, in order.
+  std::unique_ptr<Stage> grads_stage_, params_stage_;
+  struct Download {
+    size_t chunk;
+    Stage::Fence fence;
+  };
+  std::deque<Download> downloads_;
 };
 
 }  // namespace strand::ps

@@ -100,13 +100,13 @@ TEST(Validate, ContradictionsAreRefused) {
   refused([](JobSpec& s) { s.timeline = "t.json"; });  // a local job has no ranks to trace
   refused([](JobSpec& s) { s.strategy.scale_lr = true; });
   refused([](JobSpec& s) { s.strategy.global_batch_size = 64; });
-  refused([](JobSpec& s) {
-    s.strategy.kind = StrategyKind::Ps;
-    s.device.device = parse_device("cuda:0");
-  });
   refused([](JobSpec& s) { s.train.epochs = 0; });
   refused([](JobSpec& s) { s.train.optimizer.lr = -1; });
   refused([](JobSpec& s) { s.strategy.comm_timeout_s = 0; });
+  JobSpec gpu_ps = ok;  // parameter-server workers on GPUs (they stage through pinned memory)
+  gpu_ps.strategy.kind = StrategyKind::Ps;
+  gpu_ps.device.device = parse_device("cuda:0");
+  EXPECT_NO_THROW(validate(gpu_ps));
 }
 
 // A few MNIST-shaped images in the SageMaker layout's IDX sibling: written as IDX files.

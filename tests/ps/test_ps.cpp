@@ -23,6 +23,7 @@
 #include <strand/ps/transport.hpp>
 #include <strand/ps/worker.hpp>
 #include <strand/train/trainer.hpp>
+#include "tests/core/staged_backend.hpp"
 #include "tests/train/tiny_task.hpp"
 
 namespace strand::ps {
@@ -305,10 +306,14 @@ TrainConfig config(int64_t batch, int64_t steps) {
 }
 
 // `workers` threads train through PS with per-worker batch b; returns each worker's weights.
+// With `staged`, the workers' models live on test::StagedCpuBackend (they stage like GPU
+// workers) and their stage counts are returned there.
 std::vector<std::vector<float>> train_ps(Cluster& cl, int workers, const io::Dataset& data,
                                          const TrainConfig& cfg, int64_t chunk_bytes,
                                          std::vector<TrainResult>* results = nullptr,
-                                         Timeline* timeline0 = nullptr) {
+                                         Timeline* timeline0 = nullptr,
+                                         std::vector<test::StageCounts>* staged = nullptr) {
+  if (staged) staged->assign(size_t(workers), {});
   std::vector<std::vector<float>> weights(static_cast<size_t>(workers));
   std::vector<TrainResult> res(static_cast<size_t>(workers));
   std::vector<std::string> errors(static_cast<size_t>(workers));
@@ -316,7 +321,9 @@ std::vector<std::vector<float>> train_ps(Cluster& cl, int workers, const io::Dat
   for (int r = 0; r < workers; ++r)
     threads.emplace_back([&, r] {
       try {
-        Context ctx = quiet_context(r, workers);
+        Context ctx = staged ? Context(std::make_unique<test::StagedCpuBackend>(1), {r, workers, "test-host"},
+                                       [](std::string_view) {})
+                             : quiet_context(r, workers);
         Model m(ctx.backend(), tiny_cnn());
         PsConfig pc = cl.config(r, workers, chunk_bytes);
         if (r == 0) pc.timeline = timeline0;
@@ -324,6 +331,7 @@ std::vector<std::vector<float>> train_ps(Cluster& cl, int workers, const io::Dat
         res[size_t(r)] = train(ctx, m, data, nullptr, cfg, s);
         s.leave();
         weights[size_t(r)] = m.get_params();
+        if (staged) (*staged)[size_t(r)] = static_cast<test::StagedCpuBackend&>(ctx.backend()).counts();
       } catch (const std::exception& e) {
         errors[size_t(r)] = e.what();
       }
@@ -377,6 +385,35 @@ TEST_P(SyncEquality, WorkersMatchOneProcessWithTheGlobalBatch) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Workers, SyncEquality, ::testing::Values(2, 4));
+
+// GPU workers' path on a backend that stages like one: gradients downloaded per chunk and
+// pushed only once landed, pulls uploaded and joined before the next forward. Any chunk pushed
+// or read before its copy landed, or not uploaded, changes the weights.
+TEST(Staged, WorkersThatStageTrainExactlyAsHostWorkers) {
+  const int workers = 2;
+  const io::Dataset data = banded(300, 1);
+  const int64_t b = 16, chunk = 256 * 4, steps = 20;
+  Context probe = quiet_context();
+  const int64_t params = Model(probe.backend(), tiny_cnn()).param_count();
+  Cluster host_cluster(2, workers, params, chunk, "sync");
+  const auto host = train_ps(host_cluster, workers, data, config(b, steps), chunk);
+  Cluster staged_cluster(2, workers, params, chunk, "sync");
+  std::vector<test::StageCounts> counts;
+  const auto staged =
+      train_ps(staged_cluster, workers, data, config(b, steps), chunk, nullptr, nullptr, &counts);
+  ASSERT_FALSE(host[0].empty());
+  ASSERT_FALSE(staged[0].empty());
+  for (int r = 0; r < workers; ++r) {
+    EXPECT_TRUE(staged[size_t(r)] == host[size_t(r)]) << "worker " << r << ": staged weights differ";
+    const test::StageCounts& c = counts[size_t(r)];
+    const int64_t chunks = int64_t(staged_cluster.map.chunks.size());
+    EXPECT_EQ(c.downloads, steps * chunks) << "worker " << r;
+    EXPECT_EQ(c.uploads, steps * chunks) << "worker " << r;
+    EXPECT_EQ(c.joins, steps) << "worker " << r;
+    EXPECT_GT(c.not_yet, 0) << "worker " << r << " never polled a download still in flight";
+  }
+  EXPECT_EQ(staged_cluster.total().updates, steps * int64_t(staged_cluster.map.chunks.size()));
+}
 
 TEST(Server, RefusesToListenOnEveryInterfaceUnlessAllowed) {
   Context ctx = quiet_context();

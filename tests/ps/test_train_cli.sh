@@ -5,7 +5,7 @@
 # --resume continues the whole job, restored onto the servers, to the same checkpoint bits as
 # an uninterrupted job, also onto two servers; the timeline holds both ranks' pushes and pulls;
 # async and ssp modes run; bad --ps-mode, a malformed STRAND_PS_TOKEN and a --ps-* flag without
-# --strategy ps are usage errors naming the input.
+# --strategy ps are usage errors naming the input; a missing GPU names the rank and device.
 # Usage: test_train_cli.sh STRAND
 set -uo pipefail
 strand=$1
@@ -85,6 +85,12 @@ rc=0
 train --model-dir "$work/d" --workers-per-host 2 >/dev/null 2>"$work/d.log" || rc=$?
 ((rc != 0)) && grep -q "workers-per-host is for the SageMaker launch" "$work/d.log" ||
   fail "--workers-per-host under mpirun: exit $rc"
+# GPU workers: one whose GPU is missing (no GPU here; no machine has a cuda:99) fails naming
+# its rank, host and device.
+rc=0
+train --model-dir "$work/d" --device cuda:99 >/dev/null 2>"$work/d.log" || rc=$?
+((rc != 0)) && grep -q "rank [01]/2 [^ ]*, cuda:99" "$work/d.log" ||
+  { cat "$work/d.log"; fail "a missing GPU: exit $rc"; }
 rc=0
 "$strand" train --strategy allreduce --ps-mode async --data "$work/data/idx" --model-dir "$work/d" \
   2>"$work/d.log" || rc=$?

@@ -1,6 +1,6 @@
 // CudaBackend against the CPU reference (make_cpu_backend(1)): every kernel forward and
 // backward on the same random inputs, at several shapes (odd sizes, batch 1, one channel,
-// same and valid padding), plus memory, errors, determinism and a whole mnist_cnn step.
+// same and valid padding), plus memory, stage copies, errors, determinism and a whole mnist_cnn step.
 // Without a GPU the suite reports itself skipped (exit 77, which meson counts as skipped).
 #include <gtest/gtest.h>
 
@@ -86,6 +86,38 @@ TEST_F(Cuda, CopiesRoundTrip) {
   EXPECT_TRUE(same_bits(download(gpu(), upload(gpu(), f)), f));
   const std::vector<int32_t> i{0, -1, 7, 2147483647, -2147483647 - 1};
   EXPECT_EQ(download<int32_t>(gpu(), upload(gpu(), i)), i);
+}
+
+// A stage's download copies what the kernels queued before it wrote, its upload lands before
+// the kernels queued after join(); both on sub-ranges, while the mirror's other floats stay.
+TEST_F(Cuda, StageCopiesAreOrderedWithTheKernels) {
+  const int64_t n = 1000003;
+  const std::vector<float> p0 = random_vec(size_t(n), 31), g = random_vec(size_t(n), 32);
+  Buffer params = upload(gpu(), p0), grads = upload(gpu(), g);
+  std::unique_ptr<Stage> stage = gpu().make_stage(n);
+  ASSERT_NE(stage, nullptr);
+  EXPECT_EQ(cpu().make_stage(n), nullptr);             // host memory needs no stage
+  gpu().sgd_step(n, 1.0f, params.f32(), grads.f32());  // params = p0 - g, queued
+  const Stage::Fence a = stage->download(params.f32(), 0, n / 2);
+  const Stage::Fence b = stage->download(params.f32(), n / 2, n);
+  EXPECT_EQ(b, a + 1);
+  while (!stage->done(a)) {
+  }
+  stage->wait(b);
+  EXPECT_TRUE(stage->done(b));
+  for (int64_t i = 0; i < n; ++i) ASSERT_EQ(stage->host()[i], p0[size_t(i)] - g[size_t(i)]) << i;
+  // Upload [7, n-7) of a new vector, then a kernel that reads it: params = new - g.
+  const std::vector<float> fresh = random_vec(size_t(n), 33);
+  std::copy(fresh.begin(), fresh.end(), stage->host());
+  stage->upload(params.f32(), 7, n - 7);
+  stage->join();
+  gpu().sgd_step(n, 1.0f, params.f32(), grads.f32());
+  const std::vector<float> got = download(gpu(), params);
+  for (int64_t i = 0; i < n; ++i) {
+    const bool up = i >= 7 && i < n - 7;
+    const float before = up ? fresh[size_t(i)] : p0[size_t(i)] - g[size_t(i)];
+    ASSERT_EQ(got[size_t(i)], before - g[size_t(i)]) << i;
+  }
 }
 
 // ---- conv2d
