@@ -35,16 +35,12 @@ void PsStrategy::broadcast_initial(Model& model, Optimizer& optimizer) {
                ctx_.where());
   optimizer_ = &optimizer;
   grads_stage_ = model.backend().make_stage(model.param_count());
-  if (grads_stage_) {
-    params_stage_ = model.backend().make_stage(model.param_count());
-    std::vector<float> params = model.get_params();
-    if (rank() == 0) worker_->init(params.data(), optimizer.config(), optimizer.state());
-    worker_->pull_all(params.data(), 0);
-    model.set_params(params);
-  } else {
-    if (rank() == 0) worker_->init(model.params(), optimizer.config(), optimizer.state());
-    worker_->pull_all(model.params(), 0);
-  }
+  params_stage_ = model.backend().make_stage(model.param_count());
+  // Once per job, through host memory whatever the device.
+  std::vector<float> params = model.get_params();
+  if (rank() == 0) worker_->init(params.data(), optimizer.config(), optimizer.state());
+  worker_->pull_all(params.data(), 0);
+  model.set_params(params);
   clock_ = 0;
   ready_from_ = -1;
   next_ = int64_t(map().chunks.size()) - 1;

@@ -108,7 +108,8 @@ class StagedCpuBackend final : public Backend {
               float* x, int32_t* y) override {
     cpu_->gather(b, sample, indices, images, labels, x, y);
   }
-  void conv2d_forward(const Conv2dDesc& d, const float* x, const float* w, const float* b, float* y) override {
+  void conv2d_forward(const Conv2dDesc& d, const float* x, const float* w, const float* b,
+                      float* y) override {
     cpu_->conv2d_forward(d, x, w, b, y);
   }
   void conv2d_backward(const Conv2dDesc& d, const float* x, const float* w, const float* dy, float* dx,
