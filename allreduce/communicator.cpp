@@ -1,5 +1,8 @@
 #include <strand/allreduce/communicator.hpp>
 
+#include <thread>
+
+#include <strand/core/backend.hpp>
 #include <strand/core/error.hpp>
 
 namespace strand::allreduce {
@@ -8,8 +11,11 @@ Algorithm parse_algorithm(std::string_view text) {
   if (text == "ring") return Algorithm::Ring;
   if (text == "hierarchical") return Algorithm::Hierarchical;
   if (text == "mpi") return Algorithm::Mpi;
+  if (text == "nccl") return Algorithm::Nccl;
+  if (text == "nccl-hierarchical") return Algorithm::NcclHierarchical;
   throw Error(ErrorKind::Usage,
-              "unknown allreduce algorithm '" + std::string(text) + "' (choose ring, hierarchical or mpi)",
+              "unknown allreduce algorithm '" + std::string(text) +
+                  "' (choose ring, hierarchical, mpi, nccl or nccl-hierarchical)",
               "allreduce");
 }
 
@@ -21,6 +27,10 @@ std::string_view to_string(Algorithm algorithm) {
       return "hierarchical";
     case Algorithm::Mpi:
       return "mpi";
+    case Algorithm::Nccl:
+      return "nccl";
+    case Algorithm::NcclHierarchical:
+      return "nccl-hierarchical";
   }
   return "?";
 }
@@ -34,6 +44,16 @@ void Communicator::allreduce_mean(float* data, int64_t n) {
   allreduce_sum(data, n);
   const float scale = 1.0f / float(size());
   for (int64_t i = 0; i < n; ++i) data[i] *= scale;
+}
+
+void Communicator::queue_allreduce_mean(Lane&, float*, int64_t) {
+  throw Error(ErrorKind::Usage, name() + " reduces host buffers: it cannot queue a device collective",
+              where());
+}
+
+// Nothing of a host communicator's runs on a lane: the mark waits for kernels alone.
+void Communicator::wait(Lane& lane, int64_t mark) {
+  while (!lane.passed(mark)) std::this_thread::yield();
 }
 
 double Communicator::sum(double value) {

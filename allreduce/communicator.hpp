@@ -11,7 +11,9 @@
 //                        hierarchical ranks grouped by host name: reduce within each host, ring
 //                                     among one leader per host, broadcast within each host
 //                        mpi          MPI's own allreduce (the baseline)
-//   NcclCommunicator   device (CUDA) buffers through NCCL (nccl_communicator.hpp)
+//   NcclCommunicator   device (CUDA) buffers through NCCL (nccl_communicator.hpp), flat or
+//                      hierarchical (within hosts, then across one leader per host); its
+//                      collectives can be queued on a Lane (core/backend.hpp) beside backward
 //   MpiRuntime         MPI's lifetime, owned by main() or a test (mpi_runtime.hpp)
 //   AllreduceStrategy  train/strategy.hpp's Strategy: gradient buckets reduced by a background
 //                      thread while backward runs (strategy.hpp)
@@ -33,13 +35,21 @@
 #include <string_view>
 #include <vector>
 
+namespace strand {
+class Lane;  // core/backend.hpp
+}
+
 namespace strand::allreduce {
 
-// MpiCommunicator's allreduce algorithms (above).
-enum class Algorithm { Ring, Hierarchical, Mpi };
-// "ring", "hierarchical" or "mpi"; Error(Usage) naming the text and the choices otherwise.
+// MpiCommunicator's allreduce algorithms over host memory (above), and NcclCommunicator's
+// over device memory, flat or hierarchical.
+enum class Algorithm { Ring, Hierarchical, Mpi, Nccl, NcclHierarchical };
+// "ring", "hierarchical", "mpi", "nccl" or "nccl-hierarchical"; Error(Usage) naming the text
+// and the choices otherwise.
 Algorithm parse_algorithm(std::string_view text);
 std::string_view to_string(Algorithm algorithm);
+// Whether the algorithm reduces device (GPU) memory: NCCL's.
+inline bool on_device(Algorithm a) { return a == Algorithm::Nccl || a == Algorithm::NcclHierarchical; }
 
 struct CommOptions {
   Algorithm algorithm = Algorithm::Ring;
@@ -73,6 +83,14 @@ class Communicator {
   // The element-wise mean: the sum scaled by 1/size() (exact for power-of-two sizes); NCCL
   // averages on the device.
   virtual void allreduce_mean(float* data, int64_t n);
+  // Device collectives (communicators that reduce device buffers; a Usage error on others):
+  // data[0, n) becomes the mean over the ranks, queued on `lane` behind the lane's earlier work;
+  // returns at once, also inside a recorded step (CUDA graph).
+  virtual void queue_allreduce_mean(Lane& lane, float* data, int64_t n);
+  // Outside a step: waits until the device has passed `mark` of `lane`. A rank that has died or
+  // hangs inside a queued collective ends the wait after the timeout with Error(Timeout)
+  // naming it.
+  virtual void wait(Lane& lane, int64_t mark);
   // bytes of `data` on `root` are copied to every rank (host memory).
   virtual void broadcast(void* data, size_t bytes, int root) = 0;
   // Every rank's value, in rank order.

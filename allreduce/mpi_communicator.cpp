@@ -22,6 +22,7 @@ struct MpiCommunicator::Groups {
   std::shared_ptr<SharedReduce> shared;  // the world's buffers, when the world shares memory
   std::string host;
   int host_count = 1;
+  int leader = 0;  // world rank of this host's first rank
 };
 
 namespace {
@@ -46,6 +47,10 @@ MpiCommunicator::MpiCommunicator(const MpiRuntime& rt, CommOptions options)
     : options_(std::move(options)), groups_(std::make_unique<Groups>()) {
   STRAND_CHECK(options_.timeout_s > 0 && options_.stall_warning_s > 0, Usage,
                "the communication timeout and stall warning must be positive", "allreduce");
+  STRAND_CHECK(
+      !on_device(options_.algorithm), Usage,
+      std::string(to_string(options_.algorithm)) + " reduces device memory: it is NcclCommunicator's",
+      "allreduce");
   const int world = rt.world_size(), me = rt.world_rank();
   const std::string where = "rank " + std::to_string(me) + "/" + std::to_string(world) + " " + rt.host();
   groups_->host = rt.host();
@@ -78,6 +83,7 @@ MpiCommunicator::MpiCommunicator(const MpiRuntime& rt, CommOptions options)
       local_hosts.push_back(hosts[size_t(i)]);
     }
   const bool leader = local_ranks.front() == me;
+  groups_->leader = local_ranks.front();
   groups_->local = std::make_unique<Group>(local, local_ranks, local_hosts, world, options_);
   groups_->local_channel = channel_for(*groups_->local, options_);
 
@@ -105,6 +111,7 @@ const std::string& MpiCommunicator::host() const { return groups_->host; }
 int MpiCommunicator::local_rank() const { return groups_->local->rank(); }
 int MpiCommunicator::local_size() const { return groups_->local->size(); }
 int MpiCommunicator::host_count() const { return groups_->host_count; }
+int MpiCommunicator::leader_rank() const { return groups_->leader; }
 
 void MpiCommunicator::allreduce_sum(float* data, int64_t n) {
   STRAND_CHECK(n >= 0 && (n == 0 || data), Usage, "allreduce of " + std::to_string(n) + " floats at null",

@@ -48,6 +48,9 @@ class MpiCommunicator final : public Communicator {
   int local_rank() const;
   int local_size() const;
   int host_count() const;
+  const CommOptions& options() const { return options_; }
+  // World rank of this host's leader (its lowest rank).
+  int leader_rank() const;
 
   // In place, through the algorithm chosen in CommOptions. When all ranks share one machine
   // and every rank passes a range of a buffer from allocate() (ranges of at least

@@ -50,21 +50,18 @@ job::JobSpec job_spec(CLI::App& cmd, TrainArgs& a) {
                    "strand train");
   }
   if (st.kind == job::StrategyKind::Local)
-    STRAND_CHECK(!a.hierarchical && st.allreduce.algorithm == allreduce::Algorithm::Ring, Usage,
+    STRAND_CHECK(!a.hierarchical && !st.allreduce.algorithm, Usage,
                  "--hierarchical and --allreduce need --strategy allreduce", "strand train");
-  if (a.hierarchical) {
-    STRAND_CHECK(st.allreduce.algorithm != allreduce::Algorithm::Mpi, Usage,
-                 "--hierarchical contradicts --allreduce mpi", "strand train");
-    st.allreduce.algorithm = allreduce::Algorithm::Hierarchical;
-  }
+  st.allreduce.hierarchical = a.hierarchical;
   st.allreduce.fusion_bytes = size_t(a.fusion_mib * (1 << 20));
   if (a.warmup_steps >= 0)
     spec.train.schedule.warmup_steps = a.warmup_steps;
   else if (st.scale_lr)
     spec.train.schedule.warmup_steps = 100;
-  spec.device = {.device = a.device.device,
-                 .cuda = {.tf32 = a.device.tf32, .cudnn_benchmark = a.device.cudnn_benchmark},
-                 .threads = a.threads};
+  spec.device = {
+      .device = a.device.device,
+      .cuda = {.tf32 = a.device.tf32, .graphs = a.device.graphs, .cudnn_benchmark = a.device.cudnn_benchmark},
+      .threads = a.threads};
   spec.train.checkpoint_dir = a.checkpoint_dir;  // empty: MODEL_DIR/checkpoints
   return spec;
 }
@@ -124,10 +121,12 @@ void add_train_command(CLI::App& app) {
              "under mpirun, or the SageMaker launch when SM_HOSTS is set)",
              std::string(job::to_string(st.kind)));
   add_parsed(*cmd, "--allreduce", st.allreduce.algorithm, allreduce::parse_algorithm,
-             "Allreduce algorithm: ring (ours), hierarchical or mpi (MPI_Allreduce)",
-             std::string(allreduce::to_string(st.allreduce.algorithm)));
+             "Allreduce algorithm: ring (ours), hierarchical or mpi (MPI_Allreduce) over host memory "
+             "(on a GPU, buckets staged through pinned memory); nccl or nccl-hierarchical on GPU memory",
+             "nccl on a GPU, else ring");
   cmd->add_flag("--hierarchical", a->hierarchical,
-                "Same as --allreduce hierarchical: reduce within hosts, ring across");
+                "Reduce within each host, then across one leader per host: ring becomes hierarchical, "
+                "nccl nccl-hierarchical");
   cmd->add_option("--fusion-threshold", a->fusion_mib, "Gradient bucket size in MiB (tensor fusion)")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();

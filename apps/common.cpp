@@ -22,10 +22,11 @@ std::filesystem::path default_mnist_cache() {
 }
 
 Context make_context(const DeviceArgs& d, int threads, Identity id) {
-  return job::make_context({.device = d.device,
-                            .cuda = {.tf32 = d.tf32, .cudnn_benchmark = d.cudnn_benchmark},
-                            .threads = threads},
-                           std::move(id));
+  return job::make_context(
+      {.device = d.device,
+       .cuda = {.tf32 = d.tf32, .graphs = d.graphs, .cudnn_benchmark = d.cudnn_benchmark},
+       .threads = threads},
+      std::move(id));
 }
 
 void add_device_options(CLI::App& cmd, DeviceArgs& d) {
@@ -40,6 +41,9 @@ void add_device_options(CLI::App& cmd, DeviceArgs& d) {
                "GPU: time cuDNN's convolution algorithms once per shape and keep the fastest, "
                "deterministic or not (like torch.backends.cudnn.benchmark); without it cuDNN's "
                "heuristics pick deterministic algorithms, the same every run");
+  cmd.add_flag("!--no-cuda-graphs", d.graphs,
+               "GPU: launch each kernel of a training step by itself instead of replaying the step "
+               "recorded as a CUDA graph");
 }
 
 void abort_job_on_error(const allreduce::MpiRuntime& mpi, const std::exception& e) {

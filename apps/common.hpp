@@ -20,10 +20,11 @@ struct DeviceArgs {
   Device device;
   bool tf32 = false;
   bool cudnn_benchmark = false;
+  bool graphs = true;
 };
 // A context on `device` (threads apply to the CPU), logging to stderr.
 Context make_context(const DeviceArgs& device, int threads, Identity id = {});
-// Registers --device, --tf32 and --cudnn-benchmark on a command.
+// Registers --device, --tf32, --cudnn-benchmark and --no-cuda-graphs on a command.
 void add_device_options(CLI::App& cmd, DeviceArgs& device);
 using job::load_data;
 using job::load_split;

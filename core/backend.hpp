@@ -123,6 +123,30 @@ class Stage {
   virtual void join() = 0;
 };
 
+// A second in-order queue of device work beside the backend's kernels (a CUDA stream), for
+// collectives that reduce gradient buckets while backward computes earlier layers (NCCL). It is
+// ordered against the kernels by events, which a recorded step (CUDA graph) keeps: follow() and
+// join() may be called inside a step, and what is queued on the lane is recorded with it.
+// Made by Backend::make_lane.
+class Lane {
+ public:
+  using Mark = int64_t;  // numbered from 1 in the order mark() was called
+  virtual ~Lane() = default;
+  // Work queued on the lane from now on runs after every kernel queued on the backend so far.
+  virtual void follow() = 0;
+  // Kernels queued on the backend from now on run after everything queued on the lane so far.
+  virtual void join() = 0;
+  // The native queue (a cudaStream_t) that a communication library queues its work on.
+  virtual void* native() = 0;
+  // Outside a step: a mark behind every kernel queued on the backend so far (after a join(), the
+  // lane's work before it too), and whether the device has passed it, never waiting.
+  virtual Mark mark() = 0;
+  virtual bool passed(Mark m) = 0;
+  // Once the mark after the last join() has passed: seconds the kernels waited at that join
+  // for the lane (the communication backward did not hide); negative where it was not timed.
+  virtual double join_wait_seconds() = 0;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -157,6 +181,9 @@ class Backend {
   // on host memory (the CPU), so a strategy sends from the flat buffers in place. Its copies
   // cannot be recorded into a step (CUDA graphs): a strategy that stages runs without them.
   virtual std::unique_ptr<Stage> make_stage(int64_t /*floats*/) { return nullptr; }
+  // A Lane beside this backend's kernels where they run on a device queue; nullptr on the CPU,
+  // whose kernels have run when their call returns.
+  virtual std::unique_ptr<Lane> make_lane() { return nullptr; }
 
   // ---- batch assembly on the device. images [N,sample], labels [N], indices [b] (int64, each
   // in [0,N)) -> x [b,sample], y [b].

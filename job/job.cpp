@@ -222,9 +222,13 @@ JobResult train_rank_on(const JobSpec& spec, const JobHooks& hooks, const Identi
   const bool ps = st.kind == StrategyKind::Ps;
   TrainConfig cfg = sized_for(spec, id.world);
   DeviceSpec device = spec.device;
+  const allreduce::Algorithm algorithm = allreduce_algorithm(st.allreduce, device.device);
   if (dist.mpi) {
     allreduce::CommOptions co;
-    co.algorithm = ps ? allreduce::Algorithm::Mpi : st.allreduce.algorithm;
+    // NCCL's ranks keep an MPI communicator for the ids, broadcasts and metrics: a ring.
+    co.algorithm = ps                                ? allreduce::Algorithm::Mpi
+                   : allreduce::on_device(algorithm) ? allreduce::Algorithm::Ring
+                                                     : algorithm;
     co.timeout_s = st.comm_timeout_s;
     // A ps job's MPI only exchanges the token and the server addresses, and gathers the timeline.
     if (!ps) co.stall_warning_s = std::min(10.0, st.comm_timeout_s / 3);
@@ -234,14 +238,17 @@ JobResult train_rank_on(const JobSpec& spec, const JobHooks& hooks, const Identi
     cfg.timeline = dist.timeline.get();
   }
   const bool allreduce_ranks = !ps && dist.mpi;
+  const bool nccl = allreduce_ranks && allreduce::on_device(algorithm);
   if ((ps || allreduce_ranks) && !device.device.is_cpu()) {
     device.device = device.device.resolved(id.local_rank);  // one GPU per rank
-    // The strategy waits for the device (allreduce) or stages copies (ps) inside a step.
-    device.cuda.graphs = false;
+    // A stage's copies (ps, and allreduce over host memory) cannot be recorded into a CUDA
+    // graph; NCCL's collectives on a lane can, with the rest of the step.
+    if (!nccl) device.cuda.graphs = false;
   }
-  if (allreduce_ranks && !device.device.is_cpu())
+  if (nccl)
     dist.nccl =
-        std::make_unique<allreduce::NcclCommunicator>(*dist.comm, device.device.index, st.comm_timeout_s);
+        std::make_unique<allreduce::NcclCommunicator>(*dist.comm, device.device.index, st.comm_timeout_s,
+                                                      algorithm == allreduce::Algorithm::NcclHierarchical);
   const bool chief = id.rank == 0;  // writes the metrics, the checkpoints and the export
   Context ctx = make_context(device, id);
   if (allreduce_ranks) {
@@ -255,7 +262,7 @@ JobResult train_rank_on(const JobSpec& spec, const JobHooks& hooks, const Identi
   // Ranks sharing one machine (CPU): the gradients live in the communicator's shared windows,
   // where its ring reduces them without copying between the ranks' buffers. Collective, the
   // same choice on every rank.
-  if (dist.allreduce && !dist.nccl && dist.comm->shares_buffers()) {
+  if (dist.allreduce && device.device.is_cpu() && dist.comm->shares_buffers()) {
     dist.shared_grads.emplace(dist.comm->allocate(model.param_count()));
     model.place_grads(dist.shared_grads->data());
   }
@@ -357,8 +364,9 @@ JobResult train_rank(const JobSpec& spec, const JobHooks& hooks, const Identity&
   } catch (const Error& e) {
     const std::string device = spec.device.device.resolved(id.local_rank).str();
     const std::string rank = id.where();
-    throw Error(e.kind(), e.message(),
-                (rank.empty() ? "" : rank + ", ") + device + (e.where().empty() ? "" : ": " + e.where()));
+    const std::string here = (rank.empty() ? "" : rank + ", ") + device;
+    if (e.where().starts_with(here)) throw;  // located already (NCCL names rank and device)
+    throw Error(e.kind(), e.message(), here + (e.where().empty() ? "" : ": " + e.where()));
   }
 }
 
@@ -486,6 +494,22 @@ void validate(const JobSpec& spec) {
     STRAND_CHECK(st.global_batch_size == 0 && !st.scale_lr && spec.timeline.empty(), Usage,
                  "--global-batch-size, --scale-lr and --timeline need --strategy allreduce", where);
   }
+  if (st.kind == StrategyKind::Allreduce) (void)allreduce_algorithm(st.allreduce, spec.device.device);
+}
+
+allreduce::Algorithm allreduce_algorithm(const AllreduceSpec& spec, Device device) {
+  using allreduce::Algorithm;
+  const std::string where = "strand train";
+  Algorithm a = spec.algorithm.value_or(device.is_cpu() ? Algorithm::Ring : Algorithm::Nccl);
+  if (spec.hierarchical) {
+    STRAND_CHECK(a != Algorithm::Mpi, Usage, "--hierarchical contradicts --allreduce mpi", where);
+    if (a == Algorithm::Ring) a = Algorithm::Hierarchical;
+    if (a == Algorithm::Nccl) a = Algorithm::NcclHierarchical;
+  }
+  STRAND_CHECK(!on_device(a) || !device.is_cpu(), Usage,
+               "--allreduce " + std::string(to_string(a)) + " reduces GPU memory: it needs --device cuda",
+               where);
+  return a;
 }
 
 JobResult run_job(const JobSpec& spec, const JobHooks& hooks) {

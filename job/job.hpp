@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -38,7 +39,9 @@ StrategyKind parse_strategy(std::string_view text);
 std::string_view to_string(StrategyKind kind);
 
 struct AllreduceSpec {
-  allreduce::Algorithm algorithm = allreduce::Algorithm::Ring;
+  // Unset: nccl for GPU ranks, ring for CPU ranks (allreduce_algorithm()).
+  std::optional<allreduce::Algorithm> algorithm;
+  bool hierarchical = false;  // ring -> hierarchical, nccl -> nccl-hierarchical
   size_t fusion_bytes = allreduce::AllreduceStrategy::kDefaultFusionBytes;  // gradient bucket size
 };
 
@@ -94,6 +97,11 @@ struct JobSpec {
 // Usage error naming the setting when the spec contradicts itself (e.g. a timeline without a
 // distributed strategy, a parameter server on a GPU).
 void validate(const JobSpec& spec);
+
+// The allreduce algorithm of a job's ranks on `device`: the spec's, else nccl on a GPU and ring
+// on the CPU, made hierarchical when asked. Usage error for a combination that cannot run
+// (nccl on the CPU, --hierarchical with mpi).
+allreduce::Algorithm allreduce_algorithm(const AllreduceSpec& spec, Device device);
 
 struct JobHooks {
   // The chief's (rank 0's) progress and evaluations.

@@ -22,6 +22,9 @@ class Strategy {
   virtual void grads_ready(Model& /*model*/, int64_t /*begin*/, int64_t /*end*/) {}
   // Completes the step: after it, model.params() hold the updated parameters.
   virtual void finish_step(Model& model, Optimizer& optimizer) = 0;
+  // The step's work is queued (a recorded step launched, core/backend.hpp end_step()): a
+  // strategy whose device work could wait forever on a peer waits for it here, bounded.
+  virtual void after_step(Model& /*model*/) {}
   // Rank 0, right before it writes a checkpoint: bring the model's parameters and the
   // optimizer's state up to date where they live elsewhere (a parameter server's shards).
   virtual void before_checkpoint(Model& /*model*/, Optimizer& /*optimizer*/) {}

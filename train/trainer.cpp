@@ -229,6 +229,7 @@ void Run::train_step(int64_t s, const std::vector<int64_t>& order, const int64_t
   t = phase("backward", t);
   strategy_.finish_step(model_, opt_);
   be_.end_step();
+  strategy_.after_step(model_);
   phase("update", t);
   ++step_;
   if (steps_in_call_++ >= cfg_.untimed_steps) result_.train_images += b;

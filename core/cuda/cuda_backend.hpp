@@ -78,6 +78,7 @@ class CudaBackend final : public Backend {
   void end_step() override;
   const void* device_view(const void* host, size_t bytes, Buffer& storage) override;
   std::unique_ptr<Stage> make_stage(int64_t floats) override;  // stage.cu
+  std::unique_ptr<Lane> make_lane() override;                  // lane.cu
   void gather(int64_t b, int64_t sample, const int64_t* indices, const float* images, const int32_t* labels,
               float* x, int32_t* y) override;
 

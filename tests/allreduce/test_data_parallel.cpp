@@ -1,7 +1,10 @@
 // Data-parallel training under mpirun -np 2: two ranks with batch B follow one process with
-// batch 2B (same seed, dropout included) within 1e-4 after 20 steps, for each algorithm;
+// batch 2B (same seed, dropout included) within 1e-4 after 20 steps, for each algorithm and
+// for the GPU paths played on the CPU (test::StagedCpuBackend: buckets staged through a
+// deferred mirror into the ring; device collectives queued on a deferred lane, NCCL's way);
 // every rank ends with the same bits; fusion sends the buckets the threshold implies and the
-// timeline records them with their bytes.
+// timeline records them with their bytes; buckets on a lane equal one whole-gradient bucket
+// bit for bit.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -12,6 +15,7 @@
 #include <strand/core/error.hpp>
 #include <strand/core/layers.hpp>
 #include <strand/train/trainer.hpp>
+#include "tests/core/staged_backend.hpp"
 #include "tests/train/tiny_task.hpp"
 
 namespace strand::allreduce {
@@ -23,22 +27,37 @@ namespace {
 using test::banded;
 using test::tiny_cnn;
 
-TrainConfig config(int64_t batch) {
-  TrainConfig c;
-  c.batch_size = batch;
-  c.seed = 11;
-  c.max_steps = 20;
-  c.epochs = 5;
-  c.optimizer.lr = 1e-2f;
-  c.schedule.kind = LrSchedule::Cosine;
-  return c;
-}
+TrainConfig config(int64_t batch) { return test::tiny_recipe(batch); }
 
 std::vector<float> train_local(const io::Dataset& data, int64_t batch, const ModelArch& arch = tiny_cnn()) {
   Context ctx(make_cpu_backend(1));
   Model m(ctx.backend(), arch);
   train(ctx, m, data, nullptr, config(batch));
   return m.get_params();
+}
+
+// `mine` (rank r's parameters after training with batch b per rank) equals rank 0's bits and
+// one process's with the global batch within 1e-4.
+void expect_follows_one_process(Communicator& comm, const std::vector<float>& mine, const io::Dataset& data,
+                                int64_t b, const std::string& what) {
+  std::vector<float> rank0 = mine;
+  comm.broadcast(rank0.data(), rank0.size() * sizeof(float), 0);
+  EXPECT_TRUE(mine == rank0) << what << ": rank " << comm.rank() << " holds other parameters than rank 0";
+  const std::vector<float> single = train_local(data, b * comm.size());
+  double diff = 0, norm = 0, worst = 0;
+  for (size_t i = 0; i < single.size(); ++i) {
+    const double d = std::abs(double(mine[i]) - single[i]);
+    diff += d * d;
+    norm += double(single[i]) * single[i];
+    worst = std::max(worst, d / (std::abs(double(single[i])) + 1e-3));
+  }
+  EXPECT_LT(std::sqrt(diff / norm), 1e-4) << what << ": parameters differ from the single process";
+  EXPECT_LT(worst, 1e-3) << what << ": worst element (relative, 1e-3 floor)";
+  // The run really trained: a different global batch gives different weights.
+  if (comm.size() > 1) {
+    EXPECT_FALSE(single == train_local(data, b))
+        << "the batch size does not matter: the equality above proves nothing";
+  }
 }
 
 class Equality : public ::testing::TestWithParam<std::string> {};
@@ -57,28 +76,102 @@ TEST_P(Equality, TwoRanksMatchOneProcessWithTheGlobalBatch) {
     const TrainResult r = train(ctx, m, data, nullptr, config(b), strategy);
     EXPECT_EQ(r.global_step, 20);
   }
-  std::vector<float> mine = m.get_params(), rank0 = mine;
-  comm.broadcast(rank0.data(), rank0.size() * sizeof(float), 0);
-  EXPECT_TRUE(mine == rank0) << "rank " << comm.rank() << " holds other parameters than rank 0";
-
-  const std::vector<float> single = train_local(data, b * comm.size());
-  double diff = 0, norm = 0, worst = 0;
-  for (size_t i = 0; i < single.size(); ++i) {
-    const double d = std::abs(double(mine[i]) - single[i]);
-    diff += d * d;
-    norm += double(single[i]) * single[i];
-    worst = std::max(worst, d / (std::abs(double(single[i])) + 1e-3));
-  }
-  EXPECT_LT(std::sqrt(diff / norm), 1e-4) << GetParam() << ": parameters differ from the single process";
-  EXPECT_LT(worst, 1e-3) << GetParam() << ": worst element (relative, 1e-3 floor)";
-  // The run really trained: a different global batch gives different weights.
-  if (comm.size() > 1) {
-    EXPECT_FALSE(single == train_local(data, b))
-        << "the batch size does not matter: the equality above proves nothing";
-  }
+  expect_follows_one_process(comm, m.get_params(), data, b, GetParam());
 }
 
 INSTANTIATE_TEST_SUITE_P(Algorithms, Equality, ::testing::Values("ring", "hierarchical", "mpi"));
+
+// NCCL's part played on the CPU: a device communicator whose collectives are queued on a
+// test::DeferredLane and run there, through the MPI ring, when the lane's work runs.
+class LaneComm final : public Communicator {
+ public:
+  explicit LaneComm(MpiCommunicator& host) : host_(host) {}
+  std::string name() const override { return "lane"; }
+  bool reduces_device_buffers() const override { return true; }
+  int rank() const override { return host_.rank(); }
+  int size() const override { return host_.size(); }
+  const std::string& host() const override { return host_.host(); }
+  void allreduce_sum(float* data, int64_t n) override { host_.allreduce_sum(data, n); }
+  void queue_allreduce_mean(Lane& lane, float* data, int64_t n) override {
+    static_cast<test::DeferredLane*>(lane.native())->queue([this, data, n] {
+      host_.allreduce_mean(data, n);
+    });
+  }
+  void wait(Lane& lane, int64_t mark) override {
+    ++waits;
+    while (!lane.passed(mark)) {
+    }
+  }
+  void broadcast(void* data, size_t bytes, int root) override { host_.broadcast(data, bytes, root); }
+  std::vector<double> allgather(double value) override { return host_.allgather(value); }
+  std::vector<std::string> gather_to_root(const std::string& text) override {
+    return host_.gather_to_root(text);
+  }
+  int64_t waits = 0;
+
+ private:
+  MpiCommunicator& host_;
+};
+
+// Trains 20 steps of batch b per rank on a StagedCpuBackend (with lanes when `lane`) and
+// returns the parameters; `check` sees the strategy and the backend afterwards.
+template <class Check>
+std::vector<float> train_deferred(Communicator& comm, bool lane, const io::Dataset& data, int64_t b,
+                                  size_t fusion_bytes, Check check) {
+  Context ctx(std::make_unique<test::StagedCpuBackend>(1, lane), {comm.rank(), comm.size(), comm.host()});
+  Model m(ctx.backend(), tiny_cnn());
+  AllreduceStrategy strategy(comm, fusion_bytes);
+  EXPECT_EQ(train(ctx, m, data, nullptr, config(b), strategy).global_step, 20);
+  check(strategy, static_cast<const test::StagedCpuBackend&>(ctx.backend()));
+  return m.get_params();
+}
+
+class DevicePaths : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(DevicePaths, TwoRanksMatchOneProcessWithTheGlobalBatch) {
+  const std::string path = GetParam();
+  const bool lane = path == "lane";
+  CommOptions o;
+  o.algorithm = path == "staged-hierarchical" ? Algorithm::Hierarchical : Algorithm::Ring;
+  o.timeout_s = 30;
+  MpiCommunicator host(*runtime, o);
+  LaneComm device(host);
+  Communicator& comm = lane ? static_cast<Communicator&>(device) : host;
+  const int64_t b = 16;
+  const io::Dataset data = banded(300, 1);
+  const auto check = [&](const AllreduceStrategy& s, const test::StagedCpuBackend& be) {
+    EXPECT_EQ(s.path(), lane ? AllreduceStrategy::Path::Lane : AllreduceStrategy::Path::Staged);
+    EXPECT_GT(s.buckets_during_backward(), 0) << "no bucket left while backward still ran";
+    if (lane) {
+      const test::LaneCounts& c = be.lane_counts();
+      EXPECT_EQ(c.queued, s.buckets());
+      EXPECT_EQ(c.unfollowed, 0) << "a collective was queued without following the kernels that wrote it";
+      EXPECT_EQ(c.joins, 20) << "one join per step, before the update";
+      EXPECT_EQ(device.waits, 20) << "after_step waits for every step";
+    } else {
+      const test::StageCounts& c = be.counts();
+      EXPECT_EQ(c.downloads, s.buckets());
+      EXPECT_EQ(c.uploads, c.downloads) << "every reduced bucket goes back up";
+      EXPECT_EQ(c.joins, 20);
+      EXPECT_GT(c.not_yet, 0) << "the polls never saw a copy still running";
+    }
+  };
+  expect_follows_one_process(comm, train_deferred(comm, lane, data, b, 256, check), data, b, path);
+}
+
+INSTANTIATE_TEST_SUITE_P(Paths, DevicePaths, ::testing::Values("staged-ring", "staged-hierarchical", "lane"));
+
+// Buckets reduced as backward fills them give the bits of one bucket after backward (2 ranks:
+// each sum has the same two terms in any order).
+TEST(DevicePaths, BucketsOnALaneEqualOneWholeBucketBitForBit) {
+  MpiCommunicator host(*runtime, CommOptions{});
+  LaneComm device(host);
+  const io::Dataset data = banded(300, 1);
+  const auto none = [](const AllreduceStrategy&, const test::StagedCpuBackend&) {};
+  const std::vector<float> bucketed = train_deferred(device, true, data, 16, 256, none);
+  const std::vector<float> whole = train_deferred(device, true, data, 16, size_t(1) << 30, none);
+  EXPECT_TRUE(bucketed == whole) << "bucketed and unbucketed reductions differ";
+}
 
 // Gradients placed in the communicator's shared windows (what strand train does when the
 // ranks share a machine): the ring reduces them in place, with the same result. The model is

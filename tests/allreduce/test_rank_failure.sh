@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # A data-parallel job whose rank 1 hangs (SIGSTOP) or dies (SIGKILL) mid-training must end
 # with a non-zero exit within the bound, saying which rank (and host) failed; a hang is also
-# reported by a stall warning first.
-# Usage: test_rank_failure.sh STRAND
+# reported by a stall warning first. TRAIN_ARGS go to strand train (bench/gpu/check: --device
+# cuda --allreduce nccl); RUN_MPI is the launcher (default run_mpi.sh; the GPU machine's carried
+# one there).
+# Usage: test_rank_failure.sh STRAND [TRAIN_ARG...]
 set -uo pipefail
 strand=$1
+shift
+train_args=("$@")
 here=$(cd "$(dirname "$0")" && pwd)
+run_mpi=${RUN_MPI:-$here/run_mpi.sh}
 source "$here/../test_lib.sh"
 source "$here/mpi_ranks.sh"
 tiny_mnist
@@ -13,8 +18,8 @@ tiny_mnist
 run_case() { # SIGNAL BOUND_SECONDS
   local signal=$1 bound=$2
   rm -rf "$work/model" "$work/log"
-  "$here/run_mpi.sh" 2 "$strand" train --strategy allreduce --data "$work/data/idx" \
-    --model-dir "$work/model" --epochs 100000 --batch-size 16 --threads 1 --comm-timeout 6 >"$work/log" 2>&1 &
+  "$run_mpi" 2 "$strand" train --strategy allreduce --data "$work/data/idx" --model-dir "$work/model" \
+    --epochs 100000 --batch-size 16 --threads 1 --comm-timeout 6 "${train_args[@]}" >"$work/log" 2>&1 &
   mpirun_pid=$!
   # Wait until both ranks train (rank 0 logs its first epoch).
   for _ in $(seq 1 300); do

@@ -57,5 +57,39 @@ rc=0
   2>"$work/d.log" || rc=$?
 ((rc == 2)) && grep -q "need --strategy allreduce" "$work/d.log" ||
   fail "--timeline without allreduce: exit $rc"
+# The GPU choices: nccl needs a GPU; a rank whose GPU is missing (no machine has a cuda:99)
+# fails naming rank, host and device, through NCCL and through the staged ring alike.
+rc=0
+train --model-dir "$work/f" --allreduce nccl >/dev/null 2>"$work/f.log" || rc=$?
+((rc == 2)) && grep -q "allreduce nccl reduces GPU memory: it needs --device cuda" "$work/f.log" ||
+  { cat "$work/f.log"; fail "--allreduce nccl on the CPU: exit $rc"; }
+rc=0
+"$strand" train --data "$work/data/idx" --model-dir "$work/f" --allreduce nccll 2>"$work/f.log" || rc=$?
+((rc == 2)) && grep -q "choose ring, hierarchical, mpi, nccl or nccl-hierarchical" "$work/f.log" ||
+  { cat "$work/f.log"; fail "--allreduce nccll: exit $rc"; }
+for alg in nccl ring; do
+  rc=0
+  train --model-dir "$work/g" --device cuda:99 --allreduce "$alg" >/dev/null 2>"$work/g.log" || rc=$?
+  ((rc != 0)) && grep -q "rank [01]/2 [^ ]*, cuda:99" "$work/g.log" ||
+    { cat "$work/g.log"; fail "--device cuda:99 --allreduce $alg: exit $rc, no rank/host/device named"; }
+done
+grep -q -- "--no-cuda-graphs" <("$strand" train --help) || fail "train --help lacks --no-cuda-graphs"
 grep -q -- "--impl" <("$strand" bench allreduce --help) || fail "bench allreduce --help"
+# bench allreduce: host rows name their device; GPU impls need a GPU and host impls refuse one.
+"$here/run_mpi.sh" 2 "$strand" bench allreduce --max-bytes 16384 --seconds 0.02 --json >"$work/bench.json" ||
+  fail "bench allreduce exited non-zero"
+python3 - "$work/bench.json" <<'EOF_PY' || fail "bench allreduce --json rows"
+import json, sys
+rows = json.load(open(sys.argv[1]))["rows"]
+assert {r["impl"] for r in rows} == {"ring", "hierarchical", "mpi"}, rows
+assert all(r["device"] == "cpu" and r["ranks"] == 2 for r in rows), rows
+EOF_PY
+for case in "--device cuda --impl ring:reduces host memory" "--impl nccl:needs --device cuda" \
+  "--device cuda --impl staged-ring:no CUDA GPU is visible" "--device cuda --memcpy:for host memory"; do
+  rc=0
+  # shellcheck disable=SC2086  # the case's options are words
+  "$here/run_mpi.sh" 1 "$strand" bench allreduce ${case%%:*} >/dev/null 2>"$work/bench.log" || rc=$?
+  ((rc != 0)) && grep -q "${case#*:}" "$work/bench.log" ||
+    { cat "$work/bench.log"; fail "bench allreduce ${case%%:*}: exit $rc, want '${case#*:}'"; }
+done
 echo PASS

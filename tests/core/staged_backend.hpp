@@ -1,11 +1,15 @@
 // A CPU backend that stages like a GPU, for testing without one what a strategy does with a
 // Stage (core/backend.hpp): make_stage() gives a DeferredStage, whose downloads land only when
 // polled or waited for (until then the mirror holds NaN, so data read too early poisons the
-// result) and whose uploads reach the model only at join(). Every kernel runs on CpuBackend.
+// result) and whose uploads reach the model only at join(). With lanes, make_lane() gives a
+// DeferredLane, whose queued work runs only when the backend's kernels must wait for it (at
+// join()), so a strategy that updates before joining uses unreduced gradients. Every kernel
+// runs on CpuBackend.
 #pragma once
 
 #include <algorithm>
 #include <deque>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <vector>
@@ -76,13 +80,63 @@ class DeferredStage final : public Stage {
   bool busy_ = false;
 };
 
+struct LaneCounts {
+  int64_t follows = 0, joins = 0, queued = 0, marks = 0;
+  int64_t unfollowed = 0;  // work queued without a follow() since the previous work
+};
+
+class DeferredLane final : public Lane {
+ public:
+  explicit DeferredLane(LaneCounts& counts) : counts_(counts) {}
+
+  // What a test communicator calls from its queue_allreduce_mean() (native() is this lane).
+  void queue(std::function<void()> work) {
+    ++counts_.queued;
+    if (!followed_) ++counts_.unfollowed;
+    followed_ = false;
+    work_.push_back(std::move(work));
+  }
+
+  void follow() override {
+    ++counts_.follows;
+    followed_ = true;
+  }
+  void join() override {
+    ++counts_.joins;
+    for (auto& w : work_) w();
+    work_.clear();
+  }
+  void* native() override { return this; }
+  Mark mark() override {
+    ++counts_.marks;
+    return ++issued_;
+  }
+  // Every other poll passes the oldest mark: waits see the device still busy.
+  bool passed(Mark m) override {
+    if (passed_ < m && (busy_ = !busy_) == false) ++passed_;
+    return passed_ >= m;
+  }
+  double join_wait_seconds() override { return 0; }
+
+ private:
+  LaneCounts& counts_;
+  std::deque<std::function<void()>> work_;
+  bool followed_ = false, busy_ = false;
+  Mark issued_ = 0, passed_ = 0;
+};
+
 class StagedCpuBackend final : public Backend {
  public:
-  explicit StagedCpuBackend(int threads) : cpu_(make_cpu_backend(threads)) {}
+  explicit StagedCpuBackend(int threads, bool lanes = false)
+      : cpu_(make_cpu_backend(threads)), lanes_(lanes) {}
   const StageCounts& counts() const { return counts_; }
+  const LaneCounts& lane_counts() const { return lane_counts_; }
 
   std::unique_ptr<Stage> make_stage(int64_t floats) override {
     return std::make_unique<DeferredStage>(floats, counts_);
+  }
+  std::unique_ptr<Lane> make_lane() override {
+    return lanes_ ? std::make_unique<DeferredLane>(lane_counts_) : nullptr;
   }
 
   std::string name() const override { return "cpu (staged)"; }
@@ -176,8 +230,10 @@ class StagedCpuBackend final : public Backend {
 
  private:
   std::unique_ptr<Backend> cpu_;
+  bool lanes_;
   std::vector<Buffer> owned_;  // the CPU backend's buffers behind the ones handed out
   StageCounts counts_;
+  LaneCounts lane_counts_;
 };
 
 }  // namespace strand::test

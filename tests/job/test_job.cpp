@@ -109,6 +109,34 @@ TEST(Validate, ContradictionsAreRefused) {
   EXPECT_NO_THROW(validate(gpu_ps));
 }
 
+// The algorithm follows the device unless named; --hierarchical picks each one's hierarchical
+// form; combinations that cannot run are Usage errors.
+TEST(AllreduceAlgorithm, FollowsTheDeviceAndRefusesWhatCannotRun) {
+  using allreduce::Algorithm;
+  const Device cpu = parse_device("cpu"), gpu = parse_device("cuda");
+  auto spec = [](std::optional<Algorithm> a, bool hierarchical) { return AllreduceSpec{a, hierarchical}; };
+  EXPECT_EQ(allreduce_algorithm(spec({}, false), cpu), Algorithm::Ring);
+  EXPECT_EQ(allreduce_algorithm(spec({}, false), gpu), Algorithm::Nccl);
+  EXPECT_EQ(allreduce_algorithm(spec({}, true), cpu), Algorithm::Hierarchical);
+  EXPECT_EQ(allreduce_algorithm(spec({}, true), gpu), Algorithm::NcclHierarchical);
+  EXPECT_EQ(allreduce_algorithm(spec(Algorithm::Ring, false), gpu), Algorithm::Ring);  // staged
+  EXPECT_EQ(allreduce_algorithm(spec(Algorithm::Ring, true), gpu), Algorithm::Hierarchical);
+  EXPECT_EQ(allreduce_algorithm(spec(Algorithm::NcclHierarchical, false), gpu), Algorithm::NcclHierarchical);
+  for (Algorithm a : {Algorithm::Nccl, Algorithm::NcclHierarchical}) {
+    try {
+      allreduce_algorithm(spec(a, false), cpu);
+      ADD_FAILURE() << to_string(a) << " accepted on the CPU";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::Usage);
+      EXPECT_NE(std::string(e.what()).find("needs --device cuda"), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_THROW(allreduce_algorithm(spec(Algorithm::Mpi, true), gpu), Error);
+  for (const char* name : {"ring", "hierarchical", "mpi", "nccl", "nccl-hierarchical"})
+    EXPECT_EQ(to_string(allreduce::parse_algorithm(name)), name);
+  EXPECT_THROW(allreduce::parse_algorithm("NCCL"), Error);
+}
+
 // A few MNIST-shaped images in the SageMaker layout's IDX sibling: written as IDX files.
 void write_idx(const fs::path& dir, const std::string& prefix, int n) {
   auto be32 = [](std::ofstream& f, uint32_t v) {

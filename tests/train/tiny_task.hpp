@@ -3,11 +3,14 @@
 // so that per-sample masks matter.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
+#include <vector>
 
 #include <strand/core/backend.hpp>
 #include <strand/core/layers.hpp>
 #include <strand/io/dataset.hpp>
+#include <strand/train/trainer.hpp>
 
 namespace strand::test {
 
@@ -35,6 +38,29 @@ inline io::Dataset banded(int64_t n, uint64_t seed, bool row_bands = false) {
     }
   }
   return d;
+}
+
+// The recipe of the equality tests (distributed runs against one process): `steps` steps of
+// Adam at lr 1e-2 on a cosine schedule, seed 11.
+inline TrainConfig tiny_recipe(int64_t batch, int64_t steps = 20) {
+  TrainConfig c;
+  c.batch_size = batch;
+  c.seed = 11;
+  c.max_steps = steps;
+  c.epochs = 50;
+  c.optimizer.lr = 1e-2f;
+  c.schedule.kind = LrSchedule::Cosine;
+  return c;
+}
+
+// |a - ref| / |ref| (L2).
+inline double rel_l2(const std::vector<float>& a, const std::vector<float>& ref) {
+  double diff = 0, norm = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    diff += (double(a[i]) - ref[i]) * (double(a[i]) - ref[i]);
+    norm += double(ref[i]) * ref[i];
+  }
+  return std::sqrt(diff / norm);
 }
 
 }  // namespace strand::test
