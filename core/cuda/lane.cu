@@ -49,10 +49,18 @@ class CudaLane final : public Lane {
     activate();
     STRAND_CUDA_CHECK(cudaEventRecord(fork_.get(), compute_));
     STRAND_CUDA_CHECK(cudaStreamWaitEvent(lane_.get(), fork_.get(), 0));
+    forked_ = true;
   }
 
   void join() override {
     activate();
+    // Nothing queued since the last join: inside a capture the lane is not part of it, and
+    // waiting for its event would reach outside the recorded step.
+    if (!forked_) {
+      timed_ = false;
+      return;
+    }
+    forked_ = false;
     const unsigned flags = capturing() ? cudaEventRecordExternal : cudaEventRecordDefault;
     STRAND_CUDA_CHECK(cudaEventRecord(joined_.get(), lane_.get()));
     STRAND_CUDA_CHECK(cudaEventRecordWithFlags(before_join_.get(), compute_, flags));
@@ -122,6 +130,7 @@ class CudaLane final : public Lane {
   std::deque<Pending> marks_;
   StreamPtr lane_;  // after the events: destroyed (drained) before them
   Mark issued_ = 0, passed_ = 0;
+  bool forked_ = false;  // follow() since the last join()
   bool timed_ = false;
 };
 
