@@ -9,6 +9,7 @@ namespace strand::cli {
 void add_train_command(CLI::App& app);
 void add_eval_command(CLI::App& app);
 void add_data_command(CLI::App& app);
+void add_model_command(CLI::App& app);  // model summary (apps/cmd_model.cpp)
 void add_bench_command(CLI::App& app);
 // serve, deploy, predict, endpoint (apps/cmd_serve.cpp)
 void add_serve_commands(CLI::App& app);

@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   strand::cli::add_train_command(app);
   strand::cli::add_eval_command(app);
   strand::cli::add_data_command(app);
+  strand::cli::add_model_command(app);
   strand::cli::add_bench_command(app);
   strand::cli::add_serve_commands(app);
   try {

@@ -61,6 +61,14 @@ double Model::forward_flops_per_sample() const {
   return f;
 }
 
+std::vector<LayerSummary> Model::summary() const {
+  std::vector<LayerSummary> out;
+  for (size_t i = 0; i < layers_.size(); ++i)
+    out.push_back(
+        {layers_[i]->spec(), shapes_[i + 1], layers_[i]->param_count(), layers_[i]->forward_flops()});
+  return out;
+}
+
 void Model::init(uint64_t seed) {
   std::vector<float> host(static_cast<size_t>(param_count_));
   for (size_t i = 0; i < layers_.size(); ++i)

@@ -27,6 +27,14 @@ struct ModelArch {
   bool operator==(const ModelArch&) const = default;
 };
 
+// One layer of a bound model, as `strand model summary` prints it.
+struct LayerSummary {
+  LayerSpec spec;
+  Shape output;  // per sample
+  int64_t params = 0;
+  double flops = 0;  // forward, per sample
+};
+
 class Model {
  public:
   // [begin, end) of the flat gradient buffer, in floats, is final for this step.
@@ -42,6 +50,8 @@ class Model {
   int64_t classes() const { return output_shape().numel(); }
   int64_t param_count() const { return param_count_; }
   double forward_flops_per_sample() const;
+  // Each layer's spec, output shape, parameters and forward FLOPs per sample, in order.
+  std::vector<LayerSummary> summary() const;
   // Offsets of each layer's parameters in the flat buffer (size layers+1).
   const std::vector<int64_t>& param_offsets() const { return offsets_; }
 

@@ -29,7 +29,7 @@ tiny=(--batch-size 50 --threads 1)
 
 # Help on every command.
 expect 0 "Subcommands" -- "$strand" --help
-for cmd in train eval data "data mnist" bench "bench train" "bench infer"; do
+for cmd in train eval data "data mnist" model "model summary" bench "bench train" "bench infer"; do
   # shellcheck disable=SC2086
   expect 0 "Usage" -- "$strand" $cmd --help
 done
@@ -151,6 +151,20 @@ assert r["batch_size"] == 20 and r["iterations"] == 3 and r["images_per_sec"] > 
 PY
 expect 2 "larger than the 100 images" -- "$strand" bench infer --data "$work/data/npy" \
   --batch-size 101 --threads 1
+
+# model summary: per layer output shapes, parameters and FLOPs that add up to the model's.
+expect 0 "dense units=1024 .*\[1024\] .*3212288" -- "$strand" model summary mnist_cnn
+expect 2 "unknown model 'resnet' \\(known: mnist_cnn, mnist_mlp\\)" -- "$strand" model summary resnet
+"$strand" model summary mnist_cnn --json >"$work/summary.json" || fail "model summary --json failed"
+/usr/bin/python3 - "$work/summary.json" <<'PY' || fail "model summary JSON: $(cat "$work/summary.json")"
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert r["input"] == [1, 28, 28] and r["classes"] == 10 and len(r["layers"]) == 11, r
+assert sum(l["params"] for l in r["layers"]) == r["params"] == 3274634, r
+assert abs(sum(l["flops"] for l in r["layers"]) - r["flops"]) < 1, r
+assert r["layers"][5]["output"] == [64, 7, 7], r["layers"][5]
+assert r["layers"][0]["options"] == {"filters": 32, "kernel": 5, "same": 1}, r["layers"][0]
+PY
 
 if ((failures)); then echo "$failures check(s) failed"; exit 1; fi
 echo "all CLI checks passed"
