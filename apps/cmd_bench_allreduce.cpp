@@ -8,7 +8,8 @@
 // (std::vector), what a caller's own buffer gets; `shared` = each algorithm's buffer comes from
 // its communicator's allocate() (an MPI-3 shared window, like MPI_Alloc_mem / NCCL buffer
 // registration), which ring and hierarchical reduce without copies when all ranks share one
-// machine. With `--device cuda` the buffers are GPU memory (one GPU per rank, by local rank):
+// machine. With `--device cuda` the buffers are GPU memory (the GPU of the rank's local rank
+// modulo the GPUs shown; `cuda:N`: GPU N for every rank):
 // `nccl` / `nccl-hierarchical` = NcclCommunicator on them, `staged-ring` /
 // `staged-hierarchical` = what training's host algorithms do with GPU gradients (download to
 // pinned memory through a Stage, our ring or hierarchical allreduce there, upload, and wait for
@@ -137,8 +138,17 @@ void run_bench_allreduce(AllreduceBenchArgs a) {
     // communicator that allocated it. With a GPU the host buffer is where values are written and
     // checked, the device buffer what is reduced.
     const size_t max_n = size_t(a.max_bytes / 4);
-    const Device dev = a.device.resolved(comms.front()->local_rank());
+    Device dev = a.device;
     if (!dev.is_cpu()) {
+      // Checked here, not left to the backend: the local rank below is taken modulo the count.
+      const int count = cuda_device_count();
+      STRAND_CHECK(count > 0, Usage,
+                   cuda_built() ? "no CUDA GPU is visible (no NVIDIA driver or no device)"
+                                : "this strand was built without CUDA",
+                   "--device " + a.device.str() + ", " + comms.front()->where());
+      // cuda: one GPU per rank, wrapping round on a host with more ranks than GPUs (staged-*
+      // can share one; NCCL refuses two ranks on one GPU). cuda:N: GPU N for every rank.
+      dev = dev.resolved(comms.front()->local_rank() % count);
       gpu = make_backend(dev, 1);
       for (size_t k = 0; k < a.impls.size(); ++k) {
         DeviceSide d;
@@ -229,7 +239,7 @@ void run_bench_allreduce(AllreduceBenchArgs a) {
         }
       }
       for (size_t k = 0; k < a.impls.size(); ++k)
-        rows.push_back({a.impls[k], a.buffer, dev.str(), bytes, p, 1e6 * best[k],
+        rows.push_back({a.impls[k], dev.is_cpu() ? a.buffer : "device", dev.str(), bytes, p, 1e6 * best[k],
                         comms[k]->in_place_allreduces() > in_place_before[k]});
     }
     if (me != 0) return;
@@ -251,7 +261,8 @@ void run_bench_allreduce(AllreduceBenchArgs a) {
                        {"time_us", r.time_us},
                        {"algbw_gbps", algbw(r)},
                        {"busbw_gbps", busbw(r)}});
-      io::write_record(std::cout, {{"hosts", hosts}, {"rows", out}}, io::make_stamp(), 1);
+      io::write_record(std::cout, {{"hosts", hosts}, {"rows", out}},
+                       io::make_stamp({.on_gpu = !dev.is_cpu()}), 1);
       return;
     }
     std::printf(
@@ -259,8 +270,8 @@ void run_bench_allreduce(AllreduceBenchArgs a) {
         hosts, a.chunk_kib);
     std::printf("# buffers: %s\n",
                 !device.empty()
-                    ? "GPU memory (one GPU per rank); staged-*: through pinned host memory, timed "
-                      "download to upload"
+                    ? "GPU memory (cuda: each rank's local rank modulo the GPUs shown; cuda:N: GPU N); "
+                      "staged-*: through pinned host memory, timed download to upload"
                 : a.buffer == "shared"
                     ? "shared (each algorithm's from its communicator's allocate(), an MPI-3 shared window)"
                     : "heap (std::vector, a caller's ordinary memory)");
@@ -269,9 +280,9 @@ void run_bench_allreduce(AllreduceBenchArgs a) {
     for (const Row& r : rows)
       std::printf("  %12lld  %-19s  %-7s  %10.1f  %11.3f  %11.3f  %s\n", (long long)r.bytes, r.impl.c_str(),
                   r.device.c_str(), r.time_us, algbw(r), busbw(r),
-                  r.impl == "memcpy" ? "-"
-                  : r.in_place       ? "yes"
-                                     : "no");
+                  r.impl == "memcpy" || on_device(r.impl) ? "-"  // in place: of shared host buffers
+                  : r.in_place                            ? "yes"
+                                                          : "no");
   } catch (const std::exception& e) {
     abort_job_on_error(mpi, e);
     throw;
@@ -296,7 +307,8 @@ void add_bench_allreduce_command(CLI::App& bench) {
       ->capture_default_str();
   cmd->add_option_function<std::string>(
          "--device", [a](const std::string& text) { a->device = parse_device(text); },
-         "cpu (host buffers) or cuda / cuda:N (GPU buffers; cuda: each rank the GPU of its local rank)")
+         "cpu (host buffers) or cuda / cuda:N (GPU buffers; cuda: each rank the GPU of its local rank "
+         "modulo the GPUs shown, cuda:N: GPU N for every rank)")
       ->default_str("cpu");
   cmd->add_option("--min-bytes", a->min_bytes, "Smallest buffer")->capture_default_str();
   cmd->add_option("--max-bytes", a->max_bytes, "Largest buffer")->capture_default_str();

@@ -68,12 +68,13 @@ void add_model_command(CLI::App& app) {
   CLI::App* model = app.add_subcommand("model", "Look at a model");
   model->require_subcommand(1);
   auto a = std::make_shared<SummaryArgs>();
-  CLI::App* summary = model->add_subcommand(
-      "summary", "Each layer's output shape, parameters and forward FLOPs per image");
+  CLI::App* summary =
+      model->add_subcommand("summary", "Each layer's output shape, parameters and forward FLOPs per image");
   summary->add_option("model", a->model, "A built-in model: mnist_cnn or mnist_mlp")->required();
-  summary->add_flag("--json", a->json,
-                    "Print one JSON object: model, input, classes, params, flops, and per layer type, options, "
-                    "output, params, flops");
+  summary->add_flag(
+      "--json", a->json,
+      "Print one JSON object: model, input, classes, params, flops, and per layer type, options, "
+      "output, params, flops");
   summary->callback([a] { run_summary(*a); });
 }
 

@@ -3,7 +3,9 @@
 # metrics, checkpoints and the export; --resume continues the whole job to the same
 # checkpoint bits as an uninterrupted job; the timeline holds both ranks' phases and each
 # allreduce with its bytes; --global-batch-size and --scale-lr set the per-rank batch and the
-# learning rate; bad flag combinations are usage errors.
+# learning rate; bad flag combinations are usage errors. strand bench allreduce: --device cpu
+# is the default; host and GPU implementations refuse the other device; --device cuda without a
+# GPU is a usage error naming the device (with one, it gives nccl and staged-ring rows).
 # Usage: test_train_cli.sh STRAND
 set -uo pipefail
 strand=$1
@@ -84,12 +86,50 @@ rows = json.load(open(sys.argv[1]))["rows"]
 assert {r["impl"] for r in rows} == {"ring", "hierarchical", "mpi"}, rows
 assert all(r["device"] == "cpu" and r["ranks"] == 2 for r in rows), rows
 EOF_PY
-for case in "--device cuda --impl ring:reduces host memory" "--impl nccl:needs --device cuda" \
-  "--device cuda --impl staged-ring:no CUDA GPU is visible" "--device cuda --memcpy:for host memory"; do
+for case in "--device cuda --impl ring:--impl ring reduces host memory; with --device cuda" \
+  "--device cuda --impl nccl mpi:--impl mpi reduces host memory; with --device cuda" \
+  "--impl nccl:--impl nccl reduces GPU memory: it needs --device cuda" \
+  "--device cpu --impl staged-ring:--impl staged-ring reduces GPU memory" \
+  "--device cuda --memcpy:for host memory" "--device cuda --buffer shared:for host memory" \
+  "--device gpu:unknown device"; do
   rc=0
   # shellcheck disable=SC2086  # the case's options are words
   "$here/run_mpi.sh" 1 "$strand" bench allreduce ${case%%:*} >/dev/null 2>"$work/bench.log" || rc=$?
-  ((rc != 0)) && grep -q "${case#*:}" "$work/bench.log" ||
+  ((rc == 2)) && grep -q -- "${case#*:}" "$work/bench.log" ||
     { cat "$work/bench.log"; fail "bench allreduce ${case%%:*}: exit $rc, want '${case#*:}'"; }
 done
+# --device cpu is the default: the same header and rows (timings aside).
+bench() { "$here/run_mpi.sh" "$@" --max-bytes 16384 --seconds 0.01 2>"$work/bench.log"; }
+bench 2 "$strand" bench allreduce >"$work/bench-default.txt" ||
+  { cat "$work/bench.log"; fail "bench allreduce"; }
+bench 2 "$strand" bench allreduce --device cpu >"$work/bench-cpu.txt" ||
+  { cat "$work/bench.log"; fail "bench allreduce --device cpu"; }
+layout() { awk '/^#/ {print; next} {print $1, $2, $3, $NF}' "$1"; }
+diff <(layout "$work/bench-default.txt") <(layout "$work/bench-cpu.txt") ||
+  fail "bench allreduce: --device cpu differs from the default"
+[[ $(layout "$work/bench-cpu.txt" | grep -v '^#' | awk '{print $2, $3}' | sort -u | tr '\n' ,) == \
+  "hierarchical cpu,mpi cpu,ring cpu," ]] ||
+  fail "bench allreduce --device cpu rows: $(cat "$work/bench-cpu.txt")"
+# A cuda device: GPU rows where the machine has a GPU, else a usage error naming the device.
+gpus=$(find /dev -maxdepth 1 -name 'nvidia[0-9]*' | wc -l)
+if ((gpus > 0)) && "$strand" --version | grep -q "with the CUDA backend"; then
+  np=$((gpus > 1 ? 2 : 1)) # NCCL refuses two ranks on one GPU
+  bench "$np" "$strand" bench allreduce --device cuda --json >"$work/bench-gpu.json" ||
+    { cat "$work/bench.log"; fail "bench allreduce --device cuda"; }
+  python3 - "$work/bench-gpu.json" "$np" <<'EOF_PY' || fail "bench allreduce --device cuda --json rows"
+import json, sys
+record, np = json.load(open(sys.argv[1])), int(sys.argv[2])
+rows = record["rows"]
+assert {r["impl"] for r in rows} == {"nccl", "staged-ring"}, rows
+assert all(r["device"] == "cuda:0" and r["buffer"] == "device" and r["ranks"] == np for r in rows), rows
+assert record["stamp"]["gpu"], record["stamp"]
+EOF_PY
+else
+  # One rank: Open MPI 4.1's mpirun can crash when two ranks call MPI_Abort at once.
+  rc=0
+  bench 1 "$strand" bench allreduce --device cuda >/dev/null || rc=$?
+  want="--device cuda, rank 0/1 .*: usage error: .*\(no CUDA GPU is visible\|without CUDA\)"
+  ((rc == 2)) && grep -q -- "$want" "$work/bench.log" ||
+    { cat "$work/bench.log"; fail "bench allreduce --device cuda without a GPU: exit $rc"; }
+fi
 echo PASS
