@@ -196,12 +196,7 @@ TEST(SharedGradients, TwoRanksMatchOneProcessAndReduceInPlace) {
     EXPECT_GT(comm.in_place_allreduces(), 0) << "the shared gradients never took the in-place path";
   }
   const std::vector<float> mine = m.get_params(), single = train_local(data, b * comm.size(), wide);
-  double diff = 0, norm = 0;
-  for (size_t i = 0; i < single.size(); ++i) {
-    diff += (double(mine[i]) - single[i]) * (double(mine[i]) - single[i]);
-    norm += double(single[i]) * single[i];
-  }
-  EXPECT_LT(std::sqrt(diff / norm), 1e-4) << "parameters differ from the single process";
+  EXPECT_LT(test::rel_l2(mine, single), 1e-4) << "parameters differ from the single process";
 }
 
 // Every layer with parameters reports its range; a 1-float threshold sends each alone, a

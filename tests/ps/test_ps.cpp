@@ -39,6 +39,12 @@ Context quiet_context(int rank = 0, int world = 1) {
   return Context(make_cpu_backend(1), {rank, world, "test-host"}, [](std::string_view) {});
 }
 
+// tiny_cnn's parameter count (the servers' shard map is built from it).
+int64_t tiny_cnn_params() {
+  Context probe = quiet_context();
+  return Model(probe.backend(), tiny_cnn()).param_count();
+}
+
 std::span<const std::byte> as_bytes(const std::string& s) {
   return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
 }
@@ -341,8 +347,7 @@ TEST_P(SyncEquality, WorkersMatchOneProcessWithTheGlobalBatch) {
   const int workers = GetParam();
   const io::Dataset data = banded(300, 1);
   const int64_t b = 32 / workers, chunk = 256 * 4;  // several chunks on each of 2 servers
-  Context probe = quiet_context();
-  const int64_t params = Model(probe.backend(), tiny_cnn()).param_count();
+  const int64_t params = tiny_cnn_params();
   Cluster cl(2, workers, params, chunk, "sync");
   std::vector<TrainResult> res;
   Timeline tl(0, Timeline::Clock::now());
@@ -381,8 +386,7 @@ TEST(Staged, WorkersThatStageTrainExactlyAsHostWorkers) {
   const int workers = 2;
   const io::Dataset data = banded(300, 1);
   const int64_t b = 16, chunk = 256 * 4, steps = 20;
-  Context probe = quiet_context();
-  const int64_t params = Model(probe.backend(), tiny_cnn()).param_count();
+  const int64_t params = tiny_cnn_params();
   Cluster host_cluster(2, workers, params, chunk, "sync");
   const auto host = train_ps(host_cluster, workers, data, config(b, steps), chunk);
   Cluster staged_cluster(2, workers, params, chunk, "sync");
@@ -410,8 +414,7 @@ TEST(GpuWorkers, SyncMatchesOneProcessWithTheGlobalBatch) {
   const int workers = 2;
   const io::Dataset data = banded(300, 1);
   const int64_t b = 16, chunk = 256 * 4, steps = 20;
-  Context probe = quiet_context();
-  const int64_t params = Model(probe.backend(), tiny_cnn()).param_count();
+  const int64_t params = tiny_cnn_params();
   Cluster cl(2, workers, params, chunk, "sync");
   const auto w = train_ps(cl, workers, data, config(b, steps), chunk, nullptr, nullptr, nullptr, true);
   ASSERT_FALSE(w[0].empty());
@@ -470,8 +473,7 @@ class Converges : public ::testing::TestWithParam<std::string> {};
 TEST_P(Converges, TwoWorkersLearnTheBandedProblem) {
   const io::Dataset data = banded(2000, 5), test = banded(500, 77);
   const int64_t chunk = 256 * 4;
-  Context probe = quiet_context();
-  Cluster cl(2, 2, Model(probe.backend(), tiny_cnn()).param_count(), chunk, GetParam());
+  Cluster cl(2, 2, tiny_cnn_params(), chunk, GetParam());
   TrainConfig cfg = config(16, 0);
   cfg.epochs = 2;
   const auto w = train_ps(cl, 2, data, cfg, chunk);
@@ -519,8 +521,7 @@ struct Stepper {
 // 1's push lands a moment before its own count is updated). Without a bound it runs away.
 int64_t max_lead(const std::string& mode, int steps, ServerStats* stats) {
   const int64_t chunk = 256 * 4;
-  Context probe = quiet_context();
-  Cluster cl(2, 2, Model(probe.backend(), tiny_cnn()).param_count(), chunk, mode);
+  Cluster cl(2, 2, tiny_cnn_params(), chunk, mode);
   std::atomic<int64_t> done[2] = {0, 0};
   std::atomic<int64_t> lead{0};
   std::vector<std::thread> threads;
@@ -711,8 +712,7 @@ TEST(Server, SurvivesRandomRequestsWithTheToken) {
 
 TEST(Sync, ADroppedWorkerDoesNotStopTheOthers) {
   const int64_t chunk = 256 * 4;
-  Context probe = quiet_context();
-  Cluster cl(2, 2, Model(probe.backend(), tiny_cnn()).param_count(), chunk, "sync", /*worker_timeout_s=*/0.5);
+  Cluster cl(2, 2, tiny_cnn_params(), chunk, "sync", /*worker_timeout_s=*/0.5);
   std::string error;
   std::thread survivor([&] {
     try {
@@ -741,8 +741,7 @@ TEST(Sync, ADroppedWorkerDoesNotStopTheOthers) {
 
 TEST(Worker, ADeadServerFailsTheStepWithinTheTimeout) {
   const int64_t chunk = 256 * 4;
-  Context probe = quiet_context();
-  Cluster cl(2, 1, Model(probe.backend(), tiny_cnn()).param_count(), chunk, "sync");
+  Cluster cl(2, 1, tiny_cnn_params(), chunk, "sync");
   Stepper st(0, 1);
   PsConfig c = cl.config(0, 1, chunk);
   c.dispatch.server_timeout_s = 1;
@@ -788,8 +787,7 @@ TEST(Worker, AServerThatNeverAnswersFailsWithinTheConnectTimeout) {
 
 TEST(Checkpoint, CollectsShardsAndRestoresOntoAnotherServerCount) {
   const int64_t chunk = 300 * 4;
-  Context probe = quiet_context();
-  const int64_t params = Model(probe.backend(), tiny_cnn()).param_count();
+  const int64_t params = tiny_cnn_params();
   Stepper st(0, 1);
   std::vector<float> saved, continued;
   OptimizerState saved_state;
@@ -823,8 +821,7 @@ TEST(Checkpoint, CollectsShardsAndRestoresOntoAnotherServerCount) {
 TEST(Checkpoint, PsAndLocalJobsWriteTheSameOptimizerState) {
   const io::Dataset data = banded(96, 3);
   const int64_t chunk = 256 * 4;
-  Context probe = quiet_context();
-  const int64_t params = Model(probe.backend(), tiny_cnn()).param_count();
+  const int64_t params = tiny_cnn_params();
   const std::filesystem::path root =
       std::filesystem::temp_directory_path() / ("strand-ps-ckpt-" + std::to_string(::getpid()));
   for (OptimizerKind kind : {OptimizerKind::Sgd, OptimizerKind::Momentum, OptimizerKind::Adam}) {
