@@ -68,22 +68,48 @@ class Buffer {
   size_t bytes_ = 0;
 };
 
-// Stride-1 2-D convolution with symmetric zero padding.
+// 2-D convolution (cross-correlation) with symmetric zero padding and a stride; odd trailing
+// rows/columns a stride does not reach are not read (floor).
 struct Conv2dDesc {
   int64_t batch = 0, in_c = 0, in_h = 0, in_w = 0;
   int64_t out_c = 0, kernel_h = 0, kernel_w = 0, pad_h = 0, pad_w = 0;
-  int64_t out_h() const { return in_h + 2 * pad_h - kernel_h + 1; }
-  int64_t out_w() const { return in_w + 2 * pad_w - kernel_w + 1; }
+  int64_t stride_h = 1, stride_w = 1;
+  int64_t out_h() const { return (in_h + 2 * pad_h - kernel_h) / stride_h + 1; }
+  int64_t out_w() const { return (in_w + 2 * pad_w - kernel_w) / stride_w + 1; }
+  bool unit_stride() const { return stride_h == 1 && stride_w == 1; }
   double flops() const { return 2.0 * batch * out_c * out_h() * out_w() * in_c * kernel_h * kernel_w; }
 };
 
-// 2x2 max pooling, stride 2; odd trailing rows/columns are dropped (floor).
+// 2x2 max pooling, stride 2; odd trailing rows/columns are dropped (floor). The fast path of
+// PoolDesc's max pooling, with the fused ReLU backward.
 struct Pool2dDesc {
   int64_t batch = 0, channels = 0, in_h = 0, in_w = 0;
   int64_t out_h() const { return in_h / 2; }
   int64_t out_w() const { return in_w / 2; }
 };
 
+// Pooling over kernel_h x kernel_w windows stepped by stride_h x stride_w, no padding; windows
+// that would cross the far edge are dropped (floor). Windows may overlap (stride < kernel).
+enum class PoolKind { Max, Avg };
+struct PoolDesc {
+  int64_t batch = 0, channels = 0, in_h = 0, in_w = 0;
+  int64_t kernel_h = 2, kernel_w = 2, stride_h = 2, stride_w = 2;
+  int64_t out_h() const { return (in_h - kernel_h) / stride_h + 1; }
+  int64_t out_w() const { return (in_w - kernel_w) / stride_w + 1; }
+};
+
+// Batch normalization of x [batch, channels, spatial] per channel (spatial = H*W after a
+// convolution, 1 after a dense layer). Parameters: gamma_beta [2C] = {gamma, beta}; running
+// statistics: running [2C] = {mean, variance}. Training normalizes with the batch's mean and
+// biased variance over batch*spatial values and keeps them for backward in saved [2C] = {mean,
+// 1/sqrt(var+eps)}. The running statistics move as Keras's do: new = momentum * running +
+// (1 - momentum) * batch (the variance unbiased); the kernel writes running - new into
+// running_delta [2C] rather than updating in place, so a strategy averages it over ranks like
+// a gradient and the optimizer subtracts it (Optimizer's state rule).
+struct BatchNormDesc {
+  int64_t batch = 0, channels = 0, spatial = 1;
+  float eps = 1e-3f, momentum = 0.99f;
+};
 struct DenseDesc {
   int64_t batch = 0, in = 0, out = 0;
   double flops() const { return 2.0 * batch * in * out; }
@@ -190,10 +216,12 @@ class Backend {
   virtual void gather(int64_t b, int64_t sample, const int64_t* indices, const float* images,
                       const int32_t* labels, float* x, int32_t* y) = 0;
 
-  // ---- conv2d. x [B,in_c,H,W], w [out_c,in_c,kh,kw], b [out_c], y [B,out_c,oh,ow].
+  // ---- conv2d. x [B,in_c,H,W], w [out_c,in_c,kh,kw], b [out_c] or null (no bias),
+  // y [B,out_c,oh,ow].
   virtual void conv2d_forward(const Conv2dDesc& d, const float* x, const float* w, const float* b,
                               float* y) = 0;
-  // Writes (overwrites) dw and db; dx may be null (first layer needs no input gradient).
+  // Writes (overwrites) dw and db (null when there is no bias); dx may be null (first layer
+  // needs no input gradient).
   virtual void conv2d_backward(const Conv2dDesc& d, const float* x, const float* w, const float* dy,
                                float* dx, float* dw, float* db) = 0;
 
@@ -202,6 +230,23 @@ class Backend {
   virtual void maxpool2x2_forward(const Pool2dDesc& d, const float* x, float* y) = 0;
   virtual void maxpool2x2_backward(const Pool2dDesc& d, const float* x, const float* y, const float* dy,
                                    float* dx) = 0;
+
+  // ---- pooling (PoolDesc). Max backward routes each window's dy to the window's first
+  // maximum (row-major); average backward spreads dy / (kernel_h*kernel_w) over the window.
+  // Overlapping windows add up; positions no window covers get 0.
+  virtual void pool_forward(PoolKind kind, const PoolDesc& d, const float* x, float* y) = 0;
+  virtual void pool_backward(PoolKind kind, const PoolDesc& d, const float* x, const float* y,
+                             const float* dy, float* dx) = 0;
+
+  // ---- batch normalization (BatchNormDesc). y may not alias x.
+  virtual void batchnorm_forward_train(const BatchNormDesc& d, const float* x, const float* gamma_beta,
+                                       const float* running, float* y, float* saved,
+                                       float* running_delta) = 0;
+  virtual void batchnorm_forward_infer(const BatchNormDesc& d, const float* x, const float* gamma_beta,
+                                       const float* running, float* y) = 0;
+  // From a training forward's `saved`: writes dgamma_beta [2C] and dx (may be null).
+  virtual void batchnorm_backward(const BatchNormDesc& d, const float* x, const float* gamma_beta,
+                                  const float* saved, const float* dy, float* dx, float* dgamma_beta) = 0;
 
   // ---- dense. x [B,in], w [out,in], b [out], y [B,out] = x w^T + b.
   virtual void dense_forward(const DenseDesc& d, const float* x, const float* w, const float* b,

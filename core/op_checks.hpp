@@ -11,6 +11,8 @@ namespace strand {
 
 void check_conv2d(const Conv2dDesc& d, const char* where);
 void check_maxpool2x2(const Pool2dDesc& d, const char* where);
+void check_pool(const PoolDesc& d, const char* where);
+void check_batchnorm(const BatchNormDesc& d, const char* where);
 void check_dense(const DenseDesc& d, const char* where);
 void check_softmax(int64_t batch, int64_t classes, const char* where);
 

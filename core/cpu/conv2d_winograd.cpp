@@ -242,7 +242,7 @@ void winograd_conv(const Shape& s, const float* x, const FilterView& f, const fl
 }  // namespace
 
 bool winograd_applies(const Conv2dDesc& d) {
-  return d.kernel_h == 5 && d.kernel_w == 5 && d.in_c >= 8 && d.out_c >= 8 && d.batch > 0;
+  return d.kernel_h == 5 && d.kernel_w == 5 && d.unit_stride() && d.in_c >= 8 && d.out_c >= 8 && d.batch > 0;
 }
 
 void winograd_conv2d_forward(const Conv2dDesc& d, const float* x, const float* w, const float* b, float* y,

@@ -66,6 +66,25 @@ void CpuBackend::relu_maxpool2x2_backward(const Pool2dDesc& d, const float* x, c
                                           const float* dy, float* dx) {
   cpu::maxpool2x2_backward(d, x, y, dy, dx, true, pool_);
 }
+void CpuBackend::pool_forward(PoolKind kind, const PoolDesc& d, const float* x, float* y) {
+  cpu::pool_forward(kind, d, x, y, pool_);
+}
+void CpuBackend::pool_backward(PoolKind kind, const PoolDesc& d, const float* x, const float*,
+                               const float* dy, float* dx) {
+  cpu::pool_backward(kind, d, x, dy, dx, pool_);
+}
+void CpuBackend::batchnorm_forward_train(const BatchNormDesc& d, const float* x, const float* gamma_beta,
+                                         const float* running, float* y, float* saved, float* running_delta) {
+  cpu::batchnorm_forward_train(d, x, gamma_beta, running, y, saved, running_delta, pool_);
+}
+void CpuBackend::batchnorm_forward_infer(const BatchNormDesc& d, const float* x, const float* gamma_beta,
+                                         const float* running, float* y) {
+  cpu::batchnorm_forward_infer(d, x, gamma_beta, running, y, pool_);
+}
+void CpuBackend::batchnorm_backward(const BatchNormDesc& d, const float* x, const float* gamma_beta,
+                                    const float* saved, const float* dy, float* dx, float* dgamma_beta) {
+  cpu::batchnorm_backward(d, x, gamma_beta, saved, dy, dx, dgamma_beta, pool_);
+}
 void CpuBackend::dense_forward(const DenseDesc& d, const float* x, const float* w, const float* b, float* y) {
   cpu::dense_forward(d, x, w, b, y, pool_);
 }

@@ -35,6 +35,15 @@ class CpuBackend final : public Backend {
                                 float* dx) override;
   void maxpool2x2_backward(const Pool2dDesc& d, const float* x, const float* y, const float* dy,
                            float* dx) override;
+  void pool_forward(PoolKind kind, const PoolDesc& d, const float* x, float* y) override;
+  void pool_backward(PoolKind kind, const PoolDesc& d, const float* x, const float* y, const float* dy,
+                     float* dx) override;
+  void batchnorm_forward_train(const BatchNormDesc& d, const float* x, const float* gamma_beta,
+                               const float* running, float* y, float* saved, float* running_delta) override;
+  void batchnorm_forward_infer(const BatchNormDesc& d, const float* x, const float* gamma_beta,
+                               const float* running, float* y) override;
+  void batchnorm_backward(const BatchNormDesc& d, const float* x, const float* gamma_beta, const float* saved,
+                          const float* dy, float* dx, float* dgamma_beta) override;
   void dense_forward(const DenseDesc& d, const float* x, const float* w, const float* b, float* y) override;
   void dense_backward(const DenseDesc& d, const float* x, const float* w, const float* dy, float* dx,
                       float* dw, float* db) override;

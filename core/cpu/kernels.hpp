@@ -50,6 +50,18 @@ void maxpool2x2_forward(const Pool2dDesc& d, const float* x, float* y, ThreadPoo
 void maxpool2x2_backward(const Pool2dDesc& d, const float* x, const float* y, const float* dy, float* dx,
                          bool relu, ThreadPool& pool);
 
+void pool_forward(PoolKind kind, const PoolDesc& d, const float* x, float* y, ThreadPool& pool);
+void pool_backward(PoolKind kind, const PoolDesc& d, const float* x, const float* dy, float* dx,
+                   ThreadPool& pool);
+
+void batchnorm_forward_train(const BatchNormDesc& d, const float* x, const float* gamma_beta,
+                             const float* running, float* y, float* saved, float* running_delta,
+                             ThreadPool& pool);
+void batchnorm_forward_infer(const BatchNormDesc& d, const float* x, const float* gamma_beta,
+                             const float* running, float* y, ThreadPool& pool);
+void batchnorm_backward(const BatchNormDesc& d, const float* x, const float* gamma_beta, const float* saved,
+                        const float* dy, float* dx, float* dgamma_beta, ThreadPool& pool);
+
 void dense_forward(const DenseDesc& d, const float* x, const float* w, const float* b, float* y,
                    ThreadPool& pool);
 void dense_backward(const DenseDesc& d, const float* x, const float* w, const float* dy, float* dx, float* dw,

@@ -177,6 +177,25 @@ class StagedCpuBackend final : public Backend {
                            float* dx) override {
     cpu_->maxpool2x2_backward(d, x, y, dy, dx);
   }
+  void pool_forward(PoolKind kind, const PoolDesc& d, const float* x, float* y) override {
+    cpu_->pool_forward(kind, d, x, y);
+  }
+  void pool_backward(PoolKind kind, const PoolDesc& d, const float* x, const float* y, const float* dy,
+                     float* dx) override {
+    cpu_->pool_backward(kind, d, x, y, dy, dx);
+  }
+  void batchnorm_forward_train(const BatchNormDesc& d, const float* x, const float* gamma_beta,
+                               const float* running, float* y, float* saved, float* running_delta) override {
+    cpu_->batchnorm_forward_train(d, x, gamma_beta, running, y, saved, running_delta);
+  }
+  void batchnorm_forward_infer(const BatchNormDesc& d, const float* x, const float* gamma_beta,
+                               const float* running, float* y) override {
+    cpu_->batchnorm_forward_infer(d, x, gamma_beta, running, y);
+  }
+  void batchnorm_backward(const BatchNormDesc& d, const float* x, const float* gamma_beta, const float* saved,
+                          const float* dy, float* dx, float* dgamma_beta) override {
+    cpu_->batchnorm_backward(d, x, gamma_beta, saved, dy, dx, dgamma_beta);
+  }
   void dense_forward(const DenseDesc& d, const float* x, const float* w, const float* b, float* y) override {
     cpu_->dense_forward(d, x, w, b, y);
   }
