@@ -20,17 +20,6 @@ struct SummaryArgs {
   bool json = false;
 };
 
-// "conv2d filters=32 kernel=5 same=1": the type and its options.
-std::string describe(const LayerSpec& spec) {
-  std::string s = spec.type;
-  for (const auto& [key, value] : spec.attrs) {
-    char v[32];
-    std::snprintf(v, sizeof v, "%g", value);
-    s += " " + key + "=" + v;
-  }
-  return s;
-}
-
 void run_summary(const SummaryArgs& a) {
   // Shapes and counts need no kernels: the CPU backend binds the layers.
   const std::unique_ptr<Backend> cpu = make_cpu_backend(1);

@@ -106,6 +106,50 @@ void pool_backward(benchmark::State& state, const strand::Pool2dDesc& d, bool re
   }
 }
 
+void general_pool_forward(benchmark::State& state, strand::PoolKind kind, const strand::PoolDesc& d) {
+  Env env(threads_of(state));
+  Buffer x = env.random(d.batch * d.channels * d.in_h * d.in_w, 1);
+  Buffer y = env.zeros(d.batch * d.channels * d.out_h() * d.out_w());
+  for (auto _ : state) env.be->pool_forward(kind, d, x.f32(), y.f32());
+}
+
+void general_pool_backward(benchmark::State& state, strand::PoolKind kind, const strand::PoolDesc& d) {
+  Env env(threads_of(state));
+  const int64_t nx = d.batch * d.channels * d.in_h * d.in_w;
+  Buffer x = env.random(nx, 1), dy = env.random(d.batch * d.channels * d.out_h() * d.out_w(), 2);
+  Buffer dx = env.zeros(nx);
+  for (auto _ : state) env.be->pool_backward(kind, d, x.f32(), dy.f32(), dx.f32());
+}
+
+void batchnorm_forward(benchmark::State& state, const strand::BatchNormDesc& d, bool training) {
+  Env env(threads_of(state));
+  const int64_t n = d.batch * d.channels * d.spatial;
+  Buffer x = env.random(n, 1), y = env.zeros(n), gb = env.random(2 * d.channels, 2);
+  Buffer running = env.random(2 * d.channels, 3), saved = env.zeros(2 * d.channels),
+         delta = env.zeros(2 * d.channels);
+  for (auto _ : state) {
+    if (training) {
+      env.be->batchnorm_forward_train(d, x.f32(), gb.f32(), running.f32(), y.f32(), saved.f32(), delta.f32());
+    } else {
+      env.be->batchnorm_forward_infer(d, x.f32(), gb.f32(), running.f32(), y.f32());
+    }
+  }
+}
+
+void batchnorm_backward(benchmark::State& state, const strand::BatchNormDesc& d, bool need_dx) {
+  Env env(threads_of(state));
+  const int64_t n = d.batch * d.channels * d.spatial;
+  Buffer x = env.random(n, 1), y = env.zeros(n), dy = env.random(n, 4), dx = env.zeros(n);
+  Buffer gb = env.random(2 * d.channels, 2), running = env.random(2 * d.channels, 3);
+  Buffer saved = env.zeros(2 * d.channels), delta = env.zeros(2 * d.channels),
+         dgb = env.zeros(2 * d.channels);
+  env.be->batchnorm_forward_train(d, x.f32(), gb.f32(), running.f32(), y.f32(), saved.f32(), delta.f32());
+  for (auto _ : state) {
+    env.be->batchnorm_backward(d, x.f32(), gb.f32(), saved.f32(), dy.f32(), need_dx ? dx.f32() : nullptr,
+                               dgb.f32());
+  }
+}
+
 void dense_forward(benchmark::State& state, const strand::DenseDesc& d) {
   Env env(threads_of(state));
   Buffer x = env.random(d.batch * d.in, 1), w = env.random(d.out * d.in, 2);
@@ -211,6 +255,15 @@ void register_benchmarks() {
         add(n + "/backward", [c](benchmark::State& s) { pool_backward(s, c.pool, false); });
         if (c.relu_in_backward)
           add(n + "+relu/backward", [c](benchmark::State& s) { pool_backward(s, c.pool, true); });
+        break;
+      case OpKind::Pool:
+        add(n + "/forward", [c](benchmark::State& s) { general_pool_forward(s, c.pool_kind, c.pooling); });
+        add(n + "/backward", [c](benchmark::State& s) { general_pool_backward(s, c.pool_kind, c.pooling); });
+        break;
+      case OpKind::BatchNorm:
+        add(n + "/forward", [c](benchmark::State& s) { batchnorm_forward(s, c.batchnorm, true); });
+        add(n + "/inference", [c](benchmark::State& s) { batchnorm_forward(s, c.batchnorm, false); });
+        add(n + "/backward", [c](benchmark::State& s) { batchnorm_backward(s, c.batchnorm, c.needs_dx); });
         break;
       case OpKind::Dense:
         add(n + "/forward", [c](benchmark::State& s) { dense_forward(s, c.dense); });

@@ -233,10 +233,11 @@ class Backend {
 
   // ---- pooling (PoolDesc). Max backward routes each window's dy to the window's first
   // maximum (row-major); average backward spreads dy / (kernel_h*kernel_w) over the window.
-  // Overlapping windows add up; positions no window covers get 0.
+  // Overlapping windows add up; positions no window covers get 0. Backward reads x, never the
+  // forward's output (an in-place ReLU after the pool may have overwritten it).
   virtual void pool_forward(PoolKind kind, const PoolDesc& d, const float* x, float* y) = 0;
-  virtual void pool_backward(PoolKind kind, const PoolDesc& d, const float* x, const float* y,
-                             const float* dy, float* dx) = 0;
+  virtual void pool_backward(PoolKind kind, const PoolDesc& d, const float* x, const float* dy,
+                             float* dx) = 0;
 
   // ---- batch normalization (BatchNormDesc). y may not alias x.
   virtual void batchnorm_forward_train(const BatchNormDesc& d, const float* x, const float* gamma_beta,

@@ -13,17 +13,30 @@ Model::Model(Backend& backend, ModelArch arch) : be_(backend), arch_(std::move(a
   shapes_.push_back(arch_.input);
   offsets_.push_back(0);
   for (const LayerSpec& spec : arch_.layers) {
-    layers_.push_back(make_layer(spec));
     try {
-      shapes_.push_back(layers_.back()->bind(shapes_.back()));
+      layers_.push_back(make_layer(spec));
     } catch (const Error& e) {
       throw Error(
           e.kind(), e.message(),
-          "model '" + arch_.name + "' layer " + std::to_string(layers_.size() - 1) + " (" + spec.type + ")");
+          "model '" + arch_.name + "' layer " + std::to_string(layers_.size()) + " (" + spec.type + ")");
+    }
+    try {
+      shapes_.push_back(layers_.back()->bind(shapes_.back()));
+    } catch (const Error& e) {
+      throw Error(e.kind(), e.message(),
+                  "model '" + arch_.name + "' layer " + std::to_string(layers_.size() - 1) + " (" +
+                      describe(spec) + ", input " + shapes_.back().str() + ")");
     }
     offsets_.push_back(offsets_.back() + layers_.back()->param_count());
   }
-  param_count_ = offsets_.back();
+  trainable_count_ = offsets_.back();
+  state_offsets_.push_back(trainable_count_);
+  saved_offsets_.push_back(0);
+  for (const auto& l : layers_) {
+    state_offsets_.push_back(state_offsets_.back() + l->state_count());
+    saved_offsets_.push_back(saved_offsets_.back() + l->saved_count());
+  }
+  param_count_ = state_offsets_.back();
   // In place saves a whole activation (ReLU after conv1: 10 MB at batch 100) when the layer's
   // backward does not read its input and the layer that made that input does not read its
   // output. The model's own input (the caller's memory) is never overwritten.
@@ -46,6 +59,7 @@ Model::Model(Backend& backend, ModelArch arch) : be_(backend), arch_(std::move(a
   params_ = be_.alloc(size_t(param_count_) * sizeof(float));
   grads_ = be_.alloc(size_t(param_count_) * sizeof(float));
   grads_ptr_ = grads_.f32();
+  saved_ = be_.alloc(size_t(saved_offsets_.back()) * sizeof(float));
 }
 
 void Model::place_grads(float* storage) {
@@ -64,15 +78,17 @@ double Model::forward_flops_per_sample() const {
 std::vector<LayerSummary> Model::summary() const {
   std::vector<LayerSummary> out;
   for (size_t i = 0; i < layers_.size(); ++i)
-    out.push_back(
-        {layers_[i]->spec(), shapes_[i + 1], layers_[i]->param_count(), layers_[i]->forward_flops()});
+    out.push_back({layers_[i]->spec(), shapes_[i + 1], layers_[i]->param_count() + layers_[i]->state_count(),
+                   layers_[i]->state_count(), layers_[i]->forward_flops()});
   return out;
 }
 
 void Model::init(uint64_t seed) {
   std::vector<float> host(static_cast<size_t>(param_count_));
-  for (size_t i = 0; i < layers_.size(); ++i)
+  for (size_t i = 0; i < layers_.size(); ++i) {
     layers_[i]->init_params(host.data() + offsets_[i], mix64(seed + i));
+    layers_[i]->init_state(host.data() + state_offsets_[i]);
+  }
   set_params(host);
 }
 
@@ -112,6 +128,11 @@ void Model::reserve(int64_t batch) {
   capacity_ = batch;
 }
 
+LayerParams Model::layer_params(size_t i) const {
+  return LayerParams{params_.f32() + offsets_[i], grads_ptr_ + offsets_[i], params_.f32() + state_offsets_[i],
+                     grads_ptr_ + state_offsets_[i], saved_.f32() + saved_offsets_[i]};
+}
+
 StepInfo Model::step_info(size_t layer) const {
   return StepInfo{training_, mix64(step_key_ ^ mix64(layer + 1)), first_sample_};
 }
@@ -133,8 +154,7 @@ const float* Model::forward(const float* x, int64_t batch, bool training, uint64
     }
     // In place, the input is an activation this model owns (never the caller's x).
     float* y = in_place_[i] ? const_cast<float*>(in) : acts_[i].f32();
-    if (!relu_fused_fwd_[i])
-      layers_[i]->forward(be_, batch, in, y, params_.f32() + offsets_[i], step_info(i));
+    if (!relu_fused_fwd_[i]) layers_[i]->forward(be_, batch, in, y, layer_params(i), step_info(i));
     outs_.push_back(y);
   }
   return outs_.back();
@@ -159,6 +179,10 @@ void Model::loss_accumulate(const int32_t* labels, int64_t batch) {
 void Model::backward(const GradsReady& ready) {
   STRAND_CHECK(outs_.size() == layers_.size() + 1, Usage, "backward() needs forward() and loss() first",
                "Model::backward");
+  STRAND_CHECK(training_ || saved_offsets_.back() == 0, Usage,
+               "backward() of a model with batchnorm needs a training forward()", "Model::backward");
+  // The training forward wrote the state's deltas: final before any gradient.
+  if (ready && param_count_ > trainable_count_) ready(trainable_count_, param_count_);
   int cur = 0;  // dbuf_[cur] holds the gradient w.r.t. the current layer's output
   for (size_t i = layers_.size(); i-- > 0;) {
     Layer& layer = *layers_[i];
@@ -168,8 +192,7 @@ void Model::backward(const GradsReady& ready) {
     // buffers for exactly this walk.
     const bool in_place = layer.backward_in_place();
     float* dx = i == 0 ? nullptr : dbuf_[in_place ? cur : 1 - cur].f32();
-    layer.backward(be_, batch_, outs_[i], outs_[i + 1], dbuf_[cur].f32(), dx, params_.f32() + offsets_[i],
-                   grads_ptr_ + offsets_[i], step_info(i));
+    layer.backward(be_, batch_, outs_[i], outs_[i + 1], dbuf_[cur].f32(), dx, layer_params(i), step_info(i));
     if (dx && !in_place) cur = 1 - cur;
     if (ready && offsets_[i + 1] > offsets_[i]) ready(offsets_[i], offsets_[i + 1]);
   }

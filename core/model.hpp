@@ -1,8 +1,12 @@
 // Model: a list of layers run on one backend, with ALL parameters in one contiguous buffer and
 // ALL gradients in another (same layout), so a distributed strategy moves them in one call.
-// Layout: layer 0's parameters first; within a layer, weights then bias.
-// Backward fills gradients last layer first and reports each finished range through a
-// callback, so a strategy can start moving them while earlier layers still compute.
+// Layout: the trainable parameters, layer 0's first (within a layer, weights then bias), then
+// the state, layer 0's first: numbers the optimizer does not train (batchnorm's running
+// statistics). A training forward writes the state's update into the gradient buffer's state
+// range as a delta (state -= delta; Optimizer's state rule), so strategies that average
+// gradients average the state too, and checkpoints and exports carry it with the parameters.
+// Backward reports the state range first, then fills gradients last layer first and reports
+// each finished range, so a strategy can start moving them while earlier layers still compute.
 #pragma once
 
 #include <cstdint>
@@ -30,9 +34,10 @@ struct ModelArch {
 // One layer of a bound model, as `strand model summary` prints it.
 struct LayerSummary {
   LayerSpec spec;
-  Shape output;  // per sample
-  int64_t params = 0;
-  double flops = 0;  // forward, per sample
+  Shape output;        // per sample
+  int64_t params = 0;  // trainable + state
+  int64_t state = 0;   // of which not trained (running statistics)
+  double flops = 0;    // forward, per sample
 };
 
 class Model {
@@ -48,11 +53,13 @@ class Model {
   Backend& backend() const { return be_; }
   const Shape& output_shape() const { return shapes_.back(); }  // per sample, e.g. {10}
   int64_t classes() const { return output_shape().numel(); }
-  int64_t param_count() const { return param_count_; }
+  int64_t param_count() const { return param_count_; }          // trainable + state
+  int64_t trainable_count() const { return trainable_count_; }  // the state starts here
   double forward_flops_per_sample() const;
   // Each layer's spec, output shape, parameters and forward FLOPs per sample, in order.
   std::vector<LayerSummary> summary() const;
-  // Offsets of each layer's parameters in the flat buffer (size layers+1).
+  // Offsets of each layer's trainable parameters in the flat buffer (size layers+1; back() is
+  // trainable_count()).
   const std::vector<int64_t>& param_offsets() const { return offsets_; }
 
   // Device pointers to the flat buffers (param_count() floats each).
@@ -64,8 +71,8 @@ class Model {
   // them where they are written (MpiCommunicator::allocate's shared windows).
   void place_grads(float* storage);
 
-  void init(uint64_t seed);                             // Glorot-uniform weights, zero biases
-  std::vector<float> get_params() const;                // to host
+  void init(uint64_t seed);               // Glorot-uniform weights, zero biases, each layer's initial state
+  std::vector<float> get_params() const;  // to host
   void set_params(std::span<const float> host_params);  // from host; Shape error on size mismatch
 
   // x: device [batch, input...]. Returns device logits [batch, classes]. `step_key` seeds
@@ -89,14 +96,15 @@ class Model {
   void reserve(int64_t batch);
   void check_forward_done(int64_t batch) const;
   StepInfo step_info(size_t layer) const;
+  LayerParams layer_params(size_t layer) const;
 
   Backend& be_;
   ModelArch arch_;
   std::vector<std::unique_ptr<Layer>> layers_;
   std::vector<Shape> shapes_;  // shapes_[i] = input of layer i; back() = output
-  std::vector<int64_t> offsets_;
-  int64_t param_count_ = 0;
-  Buffer params_, grads_;
+  std::vector<int64_t> offsets_, state_offsets_, saved_offsets_;
+  int64_t param_count_ = 0, trainable_count_ = 0;
+  Buffer params_, grads_, saved_;
   float* grads_ptr_ = nullptr;  // grads_, or the caller's storage (place_grads)
 
   int64_t capacity_ = 0;              // batch size the activation buffers hold

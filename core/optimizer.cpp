@@ -64,8 +64,15 @@ void update_step(Backend& be, const OptimizerConfig& c, int64_t step, int64_t n,
   }
 }
 
-Optimizer::Optimizer(Backend& backend, OptimizerConfig cfg, int64_t n) : be_(backend), cfg_(cfg), n_(n) {
+void state_step(Backend& be, int64_t n, float* state, const float* deltas) {
+  if (n > 0) be.sgd_step(n, 1.0f, state, deltas);
+}
+
+Optimizer::Optimizer(Backend& backend, OptimizerConfig cfg, int64_t n, int64_t trainable)
+    : be_(backend), cfg_(cfg), n_(trainable < 0 ? n : trainable), total_(n) {
   validate(cfg_);
+  STRAND_CHECK(n_ <= total_, Usage, std::to_string(n_) + " trainable parameters of " + std::to_string(total_),
+               "optimizer");
   for (size_t i = 0; i < slot_count(cfg_.kind); ++i) slots_.push_back(be_.alloc(size_t(n_) * sizeof(float)));
 }
 
@@ -78,6 +85,7 @@ void Optimizer::set_lr(float lr) {
 void Optimizer::step(float* params, const float* grads) {
   ++step_;
   update_step(be_, cfg_, step_, n_, params, grads, slots_);
+  state_step(be_, total_ - n_, params + n_, grads + n_);
 }
 
 OptimizerState Optimizer::state() const {

@@ -39,6 +39,9 @@ void validate(const OptimizerConfig& cfg);
 void update_step(Backend& be, const OptimizerConfig& cfg, int64_t step, int64_t n, float* params,
                  const float* grads, std::span<const Buffer> slots);
 
+// The state rule (core/model.hpp): state -= deltas over n floats, whatever the optimizer.
+void state_step(Backend& be, int64_t n, float* state, const float* deltas);
+
 // Host copy of an optimizer's state, for checkpoints (io/model_file stores the kind as its name).
 struct OptimizerState {
   OptimizerKind kind = OptimizerKind::Adam;
@@ -48,7 +51,9 @@ struct OptimizerState {
 
 class Optimizer {
  public:
-  Optimizer(Backend& backend, OptimizerConfig cfg, int64_t n);
+  // Over a model's n floats, of which the first `trainable` (all when negative) take cfg's rule
+  // and the rest, its state, the state rule. Slots cover the trainable floats.
+  Optimizer(Backend& backend, OptimizerConfig cfg, int64_t n, int64_t trainable = -1);
 
   const OptimizerConfig& config() const { return cfg_; }
   // The learning rate of the next steps (schedules change it between steps).
@@ -63,7 +68,8 @@ class Optimizer {
  private:
   Backend& be_;
   OptimizerConfig cfg_;
-  int64_t n_;
+  int64_t n_;      // trainable
+  int64_t total_;  // trainable + state
   int64_t step_ = 0;
   std::vector<Buffer> slots_;
 };

@@ -268,8 +268,8 @@ JobResult train_rank_on(const JobSpec& spec, const JobHooks& hooks, const Identi
   }
   const io::MnistSplits data = load_data(ctx, spec.data);
   if (ps)
-    dist.ps = std::make_unique<ps::PsStrategy>(ctx, start_ps(ctx, spec, dist, model.param_count()),
-                                               model.param_count());
+    dist.ps = std::make_unique<ps::PsStrategy>(ctx, start_ps(ctx, spec, dist, model.trainable_count()),
+                                               model.trainable_count());
   LocalStrategy local;
   Strategy& strategy = ps               ? static_cast<Strategy&>(*dist.ps)
                        : dist.allreduce ? static_cast<Strategy&>(*dist.allreduce)
@@ -309,7 +309,7 @@ JobResult train_rank_on(const JobSpec& spec, const JobHooks& hooks, const Identi
     if (chief) {
       // The export holds the servers' parameters: in async and ssp modes other workers' last
       // gradients may have landed after this worker's last pull.
-      Optimizer collected(ctx.backend(), cfg.optimizer, model.param_count());
+      Optimizer collected(ctx.backend(), cfg.optimizer, model.param_count(), model.trainable_count());
       dist.ps->collect(model, collected);
       if (st.ps.consistency.mode != ps::Consistency::Sync) r.last_eval = evaluate(model, data.eval);
     }
@@ -393,7 +393,7 @@ JobResult run_sagemaker(const JobSpec& spec, const JobHooks& hooks, const Enviro
     return train_rank(spec, hooks, discover_identity(Launcher::SageMaker, env, nullptr, per_host), dist);
   }
   Context ctx(make_cpu_backend(1), {.rank = 0, .world = 1, .host = host});
-  const int64_t params = Model(ctx.backend(), models::by_name(spec.model)).param_count();
+  const int64_t params = Model(ctx.backend(), models::by_name(spec.model)).trainable_count();
   // The address the other hosts resolve this host's name to, unless the bind spec says otherwise.
   const std::string address = p.bind.empty() ? resolve_ipv4(host) : ps_bind_address(p.bind, host);
   ps::Server server(

@@ -4,7 +4,7 @@
 #include <memory>
 
 #include <strand/core/error.hpp>
-#include <strand/core/layer.hpp>
+#include <strand/core/layers.hpp>
 
 namespace strand::models {
 
@@ -23,7 +23,7 @@ std::vector<OpCase> op_cases(const ModelArch& arch, int64_t batch) {
       throw Error(e.kind(), e.message(),
                   "model '" + arch.name + "' layer " + std::to_string(i) + " (" + arch.layers[i].type + ")");
     }
-    params += layer->param_count();
+    params += layer->param_count();  // Adam runs over the trainable ones
   }
   // The ReLUs the neighbouring layers take over, asked of the layers as Model asks them.
   const size_t n = arch.layers.size();
@@ -43,25 +43,31 @@ std::vector<OpCase> op_cases(const ModelArch& arch, int64_t batch) {
     const Shape& out = shapes[i + 1];
     OpCase c{.batch = batch, .needs_dx = i > 0};
     if (spec.type == "conv2d") {
-      const auto k = int64_t(spec.attr("kernel"));
       c.kind = OpKind::Conv2d;
-      // Stride 1: out = in + 2 pad - k + 1.
-      c.conv = Conv2dDesc{.batch = batch,
-                          .in_c = in[0],
-                          .in_h = in[1],
-                          .in_w = in[2],
-                          .out_c = out[0],
-                          .kernel_h = k,
-                          .kernel_w = k,
-                          .pad_h = (out[1] - in[1] + k - 1) / 2,
-                          .pad_w = (out[2] - in[2] + k - 1) / 2};
+      c.conv = layers::conv2d_desc(spec, in);
+      c.conv.batch = batch;
       c.relu_in_forward = i + 1 < n && fused_fwd[i + 1];
       c.name = "conv";
-    } else if (spec.type == "maxpool2x2") {
-      c.kind = OpKind::MaxPool2x2;
-      c.pool = Pool2dDesc{.batch = batch, .channels = in[0], .in_h = in[1], .in_w = in[2]};
-      c.relu_in_backward = i > 0 && fused_bwd[i - 1];
+    } else if (spec.type == "maxpool" || spec.type == "maxpool2x2" || spec.type == "avgpool" ||
+               spec.type == "global_avgpool") {
+      const PoolDesc d = layers::pool_desc(spec, in);
+      const bool max = spec.type != "avgpool" && spec.type != "global_avgpool";
+      if (max && d.kernel_h == 2 && d.kernel_w == 2 && d.stride_h == 2 && d.stride_w == 2) {
+        c.kind = OpKind::MaxPool2x2;  // the layer's fast path
+        c.pool = Pool2dDesc{.batch = batch, .channels = in[0], .in_h = in[1], .in_w = in[2]};
+        c.relu_in_backward = i > 0 && fused_bwd[i - 1];
+      } else {
+        c.kind = OpKind::Pool;
+        c.pooling = d;
+        c.pooling.batch = batch;
+        c.pool_kind = max ? PoolKind::Max : PoolKind::Avg;
+      }
       c.name = "pool";
+    } else if (spec.type == "batchnorm") {
+      c.kind = OpKind::BatchNorm;
+      c.batchnorm = layers::batchnorm_desc(spec, in);
+      c.batchnorm.batch = batch;
+      c.name = "batchnorm";
     } else if (spec.type == "dense") {
       c.kind = OpKind::Dense;
       c.dense = DenseDesc{.batch = batch, .in = in.numel(), .out = out.numel()};

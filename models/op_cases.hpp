@@ -15,7 +15,7 @@
 
 namespace strand::models {
 
-enum class OpKind { Gather, Conv2d, MaxPool2x2, Dense, Relu, Dropout, SoftmaxXent, Adam };
+enum class OpKind { Gather, Conv2d, MaxPool2x2, Pool, BatchNorm, Dense, Relu, Dropout, SoftmaxXent, Adam };
 
 struct OpCase {
   // The layer type and its ordinal among the model's layers of that type ("conv1", "pool2",
@@ -23,13 +23,16 @@ struct OpCase {
   std::string name = {};
   OpKind kind = OpKind::Gather;
   int64_t batch = 0;
-  Conv2dDesc conv = {};  // Conv2d
-  Pool2dDesc pool = {};  // MaxPool2x2
-  DenseDesc dense = {};  // Dense
-  int64_t elements = 0;  // Relu, Dropout: per batch; Adam: the model's parameters
-  int64_t sample = 0;    // Gather: floats per sample
-  int64_t classes = 0;   // SoftmaxXent
-  float rate = 0;        // Dropout
+  Conv2dDesc conv = {};   // Conv2d
+  Pool2dDesc pool = {};   // MaxPool2x2 (a max pool 2x2 stride 2: its fast path)
+  PoolDesc pooling = {};  // Pool: any other pooling, global_avgpool included
+  PoolKind pool_kind = PoolKind::Max;
+  BatchNormDesc batchnorm = {};  // BatchNorm
+  DenseDesc dense = {};          // Dense
+  int64_t elements = 0;          // Relu, Dropout: per batch; Adam: the model's parameters
+  int64_t sample = 0;            // Gather: floats per sample
+  int64_t classes = 0;           // SoftmaxXent
+  float rate = 0;                // Dropout
   // The ReLUs the model folds into their neighbours (core/model.cpp): one right after a conv2d
   // runs in the conv's forward (conv2d_relu_forward), one right before a max pool in the pool's
   // backward (relu_maxpool2x2_backward). Set on the conv or pool that takes it over, and on

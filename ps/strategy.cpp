@@ -29,13 +29,13 @@ PsStrategy::~PsStrategy() {
 }
 
 void PsStrategy::broadcast_initial(Model& model, Optimizer& optimizer) {
-  STRAND_CHECK(model.param_count() == map().floats, Usage,
-               "the model has " + std::to_string(model.param_count()) + " parameters, the shard map " +
-                   std::to_string(map().floats),
+  STRAND_CHECK(model.trainable_count() == map().floats, Usage,
+               "the model has " + std::to_string(model.trainable_count()) +
+                   " trainable parameters, the shard map " + std::to_string(map().floats),
                ctx_.where());
   optimizer_ = &optimizer;
-  grads_stage_ = model.backend().make_stage(model.param_count());
-  params_stage_ = model.backend().make_stage(model.param_count());
+  grads_stage_ = model.backend().make_stage(model.trainable_count());
+  params_stage_ = model.backend().make_stage(model.trainable_count());
   // Once per job, through host memory whatever the device.
   std::vector<float> params = model.get_params();
   if (rank() == 0) worker_->init(params.data(), optimizer.config(), optimizer.state());
@@ -97,6 +97,9 @@ void PsStrategy::finish_step(Model& model, Optimizer& optimizer) {
   if (grads_stage_) push_landed(model, true);
   wait_all(&model);
   if (params_stage_) params_stage_->join();  // the next forward reads the pulled parameters
+  // The state (batchnorm's running statistics) stays with the worker: each keeps its own.
+  const int64_t t = model.trainable_count();
+  state_step(model.backend(), model.param_count() - t, model.params() + t, model.grads() + t);
   if (timeline_) timeline_->record("wait for ps", Timeline::kCompute, t0, Timeline::Clock::now());
   ++clock_;
   ready_from_ = -1;
@@ -124,7 +127,7 @@ void PsStrategy::wait_all(Model* model) {
 }
 
 void PsStrategy::collect(Model& model, Optimizer& optimizer) {
-  std::vector<float> params(size_t(model.param_count()));
+  std::vector<float> params = model.get_params();  // the servers' hold all but the state
   OptimizerState st;
   worker_->gather(params.data(), st);
   model.set_params(params);

@@ -17,6 +17,9 @@
 // uploaded as they arrive, and the next step's kernels wait for the uploads (Stage::join).
 // The backend must run without CUDA graphs: these copies cannot be recorded into a step.
 //
+// The servers hold the trainable parameters only (Model::trainable_count()): each worker keeps
+// and updates its own copy of the model's state, and the chief's goes into checkpoints.
+//
 // leave() at the end of training tells the servers this worker is done; a worker that ends
 // without it looks like a crashed one and is dropped from sync rounds after the timeout.
 #pragma once

@@ -67,7 +67,7 @@ class Run {
         eval_(eval),
         cfg_(cfg),
         strategy_(strategy),
-        opt_(be_, cfg.optimizer, model.param_count()),
+        opt_(be_, cfg.optimizer, model.param_count(), model.trainable_count()),
         world_(strategy.world()),
         rank_(strategy.rank()),
         used_(train_set.size() - train_set.size() % world_),

@@ -49,8 +49,8 @@ void batchnorm_forward_train(const BatchNormDesc& d, const float* x, const float
   });
 }
 
-void batchnorm_forward_infer(const BatchNormDesc& d, const float* x, const float* gamma_beta, const float* running,
-                             float* y, ThreadPool& pool) {
+void batchnorm_forward_infer(const BatchNormDesc& d, const float* x, const float* gamma_beta,
+                             const float* running, float* y, ThreadPool& pool) {
   check_batchnorm(d, "cpu::batchnorm_forward_infer");
   const int64_t C = d.channels, S = d.spatial;
   pool.parallel_for(d.batch * C, grain(d), [&](int64_t r0, int64_t r1) {

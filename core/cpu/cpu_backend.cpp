@@ -69,8 +69,7 @@ void CpuBackend::relu_maxpool2x2_backward(const Pool2dDesc& d, const float* x, c
 void CpuBackend::pool_forward(PoolKind kind, const PoolDesc& d, const float* x, float* y) {
   cpu::pool_forward(kind, d, x, y, pool_);
 }
-void CpuBackend::pool_backward(PoolKind kind, const PoolDesc& d, const float* x, const float*,
-                               const float* dy, float* dx) {
+void CpuBackend::pool_backward(PoolKind kind, const PoolDesc& d, const float* x, const float* dy, float* dx) {
   cpu::pool_backward(kind, d, x, dy, dx, pool_);
 }
 void CpuBackend::batchnorm_forward_train(const BatchNormDesc& d, const float* x, const float* gamma_beta,

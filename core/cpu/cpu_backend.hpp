@@ -36,8 +36,7 @@ class CpuBackend final : public Backend {
   void maxpool2x2_backward(const Pool2dDesc& d, const float* x, const float* y, const float* dy,
                            float* dx) override;
   void pool_forward(PoolKind kind, const PoolDesc& d, const float* x, float* y) override;
-  void pool_backward(PoolKind kind, const PoolDesc& d, const float* x, const float* y, const float* dy,
-                     float* dx) override;
+  void pool_backward(PoolKind kind, const PoolDesc& d, const float* x, const float* dy, float* dx) override;
   void batchnorm_forward_train(const BatchNormDesc& d, const float* x, const float* gamma_beta,
                                const float* running, float* y, float* saved, float* running_delta) override;
   void batchnorm_forward_infer(const BatchNormDesc& d, const float* x, const float* gamma_beta,

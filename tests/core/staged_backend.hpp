@@ -180,9 +180,8 @@ class StagedCpuBackend final : public Backend {
   void pool_forward(PoolKind kind, const PoolDesc& d, const float* x, float* y) override {
     cpu_->pool_forward(kind, d, x, y);
   }
-  void pool_backward(PoolKind kind, const PoolDesc& d, const float* x, const float* y, const float* dy,
-                     float* dx) override {
-    cpu_->pool_backward(kind, d, x, y, dy, dx);
+  void pool_backward(PoolKind kind, const PoolDesc& d, const float* x, const float* dy, float* dx) override {
+    cpu_->pool_backward(kind, d, x, dy, dx);
   }
   void batchnorm_forward_train(const BatchNormDesc& d, const float* x, const float* gamma_beta,
                                const float* running, float* y, float* saved, float* running_delta) override {

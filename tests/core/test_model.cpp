@@ -8,6 +8,7 @@
 #include <strand/core/error.hpp>
 #include <strand/core/layers.hpp>
 #include <strand/core/model.hpp>
+#include <strand/core/optimizer.hpp>
 #include <strand/models/models.hpp>
 
 namespace strand {
@@ -43,16 +44,19 @@ TEST(Model, MnistCnnLayoutMatchesTheExample) {
   EXPECT_EQ(mlp.param_count(), 784 * 1024 + 1024 + 1024 * 10 + 10);
 }
 
-TEST(Model, GradientsMatchFiniteDifferences) {
+// Analytic gradients of every trainable parameter range against central differences of the
+// training loss (batch 3, so batchnorm's batch statistics are live).
+void expect_gradients_match(const ModelArch& arch) {
   auto be = make_cpu_backend(1);
-  Model m(*be, small_arch());
+  Model m(*be, arch);
   m.init(7);
-  // Move biases off zero so ReLU kinks are not hit exactly.
+  // Move biases off zero (and batchnorm's gamma off one) so ReLU kinks are not hit exactly.
   std::vector<float> p = m.get_params();
-  for (size_t i = 0; i < p.size(); ++i) p[i] += 0.05f * (float(mix64(i) >> 40) / 16777216.0f - 0.5f);
+  for (int64_t i = 0; i < m.trainable_count(); ++i)
+    p[size_t(i)] += 0.05f * (float(mix64(uint64_t(i)) >> 40) / 16777216.0f - 0.5f);
   m.set_params(p);
   const int64_t batch = 3;
-  const std::vector<float> x = uniform(size_t(batch * 2 * 8 * 8), 99);
+  const std::vector<float> x = uniform(size_t(batch * arch.input.numel()), 99);
   const std::vector<int32_t> y{1, 4, 2};
   const uint64_t key = 12345;
   auto loss_at = [&](const std::vector<float>& params) {
@@ -78,10 +82,117 @@ TEST(Model, GradientsMatchFiniteDifferences) {
       diff2 += (fd - analytic[size_t(i)]) * (fd - analytic[size_t(i)]);
       sum2 += fd * fd + double(analytic[size_t(i)]) * analytic[size_t(i)];
     }
-    ASSERT_GT(sum2, 1e-12) << "layer " << layer << " has no gradient at all";
+    ASSERT_GT(sum2, 1e-12) << arch.name << " layer " << layer << " has no gradient at all";
     EXPECT_LT(std::sqrt(diff2 / sum2), 2e-2)
-        << "layer " << layer << " (" << m.arch().layers[layer].type << ")";
+        << arch.name << " layer " << layer << " (" << describe(m.arch().layers[layer]) << ")";
   }
+}
+
+TEST(Model, GradientsMatchFiniteDifferences) { expect_gradients_match(small_arch()); }
+
+// Each new layer and option with a layer with parameters before it, so its input gradient is
+// checked too: strides (equal and unequal), explicit padding, no bias, overlapping and
+// average pooling, global average pooling, batchnorm after a convolution and a dense layer.
+TEST(Model, NewLayersMatchFiniteDifferences) {
+  // No ReLU after the strided convolutions or a batchnorm over 3 samples (one of 3 normalized
+  // values sits near 0), and small max-pool windows: a kink
+  // crossed by the finite difference's step would be counted against the analytic gradient
+  // (test_kernels checks pooling's gradients at the kernel).
+  const std::vector<ModelArch> archs = {
+      {"strided",
+       Shape{2, 9, 9},
+       {conv2d(3, 3, 3, {.stride_h = 2, .stride_w = 2}),                                         // [3,5,5]
+        conv2d(4, 3, 2, {.stride_h = 1, .stride_w = 2, .same = false, .pad_h = 1, .pad_w = 0}),  // [4,5,2]
+        flatten(), dense(5)}},
+      {"batchnorm",
+       Shape{2, 9, 9},
+       {conv2d(3, 3, 3, {.bias = false}), batchnorm(0.9, 1e-3), avgpool(3, 2),  // [3,4,4]
+        flatten(), dense(6), batchnorm(), dense(5)}},
+      {"pooling",
+       Shape{2, 8, 8},
+       {conv2d(3, 3, true), avgpool(3, 1), maxpool(3, 3),  // [3,2,2]
+        conv2d(4, 1, false), global_avgpool(), dense(5)}},
+  };
+  for (const ModelArch& a : archs) expect_gradients_match(a);
+}
+
+TEST(Model, BatchnormKeepsRunningStatisticsAsState) {
+  auto be = make_cpu_backend(1);
+  const double momentum = 0.8;
+  Model m(*be, {"bn", Shape{2}, {batchnorm(momentum, 1e-3), dense(2)}});
+  m.init(1);
+  EXPECT_EQ(m.trainable_count(), 4 + 6);
+  EXPECT_EQ(m.param_count(), 4 + 6 + 4);
+  const std::vector<float> init = m.get_params();
+  EXPECT_EQ(std::vector<float>(init.begin() + 10, init.end()), (std::vector<float>{0, 0, 1, 1}));
+  // Feature 0 takes 1, 2, 3, 6 (mean 3, unbiased variance 14/3); feature 1 is constant 5.
+  const std::vector<float> x{1, 5, 2, 5, 3, 5, 6, 5};
+  const std::vector<int32_t> y{0, 1, 0, 1};
+  m.forward(x.data(), 4, true, 0);
+  m.loss(y.data(), 4);
+  std::vector<std::pair<int64_t, int64_t>> ranges;
+  m.backward([&](int64_t b, int64_t e) { ranges.emplace_back(b, e); });
+  ASSERT_FALSE(ranges.empty());
+  EXPECT_EQ(ranges.front(), std::make_pair(m.trainable_count(), m.param_count()));
+  const std::vector<float> delta(m.grads() + 10, m.grads() + 14);
+  const double keep = 1 - momentum;
+  EXPECT_NEAR(delta[0], keep * (0 - 3.0), 1e-6);
+  EXPECT_NEAR(delta[1], keep * (0 - 5.0), 1e-6);
+  EXPECT_NEAR(delta[2], keep * (1 - 14.0 / 3.0), 1e-6);
+  EXPECT_NEAR(delta[3], keep * (1 - 0.0), 1e-6);
+  // The optimizer trains the first 10 and applies the state rule to the rest, whatever its kind.
+  Optimizer opt(*be, OptimizerConfig{.kind = OptimizerKind::Adam, .lr = 0.1f}, m.param_count(),
+                m.trainable_count());
+  opt.step(m.params(), m.grads());
+  const std::vector<float> after = m.get_params();
+  EXPECT_NEAR(after[10], momentum * 0 + keep * 3.0, 1e-6);
+  EXPECT_NEAR(after[12], momentum * 1 + keep * 14.0 / 3.0, 1e-6);
+  EXPECT_EQ(opt.state().slots[0].size(), size_t(m.trainable_count()));
+  // Inference normalizes with the running statistics: feature 0 = (x - mean) / sqrt(var + eps).
+  Model probe(*be, {"probe", Shape{2}, {batchnorm(momentum, 1e-3)}});
+  std::vector<float> pp{1, 1, 0, 0, 2.f, 5.f, 4.f, 1.f};  // gamma, beta, mean, variance
+  probe.set_params(pp);
+  const std::vector<float> px{4, 6};
+  const float* out = probe.forward(px.data(), 1, false, 0);
+  EXPECT_NEAR(out[0], (4 - 2) / std::sqrt(4 + 1e-3), 1e-5);
+  EXPECT_NEAR(out[1], (6 - 5) / std::sqrt(1 + 1e-3), 1e-5);
+}
+
+TEST(Model, OlderSpecsReadAsTheirCanonicalForms) {
+  auto be = make_cpu_backend(1);
+  const ModelArch old{"old",
+                      Shape{1, 8, 8},
+                      {LayerSpec{"conv2d", {{"filters", 2}, {"kernel", 3}, {"same", 1}}},
+                       LayerSpec{"maxpool2x2", {}}, flatten(), dense(3)}};
+  const ModelArch now{"now", Shape{1, 8, 8}, {conv2d(2, 3, true), maxpool(2, 2), flatten(), dense(3)}};
+  Model a(*be, old), b(*be, now);
+  a.init(4);
+  b.init(4);
+  EXPECT_EQ(a.get_params(), b.get_params());
+  EXPECT_EQ(a.summary()[0].spec, b.summary()[0].spec);
+  EXPECT_EQ(a.summary()[1].spec, b.summary()[1].spec);
+}
+
+TEST(Model, SettingsAreCheckedByName) {
+  auto be = make_cpu_backend(1);
+  auto error_of = [&](const ModelArch& arch) -> std::string {
+    try {
+      Model m(*be, arch);
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "no error";
+  };
+  LayerSpec typo = conv2d(2, 3, true);
+  typo.attrs["strides_h"] = 2;
+  EXPECT_NE(error_of({"m", Shape{1, 8, 8}, {typo}}).find("no setting 'strides_h'"), std::string::npos);
+  const std::string pool = error_of({"m", Shape{1, 7, 7}, {maxpool(2, 2)}});
+  EXPECT_NE(pool.find("layer 0 (maxpool 2x2"), std::string::npos) << pool;
+  EXPECT_NE(pool.find("input 7x7 is not divisible"), std::string::npos) << pool;
+  EXPECT_NE(error_of({"m", Shape{1, 8, 8}, {conv2d(2, 4, true)}}).find("odd kernel"), std::string::npos);
+  EXPECT_NE(error_of({"m", Shape{4}, {batchnorm(1.5)}}).find("'momentum' must be in [0,1)"),
+            std::string::npos);
+  EXPECT_NE(error_of({"m", Shape{4}, {global_avgpool()}}).find("image [C,H,W]"), std::string::npos);
 }
 
 TEST(Model, GradsReadyCoversTheBufferLastLayerFirst) {
@@ -139,7 +250,7 @@ TEST(Model, ArchitecturesThatDoNotFitAreShapeErrors) {
     FAIL() << "a 7x7 valid kernel on 4x4 input must be rejected";
   } catch (const Error& e) {
     EXPECT_EQ(e.kind(), ErrorKind::Shape);
-    EXPECT_NE(std::string(e.what()).find("layer 0 (conv2d)"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("layer 0 (conv2d 7x7x2 valid"), std::string::npos) << e.what();
   }
   EXPECT_THROW(Model(*be, {"bad", Shape{1, 4, 4}, {dense(3)}}), Error);  // dense needs flatten
   EXPECT_THROW(Model(*be, {"bad", Shape{4}, {LayerSpec{"softplus", {}}}}), Error);

@@ -47,7 +47,7 @@ ConvRef naive_conv(const Conv2dDesc& d, const std::vector<float>& x, const std::
           for (int64_t c = 0; c < d.in_c; ++c)
             for (int64_t i = 0; i < d.kernel_h; ++i)
               for (int64_t j = 0; j < d.kernel_w; ++j) {
-                const int64_t iy = oy + i - d.pad_h, ix = ox + j - d.pad_w;
+                const int64_t iy = oy * d.stride_h + i - d.pad_h, ix = ox * d.stride_w + j - d.pad_w;
                 if (iy < 0 || iy >= d.in_h || ix < 0 || ix >= d.in_w) continue;
                 const int64_t xi = ((n * d.in_c + c) * d.in_h + iy) * d.in_w + ix;
                 const int64_t wi = ((o * d.in_c + c) * d.kernel_h + i) * d.kernel_w + j;
@@ -90,8 +90,8 @@ Sizes make_data(const Conv2dDesc& d, uint32_t seed) {
 }
 
 Conv2dDesc desc(int64_t batch, int64_t in_c, int64_t h, int64_t w, int64_t out_c, int64_t kh, int64_t kw,
-                int64_t ph, int64_t pw) {
-  return Conv2dDesc{batch, in_c, h, w, out_c, kh, kw, ph, pw};
+                int64_t ph, int64_t pw, int64_t sh = 1, int64_t sw = 1) {
+  return Conv2dDesc{batch, in_c, h, w, out_c, kh, kw, ph, pw, sh, sw};
 }
 
 // 'same' (pad = (k-1)/2), 'valid' (pad 0), rectangular, even kernels, 1x1, a kernel larger
@@ -116,6 +116,12 @@ const std::vector<Conv2dDesc> kShapes = test::joined<Conv2dDesc>(
         desc(3, 9, 11, 8, 11, 5, 5, 0, 1),
         desc(2, 16, 6, 7, 8, 5, 5, 4, 3),
         desc(7, 8, 12, 13, 17, 5, 5, 1, 2),
+        // Strides: equal and unequal, a stride the input does not divide (floor), a stride
+        // larger than the kernel (some pixels never read), and a 5x5 over 8+ channels (not Winograd).
+        desc(2, 3, 9, 9, 4, 3, 3, 1, 1, 2, 2),
+        desc(3, 2, 10, 7, 3, 3, 2, 0, 1, 1, 3),
+        desc(2, 1, 8, 8, 2, 2, 2, 0, 0, 3, 3),
+        desc(2, 8, 11, 12, 8, 5, 5, 2, 2, 2, 2),
     },
     test::model_convs({2}));
 
@@ -228,6 +234,34 @@ TEST(WinogradPath, TakenForMnistConv2Only) {
   EXPECT_FALSE(cpu::winograd_applies(conv2_3x3));
 }
 
+TEST(WinogradPath, NeverTakenForStrides) {
+  EXPECT_FALSE(cpu::winograd_applies(desc(2, 8, 11, 12, 8, 5, 5, 2, 2, 2, 2)));
+  EXPECT_FALSE(cpu::winograd_applies(desc(2, 8, 11, 12, 8, 5, 5, 2, 2, 1, 2)));
+  EXPECT_TRUE(cpu::winograd_applies(desc(2, 8, 11, 12, 8, 5, 5, 2, 2)));
+}
+
+// A null bias (a convolution before batchnorm) is a zero bias, on every path, and leaves the
+// bias gradient unwritten.
+TEST(Conv2dNoBias, NullBiasIsZeroBias) {
+  auto be = make_cpu_backend(2);
+  for (const Conv2dDesc& d : {desc(2, 3, 9, 9, 4, 3, 3, 1, 1, 2, 2), desc(2, 8, 9, 9, 8, 5, 5, 2, 2)}) {
+    Sizes s = make_data(d, 7);
+    const std::vector<float> zero(size_t(d.out_c), 0.0f);
+    std::vector<float> with(s.y.size()), without(s.y.size());
+    be->conv2d_forward(d, s.x.data(), s.w.data(), zero.data(), with.data());
+    be->conv2d_forward(d, s.x.data(), s.w.data(), nullptr, without.data());
+    EXPECT_EQ(with, without);
+    be->conv2d_relu_forward(d, s.x.data(), s.w.data(), nullptr, without.data());
+    for (float& v : with) v = std::max(v, 0.0f);
+    EXPECT_EQ(with, without);
+    const std::vector<float> dy = random_vec(s.y.size(), 9);
+    std::vector<float> dx(s.x.size()), dw(s.w.size()), dw0(s.w.size()), db(zero.size());
+    be->conv2d_backward(d, s.x.data(), s.w.data(), dy.data(), dx.data(), dw.data(), nullptr);
+    be->conv2d_backward(d, s.x.data(), s.w.data(), dy.data(), nullptr, dw0.data(), db.data());
+    EXPECT_EQ(dw, dw0);
+  }
+}
+
 TEST(Conv2dErrors, BadShapesThrowShapeErrors) {
   auto be = make_cpu_backend(1);
   std::vector<float> buf(4096);
@@ -240,9 +274,11 @@ TEST(Conv2dErrors, BadShapesThrowShapeErrors) {
       EXPECT_NE(std::string(e.what()).find("conv2d"), std::string::npos) << e.what();
     }
   };
-  expect_shape_error(desc(1, 1, 3, 3, 1, 5, 5, 0, 0));   // kernel larger than the input
-  expect_shape_error(desc(0, 1, 8, 8, 1, 3, 3, 1, 1));   // empty batch
-  expect_shape_error(desc(1, 1, 8, 8, 1, 3, 3, -1, 1));  // negative padding
+  expect_shape_error(desc(1, 1, 3, 3, 1, 5, 5, 0, 0));        // kernel larger than the input
+  expect_shape_error(desc(0, 1, 8, 8, 1, 3, 3, 1, 1));        // empty batch
+  expect_shape_error(desc(1, 1, 8, 8, 1, 3, 3, -1, 1));       // negative padding
+  expect_shape_error(desc(1, 1, 8, 8, 1, 3, 3, 1, 1, 0, 1));  // zero stride
+  expect_shape_error(desc(1, 1, 2, 8, 1, 3, 3, 0, 1, 2, 1));  // kernel taller than the input
 }
 
 }  // namespace
