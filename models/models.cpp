@@ -1,34 +1,32 @@
 #include <strand/models/models.hpp>
 
 #include <strand/core/error.hpp>
-#include <strand/core/layers.hpp>
+#include "models/builtin_files.hpp"
 
 namespace strand::models {
 
-using namespace strand::layers;
-
-ModelArch mnist_cnn() {
-  return {"mnist_cnn",
-          Shape{1, 28, 28},
-          {conv2d(32, 5, true), relu(), maxpool2x2(),  // [32,14,14]
-           conv2d(64, 5, true), relu(), maxpool2x2(),  // [64,7,7]
-           flatten(),                                  // [3136]
-           dense(1024), relu(), dropout(0.4),          // [1024]
-           dense(10)}};                                // [10] logits
+std::vector<std::string> names() {
+  std::vector<std::string> out;
+  for (const BuiltinFile& f : builtin_files()) out.emplace_back(f.name);
+  return out;
 }
 
-ModelArch mnist_mlp() {
-  return {"mnist_mlp", Shape{1, 28, 28}, {flatten(), dense(1024), relu(), dropout(0.4), dense(10)}};
-}
-
-std::vector<std::string> names() { return {"mnist_cnn", "mnist_mlp"}; }
-
-ModelArch by_name(const std::string& name) {
-  if (name == "mnist_cnn") return mnist_cnn();
-  if (name == "mnist_mlp") return mnist_mlp();
+std::string builtin_text(const std::string& name) {
+  for (const BuiltinFile& f : builtin_files())
+    if (f.name == name) return std::string(f.json);
   std::string known;
   for (const auto& n : names()) known += (known.empty() ? "" : ", ") + n;
   throw Error(ErrorKind::Usage, "unknown model '" + name + "' (known: " + known + ")", "model");
 }
+
+ModelSpec builtin(const std::string& name) {
+  ModelSpec m = parse_model_json(builtin_text(name), "built-in " + name);
+  m.source = "built-in";
+  return m;
+}
+
+ModelArch by_name(const std::string& name) { return builtin(name).arch; }
+ModelArch mnist_cnn() { return by_name("mnist_cnn"); }
+ModelArch mnist_mlp() { return by_name("mnist_mlp"); }
 
 }  // namespace strand::models

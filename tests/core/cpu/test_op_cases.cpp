@@ -6,6 +6,7 @@
 #include <vector>
 
 #include <strand/core/error.hpp>
+#include <strand/core/layers.hpp>
 #include <strand/core/model.hpp>
 #include <strand/models/models.hpp>
 #include <strand/models/op_cases.hpp>
@@ -77,7 +78,7 @@ TEST(OpCases, AgreeWithTheModel) {
       if (c.kind == OpKind::Dense) flops += c.dense.flops();
     }
     EXPECT_DOUBLE_EQ(flops, 7 * model.forward_flops_per_sample());
-    EXPECT_EQ(models::op_named(ops, "adam").elements, model.param_count());
+    EXPECT_EQ(models::op_named(ops, "adam").elements, model.trainable_count());
     EXPECT_EQ(models::op_named(ops, "softmax_xent").classes, model.classes());
   }
 }
@@ -112,5 +113,30 @@ TEST(OpCases, Errors) {
   }
 }
 
+}  // namespace
+}  // namespace strand
+
+// The fast paths are taken exactly where they apply: the 2x2 stride-2 max pool (with the ReLU
+// before it folded into its backward) and conv+ReLU; other pools, and a conv followed by
+// batchnorm, take the general kernels.
+namespace strand {
+namespace {
+TEST(OpCases, FastPathsOnlyWhereTheyApply) {
+  const auto bn = models::op_cases(models::by_name("cifar_cnn"), 4);
+  EXPECT_FALSE(models::op_named(bn, "conv2").relu_in_forward);  // batchnorm sits between
+  EXPECT_EQ(models::op_named(bn, "conv2").conv.stride_h, 2);
+  EXPECT_EQ(models::op_named(bn, "pool1").kind, models::OpKind::MaxPool2x2);
+  EXPECT_TRUE(models::op_named(bn, "pool1").relu_in_backward);
+  EXPECT_EQ(models::op_named(bn, "pool2").kind, models::OpKind::Pool);  // global_avgpool
+  EXPECT_EQ(models::op_named(bn, "pool2").pooling.kernel_h, 8);
+  EXPECT_EQ(models::op_named(bn, "batchnorm1").batchnorm.spatial, 32 * 32);
+  using namespace strand::layers;
+  const ModelArch overlap{
+      "o", Shape{1, 9, 9}, {conv2d(2, 3, true), relu(), maxpool(3, 2), flatten(), dense(3)}};
+  const auto ops = models::op_cases(overlap, 2);
+  EXPECT_EQ(models::op_named(ops, "pool1").kind, models::OpKind::Pool);
+  EXPECT_TRUE(models::op_named(ops, "conv1").relu_in_forward);
+  EXPECT_FALSE(models::op_named(ops, "relu1").relu_in_backward);
+}
 }  // namespace
 }  // namespace strand

@@ -50,7 +50,8 @@ void naive_pool(PoolKind kind, const PoolDesc& d, const std::vector<float>& x, c
           y[size_t(yi)] = sum / double(k);
           for (int64_t i = 0; i < d.kernel_h; ++i)
             for (int64_t j = 0; j < d.kernel_w; ++j)
-              dx[size_t((p * d.in_h + oy * d.stride_h + i) * d.in_w + ox * d.stride_w + j)] += dy[size_t(yi)] / double(k);
+              dx[size_t((p * d.in_h + oy * d.stride_h + i) * d.in_w + ox * d.stride_w + j)] +=
+                  dy[size_t(yi)] / double(k);
         }
       }
 }
@@ -66,7 +67,8 @@ TEST(Pool, MaxAndAverageMatchTheDefinition) {
                                         << d.stride_w << " threads " << threads);
         // Small integers: ties, where max pooling must pick each window's first maximum.
         const std::vector<float> x = test::tie_vec(size_t(d.batch * d.channels * d.in_h * d.in_w), seed++);
-        const std::vector<float> dy = random_vec(size_t(d.batch * d.channels * d.out_h() * d.out_w()), seed++);
+        const std::vector<float> dy =
+            random_vec(size_t(d.batch * d.channels * d.out_h() * d.out_w()), seed++);
         std::vector<float> y(dy.size()), dx(x.size(), 7.0f);  // dx starts dirty: the kernel writes all of it
         be->pool_forward(kind, d, x.data(), y.data());
         be->pool_backward(kind, d, x.data(), dy.data(), dx.data());
@@ -99,12 +101,15 @@ TEST(Pool, GradientsMatchFiniteDifferences) {
 TEST(Pool, BadShapesAreShapeErrors) {
   auto be = make_cpu_backend(1);
   std::vector<float> buf(256);
-  EXPECT_THROW(be->pool_forward(PoolKind::Max, PoolDesc{1, 1, 2, 8, 3, 3, 1, 1}, buf.data(), buf.data()), Error);
-  EXPECT_THROW(be->pool_forward(PoolKind::Avg, PoolDesc{1, 1, 8, 8, 2, 2, 0, 1}, buf.data(), buf.data()), Error);
+  EXPECT_THROW(be->pool_forward(PoolKind::Max, PoolDesc{1, 1, 2, 8, 3, 3, 1, 1}, buf.data(), buf.data()),
+               Error);
+  EXPECT_THROW(be->pool_forward(PoolKind::Avg, PoolDesc{1, 1, 8, 8, 2, 2, 0, 1}, buf.data(), buf.data()),
+               Error);
 }
 
 std::vector<BatchNormDesc> bn_shapes() {
-  return {{4, 3, 25, 1e-3f, 0.9f}, {5, 7, 1, 1e-5f, 0.99f}, {1, 2, 9, 1e-3f, 0.5f}, {3, 64, 49, 1e-3f, 0.99f}};
+  return {
+      {4, 3, 25, 1e-3f, 0.9f}, {5, 7, 1, 1e-5f, 0.99f}, {1, 2, 9, 1e-3f, 0.5f}, {3, 64, 49, 1e-3f, 0.99f}};
 }
 
 TEST(BatchNorm, TrainingMatchesTheDefinition) {
@@ -116,7 +121,8 @@ TEST(BatchNorm, TrainingMatchesTheDefinition) {
       const std::vector<float> gb = random_vec(size_t(2 * C), 4);
       const std::vector<float> running = random_vec(size_t(2 * C), 6, 0.5f, 2.0f);
       std::vector<float> y(static_cast<size_t>(n)), saved(size_t(2 * C)), delta(size_t(2 * C));
-      be->batchnorm_forward_train(d, x.data(), gb.data(), running.data(), y.data(), saved.data(), delta.data());
+      be->batchnorm_forward_train(d, x.data(), gb.data(), running.data(), y.data(), saved.data(),
+                                  delta.data());
       std::vector<double> ry(static_cast<size_t>(n)), rsaved(size_t(2 * C)), rdelta(size_t(2 * C));
       for (int64_t c = 0; c < C; ++c) {
         double mean = 0, var = 0;
@@ -161,9 +167,11 @@ TEST(BatchNorm, GradientsMatchFiniteDifferences) {
     std::vector<float> x = random_vec(size_t(n), 8, -1.0f, 2.0f);
     std::vector<float> gb = random_vec(size_t(2 * C), 9);
     const std::vector<float> running(size_t(2 * C), 1.0f), r = random_vec(size_t(n), 10);
-    std::vector<float> y(static_cast<size_t>(n)), saved(size_t(2 * C)), delta(size_t(2 * C)), dx(static_cast<size_t>(n)), dgb(size_t(2 * C));
+    std::vector<float> y(static_cast<size_t>(n)), saved(size_t(2 * C)), delta(size_t(2 * C)),
+        dx(static_cast<size_t>(n)), dgb(size_t(2 * C));
     auto loss = [&] {
-      be->batchnorm_forward_train(d, x.data(), gb.data(), running.data(), y.data(), saved.data(), delta.data());
+      be->batchnorm_forward_train(d, x.data(), gb.data(), running.data(), y.data(), saved.data(),
+                                  delta.data());
       return test::project(r, y);
     };
     loss();
@@ -176,12 +184,15 @@ TEST(BatchNorm, GradientsMatchFiniteDifferences) {
 TEST(BatchNorm, BadSettingsAreErrors) {
   auto be = make_cpu_backend(1);
   std::vector<float> buf(64);
-  EXPECT_THROW(be->batchnorm_forward_infer({2, 2, 2, 0.0f, 0.9f}, buf.data(), buf.data(), buf.data(), buf.data()),
-               Error);
-  EXPECT_THROW(be->batchnorm_forward_infer({2, 2, 2, 1e-3f, 1.0f}, buf.data(), buf.data(), buf.data(), buf.data()),
-               Error);
-  EXPECT_THROW(be->batchnorm_forward_infer({0, 2, 2, 1e-3f, 0.9f}, buf.data(), buf.data(), buf.data(), buf.data()),
-               Error);
+  EXPECT_THROW(
+      be->batchnorm_forward_infer({2, 2, 2, 0.0f, 0.9f}, buf.data(), buf.data(), buf.data(), buf.data()),
+      Error);
+  EXPECT_THROW(
+      be->batchnorm_forward_infer({2, 2, 2, 1e-3f, 1.0f}, buf.data(), buf.data(), buf.data(), buf.data()),
+      Error);
+  EXPECT_THROW(
+      be->batchnorm_forward_infer({0, 2, 2, 1e-3f, 0.9f}, buf.data(), buf.data(), buf.data(), buf.data()),
+      Error);
 }
 
 }  // namespace
