@@ -8,6 +8,7 @@
 
 #include <strand/core/cpu/gemm.hpp>
 #include <strand/core/error.hpp>
+#include <strand/core/text.hpp>
 #include <strand/io/record.hpp>
 #include <strand/models/models.hpp>
 #include <strand/train/trainer.hpp>
@@ -30,7 +31,8 @@ struct BenchArgs {
 // Registers the flags `bench train` and `bench infer` share; `steps` is what each calls its
 // timed repetitions.
 void add_common_options(CLI::App& cmd, BenchArgs& a, const char* steps_name, const char* steps_help) {
-  cmd.add_option("--model", a.model, "Model")->check(CLI::IsMember(models::names()))->capture_default_str();
+  cmd.add_option("--model", a.model, "A built-in model (" + join(models::names(), ", ") + ") or a model file")
+      ->capture_default_str();
   cmd.add_option("--data", a.data, "MNIST directory (default: the scripts/setup cache, else synthetic data)");
   cmd.add_option("--batch-size", a.batch_size, "Images per batch")
       ->check(CLI::PositiveNumber)
@@ -79,7 +81,7 @@ void run_bench_train(const BenchArgs& a) {
   STRAND_CHECK(a.steps >= 1 && a.warmup >= 0, Usage, "--steps must be >= 1 and --warmup >= 0",
                "strand bench train");
   Context ctx = make_context(a.device, a.threads);
-  Model model(ctx.backend(), models::by_name(a.model));
+  Model model(ctx.backend(), models::find_model(a.model).with_classes(10));
   std::string source;
   const io::Dataset data = bench_data(ctx, a, model, true, source);
 
@@ -136,7 +138,7 @@ void run_bench_infer(const BenchArgs& a) {
   STRAND_CHECK(a.steps >= 1 && a.warmup >= 0, Usage, "--iterations must be >= 1 and --warmup >= 0",
                "strand bench infer");
   Context ctx = make_context(a.device, a.threads);
-  Model model(ctx.backend(), models::by_name(a.model));
+  Model model(ctx.backend(), models::find_model(a.model).with_classes(10));
   model.init(42);
   std::string source;
   const io::Dataset data = bench_data(ctx, a, model, false, source);

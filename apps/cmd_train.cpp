@@ -5,6 +5,7 @@
 #include <memory>
 
 #include <strand/core/error.hpp>
+#include <strand/core/text.hpp>
 #include <strand/job/job.hpp>
 #include <strand/models/models.hpp>
 #include "apps/commands.hpp"
@@ -84,9 +85,10 @@ void add_train_command(CLI::App& app) {
   TrainConfig& t = s.train;
   job::StrategySpec& st = s.strategy;
   CLI::App* cmd = app.add_subcommand("train", "Train a model and export it to MODEL_DIR/<version>/");
-  cmd->add_option("--model", s.model, "Model to train")
-      ->check(CLI::IsMember(models::names()))
-      ->capture_default_str();
+  add_parsed(*cmd, "--model", s.model, models::find_model,
+             "Model to train: a built-in one (" + join(models::names(), ", ") +
+                 ") or a model file (JSON; see `strand model file mnist_cnn` for one)",
+             "mnist_cnn");
   cmd->add_option("--data", s.data, "Data directory: MNIST IDX files or train_data.npy/...")
       ->envname("SM_CHANNEL_TRAINING");
   cmd->add_option("--model-dir", s.model_dir, "Where the exported model goes")->envname("SM_MODEL_DIR");

@@ -238,53 +238,56 @@ void add(const std::string& name, std::function<void(benchmark::State&)> body) {
 }  // namespace
 
 void register_benchmarks() {
-  for (const OpCase& c : strand::models::op_cases(strand::models::mnist_cnn(), kBatch)) {
-    const std::string& n = c.name;
-    switch (c.kind) {
-      case OpKind::Gather:
-        add(n, [c](benchmark::State& s) { gather(s, c.batch, c.sample); });
-        break;
-      case OpKind::Conv2d:
-        add(n + "/forward", [c](benchmark::State& s) { conv_forward(s, c.conv, false); });
-        if (c.relu_in_forward)
-          add(n + "+relu/forward", [c](benchmark::State& s) { conv_forward(s, c.conv, true); });
-        add(n + "/backward", [c](benchmark::State& s) { conv_backward(s, c.conv, c.needs_dx); });
-        break;
-      case OpKind::MaxPool2x2:
-        add(n + "/forward", [c](benchmark::State& s) { pool_forward(s, c.pool); });
-        add(n + "/backward", [c](benchmark::State& s) { pool_backward(s, c.pool, false); });
-        if (c.relu_in_backward)
-          add(n + "+relu/backward", [c](benchmark::State& s) { pool_backward(s, c.pool, true); });
-        break;
-      case OpKind::Pool:
-        add(n + "/forward", [c](benchmark::State& s) { general_pool_forward(s, c.pool_kind, c.pooling); });
-        add(n + "/backward", [c](benchmark::State& s) { general_pool_backward(s, c.pool_kind, c.pooling); });
-        break;
-      case OpKind::BatchNorm:
-        add(n + "/forward", [c](benchmark::State& s) { batchnorm_forward(s, c.batchnorm, true); });
-        add(n + "/inference", [c](benchmark::State& s) { batchnorm_forward(s, c.batchnorm, false); });
-        add(n + "/backward", [c](benchmark::State& s) { batchnorm_backward(s, c.batchnorm, c.needs_dx); });
-        break;
-      case OpKind::Dense:
-        add(n + "/forward", [c](benchmark::State& s) { dense_forward(s, c.dense); });
-        add(n + "/backward", [c](benchmark::State& s) { dense_backward(s, c.dense, c.needs_dx); });
-        break;
-      case OpKind::Relu:  // a fused ReLU has no pass of its own: its conv's and pool's rows time it
-        if (!c.relu_in_forward)
-          add(n + "/forward", [c](benchmark::State& s) { relu_forward(s, c.elements); });
-        if (!c.relu_in_backward)
-          add(n + "/backward", [c](benchmark::State& s) { relu_backward(s, c.elements); });
-        break;
-      case OpKind::Dropout:
-        add(n + "/forward", [c](benchmark::State& s) { dropout_forward(s, c.elements, c.rate); });
-        add(n + "/backward", [c](benchmark::State& s) { dropout_backward(s, c.elements, c.rate); });
-        break;
-      case OpKind::SoftmaxXent:
-        add(n, [c](benchmark::State& s) { softmax_xent(s, c.batch, c.classes); });
-        break;
-      case OpKind::Adam:
-        add(n, [c](benchmark::State& s) { adam_step(s, c.elements); });
-        break;
+  // mnist_cnn's ops by their names; the other built-in models' prefixed with the model's.
+  for (const std::string& model : strand::models::names())
+    for (const OpCase& c : strand::models::op_cases(strand::models::by_name(model), kBatch)) {
+      const std::string n = (model == "mnist_cnn" ? "" : model + "/") + c.name;
+      switch (c.kind) {
+        case OpKind::Gather:
+          add(n, [c](benchmark::State& s) { gather(s, c.batch, c.sample); });
+          break;
+        case OpKind::Conv2d:
+          add(n + "/forward", [c](benchmark::State& s) { conv_forward(s, c.conv, false); });
+          if (c.relu_in_forward)
+            add(n + "+relu/forward", [c](benchmark::State& s) { conv_forward(s, c.conv, true); });
+          add(n + "/backward", [c](benchmark::State& s) { conv_backward(s, c.conv, c.needs_dx); });
+          break;
+        case OpKind::MaxPool2x2:
+          add(n + "/forward", [c](benchmark::State& s) { pool_forward(s, c.pool); });
+          add(n + "/backward", [c](benchmark::State& s) { pool_backward(s, c.pool, false); });
+          if (c.relu_in_backward)
+            add(n + "+relu/backward", [c](benchmark::State& s) { pool_backward(s, c.pool, true); });
+          break;
+        case OpKind::Pool:
+          add(n + "/forward", [c](benchmark::State& s) { general_pool_forward(s, c.pool_kind, c.pooling); });
+          add(n + "/backward",
+              [c](benchmark::State& s) { general_pool_backward(s, c.pool_kind, c.pooling); });
+          break;
+        case OpKind::BatchNorm:
+          add(n + "/forward", [c](benchmark::State& s) { batchnorm_forward(s, c.batchnorm, true); });
+          add(n + "/inference", [c](benchmark::State& s) { batchnorm_forward(s, c.batchnorm, false); });
+          add(n + "/backward", [c](benchmark::State& s) { batchnorm_backward(s, c.batchnorm, c.needs_dx); });
+          break;
+        case OpKind::Dense:
+          add(n + "/forward", [c](benchmark::State& s) { dense_forward(s, c.dense); });
+          add(n + "/backward", [c](benchmark::State& s) { dense_backward(s, c.dense, c.needs_dx); });
+          break;
+        case OpKind::Relu:  // a fused ReLU has no pass of its own: its conv's and pool's rows time it
+          if (!c.relu_in_forward)
+            add(n + "/forward", [c](benchmark::State& s) { relu_forward(s, c.elements); });
+          if (!c.relu_in_backward)
+            add(n + "/backward", [c](benchmark::State& s) { relu_backward(s, c.elements); });
+          break;
+        case OpKind::Dropout:
+          add(n + "/forward", [c](benchmark::State& s) { dropout_forward(s, c.elements, c.rate); });
+          add(n + "/backward", [c](benchmark::State& s) { dropout_backward(s, c.elements, c.rate); });
+          break;
+        case OpKind::SoftmaxXent:
+          add(n, [c](benchmark::State& s) { softmax_xent(s, c.batch, c.classes); });
+          break;
+        case OpKind::Adam:
+          add(n, [c](benchmark::State& s) { adam_step(s, c.elements); });
+          break;
+      }
     }
-  }
 }

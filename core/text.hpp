@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <strand/core/error.hpp>
 
@@ -16,6 +17,13 @@ constexpr std::string_view trim(std::string_view s) {
   const size_t first = s.find_first_not_of(space);
   if (first == std::string_view::npos) return {};
   return s.substr(first, s.find_last_not_of(space) - first + 1);
+}
+
+// The items with `sep` between them: "a, b, c".
+inline std::string join(const std::vector<std::string>& items, std::string_view sep) {
+  std::string out;
+  for (size_t i = 0; i < items.size(); ++i) (out += i ? sep : "") += items[i];
+  return out;
 }
 
 template <class E>

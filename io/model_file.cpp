@@ -147,7 +147,7 @@ void check_consistent(const ModelFile& m, const std::string& where) {
   for (const LayerSpec& spec : arch.layers) {
     auto layer = make_layer(spec);
     in = layer->bind(in);
-    expected += layer->param_count();
+    expected += layer->param_count() + layer->state_count();
   }
   STRAND_CHECK(int64_t(m.params.size()) == expected, Format,
                "model '" + m.arch.name + "' needs " + std::to_string(expected) +

@@ -258,7 +258,8 @@ JobResult train_rank_on(const JobSpec& spec, const JobHooks& hooks, const Identi
         std::make_unique<allreduce::AllreduceStrategy>(grads, st.allreduce.fusion_bytes, dist.timeline.get());
   }
 
-  Model model(ctx.backend(), models::by_name(spec.model));
+  const io::MnistSplits data = load_data(ctx, spec.data);
+  Model model(ctx.backend(), job_arch(spec, data.train));
   // Ranks sharing one machine (CPU): the gradients live in the communicator's shared windows,
   // where its ring reduces them without copying between the ranks' buffers. Collective, the
   // same choice on every rank.
@@ -266,7 +267,6 @@ JobResult train_rank_on(const JobSpec& spec, const JobHooks& hooks, const Identi
     dist.shared_grads.emplace(dist.comm->allocate(model.param_count()));
     model.place_grads(dist.shared_grads->data());
   }
-  const io::MnistSplits data = load_data(ctx, spec.data);
   if (ps)
     dist.ps = std::make_unique<ps::PsStrategy>(ctx, start_ps(ctx, spec, dist, model.trainable_count()),
                                                model.trainable_count());
@@ -291,8 +291,9 @@ JobResult train_rank_on(const JobSpec& spec, const JobHooks& hooks, const Identi
   };
 
   if (chief)
-    ctx.log("training " + spec.model + " (" + std::to_string(model.param_count()) + " parameters) for " +
-            std::to_string(cfg.epochs) + " epoch(s), batch " + std::to_string(cfg.batch_size) +
+    ctx.log("training " + model.arch().name + " (" + std::to_string(model.param_count()) +
+            " parameters) for " + std::to_string(cfg.epochs) + " epoch(s), batch " +
+            std::to_string(cfg.batch_size) +
             (st.kind != StrategyKind::Local
                  ? " per rank x " + std::to_string(id.world) + " ranks (" + strategy.name() +
                        (ps ? " " + st.ps.consistency.str() : "") + ")"
@@ -393,7 +394,11 @@ JobResult run_sagemaker(const JobSpec& spec, const JobHooks& hooks, const Enviro
     return train_rank(spec, hooks, discover_identity(Launcher::SageMaker, env, nullptr, per_host), dist);
   }
   Context ctx(make_cpu_backend(1), {.rank = 0, .world = 1, .host = host});
-  const int64_t params = Model(ctx.backend(), models::by_name(spec.model)).trainable_count();
+  // The servers hold the trainable parameters: their count may depend on the labels.
+  const ModelArch arch = spec.model.classes
+                             ? spec.model.arch
+                             : job_arch(spec, load_split(ctx, spec.data, io::MnistSplit::train));
+  const int64_t params = Model(ctx.backend(), arch).trainable_count();
   // The address the other hosts resolve this host's name to, unless the bind spec says otherwise.
   const std::string address = p.bind.empty() ? resolve_ipv4(host) : ps_bind_address(p.bind, host);
   ps::Server server(
@@ -481,6 +486,12 @@ StrategyKind parse_strategy(std::string_view text) {
 }
 
 std::string_view to_string(StrategyKind kind) { return name_of(kStrategyNames, kind); }
+
+ModelArch job_arch(const JobSpec& spec, const io::Dataset& train) {
+  int32_t top = -1;
+  for (int32_t l : train.labels) top = std::max(top, l);
+  return spec.model.with_classes(int64_t(top) + 1);
+}
 
 void validate(const JobSpec& spec) {
   const std::string where = "strand train";

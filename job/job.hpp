@@ -23,6 +23,7 @@
 #include <strand/core/backend.hpp>
 #include <strand/core/context.hpp>
 #include <strand/io/dataset.hpp>
+#include <strand/models/models.hpp>
 #include <strand/ps/server.hpp>
 #include <strand/ps/shard.hpp>
 #include <strand/train/trainer.hpp>
@@ -82,7 +83,9 @@ io::MnistSplits load_data(const Context& ctx, const std::filesystem::path& dir);
 io::Dataset load_split(const Context& ctx, const std::filesystem::path& dir, io::MnistSplit split);
 
 struct JobSpec {
-  std::string model = "mnist_cnn";  // a name from models/models.hpp
+  // A built-in model or a model file (models/model_json.hpp); its class count may come from
+  // the training labels.
+  models::ModelSpec model = models::builtin("mnist_cnn");
   std::filesystem::path data;       // MNIST IDX files or the SageMaker layout (train_data.npy, ...)
   std::filesystem::path model_dir;  // the export goes to model_dir/<version>/
   // The recipe: epochs, batch per worker, seed, optimizer, schedule, resume, evaluations. Its
@@ -93,6 +96,10 @@ struct JobSpec {
   std::filesystem::path metrics;   // when set, the chief appends one JSON line per evaluation
   std::filesystem::path timeline;  // when set, a Chrome trace of every rank's steps (mpirun jobs)
 };
+
+// The job's network for training set `train`: the model's, sized to the labels' class count
+// where the model takes it from them.
+ModelArch job_arch(const JobSpec& spec, const io::Dataset& train);
 
 // Usage error naming the setting when the spec contradicts itself (e.g. a timeline without a
 // distributed strategy, a parameter server on a GPU).

@@ -10,6 +10,7 @@
 
 #include <strand/core/error.hpp>
 #include <strand/core/layers.hpp>
+#include <strand/core/text.hpp>
 #include <strand/models/models.hpp>
 
 namespace strand::models {
@@ -36,9 +37,7 @@ std::string show(const json& v) {
 void check_keys(const Place& at, const json& obj, const std::set<std::string>& known) {
   for (const auto& [key, value] : obj.items()) {
     if (known.count(key)) continue;
-    std::string list;
-    for (const std::string& k : known) list += (list.empty() ? "" : ", ") + k;
-    fail(at, "unknown key '" + key + "' (known: " + list + ")");
+    fail(at, "unknown key '" + key + "' (known: " + join({known.begin(), known.end()}, ", ") + ")");
   }
 }
 
@@ -47,8 +46,8 @@ int64_t integer(const Place& at, const std::string& key, const json& v, int64_t 
     const double d = v.get<double>();
     if (d == std::floor(d) && d >= double(lo) && d <= double(hi)) return int64_t(d);
   }
-  fail(at, "'" + key + "' must be an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " +
-               show(v));
+  fail(at, "'" + key + "' must be an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) +
+               "], got " + show(v));
 }
 
 // A size that may be one number or a pair [h, w].
@@ -84,12 +83,14 @@ LayerSpec layer_spec(const Place& at, const json& l, int64_t classes, bool& clas
     check_keys(at, l, {"type", "filters", "kernel", "stride", "padding", "bias"});
     s.attrs["filters"] = double(integer(at, "filters", required(at, l, "filters", type), 1, 1 << 16));
     set_pair("kernel_h", "kernel_w", pair_of(at, "kernel", required(at, l, "kernel", type), 1, 64));
-    set_pair("stride_h", "stride_w", l.contains("stride") ? pair_of(at, "stride", l["stride"], 1, 64)
-                                                          : std::pair<int64_t, int64_t>{1, 1});
+    set_pair(
+        "stride_h", "stride_w",
+        l.contains("stride") ? pair_of(at, "stride", l["stride"], 1, 64) : std::pair<int64_t, int64_t>{1, 1});
     const json pad = l.value("padding", json("valid"));
     if (pad.is_string()) {
       const std::string p = pad.get<std::string>();
-      if (p != "same" && p != "valid") fail(at, "'padding' must be \"same\", \"valid\", n or [h, w], got " + show(pad));
+      if (p != "same" && p != "valid")
+        fail(at, "'padding' must be \"same\", \"valid\", n or [h, w], got " + show(pad));
       s.attrs["same"] = p == "same" ? 1 : 0;
     } else {
       s.attrs["same"] = 0;
@@ -103,7 +104,8 @@ LayerSpec layer_spec(const Place& at, const json& l, int64_t classes, bool& clas
     check_keys(at, l, {"type", "kernel", "stride"});
     const auto k = pair_of(at, "kernel", required(at, l, "kernel", type), 1, 1 << 16);
     set_pair("kernel_h", "kernel_w", k);
-    set_pair("stride_h", "stride_w", l.contains("stride") ? pair_of(at, "stride", l["stride"], 1, 1 << 16) : k);
+    set_pair("stride_h", "stride_w",
+             l.contains("stride") ? pair_of(at, "stride", l["stride"], 1, 1 << 16) : k);
   } else if (type == "batchnorm") {
     check_keys(at, l, {"type", "momentum", "epsilon"});
     s.attrs["momentum"] = l.contains("momentum") ? number(at, "momentum", l["momentum"]) : 0.99;
@@ -208,7 +210,8 @@ ModelSpec parse_model_json(std::string_view text, const std::string& source) {
   }
   const Shape out = check_shapes(m.arch, source);
   if (out.rank() != 1)
-    fail(top, "the last layer's output " + out.str() + " is not a vector of class scores: end with a dense layer",
+    fail(top,
+         "the last layer's output " + out.str() + " is not a vector of class scores: end with a dense layer",
          ErrorKind::Shape);
   if (m.classes && out[0] != *m.classes)
     fail(top,
@@ -221,7 +224,8 @@ ModelSpec parse_model_json(std::string_view text, const std::string& source) {
 
 ModelArch ModelSpec::with_classes(int64_t k) const {
   if (classes) return arch;
-  STRAND_CHECK(k >= 1, Usage, "a model needs at least 1 class, got " + std::to_string(k), "model " + arch.name);
+  STRAND_CHECK(k >= 1, Usage, "a model needs at least 1 class, got " + std::to_string(k),
+               "model " + arch.name);
   ModelArch a = arch;
   for (size_t i : class_layers) a.layers[i].attrs["units"] = double(k);
   const Shape out = check_shapes(a, source);
@@ -241,7 +245,9 @@ ModelSpec read_model_file(const std::filesystem::path& path) {
 }
 
 std::string to_model_json(const ModelArch& arch, const std::string& description) {
-  auto size = [](double h, double w) { return h == w ? json(int64_t(h)) : json::array({int64_t(h), int64_t(w)}); };
+  auto size = [](double h, double w) {
+    return h == w ? json(int64_t(h)) : json::array({int64_t(h), int64_t(w)});
+  };
   json layers = json::array();
   Shape shape = arch.input;
   for (const LayerSpec& given : arch.layers) {
@@ -297,10 +303,9 @@ ModelSpec find_model(const std::string& name_or_path) {
   for (const std::string& n : names())
     if (n == name_or_path) return builtin(n);
   if (std::filesystem::exists(name_or_path)) return read_model_file(name_or_path);
-  std::string known;
-  for (const auto& n : names()) known += (known.empty() ? "" : ", ") + n;
   throw Error(ErrorKind::Usage,
-              "'" + name_or_path + "' is neither a built-in model (" + known + ") nor a model file that exists",
+              "'" + name_or_path + "' is neither a built-in model (" + join(names(), ", ") +
+                  ") nor a model file that exists",
               "model");
 }
 

@@ -33,8 +33,8 @@ namespace strand::models {
 struct ModelSpec {
   ModelArch arch;  // with its class count; provisional (2) where it comes from the labels
   std::string description;
-  std::string source;              // the file, or "built-in"
-  std::optional<int64_t> classes;  // nullopt: from the labels (the "classes" layers)
+  std::string source;                // the file, or "built-in"
+  std::optional<int64_t> classes;    // nullopt: from the labels (the "classes" layers)
   std::vector<size_t> class_layers;  // dense layers whose units are the class count
 
   // The architecture for a data set with `classes` classes: the "classes" layers sized to it.

@@ -1,6 +1,7 @@
 #include <strand/models/models.hpp>
 
 #include <strand/core/error.hpp>
+#include <strand/core/text.hpp>
 #include "models/builtin_files.hpp"
 
 namespace strand::models {
@@ -14,9 +15,7 @@ std::vector<std::string> names() {
 std::string builtin_text(const std::string& name) {
   for (const BuiltinFile& f : builtin_files())
     if (f.name == name) return std::string(f.json);
-  std::string known;
-  for (const auto& n : names()) known += (known.empty() ? "" : ", ") + n;
-  throw Error(ErrorKind::Usage, "unknown model '" + name + "' (known: " + known + ")", "model");
+  throw Error(ErrorKind::Usage, "unknown model '" + name + "' (known: " + join(names(), ", ") + ")", "model");
 }
 
 ModelSpec builtin(const std::string& name) {

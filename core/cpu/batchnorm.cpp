@@ -1,6 +1,6 @@
 // Batch normalization per channel of x [B,C,S] (backend.hpp BatchNormDesc). Channels run in
-// parallel; each channel's sums are taken in double, image by image, in a fixed order, so the
-// statistics do not depend on the thread count.
+// parallel; each channel's sums are taken per image row in float (vectorized) and added up in
+// double, image by image, in a fixed order, so the statistics do not depend on the thread count.
 #include <cmath>
 
 #include <strand/core/cpu/kernels.hpp>
@@ -10,6 +10,45 @@ namespace strand::cpu {
 namespace {
 
 int64_t grain(const BatchNormDesc& d) { return std::max<int64_t>(1, kParallelMin / (d.batch * d.spatial)); }
+
+STRAND_VECTOR_CLONES float row_sum(const float* x, int64_t n) {
+  float t = 0.0f;
+#pragma omp simd reduction(+ : t)
+  for (int64_t i = 0; i < n; ++i) t += x[i];
+  return t;
+}
+
+STRAND_VECTOR_CLONES float row_sq_dev(const float* x, int64_t n, float mean) {
+  float t = 0.0f;
+#pragma omp simd reduction(+ : t)
+  for (int64_t i = 0; i < n; ++i) t += (x[i] - mean) * (x[i] - mean);
+  return t;
+}
+
+STRAND_VECTOR_CLONES void row_affine(const float* x, int64_t n, float scale, float shift, float* y) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) y[i] = x[i] * scale + shift;
+}
+
+// sum(dy) and sum(dy * (x - mean)) over one row.
+STRAND_VECTOR_CLONES void row_grad_sums(const float* x, const float* dy, int64_t n, float mean, float& s_dy,
+                                        float& s_dyx) {
+  float a = 0.0f, b = 0.0f;
+#pragma omp simd reduction(+ : a, b)
+  for (int64_t i = 0; i < n; ++i) {
+    a += dy[i];
+    b += dy[i] * (x[i] - mean);
+  }
+  s_dy = a;
+  s_dyx = b;
+}
+
+// dx = k * (dy - mean_dy - (x - mean) * c) over one row.
+STRAND_VECTOR_CLONES void row_grad_input(const float* x, const float* dy, int64_t n, float mean, float k,
+                                         float mean_dy, float c, float* dx) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) dx[i] = k * (dy[i] - mean_dy - (x[i] - mean) * c);
+}
 
 }  // namespace
 
@@ -21,24 +60,16 @@ void batchnorm_forward_train(const BatchNormDesc& d, const float* x, const float
   pool.parallel_for(C, grain(d), [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
       double sum = 0;
-      for (int64_t n = 0; n < d.batch; ++n) {
-        const float* row = x + (n * C + c) * S;
-        for (int64_t s = 0; s < S; ++s) sum += row[s];
-      }
+      for (int64_t n = 0; n < d.batch; ++n) sum += row_sum(x + (n * C + c) * S, S);
       const double mean = sum / double(M);
+      const float m = float(mean);
       double sq = 0;
-      for (int64_t n = 0; n < d.batch; ++n) {
-        const float* row = x + (n * C + c) * S;
-        for (int64_t s = 0; s < S; ++s) sq += (row[s] - mean) * (row[s] - mean);
-      }
+      for (int64_t n = 0; n < d.batch; ++n) sq += row_sq_dev(x + (n * C + c) * S, S, m);
       const double var = sq / double(M);
       const float istd = float(1.0 / std::sqrt(var + double(d.eps)));
-      const float m = float(mean), scale = gamma_beta[c] * istd, shift = gamma_beta[C + c];
-      for (int64_t n = 0; n < d.batch; ++n) {
-        const float* row = x + (n * C + c) * S;
-        float* out = y + (n * C + c) * S;
-        for (int64_t s = 0; s < S; ++s) out[s] = (row[s] - m) * scale + shift;
-      }
+      const float scale = gamma_beta[c] * istd, shift = gamma_beta[C + c] - m * scale;
+      for (int64_t n = 0; n < d.batch; ++n)
+        row_affine(x + (n * C + c) * S, S, scale, shift, y + (n * C + c) * S);
       saved[c] = m;
       saved[C + c] = istd;
       const double unbiased = M > 1 ? var * double(M) / double(M - 1) : var;
@@ -58,10 +89,7 @@ void batchnorm_forward_infer(const BatchNormDesc& d, const float* x, const float
       const int64_t c = r % C;
       const float scale = gamma_beta[c] / std::sqrt(running[C + c] + d.eps);
       const float shift = gamma_beta[C + c] - running[c] * scale;
-      const float* row = x + r * S;
-      float* out = y + r * S;
-#pragma omp simd
-      for (int64_t s = 0; s < S; ++s) out[s] = row[s] * scale + shift;
+      row_affine(x + r * S, S, scale, shift, y + r * S);
     }
   });
 }
@@ -73,30 +101,23 @@ void batchnorm_backward(const BatchNormDesc& d, const float* x, const float* gam
   pool.parallel_for(C, grain(d), [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
       const float mean = saved[c], istd = saved[C + c];
-      double sum_dy = 0, sum_dy_xhat = 0;
+      double sum_dy = 0, sum_dy_xc = 0;  // sums of dy and dy * (x - mean)
       for (int64_t n = 0; n < d.batch; ++n) {
-        const float* row = x + (n * C + c) * S;
-        const float* g = dy + (n * C + c) * S;
-        for (int64_t s = 0; s < S; ++s) {
-          sum_dy += g[s];
-          sum_dy_xhat += double(g[s]) * double((row[s] - mean) * istd);
-        }
+        float a, b;
+        row_grad_sums(x + (n * C + c) * S, dy + (n * C + c) * S, S, mean, a, b);
+        sum_dy += a;
+        sum_dy_xc += b;
       }
+      const double sum_dy_xhat = sum_dy_xc * double(istd);
       dgamma_beta[c] = float(sum_dy_xhat);
       dgamma_beta[C + c] = float(sum_dy);
       if (!dx) continue;
-      // dx = gamma*istd/M * (M*dy - sum(dy) - xhat*sum(dy*xhat))
+      // dx = gamma*istd/M * (M*dy - sum(dy) - xhat*sum(dy*xhat)), xhat = (x - mean) * istd
       const float k = gamma_beta[c] * istd, mean_dy = float(sum_dy / double(M)),
-                  mean_dy_xhat = float(sum_dy_xhat / double(M));
-      for (int64_t n = 0; n < d.batch; ++n) {
-        const float* row = x + (n * C + c) * S;
-        const float* g = dy + (n * C + c) * S;
-        float* out = dx + (n * C + c) * S;
-        for (int64_t s = 0; s < S; ++s) {
-          const float xhat = (row[s] - mean) * istd;
-          out[s] = k * (g[s] - mean_dy - xhat * mean_dy_xhat);
-        }
-      }
+                  c_x = float(sum_dy_xhat / double(M)) * istd;
+      for (int64_t n = 0; n < d.batch; ++n)
+        row_grad_input(x + (n * C + c) * S, dy + (n * C + c) * S, S, mean, k, mean_dy, c_x,
+                       dx + (n * C + c) * S);
     }
   });
 }

@@ -28,7 +28,8 @@ std::string error_of(const std::string& text, ErrorKind* kind = nullptr) {
 
 // A model whose one layer is `layer` (JSON), on a 1x8x8 input, ending in dense 3.
 std::string with_layer(const std::string& layer) {
-  return R"({"input": [1, 8, 8], "layers": [)" + layer + R"(, {"type": "flatten"}, {"type": "dense", "units": 3}]})";
+  return R"({"input": [1, 8, 8], "layers": [)" + layer +
+         R"(, {"type": "flatten"}, {"type": "dense", "units": 3}]})";
 }
 
 TEST(ModelJson, BuiltinsRoundTrip) {
@@ -142,7 +143,8 @@ TEST(ModelJson, ShapeErrorsNameTheLayerAndItsInput) {
   EXPECT_NE(e.find("add a flatten"), std::string::npos) << e;
   e = error_of(R"({"input": [1, 4, 4], "layers": [{"type": "conv2d", "filters": 2, "kernel": 5}]})", &kind);
   EXPECT_NE(e.find("larger than its padded input"), std::string::npos) << e;
-  e = error_of(R"({"input": [1, 4, 4], "layers": [{"type": "conv2d", "filters": 2, "kernel": 2, "padding": "same"}]})");
+  e = error_of(
+      R"({"input": [1, 4, 4], "layers": [{"type": "conv2d", "filters": 2, "kernel": 2, "padding": "same"}]})");
   EXPECT_NE(e.find("odd kernel"), std::string::npos) << e;
   e = error_of(R"({"input": [1, 4, 4], "layers": [{"type": "relu"}]})", &kind);
   EXPECT_NE(e.find("not a vector of class scores"), std::string::npos) << e;

@@ -164,7 +164,7 @@ TEST(RunJob, LocalJobTrainsCheckpointsAndExports) {
   write_idx(dir / "data", "train", 200);
   write_idx(dir / "data", "t10k", 50);
   JobSpec s = spec_in(dir);
-  s.model = "mnist_mlp";
+  s.model = models::builtin("mnist_mlp");
   s.train.epochs = 2;
   s.train.batch_size = 50;
   s.metrics = dir / "metrics.jsonl";
