@@ -248,6 +248,11 @@ class Backend {
   // From a training forward's `saved`: writes dgamma_beta [2C] and dx (may be null).
   virtual void batchnorm_backward(const BatchNormDesc& d, const float* x, const float* gamma_beta,
                                   const float* saved, const float* dy, float* dx, float* dgamma_beta) = 0;
+  // After an inference forward: the per-channel affine map the running statistics make, so
+  // dx = dy * gamma / sqrt(var + eps). Writes dgamma_beta [2C] and dx (may be null).
+  virtual void batchnorm_backward_infer(const BatchNormDesc& d, const float* x, const float* gamma_beta,
+                                        const float* running, const float* dy, float* dx,
+                                        float* dgamma_beta) = 0;
 
   // ---- dense. x [B,in], w [out,in], b [out], y [B,out] = x w^T + b.
   virtual void dense_forward(const DenseDesc& d, const float* x, const float* w, const float* b,

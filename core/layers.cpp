@@ -350,8 +350,12 @@ class BatchNorm final : public Layer {
     }
   }
   void backward(Backend& be, int64_t batch, const float* x, const float*, const float* dy, float* dx,
-                const LayerParams& p, const StepInfo&) override {
-    be.batchnorm_backward(desc(batch), x, p.params, p.saved, dy, dx, p.grads);
+                const LayerParams& p, const StepInfo& step) override {
+    if (step.training) {
+      be.batchnorm_backward(desc(batch), x, p.params, p.saved, dy, dx, p.grads);
+    } else {
+      be.batchnorm_backward_infer(desc(batch), x, p.params, p.state, dy, dx, p.grads);
+    }
   }
 
   BatchNormDesc desc(int64_t batch) const {

@@ -179,9 +179,12 @@ void Model::loss_accumulate(const int32_t* labels, int64_t batch) {
 void Model::backward(const GradsReady& ready) {
   STRAND_CHECK(outs_.size() == layers_.size() + 1, Usage, "backward() needs forward() and loss() first",
                "Model::backward");
-  STRAND_CHECK(training_ || saved_offsets_.back() == 0, Usage,
-               "backward() of a model with batchnorm needs a training forward()", "Model::backward");
-  // The training forward wrote the state's deltas: final before any gradient.
+  // The training forward wrote the state's deltas; after an inference forward they are zero
+  // (an inference step leaves the running statistics alone). Final before any gradient.
+  if (!training_ && param_count_ > trainable_count_) {
+    const std::vector<float> zeros(size_t(param_count_ - trainable_count_), 0.f);
+    be_.to_device(grads() + trainable_count_, zeros.data(), zeros.size() * sizeof(float));
+  }
   if (ready && param_count_ > trainable_count_) ready(trainable_count_, param_count_);
   int cur = 0;  // dbuf_[cur] holds the gradient w.r.t. the current layer's output
   for (size_t i = layers_.size(); i-- > 0;) {

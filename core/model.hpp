@@ -87,6 +87,8 @@ class Model {
   // (Backend::take_loss_totals), so a training step never stalls on the device.
   void loss_accumulate(const int32_t* labels, int64_t batch);
   // Fills grads() from the last loss(); calls ready(begin, end) after each layer with parameters.
+  // After an inference forward these are the gradients of the inference function (batchnorm
+  // with its running statistics fixed) and the state's deltas are zero.
   void backward(const GradsReady& ready = {});
 
   // Inference on host memory: x [batch, input...] -> probs [batch, classes].

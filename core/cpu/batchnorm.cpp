@@ -122,4 +122,28 @@ void batchnorm_backward(const BatchNormDesc& d, const float* x, const float* gam
   });
 }
 
+void batchnorm_backward_infer(const BatchNormDesc& d, const float* x, const float* gamma_beta,
+                              const float* running, const float* dy, float* dx, float* dgamma_beta,
+                              ThreadPool& pool) {
+  check_batchnorm(d, "cpu::batchnorm_backward_infer");
+  const int64_t C = d.channels, S = d.spatial;
+  pool.parallel_for(C, grain(d), [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      const float mean = running[c], istd = 1.f / std::sqrt(running[C + c] + d.eps);
+      double sum_dy = 0, sum_dy_xc = 0;
+      for (int64_t n = 0; n < d.batch; ++n) {
+        float a, b;
+        row_grad_sums(x + (n * C + c) * S, dy + (n * C + c) * S, S, mean, a, b);
+        sum_dy += a;
+        sum_dy_xc += b;
+      }
+      dgamma_beta[c] = float(sum_dy_xc * double(istd));
+      dgamma_beta[C + c] = float(sum_dy);
+      if (!dx) continue;
+      for (int64_t n = 0; n < d.batch; ++n)
+        row_affine(dy + (n * C + c) * S, S, gamma_beta[c] * istd, 0.f, dx + (n * C + c) * S);
+    }
+  });
+}
+
 }  // namespace strand::cpu

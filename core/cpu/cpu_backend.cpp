@@ -84,6 +84,11 @@ void CpuBackend::batchnorm_backward(const BatchNormDesc& d, const float* x, cons
                                     const float* saved, const float* dy, float* dx, float* dgamma_beta) {
   cpu::batchnorm_backward(d, x, gamma_beta, saved, dy, dx, dgamma_beta, pool_);
 }
+void CpuBackend::batchnorm_backward_infer(const BatchNormDesc& d, const float* x, const float* gamma_beta,
+                                          const float* running, const float* dy, float* dx,
+                                          float* dgamma_beta) {
+  cpu::batchnorm_backward_infer(d, x, gamma_beta, running, dy, dx, dgamma_beta, pool_);
+}
 void CpuBackend::dense_forward(const DenseDesc& d, const float* x, const float* w, const float* b, float* y) {
   cpu::dense_forward(d, x, w, b, y, pool_);
 }

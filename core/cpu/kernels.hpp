@@ -61,6 +61,9 @@ void batchnorm_forward_infer(const BatchNormDesc& d, const float* x, const float
                              const float* running, float* y, ThreadPool& pool);
 void batchnorm_backward(const BatchNormDesc& d, const float* x, const float* gamma_beta, const float* saved,
                         const float* dy, float* dx, float* dgamma_beta, ThreadPool& pool);
+void batchnorm_backward_infer(const BatchNormDesc& d, const float* x, const float* gamma_beta,
+                              const float* running, const float* dy, float* dx, float* dgamma_beta,
+                              ThreadPool& pool);
 
 void dense_forward(const DenseDesc& d, const float* x, const float* w, const float* b, float* y,
                    ThreadPool& pool);

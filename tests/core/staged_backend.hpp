@@ -195,6 +195,11 @@ class StagedCpuBackend final : public Backend {
                           const float* dy, float* dx, float* dgamma_beta) override {
     cpu_->batchnorm_backward(d, x, gamma_beta, saved, dy, dx, dgamma_beta);
   }
+  void batchnorm_backward_infer(const BatchNormDesc& d, const float* x, const float* gamma_beta,
+                                const float* running, const float* dy, float* dx,
+                                float* dgamma_beta) override {
+    cpu_->batchnorm_backward_infer(d, x, gamma_beta, running, dy, dx, dgamma_beta);
+  }
   void dense_forward(const DenseDesc& d, const float* x, const float* w, const float* b, float* y) override {
     cpu_->dense_forward(d, x, w, b, y);
   }

@@ -45,8 +45,9 @@ TEST(Model, MnistCnnLayoutMatchesTheExample) {
 }
 
 // Analytic gradients of every trainable parameter range against central differences of the
-// training loss (batch 3, so batchnorm's batch statistics are live).
-void expect_gradients_match(const ModelArch& arch) {
+// loss (batch 3, so batchnorm's batch statistics are live when `training`; otherwise batchnorm
+// normalizes with running statistics moved off their initial values).
+void expect_gradients_match(const ModelArch& arch, bool training = true) {
   auto be = make_cpu_backend(1);
   Model m(*be, arch);
   m.init(7);
@@ -54,6 +55,8 @@ void expect_gradients_match(const ModelArch& arch) {
   std::vector<float> p = m.get_params();
   for (int64_t i = 0; i < m.trainable_count(); ++i)
     p[size_t(i)] += 0.05f * (float(mix64(uint64_t(i)) >> 40) / 16777216.0f - 0.5f);
+  for (int64_t i = m.trainable_count(); i < m.param_count(); ++i)  // mean +-0.25, variance 0.75..1.25
+    p[size_t(i)] += 0.5f * (float(mix64(uint64_t(i)) >> 40) / 16777216.0f - 0.5f);
   m.set_params(p);
   const int64_t batch = 3;
   const std::vector<float> x = uniform(size_t(batch * arch.input.numel()), 99);
@@ -61,12 +64,15 @@ void expect_gradients_match(const ModelArch& arch) {
   const uint64_t key = 12345;
   auto loss_at = [&](const std::vector<float>& params) {
     m.set_params(params);
-    m.forward(x.data(), batch, true, key);
+    m.forward(x.data(), batch, training, key);
     return m.loss(y.data(), batch).loss;
   };
   loss_at(p);
   m.backward();
   const std::vector<float> analytic(m.grads(), m.grads() + m.param_count());
+  if (!training)
+    for (int64_t i = m.trainable_count(); i < m.param_count(); ++i)
+      ASSERT_EQ(analytic[size_t(i)], 0.f) << "an inference step moved running statistic " << i;
   const auto& off = m.param_offsets();
   for (size_t layer = 0; layer + 1 < off.size(); ++layer) {
     if (off[layer + 1] == off[layer]) continue;
@@ -84,7 +90,8 @@ void expect_gradients_match(const ModelArch& arch) {
     }
     ASSERT_GT(sum2, 1e-12) << arch.name << " layer " << layer << " has no gradient at all";
     EXPECT_LT(std::sqrt(diff2 / sum2), 2e-2)
-        << arch.name << " layer " << layer << " (" << describe(m.arch().layers[layer]) << ")";
+        << arch.name << " layer " << layer << " (" << describe(m.arch().layers[layer]) << ")"
+        << (training ? "" : ", inference mode");
   }
 }
 
@@ -114,6 +121,8 @@ TEST(Model, NewLayersMatchFiniteDifferences) {
         conv2d(4, 1, false), global_avgpool(), dense(5)}},
   };
   for (const ModelArch& a : archs) expect_gradients_match(a);
+  // Inference mode: batchnorm is the affine map its running statistics make.
+  expect_gradients_match(archs[1], false);
 }
 
 TEST(Model, BatchnormKeepsRunningStatisticsAsState) {

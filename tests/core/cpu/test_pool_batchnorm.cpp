@@ -181,6 +181,27 @@ TEST(BatchNorm, GradientsMatchFiniteDifferences) {
   }
 }
 
+// Inference mode: the running statistics are constants, so the layer is affine per channel.
+TEST(BatchNorm, InferenceGradientsMatchFiniteDifferences) {
+  auto be = make_cpu_backend(1);
+  for (const BatchNormDesc& d : {BatchNormDesc{4, 3, 6, 1e-3f, 0.9f}, BatchNormDesc{5, 4, 1, 1e-3f, 0.9f}}) {
+    const int64_t C = d.channels, n = d.batch * C * d.spatial;
+    std::vector<float> x = random_vec(size_t(n), 8, -1.0f, 2.0f);
+    std::vector<float> gb = random_vec(size_t(2 * C), 9);
+    std::vector<float> running = random_vec(size_t(2 * C), 11, -0.5f, 0.5f);
+    for (int64_t c = 0; c < C; ++c) running[size_t(C + c)] += 1.0f;  // variances 0.5..1.5
+    const std::vector<float> r = random_vec(size_t(n), 10);
+    std::vector<float> y(static_cast<size_t>(n)), dx(static_cast<size_t>(n)), dgb(size_t(2 * C));
+    auto loss = [&] {
+      be->batchnorm_forward_infer(d, x.data(), gb.data(), running.data(), y.data());
+      return test::project(r, y);
+    };
+    be->batchnorm_backward_infer(d, x.data(), gb.data(), running.data(), r.data(), dx.data(), dgb.data());
+    EXPECT_TRUE(test::grads_match(dx, test::numeric_grad(x, 1e-2f, loss), 2e-3));
+    EXPECT_TRUE(test::grads_match(dgb, test::numeric_grad(gb, 1e-2f, loss), 2e-3));
+  }
+}
+
 TEST(BatchNorm, BadSettingsAreErrors) {
   auto be = make_cpu_backend(1);
   std::vector<float> buf(64);
