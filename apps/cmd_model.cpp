@@ -37,8 +37,7 @@ void run_summary(const ModelArgs& a) {
   if (a.json) {
     nlohmann::json rows = nlohmann::json::array();
     for (const LayerSummary& l : layers)
-      rows.push_back({{"type", l.spec.type},
-                      {"options", l.spec.attrs},
+      rows.push_back({{"layer", nlohmann::json::parse(models::layer_json(l.spec))},
                       {"output", l.output.dims()},
                       {"params", l.params},
                       {"state", l.state},
@@ -82,7 +81,7 @@ void add_model_command(CLI::App& app) {
       ->check(CLI::PositiveNumber);
   summary->add_flag("--json", a->json,
                     "Print one JSON object: model, source, input, classes, params, trainable, flops, and per "
-                    "layer type, options, output, params, state, flops");
+                    "layer: layer (as the model file writes it), output, params, state, flops");
   summary->callback([a] { run_summary(*a); });
   CLI::App* file = model->add_subcommand(
       "file", "Print a model as a model file, each setting spelt out: a start for one of your own");

@@ -1,6 +1,8 @@
 #include <strand/models/model_json.hpp>
 
+#include <charconv>
 #include <cmath>
+#include <cstdlib>
 #include <fstream>
 #include <map>
 #include <set>
@@ -244,43 +246,60 @@ ModelSpec read_model_file(const std::filesystem::path& path) {
   return parse_model_json(ss.str(), path.string());
 }
 
-std::string to_model_json(const ModelArch& arch, const std::string& description) {
+namespace {
+
+// A setting the layer keeps as a float, written as the shortest decimal that reads back as that
+// float (0.9, not 0.8999999761581421).
+double shortest(double v) {
+  char text[32];
+  const auto end = std::to_chars(text, text + sizeof text, float(v)).ptr;
+  return std::strtod(std::string(text, end).c_str(), nullptr);
+}
+
+json layer_object(const LayerSpec& s) {
   auto size = [](double h, double w) {
     return h == w ? json(int64_t(h)) : json::array({int64_t(h), int64_t(w)});
   };
+  json l = {{"type", s.type}};
+  auto a = [&](const char* key) { return s.attr(key); };
+  if (s.type == "conv2d") {
+    l["filters"] = int64_t(a("filters"));
+    l["kernel"] = size(a("kernel_h"), a("kernel_w"));
+    if (a("stride_h") != 1 || a("stride_w") != 1) l["stride"] = size(a("stride_h"), a("stride_w"));
+    if (a("same") != 0) {
+      l["padding"] = "same";
+    } else if (s.attr_or("pad_h", 0) == 0 && s.attr_or("pad_w", 0) == 0) {
+      l["padding"] = "valid";
+    } else {
+      l["padding"] = size(a("pad_h"), a("pad_w"));
+    }
+    if (a("bias") == 0) l["bias"] = false;
+  } else if (s.type == "maxpool" || s.type == "avgpool") {
+    l["kernel"] = size(a("kernel_h"), a("kernel_w"));
+    if (a("stride_h") != a("kernel_h") || a("stride_w") != a("kernel_w"))
+      l["stride"] = size(a("stride_h"), a("stride_w"));
+  } else if (s.type == "batchnorm") {
+    l["momentum"] = shortest(a("momentum"));
+    l["epsilon"] = shortest(a("epsilon"));
+  } else if (s.type == "dense") {
+    l["units"] = int64_t(a("units"));
+  } else if (s.type == "dropout") {
+    l["rate"] = shortest(a("rate"));
+  }
+  return l;
+}
+
+}  // namespace
+
+std::string layer_json(const LayerSpec& canonical) { return layer_object(canonical).dump(-1, ' ', false); }
+
+std::string to_model_json(const ModelArch& arch, const std::string& description) {
   json layers = json::array();
   Shape shape = arch.input;
   for (const LayerSpec& given : arch.layers) {
     std::unique_ptr<Layer> layer = make_layer(given);
     shape = layer->bind(shape);
-    const LayerSpec s = layer->spec();  // canonical settings
-    json l = {{"type", s.type}};
-    auto a = [&](const char* key) { return s.attr(key); };
-    if (s.type == "conv2d") {
-      l["filters"] = int64_t(a("filters"));
-      l["kernel"] = size(a("kernel_h"), a("kernel_w"));
-      if (a("stride_h") != 1 || a("stride_w") != 1) l["stride"] = size(a("stride_h"), a("stride_w"));
-      if (a("same") != 0) {
-        l["padding"] = "same";
-      } else if (s.attr_or("pad_h", 0) == 0 && s.attr_or("pad_w", 0) == 0) {
-        l["padding"] = "valid";
-      } else {
-        l["padding"] = size(a("pad_h"), a("pad_w"));
-      }
-      if (a("bias") == 0) l["bias"] = false;
-    } else if (s.type == "maxpool" || s.type == "avgpool") {
-      l["kernel"] = size(a("kernel_h"), a("kernel_w"));
-      if (a("stride_h") != a("kernel_h") || a("stride_w") != a("kernel_w"))
-        l["stride"] = size(a("stride_h"), a("stride_w"));
-    } else if (s.type == "batchnorm") {
-      l["momentum"] = double(float(a("momentum")));
-      l["epsilon"] = double(float(a("epsilon")));
-    } else if (s.type == "dense") {
-      l["units"] = int64_t(a("units"));
-    } else if (s.type == "dropout") {
-      l["rate"] = double(float(a("rate")));
-    }
-    layers.push_back(l);
+    layers.push_back(layer_object(layer->spec()));  // canonical settings
   }
   json doc = json::object();
   doc["name"] = arch.name;

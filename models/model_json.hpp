@@ -48,6 +48,9 @@ ModelSpec read_model_file(const std::filesystem::path& path);
 // The canonical file of an architecture: parse_model_json(to_model_json(a)).arch == a.
 std::string to_model_json(const ModelArch& arch, const std::string& description = {});
 
+// One layer as the model file writes it, from its canonical settings (Layer::spec()).
+std::string layer_json(const LayerSpec& canonical);
+
 // A built-in model by name, else a model file by path; a Usage error listing the built-ins
 // when it is neither.
 ModelSpec find_model(const std::string& name_or_path);

@@ -4,7 +4,7 @@
 // deferred mirror into the ring; device collectives queued on a deferred lane, NCCL's way);
 // every rank ends with the same bits; fusion sends the buckets the threshold implies and the
 // timeline records them with their bytes; buckets on a lane equal one whole-gradient bucket
-// bit for bit.
+// bit for bit; with batch normalization each rank normalizes its own samples.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -29,10 +29,13 @@ using test::tiny_cnn;
 
 TrainConfig config(int64_t batch) { return test::tiny_recipe(batch); }
 
-std::vector<float> train_local(const io::Dataset& data, int64_t batch, const ModelArch& arch = tiny_cnn()) {
+std::vector<float> train_local(const io::Dataset& data, int64_t batch, const ModelArch& arch = tiny_cnn(),
+                               const TrainConfig& cfg = config(0)) {
   Context ctx(make_cpu_backend(1));
   Model m(ctx.backend(), arch);
-  train(ctx, m, data, nullptr, config(batch));
+  TrainConfig c = cfg;
+  c.batch_size = batch;
+  train(ctx, m, data, nullptr, c);
   return m.get_params();
 }
 
@@ -80,6 +83,59 @@ TEST_P(Equality, TwoRanksMatchOneProcessWithTheGlobalBatch) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Algorithms, Equality, ::testing::Values("ring", "hierarchical", "mpi"));
+
+// Batch normalization normalizes each rank's batch over the rank's own samples, and the
+// running statistics' updates are averaged with the gradients: with plain SGD one step on two
+// ranks is the mean of the steps one process takes on each rank's samples alone, and not the
+// step of one process over the global batch. Twenty Adam steps later every rank still holds
+// the same bits, running statistics included.
+TEST(BatchNorm, EachRankNormalizesItsOwnSamplesAndTheRanksAgree) {
+  CommOptions o;
+  o.timeout_s = 30;
+  MpiCommunicator comm(*runtime, o);
+  const int64_t b = 16;
+  const io::Dataset data = banded(300, 1);
+  const TrainConfig step = test::one_sgd_step(b);
+  Context ctx(make_cpu_backend(1), {comm.rank(), comm.size(), comm.host()});
+  Model m(ctx.backend(), test::tiny_bn());
+  {
+    AllreduceStrategy strategy(comm, 256);
+    train(ctx, m, data, nullptr, step, strategy);
+  }
+  const std::vector<float> initial = [&] {
+    Model fresh(ctx.backend(), test::tiny_bn());
+    fresh.init(step.seed);
+    return fresh.get_params();
+  }();
+  std::vector<float> mean(initial.size(), 0.f);
+  for (int r = 0; r < comm.size(); ++r) {
+    Context one(make_cpu_backend(1));
+    Model alone(one.backend(), test::tiny_bn());
+    train(one, alone, test::first_batch_of_rank(data, step.seed, b, r, comm.size()), nullptr, step);
+    const std::vector<float> p = alone.get_params();
+    for (size_t i = 0; i < p.size(); ++i) mean[i] += p[i] / float(comm.size());
+  }
+  const std::vector<float> mine = m.get_params();
+  EXPECT_LT(test::rel_l2(mine, mean), 1e-5) << "one step on 2 ranks is not the mean of the ranks' own steps";
+  const size_t state = size_t(m.trainable_count());
+  const std::vector<float> state_now(mine.begin() + long(state), mine.end()),
+      state_mean(mean.begin() + long(state), mean.end()),
+      state_initial(initial.begin() + long(state), initial.end());
+  EXPECT_LT(test::rel_l2(state_now, state_mean), 1e-5) << "running statistics";
+  EXPECT_GT(test::rel_l2(state_now, state_initial), 1e-2) << "the step left the running statistics alone";
+  const std::vector<float> global = train_local(data, 2 * b, test::tiny_bn(), step);
+  EXPECT_GT(test::rel_l2(mine, global), 1e-4) << "the ranks normalized over the global batch";
+
+  Model longer(ctx.backend(), test::tiny_bn());
+  {
+    AllreduceStrategy strategy(comm, 256);
+    train(ctx, longer, data, nullptr, config(b), strategy);
+  }
+  std::vector<float> params = longer.get_params(), rank0 = params;
+  comm.broadcast(rank0.data(), rank0.size() * sizeof(float), 0);
+  EXPECT_TRUE(params == rank0) << "rank " << comm.rank()
+                               << " holds other parameters or statistics than rank 0";
+}
 
 // NCCL's part played on the CPU: a device communicator whose collectives are queued on a
 // test::DeferredLane and run there, through the MPI ring, when the lane's work runs.

@@ -29,7 +29,7 @@ tiny=(--batch-size 50 --threads 1)
 
 # Help on every command.
 expect 0 "Subcommands" -- "$strand" --help
-for cmd in train eval data "data mnist" model "model summary" bench "bench train" "bench infer"; do
+for cmd in train eval data "data mnist" model "model summary" "model file" "model list" bench "bench train" "bench infer"; do
   # shellcheck disable=SC2086
   expect 0 "Usage" -- "$strand" $cmd --help
 done
@@ -153,18 +153,45 @@ expect 2 "larger than the 100 images" -- "$strand" bench infer --data "$work/dat
   --batch-size 101 --threads 1
 
 # model summary: per layer output shapes, parameters and FLOPs that add up to the model's.
-expect 0 "dense units=1024 .*\[1024\] .*3212288" -- "$strand" model summary mnist_cnn
-expect 2 "unknown model 'resnet' \\(known: mnist_cnn, mnist_mlp\\)" -- "$strand" model summary resnet
+expect 0 "dense 1024 .*\[1024\] .*3212288" -- "$strand" model summary mnist_cnn
+expect 2 "'resnet' is neither a built-in model \(mnist_cnn, mnist_mlp, mnist_bn, cifar_cnn\) nor a model file" \
+  -- "$strand" model summary resnet
 "$strand" model summary mnist_cnn --json >"$work/summary.json" || fail "model summary --json failed"
 /usr/bin/python3 - "$work/summary.json" <<'PY' || fail "model summary JSON: $(cat "$work/summary.json")"
 import json, sys
 r = json.load(open(sys.argv[1]))
 assert r["input"] == [1, 28, 28] and r["classes"] == 10 and len(r["layers"]) == 11, r
-assert sum(l["params"] for l in r["layers"]) == r["params"] == 3274634, r
+assert sum(l["params"] for l in r["layers"]) == r["params"] == r["trainable"] == 3274634, r
 assert abs(sum(l["flops"] for l in r["layers"]) - r["flops"]) < 1, r
 assert r["layers"][5]["output"] == [64, 7, 7], r["layers"][5]
-assert r["layers"][0]["options"] == {"filters": 32, "kernel": 5, "same": 1}, r["layers"][0]
+assert r["layers"][0]["layer"] == {"type": "conv2d", "filters": 32, "kernel": 5, "padding": "same"}, r["layers"][0]
 PY
+for m in mnist_cnn mnist_mlp mnist_bn cifar_cnn; do expect 0 "^$m +[A-Z]" -- "$strand" model list; done
+
+# Model files: `model file` prints one that reads back to the same summary; a user's file
+# trains, with its class count from the labels; broken files name the layer and the problem.
+"$strand" model file mnist_bn >"$work/bn.json" || fail "model file mnist_bn"
+grep -q '"momentum":0.9,' "$work/bn.json" || fail "model file writes floats long: $(cat "$work/bn.json")"
+[[ $("$strand" model summary "$work/bn.json" | tail -n +2) == "$("$strand" model summary mnist_bn | tail -n +2)" ]] ||
+  fail "summary of the written mnist_bn file differs from the built-in's"
+cat >"$work/mine.json" <<'EOF_JSON'
+{"name": "mine", "input": [1, 28, 28],
+ "layers": [{"type": "conv2d", "filters": 4, "kernel": 3, "stride": 2, "padding": "same", "bias": false},
+            {"type": "batchnorm", "momentum": 0.9}, {"type": "relu"},
+            {"type": "avgpool", "kernel": 2}, {"type": "flatten"}, {"type": "dense", "units": "classes"}]}
+EOF_JSON
+expect 0 "mine \($work/mine.json\): input \[1,28,28\], 2 classes \(from the labels" -- "$strand" model summary "$work/mine.json"
+expect 0 "training mine \(" -- "$strand" train --model "$work/mine.json" --data "$work/data/npy" \
+  --model-dir "$work/mine" --epochs 1 "${tiny[@]}"
+[[ -f $work/mine/1/model.strand ]] || fail "the model file's run did not export"
+expect 0 "test accuracy" -- "$strand" eval --model-dir "$work/mine" --data "$work/data/npy" --threads 1
+sed 's/"avgpool", "kernel": 2/"avgpool", "kernel": 5/' "$work/mine.json" >"$work/bad.json"
+expect 1 "layer 3 \(avgpool 5x5, input \[4,14,14\]\): shape error: input 14x14 is not divisible" -- "$strand" train --model "$work/bad.json" \
+  --data "$work/data/npy" --model-dir "$work/m"
+sed 's/"momentum": 0.9/"momentun": 0.9/' "$work/mine.json" >"$work/bad.json"
+expect 1 "layer 1 \(batchnorm\): format error: unknown key 'momentun' \(known: epsilon, momentum, type\)" -- "$strand" model summary "$work/bad.json"
+echo '{"input": [1, 28, 28], "layers": [' >"$work/bad.json"
+expect 1 "bad.json: format error: not valid JSON at line 2" -- "$strand" model summary "$work/bad.json"
 
 if ((failures)); then echo "$failures check(s) failed"; exit 1; fi
 echo "all CLI checks passed"

@@ -6,11 +6,16 @@
 #include <filesystem>
 #include <fstream>
 
+#include <strand/core/backend.hpp>
+#include <strand/core/context.hpp>
 #include <strand/core/error.hpp>
+#include <strand/core/model.hpp>
+#include <strand/io/dataset.hpp>
 #include <strand/io/model_file.hpp>
 #include <strand/job/identity.hpp>
 #include <strand/job/job.hpp>
 #include <strand/job/launch.hpp>
+#include <strand/train/trainer.hpp>
 
 namespace strand::job {
 namespace {
@@ -183,6 +188,36 @@ TEST(RunJob, LocalJobTrainsCheckpointsAndExports) {
   for (std::string line; std::getline(metrics, line);) ++lines;
   EXPECT_EQ(lines, 2);
   EXPECT_GT(r.final_eval.accuracy, 0.5);
+  fs::remove_all(dir);
+}
+
+// The export carries batchnorm's running statistics: a model rebuilt from it evaluates exactly
+// as the job's final evaluation did, and the statistics have moved from their initial values.
+TEST(RunJob, BatchNormStatisticsTravelInTheExport) {
+  const fs::path dir = fs::temp_directory_path() / ("strand-job-bn-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir / "data");
+  write_idx(dir / "data", "train", 200);
+  write_idx(dir / "data", "t10k", 50);
+  JobSpec s = spec_in(dir);
+  s.model = models::builtin("mnist_bn");
+  s.train.epochs = 1;
+  s.train.batch_size = 50;
+  const JobResult r = run_job(s, {});
+  const io::ModelFile exported = io::load_export(dir / "model");
+  Context ctx(make_cpu_backend(1));
+  Model m(ctx.backend(), exported.arch);
+  ASSERT_LT(m.trainable_count(), m.param_count()) << "mnist_bn has no running statistics";
+  Model fresh(ctx.backend(), exported.arch);
+  fresh.init(1);
+  const std::vector<float> initial = fresh.get_params();
+  EXPECT_FALSE(std::equal(exported.params.begin() + m.trainable_count(), exported.params.end(),
+                          initial.begin() + m.trainable_count()))
+      << "the exported running statistics are the initial ones";
+  m.set_params(exported.params);
+  const EvalResult e = evaluate(m, io::load_mnist_split(dir / "data", io::MnistSplit::eval));
+  EXPECT_EQ(e.accuracy, r.final_eval.accuracy);
+  EXPECT_EQ(e.loss, r.final_eval.loss);
   fs::remove_all(dir);
 }
 

@@ -309,7 +309,8 @@ std::vector<std::vector<float>> train_ps(Cluster& cl, int workers, const io::Dat
                                          const TrainConfig& cfg, int64_t chunk_bytes,
                                          std::vector<TrainResult>* results = nullptr,
                                          Timeline* timeline0 = nullptr,
-                                         std::vector<test::StageCounts>* staged = nullptr, bool gpu = false) {
+                                         std::vector<test::StageCounts>* staged = nullptr, bool gpu = false,
+                                         const ModelArch& arch = tiny_cnn()) {
   if (staged) staged->assign(size_t(workers), {});
   std::vector<std::vector<float>> weights(static_cast<size_t>(workers));
   std::vector<TrainResult> res(static_cast<size_t>(workers));
@@ -323,10 +324,10 @@ std::vector<std::vector<float>> train_ps(Cluster& cl, int workers, const io::Dat
             staged ? Context(std::make_unique<test::StagedCpuBackend>(1), {r, workers, "test-host"}, quiet)
             : gpu  ? Context(make_cuda_backend(0, {.graphs = false}), {r, workers, "test-host"}, quiet)
                    : quiet_context(r, workers);
-        Model m(ctx.backend(), tiny_cnn());
+        Model m(ctx.backend(), arch);
         PsConfig pc = cl.config(r, workers, chunk_bytes);
         if (r == 0) pc.timeline = timeline0;
-        PsStrategy s(ctx, pc, m.param_count());
+        PsStrategy s(ctx, pc, m.trainable_count());
         res[size_t(r)] = train(ctx, m, data, nullptr, cfg, s);
         s.leave();
         weights[size_t(r)] = m.get_params();
@@ -378,6 +379,42 @@ TEST_P(SyncEquality, WorkersMatchOneProcessWithTheGlobalBatch) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Workers, SyncEquality, ::testing::Values(2, 4));
+
+// The servers hold the trainable parameters; each worker normalizes over its own samples and
+// keeps its own running statistics. With plain SGD one sync step gives every worker the mean of
+// the steps one process takes on each worker's samples alone, and worker r the running
+// statistics of its samples.
+TEST(BatchNorm, WorkersShareTheParametersAndKeepTheirOwnStatistics) {
+  const int workers = 2;
+  const io::Dataset data = banded(300, 1);
+  const int64_t b = 16, chunk = 256 * 4;
+  const TrainConfig step = test::one_sgd_step(b);
+  Context ctx = quiet_context();
+  Model probe(ctx.backend(), test::tiny_bn());
+  const size_t trainable = size_t(probe.trainable_count());
+  Cluster cl(2, workers, probe.trainable_count(), chunk, "sync");
+  const auto w = train_ps(cl, workers, data, step, chunk, nullptr, nullptr, nullptr, false, test::tiny_bn());
+  ASSERT_FALSE(w[0].empty());
+  std::vector<std::vector<float>> alone;
+  for (int r = 0; r < workers; ++r) {
+    Model m(ctx.backend(), test::tiny_bn());
+    train(ctx, m, test::first_batch_of_rank(data, step.seed, b, r, workers), nullptr, step);
+    alone.push_back(m.get_params());
+  }
+  std::vector<float> mean(trainable);
+  for (size_t i = 0; i < trainable; ++i) mean[i] = (alone[0][i] + alone[1][i]) / 2;
+  for (int r = 0; r < workers; ++r) {
+    const std::vector<float>& mine = w[size_t(r)];
+    EXPECT_LT(test::rel_l2({mine.begin(), mine.begin() + long(trainable)}, mean), 1e-5)
+        << "worker " << r << ": the trainable parameters are not the mean of the workers' own steps";
+    EXPECT_LT(test::rel_l2({mine.begin() + long(trainable), mine.end()},
+                           {alone[size_t(r)].begin() + long(trainable), alone[size_t(r)].end()}),
+              1e-5)
+        << "worker " << r << ": running statistics are not those of its own samples";
+  }
+  EXPECT_FALSE(std::equal(w[0].begin() + long(trainable), w[0].end(), w[1].begin() + long(trainable)))
+      << "both workers hold the same statistics: the comparison above proves nothing";
+}
 
 // GPU workers' path on a backend that stages like one: gradients downloaded per chunk and
 // pushed only once landed, pulls uploaded and joined before the next forward. Any chunk pushed

@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include <filesystem>
+#include <tuple>
 
 #include <strand/core/error.hpp>
 #include <strand/core/layers.hpp>
@@ -81,34 +82,36 @@ TEST(Train, UntimedStepsAreLeftOutOfTheTimedFigures) {
   EXPECT_EQ(none.train_seconds, 0.0);
 }
 
-// The learning-rate schedule is a function of the global step, so resuming keeps to it too.
-class Resume : public testing::TestWithParam<const char*> {};
+// The learning-rate schedule is a function of the global step, so resuming keeps to it too;
+// batchnorm's running statistics travel in the checkpoint with the parameters.
+class Resume : public testing::TestWithParam<std::tuple<const char*, bool>> {};
 
 TEST_P(Resume, EqualsUninterrupted) {
   const io::Dataset train_set = banded(500, 1, true), test_set = banded(100, 2, true);
+  const ModelArch arch = std::get<1>(GetParam()) ? test::tiny_bn() : tiny_cnn();
   TempDir a, b;
   std::vector<float> uninterrupted, resumed;
   {
     Context ctx(make_cpu_backend(2));
-    Model m(ctx.backend(), tiny_cnn());
+    Model m(ctx.backend(), arch);
     TrainConfig c = config(3, a.path);
-    c.schedule.kind = parse_lr_schedule(GetParam());
+    c.schedule.kind = parse_lr_schedule(std::get<0>(GetParam()));
     train(ctx, m, train_set, &test_set, c);
     uninterrupted = m.get_params();
   }
   {
     Context ctx(make_cpu_backend(2));
-    Model m(ctx.backend(), tiny_cnn());
+    Model m(ctx.backend(), arch);
     TrainConfig c = config(3, b.path);
-    c.schedule.kind = parse_lr_schedule(GetParam());
+    c.schedule.kind = parse_lr_schedule(std::get<0>(GetParam()));
     c.max_steps = 32;  // "crashes" after epoch 2 (16 steps an epoch)
     train(ctx, m, train_set, &test_set, c);
   }
   {
     Context ctx(make_cpu_backend(2));
-    Model m(ctx.backend(), tiny_cnn());
+    Model m(ctx.backend(), arch);
     TrainConfig c = config(3, b.path);
-    c.schedule.kind = parse_lr_schedule(GetParam());
+    c.schedule.kind = parse_lr_schedule(std::get<0>(GetParam()));
     c.resume = true;
     const TrainResult r = train(ctx, m, train_set, &test_set, c);
     EXPECT_EQ(r.resumed_from_epoch, 2);
@@ -124,7 +127,12 @@ TEST_P(Resume, EqualsUninterrupted) {
   EXPECT_FALSE(fs::exists(b.path / "checkpoint-1.strand"));
 }
 
-INSTANTIATE_TEST_SUITE_P(Schedules, Resume, testing::Values("constant", "cosine"));
+INSTANTIATE_TEST_SUITE_P(Schedules, Resume,
+                         testing::Combine(testing::Values("constant", "cosine"), testing::Bool()),
+                         [](const auto& info) {
+                           return std::string(std::get<0>(info.param)) +
+                                  (std::get<1>(info.param) ? "_batchnorm" : "");
+                         });
 
 TEST(Train, SchedulesChangeTheRunAndUnknownOnesAreRefused) {
   const io::Dataset train_set = banded(200, 1, true);

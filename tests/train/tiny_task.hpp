@@ -21,6 +21,17 @@ inline ModelArch tiny_cnn() {
           {conv2d(4, 3, true), relu(), maxpool2x2(), flatten(), dense(16), relu(), dropout(0.4), dense(10)}};
 }
 
+// tiny_cnn with batch normalization after the convolution and the hidden dense layer and no
+// dropout: its running statistics are state beside the parameters, and its per-rank
+// normalization is what the distributed tests check.
+inline ModelArch tiny_bn() {
+  using namespace strand::layers;
+  return {"tiny_bn",
+          Shape{1, 8, 8},
+          {conv2d(4, 3, true), batchnorm(0.9), relu(), maxpool2x2(), flatten(), dense(16), batchnorm(0.9),
+           relu(), dense(10)}};
+}
+
 // n noisy 8x8 images; image i's label picks the bright anti-diagonal band (and, with
 // row_bands, also a band of rows), so the label can be learned from the pixels.
 inline io::Dataset banded(int64_t n, uint64_t seed, bool row_bands = false) {
@@ -51,6 +62,30 @@ inline TrainConfig tiny_recipe(int64_t batch, int64_t steps = 20) {
   c.optimizer.lr = 1e-2f;
   c.schedule.kind = LrSchedule::Cosine;
   return c;
+}
+
+// One step of plain SGD (lr 0.1, constant) with batch `batch`, seed 11: a step whose update is
+// linear in the gradients, so a distributed step is the mean of the ranks' own steps.
+inline TrainConfig one_sgd_step(int64_t batch) {
+  TrainConfig c = tiny_recipe(batch, 1);
+  c.optimizer.kind = OptimizerKind::Sgd;
+  c.optimizer.lr = 0.1f;
+  c.schedule.kind = LrSchedule::Constant;
+  return c;
+}
+
+// The samples rank `rank` of `world` trains on in step 0 of epoch 0 (config seed `seed`, batch
+// `batch` per rank), as a data set of their own.
+inline io::Dataset first_batch_of_rank(const io::Dataset& d, uint64_t seed, int64_t batch, int rank,
+                                       int world) {
+  const std::vector<int64_t> order = io::epoch_permutation(d.size(), seed, 0);
+  const std::span<const int64_t> mine = io::shard(io::batch_slice(order, 0, batch * world), rank, world);
+  io::Dataset out;
+  out.sample_shape = d.sample_shape;
+  out.images.resize(mine.size() * size_t(d.sample_shape.numel()));
+  out.labels.resize(mine.size());
+  io::gather_batch(d, mine, out.images.data(), out.labels.data());
+  return out;
 }
 
 // |a - ref| / |ref| (L2).
