@@ -190,6 +190,14 @@ expect 1 "layer 3 \(avgpool 5x5, input \[4,14,14\]\): shape error: input 14x14 i
   --data "$work/data/npy" --model-dir "$work/m"
 sed 's/"momentum": 0.9/"momentun": 0.9/' "$work/mine.json" >"$work/bad.json"
 expect 1 "layer 1 \(batchnorm\): format error: unknown key 'momentun' \(known: epsilon, momentum, type\)" -- "$strand" model summary "$work/bad.json"
+# The README's example model file is a valid one.
+/usr/bin/python3 - "$here/../../README.md" "$work/readme.json" <<'PY' || fail "no model file example in the README"
+import sys
+text = open(sys.argv[1]).read()
+start = text.index("```json", text.index("## Models: the built-in ones and your own")) + len("```json")
+open(sys.argv[2], "w").write(text[start:text.index("```", start)])
+PY
+expect 0 "my_cnn .*input \[3,32,32\], 10 classes" -- "$strand" model summary "$work/readme.json"
 echo '{"input": [1, 28, 28], "layers": [' >"$work/bad.json"
 expect 1 "bad.json: format error: not valid JSON at line 2" -- "$strand" model summary "$work/bad.json"
 
