@@ -160,6 +160,15 @@ void AllreduceStrategy::after_step(Model& /*model*/) {
   }
 }
 
+std::vector<std::vector<double>> AllreduceStrategy::gather(std::span<const double> values) {
+  std::vector<std::vector<double>> all(size_t(comm_.size()));
+  for (double v : values) {
+    const std::vector<double> each = comm_.allgather(v);
+    for (size_t k = 0; k < all.size(); ++k) all[k].push_back(each[k]);
+  }
+  return all;
+}
+
 void AllreduceStrategy::loop() {
   for (;;) {
     Bucket b;

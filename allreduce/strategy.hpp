@@ -53,6 +53,8 @@ class AllreduceStrategy final : public Strategy {
   void finish_step(Model& model, Optimizer& optimizer) override;
   void after_step(Model& model) override;
   double sum(double value) override { return comm_.sum(value); }
+  // One allgather per value (allreduce ranks never leave).
+  std::vector<std::vector<double>> gather(std::span<const double> values) override;
   int rank() const override { return comm_.rank(); }
   int world() const override { return comm_.size(); }
 

@@ -107,7 +107,9 @@ void add_train_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--seed", t.seed, "Seed for initialisation, shuffling and dropout")->capture_default_str();
   cmd->add_option("--threads", a->threads, "CPU threads")->check(CLI::PositiveNumber)->capture_default_str();
-  cmd->add_option("--metrics", s.metrics, "Append one JSON line per evaluation to this file");
+  cmd->add_option("--metrics", s.metrics,
+                  "Append one JSON line per evaluation to this file, and draw them beside it in the "
+                  "file's name + .html (a self-contained page of curves, rewritten at every evaluation)");
   cmd->add_option("--checkpoint-dir", a->checkpoint_dir,
                   "Checkpoint directory (default MODEL_DIR/checkpoints)");
   cmd->add_flag("--resume", t.resume, "Continue from the newest checkpoint");

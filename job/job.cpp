@@ -11,8 +11,6 @@
 #include <sstream>
 #include <thread>
 
-#include <nlohmann/json.hpp>
-
 #include <strand/allreduce/mpi_communicator.hpp>
 #include <strand/allreduce/mpi_runtime.hpp>
 #include <strand/allreduce/nccl_communicator.hpp>
@@ -20,6 +18,7 @@
 #include <strand/core/text.hpp>
 #include <strand/io/dataset.hpp>
 #include <strand/io/model_file.hpp>
+#include <strand/job/curves.hpp>
 #include <strand/job/identity.hpp>
 #include <strand/job/launch.hpp>
 #include <strand/models/models.hpp>
@@ -188,32 +187,27 @@ void wait_for_departures(const Context& ctx, const ps::Server& server, int worke
   }
 }
 
-// Appends one JSON line per evaluation (the chief's).
+// Appends one JSON line per evaluation (the chief's) and keeps the page of curves beside it.
 class MetricsFile {
  public:
   MetricsFile(const std::filesystem::path& path, bool append) : path_(path) {
     if (path.empty()) return;
     out_.open(path, append ? std::ios::app : std::ios::trunc);
     STRAND_CHECK(out_.is_open(), Io, "cannot open the metrics file for writing", path.string());
+    // A resumed job's page also plots the earlier runs' lines.
+    page_.emplace(path, append ? read_metrics_file(path) : std::vector<Metrics>());
   }
   void write(const Metrics& m) {
     if (!out_.is_open()) return;
-    const nlohmann::json j = {{"epoch", m.epoch},
-                              {"step", m.step},
-                              {"loss", m.loss},
-                              {"train_accuracy", m.train_accuracy},
-                              {"test_accuracy", m.test_accuracy},
-                              {"test_loss", m.test_loss},
-                              {"images_per_sec", m.images_per_sec},
-                              {"seconds", m.seconds},
-                              {"workers", m.workers}};
-    out_ << j.dump() << '\n' << std::flush;
+    out_ << metrics_line(m) << '\n' << std::flush;
     STRAND_CHECK(out_.good(), Io, "cannot write the metrics file", path_.string());
+    page_->add(m);
   }
 
  private:
   std::filesystem::path path_;
   std::ofstream out_;
+  std::optional<CurvesPage> page_;
 };
 
 // Sets up this rank's communicators and strategy (dist), trains, exports on the chief.

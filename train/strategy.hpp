@@ -5,7 +5,9 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
+#include <vector>
 
 #include <strand/core/model.hpp>
 #include <strand/core/optimizer.hpp>
@@ -30,6 +32,18 @@ class Strategy {
   virtual void before_checkpoint(Model& /*model*/, Optimizer& /*optimizer*/) {}
   // Sum of a per-worker count over all workers (1 worker: the value itself).
   virtual double sum(double value) { return value; }
+  // Every worker's `values` in rank order, empty for a worker that has left (a parameter server
+  // drops dead ones); every worker calls it with as many values. This default builds it from
+  // sum(), one round per worker and value: cheap at an evaluation, too slow inside a step.
+  virtual std::vector<std::vector<double>> gather(std::span<const double> values) {
+    std::vector<std::vector<double>> all(static_cast<size_t>(world()));
+    for (int k = 0; k < world(); ++k) {
+      const bool mine = k == rank();
+      if (sum(mine ? 1.0 : 0.0) == 0) continue;  // worker k has left: every worker skips it
+      for (double v : values) all[size_t(k)].push_back(sum(mine ? v : 0.0));
+    }
+    return all;
+  }
   virtual int rank() const { return 0; }
   virtual int world() const { return 1; }
 };

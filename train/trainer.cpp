@@ -268,6 +268,18 @@ bool Run::evaluate_now(int64_t epoch, EpochStats& stats, Clock::time_point& t_tr
     m.test_loss = result_.last_eval.loss;
   }
   m.seconds = since(t_start_);
+  if (strategy_.world() > 1) {
+    const double seen = double(stats.seen);
+    const double own[] = {stats.loss_sum / seen, double(stats.correct) / seen, m.test_accuracy, m.test_loss,
+                          seen / stats.train_seconds};
+    for (const std::vector<double>& v : strategy_.gather(own))
+      m.per_worker.push_back(v.empty() ? std::nullopt
+                                       : std::optional<WorkerMetrics>({.loss = v[0],
+                                                                       .train_accuracy = v[1],
+                                                                       .test_accuracy = v[2],
+                                                                       .test_loss = v[3],
+                                                                       .images_per_sec = v[4]}));
+  }
   result_.evaluations.push_back(m);
   if (cfg_.on_eval) cfg_.on_eval(m);
   t_train = Clock::now();

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,15 @@ struct EvalResult {
 EvalResult evaluate(Model& model, const io::Dataset& data, int64_t batch_size = 1000);
 
 // One evaluation: after each epoch, and every `eval_every` steps when set.
+// One worker's part of an evaluation (Metrics::per_worker).
+struct WorkerMetrics {
+  double loss = 0, train_accuracy = 0;  // over its own batches of the epoch so far
+  // Of its own copy of the model: the workers' copies differ in the parameter server's async
+  // and ssp modes.
+  double test_accuracy = -1, test_loss = -1;
+  double images_per_sec = 0;  // its own
+};
+
 struct Metrics {
   int64_t epoch = 0;          // 1-based, the epoch in progress (or just finished)
   int64_t step = 0;           // optimizer steps so far
@@ -43,6 +53,8 @@ struct Metrics {
                               // evaluation time excluded
   double seconds = 0;         // wall time since training started (this run)
   int64_t workers = 1;        // workers still training (a parameter server drops dead ones)
+  // With more than one worker: each one's, in rank order; empty for one that has left.
+  std::vector<std::optional<WorkerMetrics>> per_worker{};
 };
 
 struct StepProgress {

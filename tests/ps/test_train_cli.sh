@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # strand train --strategy ps under mpirun -np 2 on a tiny data set (one host: rank 0 also runs
 # the server): only rank 0 writes metrics, checkpoints and the export; the checkpoint holds
-# the servers' weights (the export of an uninterrupted job equals its last checkpoint's);
-# --resume continues the whole job, restored onto the servers, to the same checkpoint bits as
-# an uninterrupted job, also onto two servers; the timeline holds both ranks' pushes and pulls;
-# async and ssp modes run; bad --ps-mode, a malformed STRAND_PS_TOKEN and a --ps-* flag without
-# --strategy ps are usage errors naming the input; a missing GPU names the rank and device.
+# the servers' weights (the export of an uninterrupted job equals its last checkpoint's); the
+# metrics carry each worker's values; --resume continues the whole job, restored onto the
+# servers, to the same checkpoint bits as an uninterrupted job, also onto two servers; the
+# timeline holds both ranks' pushes and pulls; async and ssp modes run; bad --ps-mode, a
+# malformed STRAND_PS_TOKEN and a --ps-* flag without --strategy ps are usage errors naming the
+# input; a missing GPU names the rank and device.
 # Usage: test_train_cli.sh STRAND
 set -uo pipefail
 strand=$1
@@ -25,6 +26,17 @@ grep -q "PS server 0 .* at tcp://[0-9.]*:[0-9]*" "$work/a.log" || fail "server a
 grep -q "at tcp://0.0.0.0" "$work/a.log" && fail "the server listens on every interface"
 [[ $(wc -l <"$work/a.jsonl") == 2 ]] ||
   fail "metrics: want 2 lines (rank 0 only, one per epoch), got $(wc -l <"$work/a.jsonl")"
+/usr/bin/python3 - "$work/a.jsonl" <<'EOF_PY' || fail "metrics: per-worker values"
+import json, math, sys
+for line in open(sys.argv[1]):
+    m = json.loads(line)
+    each = m["per_worker"]
+    assert len(each) == 2 and None not in each, m
+    # Equal shards: the job's loss is the mean of the workers'; sync workers share the model.
+    assert math.isclose(m["loss"], (each[0]["loss"] + each[1]["loss"]) / 2, rel_tol=1e-9), m
+    assert each[0]["test_accuracy"] == each[1]["test_accuracy"] == m["test_accuracy"], m
+    assert all(w["images_per_sec"] > 0 for w in each), m
+EOF_PY
 [[ $(wc -l <"$work/a.out") == 1 && -f "$work/a/1/model.strand" && ! -e "$work/a/2" ]] ||
   fail "want exactly one export, by rank 0"
 [[ $(ls "$work/a/checkpoints") == $'checkpoint-1.strand\ncheckpoint-2.strand' ]] ||

@@ -1,9 +1,14 @@
 // Training loop: learning happens, resuming from a checkpoint ends with exactly the weights
-// of an uninterrupted run, exports are versioned, and evaluation counts add up.
+// of an uninterrupted run, exports are versioned, evaluation counts add up, and the strategy's
+// gather of per-worker metrics skips a worker that has left.
 #include <gtest/gtest.h>
 
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+#include <vector>
 
 #include <filesystem>
 #include <tuple>
@@ -259,6 +264,66 @@ TEST(Evaluate, ConfusionMatrixAddsUp) {
     }
   EXPECT_EQ(total, 123);
   EXPECT_DOUBLE_EQ(r.accuracy, double(diagonal) / 123);
+}
+
+// Workers in threads of one process: sum() adds the values of the `parties` taking part, as a
+// parameter server adds those of the live workers.
+class ThreadSums {
+ public:
+  explicit ThreadSums(int parties) : parties_(parties) {}
+  double sum(double value) {
+    std::unique_lock<std::mutex> lock(mu_);
+    const int64_t round = round_;
+    total_ += value;
+    if (++arrived_ == parties_) {
+      result_ = total_, total_ = 0, arrived_ = 0, ++round_;
+      cv_.notify_all();
+    } else {
+      cv_.wait(lock, [&] { return round_ != round; });
+    }
+    return result_;  // the next round cannot complete without this worker
+  }
+
+ private:
+  const int parties_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int arrived_ = 0;
+  int64_t round_ = 0;
+  double total_ = 0, result_ = 0;
+};
+
+class ThreadWorker final : public Strategy {
+ public:
+  ThreadWorker(ThreadSums& sums, int rank, int world) : sums_(sums), rank_(rank), world_(world) {}
+  std::string name() const override { return "threads"; }
+  void finish_step(Model& model, Optimizer& optimizer) override {
+    optimizer.step(model.params(), model.grads());
+  }
+  double sum(double value) override { return sums_.sum(value); }
+  int rank() const override { return rank_; }
+  int world() const override { return world_; }
+
+ private:
+  ThreadSums& sums_;
+  int rank_, world_;
+};
+
+TEST(Strategy, GatherGivesEachWorkersValuesAndNoneForOneThatLeft) {
+  ThreadSums sums(2);  // of 3 workers, worker 1 has left
+  std::vector<std::vector<double>> got[3];
+  std::vector<std::thread> threads;
+  for (int r : {0, 2})
+    threads.emplace_back([&, r] {
+      ThreadWorker worker(sums, r, 3);
+      const double own[] = {10.0 + r, -double(r)};
+      got[r] = worker.gather(own);
+    });
+  for (std::thread& t : threads) t.join();
+  const std::vector<std::vector<double>> want = {{10, 0}, {}, {12, -2}};
+  EXPECT_EQ(got[0], want);
+  EXPECT_EQ(got[2], want);
+  EXPECT_EQ(LocalStrategy().gather(std::vector<double>{4, 5}), (std::vector<std::vector<double>>{{4, 5}}));
 }
 
 }  // namespace
