@@ -33,7 +33,9 @@ struct BenchArgs {
 void add_common_options(CLI::App& cmd, BenchArgs& a, const char* steps_name, const char* steps_help) {
   cmd.add_option("--model", a.model, "A built-in model (" + join(models::names(), ", ") + ") or a model file")
       ->capture_default_str();
-  cmd.add_option("--data", a.data, "MNIST directory (default: the scripts/setup cache, else synthetic data)");
+  cmd.add_option("--data", a.data,
+                 "MNIST directory, or 'synthetic' (default: the scripts/setup cache for a model of MNIST's "
+                 "shape, else synthetic data of the model's shape)");
   cmd.add_option("--batch-size", a.batch_size, "Images per batch")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
@@ -51,13 +53,13 @@ io::RecordStamp bench_stamp(const BenchArgs& a) {
 }
 
 // Uniform pixels and labels: throughput does not depend on the values.
-io::Dataset synthetic(const Shape& sample, int64_t n) {
+io::Dataset synthetic(const Shape& sample, int64_t n, int64_t classes) {
   io::Dataset d;
   d.sample_shape = sample;
   d.images.resize(size_t(n * sample.numel()));
   d.labels.resize(size_t(n));
   for (size_t i = 0; i < d.images.size(); ++i) d.images[i] = float(mix64(i) >> 40) / 16777216.0f;
-  for (size_t i = 0; i < d.labels.size(); ++i) d.labels[i] = int32_t(mix64(~i) % 10);
+  for (size_t i = 0; i < d.labels.size(); ++i) d.labels[i] = int32_t(mix64(~i) % uint64_t(classes));
   return d;
 }
 
@@ -67,14 +69,19 @@ io::Dataset bench_data(const Context& ctx, const BenchArgs& a, const Model& mode
                        std::string& source) {
   const std::filesystem::path data_dir =
       a.data.empty() ? default_mnist_cache() : std::filesystem::path(a.data);
-  if (!a.data.empty() || std::filesystem::exists(data_dir)) {
+  const bool mnist_shaped = model.arch().input == Shape{1, 28, 28};
+  if (a.data != "synthetic" && (!a.data.empty() || (mnist_shaped && std::filesystem::exists(data_dir)))) {
     source = data_dir.string();
     return load_split(ctx, data_dir, train_split ? io::MnistSplit::train : io::MnistSplit::eval);
   }
   source = "synthetic";
-  ctx.log("no MNIST cache at " + data_dir.string() + ": timing on synthetic data");
+  if (a.data.empty())
+    ctx.log(mnist_shaped ? "no MNIST cache at " + data_dir.string() + ": timing on synthetic data"
+                         : model.arch().name + " takes " + model.arch().input.str() +
+                               " images: timing on synthetic data");
   return synthetic(model.arch().input,
-                   std::clamp<int64_t>(a.batch_size * (a.steps + a.warmup), a.batch_size, 60000));
+                   std::clamp<int64_t>(a.batch_size * (a.steps + a.warmup), a.batch_size, 60000),
+                   model.classes());
 }
 
 void run_bench_train(const BenchArgs& a) {

@@ -62,8 +62,18 @@ def read_idx(path, magic):
     return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
-def load_split(data_dir, split):
-    """Returns (images [N,1,28,28] float32 in [0,1], labels [N] int64) tensors."""
+def synthetic_split(shape, n):
+    """Uniform pixels and labels of the model's shape: throughput does not depend on them."""
+    generator = torch.Generator().manual_seed(1)
+    return (torch.rand((n, *shape), generator=generator),
+            torch.randint(0, 10, (n,), generator=generator))
+
+
+def load_split(data_dir, split, shape=(1, 28, 28)):
+    """Returns (images [N,1,28,28] float32 in [0,1], labels [N] int64) tensors; with data_dir
+    "synthetic", 10,000 random images of `shape`."""
+    if str(data_dir) == "synthetic":
+        return synthetic_split(shape, 10000)
     images_npy, labels_npy = (data_dir / name for name in NPY_FILES[split])
     if images_npy.exists() and labels_npy.exists():
         images = np.load(images_npy).astype(np.float32, copy=False)
@@ -83,7 +93,35 @@ def load_split(data_dir, split):
             torch.from_numpy(labels.astype(np.int64)))
 
 
+INPUT_SHAPES = {"mnist_cnn": (1, 28, 28), "mnist_mlp": (1, 28, 28), "mnist_bn": (1, 28, 28),
+                "cifar_cnn": (3, 32, 32)}
+
+
+def batchnorm(kind, n):
+    # strand's (Keras's) momentum 0.9 is PyTorch's 0.1; both use epsilon 1e-3 here.
+    return kind(n, eps=1e-3, momentum=0.1)
+
+
 def build_model(name):
+    """The same networks as strand's built-in model files (models/files/NAME.json)."""
+    if name == "mnist_bn":
+        return nn.Sequential(
+            nn.Conv2d(1, 24, 3, padding=1, bias=False), batchnorm(nn.BatchNorm2d, 24), nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(24, 48, 3, padding=1, bias=False), batchnorm(nn.BatchNorm2d, 48), nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(7 * 7 * 48, 128), batchnorm(nn.BatchNorm1d, 128), nn.ReLU(),
+            nn.Linear(128, 10))
+    if name == "cifar_cnn":
+        return nn.Sequential(
+            nn.Conv2d(3, 32, 3, padding=1, bias=False), batchnorm(nn.BatchNorm2d, 32), nn.ReLU(),
+            nn.Conv2d(32, 64, 3, stride=2, padding=1, bias=False), batchnorm(nn.BatchNorm2d, 64), nn.ReLU(),
+            nn.Conv2d(64, 64, 3, padding=1, bias=False), batchnorm(nn.BatchNorm2d, 64), nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(64, 128, 3, padding=1, bias=False), batchnorm(nn.BatchNorm2d, 128), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.2),
+            nn.Linear(128, 10))
     if name == "mnist_cnn":
         return nn.Sequential(
             nn.Conv2d(1, 32, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
@@ -153,10 +191,11 @@ def synchronize(device):
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", choices=["mnist_cnn", "mnist_mlp"], default="mnist_cnn")
+    parser.add_argument("--model", choices=sorted(INPUT_SHAPES), default="mnist_cnn")
     parser.add_argument("--data", type=Path, default=default_data_dir(),
                         help="directory with the MNIST IDX files or train_data.npy/"
-                             "train_labels.npy (+ eval_data.npy/eval_labels.npy); "
+                             "train_labels.npy (+ eval_data.npy/eval_labels.npy), or 'synthetic' "
+                             "(random images of the model's shape, for throughput); "
                              "default: %(default)s")
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--threads", type=int, default=os.cpu_count(),
@@ -214,7 +253,7 @@ def give_openblas_fast_kernels():
 
 def infer(args, device, where):
     """Times args.steps forward passes of test-set batches; returns the result object."""
-    test_images, _ = load_split(args.data, "test")
+    test_images, _ = load_split(args.data, "test", INPUT_SHAPES[args.model])
     test_images = test_images.to(device)
     log(f"{args.model} inference, batches of {args.batch_size} from the {test_images.shape[0]} "
         f"test images in {args.data}, {where}, torch {torch.__version__}"
@@ -279,8 +318,9 @@ def main():
 
     # Evaluations during training only when asked for; --epochs alone evaluates once at the end.
     evaluating = bool(args.eval_every or args.stop_at_accuracy)
-    train_images, train_labels = (t.to(device) for t in load_split(args.data, "train"))
-    test_set = (tuple(t.to(device) for t in load_split(args.data, "test"))
+    shape = INPUT_SHAPES[args.model]
+    train_images, train_labels = (t.to(device) for t in load_split(args.data, "train", shape))
+    test_set = (tuple(t.to(device) for t in load_split(args.data, "test", shape))
                 if evaluating or args.epochs else None)
     log(f"{args.model}, {train_images.shape[0]} training images from {args.data}, "
         f"batch {args.batch_size}, {where}, torch {torch.__version__}"
