@@ -1,7 +1,7 @@
 // strand serve / deploy / predict / endpoint: the serving endpoint and its lifecycle.
 //   serve      runs an endpoint in the foreground until SIGTERM or SIGINT (graceful)
 //   deploy     starts `strand serve` in the background, records it, returns once /ping answers
-//   predict    sends rows of a .npy file to a deployed endpoint, one line per row
+//   predict    sends the instances of a .npy file to a deployed endpoint, one line per instance
 //   endpoint   list / delete the recorded endpoints
 #include <fcntl.h>
 #include <signal.h>
@@ -276,20 +276,29 @@ void run_predict(const PredictArgs& a) {
                "endpoint '" + a.endpoint + "' (pid " + std::to_string(rec->pid) +
                    ") is not running; its log: " + rec->log,
                "strand predict");
+  const serve::Predictor predictor(rec->host, rec->port);
+  const serve::ServedSignature sig = predictor.signature(rec->model_name);
   const io::Array<float> x = io::read_npy_f32(a.file);
-  STRAND_CHECK(x.shape.rank() >= 2, Shape, "expected [rows, ...] images, got " + x.shape.str(), a.file);
-  const int64_t n = x.shape[0], size = x.shape.numel() / std::max<int64_t>(n, 1);
+  // Rows of instances, or the whole file one instance (a single image); each is sent in the
+  // file's own shape, so the endpoint's rule tells [H,W,C] from [C,H,W].
+  const int64_t size = sig.input.numel();
+  const bool rows_of_instances = x.shape.rank() >= 2 && x.shape.drop_batch().numel() == size;
+  STRAND_CHECK(rows_of_instances || x.shape.numel() == size, Shape,
+               "expected one instance or rows of instances of " + std::to_string(size) +
+                   " values (the model takes " + sig.input.str() + " per instance), got " + x.shape.str(),
+               a.file);
+  const Shape instance = rows_of_instances ? x.shape.drop_batch() : x.shape;
+  const int64_t n = rows_of_instances ? x.shape[0] : 1;
   const auto [first, last] = row_range(a.rows, n);
   std::optional<io::Array<int32_t>> labels;
   if (!a.labels.empty()) {
     labels = io::read_npy_i32(a.labels);
     STRAND_CHECK(labels->shape.rank() >= 1 && labels->shape[0] == n && labels->shape.numel() == n, Shape,
-                 "expected " + std::to_string(n) + " labels (one per row of " + a.file + "), got " +
+                 "expected " + std::to_string(n) + " labels (one per instance of " + a.file + "), got " +
                      labels->shape.str(),
                  a.labels);
   }
-  const serve::Predictor predictor(rec->host, rec->port);
-  const auto probs = predictor.predict(x.data.data() + first * size, last - first, size);
+  const auto probs = predictor.predict(x.data.data() + first * size, last - first, instance);
   int64_t matched = 0;
   for (int64_t r = first; r < last; ++r) {
     const auto& p = probs[size_t(r - first)];
@@ -365,10 +374,14 @@ void add_serve_commands(CLI::App& app) {
   deploy->callback([d] { run_deploy(*d); });
 
   auto p = std::make_shared<PredictArgs>();
-  CLI::App* predict =
-      app.add_subcommand("predict", "Send rows of a .npy file to a deployed endpoint; one line per row");
+  CLI::App* predict = app.add_subcommand(
+      "predict", "Send the instances of a .npy file to a deployed endpoint; one line per instance");
   predict->add_option("--endpoint", p->endpoint, "Endpoint name (strand deploy --name)");
-  predict->add_option("file", p->file, "Images, .npy [rows, ...]")->required();
+  predict
+      ->add_option("file", p->file,
+                   "Images, .npy: [rows, instance...] or one instance, in the model's shape: flat, "
+                   "[H,W] (one channel), [H,W,C] or [C,H,W]")
+      ->required();
   predict->add_option("--rows", p->rows, "Rows A:B to send (default: all)");
   predict->add_option("--labels", p->labels, "Labels .npy: print label and matched per row");
   predict->add_option("--state-dir", p->state_dir,

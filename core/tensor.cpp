@@ -18,6 +18,8 @@ Shape Shape::drop_batch() const {
   return Shape(std::vector<int64_t>(dims_.empty() ? dims_.begin() : dims_.begin() + 1, dims_.end()));
 }
 
+Shape Shape::channels_last() const { return rank() == 3 ? Shape{dims_[1], dims_[2], dims_[0]} : *this; }
+
 std::string Shape::str() const {
   std::string s = "[";
   for (size_t i = 0; i < dims_.size(); ++i) {

@@ -23,6 +23,7 @@ class Shape {
   int64_t numel() const;                  // product of dims; 1 for rank 0
   Shape with_batch(int64_t batch) const;  // {batch, dims...}
   Shape drop_batch() const;               // dims[1:]
+  Shape channels_last() const;            // {C,H,W} -> {H,W,C} (TF's NHWC image); other ranks as is
   std::string str() const;                // "[100,32,28,28]"
   bool operator==(const Shape&) const = default;
 

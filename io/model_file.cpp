@@ -153,13 +153,24 @@ void check_consistent(const ModelFile& m, const std::string& where) {
                "model '" + m.arch.name + "' needs " + std::to_string(expected) +
                    " parameters, the file has " + std::to_string(m.params.size()),
                where);
+  // Serving reads instances by the architecture and reports the signature: they must agree.
+  const Shape& sig = m.signature.input_shape;
+  STRAND_CHECK(sig == arch.input.channels_last() || sig == Shape{arch.input.numel()}, Format,
+               "signature input " + sig.str() + " does not fit the model input " + arch.input.str() +
+                   " (expected " + arch.input.channels_last().str() + " or [" +
+                   std::to_string(arch.input.numel()) + "])",
+               where);
+  STRAND_CHECK(m.signature.classes == in.numel(), Format,
+               "signature has " + std::to_string(m.signature.classes) + " classes, the model outputs " +
+                   std::to_string(in.numel()),
+               where);
 }
 
 }  // namespace
 
 Signature default_signature(const Model& model) {
   Signature s;
-  s.input_shape = Shape{model.arch().input.numel()};
+  s.input_shape = model.arch().input.channels_last();
   s.classes = model.classes();
   return s;
 }

@@ -30,8 +30,10 @@ inline constexpr const char* kModelFileName = "model.strand";
 
 // The model's serving signature: one named input, two named outputs.
 struct Signature {
-  std::string input_name = "x";                      // SageMaker's TF MNIST example calls it "x"
-  Shape input_shape;                                 // per instance, as clients send it: {784}
+  std::string input_name = "x";  // SageMaker's TF MNIST example calls it "x"
+  // Per instance, as the metadata reports it: the model's input channels-last ({H,W,C}, TF's
+  // NHWC) or flat ({F}; every export from before model files says {784}).
+  Shape input_shape;
   std::string classes_name = "classes";              // int64 [N]
   std::string probabilities_name = "probabilities";  // float [N, classes]
   int64_t classes = 0;
@@ -55,7 +57,7 @@ struct Checkpoint {
   int64_t batch_size = 0;
 };
 
-// The default signature for a model: input flattened to one vector per instance.
+// The default signature for a model: its input channels-last, its class count.
 Signature default_signature(const Model& model);
 
 void save_model_file(const std::filesystem::path& path, const ModelFile& m);  // atomic

@@ -1,6 +1,7 @@
 // Client side of a serving endpoint:
 //   Predictor      sends instances to a running endpoint (POST /invocations, SageMaker's
-//                  simplified JSON) and returns one probability vector per instance.
+//                  simplified JSON) and returns one probability vector per instance; reads
+//                  what the endpoint's model takes (its metadata).
 //   EndpointStore  the endpoints `strand deploy` started: one JSON record per name in a state
 //                  directory (pid, its start time, host, port, model), written atomically.
 #pragma once
@@ -12,7 +13,15 @@
 #include <string>
 #include <vector>
 
+#include <strand/core/tensor.hpp>
+
 namespace strand::serve {
+
+// A served model's signature as its metadata reports it.
+struct ServedSignature {
+  Shape input;  // per instance: channels-last {H,W,C}, or flat {F} (exports from before model files)
+  int64_t classes = 0;
+};
 
 class Predictor {
  public:
@@ -20,10 +29,14 @@ class Predictor {
 
   // GET /ping answered 200.
   bool ping() const;
-  // x [rows, size] -> [rows][classes]; sent in requests of at most `rows_per_request` rows,
-  // each well under the 6 MiB body limit. Io error for a refused connection or a non-200
-  // answer (with the endpoint's message), Format error for an answer that is not predictions.
-  std::vector<std::vector<float>> predict(const float* x, int64_t rows, int64_t size,
+  // GET /v1/models/{model}/metadata. Errors as predict's.
+  ServedSignature signature(const std::string& model) const;
+  // x: `rows` instances of shape `instance`, each sent as a list nested in that shape (the
+  // endpoint tells channels-last from channels-first by it) -> [rows][classes]. Sent in
+  // requests of at most `rows_per_request` rows and about 1 MiB, well under the 6 MiB body
+  // limit. Io error for a refused connection or a non-200 answer (with the endpoint's
+  // message), Format error for an answer that is not predictions.
+  std::vector<std::vector<float>> predict(const float* x, int64_t rows, const Shape& instance,
                                           int64_t rows_per_request = 200) const;
 
  private:

@@ -56,12 +56,13 @@ void require_method(const HttpRequest& r, std::string_view method) {
                   std::string(method)};
 }
 
-ordered_json tensor_info(const std::string& name, int64_t size) {
+// A float tensor of `instance` per row, batch dimension first (-1: any).
+ordered_json tensor_info(const std::string& name, const Shape& instance) {
+  const Shape batch = instance.with_batch(-1);
+  ordered_json dims = ordered_json::array();
+  for (int64_t d : batch.dims()) dims.push_back({{"size", std::to_string(d)}, {"name", ""}});
   return {{"dtype", "DT_FLOAT"},
-          {"tensor_shape",
-           {{"dim", ordered_json::array(
-                        {{{"size", "-1"}, {"name", ""}}, {{"size", std::to_string(size)}, {"name", ""}}})},
-            {"unknown_rank", false}}},
+          {"tensor_shape", {{"dim", std::move(dims)}, {"unknown_rank", false}}},
           {"name", name + ":0"}};
 }
 
@@ -177,10 +178,10 @@ HttpResponse Endpoint::tfs(const HttpRequest& r, std::string_view rest) {
   require_method(r, "GET");
   if (metadata) {
     const ordered_json sig = {
-        {"inputs", {{v.signature.input_name, tensor_info(v.signature.input_name, v.spec.size)}}},
+        {"inputs", {{v.signature.input_name, tensor_info(v.signature.input_name, v.signature.input_shape)}}},
         {"outputs",
          {{v.signature.probabilities_name,
-           tensor_info(v.signature.probabilities_name, v.signature.classes)}}},
+           tensor_info(v.signature.probabilities_name, Shape{v.signature.classes})}}},
         {"method_name", "tensorflow/serving/predict"}};
     const ordered_json body = {
         {"model_spec",

@@ -25,11 +25,7 @@ Registry::Registry(Backend& backend, const std::filesystem::path& model_dir, std
     ServedVersion s;
     s.version = v;
     s.signature = file.signature;
-    s.spec = instance_spec(file.arch.input, file.signature.input_name);
-    STRAND_CHECK(s.spec.size == file.signature.input_shape.numel(), Format,
-                 "signature input " + file.signature.input_shape.str() + " does not match the model input " +
-                     file.arch.input.str(),
-                 (model_dir / std::to_string(v)).string());
+    s.spec = instance_spec(file.arch.input, file.signature.input_name);  // load_export checked they fit
     s.model = std::make_unique<Model>(backend, std::move(file.arch));
     s.model->set_params(file.params);
     versions_.push_back(std::move(s));

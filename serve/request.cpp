@@ -18,7 +18,7 @@ namespace dom = simdjson::dom;
 
 namespace {
 
-// Instances are at most 3 levels deep ([1,28,28]); a list of them 4, a request object 6.
+// Instances are at most 3 levels deep ([H,W,C]); a list of them 4, a request object 6.
 // Anything deeper is refused by simdjson before we look at it.
 constexpr size_t kMaxDepth = 16;
 
@@ -293,20 +293,29 @@ class JsonReader {
       e = value;
     }
     const std::vector<int64_t> dims = leading_shape(e);
-    if (!accepted(dims)) {
+    const bool flat = dims.size() == 1 && dims[0] == spec_.size;
+    const InstanceShape* form = flat ? nullptr : nested_form(dims);
+    if (!flat && !form) {
       std::string want = "expected a list of " + std::to_string(spec_.size) + " numbers";
       for (size_t i = 0; i < spec_.shapes.size(); ++i)
-        want += (i ? " or " : " or a nested list of shape ") + spec_.shapes[i].str();
+        want += (i ? " or " : " or a nested list of shape ") + spec_.shapes[i].dims.str();
       const std::string got = dims.empty()       ? std::string(type_name(e.type()))
                               : dims.size() == 1 ? "a list of " + std::to_string(dims[0])
                                                  : "nested lists of shape " + shape_str(dims);
       fail(where + ": " + want + ", got " + got);
     }
     const size_t start = out_.x.size();
-    out_.x.resize(start + size_t(spec_.size));  // accepted() fixed the count; copy() checks every level
-    float* dst = out_.x.data() + start;
+    out_.x.resize(start + size_t(spec_.size));  // the form fixed the count; copy() checks every level
     int64_t index = 0;
-    copy(e, dims, 0, where, dst, index);
+    if (form && form->channels_last) {
+      scratch_.resize(size_t(spec_.size));
+      float* dst = scratch_.data();
+      copy(e, dims, 0, where, dst, index);
+      to_channels_first(scratch_.data(), dims[0], dims[1], dims[2], out_.x.data() + start);
+    } else {
+      float* dst = out_.x.data() + start;
+      copy(e, dims, 0, where, dst, index);
+    }
     ++out_.rows;
   }
 
@@ -389,10 +398,18 @@ class JsonReader {
   }
 
   bool accepted(const std::vector<int64_t>& dims) const {
-    if (dims.size() == 1 && dims[0] == spec_.size) return true;
-    for (const Shape& s : spec_.shapes)
-      if (s.dims() == dims) return true;
-    return false;
+    return (dims.size() == 1 && dims[0] == spec_.size) || nested_form(dims);
+  }
+  const InstanceShape* nested_form(const std::vector<int64_t>& dims) const {
+    for (const InstanceShape& s : spec_.shapes)
+      if (s.dims.dims() == dims) return &s;
+    return nullptr;
+  }
+
+  // [H][W][C] as read -> [C][H][W].
+  static void to_channels_first(const float* hwc, int64_t h, int64_t w, int64_t c, float* chw) {
+    for (int64_t i = 0; i < h * w; ++i)
+      for (int64_t k = 0; k < c; ++k) chw[k * h * w + i] = hwc[i * c + k];
   }
 
   // Copies a list of shape dims[depth:] to dst (checked at every level: ragged lists are
@@ -416,6 +433,7 @@ class JsonReader {
   const InstanceSpec& spec_;
   dom::parser& parser_;
   Instances out_;
+  std::vector<float> scratch_;  // a channels-last instance as sent, before the transpose
 };
 
 // Calls f(line, number) for each line (1-based), without the trailing '\n'.
@@ -444,11 +462,20 @@ InstanceSpec instance_spec(const Shape& input, const std::string& input_name) {
   InstanceSpec spec;
   spec.input_name = input_name;
   spec.size = input.numel();
+  // A form already listed keeps its meaning: this is where channels-last wins over
+  // channels-first when C = H = W.
+  auto add = [&](Shape dims, bool channels_last) {
+    if (dims.rank() < 2) return;
+    for (const InstanceShape& s : spec.shapes)
+      if (s.dims == dims) return;
+    spec.shapes.push_back({std::move(dims), channels_last});
+  };
   std::vector<int64_t> squeezed;
   for (int64_t d : input.dims())
     if (d != 1) squeezed.push_back(d);
-  if (squeezed.size() > 1) spec.shapes.emplace_back(squeezed);
-  if (input.rank() > 1 && Shape(squeezed) != input) spec.shapes.push_back(input);
+  if (squeezed.size() != input.rank()) add(Shape(squeezed), false);  // size-1 dims dropped: same order
+  if (input.rank() == 3) add(input.channels_last(), input[0] > 1);
+  add(input, false);
   return spec;
 }
 

@@ -1,10 +1,15 @@
-// Request bodies -> one [rows, size] float batch, for the formats a serving endpoint accepts:
+// Request bodies -> one [rows, size] float batch in the model's layout, for the formats a
+// serving endpoint accepts:
 //   TF Serving JSON   {"instances": [...]} (row format) or {"inputs": ...} (columnar), optional
-//                     "signature_name"; an instance is a flat list of `size` numbers, a nested
-//                     list of one of the spec's shapes (e.g. 28x28), or {"<input name>": that}
+//                     "signature_name"; an instance is one of the spec's forms (below) or
+//                     {"<input name>": that}
 //   simplified JSON   SageMaker's form: a list of instances or one instance, no wrapper
 //   JSON lines        one instance, list of instances or request object per line
-//   CSV               one instance per row
+//   CSV               one flat instance per row
+// An instance of a model taking {C,H,W} is a flat list of C*H*W numbers in the model's order
+// ([C][H][W] flattened), or a nested list of shape [H,W] (C = 1), [H,W,C] (channels-last, as
+// TF and SageMaker's TF clients send images; transposed here) or [C,H,W]. Nesting depth and
+// dims tell them apart; when C = H = W, [H,W,C] and [C,H,W] look alike and channels-last wins.
 // Every rejection is an Error(Format) whose message says where (instance, value index, line,
 // row, column) and what is wrong; values must be finite and within float range. Parsing uses
 // simdjson (DOM) for speed; nesting is capped, so a deep body is refused, never recursed into.
@@ -22,15 +27,22 @@
 
 namespace strand::serve {
 
+// A nested list an instance may be sent as.
+struct InstanceShape {
+  Shape dims;                  // outermost first, e.g. {32,32,3}
+  bool channels_last = false;  // [H][W][C] with C > 1: transposed into the model's [C][H][W]
+  bool operator==(const InstanceShape&) const = default;
+};
+
 // What one instance must look like.
 struct InstanceSpec {
   std::string input_name = "x";
-  int64_t size = 0;           // numbers per instance, e.g. 784
-  std::vector<Shape> shapes;  // nested forms also accepted, e.g. {28,28} and {1,28,28}
+  int64_t size = 0;                   // numbers per instance, e.g. 784
+  std::vector<InstanceShape> shapes;  // nested forms also accepted, each of distinct dims
 };
 
-// The spec of a model whose input is `input` per sample: flat, the input shape, and the input
-// shape without its size-1 dimensions.
+// The spec of a model whose input is `input` per sample: flat; the input without its size-1
+// dimensions; for {C,H,W}, [H,W,C] and then [C,H,W] (unless the two coincide).
 InstanceSpec instance_spec(const Shape& input, const std::string& input_name);
 
 enum class Layout { Row, Columnar };
@@ -104,7 +116,7 @@ Instances parse_json_lines(std::string_view body, const InstanceSpec& spec, Json
 Instances parse_tfs_json(std::string_view body, const InstanceSpec& spec);
 Instances parse_sagemaker_json(std::string_view body, const InstanceSpec& spec);
 Instances parse_json_lines(std::string_view body, const InstanceSpec& spec);
-// text/csv: one instance per row, `spec.size` comma-separated numbers.
+// text/csv: one flat instance per row, `spec.size` comma-separated numbers.
 Instances parse_csv(std::string_view body, const InstanceSpec& spec);
 
 }  // namespace strand::serve

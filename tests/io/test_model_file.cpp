@@ -57,7 +57,7 @@ TEST(ModelFile, RoundTrip) {
   const ModelFile back = load_model_file(dir.path / "m.strand");
   EXPECT_EQ(back.arch, m.arch);
   EXPECT_EQ(back.signature, m.signature);
-  EXPECT_EQ(back.signature.input_shape, Shape{784});
+  EXPECT_EQ(back.signature.input_shape, (Shape{28, 28, 1}));  // the model's input channels-last
   EXPECT_EQ(back.signature.classes, 10);
   EXPECT_EQ(back.params, m.params);
   EXPECT_EQ(back.metadata, m.metadata);
@@ -104,6 +104,29 @@ TEST(ModelFile, ParameterCountMustMatchTheArchitecture) {
   m.params.pop_back();
   save_model_file(dir.path / "m.strand", m);
   expect_load_error(dir.path / "m.strand", ErrorKind::Format, "parameters");
+}
+
+// Serving reads instances by the architecture and reports the signature, so they must agree:
+// channels-last, or flat as every export from before model files ({784}).
+TEST(ModelFile, SignatureMustFitTheArchitecture) {
+  TempDir dir;
+  ModelFile m = sample_file();
+  m.signature.input_shape = Shape{784};
+  save_model_file(dir.path / "m.strand", m);
+  EXPECT_EQ(load_model_file(dir.path / "m.strand").signature.input_shape, Shape{784});
+  m.signature.input_shape = Shape{1, 28, 28};
+  save_model_file(dir.path / "m.strand", m);
+  expect_load_error(
+      dir.path / "m.strand", ErrorKind::Format,
+      "signature input [1,28,28] does not fit the model input [1,28,28] (expected [28,28,1] or [784])");
+  m.signature.input_shape = Shape{783};
+  save_model_file(dir.path / "m.strand", m);
+  expect_load_error(dir.path / "m.strand", ErrorKind::Format, "signature input [783] does not fit");
+  m.signature.input_shape = Shape{784};
+  m.signature.classes = 3;
+  save_model_file(dir.path / "m.strand", m);
+  expect_load_error(dir.path / "m.strand", ErrorKind::Format,
+                    "signature has 3 classes, the model outputs 10");
 }
 
 TEST(Export, VersionsCountUpAndTheNewestLoads) {

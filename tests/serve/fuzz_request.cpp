@@ -1,6 +1,8 @@
 // libFuzzer target for the request parsers (tests/serve/fuzz_request.sh builds and runs it).
-// The first byte picks the parser; the rest is the body. Any input must either parse into a
-// batch of exactly rows * size finite floats or be refused with strand::Error(Format).
+// The first byte picks the parser (bits 0-1) and the instance spec (bit 2: one channel, or
+// three, whose channels-last form is transposed); the rest is the body. Any input must either
+// parse into a batch of exactly rows * size finite floats or be refused with
+// strand::Error(Format).
 // A simplified-JSON list (which may take the parser's fast path) must also give the same floats,
 // bit for bit, as the general path gives for the same list inside {"instances": ...}, and the
 // same answer (floats or error message) when parsed in two halves on lent threads.
@@ -37,8 +39,12 @@ std::string simplified(std::string_view body, const strand::serve::InstanceSpec&
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
-  // A small instance (6 numbers, or [2,3], or [1,2,3]) so the fuzzer reaches valid bodies.
-  static const strand::serve::InstanceSpec spec = strand::serve::instance_spec(strand::Shape{1, 2, 3}, "x");
+  // Small instances so the fuzzer reaches valid bodies: 6 numbers, or [2,3], [2,3,1], [1,2,3];
+  // 12 numbers, or [2,2,3] (channels-last), [3,2,2].
+  static const strand::serve::InstanceSpec specs[2] = {
+      strand::serve::instance_spec(strand::Shape{1, 2, 3}, "x"),
+      strand::serve::instance_spec(strand::Shape{3, 2, 2}, "x")};
+  const strand::serve::InstanceSpec& spec = specs[(data[0] >> 2) & 1];
   const std::string_view body(reinterpret_cast<const char*>(data) + 1, size - 1);
   try {
     strand::serve::Instances in;

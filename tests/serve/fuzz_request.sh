@@ -33,6 +33,11 @@ printf '\1[[1,2,3,4,5,6],\n[7,8,9,10,11,0.5], [-1,-2,-3,-4,-5,-6]]' \
 printf '\2[1,2,3,4,5,6]\n{"instances": [[1,2,3,4,5,6]]}\n' >"$corpus/lines"
 printf '\3 1,2,3,4,5,6\r\n-1e-3,0,0,0,0,7\n' >"$corpus/csv"
 printf '\3nan,inf,1e39,0x1,,\n' >"$corpus/csv_bad"
+# Bit 2 of the first byte: three channels of 2x2, sent channels-last or channels-first.
+printf '\4{"instances": [[[[1,2,3],[4,5,6]],[[7,8,9],[10,11,12]]],%s' \
+  ' [[[1,2],[3,4]],[[5,6],[7,8]],[[9,0],[1,2]]]]}' >"$corpus/color_tfs"
+printf '\5[[[1,2,3],[4,5,6]],[[7,8,9],[10,11,12]]]' >"$corpus/color_hwc"
+printf '\6[[[1,2,3],[4,5,6]],[[7,8,9],[10,11]]]\n[1,2,3,4,5,6,7,8,9,10,11,12]\n' >"$corpus/color_lines"
 # A crash must fail the test: libFuzzer would exit 77, which meson reads as "skipped".
 "$out/fuzz_request" -max_total_time="$seconds" -max_len=4096 -timeout=10 -error_exitcode=1 \
   -timeout_exitcode=1 -print_final_stats=1 -artifact_prefix="$out/" "$corpus" 2>&1 | tail -20

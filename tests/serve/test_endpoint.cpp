@@ -8,6 +8,7 @@
 #include <atomic>
 #include <charconv>
 #include <chrono>
+#include <cmath>
 #include <fstream>
 #include <future>
 #include <thread>
@@ -81,19 +82,33 @@ TEST_F(EndpointTest, ModelStatus) {
             std::pair(200, R"({"model_version_status":[)" + ver("1") + "]}"));
 }
 
-TEST_F(EndpointTest, Metadata) {
-  const std::string dims = R"({"dim":[{"size":"-1","name":""},{"size":"N","name":""}],"unknown_rank":false})";
-  auto shape = [&](const char* n) { return std::string(dims).replace(dims.find('N'), 1, n); };
-  auto body = [&](const char* version) {
-    return std::string(R"({"model_spec":{"name":"mnist","signature_name":"","version":")") + version +
-           R"("},"metadata":{"signature_def":{"signature_def":{"serving_default":)"
-           R"({"inputs":{"x":{"dtype":"DT_FLOAT","tensor_shape":)" +
-           shape("784") +
-           R"(,"name":"x:0"}},"outputs":{"probabilities":{"dtype":"DT_FLOAT","tensor_shape":)" + shape("10") +
-           R"(,"name":"probabilities:0"}},"method_name":"tensorflow/serving/predict"}}}}})";
+// The metadata body of a model taking `input` per instance and giving `classes` probabilities.
+std::string metadata_body(const std::string& name, int version, const std::vector<int>& input, int classes) {
+  auto shape = [](std::vector<int> dims) {
+    std::string s = R"({"dim":[)";
+    dims.insert(dims.begin(), -1);
+    for (size_t i = 0; i < dims.size(); ++i) {
+      if (i) s += ',';
+      s += R"({"size":")" + std::to_string(dims[i]) + R"(","name":""})";
+    }
+    return s + R"(],"unknown_rank":false})";
   };
-  EXPECT_EQ(get("/v1/models/mnist/metadata"), std::pair(200, body("2")));
-  EXPECT_EQ(get("/v1/models/mnist/versions/1/metadata"), std::pair(200, body("1")));
+  return R"({"model_spec":{"name":")" + name + R"(","signature_name":"","version":")" +
+         std::to_string(version) +
+         R"("},"metadata":{"signature_def":{"signature_def":{"serving_default":)"
+         R"({"inputs":{"x":{"dtype":"DT_FLOAT","tensor_shape":)" +
+         shape(input) + R"(,"name":"x:0"}},"outputs":{"probabilities":{"dtype":"DT_FLOAT","tensor_shape":)" +
+         shape({classes}) + R"(,"name":"probabilities:0"}},"method_name":"tensorflow/serving/predict"}}}}})";
+}
+
+TEST_F(EndpointTest, Metadata) {
+  // The model's input channels-last, as TF orders images.
+  EXPECT_EQ(get("/v1/models/mnist/metadata"), std::pair(200, metadata_body("mnist", 2, {28, 28, 1}, 10)));
+  EXPECT_EQ(get("/v1/models/mnist/versions/1/metadata"),
+            std::pair(200, metadata_body("mnist", 1, {28, 28, 1}, 10)));
+  const ServedSignature sig = Predictor("127.0.0.1", served_->server.port()).signature("mnist");
+  EXPECT_EQ(sig.input, (Shape{28, 28, 1}));
+  EXPECT_EQ(sig.classes, 10);
 }
 
 TEST_F(EndpointTest, TfServingPredictFormats) {
@@ -130,13 +145,13 @@ TEST_F(EndpointTest, PredictionsAreTheModelsFloats) {
         EXPECT_EQ(j[size_t(r)][size_t(c)].get<float>(), want[size_t(r * 10 + c)]) << path;
   }
   // Predictor (what `strand predict` uses) gets the same floats.
-  const auto got = Predictor("127.0.0.1", served_->server.port()).predict(x.data(), 3, 784, 2);
+  const auto got = Predictor("127.0.0.1", served_->server.port()).predict(x.data(), 3, Shape{784}, 2);
   ASSERT_EQ(got.size(), 3u);
   // Predictor sends to the default version (2, all zeros).
   EXPECT_EQ(got[0], std::vector<float>(10, 0.1f));
   // Refusals come back as errors carrying the endpoint's message.
   try {
-    Predictor("127.0.0.1", served_->server.port()).predict(x.data(), 1, 783);
+    Predictor("127.0.0.1", served_->server.port()).predict(x.data(), 1, Shape{783});
     ADD_FAILURE() << "no error for 783 values";
   } catch (const strand::Error& e) {
     EXPECT_EQ(e.kind(), ErrorKind::Io);
@@ -181,7 +196,8 @@ TEST_F(EndpointTest, AcceptHeader) {
 
 TEST_F(EndpointTest, ClientErrors) {
   const std::string where =
-      "instance 0: expected a list of 784 numbers or a nested list of shape [28,28] or [1,28,28], got ";
+      "instance 0: expected a list of 784 numbers or a nested list of shape [28,28] or [28,28,1] or "
+      "[1,28,28], got ";
   struct Case {
     std::string method, path, type, body;
     int status;
@@ -192,7 +208,8 @@ TEST_F(EndpointTest, ClientErrors) {
        where + "a list of 3"},
       {"POST", "/v1/models/mnist:predict", "application/json",
        "{\"instances\":[" + kFlat + ",[" + repeat("1", 783) + "]]}", 400,
-       "instance 1: expected a list of 784 numbers or a nested list of shape [28,28] or [1,28,28], got a "
+       "instance 1: expected a list of 784 numbers or a nested list of shape [28,28] or [28,28,1] or "
+       "[1,28,28], got a "
        "list of 783"},
       {"POST", "/v1/models/mnist:predict", "application/json",
        "{\"instances\":[[" + repeat("1", 783) + ",\"a\"]]}", 400,
@@ -269,7 +286,8 @@ TEST_F(EndpointTest, ClientErrors) {
        "row 1, column 1: '?(' is not a number"},
       {"POST", "/invocations", "text/csv", "\n\n", 400, "the CSV body has no rows"},
       {"POST", "/invocations", "application/jsonlines", kFlat + "\n[1,2]\n", 400,
-       "line 2: instance 1: expected a list of 784 numbers or a nested list of shape [28,28] or [1,28,28], "
+       "line 2: instance 1: expected a list of 784 numbers or a nested list of shape [28,28] or [28,28,1] or "
+       "[1,28,28], "
        "got a list of 2"},
       {"POST", "/invocations", "application/jsonlines", kFlat + "\n{oops\n", 400,
        "line 2 is not valid JSON: The JSON document has an improper structure: missing or superfluous "
@@ -277,7 +295,8 @@ TEST_F(EndpointTest, ClientErrors) {
       {"POST", "/invocations", "application/json", "true", 400,
        "expected a list of instances or one instance, got a boolean"},
       {"POST", "/invocations", "application/json", "[[1,2],[3]]", 400,
-       "instance 0: expected a list of 784 numbers or a nested list of shape [28,28] or [1,28,28], got a "
+       "instance 0: expected a list of 784 numbers or a nested list of shape [28,28] or [28,28,1] or "
+       "[1,28,28], got a "
        "list of 2"},
   };
   httplib::Client c = client();
@@ -678,6 +697,265 @@ TEST(Serve, EndpointStore) {
   EXPECT_FALSE(store.find("a"));
   EXPECT_THROW(store.find("../etc"), strand::Error);
   std::filesystem::remove_all(dir);
+}
+
+// A 3-channel, 3-class model with batchnorm, written as a model file by the test: C, H and W
+// all differ, so every nested form is told apart by its dims.
+const char* kColorModel = R"({"name": "tiny_rgb", "input": [3, 4, 6], "classes": 3, "layers": [
+  {"type": "conv2d", "filters": 4, "kernel": 3, "padding": "same", "bias": false},
+  {"type": "batchnorm"}, {"type": "relu"}, {"type": "maxpool", "kernel": 2},
+  {"type": "flatten"}, {"type": "dense", "units": "classes"}]})";
+constexpr int64_t kC = 3, kH = 4, kW = 6, kColorSize = kC * kH * kW;
+
+ModelArch color_arch() { return models::parse_model_json(kColorModel, "tiny_rgb.json").arch; }
+
+// Instances in the model's order [C][H][W] as nested JSON lists, channels-first or -last.
+std::string nested(const float* x, bool channels_last) {
+  char buf[32];
+  auto num = [&](int64_t c, int64_t h, int64_t w) {
+    return std::string(buf, std::to_chars(buf, buf + sizeof buf, x[(c * kH + h) * kW + w]).ptr);
+  };
+  std::string s = "[";
+  for (int64_t a = 0; a < (channels_last ? kH : kC); ++a) {
+    s += a ? ",[" : "[";
+    for (int64_t b = 0; b < (channels_last ? kW : kH); ++b) {
+      s += b ? ",[" : "[";
+      for (int64_t k = 0; k < (channels_last ? kC : kW); ++k) {
+        if (k) s += ',';
+        s += channels_last ? num(k, a, b) : num(a, b, k);
+      }
+      s += "]";
+    }
+    s += "]";
+  }
+  return s + "]";
+}
+
+class ColorEndpointTest : public EndpointTest {
+ protected:
+  static void SetUpTestSuite() {
+    color_ = new ModelDir(color_arch());
+    color_served_ = new Served(color_->path(), {}, {}, "rgb");
+  }
+  static void TearDownTestSuite() {
+    delete color_served_;
+    delete color_;
+  }
+  std::pair<int, std::string> post_rgb(const std::string& path, const std::string& body,
+                                       const std::string& type = "application/json",
+                                       httplib::Headers headers = {}) const {
+    httplib::Client c("127.0.0.1", color_served_->server.port());
+    c.set_read_timeout(30, 0);
+    auto res = c.Post(path.c_str(), headers, body, type.c_str());
+    return res ? std::pair{res->status, res->body} : std::pair{-1, std::string()};
+  }
+  static ModelDir* color_;
+  static Served* color_served_;
+};
+ModelDir* ColorEndpointTest::color_ = nullptr;
+Served* ColorEndpointTest::color_served_ = nullptr;
+
+TEST_F(ColorEndpointTest, MetadataFollowsTheModel) {
+  httplib::Client c("127.0.0.1", color_served_->server.port());
+  const auto res = c.Get("/v1/models/rgb/metadata");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->body, metadata_body("rgb", 2, {4, 6, 3}, 3));
+}
+
+// Version 2 (all zeros): every form, in every content type, answers three 1/3s.
+TEST_F(ColorEndpointTest, EveryContentTypeTakesEveryForm) {
+  const std::string third = "[0.33333334,0.33333334,0.33333334]";
+  const std::vector<float> x = images(1, 3, kColorSize);
+  const std::string hwc = nested(x.data(), true), chw = nested(x.data(), false),
+                    flat = json_list(x.data(), x.size());
+  const std::string all = "[" + hwc + "," + chw + "," + flat + "]";
+  const std::string three = "[" + third + "," + third + "," + third + "]";
+  EXPECT_EQ(post_rgb("/v1/models/rgb:predict", "{\"instances\":" + all + "}"),
+            std::pair(200, "{\"predictions\":" + three + "}"));
+  EXPECT_EQ(post_rgb("/v1/models/rgb:predict", "{\"inputs\":{\"x\":" + all + "}}"),
+            std::pair(200, "{\"outputs\":" + three + "}"));
+  EXPECT_EQ(post_rgb("/v1/models/rgb:predict", "{\"instances\":[{\"x\":" + hwc + "}]}"),
+            std::pair(200, "{\"predictions\":[" + third + "]}"));
+  EXPECT_EQ(post_rgb("/invocations", hwc), std::pair(200, "{\"predictions\":[" + third + "]}"));
+  EXPECT_EQ(post_rgb("/invocations", chw), std::pair(200, "{\"predictions\":[" + third + "]}"));
+  EXPECT_EQ(post_rgb("/invocations", all), std::pair(200, "{\"predictions\":" + three + "}"));
+  EXPECT_EQ(post_rgb("/invocations", hwc + "\n" + chw + "\n" + flat, "application/jsonlines"),
+            std::pair(200, "{\"predictions\":" + three + "}"));
+  EXPECT_EQ(post_rgb("/invocations", "{\"instances\":[" + hwc + "]}\n" + chw, "application/jsons",
+                     {{"Accept", "application/jsonlines"}}),
+            std::pair(200, third + "\n" + third + "\n"));
+  const std::string csv = flat.substr(1, flat.size() - 2);
+  EXPECT_EQ(post_rgb("/invocations", csv + "\n" + csv + "\n", "text/csv"),
+            std::pair(200, "{\"predictions\":[" + third + "," + third + "]}"));
+}
+
+// Version 1 (seeded weights, batchnorm's running statistics set): each form gives exactly the
+// library's probabilities for the image, so the channels-last form was transposed.
+TEST_F(ColorEndpointTest, EveryFormGivesTheModelsFloats) {
+  Context ctx(make_cpu_backend(1));
+  Model m(ctx.backend(), color_arch());
+  m.set_params(color_->seeded_params());
+  const std::vector<float> x = images(2, 9, kColorSize);
+  std::vector<float> want(6);
+  m.predict(x.data(), 2, want.data());
+  const std::string body =
+      "{\"predictions\":[" + json_list(want.data(), 3) + "," + json_list(want.data() + 3, 3) + "]}";
+  const httplib::Headers v1 = {{"X-Amzn-SageMaker-Custom-Attributes", "tfs-model-version=1"}};
+  const float* b = x.data() + kColorSize;
+  for (const std::string& pair : {"[" + nested(x.data(), true) + "," + nested(b, true) + "]",
+                                  "[" + nested(x.data(), false) + "," + nested(b, true) + "]",
+                                  "[" + json_list(x.data(), kColorSize) + "," + nested(b, false) + "]"}) {
+    EXPECT_EQ(post_rgb("/v1/models/rgb/versions/1:predict", "{\"instances\":" + pair + "}"),
+              std::pair(200, body));
+    EXPECT_EQ(post_rgb("/invocations", pair, "application/json", v1), std::pair(200, body));
+  }
+  std::string csv = json_rows(x, kColorSize);
+  csv = csv.substr(2, csv.size() - 4);
+  csv.replace(csv.find("],["), 3, "\n");
+  EXPECT_EQ(post_rgb("/invocations", csv, "text/csv", v1), std::pair(200, body));
+}
+
+TEST_F(ColorEndpointTest, WrongShapesAreClearErrors) {
+  const std::string want = "expected a list of 72 numbers or a nested list of shape [4,6,3] or [3,4,6], got ";
+  const std::vector<float> x = images(1, 3, kColorSize);
+  const std::string chw = nested(x.data(), false);
+  const std::string mnist = json_list(images(1).data(), 784);
+  struct Case {
+    std::string path, type, body, error;
+  };
+  const std::vector<Case> cases = {
+      {"/v1/models/rgb:predict", "application/json", "{\"instances\":[" + chw + "," + mnist + "]}",
+       "instance 1: " + want + "a list of 784"},
+      {"/v1/models/rgb:predict", "application/json",
+       "{\"instances\":[[" + repeat("[" + repeat("[1,2,3,4]", 6) + "]", 4) + "]]}",
+       "instance 0: " + want + "nested lists of shape [4,6,4]"},
+      {"/v1/models/rgb:predict", "application/json",
+       "{\"inputs\":[[" + repeat("[" + repeat("0", 4) + "]", 6) + "]]}",
+       "instance 0: " + want + "nested lists of shape [6,4]"},
+      {"/invocations", "application/json", "[" + repeat("[" + repeat("0", 6) + "]", 4) + "]",
+       "instance 0: " + want + "a list of 6"},
+      {"/invocations", "application/jsonlines", chw + "\n[[1]]",
+       "line 2: instance 1: " + want + "a list of 1"},
+      {"/invocations", "text/csv", repeat("0", 784), "row 1 has more than 72 values"},
+      {"/invocations", "text/csv", repeat("0", 71), "row 1 has 71 values, expected 72"},
+  };
+  for (const Case& k : cases)
+    EXPECT_EQ(post_rgb(k.path, k.body, k.type), std::pair(400, err(k.error))) << k.body.substr(0, 80);
+}
+
+// Predictor (strand predict) sends each instance nested in the shape it is given: any of the
+// model's forms gives the same probabilities.
+TEST(Serve, PredictorSendsAnyFormOfTheModelsShape) {
+  const ModelArch arch = color_arch();
+  const std::vector<float> params = seeded_params(arch);
+  ModelDir dir(std::vector<io::ModelFile>{model_file(arch, params)});
+  Served served(dir.path(), {}, {}, "rgb");
+  Context ctx(make_cpu_backend(1));
+  Model m(ctx.backend(), arch);
+  m.set_params(params);
+  const std::vector<float> x = images(3, 4, kColorSize);
+  std::vector<float> want(9);
+  m.predict(x.data(), 3, want.data());
+  std::vector<float> hwc(x.size());
+  for (int64_t n = 0; n < 3; ++n)
+    for (int64_t c = 0; c < kC; ++c)
+      for (int64_t i = 0; i < kH * kW; ++i)
+        hwc[size_t((n * kH * kW + i) * kC + c)] = x[size_t((n * kC + c) * kH * kW + i)];
+  const Predictor p("127.0.0.1", served.server.port());
+  const ServedSignature sig = p.signature("rgb");
+  EXPECT_EQ(sig.input, (Shape{4, 6, 3}));
+  EXPECT_EQ(sig.classes, 3);
+  for (const auto& [data, shape] :
+       {std::pair{x.data(), Shape{3, 4, 6}}, std::pair{static_cast<const float*>(hwc.data()), Shape{4, 6, 3}},
+        std::pair{x.data(), Shape{72}}}) {
+    const auto got = p.predict(data, 3, shape, 2);
+    ASSERT_EQ(got.size(), 3u) << shape.str();
+    for (size_t r = 0; r < 3; ++r)
+      EXPECT_EQ(got[r], std::vector<float>(want.begin() + long(3 * r), want.begin() + long(3 * r + 3)))
+          << shape.str();
+  }
+  try {
+    p.signature("other");
+    ADD_FAILURE() << "no error for an unknown model";
+  } catch (const strand::Error& e) {
+    EXPECT_EQ(e.message(), "the endpoint answered 404: no model named 'other'; this endpoint serves 'rgb'");
+  }
+}
+
+// mnist_bn serves in evaluation mode: its running averages, not the batch's statistics.
+TEST(Serve, BatchnormServesItsRunningAverages) {
+  const ModelArch arch = models::by_name("mnist_bn");
+  const std::vector<float> params = seeded_params(arch);
+  ModelDir dir(std::vector<io::ModelFile>{model_file(arch, params)});
+  Served served(dir.path());
+  Context ctx(make_cpu_backend(1));
+  Model m(ctx.backend(), arch);
+  m.set_params(params);
+  const std::vector<float> x = images(2, 21);
+  std::vector<float> want(20);
+  m.predict(x.data(), 2, want.data());
+  httplib::Client c("127.0.0.1", served.server.port());
+  const auto res = c.Post("/invocations", json_rows(x), "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->body,
+            "{\"predictions\":[" + json_list(want.data(), 10) + "," + json_list(want.data() + 10, 10) + "]}");
+  // A training forward (the batch's statistics) gives other probabilities.
+  const float* logits = m.forward(x.data(), 2, true, 0);
+  double far = 0;
+  for (int r = 0; r < 2; ++r) {
+    double sum = 0;
+    for (int k = 0; k < 10; ++k) sum += std::exp(double(logits[r * 10 + k]));
+    for (int k = 0; k < 10; ++k)
+      far = std::max(far, std::fabs(std::exp(double(logits[r * 10 + k])) / sum - want[size_t(r * 10 + k)]));
+  }
+  EXPECT_GT(far, 1e-3);
+}
+
+// Exports from before model files (signature {784}, the original layer specs, as strand wrote
+// them then: the file's layout has not changed) still load and serve, and report [-1,784].
+TEST(Serve, OldExportsStillServe) {
+  const ModelArch old_cnn{
+      "mnist_cnn",
+      Shape{1, 28, 28},
+      {LayerSpec{"conv2d", {{"filters", 32}, {"kernel", 5}, {"same", 1}}}, LayerSpec{"relu", {}},
+       LayerSpec{"maxpool2x2", {}}, LayerSpec{"conv2d", {{"filters", 64}, {"kernel", 5}, {"same", 1}}},
+       LayerSpec{"relu", {}}, LayerSpec{"maxpool2x2", {}}, LayerSpec{"flatten", {}},
+       LayerSpec{"dense", {{"units", 1024}}}, LayerSpec{"relu", {}}, LayerSpec{"dropout", {{"rate", 0.4}}},
+       LayerSpec{"dense", {{"units", 10}}}}};
+  const ModelArch old_mlp{
+      "mnist_mlp",
+      Shape{1, 28, 28},
+      {LayerSpec{"flatten", {}}, LayerSpec{"dense", {{"units", 1024}}}, LayerSpec{"relu", {}},
+       LayerSpec{"dropout", {{"rate", 0.4}}}, LayerSpec{"dense", {{"units", 10}}}}};
+  const io::Signature old_signature{"x", Shape{784}, "classes", "probabilities", 10};
+  std::vector<io::ModelFile> files;
+  for (const ModelArch& a : {old_cnn, old_mlp}) files.push_back({a, old_signature, seeded_params(a), {}});
+  ModelDir dir(files);
+  Served served(dir.path());
+  httplib::Client c("127.0.0.1", served.server.port());
+  const std::vector<float> x = images(2, 5);
+  Context ctx(make_cpu_backend(1));
+  for (int v = 1; v <= 2; ++v) {
+    EXPECT_EQ(c.Get(("/v1/models/mnist/versions/" + std::to_string(v) + "/metadata").c_str())->body,
+              metadata_body("mnist", v, {784}, 10));
+    Model m(ctx.backend(), files[size_t(v - 1)].arch);
+    m.set_params(files[size_t(v - 1)].params);
+    std::vector<float> want(20);
+    m.predict(x.data(), 2, want.data());
+    // The second image as a 28x28 nested list: the architecture's shape still applies.
+    std::string second = "[";
+    for (int r = 0; r < 28; ++r) {
+      if (r) second += ',';
+      second += json_list(x.data() + 784 + 28 * r, 28);
+    }
+    const auto res =
+        c.Post(("/v1/models/mnist/versions/" + std::to_string(v) + ":predict").c_str(),
+               "{\"instances\":[" + json_list(x.data(), 784) + "," + second + "]]}", "application/json");
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->body, "{\"predictions\":[" + json_list(want.data(), 10) + "," +
+                             json_list(want.data() + 10, 10) + "]}")
+        << "version " << v;
+  }
 }
 
 }  // namespace

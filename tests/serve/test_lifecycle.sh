@@ -102,6 +102,30 @@ grep -q "selects no rows" \
   <<<"$("$strand" predict --endpoint tiny "$work/data/npy/eval_data.npy" --rows 500:600 2>&1)" ||
   fail "bad --rows"
 
+# Any instance shape the model takes: one image [28,28], channels-last rows [N,28,28,1] (the
+# same predictions as the flat rows); a file of another size is refused before sending.
+/usr/bin/python3 - "$work" <<'PY' || fail "cannot write the shaped .npy files"
+import sys, numpy as np
+w = sys.argv[1]
+d = np.load(f"{w}/data/npy/eval_data.npy")
+np.save(f"{w}/one.npy", d[7].reshape(28, 28))
+np.save(f"{w}/nhwc.npy", d[:50].reshape(50, 28, 28, 1))
+np.save(f"{w}/wrong.npy", d[:5, :100])
+PY
+[[ $("$strand" predict --endpoint tiny "$work/one.npy") == "$(sed -n 8p <<<"$pred" | cut -d, -f1)" ]] ||
+  fail "one [28,28] image: $("$strand" predict --endpoint tiny "$work/one.npy" 2>&1)"
+pred_nhwc=$("$strand" predict --endpoint tiny "$work/nhwc.npy" --labels "$work/data/npy/eval_labels.npy" \
+  --rows 0:50 2>&1)
+grep -q "expected 50 labels" <<<"$pred_nhwc" || fail "labels of another count: $pred_nhwc"
+/usr/bin/python3 -c 'import numpy as np, sys; np.save(sys.argv[1], np.load(sys.argv[2])[:50])' \
+  "$work/labels50.npy" "$work/data/npy/eval_labels.npy"
+pred_nhwc=$("$strand" predict --endpoint tiny "$work/nhwc.npy" --labels "$work/labels50.npy" 2>/dev/null)
+[[ $pred_nhwc == "$pred" ]] || fail "[N,28,28,1] rows predict otherwise than flat rows"
+wrong="expected one instance or rows of instances of 784 values"
+wrong+=" (the model takes \[28,28,1\] per instance), got \[5,100\]"
+grep -q "$wrong" <<<"$("$strand" predict --endpoint tiny "$work/wrong.npy" 2>&1)" ||
+  fail "a file of the wrong shape"
+
 # A deploy that fails shows the endpoint's log and leaves nothing behind.
 grep -q "no exported model" <<<"$("$strand" deploy --model-dir "$work/nowhere" --name broken 2>&1)" ||
   fail "deploy of a missing model"
@@ -114,6 +138,39 @@ kill -0 "$dpid" 2>/dev/null && [[ $(awk '{print $3}' "/proc/$dpid/stat" 2>/dev/n
 [[ -z $(ls -A "$STRAND_STATE/endpoints") ]] || fail "state left behind: $(ls -A "$STRAND_STATE/endpoints")"
 [[ -z $("$strand" endpoint list) ]] || fail "list after delete"
 grep -q "no endpoint named 'tiny'" <<<"$("$strand" endpoint delete tiny 2>&1)" || fail "deleting twice"
+
+# A model with 3 classes (from the labels): K probabilities, and the metadata says so.
+mkdir -p "$work/three"
+/usr/bin/python3 - "$work" <<'PY' || fail "cannot write the 3-class data"
+import shutil, sys, numpy as np
+w = sys.argv[1]
+for split in ("train", "eval"):
+    shutil.copy(f"{w}/data/npy/{split}_data.npy", f"{w}/three/{split}_data.npy")
+    np.save(f"{w}/three/{split}_labels.npy", np.load(f"{w}/data/npy/{split}_labels.npy") % 3)
+PY
+cat >"$work/three.json" <<'JSON'
+{"name": "three", "input": [1, 28, 28],
+ "layers": [{"type": "flatten"}, {"type": "dense", "units": "classes"}]}
+JSON
+"$strand" train --model "$work/three.json" --data "$work/three" --model-dir "$work/model3" --epochs 2 \
+  --batch-size 50 --threads 1 >/dev/null 2>"$work/train3.log" || fail "train: $(cat "$work/train3.log")"
+"$strand" deploy --model-dir "$work/model3" --name three --threads 1 >/dev/null 2>&1 ||
+  fail "deploy 3 classes"
+pred3=$("$strand" predict --endpoint three "$work/three/eval_data.npy" --rows 0:20 \
+  --labels "$work/three/eval_labels.npy" 2>&1)
+[[ $(grep -cE '^prediction: [0-2], label: [0-2], matched: (True|False)$' <<<"$pred3") == 20 ]] ||
+  fail "3-class predict: $pred3"
+three_port=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["port"])' \
+  "$STRAND_STATE/endpoints/three.json")
+metadata=$(curl -s "http://127.0.0.1:$three_port/v1/models/model/metadata")
+outputs='"outputs":{"probabilities":{"dtype":"DT_FLOAT","tensor_shape":{"dim":'
+outputs+='[{"size":"-1","name":""},{"size":"3","name":""}]'
+grep -qF "$outputs" <<<"$metadata" || fail "3-class metadata: $metadata"
+refusal='{"error":"instance 0: expected a list of 784 numbers or a nested list of shape [28,28] or '
+refusal+='[28,28,1] or [1,28,28], got a list of 1"}'
+[[ $(curl -s -H 'Content-Type: application/json' -d '[[0.5]]' "http://127.0.0.1:$three_port/invocations") == \
+  "$refusal" ]] || fail "3-class wrong shape"
+"$strand" endpoint delete three >/dev/null || fail "delete three"
 
 # strand bench serve, briefly: every cell answered with no failure, and its rates and CPU costs
 # are numbers (the served CPU per image at least the in-process one's order of magnitude).

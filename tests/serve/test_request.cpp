@@ -14,7 +14,9 @@
 namespace strand::serve {
 namespace {
 
-const InstanceSpec kSpec = instance_spec(Shape{1, 2, 3}, "x");  // 6 numbers, or [2,3], or [1,2,3]
+const InstanceSpec kSpec = instance_spec(Shape{1, 2, 3}, "x");  // 6 numbers, or [2,3], [2,3,1], [1,2,3]
+// Three channels of 2x4: 24 numbers, [2,4,3] (channels-last) or [3,2,4].
+const InstanceSpec kColor = instance_spec(Shape{3, 2, 4}, "x");
 
 std::string message_of(void (*f)()) {
   try {
@@ -28,12 +30,110 @@ std::string message_of(void (*f)()) {
 
 TEST(Request, InstanceSpec) {
   EXPECT_EQ(kSpec.size, 6);
-  ASSERT_EQ(kSpec.shapes.size(), 2u);
-  EXPECT_EQ(kSpec.shapes[0], (Shape{2, 3}));
-  EXPECT_EQ(kSpec.shapes[1], (Shape{1, 2, 3}));
+  EXPECT_EQ(kSpec.shapes, (std::vector<InstanceShape>{
+                              {Shape{2, 3}, false}, {Shape{2, 3, 1}, false}, {Shape{1, 2, 3}, false}}));
+  EXPECT_EQ(kColor.size, 24);
+  EXPECT_EQ(kColor.shapes, (std::vector<InstanceShape>{{Shape{2, 4, 3}, true}, {Shape{3, 2, 4}, false}}));
+  // C = H = W: [H,W,C] and [C,H,W] look alike; channels-last wins.
+  EXPECT_EQ(instance_spec(Shape{2, 2, 2}, "x").shapes, (std::vector<InstanceShape>{{Shape{2, 2, 2}, true}}));
   const InstanceSpec flat = instance_spec(Shape{784}, "x");
   EXPECT_EQ(flat.size, 784);
   EXPECT_TRUE(flat.shapes.empty());
+}
+
+// [C][H][W] nested lists as JSON, value = 100c + 10h + w; and the same image channels-last.
+std::string color_chw() {
+  std::string s = "[";
+  for (int c = 0; c < 3; ++c) {
+    s += c ? ",[" : "[";
+    for (int h = 0; h < 2; ++h) {
+      s += h ? ",[" : "[";
+      for (int w = 0; w < 4; ++w) {
+        if (w) s += ',';
+        s += std::to_string(100 * c + 10 * h + w);
+      }
+      s += "]";
+    }
+    s += "]";
+  }
+  return s + "]";
+}
+std::string color_hwc() {
+  std::string s = "[";
+  for (int h = 0; h < 2; ++h) {
+    s += h ? ",[" : "[";
+    for (int w = 0; w < 4; ++w) {
+      s += w ? ",[" : "[";
+      for (int c = 0; c < 3; ++c) {
+        if (c) s += ',';
+        s += std::to_string(100 * c + 10 * h + w);
+      }
+      s += "]";
+    }
+    s += "]";
+  }
+  return s + "]";
+}
+std::vector<float> color_model_order() {
+  std::vector<float> x;
+  for (int c = 0; c < 3; ++c)
+    for (int h = 0; h < 2; ++h)
+      for (int w = 0; w < 4; ++w) x.push_back(float(100 * c + 10 * h + w));
+  return x;
+}
+
+// Every form and content type gives the batch in the model's [C][H][W] order.
+TEST(Request, ChannelsLastAndChannelsFirstInstances) {
+  const std::vector<float> one = color_model_order();
+  std::string csv;
+  for (size_t i = 0; i < one.size(); ++i) {
+    if (i) csv += ',';
+    csv += std::to_string(int(one[i]));
+  }
+  const std::string flat = "[" + csv + "]";
+  std::vector<float> three;
+  for (int i = 0; i < 3; ++i) three.insert(three.end(), one.begin(), one.end());
+  const std::string list = "[" + color_hwc() + "," + color_chw() + "," + flat + "]";
+  EXPECT_EQ(parse_tfs_json(R"({"instances": )" + list + "}", kColor).x, three);
+  EXPECT_EQ(parse_tfs_json(R"({"inputs": {"x": )" + list + "}}", kColor).x, three);
+  EXPECT_EQ(parse_tfs_json(R"({"instances": [{"x": )" + color_hwc() + "}]}", kColor).x, one);
+  EXPECT_EQ(parse_sagemaker_json(list, kColor).x, three);
+  EXPECT_EQ(parse_sagemaker_json(color_hwc(), kColor).x, one);  // one instance, no list around it
+  EXPECT_EQ(parse_sagemaker_json(color_chw(), kColor).x, one);
+  EXPECT_EQ(parse_sagemaker_json(R"({"x": )" + color_hwc() + "}", kColor).x, one);
+  EXPECT_EQ(parse_json_lines(color_hwc() + "\n" + color_chw() + "\n" + flat, kColor).x, three);
+  EXPECT_EQ(parse_csv(csv + "\n" + csv + "\n" + csv, kColor).x, three);
+  // C = H = W: read channels-last.
+  const InstanceSpec cube = instance_spec(Shape{2, 2, 2}, "x");
+  EXPECT_EQ(parse_sagemaker_json("[[[0,1],[2,3]],[[4,5],[6,7]]]", cube).x,
+            (std::vector<float>{0, 2, 4, 6, 1, 3, 5, 7}));
+}
+
+TEST(Request, WrongShapesSayWhatWasExpected) {
+  const std::string want = "expected a list of 24 numbers or a nested list of shape [2,4,3] or [3,2,4], got ";
+  EXPECT_EQ(message_of([] {
+              parse_tfs_json(R"({"instances": [)" + color_chw() + ", [[[1,2],[3,4]],[[5,6],[7,8]]]]}",
+                             kColor);
+            }),
+            "instance 1: " + want + "nested lists of shape [2,2,2]");
+  EXPECT_EQ(message_of([] { parse_sagemaker_json("[[[1,2,3,4],[5,6,7,8]]]", kColor); }),
+            "instance 0: " + want + "nested lists of shape [2,4]");
+  EXPECT_EQ(message_of([] { parse_sagemaker_json("[[1,2,3]]", kColor); }),
+            "instance 0: " + want + "a list of 3");
+  // Ragged channels-last: the value index counts in the order sent.
+  std::string ragged = color_hwc();
+  ragged.replace(ragged.rfind(",112"), 4, "");
+  EXPECT_EQ(message_of([] { parse_json_lines("[1]\n", kColor); }),
+            "line 1: instance 0: " + want + "a list of 1");
+  try {
+    parse_sagemaker_json(ragged, kColor);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.message(), "instance 0, value 18: a list of 2 where 3 were expected (ragged nesting)");
+  }
+  EXPECT_EQ(message_of([] { parse_csv(std::string("1,2,3"), kColor); }), "row 1 has 3 values, expected 24");
+  EXPECT_EQ(message_of([] { parse_tfs_json(R"({"inputs": [[1,2,3]]})", kColor); }),
+            "instance 0: " + want + "a list of 3");
 }
 
 TEST(Request, TfServingRowAndColumnar) {
@@ -78,13 +178,14 @@ TEST(Request, ErrorsSayWhere) {
   EXPECT_EQ(message_of([] { parse_tfs_json(R"({"instances": [[[1,2,3],[4,5]]]})", kSpec); }),
             "instance 0, value 3: a list of 2 where 3 were expected (ragged nesting)");
   EXPECT_EQ(message_of([] { parse_tfs_json(R"({"instances": [[[1,2],[3,4],[5,6]]]})", kSpec); }),
-            "instance 0: expected a list of 6 numbers or a nested list of shape [2,3] or [1,2,3], got nested "
+            "instance 0: expected a list of 6 numbers or a nested list of shape [2,3] or [2,3,1] or [1,2,3], "
+            "got nested "
             "lists of shape [3,2]");
   EXPECT_EQ(message_of([] { parse_tfs_json(R"({"instances": 5})", kSpec); }),
             "'instances' must be a list of instances, got a number");
-  EXPECT_EQ(
-      message_of([] { parse_tfs_json(R"({"instances": [1], "inputs": [1]})", kSpec); }),
-      "instance 0: expected a list of 6 numbers or a nested list of shape [2,3] or [1,2,3], got a number");
+  EXPECT_EQ(message_of([] { parse_tfs_json(R"({"instances": [1], "inputs": [1]})", kSpec); }),
+            "instance 0: expected a list of 6 numbers or a nested list of shape [2,3] or [2,3,1] or [1,2,3], "
+            "got a number");
   EXPECT_EQ(message_of([] { parse_tfs_json(R"({"inputs": [[1,2,3,4,5,6]], "instances": []})", kSpec); }),
             "a request has either 'instances' (row format) or 'inputs' (columnar format), not both");
   EXPECT_EQ(message_of([] { parse_tfs_json("{}", kSpec); }),
@@ -234,9 +335,9 @@ TEST(Request, SimplifiedFastPathMatchesTheGeneralPath) {
     }
   }
   // What the fast path declines, the general path answers with its own messages.
-  EXPECT_EQ(
-      message_of([] { parse_sagemaker_json("[[1,2,3,4,5,6],[1,2]]", kSpec); }),
-      "instance 1: expected a list of 6 numbers or a nested list of shape [2,3] or [1,2,3], got a list of 2");
+  EXPECT_EQ(message_of([] { parse_sagemaker_json("[[1,2,3,4,5,6],[1,2]]", kSpec); }),
+            "instance 1: expected a list of 6 numbers or a nested list of shape [2,3] or [2,3,1] or [1,2,3], "
+            "got a list of 2");
   EXPECT_EQ(message_of([] {
               parse_sagemaker_json("[[1,2,3,4,5,6],[1,2,3,4,5,01]]", kSpec);
             }).rfind("the body is not valid JSON", 0),
@@ -249,9 +350,9 @@ TEST(Request, SimplifiedFastPathMatchesTheGeneralPath) {
             "the body is not valid JSON: Problem while parsing a number");  // simdjson's limit for integers
   EXPECT_EQ(message_of([] { parse_sagemaker_json("[1,2,3,4,5,1e39]", kSpec); }),
             "instance 0, value 5: 1e+39 is out of float range");
-  EXPECT_EQ(
-      message_of([] { parse_sagemaker_json("[1,2,3,4,5]", kSpec); }),
-      "instance 0: expected a list of 6 numbers or a nested list of shape [2,3] or [1,2,3], got a list of 5");
+  EXPECT_EQ(message_of([] { parse_sagemaker_json("[1,2,3,4,5]", kSpec); }),
+            "instance 0: expected a list of 6 numbers or a nested list of shape [2,3] or [2,3,1] or [1,2,3], "
+            "got a list of 5");
   EXPECT_EQ(parse_sagemaker_json(" \n[ [1,2,3,4,5,6] , [6,5,4,3,2,1.5] ]\r\n", kSpec).x,
             (std::vector<float>{1, 2, 3, 4, 5, 6, 6, 5, 4, 3, 2, 1.5f}));
 }
