@@ -72,7 +72,7 @@ io::Dataset bench_data(const Context& ctx, const BenchArgs& a, const Model& mode
   const bool mnist_shaped = model.arch().input == Shape{1, 28, 28};
   if (a.data != "synthetic" && (!a.data.empty() || (mnist_shaped && std::filesystem::exists(data_dir)))) {
     source = data_dir.string();
-    return load_split(ctx, data_dir, train_split ? io::MnistSplit::train : io::MnistSplit::eval);
+    return load_split(ctx, data_dir, train_split ? io::Split::train : io::Split::eval);
   }
   source = "synthetic";
   if (a.data.empty())
@@ -148,7 +148,8 @@ void run_bench_infer(const BenchArgs& a) {
   Model model(ctx.backend(), models::find_model(a.model).with_classes(10));
   model.init(42);
   std::string source;
-  const io::Dataset data = bench_data(ctx, a, model, false, source);
+  // Predict takes float32 rows, as a request delivers them.
+  const io::Dataset data = io::to_f32(bench_data(ctx, a, model, false, source));
   STRAND_CHECK(data.size() >= a.batch_size, Usage,
                "--batch-size " + std::to_string(a.batch_size) + " is larger than the " +
                    std::to_string(data.size()) + " images available",

@@ -353,7 +353,7 @@ void run_bench_serve(const BenchServeArgs& a) {
   const fs::path data_dir = a.data.empty() ? default_mnist_cache() : fs::path(a.data);
   STRAND_CHECK(fs::exists(data_dir), Usage,
                "no MNIST at " + data_dir.string() + " (scripts/setup, or --data)", "strand bench serve");
-  const io::Dataset test = load_split(ctx, data_dir, io::MnistSplit::eval);
+  const io::Dataset test = io::to_f32(load_split(ctx, data_dir, io::Split::eval));  // requests carry floats
 
   // Parser cost on the largest request.
   const std::string big = make_bodies(test, a.images.back(), 1)[0];

@@ -22,11 +22,14 @@ void run_mnist(const DataArgs& a) {
     throw Error(ErrorKind::Io,
                 "no MNIST files here; run scripts/setup to download them, or pass --source DIR",
                 source.string());
-  const io::MnistSplits s = load_data(ctx, source);
+  const io::DataSplits s = load_data(ctx, source);
+  STRAND_CHECK(s.eval, Io, "no MNIST test files (t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte)",
+               source.string());
   io::write_mnist_npy(s, a.out);
-  ctx.log("wrote train_data.npy [" + std::to_string(s.train.size()) +
-          ",784], train_labels.npy, eval_data.npy [" + std::to_string(s.eval.size()) +
-          ",784], eval_labels.npy to " + a.out);
+  const std::string pixels = std::to_string(s.train.sample_shape.numel());
+  ctx.log("wrote train_data.npy [" + std::to_string(s.train.size()) + "," + pixels +
+          "], train_labels.npy, eval_data.npy [" + std::to_string(s.eval->size()) + "," + pixels +
+          "], eval_labels.npy to " + a.out);
 }
 }  // namespace
 

@@ -19,6 +19,8 @@ namespace {
 struct EvalArgs {
   std::string model_dir, data;
   DeviceArgs device;
+  io::ImageLayout layout = io::ImageLayout::Auto;
+  double val_split = 0;
   int64_t version = 0;  // 0: newest
   int64_t batch_size = 1000;
   int threads = default_threads();
@@ -34,7 +36,8 @@ void run_eval(const EvalArgs& a) {
       a.model_dir, a.version > 0 ? std::optional<int64_t>(a.version) : std::nullopt, &version);
   Model model(ctx.backend(), file.arch);
   model.set_params(file.params);
-  const io::Dataset test = load_split(ctx, a.data, io::MnistSplit::eval);
+  const io::Dataset test = load_split(ctx, a.data, io::Split::eval,
+                                      {.layout = a.layout, .classes = model.classes(), .val_split = a.val_split});
   ctx.log("evaluating " + file.arch.name + " version " + std::to_string(version) + " from " + a.model_dir);
   const EvalResult r = evaluate(model, test, a.batch_size);
   if (a.json) {
@@ -68,7 +71,15 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--model-dir", a->model_dir, "Model directory holding numbered versions")
       ->envname("SM_MODEL_DIR");
   cmd->add_option("--data", a->data,
-                  "Data directory: MNIST IDX files or the .npy layout (the test split suffices)");
+                  "Data directory: IDX files or the .npy layout, as for `strand train` (the evaluation files "
+                  "suffice)");
+  cmd->add_option_function<std::string>(
+         "--layout", [a](const std::string& v) { a->layout = io::parse_image_layout(v); },
+         "Layout of 4-D .npy images: nchw or nhwc (see `strand train --help`)")
+      ->default_str("auto");
+  cmd->add_option("--val-split", a->val_split,
+                  "Evaluate on the part of the training files `strand train --val-split F` held out")
+      ->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--version", a->version, "Version to evaluate (default: the newest)")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--batch-size", a->batch_size, "Images per forward pass")

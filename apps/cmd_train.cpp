@@ -3,9 +3,12 @@
 #include <cstdlib>
 #include <iostream>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include <strand/core/error.hpp>
 #include <strand/core/text.hpp>
+#include <strand/io/dataset.hpp>
 #include <strand/job/job.hpp>
 #include <strand/models/models.hpp>
 #include "apps/commands.hpp"
@@ -89,8 +92,27 @@ void add_train_command(CLI::App& app) {
              "Model to train: a built-in one (" + join(models::names(), ", ") +
                  ") or a model file (JSON; see `strand model file mnist_cnn` for one)",
              "mnist_cnn");
-  cmd->add_option("--data", s.data, "Data directory: MNIST IDX files or train_data.npy/...")
+  cmd->add_option("--data", s.data,
+                  "Data directory: IDX files (train-images-idx3-ubyte, ...) or the .npy layout (train_data.npy, "
+                  "train_labels.npy and, optionally, eval_data.npy, eval_labels.npy); images [N,H,W], "
+                  "[N,C,H,W], [N,H,W,C] or [N,F], uint8 or float32/64; labels 0..K-1")
       ->envname("SM_CHANNEL_TRAINING");
+  add_parsed(*cmd, "--layout", s.layout, io::parse_image_layout,
+             "Layout of 4-D .npy images: nchw or nhwc (transposed once at load); auto tells them apart by "
+             "the dimension that can be a channel count (1 to 4) and asks for this flag when both can",
+             std::string(io::to_string(s.layout)));
+  cmd->add_option("--val-split", s.val_split,
+                  "Evaluate on this fraction of the training files (0 < F < 1), held out the same way for "
+                  "every seed (`strand eval --val-split F` finds it); an error when the directory has "
+                  "evaluation files too")
+      ->check(CLI::Range(0.0, 1.0));
+  cmd->add_option_function<std::vector<std::string>>(
+         "--augment",
+         [&t](const std::vector<std::string>& items) { t.augment = parse_augmentation(join(items, ",")); },
+         "Augment the training batches: shift:P (move each image by up to P pixels in x and y, zeros "
+         "filling in), flip (mirror it left-right with probability 1/2), or both: shift:2,flip (or the "
+         "flag twice). Drawn per image from the seed, the epoch and the image's index")
+      ->default_str(to_string(t.augment));
   cmd->add_option("--model-dir", s.model_dir, "Where the exported model goes")->envname("SM_MODEL_DIR");
   cmd->add_option("--epochs", t.epochs, "Epochs to train")->check(CLI::PositiveNumber)->capture_default_str();
   cmd->add_option("--batch-size", t.batch_size, "Images per step")

@@ -1,7 +1,8 @@
 // Forward and backward of every op of a mnist_cnn training step, at the model's shapes at
 // batch 100 (models/op_cases.hpp), on the CPU backend with 1 and 2 threads: each op as the
 // model runs it (the ReLUs next to the convolutions and pools fused into them) and, for
-// convolutions and pools, also alone. Conv and dense report FLOP/s; times are wall-clock.
+// convolutions and pools, also alone; the batch gather also from uint8 pixels and with
+// augmentation. Conv and dense report FLOP/s; times are wall-clock.
 //   bench_layers [--json FILE] [Google Benchmark flags, e.g. --benchmark_filter=conv]
 #include <benchmark/benchmark.h>
 
@@ -215,15 +216,17 @@ void adam_step(benchmark::State& state, int64_t params) {
   }
 }
 
-// The batch's images and labels picked from the whole training set (zeros: a copy is a copy).
-void gather(benchmark::State& state, int64_t batch, int64_t sample) {
+// The batch's images and labels picked from the whole training set, stored as d.pixels, augmented
+// as d says (zeros: a copy is a copy, and the draws do not depend on the pixels).
+void gather(benchmark::State& state, const strand::GatherDesc& d) {
   Env env(threads_of(state));
-  Buffer images = env.zeros(kDatasetImages * sample), x = env.zeros(batch * sample);
-  std::vector<int32_t> labels(kDatasetImages), y(static_cast<size_t>(batch));
-  std::vector<int64_t> idx(static_cast<size_t>(batch));
-  for (int64_t i = 0; i < batch; ++i) idx[size_t(i)] = (i * 7919) % kDatasetImages;
-  for (auto _ : state)
-    env.be->gather(batch, sample, idx.data(), images.f32(), labels.data(), x.f32(), y.data());
+  const size_t pixel_bytes = d.pixels == strand::PixelType::U8 ? 1 : sizeof(float);
+  Buffer images = env.be->alloc(size_t(kDatasetImages * d.sample()) * pixel_bytes);
+  Buffer x = env.zeros(d.batch * d.sample());
+  std::vector<int32_t> labels(kDatasetImages), y(static_cast<size_t>(d.batch));
+  std::vector<int64_t> idx(static_cast<size_t>(d.batch));
+  for (int64_t i = 0; i < d.batch; ++i) idx[size_t(i)] = (i * 7919) % kDatasetImages;
+  for (auto _ : state) env.be->gather(d, idx.data(), images.data(), labels.data(), x.f32(), y.data());
 }
 
 void add(const std::string& name, std::function<void(benchmark::State&)> body) {
@@ -235,6 +238,33 @@ void add(const std::string& name, std::function<void(benchmark::State&)> body) {
       ->Unit(benchmark::kMillisecond);
 }
 
+// The gathers of a model with input `input`: float32 and uint8 pixels, with and without
+// augmentation (shift:2,flip) where the input is an image; mnist_cnn's also at the CLI's
+// default batch of 64 ("gather/b64...").
+void add_gathers(const std::string& name, const strand::Shape& input, const OpCase& c, bool cli_batch) {
+  strand::GatherDesc d;
+  if (input.rank() == 3) {
+    d.channels = input[0];
+    d.height = input[1];
+    d.width = input[2];
+  } else {
+    d.width = c.sample;
+  }
+  for (int64_t batch : cli_batch ? std::vector<int64_t>{c.batch, 64} : std::vector<int64_t>{c.batch})
+    for (strand::PixelType pixels : {strand::PixelType::F32, strand::PixelType::U8})
+      for (bool augment : {false, true}) {
+        if (augment && input.rank() != 3) continue;
+        d.batch = batch;
+        d.pixels = pixels;
+        d.augment = augment ? strand::Augmentation{.shift = 2, .flip = true} : strand::Augmentation{};
+        std::string n = name;  // appends: g++ 12 gives a false -Wrestrict on const char* + std::string&&
+        if (batch != c.batch) n += "/b" + std::to_string(batch);
+        if (pixels == strand::PixelType::U8) n += "/u8";
+        if (augment) n += "+augment";
+        add(n, [d](benchmark::State& s) { gather(s, d); });
+      }
+}
+
 }  // namespace
 
 void register_benchmarks() {
@@ -244,7 +274,7 @@ void register_benchmarks() {
       const std::string n = (model == "mnist_cnn" ? "" : model + "/") + c.name;
       switch (c.kind) {
         case OpKind::Gather:
-          add(n, [c](benchmark::State& s) { gather(s, c.batch, c.sample); });
+          add_gathers(n, strand::models::by_name(model).input, c, model == "mnist_cnn");
           break;
         case OpKind::Conv2d:
           add(n + "/forward", [c](benchmark::State& s) { conv_forward(s, c.conv, false); });

@@ -115,6 +115,43 @@ struct DenseDesc {
   double flops() const { return 2.0 * batch * in * out; }
 };
 
+// How a data set stores its pixels: float32 as they are, or uint8 where v stands for
+// u8_pixel(v) = v / 255 (converted as a batch is gathered, so the set stays a quarter the size).
+enum class PixelType : uint8_t { F32, U8 };
+inline constexpr float u8_pixel(uint8_t v) { return static_cast<float>(v) / 255.0f; }
+
+// Training-time augmentation, drawn per sample (augment_draw): the image is mirrored left-right
+// (flip, probability 1/2), then translated by (dy, dx), each uniform in [-shift, shift], with
+// zeros where no source pixel lands. Integer moves only, so every backend gives the same bits.
+struct Augmentation {
+  static constexpr int64_t kMaxShift = int64_t{1} << 30;  // shifts below it are drawn exactly
+  int64_t shift = 0;
+  bool flip = false;
+  constexpr bool any() const { return shift > 0 || flip; }
+  bool operator==(const Augmentation&) const = default;
+};
+// "shift:P", "flip", both joined by a comma ("shift:2,flip"; a repeated item must agree), or
+// "none"; Usage error naming the text otherwise. The one parser of augmentation strings.
+Augmentation parse_augmentation(std::string_view text);
+std::string to_string(const Augmentation& a);  // parse_augmentation's form
+struct AugmentDraw {
+  int64_t dy = 0, dx = 0;
+  bool flip = false;
+};
+
+// Batch assembly: b samples of [channels, height, width] (a flat sample is 1 x 1 x F) picked by
+// index, converted to float32 and, when d.augment asks, augmented with draws keyed by (seed,
+// epoch, the sample's index in the data set): the same image gets the same move whichever rank
+// or step gathers it.
+struct GatherDesc {
+  int64_t batch = 0, channels = 1, height = 1, width = 1;
+  PixelType pixels = PixelType::F32;
+  Augmentation augment{};
+  uint64_t seed = 0;
+  int64_t epoch = 0;
+  constexpr int64_t sample() const { return channels * height * width; }
+};
+
 struct LossResult {
   double loss = 0;      // mean cross-entropy over the batch
   int64_t correct = 0;  // rows whose arg-max equals the label
@@ -211,10 +248,10 @@ class Backend {
   // whose kernels have run when their call returns.
   virtual std::unique_ptr<Lane> make_lane() { return nullptr; }
 
-  // ---- batch assembly on the device. images [N,sample], labels [N], indices [b] (int64, each
-  // in [0,N)) -> x [b,sample], y [b].
-  virtual void gather(int64_t b, int64_t sample, const int64_t* indices, const float* images,
-                      const int32_t* labels, float* x, int32_t* y) = 0;
+  // ---- batch assembly on the device (GatherDesc). images [N,C,H,W] of d.pixels, labels [N],
+  // indices [b] (int64, each in [0,N)) -> x [b,C,H,W] float32, y [b].
+  virtual void gather(const GatherDesc& d, const int64_t* indices, const void* images, const int32_t* labels,
+                      float* x, int32_t* y) = 0;
 
   // ---- conv2d. x [B,in_c,H,W], w [out_c,in_c,kh,kw], b [out_c] or null (no bias),
   // y [B,out_c,oh,ow].
@@ -318,6 +355,19 @@ inline constexpr uint64_t mix64(uint64_t z) {
 }
 inline constexpr bool dropout_keep(uint64_t key, uint64_t i, float rate) {
   return static_cast<float>(mix64(key ^ mix64(i)) >> 40) * (1.0f / 16777216.0f) >= rate;
+}
+
+// The augmentation of sample `index` of the data set under `key` = augment_key(seed, epoch):
+// dx from the low 32 bits of one 64-bit mix, dy from the next 31, the flip from the top bit
+// (each a multiply-shift into [0, 2*shift+1), which cannot overflow below Augmentation::kMaxShift).
+inline constexpr uint64_t augment_key(uint64_t seed, int64_t epoch) {
+  return mix64(seed ^ mix64(static_cast<uint64_t>(epoch) ^ 0xa5a5a5a5a5a5a5a5ULL));
+}
+inline constexpr AugmentDraw augment_draw(uint64_t key, uint64_t index, const Augmentation& a) {
+  const uint64_t r = mix64(key ^ mix64(index));
+  const uint64_t span = static_cast<uint64_t>(2 * a.shift + 1);
+  return {static_cast<int64_t>((((r >> 32) & 0x7fffffffULL) * span) >> 31) - a.shift,
+          static_cast<int64_t>(((r & 0xffffffffULL) * span) >> 32) - a.shift, a.flip && (r >> 63) != 0};
 }
 
 // The CPU backend with `threads` worker threads (>= 1).

@@ -21,7 +21,7 @@ int main(int argc, char** argv) {
   try {
     strand::Context ctx(strand::make_cpu_backend(2));
     strand::Model model(ctx.backend(), strand::models::mnist_cnn());
-    const strand::io::MnistSplits data = strand::io::load_mnist_dir(argv[1]);
+    const strand::io::DataSplits data = strand::io::load_data_dir(argv[1]);
 
     strand::TrainConfig cfg;  // the CLI's recipe: Adam 0.002 on a cosine schedule, batch 64, seed 42
     cfg.max_steps = argc > 3 ? std::atoll(argv[3]) : 300;
@@ -29,7 +29,7 @@ int main(int argc, char** argv) {
       std::printf("step %lld: loss %.4f, test accuracy %.2f%%\n", (long long)m.step, m.loss,
                   100 * m.test_accuracy);
     };
-    strand::train(ctx, model, data.train, &data.eval, cfg);
+    strand::train(ctx, model, data.train, data.eval ? &*data.eval : nullptr, cfg);
 
     const strand::io::ModelFile file{
         model.arch(), strand::io::default_signature(model), model.get_params(), {}};

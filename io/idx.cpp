@@ -1,7 +1,6 @@
 #include <strand/io/idx.hpp>
 
 #include <algorithm>
-#include <array>
 #include <bit>
 #include <cstdio>
 #include <cstring>
@@ -186,14 +185,11 @@ double IdxArray::value(int64_t i) const {
 
 IdxArray read_idx(const fs::path& path) { return read_impl(path, nullptr); }
 
-Array<float> read_idx_images(const fs::path& path) {
+Array<uint8_t> read_idx_images(const fs::path& path) {
   const Expect expect{0x00000803, "an IDX image file (ubyte, 3 dimensions)"};
   IdxArray a = read_impl(path, &expect);
-  // Table lookup: the same v / 255.0f as every other uint8 -> [0,1] path in strand.
-  std::array<float, 256> scale{};
-  for (int v = 0; v < 256; ++v) scale[v] = static_cast<float>(v) / 255.0f;
-  Array<float> out{a.shape, std::vector<float>(a.data.size())};
-  for (size_t i = 0; i < a.data.size(); ++i) out.data[i] = scale[static_cast<uint8_t>(a.data[i])];
+  Array<uint8_t> out{a.shape, std::vector<uint8_t>(a.data.size())};
+  std::memcpy(out.data.data(), a.data.data(), a.data.size());
   return out;
 }
 

@@ -4,7 +4,7 @@
 // short files and trailing bytes are both rejected (Error(Format), naming the path).
 //
 //   read_idx(path)        -> IdxArray, any element type, values in native byte order
-//   read_idx_images(path) -> float [N, rows, cols] in [0, 1]   (ubyte, magic 0x00000803)
+//   read_idx_images(path) -> uint8 [N, rows, cols], any size    (ubyte, magic 0x00000803)
 //   read_idx_labels(path) -> int32 [N]                          (ubyte, magic 0x00000801)
 #pragma once
 
@@ -42,7 +42,7 @@ struct IdxArray {
 };
 
 IdxArray read_idx(const std::filesystem::path& path);
-Array<float> read_idx_images(const std::filesystem::path& path);
+Array<uint8_t> read_idx_images(const std::filesystem::path& path);
 Array<int32_t> read_idx_labels(const std::filesystem::path& path);
 
 }  // namespace strand::io

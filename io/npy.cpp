@@ -504,4 +504,8 @@ void write_npy(const fs::path& path, const Shape& shape, const int32_t* data) {
   write_impl(path, shape, data, "<i4");
 }
 
+void write_npy(const fs::path& path, const Shape& shape, const uint8_t* data) {
+  write_impl(path, shape, data, "|u1");
+}
+
 }  // namespace strand::io

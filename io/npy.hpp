@@ -5,7 +5,7 @@
 //   read_npy_f32 / read_npy_i32  -> Array<float> / Array<int32_t>, converting other numeric
 //                                   dtypes when no value changes (see npy_to_f32/npy_to_i32)
 //   write_npy(path, shape, data) -> a version 1.0 file, byte-identical to what np.save writes
-//                                   for the same float32/int32 C-order array; written atomically
+//                                   for the same float32/int32/uint8 C-order array; written atomically
 //
 // Readable dtypes: <f4 <f8 |i1 |u1 <i2 <u2 <i4 <u4 <i8 <u8 (1-byte types under any byte-order
 // mark). Rejected with a message naming the dtype: big-endian, float16, complex, bool,
@@ -57,5 +57,6 @@ Array<int32_t> read_npy_i32(const std::filesystem::path& path,
 // `data` holds shape.numel() values in C order (may be null when numel is 0).
 void write_npy(const std::filesystem::path& path, const Shape& shape, const float* data);
 void write_npy(const std::filesystem::path& path, const Shape& shape, const int32_t* data);
+void write_npy(const std::filesystem::path& path, const Shape& shape, const uint8_t* data);
 
 }  // namespace strand::io

@@ -252,8 +252,9 @@ JobResult train_rank_on(const JobSpec& spec, const JobHooks& hooks, const Identi
         std::make_unique<allreduce::AllreduceStrategy>(grads, st.allreduce.fusion_bytes, dist.timeline.get());
   }
 
-  const io::MnistSplits data = load_data(ctx, spec.data);
-  Model model(ctx.backend(), job_arch(spec, data.train));
+  const io::DataSplits data = load_data(ctx, spec.data, data_options(spec));
+  const io::Dataset* eval = data.eval ? &*data.eval : nullptr;
+  Model model(ctx.backend(), job_arch(spec, data.classes));
   // Ranks sharing one machine (CPU): the gradients live in the communicator's shared windows,
   // where its ring reduces them without copying between the ranks' buffers. Collective, the
   // same choice on every rank.
@@ -297,7 +298,7 @@ JobResult train_rank_on(const JobSpec& spec, const JobHooks& hooks, const Identi
   const auto t_train = Clock::now();
   JobResult out;
   out.chief = chief;
-  out.train = train(ctx, model, data.train, &data.eval, cfg, strategy);
+  out.train = train(ctx, model, data.train, eval, cfg, strategy);
   TrainResult& r = out.train;
   if (dist.ps) {
     dist.ps->sum(0);  // every live worker has pushed its last step
@@ -306,7 +307,7 @@ JobResult train_rank_on(const JobSpec& spec, const JobHooks& hooks, const Identi
       // gradients may have landed after this worker's last pull.
       Optimizer collected(ctx.backend(), cfg.optimizer, model.param_count(), model.trainable_count());
       dist.ps->collect(model, collected);
-      if (st.ps.consistency.mode != ps::Consistency::Sync) r.last_eval = evaluate(model, data.eval);
+      if (st.ps.consistency.mode != ps::Consistency::Sync && eval) r.last_eval = evaluate(model, *eval);
     }
     dist.ps->leave();
     if (dist.server) wait_for_departures(ctx, *dist.server, id.world, 2 * st.comm_timeout_s);
@@ -330,22 +331,22 @@ JobResult train_rank_on(const JobSpec& spec, const JobHooks& hooks, const Identi
   if (!chief) return out;
   if (r.reached_target) ctx.log("reached test accuracy " + compact(cfg.stop_at_accuracy) + ": stopping");
   // A run resumed from its last epoch trains nothing and is evaluated here.
-  out.final_eval = r.evaluations.empty() ? evaluate(model, data.eval) : r.last_eval;
-  const io::ModelFile file{model.arch(),
-                           io::default_signature(model),
-                           model.get_params(),
-                           {{"test_accuracy", std::to_string(out.final_eval.accuracy)},
-                            {"epochs", std::to_string(cfg.epochs)},
+  if (eval) out.final_eval = r.evaluations.empty() ? evaluate(model, *eval) : r.last_eval;
+  io::ModelFile file{model.arch(),
+                     io::default_signature(model),
+                     model.get_params(),
+                     {{"epochs", std::to_string(cfg.epochs)},
                             {"steps", std::to_string(r.global_step)},
                             {"optimizer", std::string(to_string(cfg.optimizer.kind))},
                             {"seed", std::to_string(cfg.seed)},
                             {"created", utc_now()},
                             {"strand_version", STRAND_VERSION}}};
+  if (eval) file.metadata["test_accuracy"] = std::to_string(out.final_eval.accuracy);
   out.version = io::export_model(spec.model_dir, file);
   out.exported = spec.model_dir / std::to_string(out.version);
-  char acc[32];
-  std::snprintf(acc, sizeof acc, "%.2f%%", 100 * out.final_eval.accuracy);
-  ctx.log(std::string("test accuracy ") + acc + "; exported version " + std::to_string(out.version) + " to " +
+  char acc[48] = "no evaluation set";
+  if (eval) std::snprintf(acc, sizeof acc, "test accuracy %.2f%%", 100 * out.final_eval.accuracy);
+  ctx.log(std::string(acc) + "; exported version " + std::to_string(out.version) + " to " +
           (out.exported / io::kModelFileName).string());
   return out;
 }
@@ -389,9 +390,8 @@ JobResult run_sagemaker(const JobSpec& spec, const JobHooks& hooks, const Enviro
   }
   Context ctx(make_cpu_backend(1), {.rank = 0, .world = 1, .host = host});
   // The servers hold the trainable parameters: their count may depend on the labels.
-  const ModelArch arch = spec.model.classes
-                             ? spec.model.arch
-                             : job_arch(spec, load_split(ctx, spec.data, io::MnistSplit::train));
+  const ModelArch arch =
+      spec.model.classes ? spec.model.arch : job_arch(spec, load_data(ctx, spec.data, data_options(spec)).classes);
   const int64_t params = Model(ctx.backend(), arch).trainable_count();
   // The address the other hosts resolve this host's name to, unless the bind spec says otherwise.
   const std::string address = p.bind.empty() ? resolve_ipv4(host) : ps_bind_address(p.bind, host);
@@ -443,29 +443,45 @@ Context make_context(const DeviceSpec& d, Identity id) {
 }
 
 namespace {
-// "data DIR (LAYOUT layout): WHAT, read in N ms", timed from `t0`.
-void log_loaded(const Context& ctx, const std::filesystem::path& dir, const std::string& layout,
+std::string shape_and_pixels(const io::Dataset& d) {
+  return d.sample_shape.str() + (d.pixels == PixelType::U8 ? " uint8" : " float32");
+}
+
+// "data DIR (FORMAT files): WHAT, read in N ms", timed from `t0`.
+void log_loaded(const Context& ctx, const std::filesystem::path& dir, const std::string& format,
                 const std::string& what, Clock::time_point t0) {
-  ctx.log("data " + dir.string() + " (" + layout + " layout): " + what + ", read in " +
+  ctx.log("data " + dir.string() + " (" + format + " files): " + what + ", read in " +
           std::to_string(int64_t(since(t0) * 1000)) + " ms");
 }
 }  // namespace
 
-io::Dataset load_split(const Context& ctx, const std::filesystem::path& dir, io::MnistSplit split) {
+io::DataOptions data_options(const JobSpec& spec) {
+  return {.layout = spec.layout, .classes = spec.model.classes, .val_split = spec.val_split};
+}
+
+io::Dataset load_split(const Context& ctx, const std::filesystem::path& dir, io::Split split,
+                       const io::DataOptions& options) {
   const auto t0 = Clock::now();
-  std::string layout;
-  io::Dataset d = io::load_mnist_split(dir, split, &layout);
-  log_loaded(ctx, dir, layout,
-             std::to_string(d.size()) + (split == io::MnistSplit::train ? " train" : " test") + " images",
+  std::string format;
+  io::Dataset d = io::load_data_split(dir, split, options, &format);
+  log_loaded(ctx, dir, format,
+             std::to_string(d.size()) + (split == io::Split::train ? " training" : " evaluation") + " images " +
+                 shape_and_pixels(d) +
+                 (split == io::Split::eval && options.val_split > 0 ? " (held out of the training files)" : ""),
              t0);
   return d;
 }
 
-io::MnistSplits load_data(const Context& ctx, const std::filesystem::path& dir) {
+io::DataSplits load_data(const Context& ctx, const std::filesystem::path& dir, const io::DataOptions& options) {
   const auto t0 = Clock::now();
-  io::MnistSplits s = io::load_mnist_dir(dir);
-  log_loaded(ctx, dir, s.layout,
-             std::to_string(s.train.size()) + " train, " + std::to_string(s.eval.size()) + " test images",
+  io::DataSplits s = io::load_data_dir(dir, options);
+  const std::string eval = !s.eval                 ? "no evaluation set"
+                           : options.val_split > 0 ? std::to_string(s.eval->size()) +
+                                                         " evaluation images held out of the training files"
+                                                   : std::to_string(s.eval->size()) + " evaluation images";
+  log_loaded(ctx, dir, s.format,
+             std::to_string(s.train.size()) + " training images " + shape_and_pixels(s.train) + ", " + eval +
+                 ", " + std::to_string(s.classes) + " classes",
              t0);
   return s;
 }
@@ -481,17 +497,15 @@ StrategyKind parse_strategy(std::string_view text) {
 
 std::string_view to_string(StrategyKind kind) { return name_of(kStrategyNames, kind); }
 
-ModelArch job_arch(const JobSpec& spec, const io::Dataset& train) {
-  int32_t top = -1;
-  for (int32_t l : train.labels) top = std::max(top, l);
-  return spec.model.with_classes(int64_t(top) + 1);
-}
+ModelArch job_arch(const JobSpec& spec, int64_t classes) { return spec.model.with_classes(classes); }
 
 void validate(const JobSpec& spec) {
   const std::string where = "strand train";
   STRAND_CHECK(!spec.data.empty(), Usage, "--data is required (or set SM_CHANNEL_TRAINING)", where);
   STRAND_CHECK(!spec.model_dir.empty(), Usage, "--model-dir is required (or set SM_MODEL_DIR)", where);
   validate(recipe(spec));
+  STRAND_CHECK(spec.val_split >= 0 && spec.val_split < 1, Usage,
+               "--val-split must be in (0, 1), got " + compact(spec.val_split), where);
   const StrategySpec& st = spec.strategy;
   STRAND_CHECK(st.comm_timeout_s > 0, Usage, "the communication timeout must be positive", where);
   STRAND_CHECK(st.ps.workers_per_host >= 1, Usage, "--workers-per-host must be at least 1", where);

@@ -78,15 +78,21 @@ struct DeviceSpec {
 
 // A context on `d.device`, logging to stderr as `id`.
 Context make_context(const DeviceSpec& d, Identity id = {});
-// MNIST from `dir` (both splits, or one), with a log line saying what was found.
-io::MnistSplits load_data(const Context& ctx, const std::filesystem::path& dir);
-io::Dataset load_split(const Context& ctx, const std::filesystem::path& dir, io::MnistSplit split);
+// A labelled image set from `dir` (io::load_data_dir: both splits; io::load_data_split: one),
+// with a log line saying what was found.
+io::DataSplits load_data(const Context& ctx, const std::filesystem::path& dir, const io::DataOptions& options = {});
+io::Dataset load_split(const Context& ctx, const std::filesystem::path& dir, io::Split split,
+                       const io::DataOptions& options = {});
 
 struct JobSpec {
   // A built-in model or a model file (models/model_json.hpp); its class count may come from
   // the training labels.
   models::ModelSpec model = models::builtin("mnist_cnn");
-  std::filesystem::path data;       // MNIST IDX files or the SageMaker layout (train_data.npy, ...)
+  std::filesystem::path data;       // IDX files or the SageMaker layout (train_data.npy, ...): io::load_data_dir
+  io::ImageLayout layout = io::ImageLayout::Auto;  // of 4-D .npy images
+  // In (0, 1): evaluate on this fraction of the training files, held out (io::DataOptions);
+  // the directory may then hold no evaluation files. 0: the evaluation files, if any.
+  double val_split = 0;
   std::filesystem::path model_dir;  // the export goes to model_dir/<version>/
   // The recipe: epochs, batch per worker, seed, optimizer, schedule, resume, evaluations. Its
   // checkpoint_dir, when empty, becomes model_dir/checkpoints.
@@ -97,9 +103,13 @@ struct JobSpec {
   std::filesystem::path timeline;  // when set, a Chrome trace of every rank's steps (mpirun jobs)
 };
 
-// The job's network for training set `train`: the model's, sized to the labels' class count
-// where the model takes it from them.
-ModelArch job_arch(const JobSpec& spec, const io::Dataset& train);
+// How the job reads its data: the spec's layout and validation split, and the model's class
+// count when it fixes one (the labels are checked against it).
+io::DataOptions data_options(const JobSpec& spec);
+
+// The job's network for data of `classes` classes (io::DataSplits::classes): the model's, sized
+// to it where the model takes its class count from the labels.
+ModelArch job_arch(const JobSpec& spec, int64_t classes);
 
 // Usage error naming the setting when the spec contradicts itself (e.g. a timeline without a
 // distributed strategy, a parameter server on a GPU).

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <numeric>
 
 #include <strand/core/error.hpp>
 #include <strand/io/model_file.hpp>
@@ -13,32 +14,32 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
+// Samples fit a model that takes their shape; or one whose input is flat with as many values
+// (it flattens them); or, as flat rows of a file, a model input of as many values.
 void check_fits(const Model& model, const io::Dataset& data, const char* which) {
-  STRAND_CHECK(data.sample_shape.numel() == model.arch().input.numel(), Shape,
-               std::string(which) + " samples have shape " + data.sample_shape.str() + ", model '" +
-                   model.arch().name + "' takes " + model.arch().input.str(),
-               "train");
-  STRAND_CHECK(data.size() > 0, Usage, std::string(which) + " set is empty", "train");
+  const Shape &s = data.sample_shape, &in = model.arch().input;
+  const std::string where = data.source.empty() ? "train" : data.source;
+  STRAND_CHECK(s == in || ((s.rank() == 1 || in.rank() == 1) && s.numel() == in.numel()), Shape,
+               std::string(which) + " samples have shape " + s.str() + ", model '" + model.arch().name +
+                   "' takes " + in.str(),
+               where);
+  STRAND_CHECK(data.size() > 0, Usage, std::string(which) + " set is empty", where);
 }
 
-// Device staging for one batch of images and labels.
-struct BatchBuffers {
-  BatchBuffers(Backend& be, int64_t batch, int64_t sample)
-      : sample(sample),
-        host_x(size_t(batch * sample)),
-        host_y(size_t(batch)),
-        x(be.alloc(host_x.size() * sizeof(float))),
-        y(be.alloc(host_y.size() * sizeof(int32_t))) {}
-  void load(Backend& be, const io::Dataset& data, std::span<const int64_t> idx) {
-    io::gather_batch(data, idx, host_x.data(), host_y.data());
-    be.to_device(x.data(), host_x.data(), idx.size() * size_t(sample) * sizeof(float));
-    be.to_device(y.data(), host_y.data(), idx.size() * sizeof(int32_t));
+// How batches of `data` are gathered for `model`: as the samples' [C,H,W], else (flat rows)
+// as the model's input image, else as 1 x 1 x F.
+GatherDesc gather_desc(const Model& model, const io::Dataset& data) {
+  const Shape& image = data.sample_shape.rank() == 3 ? data.sample_shape : model.arch().input;
+  GatherDesc d{.pixels = data.pixels};
+  if (image.rank() == 3) {
+    d.channels = image[0];
+    d.height = image[1];
+    d.width = image[2];
+  } else {
+    d.width = data.sample_shape.numel();
   }
-  int64_t sample;
-  std::vector<float> host_x;
-  std::vector<int32_t> host_y;
-  Buffer x, y;
-};
+  return d;
+}
 
 uint64_t step_key(uint64_t seed, int64_t step) { return mix64(seed ^ mix64(uint64_t(step) + 0x5eed)); }
 
@@ -73,7 +74,11 @@ class Run {
         used_(train_set.size() - train_set.size() % world_),
         global_batch_(cfg.batch_size * world_),
         steps_(io::steps_per_epoch(used_, global_batch_)),
-        total_steps_(cfg.epochs * steps_) {}
+        total_steps_(cfg.epochs * steps_),
+        gather_(gather_desc(model, train_set)) {
+    gather_.augment = cfg.augment;
+    gather_.seed = cfg.seed;
+  }
 
   TrainResult operator()() {
     resume();
@@ -94,7 +99,7 @@ class Run {
   void stage_data();
   // Trains one epoch (or until a stop); true when it ran to its end.
   bool run_epoch(int64_t epoch);
-  void train_step(int64_t s, const std::vector<int64_t>& order, const int64_t* order_dev);
+  void train_step(int64_t epoch, int64_t s, const std::vector<int64_t>& order, const int64_t* order_dev);
   void report_progress(int64_t epoch, int64_t s, bool last, EpochStats& stats, Clock::time_point t_train);
   // Evaluates on the test set and reports; true when the accuracy target is reached.
   bool evaluate_now(int64_t epoch, EpochStats& stats, Clock::time_point& t_train);
@@ -117,13 +122,14 @@ class Run {
   const int64_t world_, rank_;
   const int64_t used_;  // every rank trains the same number of samples
   const int64_t global_batch_, steps_, total_steps_;
+  GatherDesc gather_;  // its batch and epoch set per step
 
   TrainResult result_;
   int64_t step_ = 0;
   bool stop_ = false;
   // The training set and this step's batch where the backend's kernels read them.
   Buffer images_store_, labels_store_, x_, y_;
-  const float* images_ = nullptr;
+  const void* images_ = nullptr;
   const int32_t* labels_ = nullptr;
   const Clock::time_point t_start_ = Clock::now();
   Clock::time_point t_timed_ = t_start_;  // start of the timed steps
@@ -169,8 +175,7 @@ void Run::resume() {
 // gathers its batch there from the epoch's permutation, so no image crosses to the device per
 // step, and loss/accuracy are read from the device only for progress and evaluations.
 void Run::stage_data() {
-  images_ = static_cast<const float*>(
-      be_.device_view(train_set_.images.data(), train_set_.images.size() * sizeof(float), images_store_));
+  images_ = be_.device_view(train_set_.pixel_data(), train_set_.pixel_bytes(), images_store_);
   labels_ = static_cast<const int32_t*>(
       be_.device_view(train_set_.labels.data(), train_set_.labels.size() * sizeof(int32_t), labels_store_));
   x_ = be_.alloc(size_t(cfg_.batch_size * train_set_.sample_shape.numel()) * sizeof(float));
@@ -187,7 +192,7 @@ bool Run::run_epoch(int64_t epoch) {
   last_progress_ = t_train - std::chrono::seconds(1);
   int64_t s = 0;  // steps of this epoch done
   for (; s < steps_ && !stop_; ++s) {
-    train_step(s, order, order_dev);
+    train_step(epoch, s, order, order_dev);
     if (cfg_.max_steps > 0 && step_ >= cfg_.max_steps) stop_ = true;
     const bool last = s + 1 == steps_ || stop_;
     report_progress(epoch, s, last, stats, t_train);
@@ -201,7 +206,7 @@ bool Run::run_epoch(int64_t epoch) {
   return s == steps_;
 }
 
-void Run::train_step(int64_t s, const std::vector<int64_t>& order, const int64_t* order_dev) {
+void Run::train_step(int64_t epoch, int64_t s, const std::vector<int64_t>& order, const int64_t* order_dev) {
   // This worker's part of the global batch (the last one may be smaller; it still divides
   // evenly because `used_` is a multiple of the world size).
   const std::span<const int64_t> epoch_order = std::span<const int64_t>(order).first(size_t(used_));
@@ -215,13 +220,14 @@ void Run::train_step(int64_t s, const std::vector<int64_t>& order, const int64_t
     t_timed_ = Clock::now();
     excluded_seconds_ = 0;
   }
-  const int64_t sample = train_set_.sample_shape.numel();
+  gather_.batch = b;
+  gather_.epoch = epoch;
   const Model::GradsReady ready = [&](int64_t begin, int64_t end) {
     strategy_.grads_ready(model_, begin, end);
   };
   auto t = Clock::now();
   be_.begin_step(b);
-  be_.gather(b, sample, order_dev + first, images_, labels_, x_.f32(), y_.i32());
+  be_.gather(gather_, order_dev + first, images_, labels_, x_.f32(), y_.i32());
   model_.forward(x_.f32(), b, true, step_key(cfg_.seed, step_), uint64_t(rank_ * b));
   model_.loss_accumulate(y_.i32(), b);
   t = phase("forward", t);
@@ -314,8 +320,19 @@ EvalResult evaluate(Model& model, const io::Dataset& data, int64_t batch_size) {
   Backend& be = model.backend();
   const int64_t n = data.size(), classes = model.classes();
   batch_size = std::min(batch_size, n);
-  BatchBuffers buf(be, batch_size, data.sample_shape.numel());
-  std::vector<int64_t> idx;
+  // The set is made readable by the backend once and each batch gathered there, as training
+  // does, without augmentation.
+  std::vector<int64_t> rows(static_cast<size_t>(n));
+  std::iota(rows.begin(), rows.end(), int64_t{0});
+  Buffer images_store, labels_store, rows_store;
+  const void* images = be.device_view(data.pixel_data(), data.pixel_bytes(), images_store);
+  const auto* labels =
+      static_cast<const int32_t*>(be.device_view(data.labels.data(), size_t(n) * sizeof(int32_t), labels_store));
+  const auto* rows_dev =
+      static_cast<const int64_t*>(be.device_view(rows.data(), size_t(n) * sizeof(int64_t), rows_store));
+  GatherDesc desc = gather_desc(model, data);
+  Buffer x = be.alloc(size_t(batch_size * desc.sample()) * sizeof(float));
+  Buffer y = be.alloc(size_t(batch_size) * sizeof(int32_t));
   std::vector<float> logits(size_t(batch_size * classes));
   EvalResult r;
   r.confusion.assign(size_t(classes), std::vector<int64_t>(size_t(classes), 0));
@@ -323,18 +340,17 @@ EvalResult evaluate(Model& model, const io::Dataset& data, int64_t batch_size) {
   int64_t correct = 0;
   for (int64_t start = 0; start < n; start += batch_size) {
     const int64_t b = std::min(batch_size, n - start);
-    idx.resize(size_t(b));
-    for (int64_t i = 0; i < b; ++i) idx[size_t(i)] = start + i;
-    buf.load(be, data, idx);
-    const float* out = model.forward(buf.x.f32(), b, false, 0);
+    desc.batch = b;
+    be.gather(desc, rows_dev + start, images, labels, x.f32(), y.i32());
+    const float* out = model.forward(x.f32(), b, false, 0);
     be.to_host(logits.data(), out, size_t(b * classes) * sizeof(float));
-    const LossResult lr = model.loss(buf.y.i32(), b);
+    const LossResult lr = model.loss(y.i32(), b);
     loss_sum += lr.loss * double(b);
     correct += lr.correct;
     for (int64_t i = 0; i < b; ++i) {
       const float* row = logits.data() + i * classes;
       const int64_t pred = std::max_element(row, row + classes) - row;
-      r.confusion[size_t(buf.host_y[size_t(i)])][size_t(pred)] += 1;
+      r.confusion[size_t(data.labels[size_t(start + i)])][size_t(pred)] += 1;
     }
   }
   r.examples = n;
@@ -352,6 +368,10 @@ void validate(const TrainConfig& cfg) {
                "train");
   STRAND_CHECK(cfg.eval_every >= 0, Usage, "eval_every must be >= 0", "train");
   STRAND_CHECK(cfg.schedule.warmup_steps >= 0, Usage, "warmup_steps must be >= 0", "train");
+  STRAND_CHECK(cfg.augment.shift >= 0 && cfg.augment.shift < Augmentation::kMaxShift, Usage,
+               "the augmentation shift must be in [0, " + std::to_string(Augmentation::kMaxShift) + "), got " +
+                   std::to_string(cfg.augment.shift),
+               "train");
   STRAND_CHECK(cfg.stop_at_accuracy >= 0 && cfg.stop_at_accuracy <= 1, Usage,
                "stop_at_accuracy must be in [0,1], got " + std::to_string(cfg.stop_at_accuracy), "train");
   validate(cfg.optimizer);
@@ -363,6 +383,12 @@ TrainResult train(Context& ctx, Model& model, const io::Dataset& train_set, cons
   STRAND_CHECK(cfg.stop_at_accuracy == 0 || eval, Usage, "stopping at an accuracy needs a test set", "train");
   check_fits(model, train_set, "training");
   if (eval) check_fits(model, *eval, "test");
+  STRAND_CHECK(!cfg.augment.any() || train_set.sample_shape.rank() == 3 || model.arch().input.rank() == 3,
+               Usage,
+               "augmentation moves images, but the training samples (" + train_set.sample_shape.str() +
+                   ") and model '" + model.arch().name + "' (" + model.arch().input.str() +
+                   ") have no image shape",
+               "train");
   return Run(ctx, model, train_set, eval, cfg, strategy)();
 }
 

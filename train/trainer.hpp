@@ -72,6 +72,9 @@ struct TrainConfig {
   uint64_t seed = 42;
   OptimizerConfig optimizer;
   Schedule schedule;                     // the learning rate over the whole run (epochs x steps)
+  // Of the training batches (never the evaluation's), drawn per sample from (seed, epoch, the
+  // sample's index), so a resumed or data-parallel run sees the same images.
+  Augmentation augment;
   std::filesystem::path checkpoint_dir;  // empty: no checkpoints
   bool resume = false;                   // continue from the newest checkpoint in checkpoint_dir
   int64_t max_steps = 0;                 // stop after this many steps in all (0: no limit)

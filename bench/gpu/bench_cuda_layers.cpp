@@ -88,17 +88,32 @@ void time_forward(Env& env, const OpCase& c, const Add& add) {
   const int64_t B = c.batch;
   switch (c.kind) {
     case OpKind::Gather: {
+      // mnist_cnn's images stored as float32 and as uint8, plain and augmented (shift:2,flip).
+      const strand::Shape& image = strand::models::mnist_cnn().input;
       Buffer images = env.random(kDatasetImages * c.sample, 21),
+             images_u8 = be.alloc(size_t(kDatasetImages * c.sample)),
              labels = be.alloc(kDatasetImages * sizeof(int32_t));
       std::vector<int64_t> idx(static_cast<size_t>(B));
       for (int64_t i = 0; i < B; ++i) idx[size_t(i)] = (i * 7919) % kDatasetImages;
       Buffer indices = be.alloc(size_t(B) * sizeof(int64_t));
       be.to_device(indices.data(), idx.data(), idx.size() * sizeof(int64_t));
       Buffer x = env.zeros(B * c.sample), y = be.alloc(size_t(B) * sizeof(int32_t));
-      add(c.name, 0, 2.0 * B * c.sample * f4, [&] {
-        be.gather(B, c.sample, static_cast<const int64_t*>(indices.data()), images.f32(), labels.i32(),
-                  x.f32(), y.i32());
-      });
+      for (strand::PixelType pixels : {strand::PixelType::F32, strand::PixelType::U8})
+        for (bool augment : {false, true}) {
+          const bool u8 = pixels == strand::PixelType::U8;
+          strand::GatherDesc d;
+          d.batch = B;
+          d.channels = image[0];
+          d.height = image[1];
+          d.width = image[2];
+          d.pixels = pixels;
+          if (augment) d.augment = {.shift = 2, .flip = true};
+          add(c.name + (u8 ? " u8" : "") + (augment ? "+augment" : ""), 0,
+              double(B * c.sample) * ((u8 ? 1 : f4) + f4), [&, d] {
+                be.gather(d, static_cast<const int64_t*>(indices.data()), u8 ? images_u8.data() : images.data(),
+                          labels.i32(), x.f32(), y.i32());
+              });
+        }
       break;
     }
     case OpKind::Conv2d: {

@@ -120,9 +120,9 @@ LossTotals CpuBackend::take_loss_totals() { return std::exchange(totals_, LossTo
 
 const void* CpuBackend::device_view(const void* host, size_t, Buffer&) { return host; }
 
-void CpuBackend::gather(int64_t b, int64_t sample, const int64_t* indices, const float* images,
-                        const int32_t* labels, float* x, int32_t* y) {
-  cpu::gather(b, sample, indices, images, labels, x, y, pool_);
+void CpuBackend::gather(const GatherDesc& d, const int64_t* indices, const void* images, const int32_t* labels,
+                        float* x, int32_t* y) {
+  cpu::gather(d, indices, images, labels, x, y, pool_);
 }
 
 LossResult CpuBackend::softmax_xent(int64_t batch, int64_t classes, const float* logits,

@@ -83,10 +83,11 @@ LossResult softmax_xent(int64_t batch, int64_t classes, const float* logits, con
                         float* dlogits, Workspace& ws, ThreadPool& pool);
 void softmax(int64_t batch, int64_t classes, const float* logits, float* probs, ThreadPool& pool);
 
-// x [b,sample] = images[indices[i]], y [b] = labels[indices[i]]. Indices are not checked:
-// they come from a permutation of the data set's own rows.
-void gather(int64_t b, int64_t sample, const int64_t* indices, const float* images, const int32_t* labels,
-            float* x, int32_t* y, ThreadPool& pool);
+// x [b,C,H,W] = images[indices[i]] as float32, augmented as d says (backend.hpp GatherDesc),
+// y [b] = labels[indices[i]]. Indices are not checked: they come from a permutation of the
+// data set's own rows.
+void gather(const GatherDesc& d, const int64_t* indices, const void* images, const int32_t* labels, float* x,
+            int32_t* y, ThreadPool& pool);
 
 void sgd_step(int64_t n, float lr, float* params, const float* grads, ThreadPool& pool);
 // velocity = momentum * velocity + grads; params -= lr * velocity.

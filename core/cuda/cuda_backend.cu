@@ -202,10 +202,10 @@ const void* CudaBackend::device_view(const void* host, size_t bytes, Buffer& sto
   return storage.data();
 }
 
-void CudaBackend::gather(int64_t b, int64_t sample, const int64_t* indices, const float* images,
-                         const int32_t* labels, float* x, int32_t* y) {
+void CudaBackend::gather(const GatherDesc& d, const int64_t* indices, const void* images, const int32_t* labels,
+                         float* x, int32_t* y) {
   activate();
-  cuda::gather(b, sample, indices, images, labels, x, y, stream_.get());
+  cuda::gather(d, indices, images, labels, x, y, stream_.get());
 }
 
 void CudaBackend::softmax_xent_accumulate(int64_t batch, int64_t classes, const float* logits,

@@ -59,9 +59,10 @@ int64_t conv2d_direct_partial_floats(const Conv2dDesc& d);
 void conv2d_direct_backward_filter(const Conv2dDesc& d, const float* x, const float* dy, float* part,
                                    float* dw, float* db, cudaStream_t stream);
 
-// x [b,sample] = images[indices[i]], y [b] = labels[indices[i]] (all device memory).
-void gather(int64_t b, int64_t sample, const int64_t* indices, const float* images, const int32_t* labels,
-            float* x, int32_t* y, cudaStream_t stream);
+// x [b,C,H,W] = images[indices[i]] as float32, augmented as d says, y [b] = labels[indices[i]]
+// (all device memory): the CPU's bits (backend.hpp GatherDesc).
+void gather(const GatherDesc& d, const int64_t* indices, const void* images, const int32_t* labels, float* x,
+            int32_t* y, cudaStream_t stream);
 
 // y [rows, cols] += b [cols] broadcast over rows (dense bias).
 void add_bias_rows(int64_t rows, int64_t cols, const float* b, float* y, cudaStream_t stream);

@@ -158,9 +158,9 @@ class StagedCpuBackend final : public Backend {
   const void* device_view(const void* host, size_t bytes, Buffer& storage) override {
     return cpu_->device_view(host, bytes, storage);
   }
-  void gather(int64_t b, int64_t sample, const int64_t* indices, const float* images, const int32_t* labels,
-              float* x, int32_t* y) override {
-    cpu_->gather(b, sample, indices, images, labels, x, y);
+  void gather(const GatherDesc& d, const int64_t* indices, const void* images, const int32_t* labels, float* x,
+              int32_t* y) override {
+    cpu_->gather(d, indices, images, labels, x, y);
   }
   void conv2d_forward(const Conv2dDesc& d, const float* x, const float* w, const float* b,
                       float* y) override {

@@ -70,9 +70,10 @@ void expect_gradients_match(const ModelArch& arch, bool training = true) {
   loss_at(p);
   m.backward();
   const std::vector<float> analytic(m.grads(), m.grads() + m.param_count());
-  if (!training)
+  if (!training) {
     for (int64_t i = m.trainable_count(); i < m.param_count(); ++i)
       ASSERT_EQ(analytic[size_t(i)], 0.f) << "an inference step moved running statistic " << i;
+  }
   const auto& off = m.param_offsets();
   for (size_t layer = 0; layer + 1 < off.size(); ++layer) {
     if (off[layer + 1] == off[layer]) continue;

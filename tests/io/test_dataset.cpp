@@ -75,166 +75,186 @@ void make_npy_dir(const fs::path& dir, const std::string& data_shape_tail = ", 7
   }
 }
 
-void expect_synthetic(const MnistSplits& s, const std::string& layout) {
-  EXPECT_EQ(s.layout, layout);
-  EXPECT_EQ(s.train.sample_shape, (Shape{1, 28, 28}));
-  EXPECT_EQ(s.eval.sample_shape, (Shape{1, 28, 28}));
+// `shape`: the sample shape the files give ([N,784] rows stay flat).
+void expect_synthetic(const DataSplits& s, const std::string& format, const Shape& shape = Shape{1, 28, 28}) {
+  EXPECT_EQ(s.format, format);
+  ASSERT_TRUE(s.eval);
+  EXPECT_EQ(s.classes, 10);
+  EXPECT_EQ(s.train.sample_shape, shape);
+  EXPECT_EQ(s.eval->sample_shape, shape);
   EXPECT_EQ(s.train.size(), 5);
-  EXPECT_EQ(s.eval.size(), 3);
-  EXPECT_EQ(s.train.images, pixels_f32(5));
-  EXPECT_EQ(s.eval.images, pixels_f32(3));
+  EXPECT_EQ(s.eval->size(), 3);
+  EXPECT_EQ(to_f32(s.train).images, pixels_f32(5));
+  EXPECT_EQ(to_f32(*s.eval).images, pixels_f32(3));
   EXPECT_EQ(s.train.labels, std::vector<int32_t>(kTrainLabels.begin(), kTrainLabels.end()));
-  EXPECT_EQ(s.eval.labels, std::vector<int32_t>(kEvalLabels.begin(), kEvalLabels.end()));
+  EXPECT_EQ(s.eval->labels, std::vector<int32_t>(kEvalLabels.begin(), kEvalLabels.end()));
 }
 
-TEST(LoadMnistDir, IdxLayout) {
+TEST(LoadDataDir, IdxLayoutStaysUint8) {
   TempDir dir;
   make_idx_dir(dir.path());
-  expect_synthetic(load_mnist_dir(dir.path()), "idx");
+  const DataSplits s = load_data_dir(dir.path());
+  expect_synthetic(s, "idx");
+  EXPECT_EQ(s.train.pixels, PixelType::U8);
+  EXPECT_EQ(s.train.images_u8.size(), 5u * kPixels) << "one byte a pixel";
+  EXPECT_TRUE(s.train.images.empty());
+  EXPECT_EQ(s.train.source, (dir / "train-images-idx3-ubyte").string());
 }
 
-TEST(LoadMnistSplit, OneSplitNeedsOnlyItsOwnFiles) {
+TEST(LoadDataSplit, OneSplitNeedsOnlyItsOwnFiles) {
   TempDir dir;
   make_idx_dir(dir.path());
   fs::remove(dir.path() / "train-images-idx3-ubyte");
   fs::remove(dir.path() / "train-labels-idx1-ubyte");
-  std::string layout;
-  const Dataset eval = load_mnist_split(dir.path(), MnistSplit::eval, &layout);
-  EXPECT_EQ(layout, "idx");
-  EXPECT_EQ(eval.images, pixels_f32(3));
+  std::string format;
+  const Dataset eval = load_data_split(dir.path(), Split::eval, {}, &format);
+  EXPECT_EQ(format, "idx");
+  EXPECT_EQ(to_f32(eval).images, pixels_f32(3));
   EXPECT_EQ(eval.labels, std::vector<int32_t>(kEvalLabels.begin(), kEvalLabels.end()));
-  EXPECT_STRAND_ERROR(load_mnist_split(dir.path(), MnistSplit::train), Io, dir.path().string(),
+  EXPECT_STRAND_ERROR(load_data_split(dir.path(), Split::train), Io, dir.path().string(),
                       "missing train-images-idx3-ubyte");
-  EXPECT_STRAND_ERROR(load_mnist_dir(dir.path()), Io, dir.path().string(), "no complete MNIST");
+  EXPECT_STRAND_ERROR(load_data_dir(dir.path()), Io, dir.path().string(), "no training images and labels found");
 
   TempDir npy;
   make_npy_dir(npy.path());
-  const Dataset train = load_mnist_split(npy.path(), MnistSplit::train, &layout);
-  EXPECT_EQ(layout, "npy");
-  EXPECT_EQ(train.images, load_mnist_dir(npy.path()).train.images);
+  const Dataset train = load_data_split(npy.path(), Split::train, {}, &format);
+  EXPECT_EQ(format, "npy");
+  EXPECT_EQ(train.images, load_data_dir(npy.path()).train.images);
+  fs::remove(npy / "eval_data.npy");
+  fs::remove(npy / "eval_labels.npy");
+  EXPECT_STRAND_ERROR(load_data_split(npy.path(), Split::eval), Io, npy.path().string(),
+                      "no evaluation images and labels found");
 }
 
-TEST(LoadMnistDir, IdxDotSpelling) {
+TEST(LoadDataDir, IdxDotSpelling) {
   TempDir dir;
   make_idx_dir(dir.path(), true);
-  expect_synthetic(load_mnist_dir(dir.path()), "idx");
+  expect_synthetic(load_data_dir(dir.path()), "idx");
 }
 
-TEST(LoadMnistDir, NpyLayoutAllImageShapes) {
-  for (const char* tail : {", 784", ", 28, 28", ", 1, 28, 28"}) {
+TEST(LoadDataDir, NpyLayoutAllImageShapes) {
+  for (const char* tail : {", 784", ", 28, 28", ", 1, 28, 28", ", 28, 28, 1"}) {
     TempDir dir;
     make_npy_dir(dir.path(), tail);
     SCOPED_TRACE(tail);
-    expect_synthetic(load_mnist_dir(dir.path()), "npy");
+    expect_synthetic(load_data_dir(dir.path()), "npy",
+                     std::string(tail) == ", 784" ? Shape{784} : Shape{1, 28, 28});
   }
 }
 
-TEST(LoadMnistDir, NpyUint8ImagesAreScaledAndOtherLabelDtypesAccepted) {
+TEST(LoadDataDir, NpyUint8ImagesAreScaledAndOtherLabelDtypesAccepted) {
   TempDir dir;
   make_npy_dir(dir.path());
   write_bytes(dir / "train_data.npy", npy_file(npy_dict("|u1", "(5, 784)"), pixels_u8(5)));
   write_bytes(dir / "train_labels.npy", npy_file(npy_dict("<i8", "(5,)"), le<int64_t>({0, 1, 2, 9, 4})));
   write_bytes(dir / "eval_labels.npy", npy_file(npy_dict("|u1", "(3,)"), labels_u8(kEvalLabels)));
-  expect_synthetic(load_mnist_dir(dir.path()), "npy");
+  const DataSplits s = load_data_dir(dir.path());
+  expect_synthetic(s, "npy", Shape{784});
+  EXPECT_EQ(s.train.pixels, PixelType::U8);
+  EXPECT_EQ(s.eval->pixels, PixelType::F32);
 }
 
-TEST(LoadMnistDir, NpyIntegralFloatLabelsAccepted) {
+TEST(LoadDataDir, NpyIntegralFloatLabelsAccepted) {
   TempDir dir;
   make_npy_dir(dir.path());
   write_bytes(dir / "eval_labels.npy", npy_file(npy_dict("<f4", "(3,)"), le<float>({3, 8, 5})));
-  expect_synthetic(load_mnist_dir(dir.path()), "npy");
+  expect_synthetic(load_data_dir(dir.path()), "npy", Shape{784});
   write_bytes(dir / "eval_labels.npy", npy_file(npy_dict("<f4", "(3,)"), le<float>({3, 8.5f, 5})));
-  EXPECT_STRAND_ERROR(load_mnist_dir(dir.path()), Format, (dir / "eval_labels.npy").string(),
+  EXPECT_STRAND_ERROR(load_data_dir(dir.path()), Format, (dir / "eval_labels.npy").string(),
                       "value 8.5 at index 1 is not an integer");
 }
 
-TEST(LoadMnistDir, IdxWinsWhenBothLayoutsAreComplete) {
+TEST(LoadDataDir, IdxWinsWhenItsTrainingFilesAreThere) {
   TempDir dir;
   make_idx_dir(dir.path());
   make_npy_dir(dir.path());
-  EXPECT_EQ(load_mnist_dir(dir.path()).layout, "idx");
+  EXPECT_EQ(load_data_dir(dir.path()).format, "idx");
+  fs::remove(dir / "train-labels-idx1-ubyte");
+  EXPECT_EQ(load_data_dir(dir.path()).format, "npy");
 }
 
-TEST(LoadMnistDir, IncompleteLayoutsListWhatIsMissing) {
+TEST(LoadDataDir, IncompleteFileSetsListWhatIsMissing) {
   TempDir dir;
   make_idx_dir(dir.path());
-  fs::remove(dir / "t10k-labels-idx1-ubyte");
-  write_bytes(dir / "train_data.npy", "x");
+  fs::remove(dir / "train-labels-idx1-ubyte");
+  write_bytes(dir / "eval_data.npy", "x");
   try {
-    load_mnist_dir(dir.path());
+    load_data_dir(dir.path());
     ADD_FAILURE() << "no error";
   } catch (const Error& e) {
     const std::string m = e.what();
     EXPECT_EQ(e.kind(), ErrorKind::Io);
     EXPECT_EQ(e.where(), dir.path().string());
-    EXPECT_NE(m.find("looked for train-images-idx3-ubyte (or train-images.idx3-ubyte)"), std::string::npos)
+    EXPECT_NE(m.find("idx files: looked for train-images-idx3-ubyte (or train-images.idx3-ubyte), "
+                     "train-labels-idx1-ubyte (or train-labels.idx1-ubyte); missing train-labels-idx1-ubyte."),
+              std::string::npos)
         << m;
-    EXPECT_NE(m.find("idx layout: looked for"), std::string::npos) << m;
-    EXPECT_NE(m.find("; missing t10k-labels-idx1-ubyte."), std::string::npos) << m;
-    EXPECT_NE(m.find("npy layout: looked for train_data.npy, train_labels.npy, eval_data.npy, "
-                     "eval_labels.npy; missing train_labels.npy, eval_data.npy, eval_labels.npy"),
+    EXPECT_NE(m.find("npy files: looked for train_data.npy, train_labels.npy; missing train_data.npy, "
+                     "train_labels.npy"),
               std::string::npos)
         << m;
   }
 }
 
-TEST(LoadMnistDir, GzippedFilesGetAHint) {
+TEST(LoadDataDir, EvaluationFilesAreBothOrNeither) {
+  TempDir dir;
+  make_idx_dir(dir.path());
+  fs::remove(dir / "t10k-labels-idx1-ubyte");
+  EXPECT_STRAND_ERROR(load_data_dir(dir.path()), Io, dir.path().string(),
+                      "found t10k-images-idx3-ubyte but not t10k-labels-idx1-ubyte");
+  fs::remove(dir / "t10k-images-idx3-ubyte");
+  const DataSplits s = load_data_dir(dir.path());
+  EXPECT_FALSE(s.eval) << "no evaluation files: no evaluation set";
+  EXPECT_EQ(s.train.size(), 5);
+  EXPECT_EQ(s.classes, 10);
+}
+
+TEST(LoadDataDir, GzippedFilesGetAHint) {
   TempDir dir;
   write_bytes(dir / "train-images-idx3-ubyte.gz", "\x1f\x8b");
-  EXPECT_STRAND_ERROR(load_mnist_dir(dir.path()), Io, dir.path().string(),
+  EXPECT_STRAND_ERROR(load_data_dir(dir.path()), Io, dir.path().string(),
                       "missing train-images-idx3-ubyte (found train-images-idx3-ubyte.gz: decompress it");
 }
 
-TEST(LoadMnistDir, MissingOrNotADirectory) {
+TEST(LoadDataDir, MissingOrNotADirectory) {
   TempDir dir;
-  EXPECT_STRAND_ERROR(load_mnist_dir(dir / "nope"), Io, (dir / "nope").string(), "does not exist");
+  EXPECT_STRAND_ERROR(load_data_dir(dir / "nope"), Io, (dir / "nope").string(), "does not exist");
   write_bytes(dir / "file", "x");
-  EXPECT_STRAND_ERROR(load_mnist_dir(dir / "file"), Io, (dir / "file").string(), "not a directory");
+  EXPECT_STRAND_ERROR(load_data_dir(dir / "file"), Io, (dir / "file").string(), "not a directory");
 }
 
-TEST(LoadMnistDir, MismatchedCounts) {
+TEST(LoadDataDir, MismatchedCounts) {
   TempDir dir;
   make_idx_dir(dir.path());
-  write_bytes(dir / "train-labels-idx1-ubyte", idx_bytes(0x08, {4}, labels_u8({1, 2, 3, 4})));
-  EXPECT_STRAND_ERROR(load_mnist_dir(dir.path()), Format, dir.path().string(),
+  write_bytes(dir / "train-labels-idx1-ubyte", idx_bytes(0x08, {4}, labels_u8({1, 2, 3, 9})));
+  EXPECT_STRAND_ERROR(load_data_dir(dir.path()), Format, dir.path().string(),
                       "5 images in train-images-idx3-ubyte but 4 labels in train-labels-idx1-ubyte");
 
   TempDir npy;
   make_npy_dir(npy.path());
   write_bytes(npy / "eval_labels.npy", npy_file(npy_dict("<i4", "(2,)"), le<int32_t>({1, 2})));
-  EXPECT_STRAND_ERROR(load_mnist_dir(npy.path()), Format, npy.path().string(),
+  EXPECT_STRAND_ERROR(load_data_dir(npy.path()), Format, npy.path().string(),
                       "3 images in eval_data.npy but 2 labels in eval_labels.npy");
 }
 
-TEST(LoadMnistDir, BadLabels) {
+TEST(LoadDataDir, LabelsOutsideTheClassCountNameFileAndRow) {
   TempDir dir;
   make_idx_dir(dir.path());
   write_bytes(dir / "t10k-labels-idx1-ubyte", idx_bytes(0x08, {3}, labels_u8({3, 10, 200})));
-  EXPECT_STRAND_ERROR(load_mnist_dir(dir.path()), Format, (dir / "t10k-labels-idx1-ubyte").string(),
-                      "label 10 at index 1 is outside 0..9");
+  EXPECT_STRAND_ERROR(load_data_dir(dir.path()), Format, (dir / "t10k-labels-idx1-ubyte").string(),
+                      "row 1: label 10 is outside [0, 10) (the training labels' class count)");
 
   TempDir npy;
   make_npy_dir(npy.path());
   write_bytes(npy / "train_labels.npy", npy_file(npy_dict("<i4", "(5,)"), le<int32_t>({0, 1, 2, 3, -1})));
-  EXPECT_STRAND_ERROR(load_mnist_dir(npy.path()), Format, (npy / "train_labels.npy").string(),
-                      "label -1 at index 4");
+  EXPECT_STRAND_ERROR(load_data_dir(npy.path()), Format, (npy / "train_labels.npy").string(),
+                      "row 4: label -1 is outside [0, 4)");
+  write_bytes(npy / "train_labels.npy", npy_file(npy_dict("<i4", "(5,1)"), le<int32_t>({0, 1, 2, 3, 1})));
+  EXPECT_STRAND_ERROR(load_data_dir(npy.path()), Shape, (npy / "train_labels.npy").string(),
+                      "labels have shape [5,1]; expected [N]");
 }
 
-TEST(LoadMnistDir, WrongPixelCount) {
-  TempDir dir;
-  make_idx_dir(dir.path());
-  write_bytes(dir / "train-images-idx3-ubyte", idx_bytes(0x08, {5, 20, 20}, std::string(5 * 400, '\0')));
-  EXPECT_STRAND_ERROR(load_mnist_dir(dir.path()), Shape, (dir / "train-images-idx3-ubyte").string(),
-                      "20x20 pixels");
-
-  TempDir npy;
-  make_npy_dir(npy.path());
-  write_bytes(npy / "eval_data.npy", npy_file(npy_dict("<f4", "(3, 785)"), std::string(3 * 785 * 4, '\0')));
-  EXPECT_STRAND_ERROR(load_mnist_dir(npy.path()), Shape, (npy / "eval_data.npy").string(),
-                      "shape [3,785]; expected [N,784], [N,28,28] or [N,1,28,28]");
-}
-
-TEST(LoadMnistDir, NonFinitePixels) {
+TEST(LoadDataDir, NonFinitePixels) {
   TempDir dir;
   make_npy_dir(dir.path());
   std::vector<float> px = pixels_f32(3);
@@ -242,22 +262,22 @@ TEST(LoadMnistDir, NonFinitePixels) {
   std::string data(px.size() * 4, '\0');
   std::memcpy(data.data(), px.data(), data.size());
   write_bytes(dir / "eval_data.npy", npy_file(npy_dict("<f4", "(3, 784)"), data));
-  EXPECT_STRAND_ERROR(load_mnist_dir(dir.path()), Format, (dir / "eval_data.npy").string(),
+  EXPECT_STRAND_ERROR(load_data_dir(dir.path()), Format, (dir / "eval_data.npy").string(),
                       "pixel 17 of image 2 is not finite");
 }
 
-TEST(LoadMnistDir, IntegerImageDtypeRejected) {
+TEST(LoadDataDir, IntegerImageDtypeRejected) {
   TempDir dir;
   make_npy_dir(dir.path());
   write_bytes(dir / "train_data.npy", npy_file(npy_dict("<i4", "(5, 784)"), std::string(5 * 784 * 4, '\0')));
-  EXPECT_STRAND_ERROR(load_mnist_dir(dir.path()), Format, (dir / "train_data.npy").string(),
-                      "dtype <i4; expected float32");
+  EXPECT_STRAND_ERROR(load_data_dir(dir.path()), Format, (dir / "train_data.npy").string(),
+                      "dtype <i4; expected uint8 (0..255, scaled by 1/255) or float32/float64");
 }
 
 TEST(WriteMnistNpy, RoundTripsThroughLoad) {
   TempDir dir;
   make_idx_dir(dir.path());
-  const MnistSplits idx = load_mnist_dir(dir.path());
+  const DataSplits idx = load_data_dir(dir.path());
   const fs::path out = dir / "new" / "npy";
   write_mnist_npy(idx, out);
   NpyArray data = read_npy(out / "train_data.npy");
@@ -266,14 +286,13 @@ TEST(WriteMnistNpy, RoundTripsThroughLoad) {
   NpyArray labels = read_npy(out / "eval_labels.npy");
   EXPECT_EQ(labels.dtype, NpyDtype::I4);
   EXPECT_EQ(labels.shape, (Shape{3}));
-  expect_synthetic(load_mnist_dir(out), "npy");
+  expect_synthetic(load_data_dir(out), "npy", Shape{784});
 }
 
 TEST(WriteMnistNpy, RejectsInconsistentDataset) {
   TempDir dir;
-  MnistSplits s;
+  DataSplits s;
   s.train = Dataset{Shape{1, 28, 28}, std::vector<float>(783), {1}};
-  s.eval = Dataset{Shape{1, 28, 28}, {}, {}};
   EXPECT_STRAND_ERROR(write_mnist_npy(s, dir.path()), Usage, dir.path().string() + " (train split)",
                       "783 image values for 1 labels");
 }
@@ -355,21 +374,6 @@ TEST(Batches, LastPartialBatchIsUsed) {
   }
   EXPECT_EQ(concat, order);
   EXPECT_STRAND_ERROR(batch_slice(order, 4, 3), Usage, "batch_slice", "step 4 is not in [0, 4)");
-}
-
-TEST(GatherBatch, CopiesSamplesAndLabels) {
-  Dataset d{Shape{1, 2, 2}, {}, {7, 8, 9}};
-  for (int i = 0; i < 12; ++i) d.images.push_back(static_cast<float>(i));
-  const int64_t idx[] = {2, 0, 2};
-  std::vector<float> images(12, -1.0f);
-  std::vector<int32_t> labels(3, -1);
-  gather_batch(d, idx, images.data(), labels.data());
-  EXPECT_EQ(images, (std::vector<float>{8, 9, 10, 11, 0, 1, 2, 3, 8, 9, 10, 11}));
-  EXPECT_EQ(labels, (std::vector<int32_t>{9, 7, 9}));
-
-  const int64_t bad[] = {0, 3};
-  EXPECT_STRAND_ERROR(gather_batch(d, bad, images.data(), labels.data()), Usage, "gather_batch",
-                      "sample index 3 is outside the data set of 3 samples");
 }
 
 }  // namespace

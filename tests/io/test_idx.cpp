@@ -29,15 +29,13 @@ class Idx : public ::testing::Test {
   TempDir dir_;
 };
 
-TEST_F(Idx, ReadsImagesScaledToUnitRange) {
+TEST_F(Idx, ReadsImagesAsBytes) {
   const std::string pixels = ramp(2 * 3 * 4);
   const auto p = file(idx_bytes(0x08, {2, 3, 4}, pixels));
-  Array<float> a = read_idx_images(p);
+  Array<uint8_t> a = read_idx_images(p);
   EXPECT_EQ(a.shape, (Shape{2, 3, 4}));
   ASSERT_EQ(a.data.size(), 24u);
-  for (size_t i = 0; i < 24; ++i)
-    EXPECT_EQ(a.data[i], static_cast<float>(static_cast<uint8_t>(pixels[i])) / 255.0f);
-  EXPECT_EQ(a.data[0], 0.0f);
+  for (size_t i = 0; i < 24; ++i) EXPECT_EQ(a.data[i], static_cast<uint8_t>(pixels[i]));
 }
 
 TEST_F(Idx, ReadsLabels) {

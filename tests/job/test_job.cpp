@@ -215,7 +215,7 @@ TEST(RunJob, BatchNormStatisticsTravelInTheExport) {
                           initial.begin() + m.trainable_count()))
       << "the exported running statistics are the initial ones";
   m.set_params(exported.params);
-  const EvalResult e = evaluate(m, io::load_mnist_split(dir / "data", io::MnistSplit::eval));
+  const EvalResult e = evaluate(m, io::load_data_split(dir / "data", io::Split::eval));
   EXPECT_EQ(e.accuracy, r.final_eval.accuracy);
   EXPECT_EQ(e.loss, r.final_eval.loss);
   fs::remove_all(dir);

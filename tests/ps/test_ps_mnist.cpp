@@ -27,7 +27,7 @@ std::filesystem::path mnist_dir() {
 class Mnist : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(Mnist, TwoWorkersReach985PercentInOneEpoch) {
-  static const io::MnistSplits data = io::load_mnist_dir(mnist_dir());
+  static const io::DataSplits data = io::load_data_dir(mnist_dir());
   const int workers = 2;
   const Context server_ctx(make_cpu_backend(1), {}, [](std::string_view) {});
   ServerOptions so;
@@ -61,7 +61,7 @@ TEST_P(Mnist, TwoWorkersReach985PercentInOneEpoch) {
         cfg.batch_size = 32;
         cfg.optimizer.lr = 0.002f;
         cfg.schedule.kind = LrSchedule::Cosine;
-        const TrainResult res = train(ctx, m, data.train, r == 0 ? &data.eval : nullptr, cfg, s);
+        const TrainResult res = train(ctx, m, data.train, r == 0 ? &*data.eval : nullptr, cfg, s);
         s.leave();
         if (r == 0) accuracy = res.last_eval.accuracy;
       } catch (const std::exception& e) {

@@ -385,26 +385,46 @@ TEST_F(Cuda, AccumulatedLossTotalsMatchCpu) {
   EXPECT_EQ(gpu().take_loss_totals().examples, 0);
 }
 
+// Every pixel type with and without augmentation, flat and image-shaped samples: the same bits
+// as the CPU (integer moves, the same u8_pixel conversion and draws).
 TEST_F(Cuda, GatherAndDeviceViewMatchCpu) {
-  const int64_t n = 300, sample = 784;
-  const std::vector<float> images = random_vec(size_t(n * sample), 19);
+  const int64_t n = 300;
+  const std::vector<int64_t> idx{299, 0, 5, 5, 123, 42, 7, 250, 251, 252, 253, 254};
   std::vector<int32_t> labels(static_cast<size_t>(n));
   for (size_t i = 0; i < labels.size(); ++i) labels[i] = int32_t(i % 10);
-  const std::vector<int64_t> idx{299, 0, 5, 5, 123, 42, 7};
-  const int64_t b = int64_t(idx.size());
-  auto run = [&](Backend& be) {
-    Buffer si, sl, sx;
-    const auto* di = static_cast<const float*>(be.device_view(images.data(), images.size() * 4, si));
-    const auto* dl = static_cast<const int32_t*>(be.device_view(labels.data(), labels.size() * 4, sl));
-    const auto* dx = static_cast<const int64_t*>(be.device_view(idx.data(), idx.size() * 8, sx));
-    Buffer x = be.alloc(size_t(b * sample) * 4), y = be.alloc(size_t(b) * 4);
-    be.gather(b, sample, dx, di, dl, x.f32(), y.i32());
-    return std::make_pair(download<float>(be, x), download<int32_t>(be, y));
-  };
-  const auto want = run(cpu());
-  const auto got = run(gpu());
-  EXPECT_EQ(got.first, want.first);
-  EXPECT_EQ(got.second, want.second);
+  const Augmentation none, shift{.shift = 3}, flip{.flip = true}, both{.shift = 2, .flip = true};
+  for (const Shape& image : {Shape{1, 28, 28}, Shape{3, 7, 5}, Shape{1, 1, 784}})
+    for (PixelType pixels : {PixelType::F32, PixelType::U8})
+      for (const Augmentation& aug : {none, shift, flip, both}) {
+        if (aug.any() && image[1] == 1) continue;
+        SCOPED_TRACE(image.str() + (pixels == PixelType::U8 ? " u8 " : " f32 ") + to_string(aug));
+        GatherDesc d{.batch = int64_t(idx.size()),
+                     .channels = image[0],
+                     .height = image[1],
+                     .width = image[2],
+                     .pixels = pixels,
+                     .augment = aug,
+                     .seed = 9,
+                     .epoch = 4};
+        const std::vector<float> f32 = random_vec(size_t(n * d.sample()), 19);
+        std::vector<uint8_t> u8(f32.size());
+        for (size_t i = 0; i < u8.size(); ++i) u8[i] = uint8_t(mix64(i) & 0xff);
+        const void* host = pixels == PixelType::U8 ? static_cast<const void*>(u8.data()) : f32.data();
+        const size_t bytes = pixels == PixelType::U8 ? u8.size() : f32.size() * 4;
+        auto run = [&](Backend& be) {
+          Buffer si, sl, sx;
+          const void* di = be.device_view(host, bytes, si);
+          const auto* dl = static_cast<const int32_t*>(be.device_view(labels.data(), labels.size() * 4, sl));
+          const auto* dx = static_cast<const int64_t*>(be.device_view(idx.data(), idx.size() * 8, sx));
+          Buffer x = be.alloc(size_t(d.batch * d.sample()) * 4), y = be.alloc(size_t(d.batch) * 4);
+          be.gather(d, dx, di, dl, x.f32(), y.i32());
+          return std::make_pair(download<float>(be, x), download<int32_t>(be, y));
+        };
+        const auto want = run(cpu());
+        const auto got = run(gpu());
+        EXPECT_TRUE(same_bits(got.first, want.first));
+        EXPECT_EQ(got.second, want.second);
+      }
 }
 
 // ---- optimizers
