@@ -36,8 +36,9 @@ void run_eval(const EvalArgs& a) {
       a.model_dir, a.version > 0 ? std::optional<int64_t>(a.version) : std::nullopt, &version);
   Model model(ctx.backend(), file.arch);
   model.set_params(file.params);
-  const io::Dataset test = load_split(ctx, a.data, io::Split::eval,
-                                      {.layout = a.layout, .classes = model.classes(), .val_split = a.val_split});
+  const io::Dataset test =
+      load_split(ctx, a.data, io::Split::eval,
+                 {.layout = a.layout, .classes = model.classes(), .val_split = a.val_split});
   ctx.log("evaluating " + file.arch.name + " version " + std::to_string(version) + " from " + a.model_dir);
   const EvalResult r = evaluate(model, test, a.batch_size);
   if (a.json) {

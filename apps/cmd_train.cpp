@@ -92,10 +92,11 @@ void add_train_command(CLI::App& app) {
              "Model to train: a built-in one (" + join(models::names(), ", ") +
                  ") or a model file (JSON; see `strand model file mnist_cnn` for one)",
              "mnist_cnn");
-  cmd->add_option("--data", s.data,
-                  "Data directory: IDX files (train-images-idx3-ubyte, ...) or the .npy layout (train_data.npy, "
-                  "train_labels.npy and, optionally, eval_data.npy, eval_labels.npy); images [N,H,W], "
-                  "[N,C,H,W], [N,H,W,C] or [N,F], uint8 or float32/64; labels 0..K-1")
+  cmd->add_option(
+         "--data", s.data,
+         "Data directory: IDX files (train-images-idx3-ubyte, ...) or the .npy layout (train_data.npy, "
+         "train_labels.npy and, optionally, eval_data.npy, eval_labels.npy); images [N,H,W], "
+         "[N,C,H,W], [N,H,W,C] or [N,F], uint8 or float32/64; labels 0..K-1")
       ->envname("SM_CHANNEL_TRAINING");
   add_parsed(*cmd, "--layout", s.layout, io::parse_image_layout,
              "Layout of 4-D .npy images: nchw or nhwc (transposed once at load); auto tells them apart by "

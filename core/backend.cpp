@@ -33,9 +33,9 @@ Device parse_device(std::string_view text) {
 Augmentation parse_augmentation(std::string_view text) {
   const std::string where = "augmentation";
   const auto bad = [&](const std::string& why) {
-    return Error(ErrorKind::Usage,
-                 "'" + std::string(text) + "': " + why + " (use shift:P, flip, both as shift:P,flip, or none)",
-                 where);
+    return Error(
+        ErrorKind::Usage,
+        "'" + std::string(text) + "': " + why + " (use shift:P, flip, both as shift:P,flip, or none)", where);
   };
   Augmentation a;
   if (text == "none") return a;

@@ -41,13 +41,13 @@ struct FileSet {
 };
 
 const FileSet kIdx{"idx",
-                  {Role{{"train-images-idx3-ubyte", "train-images.idx3-ubyte"}},
-                   Role{{"train-labels-idx1-ubyte", "train-labels.idx1-ubyte"}},
-                   Role{{"t10k-images-idx3-ubyte", "t10k-images.idx3-ubyte"}},
-                   Role{{"t10k-labels-idx1-ubyte", "t10k-labels.idx1-ubyte"}}}};
+                   {Role{{"train-images-idx3-ubyte", "train-images.idx3-ubyte"}},
+                    Role{{"train-labels-idx1-ubyte", "train-labels.idx1-ubyte"}},
+                    Role{{"t10k-images-idx3-ubyte", "t10k-images.idx3-ubyte"}},
+                    Role{{"t10k-labels-idx1-ubyte", "t10k-labels.idx1-ubyte"}}}};
 const FileSet kNpy{"npy",
-                  {Role{{"train_data.npy"}}, Role{{"train_labels.npy"}}, Role{{"eval_data.npy"}},
-                   Role{{"eval_labels.npy"}}}};
+                   {Role{{"train_data.npy"}}, Role{{"train_labels.npy"}}, Role{{"eval_data.npy"}},
+                    Role{{"eval_labels.npy"}}}};
 constexpr std::array<size_t, 2> kTrainRoles{0, 1}, kEvalRoles{2, 3};
 
 std::optional<fs::path> find(const fs::path& dir, const Role& role) {
@@ -107,7 +107,8 @@ void check_dir(const fs::path& dir) {
 }
 
 // The training files, IDX first; Io error listing what is missing when neither set is complete.
-std::pair<const FileSet*, Pair> locate(const fs::path& dir, std::span<const size_t, 2> roles, const char* what) {
+std::pair<const FileSet*, Pair> locate(const fs::path& dir, std::span<const size_t, 2> roles,
+                                       const char* what) {
   std::string report;
   for (const FileSet* f : {&kIdx, &kNpy})
     if (auto p = resolve(dir, *f, roles, report)) return {f, *p};
@@ -131,9 +132,10 @@ std::optional<Pair> eval_files(const fs::path& dir, const FileSet& format) {
 // A sample dimension of 0 would make every image empty.
 void check_sample(const Shape& file_shape, const Shape& sample, const std::string& where) {
   for (int64_t d : sample.dims())
-    STRAND_CHECK(d > 0, Shape, "image data has shape " + file_shape.str() + ": a sample of " + sample.str() +
-                                   " holds no pixels",
-                 where);
+    STRAND_CHECK(
+        d > 0, Shape,
+        "image data has shape " + file_shape.str() + ": a sample of " + sample.str() + " holds no pixels",
+        where);
 }
 
 Dataset idx_images(const fs::path& path) {
@@ -169,8 +171,7 @@ bool is_nhwc(const Shape& s, ImageLayout layout, const std::string& where) {
                "image data has shape " + s.str() + ": " +
                    (nchw ? "both NCHW (" + std::to_string(s[1]) + " channels of " + std::to_string(s[2]) +
                                "x" + std::to_string(s[3]) + ") and NHWC (" + std::to_string(s[3]) +
-                               " channels of " + std::to_string(s[1]) + "x" + std::to_string(s[2]) +
-                               ") fit"
+                               " channels of " + std::to_string(s[1]) + "x" + std::to_string(s[2]) + ") fit"
                          : std::string("neither dimension 1 nor dimension 3 is a channel count (1 to 4)")) +
                    "; say which with --layout nchw or --layout nhwc",
                where);
@@ -210,7 +211,8 @@ Dataset npy_images(const fs::path& path, ImageLayout layout) {
   for (size_t i = 0; i < pixels.size(); ++i)
     STRAND_CHECK(std::isfinite(pixels[i]), Format,
                  "pixel " + std::to_string(int64_t(i) % sample) + " of image " +
-                     std::to_string(int64_t(i) / sample) + " is not finite (" + std::to_string(pixels[i]) + ")",
+                     std::to_string(int64_t(i) / sample) + " is not finite (" + std::to_string(pixels[i]) +
+                     ")",
                  where);
   d.images = nhwc ? nhwc_to_nchw(pixels.data(), n, s[1], s[2], s[3]) : std::move(pixels);
   return d;

@@ -29,7 +29,7 @@ struct Dataset {
   std::vector<int32_t> labels;  // [N]
   PixelType pixels = PixelType::F32;
   std::vector<uint8_t> images_u8{};  // pixels U8: [N, sample_shape...], v standing for v / 255
-  std::string source{};            // the images' file, for errors (empty for a set made in memory)
+  std::string source{};              // the images' file, for errors (empty for a set made in memory)
 
   int64_t size() const { return static_cast<int64_t>(labels.size()); }
   // The pixel storage in use (images or images_u8) and its size.

@@ -336,11 +336,11 @@ JobResult train_rank_on(const JobSpec& spec, const JobHooks& hooks, const Identi
                      io::default_signature(model),
                      model.get_params(),
                      {{"epochs", std::to_string(cfg.epochs)},
-                            {"steps", std::to_string(r.global_step)},
-                            {"optimizer", std::string(to_string(cfg.optimizer.kind))},
-                            {"seed", std::to_string(cfg.seed)},
-                            {"created", utc_now()},
-                            {"strand_version", STRAND_VERSION}}};
+                      {"steps", std::to_string(r.global_step)},
+                      {"optimizer", std::string(to_string(cfg.optimizer.kind))},
+                      {"seed", std::to_string(cfg.seed)},
+                      {"created", utc_now()},
+                      {"strand_version", STRAND_VERSION}}};
   if (eval) file.metadata["test_accuracy"] = std::to_string(out.final_eval.accuracy);
   out.version = io::export_model(spec.model_dir, file);
   out.exported = spec.model_dir / std::to_string(out.version);
@@ -390,8 +390,9 @@ JobResult run_sagemaker(const JobSpec& spec, const JobHooks& hooks, const Enviro
   }
   Context ctx(make_cpu_backend(1), {.rank = 0, .world = 1, .host = host});
   // The servers hold the trainable parameters: their count may depend on the labels.
-  const ModelArch arch =
-      spec.model.classes ? spec.model.arch : job_arch(spec, load_data(ctx, spec.data, data_options(spec)).classes);
+  const ModelArch arch = spec.model.classes
+                             ? spec.model.arch
+                             : job_arch(spec, load_data(ctx, spec.data, data_options(spec)).classes);
   const int64_t params = Model(ctx.backend(), arch).trainable_count();
   // The address the other hosts resolve this host's name to, unless the bind spec says otherwise.
   const std::string address = p.bind.empty() ? resolve_ipv4(host) : ps_bind_address(p.bind, host);
@@ -464,15 +465,17 @@ io::Dataset load_split(const Context& ctx, const std::filesystem::path& dir, io:
   const auto t0 = Clock::now();
   std::string format;
   io::Dataset d = io::load_data_split(dir, split, options, &format);
-  log_loaded(ctx, dir, format,
-             std::to_string(d.size()) + (split == io::Split::train ? " training" : " evaluation") + " images " +
-                 shape_and_pixels(d) +
-                 (split == io::Split::eval && options.val_split > 0 ? " (held out of the training files)" : ""),
-             t0);
+  log_loaded(
+      ctx, dir, format,
+      std::to_string(d.size()) + (split == io::Split::train ? " training" : " evaluation") + " images " +
+          shape_and_pixels(d) +
+          (split == io::Split::eval && options.val_split > 0 ? " (held out of the training files)" : ""),
+      t0);
   return d;
 }
 
-io::DataSplits load_data(const Context& ctx, const std::filesystem::path& dir, const io::DataOptions& options) {
+io::DataSplits load_data(const Context& ctx, const std::filesystem::path& dir,
+                         const io::DataOptions& options) {
   const auto t0 = Clock::now();
   io::DataSplits s = io::load_data_dir(dir, options);
   const std::string eval = !s.eval                 ? "no evaluation set"

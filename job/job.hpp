@@ -80,7 +80,8 @@ struct DeviceSpec {
 Context make_context(const DeviceSpec& d, Identity id = {});
 // A labelled image set from `dir` (io::load_data_dir: both splits; io::load_data_split: one),
 // with a log line saying what was found.
-io::DataSplits load_data(const Context& ctx, const std::filesystem::path& dir, const io::DataOptions& options = {});
+io::DataSplits load_data(const Context& ctx, const std::filesystem::path& dir,
+                         const io::DataOptions& options = {});
 io::Dataset load_split(const Context& ctx, const std::filesystem::path& dir, io::Split split,
                        const io::DataOptions& options = {});
 
@@ -88,7 +89,7 @@ struct JobSpec {
   // A built-in model or a model file (models/model_json.hpp); its class count may come from
   // the training labels.
   models::ModelSpec model = models::builtin("mnist_cnn");
-  std::filesystem::path data;       // IDX files or the SageMaker layout (train_data.npy, ...): io::load_data_dir
+  std::filesystem::path data;  // IDX files or the SageMaker layout (train_data.npy, ...): io::load_data_dir
   io::ImageLayout layout = io::ImageLayout::Auto;  // of 4-D .npy images
   // In (0, 1): evaluate on this fraction of the training files, held out (io::DataOptions);
   // the directory may then hold no evaluation files. 0: the evaluation files, if any.

@@ -326,8 +326,8 @@ EvalResult evaluate(Model& model, const io::Dataset& data, int64_t batch_size) {
   std::iota(rows.begin(), rows.end(), int64_t{0});
   Buffer images_store, labels_store, rows_store;
   const void* images = be.device_view(data.pixel_data(), data.pixel_bytes(), images_store);
-  const auto* labels =
-      static_cast<const int32_t*>(be.device_view(data.labels.data(), size_t(n) * sizeof(int32_t), labels_store));
+  const auto* labels = static_cast<const int32_t*>(
+      be.device_view(data.labels.data(), size_t(n) * sizeof(int32_t), labels_store));
   const auto* rows_dev =
       static_cast<const int64_t*>(be.device_view(rows.data(), size_t(n) * sizeof(int64_t), rows_store));
   GatherDesc desc = gather_desc(model, data);
@@ -369,8 +369,8 @@ void validate(const TrainConfig& cfg) {
   STRAND_CHECK(cfg.eval_every >= 0, Usage, "eval_every must be >= 0", "train");
   STRAND_CHECK(cfg.schedule.warmup_steps >= 0, Usage, "warmup_steps must be >= 0", "train");
   STRAND_CHECK(cfg.augment.shift >= 0 && cfg.augment.shift < Augmentation::kMaxShift, Usage,
-               "the augmentation shift must be in [0, " + std::to_string(Augmentation::kMaxShift) + "), got " +
-                   std::to_string(cfg.augment.shift),
+               "the augmentation shift must be in [0, " + std::to_string(Augmentation::kMaxShift) +
+                   "), got " + std::to_string(cfg.augment.shift),
                "train");
   STRAND_CHECK(cfg.stop_at_accuracy >= 0 && cfg.stop_at_accuracy <= 1, Usage,
                "stop_at_accuracy must be in [0,1], got " + std::to_string(cfg.stop_at_accuracy), "train");
@@ -383,12 +383,11 @@ TrainResult train(Context& ctx, Model& model, const io::Dataset& train_set, cons
   STRAND_CHECK(cfg.stop_at_accuracy == 0 || eval, Usage, "stopping at an accuracy needs a test set", "train");
   check_fits(model, train_set, "training");
   if (eval) check_fits(model, *eval, "test");
-  STRAND_CHECK(!cfg.augment.any() || train_set.sample_shape.rank() == 3 || model.arch().input.rank() == 3,
-               Usage,
-               "augmentation moves images, but the training samples (" + train_set.sample_shape.str() +
-                   ") and model '" + model.arch().name + "' (" + model.arch().input.str() +
-                   ") have no image shape",
-               "train");
+  STRAND_CHECK(
+      !cfg.augment.any() || train_set.sample_shape.rank() == 3 || model.arch().input.rank() == 3, Usage,
+      "augmentation moves images, but the training samples (" + train_set.sample_shape.str() +
+          ") and model '" + model.arch().name + "' (" + model.arch().input.str() + ") have no image shape",
+      "train");
   return Run(ctx, model, train_set, eval, cfg, strategy)();
 }
 

@@ -71,7 +71,7 @@ struct TrainConfig {
   int64_t batch_size = 64;  // per worker; a step's global batch is batch_size x world
   uint64_t seed = 42;
   OptimizerConfig optimizer;
-  Schedule schedule;                     // the learning rate over the whole run (epochs x steps)
+  Schedule schedule;  // the learning rate over the whole run (epochs x steps)
   // Of the training batches (never the evaluation's), drawn per sample from (seed, epoch, the
   // sample's index), so a resumed or data-parallel run sees the same images.
   Augmentation augment;

@@ -110,8 +110,8 @@ void time_forward(Env& env, const OpCase& c, const Add& add) {
           if (augment) d.augment = {.shift = 2, .flip = true};
           add(c.name + (u8 ? " u8" : "") + (augment ? "+augment" : ""), 0,
               double(B * c.sample) * ((u8 ? 1 : f4) + f4), [&, d] {
-                be.gather(d, static_cast<const int64_t*>(indices.data()), u8 ? images_u8.data() : images.data(),
-                          labels.i32(), x.f32(), y.i32());
+                be.gather(d, static_cast<const int64_t*>(indices.data()),
+                          u8 ? images_u8.data() : images.data(), labels.i32(), x.f32(), y.i32());
               });
         }
       break;

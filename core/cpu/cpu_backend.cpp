@@ -120,8 +120,8 @@ LossTotals CpuBackend::take_loss_totals() { return std::exchange(totals_, LossTo
 
 const void* CpuBackend::device_view(const void* host, size_t, Buffer&) { return host; }
 
-void CpuBackend::gather(const GatherDesc& d, const int64_t* indices, const void* images, const int32_t* labels,
-                        float* x, int32_t* y) {
+void CpuBackend::gather(const GatherDesc& d, const int64_t* indices, const void* images,
+                        const int32_t* labels, float* x, int32_t* y) {
   cpu::gather(d, indices, images, labels, x, y, pool_);
 }
 

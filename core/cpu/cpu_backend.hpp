@@ -61,8 +61,8 @@ class CpuBackend final : public Backend {
                                float* dlogits) override;
   LossTotals take_loss_totals() override;
   const void* device_view(const void* host, size_t bytes, Buffer& storage) override;
-  void gather(const GatherDesc& d, const int64_t* indices, const void* images, const int32_t* labels, float* x,
-              int32_t* y) override;
+  void gather(const GatherDesc& d, const int64_t* indices, const void* images, const int32_t* labels,
+              float* x, int32_t* y) override;
   void softmax(int64_t batch, int64_t classes, const float* logits, float* probs) override;
   void sgd_step(int64_t n, float lr, float* params, const float* grads) override;
   void momentum_step(int64_t n, float lr, float momentum, float* params, const float* grads,

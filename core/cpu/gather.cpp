@@ -40,8 +40,8 @@ void gather_sample(const GatherDesc& d, const T* in, AugmentDraw a, float* out) 
 }
 
 template <class T>
-void gather_rows(const GatherDesc& d, const int64_t* indices, const T* images, const int32_t* labels, float* x,
-                 int32_t* y, ThreadPool& pool) {
+void gather_rows(const GatherDesc& d, const int64_t* indices, const T* images, const int32_t* labels,
+                 float* x, int32_t* y, ThreadPool& pool) {
   const int64_t sample = d.sample();
   const uint64_t key = augment_key(d.seed, d.epoch);
   pool.parallel_for(d.batch, kParallelMin / sample + 1, [&](int64_t i0, int64_t i1) {

@@ -202,8 +202,8 @@ const void* CudaBackend::device_view(const void* host, size_t bytes, Buffer& sto
   return storage.data();
 }
 
-void CudaBackend::gather(const GatherDesc& d, const int64_t* indices, const void* images, const int32_t* labels,
-                         float* x, int32_t* y) {
+void CudaBackend::gather(const GatherDesc& d, const int64_t* indices, const void* images,
+                         const int32_t* labels, float* x, int32_t* y) {
   activate();
   cuda::gather(d, indices, images, labels, x, y, stream_.get());
 }

@@ -79,8 +79,8 @@ class CudaBackend final : public Backend {
   const void* device_view(const void* host, size_t bytes, Buffer& storage) override;
   std::unique_ptr<Stage> make_stage(int64_t floats) override;  // stage.cu
   std::unique_ptr<Lane> make_lane() override;                  // lane.cu
-  void gather(const GatherDesc& d, const int64_t* indices, const void* images, const int32_t* labels, float* x,
-              int32_t* y) override;
+  void gather(const GatherDesc& d, const int64_t* indices, const void* images, const int32_t* labels,
+              float* x, int32_t* y) override;
 
   void conv2d_forward(const Conv2dDesc& d, const float* x, const float* w, const float* b, float* y) override;
   void conv2d_backward(const Conv2dDesc& d, const float* x, const float* w, const float* dy, float* dx,

@@ -4,7 +4,8 @@
 // deferred mirror into the ring; device collectives queued on a deferred lane, NCCL's way);
 // every rank ends with the same bits; fusion sends the buckets the threshold implies and the
 // timeline records them with their bytes; buckets on a lane equal one whole-gradient bucket
-// bit for bit; with batch normalization each rank normalizes its own samples.
+// bit for bit; with batch normalization each rank normalizes its own samples; augmentation
+// follows one process too.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -42,11 +43,11 @@ std::vector<float> train_local(const io::Dataset& data, int64_t batch, const Mod
 // `mine` (rank r's parameters after training with batch b per rank) equals rank 0's bits and
 // one process's with the global batch within 1e-4.
 void expect_follows_one_process(Communicator& comm, const std::vector<float>& mine, const io::Dataset& data,
-                                int64_t b, const std::string& what) {
+                                int64_t b, const std::string& what, const TrainConfig& cfg = config(0)) {
   std::vector<float> rank0 = mine;
   comm.broadcast(rank0.data(), rank0.size() * sizeof(float), 0);
   EXPECT_TRUE(mine == rank0) << what << ": rank " << comm.rank() << " holds other parameters than rank 0";
-  const std::vector<float> single = train_local(data, b * comm.size());
+  const std::vector<float> single = train_local(data, b * comm.size(), tiny_cnn(), cfg);
   double diff = 0, norm = 0, worst = 0;
   for (size_t i = 0; i < single.size(); ++i) {
     const double d = std::abs(double(mine[i]) - single[i]);
@@ -58,7 +59,7 @@ void expect_follows_one_process(Communicator& comm, const std::vector<float>& mi
   EXPECT_LT(worst, 1e-3) << what << ": worst element (relative, 1e-3 floor)";
   // The run really trained: a different global batch gives different weights.
   if (comm.size() > 1) {
-    EXPECT_FALSE(single == train_local(data, b))
+    EXPECT_FALSE(single == train_local(data, b, tiny_cnn(), cfg))
         << "the batch size does not matter: the equality above proves nothing";
   }
 }
@@ -83,6 +84,32 @@ TEST_P(Equality, TwoRanksMatchOneProcessWithTheGlobalBatch) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Algorithms, Equality, ::testing::Values("ring", "hierarchical", "mpi"));
+
+// Augmentation is drawn per sample from (seed, epoch, index), not from a rank's stream: two
+// ranks moving and mirroring their halves of the batch follow one process with the whole one.
+TEST(Augmentation, TwoRanksMatchOneProcessWithTheGlobalBatch) {
+  CommOptions o;
+  o.timeout_s = 30;
+  MpiCommunicator comm(*runtime, o);
+  const int64_t b = 16;
+  const io::Dataset data = banded(300, 1, true);
+  TrainConfig augmented = config(b);
+  augmented.augment = {.shift = 2, .flip = true};
+  Context ctx(make_cpu_backend(1), {comm.rank(), comm.size(), comm.host()});
+  Model m(ctx.backend(), tiny_cnn());
+  {
+    AllreduceStrategy strategy(comm, 256);
+    train(ctx, m, data, nullptr, augmented, strategy);
+  }
+  expect_follows_one_process(comm, m.get_params(), data, b, "augmented", augmented);
+  if (comm.rank() == 0) {
+    TrainConfig plain = augmented;
+    plain.augment = {};
+    EXPECT_FALSE(train_local(data, b * comm.size(), tiny_cnn(), plain) ==
+                 train_local(data, b * comm.size(), tiny_cnn(), augmented))
+        << "the augmentation changed nothing: the equality above proves nothing about it";
+  }
+}
 
 // Batch normalization normalizes each rank's batch over the rank's own samples, and the
 // running statistics' updates are averaged with the gradients: with plain SGD one step on two

@@ -201,5 +201,18 @@ expect 0 "my_cnn .*input \[3,32,32\], 10 classes" -- "$strand" model summary "$w
 echo '{"input": [1, 28, 28], "layers": [' >"$work/bad.json"
 expect 1 "bad.json: format error: not valid JSON at line 2" -- "$strand" model summary "$work/bad.json"
 
+# Data without evaluation files: --val-split holds part of the training files out, and
+# `strand eval --val-split` evaluates on the same part. Augmentation and layout flags.
+mkdir -p "$work/trainonly"
+cp "$work/data/npy/train_data.npy" "$work/data/npy/train_labels.npy" "$work/trainonly/"
+expect 0 "evaluation images \(held out of the training files\)|held out" -- "$strand" train --data "$work/trainonly" \
+  --model-dir "$work/vs" --val-split 0.2 --augment shift:2,flip --epochs 1 "${tiny[@]}"
+expect 0 "test accuracy" -- "$strand" eval --model-dir "$work/vs" --data "$work/trainonly" --val-split 0.2 --threads 1
+expect 2 "use one or the other" -- "$strand" train --data "$work/data/npy" --model-dir "$work/vs" --val-split 0.2
+expect 2 "val-split" -- "$strand" train --data "$work/trainonly" --model-dir "$work/vs" --val-split 1.5
+expect 2 "'rotate'" -- "$strand" train --data "$work/trainonly" --model-dir "$work/vs" --augment rotate
+expect 2 "'diagonal'" -- "$strand" train --data "$work/trainonly" --model-dir "$work/vs" --layout diagonal
+expect 1 "no evaluation" -- "$strand" eval --model-dir "$work/vs" --data "$work/trainonly" --threads 1
+
 if ((failures)); then echo "$failures check(s) failed"; exit 1; fi
 echo "all CLI checks passed"

@@ -158,8 +158,8 @@ class StagedCpuBackend final : public Backend {
   const void* device_view(const void* host, size_t bytes, Buffer& storage) override {
     return cpu_->device_view(host, bytes, storage);
   }
-  void gather(const GatherDesc& d, const int64_t* indices, const void* images, const int32_t* labels, float* x,
-              int32_t* y) override {
+  void gather(const GatherDesc& d, const int64_t* indices, const void* images, const int32_t* labels,
+              float* x, int32_t* y) override {
     cpu_->gather(d, indices, images, labels, x, y);
   }
   void conv2d_forward(const Conv2dDesc& d, const float* x, const float* w, const float* b,

@@ -113,7 +113,8 @@ TEST(LoadDataSplit, OneSplitNeedsOnlyItsOwnFiles) {
   EXPECT_EQ(eval.labels, std::vector<int32_t>(kEvalLabels.begin(), kEvalLabels.end()));
   EXPECT_STRAND_ERROR(load_data_split(dir.path(), Split::train), Io, dir.path().string(),
                       "missing train-images-idx3-ubyte");
-  EXPECT_STRAND_ERROR(load_data_dir(dir.path()), Io, dir.path().string(), "no training images and labels found");
+  EXPECT_STRAND_ERROR(load_data_dir(dir.path()), Io, dir.path().string(),
+                      "no training images and labels found");
 
   TempDir npy;
   make_npy_dir(npy.path());
@@ -185,9 +186,10 @@ TEST(LoadDataDir, IncompleteFileSetsListWhatIsMissing) {
     const std::string m = e.what();
     EXPECT_EQ(e.kind(), ErrorKind::Io);
     EXPECT_EQ(e.where(), dir.path().string());
-    EXPECT_NE(m.find("idx files: looked for train-images-idx3-ubyte (or train-images.idx3-ubyte), "
-                     "train-labels-idx1-ubyte (or train-labels.idx1-ubyte); missing train-labels-idx1-ubyte."),
-              std::string::npos)
+    EXPECT_NE(
+        m.find("idx files: looked for train-images-idx3-ubyte (or train-images.idx3-ubyte), "
+               "train-labels-idx1-ubyte (or train-labels.idx1-ubyte); missing train-labels-idx1-ubyte."),
+        std::string::npos)
         << m;
     EXPECT_NE(m.find("npy files: looked for train_data.npy, train_labels.npy; missing train_data.npy, "
                      "train_labels.npy"),
@@ -272,6 +274,129 @@ TEST(LoadDataDir, IntegerImageDtypeRejected) {
   write_bytes(dir / "train_data.npy", npy_file(npy_dict("<i4", "(5, 784)"), std::string(5 * 784 * 4, '\0')));
   EXPECT_STRAND_ERROR(load_data_dir(dir.path()), Format, (dir / "train_data.npy").string(),
                       "dtype <i4; expected uint8 (0..255, scaled by 1/255) or float32/float64");
+}
+
+DataOptions laid_out(ImageLayout l) {
+  DataOptions o;
+  o.layout = l;
+  return o;
+}
+DataOptions of_classes(int64_t k) {
+  DataOptions o;
+  o.classes = k;
+  return o;
+}
+DataOptions held_out(double f) {
+  DataOptions o;
+  o.val_split = f;
+  return o;
+}
+
+// Colour images, channels-last or -first on disk, always [C,H,W] in memory: the value of
+// sample i, channel c, row y, column x is colour_px(i, c, y, x) either way.
+uint8_t colour_px(int64_t i, int64_t c, int64_t y, int64_t x) { return uint8_t(i * 50 + c * 20 + y * 6 + x); }
+
+void write_colour(const fs::path& dir, ImageLayout layout, int64_t c, int64_t h, int64_t w) {
+  const int64_t n = int64_t(kTrainLabels.size());
+  std::vector<uint8_t> px;
+  for (int64_t i = 0; i < n; ++i)
+    if (layout == ImageLayout::Nhwc) {
+      for (int64_t y = 0; y < h; ++y)
+        for (int64_t x = 0; x < w; ++x)
+          for (int64_t k = 0; k < c; ++k) px.push_back(colour_px(i, k, y, x));
+    } else {
+      for (int64_t k = 0; k < c; ++k)
+        for (int64_t y = 0; y < h; ++y)
+          for (int64_t x = 0; x < w; ++x) px.push_back(colour_px(i, k, y, x));
+    }
+  const Shape shape = layout == ImageLayout::Nhwc ? Shape{n, h, w, c} : Shape{n, c, h, w};
+  write_npy(dir / "train_data.npy", shape, px.data());
+  const std::vector<int32_t> labels(kTrainLabels.begin(), kTrainLabels.end());
+  write_npy(dir / "train_labels.npy", Shape{n}, labels.data());
+}
+
+void expect_colour(const Dataset& d, int64_t c, int64_t h, int64_t w) {
+  ASSERT_EQ(d.sample_shape, (Shape{c, h, w}));
+  ASSERT_EQ(d.pixels, PixelType::U8);
+  size_t at = 0;
+  for (int64_t i = 0; i < d.size(); ++i)
+    for (int64_t k = 0; k < c; ++k)
+      for (int64_t y = 0; y < h; ++y)
+        for (int64_t x = 0; x < w; ++x)
+          ASSERT_EQ(d.images_u8[at++], colour_px(i, k, y, x)) << i << " " << k << " " << y << " " << x;
+}
+
+TEST(LoadDataDir, ChannelsLastImagesAreTransposedAndAmbiguousShapesNeedALayout) {
+  for (const ImageLayout on_disk : {ImageLayout::Nhwc, ImageLayout::Nchw}) {
+    TempDir dir;
+    write_colour(dir.path(), on_disk, 3, 8, 6);
+    SCOPED_TRACE(std::string(to_string(on_disk)));
+    const DataSplits s = load_data_dir(dir.path());
+    EXPECT_FALSE(s.eval) << "no evaluation files: no evaluation set";
+    expect_colour(s.train, 3, 8, 6);
+    expect_colour(load_data_dir(dir.path(), laid_out(on_disk)).train, 3, 8, 6);
+  }
+  TempDir both;  // [5,3,4,3]: 3 channels of 4x3, or 3 of 3x4
+  write_colour(both.path(), ImageLayout::Nhwc, 3, 3, 4);
+  EXPECT_STRAND_ERROR(load_data_dir(both.path()), Usage, (both / "train_data.npy").string(), "--layout");
+  expect_colour(load_data_dir(both.path(), laid_out(ImageLayout::Nhwc)).train, 3, 3, 4);
+  EXPECT_EQ(load_data_dir(both.path(), laid_out(ImageLayout::Nchw)).train.sample_shape, (Shape{3, 4, 3}));
+  TempDir neither;  // [5,8,4,8]: no dimension can be a channel count
+  write_colour(neither.path(), ImageLayout::Nchw, 8, 4, 8);
+  EXPECT_STRAND_ERROR(load_data_dir(neither.path()), Usage, (neither / "train_data.npy").string(),
+                      "[5,8,4,8]");
+  expect_colour(load_data_dir(neither.path(), laid_out(ImageLayout::Nchw)).train, 8, 4,
+                8);  // told: 8 channels
+  for (const char* bad : {"", "NHWC", "hwc", "auto,nchw"})
+    EXPECT_THROW(parse_image_layout(bad), Error) << bad;
+  for (const ImageLayout l : {ImageLayout::Auto, ImageLayout::Nchw, ImageLayout::Nhwc})
+    EXPECT_EQ(parse_image_layout(to_string(l)), l);
+}
+
+TEST(LoadDataDir, ModelClassCountAndLabelsMustAgree) {
+  TempDir dir;
+  make_idx_dir(dir.path());
+  EXPECT_EQ(load_data_dir(dir.path(), of_classes(10)).classes, 10);
+  EXPECT_STRAND_ERROR(load_data_dir(dir.path(), of_classes(12)), Usage,
+                      (dir / "train-labels-idx1-ubyte").string(),
+                      "the largest label is 9, but the model has 12 classes");
+  EXPECT_STRAND_ERROR(load_data_dir(dir.path(), of_classes(5)), Format,
+                      (dir / "train-labels-idx1-ubyte").string(), "row 3: label 9 is outside [0, 5)");
+}
+
+TEST(LoadDataDir, ValidationSplitHoldsOutAFixedPartOfTheTrainingFiles) {
+  TempDir dir;
+  const int64_t n = 40;
+  std::vector<float> px(size_t(n * 4));
+  std::vector<int32_t> labels(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    px[size_t(i * 4)] = float(i);  // identifies the sample
+    labels[size_t(i)] = int32_t(i % 4);
+  }
+  write_npy(dir / "train_data.npy", Shape{n, 4}, px.data());
+  write_npy(dir / "train_labels.npy", Shape{n}, labels.data());
+  const DataSplits s = load_data_dir(dir.path(), held_out(0.25));
+  ASSERT_TRUE(s.eval);
+  EXPECT_EQ(s.train.size(), 30);
+  EXPECT_EQ(s.eval->size(), 10);
+  std::set<float> seen;
+  for (const Dataset* d : {&s.train, &*s.eval})
+    for (int64_t i = 0; i < d->size(); ++i) {
+      const float id = d->images[size_t(i * 4)];
+      EXPECT_TRUE(seen.insert(id).second) << "sample " << id << " is in both splits";
+      EXPECT_EQ(d->labels[size_t(i)], int32_t(id) % 4) << "a label left its image";
+    }
+  EXPECT_EQ(seen.size(), size_t(n));
+  // The same part every time, and what `strand eval --val-split` reads.
+  EXPECT_EQ(load_data_dir(dir.path(), held_out(0.25)).eval->images, s.eval->images);
+  EXPECT_EQ(load_data_split(dir.path(), Split::eval, held_out(0.25)).images, s.eval->images);
+  EXPECT_EQ(load_data_split(dir.path(), Split::train, held_out(0.25)).images, s.train.images);
+  EXPECT_STRAND_ERROR(load_data_dir(dir.path(), held_out(1.0)), Usage, dir.path().string(),
+                      "the validation split must be in (0, 1), got 1");
+  write_npy(dir / "eval_data.npy", Shape{n, 4}, px.data());
+  write_npy(dir / "eval_labels.npy", Shape{n}, labels.data());
+  EXPECT_STRAND_ERROR(load_data_dir(dir.path(), held_out(0.25)), Usage, dir.path().string(),
+                      "use one or the other");
 }
 
 TEST(WriteMnistNpy, RoundTripsThroughLoad) {

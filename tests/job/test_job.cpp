@@ -12,9 +12,11 @@
 #include <strand/core/model.hpp>
 #include <strand/io/dataset.hpp>
 #include <strand/io/model_file.hpp>
+#include <strand/io/npy.hpp>
 #include <strand/job/identity.hpp>
 #include <strand/job/job.hpp>
 #include <strand/job/launch.hpp>
+#include <strand/models/model_json.hpp>
 #include <strand/train/trainer.hpp>
 
 namespace strand::job {
@@ -218,6 +220,90 @@ TEST(RunJob, BatchNormStatisticsTravelInTheExport) {
   const EvalResult e = evaluate(m, io::load_data_split(dir / "data", io::Split::eval));
   EXPECT_EQ(e.accuracy, r.final_eval.accuracy);
   EXPECT_EQ(e.loss, r.final_eval.loss);
+  fs::remove_all(dir);
+}
+
+// n colour images, 32x32, channels-last uint8 ([n,32,32,3]): class k is a shape (k / 5: a
+// filled square or a hollow ring) in a colour (k % 5) at a random place on a noisy background,
+// so the class needs both the channels and the spatial layout.
+struct ColourSet {
+  std::vector<uint8_t> nhwc;
+  std::vector<int32_t> labels;
+};
+ColourSet colour_shapes(int64_t n, uint64_t seed) {
+  static constexpr uint8_t kColours[5][3] = {
+      {230, 40, 40}, {40, 230, 40}, {40, 40, 230}, {230, 230, 40}, {40, 230, 230}};
+  ColourSet s{std::vector<uint8_t>(size_t(n * 32 * 32 * 3)), std::vector<int32_t>(size_t(n))};
+  for (int64_t i = 0; i < n; ++i) {
+    const uint64_t r = mix64(seed ^ mix64(uint64_t(i)));
+    const int32_t k = int32_t(r % 10);
+    s.labels[size_t(i)] = k;
+    const int64_t top = int64_t((r >> 8) % 20), left = int64_t((r >> 16) % 20);  // a 12x12 box
+    for (int64_t y = 0; y < 32; ++y)
+      for (int64_t x = 0; x < 32; ++x) {
+        const bool in_box = y >= top && y < top + 12 && x >= left && x < left + 12;
+        const bool edge = y < top + 3 || y >= top + 9 || x < left + 3 || x >= left + 9;
+        const bool lit = in_box && (k / 5 == 0 || edge);
+        for (int64_t c = 0; c < 3; ++c) {
+          const uint8_t noise = uint8_t(mix64(r + uint64_t((y * 32 + x) * 3 + c)) % 60);
+          s.nhwc[size_t(((i * 32 + y) * 32 + x) * 3 + c)] =
+              lit ? uint8_t(kColours[k % 5][c] - noise / 2) : noise;
+        }
+      }
+  }
+  return s;
+}
+
+// NCHW float32 in [0,1]: what the uint8 set stands for (v / 255), channels first.
+std::vector<float> to_nchw_f32(const std::vector<uint8_t>& nhwc, int64_t n) {
+  std::vector<float> out(nhwc.size());
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t c = 0; c < 3; ++c)
+      for (int64_t p = 0; p < 32 * 32; ++p)
+        out[size_t((i * 3 + c) * 1024 + p)] = u8_pixel(nhwc[size_t((i * 1024 + p) * 3 + c)]);
+  return out;
+}
+
+// A model file's network trains on a 3-channel 32x32 ten-class set to >= 95% from NHWC uint8
+// .npy files and from NCHW float32 ones; the two stand for the same pixels, so the runs agree
+// bit for bit (the layout is told apart from the shape alone).
+TEST(RunJob, ColourImagesFromNhwcUint8AndNchwFloat32) {
+  const fs::path dir = fs::temp_directory_path() / ("strand-job-colour-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  const int64_t n_train = 3000, n_eval = 500;
+  const ColourSet train = colour_shapes(n_train, 1), eval = colour_shapes(n_eval, 2);
+  for (const char* d : {"u8", "f32"}) fs::create_directories(dir / d / "data");
+  io::write_npy(dir / "u8/data/train_data.npy", Shape{n_train, 32, 32, 3}, train.nhwc.data());
+  io::write_npy(dir / "u8/data/eval_data.npy", Shape{n_eval, 32, 32, 3}, eval.nhwc.data());
+  io::write_npy(dir / "f32/data/train_data.npy", Shape{n_train, 3, 32, 32},
+                to_nchw_f32(train.nhwc, n_train).data());
+  io::write_npy(dir / "f32/data/eval_data.npy", Shape{n_eval, 3, 32, 32},
+                to_nchw_f32(eval.nhwc, n_eval).data());
+  for (const char* d : {"u8", "f32"}) {
+    io::write_npy(dir / d / "data/train_labels.npy", Shape{n_train}, train.labels.data());
+    io::write_npy(dir / d / "data/eval_labels.npy", Shape{n_eval}, eval.labels.data());
+  }
+  const models::ModelSpec model = models::parse_model_json(R"({
+    "name": "colour", "input": [3, 32, 32],
+    "layers": [
+      {"type": "conv2d", "filters": 16, "kernel": 3, "stride": 2, "padding": "same", "bias": false},
+      {"type": "batchnorm", "momentum": 0.9}, {"type": "relu"}, {"type": "maxpool", "kernel": 2},
+      {"type": "conv2d", "filters": 32, "kernel": 3, "padding": "same"}, {"type": "relu"},
+      {"type": "maxpool", "kernel": 2}, {"type": "flatten"}, {"type": "dense", "units": "classes"}
+    ]})",
+                                                           "colour.json");
+  std::vector<JobResult> results;
+  for (const char* d : {"u8", "f32"}) {
+    JobSpec s = spec_in(dir / d);
+    s.model = model;
+    s.train.epochs = 4;
+    s.train.batch_size = 50;
+    results.push_back(run_job(s, {}));
+    EXPECT_GE(results.back().final_eval.accuracy, 0.95) << d;
+  }
+  EXPECT_EQ(results[0].final_eval.accuracy, results[1].final_eval.accuracy);
+  EXPECT_EQ(io::load_export(dir / "u8/model").params, io::load_export(dir / "f32/model").params)
+      << "uint8 NHWC and float32 NCHW files of the same pixels trained differently";
   fs::remove_all(dir);
 }
 

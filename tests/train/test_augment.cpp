@@ -23,7 +23,8 @@ using test::tiny_cnn;
 
 // out[c][y][x] = in[c][y - dy][flip ? W-1-(x-dx) : x-dx], zero where that is outside the image.
 template <class T>
-std::vector<float> reference_gather(const GatherDesc& d, const std::vector<int64_t>& idx, const std::vector<T>& in) {
+std::vector<float> reference_gather(const GatherDesc& d, const std::vector<int64_t>& idx,
+                                    const std::vector<T>& in) {
   std::vector<float> out;
   const uint64_t key = augment_key(d.seed, d.epoch);
   for (int64_t src : idx) {
@@ -54,7 +55,8 @@ struct Gathered {
 Gathered cpu_gather(const GatherDesc& d, const std::vector<int64_t>& idx, const void* images,
                     const std::vector<int32_t>& labels, int threads = 2) {
   auto be = make_cpu_backend(threads);
-  Gathered g{std::vector<float>(size_t(d.batch * d.sample()), -7.0f), std::vector<int32_t>(size_t(d.batch), -1)};
+  Gathered g{std::vector<float>(size_t(d.batch * d.sample()), -7.0f),
+             std::vector<int32_t>(size_t(d.batch), -1)};
   be->gather(d, idx.data(), images, labels.data(), g.x.data(), g.y.data());
   return g;
 }
@@ -174,8 +176,9 @@ TEST(Augmentation, ParsesItsFormsAndNamesBadText) {
 }
 
 struct TempDir {
-  TempDir() : path(fs::temp_directory_path() / ("strand-augment-" + std::to_string(::getpid()) + "-" +
-                                                std::to_string(counter++))) {
+  TempDir()
+      : path(fs::temp_directory_path() /
+             ("strand-augment-" + std::to_string(::getpid()) + "-" + std::to_string(counter++))) {
     fs::remove_all(path);
     fs::create_directories(path);
   }

@@ -59,8 +59,8 @@ TEST(CpuBackend, GatherCopiesTheNamedRows) {
   const std::vector<int64_t> idx{49, 0, 17, 17, 3};
   std::vector<float> x(idx.size() * sample, -1.0f);
   std::vector<int32_t> y(idx.size(), -1);
-  be->gather({.batch = int64_t(idx.size()), .width = sample}, idx.data(), images.data(), labels.data(), x.data(),
-             y.data());
+  be->gather({.batch = int64_t(idx.size()), .width = sample}, idx.data(), images.data(), labels.data(),
+             x.data(), y.data());
   for (size_t i = 0; i < idx.size(); ++i) {
     EXPECT_EQ(y[i], labels[size_t(idx[i])]);
     for (int64_t k = 0; k < sample; ++k)
