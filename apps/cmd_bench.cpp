@@ -26,6 +26,7 @@ struct BenchArgs {
   int64_t batch_size = 100, steps = 50, warmup = 5;
   int threads = default_threads();
   bool json = false;
+  Augmentation augment{};  // bench train only
 };
 
 // Registers the flags `bench train` and `bench infer` share; `steps` is what each calls its
@@ -94,6 +95,7 @@ void run_bench_train(const BenchArgs& a) {
 
   TrainConfig cfg;
   cfg.batch_size = a.batch_size;
+  cfg.augment = a.augment;
   cfg.epochs = (a.batch_size * (a.steps + a.warmup)) / data.size() + 2;
   // An epoch's smaller last batch is a shape of its own (cuDNN plans, a CUDA graph): made first,
   // so that the timed steps do not include it (on the CPU it costs nothing).
@@ -123,6 +125,7 @@ void run_bench_train(const BenchArgs& a) {
                       {"tf32", a.device.tf32},
                       {"cudnn_benchmark", a.device.cudnn_benchmark},
                       {"steps", a.steps},
+                      {"augment", to_string(a.augment)},
                       {"images_per_sec", ips},
                       {"seconds", secs},
                       {"gflops_per_sec", gflops},
@@ -131,9 +134,10 @@ void run_bench_train(const BenchArgs& a) {
                      bench_stamp(a));
   } else {
     std::printf(
-        "%s on %s, batch %lld, %d thread(s): %.0f images/s (%.1f GFLOP/s, %lld steps in %.2f s, gemm %s)\n",
-        a.model.c_str(), a.device.device.str().c_str(), (long long)a.batch_size, a.threads, ips, gflops,
-        (long long)a.steps, secs, cpu::sgemm_kernel_name());
+        "%s on %s, batch %lld, %d thread(s), augment %s: %.0f images/s (%.1f GFLOP/s, %lld steps in %.2f s, "
+        "gemm %s)\n",
+        a.model.c_str(), a.device.device.str().c_str(), (long long)a.batch_size, a.threads,
+        to_string(a.augment).c_str(), ips, gflops, (long long)a.steps, secs, cpu::sgemm_kernel_name());
   }
 }
 
@@ -194,6 +198,10 @@ void add_bench_command(CLI::App& app) {
   auto a = std::make_shared<BenchArgs>();
   CLI::App* tr = bench->add_subcommand("train", "Training throughput of one process (images/s)");
   add_common_options(*tr, *a, "--steps", "Timed training steps");
+  tr->add_option_function<std::string>(
+        "--augment", [a](const std::string& v) { a->augment = parse_augmentation(v); },
+        "Augment the batches as `strand train --augment` does (shift:P, flip, shift:P,flip)")
+      ->default_str("none");
   tr->callback([a] { run_bench_train(*a); });
   auto b = std::make_shared<BenchArgs>();
   b->steps = 200;

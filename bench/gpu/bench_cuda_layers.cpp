@@ -285,7 +285,7 @@ std::vector<Row> run_mode(const Mode& mode, int64_t B, int reps, std::string& al
   auto& cuda = dynamic_cast<strand::cuda::CudaBackend&>(be);
   algos += std::string(mode.name) + " batch " + std::to_string(B) + ":";
   for (const OpCase& c : strand::models::ops_of(ops, OpKind::Conv2d)) {
-    algos += " " + c.name + " " + cuda.conv_algorithms(c.conv) + ";";
+    algos += " " + c.name + " " + cuda.conv_algorithms(c.conv, /*bias=*/true) + ";";
   }
   algos.back() = '\n';
   return rows;

@@ -1,6 +1,7 @@
-// Conv2d on cuDNN (NCHW, FP32): forward, backward data and backward filter; the bias terms
-// are hand-written kernels: bias (+ the fused ReLU) in one pass after the forward, and a
-// deterministic two-pass reduction for the bias gradient.
+// Conv2d on cuDNN (NCHW, FP32, any stride and padding): forward, backward data and backward
+// filter; the bias terms are hand-written kernels: bias (+ the fused ReLU) in one pass after the
+// forward, and a deterministic two-pass reduction for the bias gradient. Without a bias (a
+// convolution before batchnorm) neither runs: a fused ReLU is then the plain ReLU kernel.
 //
 // Algorithms are chosen once per shape (ConvPlan, cached in the backend), by default with the
 // _v7 heuristics: a timed search (cudnnFind*, CudaOptions::cudnn_benchmark) may pick a
@@ -32,7 +33,8 @@ void check_desc(const Conv2dDesc& d, const char* where) {
   check_conv2d(d, where);
   constexpr int64_t kMax = int64_t{1} << 30;
   STRAND_CHECK(d.batch < kMax && d.in_c < kMax && d.in_h < kMax && d.in_w < kMax && d.out_c < kMax &&
-                   d.kernel_h < kMax && d.kernel_w < kMax && d.pad_h < kMax && d.pad_w < kMax,
+                   d.kernel_h < kMax && d.kernel_w < kMax && d.pad_h < kMax && d.pad_w < kMax &&
+                   d.stride_h < kMax && d.stride_w < kMax,
                Shape,
                "conv2d sizes must be below 2^30 for cuDNN, got batch=" + std::to_string(d.batch) +
                    " in_c=" + std::to_string(d.in_c) + " out_c=" + std::to_string(d.out_c),
@@ -176,7 +178,9 @@ __global__ void conv_bias_grad_finish(int64_t channels, int64_t chunks, const fl
 }  // namespace
 
 const ConvPlan& CudaBackend::conv_plan(const Conv2dDesc& d) {
-  const ConvKey key{d.batch, d.in_c, d.in_h, d.in_w, d.out_c, d.kernel_h, d.kernel_w, d.pad_h, d.pad_w};
+  static_assert(sizeof(ConvKey) == sizeof(Conv2dDesc), "a ConvKey holds every Conv2dDesc field");
+  const ConvKey key{d.batch,    d.in_c,     d.in_h,  d.in_w,  d.out_c,    d.kernel_h,
+                    d.kernel_w, d.pad_h,    d.pad_w, d.stride_h, d.stride_w};
   if (auto it = conv_plans_.find(key); it != conv_plans_.end()) return it->second;
 
   ConvPlan plan;
@@ -192,9 +196,11 @@ const ConvPlan& CudaBackend::conv_plan(const Conv2dDesc& d) {
   cudnnConvolutionDescriptor_t conv = nullptr;
   STRAND_CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&conv));
   plan.conv.reset(conv);
-  // The CPU conv is a cross-correlation (no kernel flip), stride 1, no dilation.
-  STRAND_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(conv, int(d.pad_h), int(d.pad_w), 1, 1, 1, 1,
-                                                     CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
+  // The CPU conv is a cross-correlation (no kernel flip), no dilation; cuDNN's output size is
+  // floor((in + 2 pad - k) / stride) + 1 like strand's (checked below).
+  STRAND_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(conv, int(d.pad_h), int(d.pad_w), int(d.stride_h),
+                                                     int(d.stride_w), 1, 1, CUDNN_CROSS_CORRELATION,
+                                                     CUDNN_DATA_FLOAT));
   // TENSOR_OP math lets cuDNN use TF32 for FP32 data (what PyTorch does with allow_tf32).
   STRAND_CUDNN_CHECK(cudnnSetConvolutionMathType(conv, tf32_ ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH));
 
@@ -270,10 +276,10 @@ void CudaBackend::choose_conv_algorithms(ConvPlan& plan) {
   }
 }
 
-std::string CudaBackend::conv_algorithms(const Conv2dDesc& d) {
+std::string CudaBackend::conv_algorithms(const Conv2dDesc& d, bool bias) {
   check_desc(d, "cuda::conv_algorithms");
   activate();
-  if (conv2d_direct_supported(d)) return "direct kernels (fwd, bwd filter; cuDNN for bwd data)";
+  if (conv2d_direct_supported(d, bias)) return "direct kernels (fwd, bwd filter; cuDNN for bwd data)";
   const ConvPlan& p = conv_plan(d);
   const size_t ws = std::max({p.fwd_bytes, p.bwd_data_bytes, p.bwd_filter_bytes});
   return "fwd " + std::to_string(int(p.fwd)) + ", bwd data " + std::to_string(int(p.bwd_data)) +
@@ -284,7 +290,7 @@ std::string CudaBackend::conv_algorithms(const Conv2dDesc& d) {
 void CudaBackend::conv2d_forward_impl(const Conv2dDesc& d, const float* x, const float* w, const float* b,
                                       float* y, bool relu) {
   activate();
-  if (conv2d_direct_supported(d)) {
+  if (conv2d_direct_supported(d, b != nullptr)) {
     conv2d_direct_forward(d, x, w, b, y, relu, stream_.get());
     return;
   }
@@ -295,7 +301,9 @@ void CudaBackend::conv2d_forward_impl(const Conv2dDesc& d, const float* x, const
   STRAND_CUDNN_CHECK(cudnnConvolutionForward(cudnn_.get(), &one, p.x.get(), x, p.w.get(), w, p.conv.get(),
                                              p.fwd, ws, p.fwd_bytes, &zero, p.y.get(), y));
   const int64_t pixels = d.out_h() * d.out_w();
-  if (relu) {
+  if (!b) {
+    if (relu) cuda::relu_forward(d.batch * d.out_c * pixels, y, y, stream_.get());
+  } else if (relu) {
     bias_act<true>(d.batch, d.out_c, pixels, b, y, stream_.get());
   } else {
     bias_act<false>(d.batch, d.out_c, pixels, b, y, stream_.get());
@@ -319,7 +327,7 @@ void CudaBackend::conv2d_backward(const Conv2dDesc& d, const float* x, const flo
   check_desc(d, "cuda::conv2d_backward");
   activate();
   const float one = 1.0f, zero = 0.0f;
-  if (conv2d_direct_supported(d)) {
+  if (conv2d_direct_supported(d, db != nullptr)) {
     // dw and db by the direct kernels; dx (not needed by a first layer) by cuDNN, after them
     // in stream order, so the two can share the workspace.
     const ConvPlan* p = dx ? &conv_plan(d) : nullptr;
@@ -336,14 +344,14 @@ void CudaBackend::conv2d_backward(const Conv2dDesc& d, const float* x, const flo
   const ConvPlan& p = conv_plan(d);
   const int64_t pixels = d.out_h() * d.out_w();
   // The bias passes index a chunk in 32 bits and put channels on the grid's y axis.
-  STRAND_CHECK(pixels < (int64_t{1} << 31) && d.out_c <= 65535, Shape,
+  STRAND_CHECK(!db || (pixels < (int64_t{1} << 31) && d.out_c <= 65535), Shape,
                "conv2d bias gradient on the GPU takes at most 65535 output channels and 2^31 "
                "output pixels, got out_c=" +
                    std::to_string(d.out_c) + " pixels=" + std::to_string(pixels),
                "cuda::conv2d_backward");
   const int64_t images_per_chunk = bias_images_per_chunk(pixels);
   const int64_t chunks = (d.batch + images_per_chunk - 1) / images_per_chunk;
-  const size_t part_bytes = size_t(d.out_c * chunks) * sizeof(float);
+  const size_t part_bytes = db ? size_t(d.out_c * chunks) * sizeof(float) : 0;
   // One workspace request for the three passes (they run in stream order, one after another),
   // so it is not regrown between them.
   const size_t ws_bytes = std::max({p.bwd_filter_bytes, dx ? p.bwd_data_bytes : size_t{0}, part_bytes});
@@ -357,6 +365,7 @@ void CudaBackend::conv2d_backward(const Conv2dDesc& d, const float* x, const flo
                                                     p.conv.get(), p.bwd_data, ws, p.bwd_data_bytes, &zero,
                                                     p.x.get(), dx));
   }
+  if (!db) return;
   // db [out_c], through part [out_c, chunks] in the workspace.
   auto* part = static_cast<float*>(ws);
   conv_bias_grad_partial<<<dim3(unsigned(chunks), unsigned(d.out_c)), kBiasBlock, 0, stream_.get()>>>(

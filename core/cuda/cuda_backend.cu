@@ -172,6 +172,35 @@ void CudaBackend::relu_maxpool2x2_backward(const Pool2dDesc& d, const float* x, 
   activate();
   cuda::maxpool2x2_backward(d, x, y, dy, dx, true, stream_.get());
 }
+void CudaBackend::pool_forward(PoolKind kind, const PoolDesc& d, const float* x, float* y) {
+  activate();
+  cuda::pool_forward(kind, d, x, y, stream_.get());
+}
+void CudaBackend::pool_backward(PoolKind kind, const PoolDesc& d, const float* x, const float* dy, float* dx) {
+  activate();
+  cuda::pool_backward(kind, d, x, dy, dx, workspace(cuda::pool_scratch_bytes(kind, d)), stream_.get());
+}
+void CudaBackend::batchnorm_forward_train(const BatchNormDesc& d, const float* x, const float* gamma_beta,
+                                          const float* running, float* y, float* saved, float* running_delta) {
+  activate();
+  cuda::batchnorm_forward_train(d, x, gamma_beta, running, y, saved, running_delta, stream_.get());
+}
+void CudaBackend::batchnorm_forward_infer(const BatchNormDesc& d, const float* x, const float* gamma_beta,
+                                          const float* running, float* y) {
+  activate();
+  cuda::batchnorm_forward_infer(d, x, gamma_beta, running, y, stream_.get());
+}
+void CudaBackend::batchnorm_backward(const BatchNormDesc& d, const float* x, const float* gamma_beta,
+                                     const float* saved, const float* dy, float* dx, float* dgamma_beta) {
+  activate();
+  cuda::batchnorm_backward(d, x, gamma_beta, saved, dy, dx, dgamma_beta, stream_.get());
+}
+void CudaBackend::batchnorm_backward_infer(const BatchNormDesc& d, const float* x, const float* gamma_beta,
+                                           const float* running, const float* dy, float* dx,
+                                           float* dgamma_beta) {
+  activate();
+  cuda::batchnorm_backward_infer(d, x, gamma_beta, running, dy, dx, dgamma_beta, stream_.get());
+}
 void CudaBackend::relu_forward(int64_t n, const float* x, float* y) {
   activate();
   cuda::relu_forward(n, x, y, stream_.get());

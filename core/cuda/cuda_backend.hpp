@@ -1,10 +1,12 @@
 // CudaBackend: device memory and every Backend kernel on one GPU, name for name with CpuBackend.
 // All work runs in order on the backend's own non-blocking stream; to_device/to_host, alloc and
 // softmax_xent (which returns host values) wait for it. Convolutions run on cuDNN (one-channel
-// 3x3/5x5 ones on the direct kernels of conv2d_direct.cu), dense layers on cuBLAS (FP32 unless
-// TF32 was asked for), everything else on the hand-written kernels of kernels.hpp.
-// Like CpuBackend it owns scratch memory (cuDNN workspace, loss scalars), so one CudaBackend
-// must not run two kernels at the same time; use one backend per caller thread.
+// 3x3/5x5 stride-1 ones with a bias on the direct kernels of conv2d_direct.cu), dense layers on
+// cuBLAS (FP32 unless TF32 was asked for), everything else (pooling and batchnorm included) on
+// the hand-written kernels of kernels.hpp.
+// Like CpuBackend it owns scratch memory (the workspace that cuDNN, the bias gradients and
+// pooling share, loss scalars), so one CudaBackend must not run two kernels at the same
+// time; use one backend per caller thread.
 #pragma once
 
 #include <array>
@@ -47,7 +49,7 @@ using GraphExecPtr = Unique<cudaGraphExec_t, cudaGraphExecDestroy>;
 struct ConvPlan {
   TensorDescPtr x, y;  // x [B,in_c,H,W], y [B,out_c,oh,ow]
   FilterDescPtr w;     // [out_c,in_c,kh,kw]
-  ConvDescPtr conv;    // pad_h/pad_w, stride 1, cross-correlation, FP32 FMA math
+  ConvDescPtr conv;    // padding, strides, cross-correlation, FP32 FMA math
   cudnnConvolutionFwdAlgo_t fwd{};
   cudnnConvolutionBwdDataAlgo_t bwd_data{};
   cudnnConvolutionBwdFilterAlgo_t bwd_filter{};
@@ -64,8 +66,10 @@ class CudaBackend final : public Backend {
 
   int device() const { return device_; }
   // "fwd A, bwd data B, bwd filter C (W MiB workspace)": the cuDNN algorithms (cudnn*Algo_t
-  // numbers) chosen for this shape, choosing them now if no step has yet (conv2d.cu).
-  std::string conv_algorithms(const Conv2dDesc& d);
+  // numbers) chosen for this shape, choosing them now if no step has yet; "direct kernels ..."
+  // where a convolution of this shape, with or without a bias, runs on conv2d_direct.cu
+  // (conv2d.cu).
+  std::string conv_algorithms(const Conv2dDesc& d, bool bias);
   std::string name() const override { return "cuda"; }
   DeviceKind kind() const override { return DeviceKind::Cuda; }
 
@@ -92,6 +96,16 @@ class CudaBackend final : public Backend {
   void maxpool2x2_forward(const Pool2dDesc& d, const float* x, float* y) override;
   void maxpool2x2_backward(const Pool2dDesc& d, const float* x, const float* y, const float* dy,
                            float* dx) override;
+  void pool_forward(PoolKind kind, const PoolDesc& d, const float* x, float* y) override;
+  void pool_backward(PoolKind kind, const PoolDesc& d, const float* x, const float* dy, float* dx) override;
+  void batchnorm_forward_train(const BatchNormDesc& d, const float* x, const float* gamma_beta,
+                               const float* running, float* y, float* saved, float* running_delta) override;
+  void batchnorm_forward_infer(const BatchNormDesc& d, const float* x, const float* gamma_beta,
+                               const float* running, float* y) override;
+  void batchnorm_backward(const BatchNormDesc& d, const float* x, const float* gamma_beta, const float* saved,
+                          const float* dy, float* dx, float* dgamma_beta) override;
+  void batchnorm_backward_infer(const BatchNormDesc& d, const float* x, const float* gamma_beta,
+                                const float* running, const float* dy, float* dx, float* dgamma_beta) override;
   void dense_forward(const DenseDesc& d, const float* x, const float* w, const float* b, float* y) override;
   void dense_backward(const DenseDesc& d, const float* x, const float* w, const float* dy, float* dx,
                       float* dw, float* db) override;
@@ -120,12 +134,13 @@ class CudaBackend final : public Backend {
     int64_t correct;
     int64_t bad_labels;
   };
-  using ConvKey = std::array<int64_t, 9>;  // every Conv2dDesc field
+  using ConvKey = std::array<int64_t, 11>;  // every Conv2dDesc field
 
   // Makes device_ current on the calling thread: the runtime's current device is per thread,
   // and several backends (several GPUs) may live in one process.
   void activate() const;
-  // The cuDNN workspace, grown to at least `bytes` (contents unspecified).
+  // The workspace (cuDNN's, and the scratch of the bias gradients and pooling), grown
+  // to at least `bytes` (contents unspecified).
   void* workspace(size_t bytes);
   const ConvPlan& conv_plan(const Conv2dDesc& d);  // conv2d.cu
   void conv2d_forward_impl(const Conv2dDesc& d, const float* x, const float* w, const float* b, float* y,

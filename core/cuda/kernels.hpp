@@ -6,6 +6,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
 
 #include <cuda_runtime_api.h>
@@ -27,6 +28,30 @@ void maxpool2x2_forward(const Pool2dDesc& d, const float* x, float* y, cudaStrea
 void maxpool2x2_backward(const Pool2dDesc& d, const float* x, const float* y, const float* dy, float* dx,
                          bool relu, cudaStream_t stream);
 
+// Pooling over any window and stride (PoolDesc, pool.cu) with the CPU's semantics and order of
+// additions, so results are the CPU's bits: max takes each window's first maximum (strict '>'),
+// average sums a window row by row and scales by 1/(kh*kw); backward writes every dx element,
+// adding the windows over it in row-major window order (overlaps sum, uncovered pixels get 0).
+// Max backward finds each window's maximum in x again, into `scratch` of
+// pool_scratch_bytes(kind, d) bytes (none for average).
+size_t pool_scratch_bytes(PoolKind kind, const PoolDesc& d);
+void pool_forward(PoolKind kind, const PoolDesc& d, const float* x, float* y, cudaStream_t stream);
+void pool_backward(PoolKind kind, const PoolDesc& d, const float* x, const float* dy, float* dx, void* scratch,
+                   cudaStream_t stream);
+
+// Batch normalization (BatchNormDesc, batchnorm.cu) with the CPU's formulas: per-channel
+// statistics in double (one block per channel), the affine map and dx in float.
+void batchnorm_forward_train(const BatchNormDesc& d, const float* x, const float* gamma_beta,
+                             const float* running, float* y, float* saved, float* running_delta,
+                             cudaStream_t stream);
+void batchnorm_forward_infer(const BatchNormDesc& d, const float* x, const float* gamma_beta,
+                             const float* running, float* y, cudaStream_t stream);
+void batchnorm_backward(const BatchNormDesc& d, const float* x, const float* gamma_beta, const float* saved,
+                        const float* dy, float* dx, float* dgamma_beta, cudaStream_t stream);
+void batchnorm_backward_infer(const BatchNormDesc& d, const float* x, const float* gamma_beta,
+                              const float* running, const float* dy, float* dx, float* dgamma_beta,
+                              cudaStream_t stream);
+
 void relu_forward(int64_t n, const float* x, float* y, cudaStream_t stream);
 void relu_backward(int64_t n, const float* y, const float* dy, float* dx, cudaStream_t stream);
 
@@ -47,9 +72,10 @@ void softmax(int64_t batch, int64_t classes, const float* logits, float* probs, 
 void add_loss_totals(const double* loss_sum, const int64_t* correct, const int64_t* bad_labels,
                      double* total_loss, int64_t* total_correct, int64_t* total_bad, cudaStream_t stream);
 
-// Direct convolution (conv2d_direct.cu) for one input channel, a square 3x3 or 5x5 kernel and
-// small images (mnist_cnn's conv1), where cuDNN's general algorithms are several times slower.
-bool conv2d_direct_supported(const Conv2dDesc& d);
+// Direct convolution (conv2d_direct.cu) for one input channel, a square 3x3 or 5x5 kernel, unit
+// stride, a bias and small images (mnist_cnn's conv1), where cuDNN's general algorithms are
+// several times slower. `bias`: the call has one (b, db not null); its kernels always write it.
+bool conv2d_direct_supported(const Conv2dDesc& d, bool bias);
 // y = conv(x, w) + b, then ReLU when `relu`.
 void conv2d_direct_forward(const Conv2dDesc& d, const float* x, const float* w, const float* b, float* y,
                            bool relu, cudaStream_t stream);
