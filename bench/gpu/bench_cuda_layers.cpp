@@ -137,6 +137,25 @@ void time_forward(Env& env, const OpCase& c, const Add& add) {
       add(c.name + " forward", 0, 1.25 * nx * f4, [&] { be.maxpool2x2_forward(d, x.f32(), y.f32()); });
       break;
     }
+    case OpKind::Pool: {
+      const strand::PoolDesc& d = c.pooling;
+      const int64_t nx = d.batch * d.channels * d.in_h * d.in_w,
+                    ny = d.batch * d.channels * d.out_h() * d.out_w();
+      Buffer x = env.random(nx, 4), y = env.zeros(ny);
+      add(c.name + " forward", 0, double(nx + ny) * f4,
+          [&] { be.pool_forward(c.pool_kind, d, x.f32(), y.f32()); });
+      break;
+    }
+    case OpKind::BatchNorm: {
+      const strand::BatchNormDesc& d = c.batchnorm;
+      const int64_t n = d.batch * d.channels * d.spatial;
+      Buffer x = env.random(n, 10), gb = env.random(2 * d.channels, 11), running = env.zeros(2 * d.channels);
+      Buffer y = env.zeros(n), saved = env.zeros(2 * d.channels), delta = env.zeros(2 * d.channels);
+      add(c.name + " forward", 0, 4.0 * n * f4, [&] {  // x read three times, y written
+        be.batchnorm_forward_train(d, x.f32(), gb.f32(), running.f32(), y.f32(), saved.f32(), delta.f32());
+      });
+      break;
+    }
     case OpKind::Dense: {
       const strand::DenseDesc& d = c.dense;
       Buffer x = env.random(d.batch * d.in, 5), w = env.random(d.out * d.in, 6), b = env.random(d.out, 7);
@@ -211,6 +230,27 @@ void time_backward(Env& env, const OpCase& c, const Add& add) {
       }
       break;
     }
+    case OpKind::Pool: {
+      const strand::PoolDesc& d = c.pooling;
+      const int64_t nx = d.batch * d.channels * d.in_h * d.in_w,
+                    ny = d.batch * d.channels * d.out_h() * d.out_w();
+      Buffer x = env.random(nx, 4), dy = env.random(ny, 5), dx = env.zeros(nx);
+      add(c.name + " backward", 0, double(2 * nx + ny) * f4,
+          [&] { be.pool_backward(c.pool_kind, d, x.f32(), dy.f32(), dx.f32()); });
+      break;
+    }
+    case OpKind::BatchNorm: {
+      const strand::BatchNormDesc& d = c.batchnorm;
+      const int64_t n = d.batch * d.channels * d.spatial;
+      Buffer x = env.random(n, 10), gb = env.random(2 * d.channels, 11), running = env.zeros(2 * d.channels);
+      Buffer y = env.zeros(n), saved = env.zeros(2 * d.channels), delta = env.zeros(2 * d.channels);
+      Buffer dy = env.random(n, 12), dx = env.zeros(n), dgb = env.zeros(2 * d.channels);
+      be.batchnorm_forward_train(d, x.f32(), gb.f32(), running.f32(), y.f32(), saved.f32(), delta.f32());
+      add(c.name + " backward", 0, 5.0 * n * f4, [&] {  // x and dy read twice, dx written
+        be.batchnorm_backward(d, x.f32(), gb.f32(), saved.f32(), dy.f32(), dx.f32(), dgb.f32());
+      });
+      break;
+    }
     case OpKind::Dense: {
       const strand::DenseDesc& d = c.dense;
       Buffer x = env.random(d.batch * d.in, 5), w = env.random(d.out * d.in, 6),
@@ -255,6 +295,14 @@ std::vector<Row> run_mode(const Mode& mode, int64_t B, int reps, std::string& al
     if (c.kind != OpKind::Adam) time_forward(env, c, add);
   for (auto c = ops.rbegin(); c != ops.rend(); ++c) time_backward(env, *c, add);
   time_forward(env, strand::models::ops_of(ops, OpKind::Adam).at(0), add);
+  // The ops mnist_cnn lacks (general pooling, batchnorm), from the shipped models that have them.
+  for (const char* other : {"mnist_bn", "cifar_cnn"})
+    for (OpCase c : strand::models::op_cases(strand::models::by_name(other), B))
+      if (c.kind == OpKind::Pool || c.kind == OpKind::BatchNorm) {
+        c.name = std::string(other) + " " + c.name;
+        time_forward(env, c, add);
+        time_backward(env, c, add);
+      }
 
   // The whole step through the Model, eager and (on a second backend) as CUDA graphs.
   for (bool graphs : {false, true}) {

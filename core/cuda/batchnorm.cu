@@ -66,7 +66,8 @@ __global__ void forward_infer_kernel(BatchNormDesc d, const float* __restrict__ 
                                      const float* __restrict__ gamma_beta, const float* __restrict__ running,
                                      float* __restrict__ y) {
   const int64_t C = d.channels, S = d.spatial, n = d.batch * C * S;
-  for (int64_t k = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; k < n; k += int64_t{gridDim.x} * blockDim.x) {
+  for (int64_t k = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; k < n;
+       k += int64_t{gridDim.x} * blockDim.x) {
     const int64_t c = k / S % C;
     const float scale = gamma_beta[c] / sqrtf(running[C + c] + d.eps);
     const float shift = gamma_beta[C + c] - running[c] * scale;
@@ -77,9 +78,10 @@ __global__ void forward_infer_kernel(BatchNormDesc d, const float* __restrict__ 
 // One block per channel: dgamma_beta from sum(dy) and sum(dy * (x - mean)); then dx, from a
 // training forward's statistics (Train) or the running ones, a fixed affine map (!Train).
 template <bool Train>
-__global__ void backward_kernel(BatchNormDesc d, const float* __restrict__ x, const float* __restrict__ gamma_beta,
-                                const float* __restrict__ stats, const float* __restrict__ dy,
-                                float* __restrict__ dx, float* __restrict__ dgamma_beta) {
+__global__ void backward_kernel(BatchNormDesc d, const float* __restrict__ x,
+                                const float* __restrict__ gamma_beta, const float* __restrict__ stats,
+                                const float* __restrict__ dy, float* __restrict__ dx,
+                                float* __restrict__ dgamma_beta) {
   __shared__ double shared[kReduceBlock];
   const int64_t C = d.channels, S = d.spatial, M = d.batch * S, c = blockIdx.x;
   // Train: stats = saved {mean, istd}; else running {mean, variance}.
@@ -120,15 +122,15 @@ void batchnorm_forward_infer(const BatchNormDesc& d, const float* x, const float
                              const float* running, float* y, cudaStream_t stream) {
   check_batchnorm(d, "cuda::batchnorm_forward_infer");
   forward_infer_kernel<<<grid_for(d.batch * d.channels * d.spatial), kBlock, 0, stream>>>(d, x, gamma_beta,
-                                                                                            running, y);
+                                                                                          running, y);
   STRAND_CUDA_CHECK(cudaGetLastError());
 }
 
 void batchnorm_backward(const BatchNormDesc& d, const float* x, const float* gamma_beta, const float* saved,
                         const float* dy, float* dx, float* dgamma_beta, cudaStream_t stream) {
   check_batchnorm(d, "cuda::batchnorm_backward");
-  backward_kernel<true><<<unsigned(d.channels), kReduceBlock, 0, stream>>>(d, x, gamma_beta, saved, dy, dx,
-                                                                           dgamma_beta);
+  backward_kernel<true>
+      <<<unsigned(d.channels), kReduceBlock, 0, stream>>>(d, x, gamma_beta, saved, dy, dx, dgamma_beta);
   STRAND_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -136,8 +138,8 @@ void batchnorm_backward_infer(const BatchNormDesc& d, const float* x, const floa
                               const float* running, const float* dy, float* dx, float* dgamma_beta,
                               cudaStream_t stream) {
   check_batchnorm(d, "cuda::batchnorm_backward_infer");
-  backward_kernel<false><<<unsigned(d.channels), kReduceBlock, 0, stream>>>(d, x, gamma_beta, running, dy, dx,
-                                                                            dgamma_beta);
+  backward_kernel<false>
+      <<<unsigned(d.channels), kReduceBlock, 0, stream>>>(d, x, gamma_beta, running, dy, dx, dgamma_beta);
   STRAND_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -179,8 +179,8 @@ __global__ void conv_bias_grad_finish(int64_t channels, int64_t chunks, const fl
 
 const ConvPlan& CudaBackend::conv_plan(const Conv2dDesc& d) {
   static_assert(sizeof(ConvKey) == sizeof(Conv2dDesc), "a ConvKey holds every Conv2dDesc field");
-  const ConvKey key{d.batch,    d.in_c,     d.in_h,  d.in_w,  d.out_c,    d.kernel_h,
-                    d.kernel_w, d.pad_h,    d.pad_w, d.stride_h, d.stride_w};
+  const ConvKey key{d.batch,    d.in_c,  d.in_h,  d.in_w,     d.out_c,   d.kernel_h,
+                    d.kernel_w, d.pad_h, d.pad_w, d.stride_h, d.stride_w};
   if (auto it = conv_plans_.find(key); it != conv_plans_.end()) return it->second;
 
   ConvPlan plan;

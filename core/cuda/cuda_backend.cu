@@ -176,12 +176,14 @@ void CudaBackend::pool_forward(PoolKind kind, const PoolDesc& d, const float* x,
   activate();
   cuda::pool_forward(kind, d, x, y, stream_.get());
 }
-void CudaBackend::pool_backward(PoolKind kind, const PoolDesc& d, const float* x, const float* dy, float* dx) {
+void CudaBackend::pool_backward(PoolKind kind, const PoolDesc& d, const float* x, const float* dy,
+                                float* dx) {
   activate();
   cuda::pool_backward(kind, d, x, dy, dx, workspace(cuda::pool_scratch_bytes(kind, d)), stream_.get());
 }
 void CudaBackend::batchnorm_forward_train(const BatchNormDesc& d, const float* x, const float* gamma_beta,
-                                          const float* running, float* y, float* saved, float* running_delta) {
+                                          const float* running, float* y, float* saved,
+                                          float* running_delta) {
   activate();
   cuda::batchnorm_forward_train(d, x, gamma_beta, running, y, saved, running_delta, stream_.get());
 }

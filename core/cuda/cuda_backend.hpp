@@ -105,7 +105,8 @@ class CudaBackend final : public Backend {
   void batchnorm_backward(const BatchNormDesc& d, const float* x, const float* gamma_beta, const float* saved,
                           const float* dy, float* dx, float* dgamma_beta) override;
   void batchnorm_backward_infer(const BatchNormDesc& d, const float* x, const float* gamma_beta,
-                                const float* running, const float* dy, float* dx, float* dgamma_beta) override;
+                                const float* running, const float* dy, float* dx,
+                                float* dgamma_beta) override;
   void dense_forward(const DenseDesc& d, const float* x, const float* w, const float* b, float* y) override;
   void dense_backward(const DenseDesc& d, const float* x, const float* w, const float* dy, float* dx,
                       float* dw, float* db) override;

@@ -36,8 +36,8 @@ void maxpool2x2_backward(const Pool2dDesc& d, const float* x, const float* y, co
 // pool_scratch_bytes(kind, d) bytes (none for average).
 size_t pool_scratch_bytes(PoolKind kind, const PoolDesc& d);
 void pool_forward(PoolKind kind, const PoolDesc& d, const float* x, float* y, cudaStream_t stream);
-void pool_backward(PoolKind kind, const PoolDesc& d, const float* x, const float* dy, float* dx, void* scratch,
-                   cudaStream_t stream);
+void pool_backward(PoolKind kind, const PoolDesc& d, const float* x, const float* dy, float* dx,
+                   void* scratch, cudaStream_t stream);
 
 // Batch normalization (BatchNormDesc, batchnorm.cu) with the CPU's formulas: per-channel
 // statistics in double (one block per channel), the affine map and dx in float.

@@ -24,21 +24,16 @@ struct Geometry {
 
 template <class Index>
 Geometry<Index> geometry(const PoolDesc& d) {
-  return {Index(d.batch * d.channels),
-          Index(d.in_h),
-          Index(d.in_w),
-          Index(d.out_h()),
-          Index(d.out_w()),
-          Index(d.kernel_h),
-          Index(d.kernel_w),
-          Index(d.stride_h),
-          Index(d.stride_w)};
+  return {
+      Index(d.batch * d.channels), Index(d.in_h),     Index(d.in_w),     Index(d.out_h()), Index(d.out_w()),
+      Index(d.kernel_h),           Index(d.kernel_w), Index(d.stride_h), Index(d.stride_w)};
 }
 
 // Index within the plane of the first maximum of the window at (y0, x0), strict '>' in
 // row-major order, as the CPU's window_argmax.
 template <class Index>
-__device__ Index window_argmax(const Geometry<Index>& g, const float* __restrict__ plane, Index y0, Index x0) {
+__device__ Index window_argmax(const Geometry<Index>& g, const float* __restrict__ plane, Index y0,
+                               Index x0) {
   Index best = y0 * g.W + x0;
   float m = plane[best];
   for (Index i = 0; i < g.kh; ++i) {
@@ -78,7 +73,8 @@ __global__ void pool_forward_kernel(Geometry<Index> g, float inv, const float* _
 
 // argmax [P,oh,ow]: the within-plane index of each window's first maximum.
 template <class Index>
-__global__ void pool_argmax_kernel(Geometry<Index> g, const float* __restrict__ x, int32_t* __restrict__ argmax) {
+__global__ void pool_argmax_kernel(Geometry<Index> g, const float* __restrict__ x,
+                                   int32_t* __restrict__ argmax) {
   const Index n = g.planes * g.oh * g.ow;
   for (Index i = blockIdx.x * Index{blockDim.x} + threadIdx.x; i < n; i += Index{gridDim.x} * blockDim.x) {
     const Index row = i / g.ow, ox = i - row * g.ow;
@@ -131,13 +127,14 @@ int64_t output_floats(const PoolDesc& d) { return d.batch * d.channels * d.out_h
 void check_desc(const PoolDesc& d, const char* where) {
   check_pool(d, where);
   STRAND_CHECK(d.in_h * d.in_w < (int64_t{1} << 31), Shape,
-               "pooling on the GPU takes planes of fewer than 2^31 pixels, got " + std::to_string(d.in_h) + "x" +
-                   std::to_string(d.in_w),
+               "pooling on the GPU takes planes of fewer than 2^31 pixels, got " + std::to_string(d.in_h) +
+                   "x" + std::to_string(d.in_w),
                where);
 }
 
 template <class Index>
-void launch_forward(PoolKind kind, const PoolDesc& d, float inv, const float* x, float* y, cudaStream_t stream) {
+void launch_forward(PoolKind kind, const PoolDesc& d, float inv, const float* x, float* y,
+                    cudaStream_t stream) {
   const Geometry<Index> g = geometry<Index>(d);
   const int64_t n = output_floats(d);
   if (kind == PoolKind::Max) {
@@ -181,8 +178,8 @@ void pool_forward(PoolKind kind, const PoolDesc& d, const float* x, float* y, cu
   }
 }
 
-void pool_backward(PoolKind kind, const PoolDesc& d, const float* x, const float* dy, float* dx, void* scratch,
-                   cudaStream_t stream) {
+void pool_backward(PoolKind kind, const PoolDesc& d, const float* x, const float* dy, float* dx,
+                   void* scratch, cudaStream_t stream) {
   check_desc(d, "cuda::pool_backward");
   auto* argmax = static_cast<int32_t*>(scratch);
   if (fits_u32(input_floats(d))) {

@@ -133,7 +133,7 @@ TEST_P(CudaConv, MatchesCpu) {
   const auto dy = random_vec(ny, 4);
 
   struct Out {
-    std::vector<float> y, dx, dw, db, dw_no_dx, y_relu;
+    std::vector<float> y, dx, dw, db, dw_no_dx, y_relu, y_no_bias, dx_no_bias, dw_no_bias;
   };
   auto run = [&](Backend& be) {
     Buffer bx = upload(be, x), bw = upload(be, w), bb = upload(be, b), bdy = upload(be, dy);
@@ -141,11 +141,17 @@ TEST_P(CudaConv, MatchesCpu) {
     Buffer bdb = be.alloc(size_t(d.out_c) * 4);
     be.conv2d_forward(d, bx.f32(), bw.f32(), bb.f32(), by.f32());
     be.conv2d_backward(d, bx.f32(), bw.f32(), bdy.f32(), bdx.f32(), bdw.f32(), bdb.f32());
-    Out o{download(be, by), download(be, bdx), download(be, bdw), download(be, bdb), {}, {}};
+    Out o{download(be, by), download(be, bdx), download(be, bdw), download(be, bdb), {}, {}, {}, {}, {}};
     be.conv2d_backward(d, bx.f32(), bw.f32(), bdy.f32(), nullptr, bdw.f32(), bdb.f32());
     o.dw_no_dx = download(be, bdw);
     be.conv2d_relu_forward(d, bx.f32(), bw.f32(), bb.f32(), by.f32());  // the CPU: two passes
     o.y_relu = download(be, by);
+    // Without a bias (a convolution before batchnorm): no bias added, no db written.
+    be.conv2d_forward(d, bx.f32(), bw.f32(), nullptr, by.f32());
+    be.conv2d_backward(d, bx.f32(), bw.f32(), bdy.f32(), bdx.f32(), bdw.f32(), nullptr);
+    o.y_no_bias = download(be, by);
+    o.dx_no_bias = download(be, bdx);
+    o.dw_no_bias = download(be, bdw);
     return o;
   };
   const Out want = run(cpu()), got = run(gpu());
@@ -157,6 +163,9 @@ TEST_P(CudaConv, MatchesCpu) {
   EXPECT_TRUE(rel_close(got.dx, want.dx)) << "dx";
   EXPECT_TRUE(rel_close(got.dw, want.dw)) << "dw";
   EXPECT_TRUE(rel_close(got.db, want.db)) << "db";
+  EXPECT_TRUE(rel_close(got.y_no_bias, want.y_no_bias)) << "y without a bias";
+  EXPECT_TRUE(rel_close(got.dx_no_bias, want.dx_no_bias)) << "dx without a bias";
+  EXPECT_TRUE(rel_close(got.dw_no_bias, want.dw_no_bias)) << "dw without a bias";
   // Deterministic algorithms: the second backward gives the same bits.
   EXPECT_TRUE(same_bits(got.dw_no_dx, got.dw)) << "dw not reproducible";
   EXPECT_TRUE(same_bits(run(gpu()).dx, got.dx)) << "dx not reproducible";
@@ -171,6 +180,10 @@ INSTANTIATE_TEST_SUITE_P(
          Conv2dDesc{2, 4, 6, 7, 3, 5, 5, 2, 2},  // same, kernel near the size
          Conv2dDesc{1, 1, 5, 5, 1, 5, 5, 0, 0},  // 1 channel, 1x1 output
          Conv2dDesc{2, 3, 4, 4, 2, 3, 3, 2, 1},  // padding wider than needed
+         // Strides: even and odd sizes (trailing rows a stride does not reach), unequal strides,
+         // and one input channel, which the direct kernels must leave to cuDNN.
+         Conv2dDesc{2, 3, 9, 8, 4, 3, 3, 1, 1, 2, 2}, Conv2dDesc{1, 2, 7, 7, 3, 3, 2, 0, 1, 2, 1},
+         Conv2dDesc{3, 1, 9, 7, 4, 3, 3, 1, 1, 2, 2}, Conv2dDesc{2, 1, 28, 28, 8, 5, 5, 2, 2, 2, 2},
          // One input channel: the direct kernels (conv2d_direct.cu), 3x3 and 5x5, several
          // image chunks with a partial last one, and an image too large for them (cuDNN again).
          Conv2dDesc{3, 1, 9, 7, 4, 3, 3, 1, 1}, Conv2dDesc{2, 1, 6, 5, 3, 3, 3, 0, 0},
@@ -233,6 +246,88 @@ INSTANTIATE_TEST_SUITE_P(
     testing::ValuesIn(test::joined<Pool2dDesc>({Pool2dDesc{2, 3, 8, 8}, Pool2dDesc{1, 1, 7, 5},
                                                 Pool2dDesc{3, 2, 9, 10}, Pool2dDesc{1, 1, 2, 2}},
                                                test::model_pools({100}))));
+
+// ---- pooling (any window and stride)
+
+class CudaPooling : public Cuda, public testing::WithParamInterface<PoolDesc> {};
+
+TEST_P(CudaPooling, MatchesCpuBitForBit) {
+  const PoolDesc d = GetParam();
+  const size_t nx = size_t(d.batch * d.channels * d.in_h * d.in_w);
+  const size_t ny = size_t(d.batch * d.channels * d.out_h() * d.out_w());
+  for (PoolKind kind : {PoolKind::Max, PoolKind::Avg}) {
+    for (bool ties : {false, true}) {
+      const auto x = ties ? tie_vec(nx, 8) : random_vec(nx, 8), dy = random_vec(ny, 9);
+      const auto junk = random_vec(nx, 10);  // dx starts dirty: every element must be written
+      auto run = [&](Backend& be) {
+        Buffer bx = upload(be, x), bdy = upload(be, dy), bdx = upload(be, junk), by = be.alloc(ny * 4);
+        be.pool_forward(kind, d, bx.f32(), by.f32());
+        be.pool_backward(kind, d, bx.f32(), bdy.f32(), bdx.f32());
+        return std::pair(download(be, by), download(be, bdx));
+      };
+      const auto want = run(cpu()), got = run(gpu());
+      const char* k = kind == PoolKind::Max ? "max" : "avg";
+      EXPECT_TRUE(same_bits(got.first, want.first)) << k << " y, ties " << ties;
+      EXPECT_TRUE(same_bits(got.second, want.second)) << k << " dx, ties " << ties;
+    }
+  }
+}
+
+// Overlapping windows, odd sizes with dropped edges, unequal windows and strides, a global
+// average pool.
+INSTANTIATE_TEST_SUITE_P(Shapes, CudaPooling,
+                         testing::Values(PoolDesc{2, 3, 9, 9, 3, 3, 2, 2}, PoolDesc{1, 2, 7, 5, 2, 2, 2, 2},
+                                         PoolDesc{1, 1, 5, 8, 2, 3, 1, 2}, PoolDesc{2, 4, 6, 6, 6, 6, 6, 6},
+                                         PoolDesc{3, 2, 10, 10, 3, 3, 3, 3}));
+
+// ---- batch normalization
+
+class CudaBatchNorm : public Cuda, public testing::WithParamInterface<BatchNormDesc> {};
+
+TEST_P(CudaBatchNorm, MatchesCpuInBothModes) {
+  const BatchNormDesc d = GetParam();
+  const size_t n = size_t(d.batch * d.channels * d.spatial), C2 = size_t(2 * d.channels);
+  const auto x = random_vec(n, 11, -2.0f, 3.0f), gb = random_vec(C2, 12), dy = random_vec(n, 13);
+  std::vector<float> running = random_vec(C2, 14);
+  for (size_t c = size_t(d.channels); c < C2; ++c) running[c] = 0.5f + std::abs(running[c]);  // variances
+  struct Out {
+    std::vector<float> y, saved, delta, dx, dgb, dgb_no_dx, y_infer, dx_infer, dgb_infer;
+  };
+  auto run = [&](Backend& be) {
+    Buffer bx = upload(be, x), bgb = upload(be, gb), bdy = upload(be, dy), brun = upload(be, running);
+    Buffer by = be.alloc(n * 4), bsaved = be.alloc(C2 * 4), bdelta = be.alloc(C2 * 4), bdx = be.alloc(n * 4),
+           bdgb = be.alloc(C2 * 4);
+    Out o;
+    be.batchnorm_forward_train(d, bx.f32(), bgb.f32(), brun.f32(), by.f32(), bsaved.f32(), bdelta.f32());
+    be.batchnorm_backward(d, bx.f32(), bgb.f32(), bsaved.f32(), bdy.f32(), bdx.f32(), bdgb.f32());
+    o.y = download(be, by), o.saved = download(be, bsaved), o.delta = download(be, bdelta);
+    o.dx = download(be, bdx), o.dgb = download(be, bdgb);
+    be.batchnorm_backward(d, bx.f32(), bgb.f32(), bsaved.f32(), bdy.f32(), nullptr, bdgb.f32());
+    o.dgb_no_dx = download(be, bdgb);
+    be.batchnorm_forward_infer(d, bx.f32(), bgb.f32(), brun.f32(), by.f32());
+    be.batchnorm_backward_infer(d, bx.f32(), bgb.f32(), brun.f32(), bdy.f32(), bdx.f32(), bdgb.f32());
+    o.y_infer = download(be, by), o.dx_infer = download(be, bdx), o.dgb_infer = download(be, bdgb);
+    return o;
+  };
+  const Out want = run(cpu()), got = run(gpu());
+  EXPECT_TRUE(rel_close(got.y, want.y)) << "training y";
+  EXPECT_TRUE(rel_close(got.saved, want.saved)) << "saved mean and 1/std";
+  EXPECT_TRUE(rel_close(got.delta, want.delta)) << "running-statistic deltas";
+  EXPECT_TRUE(rel_close(got.dx, want.dx)) << "training dx";
+  EXPECT_TRUE(rel_close(got.dgb, want.dgb)) << "training dgamma, dbeta";
+  EXPECT_TRUE(same_bits(got.dgb_no_dx, got.dgb)) << "dgamma, dbeta change without dx";
+  EXPECT_TRUE(rel_close(got.y_infer, want.y_infer)) << "inference y";
+  EXPECT_TRUE(rel_close(got.dx_infer, want.dx_infer)) << "inference dx";
+  EXPECT_TRUE(rel_close(got.dgb_infer, want.dgb_infer)) << "inference dgamma, dbeta";
+}
+
+// After a convolution (spatial > 1), after a dense layer (spatial 1), one sample of one value
+// per channel (the unbiased variance's M = 1 case), and mnist_bn's first one at batch 64.
+INSTANTIATE_TEST_SUITE_P(Shapes, CudaBatchNorm,
+                         testing::Values(BatchNormDesc{4, 3, 25, 1e-3f, 0.9f},
+                                         BatchNormDesc{16, 10, 1, 1e-3f, 0.99f},
+                                         BatchNormDesc{1, 5, 1, 1e-3f, 0.9f},
+                                         BatchNormDesc{64, 24, 784, 1e-3f, 0.9f}));
 
 // ---- dense
 
