@@ -110,6 +110,18 @@ struct BatchNormDesc {
   int64_t batch = 0, channels = 0, spatial = 1;
   float eps = 1e-3f, momentum = 0.99f;
 };
+// One channel's running_delta {mean, variance} for a batch of `values` values with this mean
+// and biased variance: the one formula every backend's kernel uses (a constexpr function, so
+// CUDA device code calls it too).
+struct RunningDelta {
+  float mean, var;
+};
+inline constexpr RunningDelta batchnorm_running_delta(const BatchNormDesc& d, int64_t values, double mean,
+                                                      double var, float running_mean, float running_var) {
+  const double unbiased = values > 1 ? var * double(values) / double(values - 1) : var;
+  const double keep = 1.0 - double(d.momentum);
+  return {float(keep * (double(running_mean) - mean)), float(keep * (double(running_var) - unbiased))};
+}
 struct DenseDesc {
   int64_t batch = 0, in = 0, out = 0;
   double flops() const { return 2.0 * batch * in * out; }

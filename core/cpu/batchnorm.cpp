@@ -72,10 +72,9 @@ void batchnorm_forward_train(const BatchNormDesc& d, const float* x, const float
         row_affine(x + (n * C + c) * S, S, scale, shift, y + (n * C + c) * S);
       saved[c] = m;
       saved[C + c] = istd;
-      const double unbiased = M > 1 ? var * double(M) / double(M - 1) : var;
-      const double keep = 1.0 - double(d.momentum);
-      running_delta[c] = float(keep * (double(running[c]) - mean));
-      running_delta[C + c] = float(keep * (double(running[C + c]) - unbiased));
+      const RunningDelta r = batchnorm_running_delta(d, M, mean, var, running[c], running[C + c]);
+      running_delta[c] = r.mean;
+      running_delta[C + c] = r.var;
     }
   });
 }

@@ -55,10 +55,9 @@ __global__ void forward_train_kernel(BatchNormDesc d, const float* __restrict__ 
   if (threadIdx.x == 0) {
     saved[c] = m;
     saved[C + c] = istd;
-    const double unbiased = M > 1 ? var * double(M) / double(M - 1) : var;
-    const double keep = 1.0 - double(d.momentum);
-    running_delta[c] = float(keep * (double(running[c]) - mean));
-    running_delta[C + c] = float(keep * (double(running[C + c]) - unbiased));
+    const RunningDelta r = batchnorm_running_delta(d, M, mean, var, running[c], running[C + c]);
+    running_delta[c] = r.mean;
+    running_delta[C + c] = r.var;
   }
 }
 

@@ -12,12 +12,14 @@
 #include <strand/core/error.hpp>
 #include <strand/io/dataset.hpp>
 #include <strand/train/trainer.hpp>
+#include "tests/io/io_test_util.hpp"
 #include "tests/train/tiny_task.hpp"
 
 namespace strand {
 namespace {
 
 namespace fs = std::filesystem;
+using io::testing::TempDir;
 using test::banded;
 using test::tiny_cnn;
 
@@ -175,18 +177,6 @@ TEST(Augmentation, ParsesItsFormsAndNamesBadText) {
   }
 }
 
-struct TempDir {
-  TempDir()
-      : path(fs::temp_directory_path() /
-             ("strand-augment-" + std::to_string(::getpid()) + "-" + std::to_string(counter++))) {
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  fs::path path;
-  static inline int counter = 0;
-};
-
 TrainConfig augmented(int64_t epochs, const fs::path& ckpt = {}) {
   TrainConfig c = test::tiny_recipe(32, 0);
   c.epochs = epochs;
@@ -216,11 +206,11 @@ TEST(TrainAugmented, IsDeterministicAndChangesTheRun) {
 TEST(TrainAugmented, ResumeEqualsUninterrupted) {
   const io::Dataset data = banded(200, 1, true);
   TempDir a, b;
-  const std::vector<float> uninterrupted = train_params(data, augmented(3, a.path));
-  TrainConfig first = augmented(3, b.path);
+  const std::vector<float> uninterrupted = train_params(data, augmented(3, a.path()));
+  TrainConfig first = augmented(3, b.path());
   first.max_steps = 14;  // 7 steps an epoch: stops after epoch 2
   train_params(data, first);
-  TrainConfig rest = augmented(3, b.path);
+  TrainConfig rest = augmented(3, b.path());
   rest.resume = true;
   EXPECT_TRUE(train_params(data, rest) == uninterrupted) << "resumed augmented training diverged";
 }
