@@ -1,8 +1,10 @@
-// Small text helpers the parsers of several modules share: trimming, and the names of an
-// enum's values (one table per enum, parsed and printed by the same two functions).
+// Small text helpers the parsers of several modules share: trimming, joining, numbers in
+// messages, and the names of an enum's values (one table per enum, parsed and printed by the
+// same two functions).
 #pragma once
 
 #include <cstddef>
+#include <cstdio>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -24,6 +26,13 @@ inline std::string join(const std::vector<std::string>& items, std::string_view 
   std::string out;
   for (size_t i = 0; i < items.size(); ++i) (out += i ? sep : "") += items[i];
   return out;
+}
+
+// `v` in the shortest usual form ("0.25", "1e-05"), as %g prints it: for numbers in messages.
+inline std::string compact(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
 }
 
 template <class E>

@@ -94,12 +94,6 @@ std::optional<Pair> resolve(const fs::path& dir, const FileSet& format, std::spa
   return std::nullopt;
 }
 
-std::string compact(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%g", v);
-  return buf;
-}
-
 void check_dir(const fs::path& dir) {
   std::error_code ec;
   STRAND_CHECK(fs::exists(dir, ec), Io, "data directory does not exist", dir.string());

@@ -8,7 +8,6 @@
 #include <ctime>
 #include <fstream>
 #include <memory>
-#include <sstream>
 #include <thread>
 
 #include <strand/allreduce/mpi_communicator.hpp>
@@ -31,12 +30,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-
-std::string compact(double v) {
-  std::ostringstream s;
-  s << v;
-  return s.str();
-}
 
 std::string utc_now() {
   std::time_t t = std::time(nullptr);
