@@ -177,7 +177,7 @@ TEST(Schedule, RatesFollowTheStepWithAWarmup) {
 TEST(Train, LibraryDefaultsAreTheCliRecipe) {
   const TrainConfig c;
   EXPECT_EQ(c.epochs, 1);
-  EXPECT_EQ(c.batch_size, 64);
+  EXPECT_EQ(c.batch_size, 32);
   EXPECT_EQ(c.seed, 42u);
   EXPECT_EQ(c.optimizer.kind, OptimizerKind::Adam);
   EXPECT_FLOAT_EQ(c.optimizer.lr, 0.002f);
