@@ -1,5 +1,5 @@
 // Conv2d as im2col + sgemm, one image at a time, images split into contiguous chunks, one per
-// thread (any stride and padding). Stride-1 5x5 kernels over enough channels take Winograd instead
+// thread (any stride and padding). Stride-1 3x3 and 5x5 kernels over enough channels take Winograd instead
 // (conv2d_winograd.hpp) for the forward pass and the input gradient; the weight gradient always comes from
 // im2col. Per image: col [K,P] with K = in_c*kh*kw, P = oh*ow;
 //   forward   y_b [out_c,P]  = w [out_c,K] * col

@@ -1,12 +1,13 @@
-// Winograd F(2x2, 5x5), in the Lavin & Gray formulation Y = A^T [(G g G^T) . (B^T d B)] A with
-// the interpolation points 0, 1, -1, 2, -2 and infinity (exact, small-integer transforms):
+// Winograd F(2x2, 5x5) and F(4x4, 3x3), in the Lavin & Gray formulation
+// Y = A^T [(G g G^T) . (B^T d B)] A. Both use 6x6 tiles and the same interpolation points
+// 0, 1, -1, 2, -2 and infinity (exact, small-integer transforms), so they share B^T; G and A^T
+// are those points' rows cut to the kernel's R taps and the tile's M outputs:
 //
-//   B^T = [4  0 -5  0 1 0;  0 -4 -4  1 1 0;  0  4 -4 -1 1 0;      G = [ 1/4   0     0    0    0  ;
-//          0 -2 -1  2 1 0;  0  2 -1 -2 1 0;  0  4  0 -5 0 1]          -1/6 -1/6  -1/6 -1/6 -1/6 ;
-//   A^T = [1 1  1 1  1 0;  0 1 -1 2 -2 1]                             -1/6  1/6  -1/6  1/6 -1/6 ;
-//                                                                      1/24 1/12  1/6  1/3  2/3 ;
-//                                                                      1/24 -1/12 1/6 -1/3  2/3 ;
-//                                                                       0    0     0    0    1  ]
+//   B^T = [4  0 -5  0 1 0;  0 -4 -4  1 1 0;  0  4 -4 -1 1 0;
+//          0 -2 -1  2 1 0;  0  2 -1 -2 1 0;  0  4  0 -5 0 1]
+//   G (6 x R), row k = f_k * [1, p_k, ..., p_k^(R-1)] for p = 0, 1, -1, 2, -2 with
+//          f = 1/4, -1/6, -1/6, 1/24, 1/24; last row [0 ... 0 1]
+//   A^T (M x 6), row k = [0^k, 1, (-1)^k, 2^k, (-2)^k, (k == M-1)]
 //
 // Layouts keep channels innermost so every transform is a vector loop over channels, for any
 // batch size (batch 1 included): the input is repacked per image to padded [Hp,Wp,C]; the
@@ -19,6 +20,7 @@
 #include <cstring>
 
 #include <strand/core/cpu/gemm.hpp>
+#include <strand/core/error.hpp>
 #include <strand/core/op_checks.hpp>
 
 namespace strand::cpu {
@@ -27,52 +29,63 @@ namespace {
 constexpr int64_t kXi = 36;                   // transformed tile: 6x6
 constexpr int64_t kBlockFloats = 256 * 1024;  // V + M per block: 1 MiB, half of a core's L2
 
-// A 5x5 filter bank read through strides: g(o, c, i, j) = base[o*so + c*sc + i*si + j*sj].
+// An RxR filter bank read through strides: g(o, c, i, j) = base[o*so + c*sc + i*si + j*sj].
 // Negative si, sj read the kernels rotated by 180 degrees.
 struct FilterView {
   const float* base;
   int64_t so, sc, si, sj;
 };
 
-// The convolution computed: x [B,C,H,W] -> y [B,O,OH,OW], 5x5 taps, input padded by pad_h/w.
+// The convolution computed: x [B,C,H,W] -> y [B,O,OH,OW], RxR taps (R = 3 or 5), input padded
+// by pad_h/w, in tiles of MxM outputs (M = 7 - R).
 struct Shape {
-  int64_t batch, c, h, w, o, oh, ow, pad_h, pad_w;
-  int64_t tiles_h() const { return (oh + 1) / 2; }
-  int64_t tiles_w() const { return (ow + 1) / 2; }
+  int64_t batch, c, h, w, o, oh, ow, pad_h, pad_w, r;
+  int64_t m() const { return 7 - r; }
+  int64_t tiles_h() const { return (oh + m() - 1) / m(); }
+  int64_t tiles_w() const { return (ow + m() - 1) / m(); }
   int64_t tiles() const { return tiles_h() * tiles_w(); }
-  int64_t padded_h() const { return 2 * tiles_h() + 4; }
-  int64_t padded_w() const { return 2 * tiles_w() + 4; }
+  int64_t padded_h() const { return m() * tiles_h() + r - 1; }
+  int64_t padded_w() const { return m() * tiles_w() + r - 1; }
 };
 
-// U[xi][c][o] = G g(o, c) G^T for channels [c0, c1). scratch: 55 * O floats.
+// U[xi][c][o] = G g(o, c) G^T for channels [c0, c1). scratch: R * (R + 6) * O floats.
+template <int R>
 STRAND_VECTOR_CLONES void transform_filters(const FilterView& f, int64_t C, int64_t O, int64_t c0, int64_t c1,
                                             float* U, float* scratch) {
-  float* g = scratch;           // [25][O]
-  float* t = scratch + 25 * O;  // [5][6][O]: each kernel row times G^T
+  float* g = scratch;              // [R*R][O]
+  float* t = scratch + R * R * O;  // [R][6][O]: each kernel row times G^T
   for (int64_t c = c0; c < c1; ++c) {
-    for (int64_t k = 0; k < 25; ++k) {
-      const float* src = f.base + c * f.sc + (k / 5) * f.si + (k % 5) * f.sj;
+    for (int64_t k = 0; k < R * R; ++k) {
+      const float* src = f.base + c * f.sc + (k / R) * f.si + (k % R) * f.sj;
       for (int64_t o = 0; o < O; ++o) g[k * O + o] = src[o * f.so];
     }
-    // Row pass then column pass, each the same 5 -> 6 map.
+    // Row pass then column pass, each the same R -> 6 map.
     for (int pass = 0; pass < 2; ++pass) {
-      for (int64_t r = 0; r < (pass == 0 ? 5 : 6); ++r) {
-        // Pass 0: inputs g[r][0..4], outputs t[r][0..5]; pass 1: inputs t[0..4][r], outputs U[0..5][r].
+      for (int64_t r = 0; r < (pass == 0 ? R : 6); ++r) {
+        // Pass 0: inputs g[r][0..R-1], outputs t[r][0..5]; pass 1: inputs t[0..R-1][r], outputs U[0..5][r].
         const int64_t in_stride = pass == 0 ? O : 6 * O;
-        const float* in = pass == 0 ? g + r * 5 * O : t + r * O;
+        const float* in = pass == 0 ? g + r * R * O : t + r * O;
         float* out[6];
         for (int64_t k = 0; k < 6; ++k)
           out[k] = pass == 0 ? t + (r * 6 + k) * O : U + ((k * 6 + r) * C + c) * O;
 #pragma omp simd
         for (int64_t o = 0; o < O; ++o) {
-          const float a = in[o], b = in[in_stride + o], cc = in[2 * in_stride + o], d = in[3 * in_stride + o],
-                      e = in[4 * in_stride + o];
+          const float a = in[o], b = in[in_stride + o], cc = in[2 * in_stride + o];
           out[0][o] = a * 0.25f;
-          out[1][o] = (a + b + cc + d + e) * (-1.0f / 6.0f);
-          out[2][o] = (a - b + cc - d + e) * (-1.0f / 6.0f);
-          out[3][o] = (a + 2.0f * b + 4.0f * cc + 8.0f * d + 16.0f * e) * (1.0f / 24.0f);
-          out[4][o] = (a - 2.0f * b + 4.0f * cc - 8.0f * d + 16.0f * e) * (1.0f / 24.0f);
-          out[5][o] = e;
+          if constexpr (R == 5) {
+            const float d = in[3 * in_stride + o], e = in[4 * in_stride + o];
+            out[1][o] = (a + b + cc + d + e) * (-1.0f / 6.0f);
+            out[2][o] = (a - b + cc - d + e) * (-1.0f / 6.0f);
+            out[3][o] = (a + 2.0f * b + 4.0f * cc + 8.0f * d + 16.0f * e) * (1.0f / 24.0f);
+            out[4][o] = (a - 2.0f * b + 4.0f * cc - 8.0f * d + 16.0f * e) * (1.0f / 24.0f);
+            out[5][o] = e;
+          } else {
+            out[1][o] = (a + b + cc) * (-1.0f / 6.0f);
+            out[2][o] = (a - b + cc) * (-1.0f / 6.0f);
+            out[3][o] = (a + 2.0f * b + 4.0f * cc) * (1.0f / 24.0f);
+            out[4][o] = (a - 2.0f * b + 4.0f * cc) * (1.0f / 24.0f);
+            out[5][o] = cc;
+          }
         }
       }
     }
@@ -109,36 +122,45 @@ STRAND_VECTOR_CLONES void transform_input_tile(const float* patch, int64_t row_s
   }
 }
 
-// The 2x2 outputs of one tile from its products M[xi][o] (planes m_plane apart), plus bias,
-// into yh [OH*OW, O] at output position (oy, ox); rows/columns past the edge are skipped.
-// s: 12 * O floats.
+// out[k][o] = (A^T v)[k] + b for k < M, v the 6 values v(0)..v(5). F(2x2, 5x5) sums in the
+// order it always has, so its results keep their bits.
+template <int M, class V>
+inline void apply_at(V v, float b, float* const out[M], int64_t o) {
+  const float v0 = v(0), v1 = v(1), v2 = v(2), v3 = v(3), v4 = v(4), v5 = v(5);
+  if constexpr (M == 2) {
+    out[0][o] = v0 + v1 + v2 + v3 + v4 + b;
+    out[1][o] = v1 - v2 + 2.0f * (v3 - v4) + v5 + b;
+  } else {
+    const float sp = v1 + v2, sm = v1 - v2, tp = v3 + v4, tm = v3 - v4;
+    out[0][o] = v0 + sp + tp + b;
+    out[1][o] = sm + 2.0f * tm + b;
+    out[2][o] = sp + 4.0f * tp + b;
+    out[3][o] = sm + 8.0f * tm + v5 + b;
+  }
+}
+
+// The MxM outputs of one tile from its products M[xi][o] (planes m_plane apart), plus bias,
+// into yh [OH*OW, O] at output position (oy, ox); columns past the edge are skipped, rows past
+// it written to a scratch row. s: (6 * M + 1) * O floats.
+template <int M>
 STRAND_VECTOR_CLONES void transform_output_tile(const float* m, int64_t m_plane, int64_t O, const float* bias,
                                                 float* s, float* yh, int64_t oy, int64_t ox, int64_t oh,
                                                 int64_t ow) {
+  float* out[M];
   for (int64_t y = 0; y < 6; ++y) {  // s[y][i] = (M A)[y][i]
     const float* row = m + y * 6 * m_plane;
-    float* s0 = s + (y * 2) * O;
-    float* s1 = s0 + O;
+    for (int64_t i = 0; i < M; ++i) out[i] = s + (y * M + i) * O;
 #pragma omp simd
-    for (int64_t o = 0; o < O; ++o) {
-      const float m0 = row[o], m1 = row[m_plane + o], m2 = row[2 * m_plane + o], m3 = row[3 * m_plane + o],
-                  m4 = row[4 * m_plane + o], m5 = row[5 * m_plane + o];
-      s0[o] = m0 + m1 + m2 + m3 + m4;
-      s1[o] = m1 - m2 + 2.0f * (m3 - m4) + m5;
-    }
+    for (int64_t o = 0; o < O; ++o)
+      apply_at<M>([&](int j) { return row[j * m_plane + o]; }, -0.0f, out, o);  // x + -0 is x, bit for bit
   }
-  for (int64_t i = 0; i < 2 && ox + i < ow; ++i) {  // Y[r][i] = (A^T s)[r][i]
-    float* y0 = yh + (oy * ow + ox + i) * O;
-    float* y1 = y0 + ow * O;
-    const bool second_row = oy + 1 < oh;
+  float* spill = s + 6 * M * O;
+  for (int64_t i = 0; i < M && ox + i < ow; ++i) {  // Y[r][i] = (A^T s)[r][i]
+    for (int64_t r = 0; r < M; ++r) out[r] = oy + r < oh ? yh + ((oy + r) * ow + ox + i) * O : spill;
+    const float* col = s + i * O;
 #pragma omp simd
-    for (int64_t o = 0; o < O; ++o) {
-      const float s0 = s[(0 * 2 + i) * O + o], s1 = s[(1 * 2 + i) * O + o], s2 = s[(2 * 2 + i) * O + o],
-                  s3 = s[(3 * 2 + i) * O + o], s4 = s[(4 * 2 + i) * O + o], s5 = s[(5 * 2 + i) * O + o];
-      const float b = bias ? bias[o] : 0.0f;
-      y0[o] = s0 + s1 + s2 + s3 + s4 + b;
-      if (second_row) y1[o] = s1 - s2 + 2.0f * (s3 - s4) + s5 + b;
-    }
+    for (int64_t o = 0; o < O; ++o)
+      apply_at<M>([&](int y) { return col[y * M * O + o]; }, bias ? bias[o] : 0.0f, out, o);
   }
 }
 
@@ -171,8 +193,10 @@ STRAND_VECTOR_CLONES void unpack_output(int64_t P, int64_t O, const float* yh, f
   }
 }
 
+template <int R>
 void winograd_conv(const Shape& s, const float* x, const FilterView& f, const float* bias, float* y,
                    Workspace& ws, ThreadPool& pool) {
+  constexpr int64_t kM = 7 - R;
   const int64_t C = s.c, O = s.o, tiles = s.tiles(), P = s.oh * s.ow;
   const int64_t per_image = kXi * tiles * (C + O);
   const int64_t block = std::clamp<int64_t>(kBlockFloats / per_image, 1, s.batch);
@@ -181,14 +205,15 @@ void winograd_conv(const Shape& s, const float* x, const FilterView& f, const fl
   // Slot 0: U. Other slots, one per thread: padded image, tile scratch, V, M, output scratch, yh.
   const int64_t v_size = kXi * block * tiles * C, m_size = kXi * block * tiles * O;
   const int64_t xh_size = s.padded_h() * s.padded_w() * C;
-  const int64_t chunk_size = xh_size + kXi * C + v_size + m_size + 12 * O + P * O;
+  const int64_t s_size = (6 * kM + 1) * O;
+  const int64_t chunk_size = xh_size + kXi * C + v_size + m_size + s_size + P * O;
   const int64_t u_size = kXi * C * O;
-  ws.reserve(1 + pool.size(), static_cast<size_t>(std::max({u_size, chunk_size, 55 * O})));
+  ws.reserve(1 + pool.size(), static_cast<size_t>(std::max({u_size, chunk_size, R * (R + 6) * O})));
   float* U = ws.slot(0);
 
   const int parts = static_cast<int>(std::min<int64_t>(C, pool.size()));
   pool.run(parts, [&](int part) {
-    transform_filters(f, C, O, C * part / parts, C * (part + 1) / parts, U, ws.slot(1 + part));
+    transform_filters<R>(f, C, O, C * part / parts, C * (part + 1) / parts, U, ws.slot(1 + part));
   });
 
   auto body = [&](int chunk, int64_t b0, int64_t b1) {
@@ -197,7 +222,7 @@ void winograd_conv(const Shape& s, const float* x, const FilterView& f, const fl
     float* V = tmp + kXi * C;
     float* M = V + v_size;
     float* sbuf = M + m_size;
-    float* yh = sbuf + 12 * O;
+    float* yh = sbuf + s_size;
     const int64_t row_stride = s.padded_w() * C;
     zero_border(s, xh);
     for (int64_t n0 = b0; n0 < b1; n0 += block) {
@@ -207,7 +232,7 @@ void winograd_conv(const Shape& s, const float* x, const FilterView& f, const fl
         for (int64_t ty = 0; ty < s.tiles_h(); ++ty)
           for (int64_t tx = 0; tx < s.tiles_w(); ++tx) {
             const int64_t t = i * tiles + ty * s.tiles_w() + tx;
-            transform_input_tile(xh + (2 * ty) * row_stride + (2 * tx) * C, row_stride, C, tmp, V + t * C,
+            transform_input_tile(xh + (kM * ty) * row_stride + (kM * tx) * C, row_stride, C, tmp, V + t * C,
                                  T * C);
           }
       }
@@ -222,7 +247,7 @@ void winograd_conv(const Shape& s, const float* x, const FilterView& f, const fl
         for (int64_t ty = 0; ty < s.tiles_h(); ++ty)
           for (int64_t tx = 0; tx < s.tiles_w(); ++tx) {
             const int64_t t = i * tiles + ty * s.tiles_w() + tx;
-            transform_output_tile(M + t * O, T * O, O, bias, sbuf, yh, 2 * ty, 2 * tx, s.oh, s.ow);
+            transform_output_tile<kM>(M + t * O, T * O, O, bias, sbuf, yh, kM * ty, kM * tx, s.oh, s.ow);
           }
         unpack_output(P, O, yh, y + (n0 + i) * O * P);
       }
@@ -242,23 +267,59 @@ void winograd_conv(const Shape& s, const float* x, const FilterView& f, const fl
 }  // namespace
 
 bool winograd_applies(const Conv2dDesc& d) {
-  return d.kernel_h == 5 && d.kernel_w == 5 && d.unit_stride() && d.in_c >= 8 && d.out_c >= 8 && d.batch > 0;
+  const bool kernel = (d.kernel_h == 5 && d.kernel_w == 5) || (d.kernel_h == 3 && d.kernel_w == 3);
+  // The input gradient pads dy by kernel - 1 - pad, which must not be negative.
+  const bool pad = d.pad_h < d.kernel_h && d.pad_w < d.kernel_w;
+  return kernel && pad && d.unit_stride() && d.in_c >= 8 && d.out_c >= 8 && d.batch > 0;
 }
+
+namespace {
+
+template <int R>
+void forward(const Conv2dDesc& d, const float* x, const float* w, const float* b, float* y, Workspace& ws,
+             ThreadPool& pool) {
+  const Shape s{d.batch, d.in_c, d.in_h, d.in_w, d.out_c, d.out_h(), d.out_w(), d.pad_h, d.pad_w, R};
+  winograd_conv<R>(s, x, FilterView{w, d.in_c * R * R, R * R, R, 1}, b, y, ws, pool);
+}
+
+// dx[c] = sum over o of dy[o] correlated with w[o][c] rotated 180 degrees, on dy padded by
+// (kernel - 1 - pad): the output has the input's size again.
+template <int R>
+void backward_data(const Conv2dDesc& d, const float* w, const float* dy, float* dx, Workspace& ws,
+                   ThreadPool& pool) {
+  const Shape s{d.batch, d.out_c, d.out_h(),       d.out_w(),       d.in_c,
+                d.in_h,  d.in_w,  R - 1 - d.pad_h, R - 1 - d.pad_w, R};
+  winograd_conv<R>(s, dy, FilterView{w + R * R - 1, R * R, d.in_c * R * R, -R, -1}, nullptr, dx, ws, pool);
+}
+
+}  // namespace
 
 void winograd_conv2d_forward(const Conv2dDesc& d, const float* x, const float* w, const float* b, float* y,
                              Workspace& ws, ThreadPool& pool) {
   check_conv2d(d, "cpu::winograd_conv2d_forward");
-  const Shape s{d.batch, d.in_c, d.in_h, d.in_w, d.out_c, d.out_h(), d.out_w(), d.pad_h, d.pad_w};
-  winograd_conv(s, x, FilterView{w, d.in_c * 25, 25, 5, 1}, b, y, ws, pool);
+  STRAND_CHECK(
+      winograd_applies(d), Shape,
+      "Winograd takes stride-1 3x3 and 5x5 kernels padded by less than their size, 8+ channels each side",
+      "cpu::winograd_conv2d_forward");
+  if (d.kernel_h == 5) {
+    forward<5>(d, x, w, b, y, ws, pool);
+  } else {
+    forward<3>(d, x, w, b, y, ws, pool);
+  }
 }
 
 void winograd_conv2d_backward_data(const Conv2dDesc& d, const float* w, const float* dy, float* dx,
                                    Workspace& ws, ThreadPool& pool) {
   check_conv2d(d, "cpu::winograd_conv2d_backward_data");
-  // dx[c] = sum over o of dy[o] correlated with w[o][c] rotated 180 degrees, on dy padded by
-  // (kernel - 1 - pad): the output has the input's size again.
-  const Shape s{d.batch, d.out_c, d.out_h(), d.out_w(), d.in_c, d.in_h, d.in_w, 4 - d.pad_h, 4 - d.pad_w};
-  winograd_conv(s, dy, FilterView{w + 24, 25, d.in_c * 25, -5, -1}, nullptr, dx, ws, pool);
+  STRAND_CHECK(
+      winograd_applies(d), Shape,
+      "Winograd takes stride-1 3x3 and 5x5 kernels padded by less than their size, 8+ channels each side",
+      "cpu::winograd_conv2d_backward_data");
+  if (d.kernel_h == 5) {
+    backward_data<5>(d, w, dy, dx, ws, pool);
+  } else {
+    backward_data<3>(d, w, dy, dx, ws, pool);
+  }
 }
 
 }  // namespace strand::cpu

@@ -1,7 +1,8 @@
-// Winograd F(2x2, 5x5) convolution for the CPU backend: 5x5 kernels, stride 1, any padding and
-// channel counts. Each 2x2 block of outputs costs 36 multiplies per channel pair instead of 100,
-// so the multiply count of mnist_cnn's conv2 drops 2.8x. conv2d.cpp chooses it; the im2col path
-// stays the reference it is tested against (tests/core/cpu).
+// Winograd convolution for the CPU backend, stride 1, padding below the kernel size, any
+// channel counts: F(2x2, 5x5) for 5x5 kernels (a 2x2 block of outputs costs 36 multiplies per
+// channel pair instead of 100) and F(4x4, 3x3) for 3x3 ones (a 4x4 block: 36 instead of 144).
+// conv2d.cpp chooses it; the im2col path stays the reference it is tested against
+// (tests/core/cpu).
 #pragma once
 
 #include <cstdint>

@@ -98,11 +98,12 @@ Conv2dDesc desc(int64_t batch, int64_t in_c, int64_t h, int64_t w, int64_t out_c
 
 // 'same' (pad = (k-1)/2), 'valid' (pad 0), rectangular, even kernels, 1x1, a kernel larger
 // than the image (a 1-wide image, where some kernel columns only see padding), 1 and several
-// channels, batch 1 and > 1 (5 splits unevenly over 2 and 3). The 5x5 shapes with 8 or more
-// channels take the Winograd path (see WinogradPath below): odd output sizes (partial edge
-// tiles), channel counts that are not multiples of the vector width, padding 0 to 4 (the input
-// gradient then pads by 4 to 0), several images per tile block. Then the models'
-// convolutions at batch 2 (models/op_cases.hpp).
+// channels, batch 1 and > 1 (5 splits unevenly over 2 and 3). The 5x5 and 3x3 shapes with 8 or
+// more channels take the Winograd path (see WinogradPath below): output sizes that are not
+// multiples of the tile (partial edge tiles: 2x2 for 5x5, 4x4 for 3x3), channel counts that are
+// not multiples of the vector width, padding 0 to kernel - 1 (the input gradient then pads by
+// kernel - 1 to 0), several images per tile block. Then the models' convolutions at batch 2
+// (models/op_cases.hpp).
 const std::vector<Conv2dDesc> kShapes = test::joined<Conv2dDesc>(
     {
         desc(1, 1, 7, 7, 2, 5, 5, 2, 2),
@@ -118,6 +119,10 @@ const std::vector<Conv2dDesc> kShapes = test::joined<Conv2dDesc>(
         desc(3, 9, 11, 8, 11, 5, 5, 0, 1),
         desc(2, 16, 6, 7, 8, 5, 5, 4, 3),
         desc(7, 8, 12, 13, 17, 5, 5, 1, 2),
+        desc(1, 8, 3, 3, 8, 3, 3, 1, 1),
+        desc(3, 9, 10, 7, 11, 3, 3, 0, 1),
+        desc(2, 16, 6, 9, 8, 3, 3, 2, 1),
+        desc(7, 24, 14, 14, 19, 3, 3, 1, 1),
         // Strides: equal and unequal, a stride the input does not divide (floor), a stride
         // larger than the kernel (some pixels never read), and a 5x5 over 8+ channels (not Winograd).
         desc(2, 3, 9, 9, 4, 3, 3, 1, 1, 2, 2),
@@ -171,7 +176,8 @@ TEST(Conv2dGrad, FiniteDifferences) {
   auto be = make_cpu_backend(2);
   for (const Conv2dDesc& d :
        {desc(2, 2, 5, 6, 3, 3, 3, 1, 1), desc(3, 1, 4, 5, 2, 2, 3, 0, 1), desc(1, 3, 3, 3, 2, 5, 5, 2, 2),
-        desc(2, 2, 3, 1, 3, 3, 5, 1, 2), desc(2, 8, 4, 5, 8, 5, 5, 2, 2)}) {  // the last: Winograd
+        desc(2, 2, 3, 1, 3, 3, 5, 1, 2), desc(2, 8, 4, 5, 8, 5, 5, 2, 2),  // the last two: Winograd
+        desc(2, 8, 5, 6, 8, 3, 3, 1, 0)}) {
     Sizes s = make_data(d, 7);
     const std::vector<float> r = random_vec(s.y.size(), 8);
     auto loss = [&] {
@@ -220,26 +226,39 @@ TEST_P(Conv2dThreads, ForwardAndDxIndependentOfThreads) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, Conv2dThreads,
-                         testing::Values(desc(5, 4, 9, 11, 6, 3, 3, 1, 1),
-                                         desc(5, 16, 9, 11, 8, 5, 5, 2, 2)));
+                         testing::Values(desc(5, 4, 9, 11, 6, 3, 3, 1, 1), desc(5, 16, 9, 11, 8, 5, 5, 2, 2),
+                                         desc(5, 16, 9, 11, 8, 3, 3, 1, 1)));
 
-// mnist_cnn's conv2 must take the fast path and conv1 (one input channel) the im2col one; a
-// change to winograd_applies() that silently drops conv2 back to im2col fails here.
-TEST(WinogradPath, TakenForMnistConv2Only) {
-  const auto ops = models::op_cases(models::mnist_cnn(), 100);
-  const Conv2dDesc conv1 = models::op_named(ops, "conv1").conv, conv2 = models::op_named(ops, "conv2").conv;
-  EXPECT_TRUE(cpu::winograd_applies(conv2));
-  EXPECT_FALSE(cpu::winograd_applies(conv1));
-  Conv2dDesc conv2_3x3 = conv2;  // the Winograd kernels are 5x5 only
-  conv2_3x3.kernel_h = conv2_3x3.kernel_w = 3;
-  conv2_3x3.pad_h = conv2_3x3.pad_w = 1;
-  EXPECT_FALSE(cpu::winograd_applies(conv2_3x3));
+// The built-in models' convolutions take the fast path exactly where it applies: stride 1, 3x3
+// or 5x5, 8 or more channels each side. A change to winograd_applies() that silently drops one
+// back to im2col, or sends a first layer on few channels through Winograd, fails here.
+TEST(WinogradPath, TakenForTheModelsConvolutionsThatFit) {
+  auto conv = [](const std::string& model, const std::string& op) {
+    return models::op_named(models::op_cases(models::by_name(model), 100), op).conv;
+  };
+  EXPECT_TRUE(cpu::winograd_applies(conv("mnist_cnn", "conv2")));   // 5x5, 32 -> 64
+  EXPECT_FALSE(cpu::winograd_applies(conv("mnist_cnn", "conv1")));  // one input channel
+  EXPECT_TRUE(cpu::winograd_applies(conv("mnist_bn", "conv2")));    // 3x3, 24 -> 48
+  EXPECT_FALSE(cpu::winograd_applies(conv("mnist_bn", "conv1")));
+  EXPECT_FALSE(cpu::winograd_applies(conv("cifar_cnn", "conv1")));  // three input channels
+  EXPECT_FALSE(cpu::winograd_applies(conv("cifar_cnn", "conv2")));  // stride 2
+  EXPECT_TRUE(cpu::winograd_applies(conv("cifar_cnn", "conv3")));
+  EXPECT_TRUE(cpu::winograd_applies(conv("cifar_cnn", "conv4")));
+  Conv2dDesc conv2_7x7 = conv("mnist_cnn", "conv2");  // no other kernel sizes
+  conv2_7x7.kernel_h = conv2_7x7.kernel_w = 7;
+  conv2_7x7.pad_h = conv2_7x7.pad_w = 3;
+  EXPECT_FALSE(cpu::winograd_applies(conv2_7x7));
+  EXPECT_FALSE(cpu::winograd_applies(desc(2, 8, 11, 12, 8, 3, 5, 1, 2)));  // not square
 }
 
-TEST(WinogradPath, NeverTakenForStrides) {
+TEST(WinogradPath, NeverTakenForStridesOrPaddingFromTheKernelSizeUp) {
   EXPECT_FALSE(cpu::winograd_applies(desc(2, 8, 11, 12, 8, 5, 5, 2, 2, 2, 2)));
   EXPECT_FALSE(cpu::winograd_applies(desc(2, 8, 11, 12, 8, 5, 5, 2, 2, 1, 2)));
+  EXPECT_FALSE(cpu::winograd_applies(desc(2, 8, 11, 12, 8, 3, 3, 1, 1, 2, 2)));
   EXPECT_TRUE(cpu::winograd_applies(desc(2, 8, 11, 12, 8, 5, 5, 2, 2)));
+  EXPECT_TRUE(cpu::winograd_applies(desc(2, 8, 11, 12, 8, 3, 3, 2, 2)));
+  EXPECT_FALSE(cpu::winograd_applies(desc(2, 8, 11, 12, 8, 3, 3, 3, 2)));
+  EXPECT_FALSE(cpu::winograd_applies(desc(2, 8, 11, 12, 8, 5, 5, 2, 5)));
 }
 
 // A null bias (a convolution before batchnorm) is a zero bias, on every path, and leaves the
