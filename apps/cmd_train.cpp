@@ -135,7 +135,18 @@ void add_train_command(CLI::App& app) {
                   "file's name + .html (a self-contained page of curves, rewritten at every evaluation)");
   cmd->add_option("--checkpoint-dir", a->checkpoint_dir,
                   "Checkpoint directory (default MODEL_DIR/checkpoints)");
-  cmd->add_flag("--resume", t.resume, "Continue from the newest checkpoint");
+  cmd->add_option(
+         "--checkpoint-every", t.checkpoint_every,
+         "Also checkpoint every this many steps, inside epochs (written in the background; the newest "
+         "two checkpoints are kept)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--checkpoint-every-seconds", t.checkpoint_every_seconds,
+                  "Also checkpoint at the first step this many seconds after the previous checkpoint")
+      ->check(CLI::PositiveNumber);
+  cmd->add_flag(
+      "--resume", t.resume,
+      "Continue from the newest checkpoint (an epoch's end or inside one: the run then ends with the "
+      "weights of an uninterrupted one)");
   cmd->add_option("--eval-every", t.eval_every, "Also evaluate on the test set every this many steps")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--stop-at-accuracy", t.stop_at_accuracy,

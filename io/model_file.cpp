@@ -55,7 +55,17 @@ void serialize(Archive& ar, ModelFile& m) {
 }
 template <class Archive>
 void serialize(Archive& ar, Checkpoint& c) {
-  ar(c.model, c.optimizer, c.epochs_done, c.global_step, c.seed, c.batch_size);
+  ar(c.model, c.optimizer, c.epochs_done, c.global_step, c.seed, c.batch_size, c.step_in_epoch,
+     c.global_batch);
+}
+
+// A version 1 checkpoint's payload: the fields before step_in_epoch.
+struct CheckpointV1 {
+  Checkpoint c;
+};
+template <class Archive>
+void serialize(Archive& ar, CheckpointV1& v) {
+  ar(v.c.model, v.c.optimizer, v.c.epochs_done, v.c.global_step, v.c.seed, v.c.batch_size);
 }
 
 namespace {
@@ -82,7 +92,7 @@ uint64_t get_le(const std::string& in, size_t at, int bytes) {
 }
 
 template <class T>
-void save_framed(const fs::path& path, const char* magic, const T& value) {
+void save_framed(const fs::path& path, const char* magic, uint32_t version, const T& value) {
   std::ostringstream payload_stream(std::ios::binary);
   {
     cereal::PortableBinaryOutputArchive ar(payload_stream);
@@ -90,7 +100,7 @@ void save_framed(const fs::path& path, const char* magic, const T& value) {
   }
   const std::string payload = std::move(payload_stream).str();
   std::string file(magic, 8);
-  put_le(file, kModelFileVersion, 4);
+  put_le(file, version, 4);
   put_le(file, 0, 4);
   put_le(file, payload.size(), 8);
   put_le(file, fnv1a64(payload.data(), payload.size()), 8);
@@ -98,8 +108,10 @@ void save_framed(const fs::path& path, const char* magic, const T& value) {
   write_file_atomic(path, std::string_view(file));
 }
 
-template <class T>
-T load_framed(const fs::path& path, const char* magic, const char* what) {
+// The payload of a framed file after its header checks, and the header's format version, which
+// must be in [1, max_version].
+std::pair<std::string, uint32_t> read_framed(const fs::path& path, const char* magic, const char* what,
+                                             uint32_t max_version) {
   const std::string where = path.string();
   std::ifstream in(path, std::ios::binary);
   STRAND_CHECK(in, Io, std::string("cannot open ") + what + ": " + std::strerror(errno), where);
@@ -114,9 +126,10 @@ T load_framed(const fs::path& path, const char* magic, const char* what) {
   STRAND_CHECK(head.compare(0, 8, magic) == 0, Format,
                std::string("not a ") + what + " (expected magic \"" + magic + "\")", where);
   const uint64_t version = get_le(head, 8, 4);
-  STRAND_CHECK(version == kModelFileVersion, Format,
-               "format version " + std::to_string(version) + " is not supported (this strand reads version " +
-                   std::to_string(kModelFileVersion) + ")",
+  STRAND_CHECK(version >= 1 && version <= max_version, Format,
+               "format version " + std::to_string(version) + " is not supported (this strand reads " + what +
+                   "s of version 1" +
+                   (max_version > 1 ? " to " + std::to_string(max_version) : std::string()) + ")",
                where);
   const uint64_t length = get_le(head, 16, 8);
   STRAND_CHECK(length == size - kHeader, Format,
@@ -128,13 +141,18 @@ T load_framed(const fs::path& path, const char* magic, const char* what) {
   STRAND_CHECK(in, Io, "cannot read the payload", where);
   STRAND_CHECK(fnv1a64(payload.data(), payload.size()) == get_le(head, 24, 8), Format,
                "checksum mismatch: the file is corrupted", where);
+  return {std::move(payload), uint32_t(version)};
+}
+
+template <class T>
+T decode(std::string payload, const fs::path& path) {
   T value;
   try {
     std::istringstream ps(std::move(payload), std::ios::binary);
     cereal::PortableBinaryInputArchive ar(ps);
     ar(value);
   } catch (const std::exception& e) {
-    throw Error(ErrorKind::Format, std::string("payload does not decode: ") + e.what(), where);
+    throw Error(ErrorKind::Format, std::string("payload does not decode: ") + e.what(), path.string());
   }
   return value;
 }
@@ -175,18 +193,25 @@ Signature default_signature(const Model& model) {
   return s;
 }
 
-void save_model_file(const fs::path& path, const ModelFile& m) { save_framed(path, "STRANDMD", m); }
+void save_model_file(const fs::path& path, const ModelFile& m) {
+  save_framed(path, "STRANDMD", kModelFileVersion, m);
+}
 
 ModelFile load_model_file(const fs::path& path) {
-  ModelFile m = load_framed<ModelFile>(path, "STRANDMD", "strand model file");
+  ModelFile m =
+      decode<ModelFile>(read_framed(path, "STRANDMD", "strand model file", kModelFileVersion).first, path);
   check_consistent(m, path.string());
   return m;
 }
 
-void save_checkpoint(const fs::path& path, const Checkpoint& c) { save_framed(path, "STRANDCK", c); }
+void save_checkpoint(const fs::path& path, const Checkpoint& c) {
+  save_framed(path, "STRANDCK", kCheckpointVersion, c);
+}
 
 Checkpoint load_checkpoint(const fs::path& path) {
-  Checkpoint c = load_framed<Checkpoint>(path, "STRANDCK", "strand checkpoint");
+  auto [payload, version] = read_framed(path, "STRANDCK", "strand checkpoint", kCheckpointVersion);
+  Checkpoint c = version == 1 ? decode<CheckpointV1>(std::move(payload), path).c
+                              : decode<Checkpoint>(std::move(payload), path);
   check_consistent(c.model, path.string());
   return c;
 }
@@ -259,8 +284,9 @@ ModelFile load_export(const fs::path& model_dir, std::optional<int64_t> version,
 }
 
 namespace {
-std::vector<std::pair<int64_t, fs::path>> checkpoints_in(const fs::path& dir) {
-  std::vector<std::pair<int64_t, fs::path>> found;
+// (epochs_done, step_in_epoch) of the checkpoints in a directory, in training order.
+std::vector<std::pair<std::pair<int64_t, int64_t>, fs::path>> checkpoints_in(const fs::path& dir) {
+  std::vector<std::pair<std::pair<int64_t, int64_t>, fs::path>> found;
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
     const std::string name = entry.path().filename().string();
@@ -268,8 +294,12 @@ std::vector<std::pair<int64_t, fs::path>> checkpoints_in(const fs::path& dir) {
     if (name.size() <= prefix.size() + suffix.size() || name.rfind(prefix, 0) != 0 ||
         name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0)
       continue;
-    if (auto e = numeric_name(name.substr(prefix.size(), name.size() - prefix.size() - suffix.size())))
-      found.emplace_back(*e, entry.path());
+    const std::string stem = name.substr(prefix.size(), name.size() - prefix.size() - suffix.size());
+    const size_t dash = stem.find('-');
+    const auto epochs = numeric_name(stem.substr(0, dash));
+    const auto steps =
+        dash == std::string::npos ? std::optional<int64_t>(0) : numeric_name(stem.substr(dash + 1));
+    if (epochs && steps) found.push_back({{*epochs, *steps}, entry.path()});
   }
   std::sort(found.begin(), found.end());
   return found;
@@ -286,7 +316,9 @@ fs::path write_checkpoint(const fs::path& dir, const Checkpoint& c, int keep) {
   std::error_code ec;
   fs::create_directories(dir, ec);
   STRAND_CHECK(!ec, Io, "cannot create the checkpoint directory: " + ec.message(), dir.string());
-  const fs::path path = dir / ("checkpoint-" + std::to_string(c.epochs_done) + ".strand");
+  const fs::path path =
+      dir / ("checkpoint-" + std::to_string(c.epochs_done) +
+             (c.step_in_epoch > 0 ? "-" + std::to_string(c.step_in_epoch) : std::string()) + ".strand");
   save_checkpoint(path, c);
   auto found = checkpoints_in(dir);
   for (size_t i = 0; i + size_t(std::max(keep, 1)) < found.size(); ++i) fs::remove(found[i].second, ec);

@@ -2,7 +2,8 @@
 //
 // On disk (all integers little-endian):
 //   bytes 0..7    magic: "STRANDMD" (model export) or "STRANDCK" (checkpoint)
-//   bytes 8..11   u32 format version (currently 1)
+//   bytes 8..11   u32 format version: 1 for exports; 2 for checkpoints (version 1 checkpoints,
+//                 from before mid-epoch positions, still load)
 //   bytes 12..15  u32 reserved, 0
 //   bytes 16..23  u64 payload length in bytes
 //   bytes 24..31  u64 FNV-1a-64 checksum of the payload
@@ -26,6 +27,7 @@
 namespace strand::io {
 
 inline constexpr uint32_t kModelFileVersion = 1;
+inline constexpr uint32_t kCheckpointVersion = 2;
 inline constexpr const char* kModelFileName = "model.strand";
 
 // The model's serving signature: one named input, two named outputs.
@@ -54,7 +56,9 @@ struct Checkpoint {
   int64_t epochs_done = 0;  // completed epochs
   int64_t global_step = 0;  // optimizer steps taken
   uint64_t seed = 0;
-  int64_t batch_size = 0;
+  int64_t batch_size = 0;     // per worker
+  int64_t step_in_epoch = 0;  // steps of epoch epochs_done + 1 taken (0: written at an epoch's end)
+  int64_t global_batch = 0;   // images per step over all workers (0: unknown, a version 1 file)
 };
 
 // The default signature for a model: its input channels-last, its class count.
@@ -74,8 +78,9 @@ int64_t export_model(const std::filesystem::path& model_dir, const ModelFile& m)
 ModelFile load_export(const std::filesystem::path& model_dir, std::optional<int64_t> version = {},
                       int64_t* loaded_version = nullptr);
 
-// Checkpoint files in a directory are "checkpoint-<epochs_done>.strand"; these find the newest
-// and write the next, keeping the newest `keep` files.
+// Checkpoint files in a directory are "checkpoint-<epochs_done>.strand" at an epoch's end and
+// "checkpoint-<epochs_done>-<step_in_epoch>.strand" inside one; these find the newest (the
+// furthest into training) and write the next, keeping the newest `keep` files.
 std::optional<std::filesystem::path> latest_checkpoint(const std::filesystem::path& dir);
 std::filesystem::path write_checkpoint(const std::filesystem::path& dir, const Checkpoint& c, int keep = 2);
 

@@ -3,9 +3,11 @@
 #include <algorithm>
 #include <chrono>
 #include <numeric>
+#include <optional>
 
 #include <strand/core/error.hpp>
 #include <strand/io/model_file.hpp>
+#include <strand/train/checkpoint_writer.hpp>
 
 namespace strand {
 
@@ -78,6 +80,7 @@ class Run {
         gather_(gather_desc(model, train_set)) {
     gather_.augment = cfg.augment;
     gather_.seed = cfg.seed;
+    if (!cfg.checkpoint_dir.empty() && rank_ == 0) writer_.emplace(cfg.checkpoint_dir);
   }
 
   TrainResult operator()() {
@@ -85,8 +88,10 @@ class Run {
     strategy_.broadcast_initial(model_, opt_);
     stage_data();
     be_.take_loss_totals();  // start from zero whatever ran on this backend before
+    last_checkpoint_ = Clock::now();
     for (int64_t epoch = result_.resumed_from_epoch; epoch < cfg_.epochs && !stop_; ++epoch) {
-      if (run_epoch(epoch)) checkpoint(epoch);
+      if (run_epoch(epoch, epoch == result_.resumed_from_epoch ? resume_step_in_epoch_ : 0))
+        checkpoint(epoch, 0);
     }
     finish();
     return result_;
@@ -97,13 +102,16 @@ class Run {
 
   void resume();
   void stage_data();
-  // Trains one epoch (or until a stop); true when it ran to its end.
-  bool run_epoch(int64_t epoch);
+  // Trains one epoch from its step `first` (or until a stop); true when it ran to its end.
+  bool run_epoch(int64_t epoch, int64_t first);
   void train_step(int64_t epoch, int64_t s, const std::vector<int64_t>& order, const int64_t* order_dev);
   void report_progress(int64_t epoch, int64_t s, bool last, EpochStats& stats, Clock::time_point t_train);
   // Evaluates on the test set and reports; true when the accuracy target is reached.
   bool evaluate_now(int64_t epoch, EpochStats& stats, Clock::time_point& t_train);
-  void checkpoint(int64_t epoch);
+  // A checkpoint of epoch `epoch` (0-based) after `step_in_epoch` of its steps; 0: at its end.
+  void checkpoint(int64_t epoch, int64_t step_in_epoch);
+  bool checkpoint_due() const;
+  void log_written();
   void finish();
   Clock::time_point phase(const char* name, Clock::time_point t0) {
     const auto t1 = Clock::now();
@@ -125,6 +133,9 @@ class Run {
   GatherDesc gather_;  // its batch and epoch set per step
 
   TrainResult result_;
+  std::optional<CheckpointWriter> writer_;  // rank 0, with a checkpoint directory
+  int64_t resume_step_in_epoch_ = 0;
+  Clock::time_point last_checkpoint_;
   int64_t step_ = 0;
   bool stop_ = false;
   // The training set and this step's batch where the backend's kernels read them.
@@ -154,12 +165,33 @@ void Run::resume() {
                        " and batch size " + std::to_string(cfg_.batch_size) +
                        " (resuming must not change them)",
                    where);
+      if (ck.step_in_epoch > 0) {
+        // Inside an epoch, the position is a place in the epoch's permutation: the same only
+        // for the same global batch over the same training set.
+        STRAND_CHECK(ck.global_batch == global_batch_, Usage,
+                     "checkpoint was written inside epoch " + std::to_string(ck.epochs_done + 1) +
+                         " at a global batch of " + std::to_string(ck.global_batch) +
+                         " images; this run's is " + std::to_string(global_batch_) + " (" +
+                         std::to_string(cfg_.batch_size) + " x " + std::to_string(world_) +
+                         " workers): resuming inside an epoch needs the same global batch",
+                     where);
+        STRAND_CHECK(ck.step_in_epoch < steps_, Usage,
+                     "checkpoint is " + std::to_string(ck.step_in_epoch) +
+                         " steps into an epoch, this run's epochs have " + std::to_string(steps_) +
+                         " (is the training set the same?)",
+                     where);
+      }
       model_.set_params(ck.model.params);
       opt_.load_state(ck.optimizer);
       step_ = ck.global_step;
       result_.resumed_from_epoch = ck.epochs_done;
-      ctx_.log("resuming from " + where + " (epoch " + std::to_string(ck.epochs_done) + ", step " +
-               std::to_string(step_) + ")");
+      result_.resumed_from_step = step_;
+      resume_step_in_epoch_ = ck.step_in_epoch;
+      ctx_.log("resuming from " + where + " (" +
+               (ck.step_in_epoch > 0 ? "step " + std::to_string(ck.step_in_epoch) + " of epoch " +
+                                           std::to_string(ck.epochs_done + 1)
+                                     : "epoch " + std::to_string(ck.epochs_done)) +
+               ", global step " + std::to_string(step_) + ")");
     } else {
       ctx_.log("no checkpoint in " + cfg_.checkpoint_dir.string() + ": starting from scratch");
     }
@@ -182,7 +214,7 @@ void Run::stage_data() {
   y_ = be_.alloc(size_t(cfg_.batch_size) * sizeof(int32_t));
 }
 
-bool Run::run_epoch(int64_t epoch) {
+bool Run::run_epoch(int64_t epoch, int64_t first) {
   const std::vector<int64_t> order = io::epoch_permutation(train_set_.size(), cfg_.seed, epoch);
   Buffer order_store;
   const auto* order_dev =
@@ -190,7 +222,7 @@ bool Run::run_epoch(int64_t epoch) {
   EpochStats stats;
   auto t_train = Clock::now();
   last_progress_ = t_train - std::chrono::seconds(1);
-  int64_t s = 0;  // steps of this epoch done
+  int64_t s = first;  // steps of this epoch done
   for (; s < steps_ && !stop_; ++s) {
     train_step(epoch, s, order, order_dev);
     if (cfg_.max_steps > 0 && step_ >= cfg_.max_steps) stop_ = true;
@@ -201,8 +233,9 @@ bool Run::run_epoch(int64_t epoch) {
       result_.reached_target = true;
       stop_ = true;
     }
+    // The epoch's end has a checkpoint of its own (a stop at its last step still completes it).
+    if (s + 1 < steps_ && checkpoint_due()) checkpoint(epoch, s + 1);
   }
-  // Only a whole epoch is checkpointed (a stop at its last step still completes it).
   return s == steps_;
 }
 
@@ -292,21 +325,40 @@ bool Run::evaluate_now(int64_t epoch, EpochStats& stats, Clock::time_point& t_tr
   return eval_ && cfg_.stop_at_accuracy > 0 && m.test_accuracy >= cfg_.stop_at_accuracy;
 }
 
-void Run::checkpoint(int64_t epoch) {
-  if (cfg_.checkpoint_dir.empty() || strategy_.rank() != 0) return;
+bool Run::checkpoint_due() const {
+  return writer_ &&
+         ((cfg_.checkpoint_every > 0 && step_ % cfg_.checkpoint_every == 0) ||
+          (cfg_.checkpoint_every_seconds > 0 && since(last_checkpoint_) >= cfg_.checkpoint_every_seconds));
+}
+
+void Run::checkpoint(int64_t epoch, int64_t step_in_epoch) {
+  if (!writer_) return;
   const auto t_checkpoint = Clock::now();
   strategy_.before_checkpoint(model_, opt_);
-  const io::Checkpoint ck{.model = {model_.arch(), io::default_signature(model_), model_.get_params(), {}},
-                          .optimizer = opt_.state(),
-                          .epochs_done = epoch + 1,
-                          .global_step = step_,
-                          .seed = cfg_.seed,
-                          .batch_size = cfg_.batch_size};
-  ctx_.log("checkpoint " + io::write_checkpoint(cfg_.checkpoint_dir, ck).string());
-  excluded_seconds_ += since(t_checkpoint);
+  writer_->submit({.model = {model_.arch(), io::default_signature(model_), model_.get_params(), {}},
+                   .optimizer = opt_.state(),
+                   .epochs_done = step_in_epoch > 0 ? epoch : epoch + 1,
+                   .global_step = step_,
+                   .seed = cfg_.seed,
+                   .batch_size = cfg_.batch_size,
+                   .step_in_epoch = step_in_epoch,
+                   .global_batch = global_batch_});
+  last_checkpoint_ = Clock::now();
+  if (step_in_epoch == 0) excluded_seconds_ += since(t_checkpoint);
+  log_written();
+}
+
+void Run::log_written() {
+  for (const CheckpointWriter::Written& w : writer_->take_written())
+    ctx_.log("checkpoint " + w.path.string() + " (written in " + std::to_string(int64_t(w.seconds * 1000)) +
+             " ms in the background)");
 }
 
 void Run::finish() {
+  if (writer_) {
+    writer_->flush();
+    log_written();
+  }
   be_.synchronize();
   if (steps_in_call_ > cfg_.untimed_steps) result_.train_seconds = since(t_timed_) - excluded_seconds_;
   result_.global_step = step_;
@@ -367,6 +419,11 @@ void validate(const TrainConfig& cfg) {
   STRAND_CHECK(!cfg.resume || !cfg.checkpoint_dir.empty(), Usage, "resuming needs a checkpoint directory",
                "train");
   STRAND_CHECK(cfg.eval_every >= 0, Usage, "eval_every must be >= 0", "train");
+  STRAND_CHECK(cfg.checkpoint_every >= 0 && cfg.checkpoint_every_seconds >= 0, Usage,
+               "checkpoint_every and checkpoint_every_seconds must be >= 0", "train");
+  STRAND_CHECK(
+      (cfg.checkpoint_every == 0 && cfg.checkpoint_every_seconds == 0) || !cfg.checkpoint_dir.empty(), Usage,
+      "checkpointing every N steps or seconds needs a checkpoint directory", "train");
   STRAND_CHECK(cfg.schedule.warmup_steps >= 0, Usage, "warmup_steps must be >= 0", "train");
   STRAND_CHECK(cfg.augment.shift >= 0 && cfg.augment.shift < Augmentation::kMaxShift, Usage,
                "the augmentation shift must be in [0, " + std::to_string(Augmentation::kMaxShift) +

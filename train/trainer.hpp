@@ -1,7 +1,8 @@
 // The training loop and evaluation: epochs of shuffled batches through a Model, the update
 // delegated to a Strategy, an evaluation on the test set after each epoch (and every N steps
-// if asked, optionally stopping at a target accuracy), a checkpoint after each epoch, and
-// exact resumption from a checkpoint. Progress and metrics go to callbacks so
+// if asked, optionally stopping at a target accuracy), a checkpoint after each epoch (and
+// every N steps or seconds if asked, written in the background), and exact resumption from a
+// checkpoint, at an epoch's end or inside one. Progress and metrics go to callbacks so
 // the CLI, benchmarks and library users each render them their own way.
 #pragma once
 
@@ -76,8 +77,13 @@ struct TrainConfig {
   // sample's index), so a resumed or data-parallel run sees the same images.
   Augmentation augment;
   std::filesystem::path checkpoint_dir;  // empty: no checkpoints
-  bool resume = false;                   // continue from the newest checkpoint in checkpoint_dir
-  int64_t max_steps = 0;                 // stop after this many steps in all (0: no limit)
+  // Also checkpoint inside epochs: after every this many steps, and/or at the first step this
+  // many seconds after the previous checkpoint (0: off). Rank 0 takes a snapshot in memory and
+  // a background thread writes it (train/checkpoint_writer.hpp); the newest two files are kept.
+  int64_t checkpoint_every = 0;
+  double checkpoint_every_seconds = 0;
+  bool resume = false;           // continue from the newest checkpoint in checkpoint_dir
+  int64_t max_steps = 0;         // stop after this many steps in all (0: no limit)
   int64_t untimed_steps = 0;     // first steps of the call left out of train_seconds/_images (warm-up)
   int64_t eval_every = 0;        // also evaluate every this many steps (0: epoch ends only)
   double stop_at_accuracy = 0;   // stop at the first evaluation reaching it (0: off)
@@ -94,9 +100,11 @@ struct TrainResult {
   bool reached_target = false;       // stop_at_accuracy was reached
   int64_t global_step = 0;
   int64_t resumed_from_epoch = 0;  // epochs already done when training started
+  int64_t resumed_from_step = 0;   // optimizer steps already taken then (inside an epoch or not)
   // The steps of this call after the first config.untimed_steps: wall seconds from their start
   // (set-up done, data on the device, the untimed steps finished on it) until the device
-  // finished the last step, evaluations and checkpoints excluded; and the images this worker
+  // finished the last step, evaluations and epoch-end checkpoints excluded (the snapshots of
+  // checkpoints inside an epoch count, as a cost of training); and the images this worker
   // trained on in them (an epoch's last batch may be smaller).
   double train_seconds = 0;
   int64_t train_images = 0;

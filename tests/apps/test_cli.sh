@@ -68,6 +68,21 @@ expect 0 "resuming from .*checkpoint-1" -- "$strand" train --data "$work/data/np
   --epochs 2 --resume --metrics "$work/metrics.jsonl" "${tiny[@]}"
 [[ $(wc -l <"$work/metrics.jsonl") == 2 ]] || fail "resume did not append one metrics line"
 
+# Checkpoints inside an epoch (which of them reach the disk depends on its speed: one still
+# queued when the next is taken is replaced). With the epoch's end deleted, as if the job had
+# died before it, --resume starts from the newest one left and ends with the same bits.
+"$strand" train --data "$work/data/npy" --model-dir "$work/c" --checkpoint-every 2 "${tiny[@]}" \
+  >/dev/null 2>"$work/c1.log" || fail "training with --checkpoint-every failed: $(cat "$work/c1.log")"
+grep -qE "checkpoint .*/checkpoint-0-[24]\.strand \(written in" "$work/c1.log" ||
+  fail "no checkpoint inside the epoch: $(cat "$work/c1.log")"
+mv "$work/c/checkpoints/checkpoint-1.strand" "$work/uninterrupted.strand"
+expect 0 "resuming from .*checkpoint-0-[24]\.strand \(step [24] of epoch 1" -- "$strand" train \
+  --data "$work/data/npy" --model-dir "$work/c" --checkpoint-every 2 --resume "${tiny[@]}"
+cmp -s "$work/c/checkpoints/checkpoint-1.strand" "$work/uninterrupted.strand" ||
+  fail "resumed inside the epoch: its end's checkpoint differs from the uninterrupted run's"
+expect 2 "checkpoint-every-seconds" -- "$strand" train --data "$work/data/npy" --model-dir "$work/c" \
+  --checkpoint-every-seconds 0 "${tiny[@]}"
+
 # The SageMaker contract: environment in place of flags, SM_HPS for hyperparameters.
 SM_MODEL_DIR="$work/sm" SM_CHANNEL_TRAINING="$work/data/idx" \
   SM_HPS='{"epochs": 2, "batch_size": 50, "learning-rate": 0.002, "threads": 1}' \

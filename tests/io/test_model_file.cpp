@@ -181,5 +181,54 @@ TEST(Checkpoint, RoundTripAndRotation) {
   EXPECT_EQ(back.model.params, ck.model.params);
 }
 
+// Inside epochs the files are named by epoch and step and ordered the way training went: an
+// epoch's end comes before the checkpoints inside the next epoch, and those before its end.
+TEST(Checkpoint, InsideEpochsInTrainingOrder) {
+  TempDir dir;
+  Checkpoint ck{sample_file(), {OptimizerKind::Sgd, 0, {}}, 0, 0, 42, 100};
+  ck.global_batch = 200;
+  const std::pair<int64_t, int64_t> order[] = {{0, 5}, {0, 10}, {1, 0}, {1, 3}, {1, 12}, {2, 0}};
+  std::vector<fs::path> paths;
+  for (const auto& [epochs, step] : order) {
+    ck.epochs_done = epochs;
+    ck.step_in_epoch = step;
+    ck.global_step = epochs * 15 + step;
+    paths.push_back(write_checkpoint(dir.path, ck, 3));
+    EXPECT_EQ(latest_checkpoint(dir.path), paths.back());
+  }
+  EXPECT_EQ(paths[0], dir.path / "checkpoint-0-5.strand");
+  EXPECT_EQ(paths[2], dir.path / "checkpoint-1.strand");
+  EXPECT_EQ(paths[4], dir.path / "checkpoint-1-12.strand");
+  EXPECT_FALSE(fs::exists(paths[2]));  // the newest three are kept
+  EXPECT_TRUE(fs::exists(paths[3]));
+  const Checkpoint back = load_checkpoint(paths[4]);
+  EXPECT_EQ(back.epochs_done, 1);
+  EXPECT_EQ(back.step_in_epoch, 12);
+  EXPECT_EQ(back.global_step, 27);
+  EXPECT_EQ(back.global_batch, 200);
+  EXPECT_EQ(read_all(paths[4])[8], 2);  // the format version that has these fields
+  // Names that only look like checkpoints are no checkpoints.
+  for (const char* name : {"checkpoint-2-.strand", "checkpoint--3.strand", "checkpoint-2-x.strand"})
+    write_all(dir.path / name, "junk");
+  EXPECT_EQ(latest_checkpoint(dir.path), paths[5]);
+}
+
+// A version 1 checkpoint (written by strand before checkpoints inside epochs: tests/io/data)
+// still loads, as one at an epoch's end of an unknown global batch.
+TEST(Checkpoint, VersionOneStillLoads) {
+  const Checkpoint ck = load_checkpoint(fs::path(STRAND_IO_TEST_DATA) / "checkpoint-v1.strand");
+  EXPECT_EQ(ck.model.arch.name, "tiny_dense");
+  EXPECT_EQ(ck.model.params.size(), 15u);
+  EXPECT_EQ(ck.model.params[14], 2.5f);
+  EXPECT_EQ(ck.optimizer.kind, OptimizerKind::Adam);
+  EXPECT_EQ(ck.optimizer.step, 30);
+  EXPECT_EQ(ck.epochs_done, 2);
+  EXPECT_EQ(ck.global_step, 30);
+  EXPECT_EQ(ck.seed, 7u);
+  EXPECT_EQ(ck.batch_size, 16);
+  EXPECT_EQ(ck.step_in_epoch, 0);
+  EXPECT_EQ(ck.global_batch, 0);
+}
+
 }  // namespace
 }  // namespace strand::io

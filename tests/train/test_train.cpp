@@ -11,6 +11,7 @@
 #include <vector>
 
 #include <filesystem>
+#include <fstream>
 #include <tuple>
 
 #include <strand/core/error.hpp>
@@ -132,6 +133,45 @@ TEST_P(Resume, EqualsUninterrupted) {
   EXPECT_FALSE(fs::exists(b.path / "checkpoint-1.strand"));
 }
 
+// Checkpoints inside epochs (every 5 steps): a run that stops at step 40, 8 steps into epoch 3,
+// resumes there and ends with the uninterrupted run's weights. Which of the earlier ones reach
+// the disk depends on the disk (a checkpoint still queued when the next is taken is replaced
+// by it); the newest always does, and no more than two are kept.
+TEST_P(Resume, InsideAnEpochEqualsUninterrupted) {
+  const io::Dataset train_set = banded(500, 1, true), test_set = banded(100, 2, true);
+  const ModelArch arch = std::get<1>(GetParam()) ? test::tiny_bn() : tiny_cnn();
+  auto run = [&](const fs::path& dir, int64_t max_steps, bool resume) {
+    Context ctx(make_cpu_backend(2));
+    Model m(ctx.backend(), arch);
+    TrainConfig c = config(3, dir);
+    c.schedule.kind = parse_lr_schedule(std::get<0>(GetParam()));
+    c.checkpoint_every = 5;
+    c.max_steps = max_steps;
+    c.resume = resume;
+    const TrainResult r = train(ctx, m, train_set, &test_set, c);
+    return std::make_pair(r, m.get_params());
+  };
+  TempDir a, b;
+  const std::vector<float> uninterrupted = run(a.path, 0, false).second;
+  run(b.path, 40, false);
+  ASSERT_EQ(io::latest_checkpoint(b.path), b.path / "checkpoint-2-8.strand");  // step 40
+  EXPECT_LE(std::distance(fs::directory_iterator(b.path), fs::directory_iterator()), 2);
+  const io::Checkpoint ck = io::load_checkpoint(b.path / "checkpoint-2-8.strand");
+  EXPECT_EQ(ck.epochs_done, 2);
+  EXPECT_EQ(ck.step_in_epoch, 8);
+  EXPECT_EQ(ck.global_step, 40);
+  EXPECT_EQ(ck.global_batch, 32);
+  const auto [r, resumed] = run(b.path, 0, true);
+  EXPECT_EQ(r.resumed_from_epoch, 2);
+  EXPECT_EQ(r.resumed_from_step, 40);
+  EXPECT_EQ(r.global_step, 48);
+  ASSERT_EQ(r.evaluations.size(), 1u);
+  EXPECT_EQ(r.evaluations[0].epoch, 3);
+  EXPECT_TRUE(uninterrupted == resumed) << "resumed training diverged from the uninterrupted run";
+  EXPECT_EQ(io::latest_checkpoint(b.path), b.path / "checkpoint-3.strand");
+  EXPECT_LE(std::distance(fs::directory_iterator(b.path), fs::directory_iterator()), 2);
+}
+
 INSTANTIATE_TEST_SUITE_P(Schedules, Resume,
                          testing::Combine(testing::Values("constant", "cosine"), testing::Bool()),
                          [](const auto& info) {
@@ -228,6 +268,85 @@ TEST(Train, ResumingWithOtherSettingsIsRefused) {
   c.seed = 3;
   Model other(ctx.backend(), {"other", Shape{1, 8, 8}, {flatten(), dense(10)}});
   EXPECT_THROW(train(ctx, other, train_set, nullptr, c), Error);
+}
+
+// At the first step that many seconds after the last checkpoint: a tiny interval checkpoints
+// every step (the last one, step 7, always reaches the disk), an hour none in a short run.
+TEST(Train, CheckpointsEverySoManySeconds) {
+  const io::Dataset train_set = banded(500, 1, true);
+  Context ctx(make_cpu_backend(1));
+  for (const double seconds : {1e-9, 3600.0}) {
+    TempDir dir;
+    Model m(ctx.backend(), tiny_cnn());
+    TrainConfig c = config(1, dir.path);
+    c.checkpoint_every_seconds = seconds;
+    c.max_steps = 7;
+    train(ctx, m, train_set, nullptr, c);
+    if (seconds < 1) {
+      EXPECT_EQ(io::latest_checkpoint(dir.path), dir.path / "checkpoint-0-7.strand");
+    } else {
+      EXPECT_FALSE(io::latest_checkpoint(dir.path));
+    }
+  }
+}
+
+// A write that fails on the background thread ends the run with its Io error, naming the
+// directory; periodic checkpoints need a directory.
+TEST(Train, AFailedBackgroundWriteIsReported) {
+  const io::Dataset train_set = banded(200, 1, true);
+  TempDir dir;
+  std::ofstream(dir.path / "file") << "not a directory";
+  Context ctx(make_cpu_backend(1));
+  Model m(ctx.backend(), tiny_cnn());
+  TrainConfig c = config(1, dir.path / "file" / "checkpoints");
+  c.checkpoint_every = 2;
+  try {
+    train(ctx, m, train_set, nullptr, c);
+    FAIL() << "a run whose checkpoints cannot be written succeeded";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::Io) << e.what();
+    EXPECT_NE(e.where().find("checkpoints"), std::string::npos) << e.where();
+  }
+  c = config(1, {});
+  c.checkpoint_every = 2;
+  EXPECT_THROW(train(ctx, m, train_set, nullptr, c), Error);
+}
+
+// Two workers in one thread's view: rank 0 of 2, every sum doubled (the other worker is the
+// same), so a run's global batch is twice its batch.
+class TwoWorkersRankZero final : public Strategy {
+ public:
+  std::string name() const override { return "two workers"; }
+  void finish_step(Model& model, Optimizer& optimizer) override {
+    optimizer.step(model.params(), model.grads());
+  }
+  double sum(double value) override { return 2 * value; }
+  int world() const override { return 2; }
+};
+
+// A position inside an epoch is a place in the epoch's permutation: resuming there with
+// another global batch (the same batch per worker on twice the workers) is refused, naming
+// both batches; from an epoch's end it is allowed, as before.
+TEST(Train, ResumingInsideAnEpochOnAnotherGlobalBatchIsRefused) {
+  const io::Dataset train_set = banded(500, 1, true);
+  TempDir dir;
+  Context ctx(make_cpu_backend(1));
+  Model m(ctx.backend(), tiny_cnn());
+  TrainConfig c = config(2, dir.path);
+  c.checkpoint_every = 4;
+  c.max_steps = 20;  // epoch 2, step 4
+  train(ctx, m, train_set, nullptr, c);
+  c.max_steps = 0;
+  c.resume = true;
+  TwoWorkersRankZero two;
+  try {
+    train(ctx, m, train_set, nullptr, c, two);
+    FAIL() << "resumed inside an epoch on another global batch";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::Usage) << e.what();
+    EXPECT_NE(std::string(e.what()).find("global batch of 32 images; this run's is 64"), std::string::npos)
+        << e.what();
+  }
 }
 
 TEST(Train, ResumeWithoutCheckpointStartsFresh) {
