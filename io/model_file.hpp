@@ -56,7 +56,7 @@ struct Checkpoint {
   int64_t epochs_done = 0;  // completed epochs
   int64_t global_step = 0;  // optimizer steps taken
   uint64_t seed = 0;
-  int64_t batch_size = 0;     // per worker
+  int64_t batch_size = 0;     // per worker (a resume on other workers keeps global_batch instead)
   int64_t step_in_epoch = 0;  // steps of epoch epochs_done + 1 taken (0: written at an epoch's end)
   int64_t global_batch = 0;   // images per step over all workers (0: unknown, a version 1 file)
 };

@@ -58,12 +58,50 @@ struct EpochStats {
   }
 };
 
+// The newest checkpoint of a resumed run, read before the run is set up: its global batch sets
+// the run's batch per worker.
+struct Resumed {
+  io::Checkpoint ck;
+  std::string where;
+};
+
+// The batch per worker of a run resumed from `ck` with `batch` asked for on `world` workers.
+// The global batch stays the checkpoint's, so that the run continues its sequence of global
+// batches on any number of workers: a batch per worker that gives it is taken as it is; the
+// checkpoint's own batch per worker (the same command on fewer or more ranks) becomes the
+// global batch's share; any other batch is refused. A version 1 checkpoint does not know its
+// global batch and keeps the older rule, the same batch per worker.
+int64_t resumed_batch(const Resumed& from, int64_t batch, int64_t world) {
+  const io::Checkpoint& ck = from.ck;
+  const std::string asked = std::to_string(batch) + " per worker (" + std::to_string(batch * world) +
+                            " images a step over " + std::to_string(world) + " workers)";
+  if (ck.global_batch == 0) {
+    STRAND_CHECK(ck.batch_size == batch, Usage,
+                 "checkpoint was made with batch size " + std::to_string(ck.batch_size) +
+                     " per worker; this run uses " + asked + " (resuming must not change it)",
+                 from.where);
+    return batch;
+  }
+  if (batch * world == ck.global_batch) return batch;
+  const std::string made = "checkpoint was made with batch size " + std::to_string(ck.batch_size) +
+                           " per worker, " + std::to_string(ck.global_batch) + " images a step over all";
+  STRAND_CHECK(batch == ck.batch_size, Usage,
+               made + "; this run asks for " + asked + ": resuming must not change the global batch",
+               from.where);
+  STRAND_CHECK(ck.global_batch % world == 0, Usage,
+               made + ", which does not divide over this run's " + std::to_string(world) +
+                   " workers: resume on a number of workers that divides it",
+               from.where);
+  return ck.global_batch / world;
+}
+
 // One call of train(): the state its named steps share.
 class Run {
  public:
   Run(Context& ctx, Model& model, const io::Dataset& train_set, const io::Dataset* eval,
-      const TrainConfig& cfg, Strategy& strategy)
+      const TrainConfig& cfg, Strategy& strategy, std::optional<Resumed> from)
       : ctx_(ctx),
+        from_(std::move(from)),
         model_(model),
         be_(model.backend()),
         train_set_(train_set),
@@ -120,6 +158,7 @@ class Run {
   }
 
   Context& ctx_;
+  std::optional<Resumed> from_;  // with cfg.resume, when there was a checkpoint
   Model& model_;
   Backend& be_;
   const io::Dataset& train_set_;
@@ -152,35 +191,28 @@ class Run {
 void Run::resume() {
   model_.init(cfg_.seed);
   if (cfg_.resume) {
-    if (auto path = io::latest_checkpoint(cfg_.checkpoint_dir)) {
-      io::Checkpoint ck = io::load_checkpoint(*path);
-      const std::string where = path->string();
+    if (from_) {
+      const io::Checkpoint& ck = from_->ck;
+      const std::string& where = from_->where;
       STRAND_CHECK(
           ck.model.arch == model_.arch(), Usage,
           "checkpoint holds model '" + ck.model.arch.name + "', this run trains '" + model_.arch().name + "'",
           where);
-      STRAND_CHECK(ck.seed == cfg_.seed && ck.batch_size == cfg_.batch_size, Usage,
-                   "checkpoint was made with seed " + std::to_string(ck.seed) + " and batch size " +
-                       std::to_string(ck.batch_size) + "; this run uses seed " + std::to_string(cfg_.seed) +
-                       " and batch size " + std::to_string(cfg_.batch_size) +
-                       " (resuming must not change them)",
+      STRAND_CHECK(ck.seed == cfg_.seed, Usage,
+                   "checkpoint was made with seed " + std::to_string(ck.seed) + "; this run uses seed " +
+                       std::to_string(cfg_.seed) + " (resuming must not change it)",
                    where);
-      if (ck.step_in_epoch > 0) {
-        // Inside an epoch, the position is a place in the epoch's permutation: the same only
-        // for the same global batch over the same training set.
-        STRAND_CHECK(ck.global_batch == global_batch_, Usage,
-                     "checkpoint was written inside epoch " + std::to_string(ck.epochs_done + 1) +
-                         " at a global batch of " + std::to_string(ck.global_batch) +
-                         " images; this run's is " + std::to_string(global_batch_) + " (" +
-                         std::to_string(cfg_.batch_size) + " x " + std::to_string(world_) +
-                         " workers): resuming inside an epoch needs the same global batch",
-                     where);
-        STRAND_CHECK(ck.step_in_epoch < steps_, Usage,
-                     "checkpoint is " + std::to_string(ck.step_in_epoch) +
-                         " steps into an epoch, this run's epochs have " + std::to_string(steps_) +
-                         " (is the training set the same?)",
-                     where);
-      }
+      // Inside an epoch, the position is a place in the epoch's permutation (the global batch
+      // is the checkpoint's: resumed_batch).
+      STRAND_CHECK(ck.step_in_epoch < steps_, Usage,
+                   "checkpoint is " + std::to_string(ck.step_in_epoch) +
+                       " steps into an epoch, this run's epochs have " + std::to_string(steps_) +
+                       " (is the training set the same?)",
+                   where);
+      if (ck.global_batch > 0 && ck.batch_size != cfg_.batch_size)
+        ctx_.log("resuming on " + std::to_string(world_) + " workers, " + std::to_string(cfg_.batch_size) +
+                 " images each: the checkpoint's global batch of " + std::to_string(ck.global_batch) +
+                 " stays (it had " + std::to_string(ck.global_batch / ck.batch_size) + " workers)");
       model_.set_params(ck.model.params);
       opt_.load_state(ck.optimizer);
       step_ = ck.global_step;
@@ -445,7 +477,15 @@ TrainResult train(Context& ctx, Model& model, const io::Dataset& train_set, cons
       "augmentation moves images, but the training samples (" + train_set.sample_shape.str() +
           ") and model '" + model.arch().name + "' (" + model.arch().input.str() + ") have no image shape",
       "train");
-  return Run(ctx, model, train_set, eval, cfg, strategy)();
+  std::optional<Resumed> from;
+  TrainConfig run_cfg = cfg;
+  if (cfg.resume) {
+    if (auto path = io::latest_checkpoint(cfg.checkpoint_dir)) {
+      from = Resumed{io::load_checkpoint(*path), path->string()};
+      run_cfg.batch_size = resumed_batch(*from, cfg.batch_size, strategy.world());
+    }
+  }
+  return Run(ctx, model, train_set, eval, run_cfg, strategy, std::move(from))();
 }
 
 TrainResult train(Context& ctx, Model& model, const io::Dataset& train_set, const io::Dataset* eval,

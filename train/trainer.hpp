@@ -114,7 +114,9 @@ struct TrainResult {
 // Trains `model` (initialised from config.seed unless resuming). `eval` may be null.
 // With a strategy of W workers, global batch s of an epoch is entries [s*B*W, (s+1)*B*W) of
 // the epoch's permutation (trimmed to a multiple of W), and worker r trains on its r-th
-// part: W workers with batch B follow the same trajectory as one with batch B*W.
+// part: W workers with batch B follow the same trajectory as one with batch B*W. A resume keeps
+// the checkpoint's global batch on any number of workers (config.batch_size is then its share
+// when it was the checkpoint's batch per worker; any batch that changes the global one is refused).
 TrainResult train(Context& ctx, Model& model, const io::Dataset& train_set, const io::Dataset* eval,
                   const TrainConfig& config, Strategy& strategy);
 

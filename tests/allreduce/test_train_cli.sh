@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # strand train --strategy allreduce under mpirun -np 2 on a tiny data set: only rank 0 writes
 # metrics, checkpoints and the export; --resume continues the whole job to the same
-# checkpoint bits as an uninterrupted job; the timeline holds both ranks' phases and each
-# allreduce with its bytes; --global-batch-size and --scale-lr set the per-rank batch and the
-# learning rate; bad flag combinations are usage errors. strand bench allreduce: --device cpu
-# is the default; host and GPU implementations refuse the other device; --device cuda without a
-# GPU is a usage error naming the device (with one, it gives nccl and staged-ring rows).
+# checkpoint bits as an uninterrupted job, and on one rank keeps the global batch; the
+# timeline holds both ranks' phases and each allreduce with its bytes; --global-batch-size
+# and --scale-lr set the per-rank batch and the learning rate; bad flag combinations are usage
+# errors. strand bench allreduce: --device cpu is the default; host and GPU implementations
+# refuse the other device; --device cuda without a GPU is a usage error naming the device
+# (with one, it gives nccl and staged-ring rows).
 # Usage: test_train_cli.sh STRAND
 set -uo pipefail
 strand=$1
@@ -44,6 +45,21 @@ train --model-dir "$work/b" --epochs 2 --resume >/dev/null 2>"$work/b2.log" ||
 grep -q "resuming from" "$work/b2.log" || fail "the second run did not resume"
 cmp -s "$work/a/checkpoints/checkpoint-2.strand" "$work/b/checkpoints/checkpoint-2.strand" ||
   fail "the resumed job's checkpoint differs from the uninterrupted job's"
+
+# The job's last checkpoint deleted, as if it had died before it (the newest left is inside
+# epoch 2 or at its start, depending on which periodic ones the disk kept up with), the same
+# command resumes on one rank: the global batch stays 32. (That the weights then follow the
+# uninterrupted job is tests/allreduce/test_data_parallel.cpp's.)
+train --model-dir "$work/g" --epochs 2 --checkpoint-every 3 >/dev/null 2>"$work/g1.log" ||
+  { cat "$work/g1.log"; fail "--checkpoint-every on 2 ranks"; }
+rm "$work/g/checkpoints/checkpoint-2.strand"
+"$strand" train --data "$work/data/idx" --threads 1 --model mnist_mlp --batch-size 16 \
+  --lr-schedule constant --model-dir "$work/g" --epochs 2 --resume >/dev/null 2>"$work/g2.log" ||
+  { cat "$work/g2.log"; fail "resumed on 1 rank"; }
+grep -q "resuming on 1 workers, 32 images each: the checkpoint's global batch of 32 stays" "$work/g2.log" ||
+  { cat "$work/g2.log"; fail "the resume on 1 rank did not keep the global batch"; }
+[[ -f $work/g/2/model.strand && -f $work/g/checkpoints/checkpoint-2.strand ]] ||
+  fail "the job resumed on 1 rank did not finish its epoch 2 and export"
 
 train --model-dir "$work/e" --scale-lr --global-batch-size 64 >/dev/null 2>"$work/e.log" ||
   { cat "$work/e.log"; fail "--scale-lr run"; }

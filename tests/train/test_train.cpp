@@ -312,41 +312,61 @@ TEST(Train, AFailedBackgroundWriteIsReported) {
   EXPECT_THROW(train(ctx, m, train_set, nullptr, c), Error);
 }
 
-// Two workers in one thread's view: rank 0 of 2, every sum doubled (the other worker is the
-// same), so a run's global batch is twice its batch.
-class TwoWorkersRankZero final : public Strategy {
+// Rank 0 of `world` workers in one thread's view: every sum is multiplied by the world (the
+// other workers are the same), so a run's global batch is its batch times the world.
+class RankZeroOf final : public Strategy {
  public:
-  std::string name() const override { return "two workers"; }
+  explicit RankZeroOf(int world) : world_(world) {}
+  std::string name() const override { return "rank 0 of several"; }
   void finish_step(Model& model, Optimizer& optimizer) override {
     optimizer.step(model.params(), model.grads());
   }
-  double sum(double value) override { return 2 * value; }
-  int world() const override { return 2; }
+  double sum(double value) override { return world_ * value; }
+  int world() const override { return world_; }
+
+ private:
+  int world_;
 };
 
-// A position inside an epoch is a place in the epoch's permutation: resuming there with
-// another global batch (the same batch per worker on twice the workers) is refused, naming
-// both batches; from an epoch's end it is allowed, as before.
-TEST(Train, ResumingInsideAnEpochOnAnotherGlobalBatchIsRefused) {
+// The global batch stays the checkpoint's on any number of workers: the same command on twice
+// the workers trains half the batch on each; a world it does not divide over, or a batch that
+// changes the global one, is refused with both batches named. (That the ranks then follow the
+// uninterrupted run is tests/allreduce/test_data_parallel.cpp's.)
+TEST(Train, ResumingOnOtherWorkersKeepsTheGlobalBatch) {
   const io::Dataset train_set = banded(500, 1, true);
   TempDir dir;
   Context ctx(make_cpu_backend(1));
   Model m(ctx.backend(), tiny_cnn());
-  TrainConfig c = config(2, dir.path);
+  TrainConfig c = config(2, dir.path);  // batch 32
   c.checkpoint_every = 4;
   c.max_steps = 20;  // epoch 2, step 4
   train(ctx, m, train_set, nullptr, c);
-  c.max_steps = 0;
+  c.max_steps = 22;
   c.resume = true;
-  TwoWorkersRankZero two;
-  try {
-    train(ctx, m, train_set, nullptr, c, two);
-    FAIL() << "resumed inside an epoch on another global batch";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.kind(), ErrorKind::Usage) << e.what();
-    EXPECT_NE(std::string(e.what()).find("global batch of 32 images; this run's is 64"), std::string::npos)
-        << e.what();
-  }
+  auto refused = [&](Strategy& strategy, int64_t batch, const std::string& fragment) {
+    TrainConfig r = c;
+    r.batch_size = batch;
+    try {
+      train(ctx, m, train_set, nullptr, r, strategy);
+      ADD_FAILURE() << "resumed with batch " << batch << " on " << strategy.world() << " workers";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::Usage) << e.what();
+      EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+    }
+  };
+  RankZeroOf one(1), two(2), three(3);
+  refused(one, 24, "batch size 32 per worker, 32 images a step over all; this run asks for 24 per worker");
+  refused(three, 32, "which does not divide over this run's 3 workers");
+  refused(two, 24, "this run asks for 24 per worker (48 images a step over 2 workers)");
+  const TrainResult r = train(ctx, m, train_set, nullptr, c, two);  // 16 per worker
+  EXPECT_EQ(r.resumed_from_step, 20);
+  EXPECT_EQ(r.global_step, 22);
+  c.max_steps = 24;
+  c.batch_size = 16;  // asked for explicitly: the same
+  EXPECT_EQ(train(ctx, m, train_set, nullptr, c, two).global_step, 24);
+  const io::Checkpoint ck = io::load_checkpoint(*io::latest_checkpoint(dir.path));
+  EXPECT_EQ(ck.batch_size, 16);
+  EXPECT_EQ(ck.global_batch, 32);
 }
 
 TEST(Train, ResumeWithoutCheckpointStartsFresh) {
