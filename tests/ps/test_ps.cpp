@@ -1,8 +1,8 @@
 // Parameter server: header codec, shard map, exact push/pull round trips, sync training equal
 // to one process with the global batch, async and ssp convergence, the staleness bound, a
 // server fed hostile frames, a dropped worker, a dead server, checkpoints onto another server
-// count and in the local job's form. Everything runs in this process on 127.0.0.1 (servers
-// and workers on threads).
+// count, inside an epoch onto any number of workers, and in the local job's form. Everything runs in this
+// process on 127.0.0.1 (servers and workers on threads).
 #include <gtest/gtest.h>
 
 #include <unistd.h>
@@ -851,6 +851,50 @@ TEST(Checkpoint, CollectsShardsAndRestoresOntoAnotherServerCount) {
   EXPECT_TRUE(st.model.get_params() == continued) << "resumed on 3 servers differs from going on with 2";
   EXPECT_FALSE(saved == continued);
   s.leave();
+}
+
+// Checkpoints inside epochs in sync mode: rank 0 collects every server's shard after the same
+// step. Two workers stop at step 12, 2 steps into epoch 2; resumed onto fresh servers by two
+// workers they end with the uninterrupted job's bits, and by four (8 images each: the global
+// batch of 32 stays) within 1e-4 of it.
+TEST(Checkpoint, InsideAnEpochResumesOntoAnyNumberOfWorkers) {
+  const io::Dataset data = banded(300, 1);  // 10 steps an epoch at 32
+  const int64_t chunk = 256 * 4, params = tiny_cnn_params();
+  const std::filesystem::path root =
+      std::filesystem::temp_directory_path() / ("strand-ps-inside-" + std::to_string(::getpid()));
+  auto recipe = [&](const std::string& sub, int64_t batch, int64_t stop, bool resume) {
+    TrainConfig c = config(batch, stop);
+    c.checkpoint_dir = root / sub;
+    c.checkpoint_every = 4;
+    c.resume = resume;
+    return c;
+  };
+  std::vector<std::vector<float>> uninterrupted;
+  {
+    Cluster cl(2, 2, params, chunk, "sync");
+    uninterrupted = train_ps(cl, 2, data, recipe("whole", 16, 20, false), chunk);
+  }
+  {
+    Cluster cl(2, 2, params, chunk, "sync");
+    train_ps(cl, 2, data, recipe("cut", 16, 12, false), chunk);
+  }
+  std::filesystem::copy(root / "cut", root / "cut4");
+  ASSERT_EQ(io::latest_checkpoint(root / "cut"), root / "cut" / "checkpoint-1-2.strand");
+  {
+    Cluster cl(2, 2, params, chunk, "sync");
+    std::vector<TrainResult> res;
+    const auto w = train_ps(cl, 2, data, recipe("cut", 16, 20, true), chunk, &res);
+    EXPECT_EQ(res[0].resumed_from_step, 12);
+    EXPECT_TRUE(w[0] == uninterrupted[0]) << "resumed inside an epoch: other bits than the uninterrupted job";
+  }
+  {
+    Cluster cl(3, 4, params, chunk, "sync");  // and onto three servers
+    std::vector<TrainResult> res;
+    const auto w = train_ps(cl, 4, data, recipe("cut4", 16, 20, true), chunk, &res);
+    EXPECT_EQ(res[0].resumed_from_step, 12);
+    EXPECT_LT(test::rel_l2(w[0], uninterrupted[0]), 1e-4) << "resumed on 4 workers";
+  }
+  std::filesystem::remove_all(root);
 }
 
 // A checkpoint of a PS job holds its optimizer state in the local job's form: one worker in

@@ -3,7 +3,8 @@
 # the server): only rank 0 writes metrics, checkpoints and the export; the checkpoint holds
 # the servers' weights (the export of an uninterrupted job equals its last checkpoint's); the
 # metrics carry each worker's values; --resume continues the whole job, restored onto the
-# servers, to the same checkpoint bits as an uninterrupted job, also onto two servers; the
+# servers, to the same checkpoint bits as an uninterrupted job, also onto two servers and from
+# a checkpoint inside an epoch; the
 # timeline holds both ranks' pushes and pulls; async and ssp modes run; bad --ps-mode, a
 # malformed STRAND_PS_TOKEN and a --ps-* flag without --strategy ps are usage errors naming the
 # input; a missing GPU names the rank and device.
@@ -62,6 +63,22 @@ cmp -s "$work/a/checkpoints/checkpoint-2.strand" "$work/b/checkpoints/checkpoint
   fail "the resumed job's checkpoint differs from the uninterrupted job's"
 cmp -s "$work/a/checkpoints/checkpoint-1.strand" "$work/b/checkpoints/checkpoint-1.strand" ||
   fail "epoch 1's checkpoint differs between two runs with the same seed"
+
+# Checkpoints inside epochs (sync mode: rank 0 collects every server's shard at the same step).
+# The job's last checkpoint deleted, as if it had died before it, the same command resumes from
+# the newest left (inside epoch 2 or at its start, depending on which the disk kept up with)
+# and ends with the uninterrupted job's bits. (tests/ps/test_ps.cpp resumes from inside an
+# epoch for certain.)
+train --model-dir "$work/p" --epochs 2 --checkpoint-every 3 >/dev/null 2>"$work/p1.log" ||
+  { cat "$work/p1.log"; fail "--checkpoint-every with ps"; }
+grep -qE "checkpoint .*/checkpoint-[01]-[0-9]+\.strand \(written in" "$work/p1.log" ||
+  fail "no checkpoint inside an epoch: $(cat "$work/p1.log")"
+rm "$work/p/checkpoints/checkpoint-2.strand"
+train --model-dir "$work/p" --epochs 2 --checkpoint-every 3 --resume >/dev/null 2>"$work/p2.log" ||
+  { cat "$work/p2.log"; fail "resumed ps job exited non-zero"; }
+grep -q "resuming from" "$work/p2.log" || fail "the ps job did not resume"
+cmp -s "$work/a/checkpoints/checkpoint-2.strand" "$work/p/checkpoints/checkpoint-2.strand" ||
+  fail "resumed from a checkpoint inside an epoch: the end differs from the uninterrupted job's"
 
 # Re-sharding: the first epoch on one server, the resumed second on two (each rank on a host
 # of its own, simulated by STRAND_HOST, runs one); the bits are the uninterrupted job's.
