@@ -158,7 +158,7 @@ class Run {
   }
 
   Context& ctx_;
-  std::optional<Resumed> from_;  // with cfg.resume, when there was a checkpoint
+  std::optional<Resumed> from_;  // with cfg.resume, when there was a checkpoint, until resume()
   Model& model_;
   Backend& be_;
   const io::Dataset& train_set_;
@@ -224,6 +224,7 @@ void Run::resume() {
                                            std::to_string(ck.epochs_done + 1)
                                      : "epoch " + std::to_string(ck.epochs_done)) +
                ", global step " + std::to_string(step_) + ")");
+      from_.reset();  // its copies of the parameters and the optimizer state are in place now
     } else {
       ctx_.log("no checkpoint in " + cfg_.checkpoint_dir.string() + ": starting from scratch");
     }
