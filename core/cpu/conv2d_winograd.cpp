@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 
 #include <strand/core/cpu/gemm.hpp>
 #include <strand/core/error.hpp>
@@ -275,51 +276,42 @@ bool winograd_applies(const Conv2dDesc& d) {
 
 namespace {
 
-template <int R>
-void forward(const Conv2dDesc& d, const float* x, const float* w, const float* b, float* y, Workspace& ws,
-             ThreadPool& pool) {
-  const Shape s{d.batch, d.in_c, d.in_h, d.in_w, d.out_c, d.out_h(), d.out_w(), d.pad_h, d.pad_w, R};
-  winograd_conv<R>(s, x, FilterView{w, d.in_c * R * R, R * R, R, 1}, b, y, ws, pool);
-}
-
-// dx[c] = sum over o of dy[o] correlated with w[o][c] rotated 180 degrees, on dy padded by
-// (kernel - 1 - pad): the output has the input's size again.
-template <int R>
-void backward_data(const Conv2dDesc& d, const float* w, const float* dy, float* dx, Workspace& ws,
-                   ThreadPool& pool) {
-  const Shape s{d.batch, d.out_c, d.out_h(),       d.out_w(),       d.in_c,
-                d.in_h,  d.in_w,  R - 1 - d.pad_h, R - 1 - d.pad_w, R};
-  winograd_conv<R>(s, dy, FilterView{w + R * R - 1, R * R, d.in_c * R * R, -R, -1}, nullptr, dx, ws, pool);
+// Runs body(std::integral_constant<int, R>{}) for the kernel size R of a shape Winograd takes.
+template <class Body>
+void with_kernel_size(const Conv2dDesc& d, const char* where, Body&& body) {
+  check_conv2d(d, where);
+  STRAND_CHECK(
+      winograd_applies(d), Shape,
+      "Winograd takes stride-1 3x3 and 5x5 kernels padded by less than their size, 8+ channels each side",
+      where);
+  if (d.kernel_h == 5) {
+    body(std::integral_constant<int, 5>{});
+  } else {
+    body(std::integral_constant<int, 3>{});
+  }
 }
 
 }  // namespace
 
 void winograd_conv2d_forward(const Conv2dDesc& d, const float* x, const float* w, const float* b, float* y,
                              Workspace& ws, ThreadPool& pool) {
-  check_conv2d(d, "cpu::winograd_conv2d_forward");
-  STRAND_CHECK(
-      winograd_applies(d), Shape,
-      "Winograd takes stride-1 3x3 and 5x5 kernels padded by less than their size, 8+ channels each side",
-      "cpu::winograd_conv2d_forward");
-  if (d.kernel_h == 5) {
-    forward<5>(d, x, w, b, y, ws, pool);
-  } else {
-    forward<3>(d, x, w, b, y, ws, pool);
-  }
+  with_kernel_size(d, "cpu::winograd_conv2d_forward", [&](auto kernel) {
+    constexpr int R = decltype(kernel)::value;
+    const Shape s{d.batch, d.in_c, d.in_h, d.in_w, d.out_c, d.out_h(), d.out_w(), d.pad_h, d.pad_w, R};
+    winograd_conv<R>(s, x, FilterView{w, d.in_c * R * R, R * R, R, 1}, b, y, ws, pool);
+  });
 }
 
 void winograd_conv2d_backward_data(const Conv2dDesc& d, const float* w, const float* dy, float* dx,
                                    Workspace& ws, ThreadPool& pool) {
-  check_conv2d(d, "cpu::winograd_conv2d_backward_data");
-  STRAND_CHECK(
-      winograd_applies(d), Shape,
-      "Winograd takes stride-1 3x3 and 5x5 kernels padded by less than their size, 8+ channels each side",
-      "cpu::winograd_conv2d_backward_data");
-  if (d.kernel_h == 5) {
-    backward_data<5>(d, w, dy, dx, ws, pool);
-  } else {
-    backward_data<3>(d, w, dy, dx, ws, pool);
-  }
+  // dx[c] = sum over o of dy[o] correlated with w[o][c] rotated 180 degrees, on dy padded by
+  // (kernel - 1 - pad): the output has the input's size again.
+  with_kernel_size(d, "cpu::winograd_conv2d_backward_data", [&](auto kernel) {
+    constexpr int R = decltype(kernel)::value;
+    const Shape s{d.batch, d.out_c, d.out_h(),       d.out_w(),       d.in_c,
+                  d.in_h,  d.in_w,  R - 1 - d.pad_h, R - 1 - d.pad_w, R};
+    winograd_conv<R>(s, dy, FilterView{w + R * R - 1, R * R, d.in_c * R * R, -R, -1}, nullptr, dx, ws, pool);
+  });
 }
 
 }  // namespace strand::cpu
