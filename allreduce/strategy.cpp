@@ -14,10 +14,12 @@ double seconds(Clock::time_point a, Clock::time_point b) {
 }
 }  // namespace
 
-AllreduceStrategy::AllreduceStrategy(Communicator& comm, size_t fusion_threshold_bytes, Timeline* timeline)
+AllreduceStrategy::AllreduceStrategy(Communicator& comm, size_t fusion_threshold_bytes, Timeline* timeline,
+                                     Activity* activity)
     : comm_(comm),
       threshold_floats_(int64_t(fusion_threshold_bytes / sizeof(float))),
       timeline_(timeline),
+      activity_(activity),
       thread_([this] { loop(); }) {}
 
 AllreduceStrategy::~AllreduceStrategy() {
@@ -62,16 +64,17 @@ void AllreduceStrategy::enqueue(const Bucket& b) {
 
 void AllreduceStrategy::send(int64_t begin, int64_t end) {
   ++buckets_;
+  const int64_t index = step_buckets_++;
   switch (path_) {
     case Path::Host:
-      enqueue({grads_, begin, end, 0});
+      enqueue({grads_, begin, end, 0, index});
       break;
     case Path::Lane:
       lane_->follow();  // behind the kernels that wrote the bucket
       comm_.queue_allreduce_mean(*lane_, grads_ + begin, end - begin);
       break;
     case Path::Staged:
-      downloading_.push_back({stage_->host(), begin, end, stage_->download(grads_, begin, end)});
+      downloading_.push_back({stage_->host(), begin, end, stage_->download(grads_, begin, end), index});
       break;
   }
 }
@@ -106,6 +109,7 @@ void AllreduceStrategy::finish_step(Model& model, Optimizer& optimizer) {
   grads_ = model.grads();
   if (pending_end_ >= 0) send(pending_begin_, pending_end_);
   pending_begin_ = pending_end_ = -1;
+  step_buckets_ = 0;
   if (path_ == Path::Lane) {
     lane_->join();  // the update's kernels run behind the last bucket's allreduce
     optimizer.step(model.params(), model.grads());
@@ -122,6 +126,7 @@ void AllreduceStrategy::finish_step(Model& model, Optimizer& optimizer) {
   const auto t1 = Clock::now();
   wait_seconds_ += seconds(t0, t1);
   if (timeline_) timeline_->record("wait for allreduce", Timeline::kCompute, t0, t1);
+  if (activity_) activity_->enter(Phase::Update);
   optimizer.step(model.params(), model.grads());
 }
 
@@ -180,8 +185,10 @@ void AllreduceStrategy::loop() {
       queue_.pop_front();
     }
     try {
+      if (activity_) activity_->reducing(b.index);
       const auto t0 = Clock::now();
       comm_.allreduce_mean(b.base + b.begin, b.end - b.begin);
+      if (activity_) activity_->reducing(-1);
       if (timeline_)
         timeline_->record("allreduce", Timeline::kComm, t0, Clock::now(),
                           (b.end - b.begin) * int64_t(sizeof(float)));

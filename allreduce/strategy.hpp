@@ -28,6 +28,7 @@
 
 #include <strand/allreduce/communicator.hpp>
 #include <strand/core/backend.hpp>
+#include <strand/train/activity.hpp>
 #include <strand/train/strategy.hpp>
 #include <strand/train/timeline.hpp>
 
@@ -42,9 +43,10 @@ class AllreduceStrategy final : public Strategy {
   enum class Path { Host, Lane, Staged };
 
   // `comm` reduces host memory (MPI) or device memory (NCCL); the path follows from it and the
-  // model's backend at broadcast_initial(). `timeline` may be null.
+  // model's backend at broadcast_initial(). `timeline` and `activity` may be null; the
+  // activity is told which bucket of the step the background thread reduces (host, staged).
   AllreduceStrategy(Communicator& comm, size_t fusion_threshold_bytes = kDefaultFusionBytes,
-                    Timeline* timeline = nullptr);
+                    Timeline* timeline = nullptr, Activity* activity = nullptr);
   ~AllreduceStrategy() override;
 
   std::string name() const override { return "allreduce (" + comm_.name() + ")"; }
@@ -71,6 +73,7 @@ class AllreduceStrategy final : public Strategy {
     float* base;         // what the background thread reduces [begin, end) of
     int64_t begin, end;  // floats of the gradient buffer
     Stage::Fence fence;  // staged: the download; 0 otherwise
+    int64_t index = 0;   // of the step's buckets, in the order sent
   };
   void send(int64_t begin, int64_t end);
   void enqueue(const Bucket& b);     // to the background thread
@@ -81,6 +84,7 @@ class AllreduceStrategy final : public Strategy {
   Communicator& comm_;
   const int64_t threshold_floats_;
   Timeline* timeline_;
+  Activity* activity_;
   Path path_ = Path::Host;
   std::unique_ptr<Lane> lane_;                     // lane
   std::unique_ptr<Stage> stage_;                   // staged: the pinned mirror of the gradients
@@ -89,7 +93,8 @@ class AllreduceStrategy final : public Strategy {
   std::deque<Bucket> downloading_;                 // staged: sent, not yet landed
   std::deque<Bucket> reducing_;                    // staged: handed to the thread, not yet uploaded
   int64_t buckets_ = 0, early_buckets_ = 0;
-  int64_t uploaded_ = 0;  // staged: buckets reduced and uploaded, since construction
+  int64_t step_buckets_ = 0;  // sent in this step
+  int64_t uploaded_ = 0;      // staged: buckets reduced and uploaded, since construction
 
   std::mutex mu_;
   std::condition_variable cv_;

@@ -1,14 +1,21 @@
-// strand model summary|file|list: a model's layers with their output shapes, parameters and
-// forward FLOPs per image (text or JSON), its canonical model file, and the built-in models.
+// strand model summary|file|diff|list: a model's layers with their output shapes, parameters and
+// forward FLOPs per image (text or JSON), its canonical model file, how far two trained models'
+// parameters differ, and the built-in models.
+#include <cmath>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <memory>
+#include <tuple>
 
 #include <nlohmann/json.hpp>
 
 #include <strand/core/backend.hpp>
+#include <strand/core/error.hpp>
 #include <strand/core/model.hpp>
 #include <strand/core/text.hpp>
+#include <strand/io/model_file.hpp>
 #include <strand/models/models.hpp>
 #include "apps/commands.hpp"
 
@@ -67,6 +74,43 @@ void run_summary(const ModelArgs& a) {
                 layers[i].output.str().c_str(), (long long)layers[i].params, layers[i].flops / 1e6);
 }
 
+// A model file, an export's directory (its model.strand) or a checkpoint, told apart by magic.
+io::ModelFile read_any_model(std::filesystem::path path) {
+  if (std::filesystem::is_directory(path)) path /= io::kModelFileName;
+  std::ifstream f(path, std::ios::binary);
+  STRAND_CHECK(f.good(), Io, "cannot open it", path.string());
+  char magic[8] = {};
+  f.read(magic, sizeof magic);
+  if (std::string_view(magic, sizeof magic) == "STRANDCK") return io::load_checkpoint(path).model;
+  return io::load_model_file(path);
+}
+
+// A Format error (exit 1) when the largest parameter difference is over the tolerance; a Usage
+// error when the models do not have the same parameters at all.
+void run_diff(const std::string& a_path, const std::string& b_path, double tolerance) {
+  const io::ModelFile a = read_any_model(a_path), b = read_any_model(b_path);
+  STRAND_CHECK(a.params.size() == b.params.size(), Usage,
+               "they have " + std::to_string(a.params.size()) + " and " + std::to_string(b.params.size()) +
+                   " parameters: not the same model",
+               a_path + " vs " + b_path);
+  double worst = 0;
+  size_t at = 0;
+  for (size_t i = 0; i < a.params.size(); ++i) {
+    const double d = std::abs(double(a.params[i]) - double(b.params[i]));
+    if (!(d <= worst)) {  // a NaN counts as the worst
+      worst = d;
+      at = i;
+    }
+  }
+  std::printf("%zu parameters; largest difference %.3g (parameter %zu: %.9g vs %.9g)\n", a.params.size(),
+              worst, at, a.params.empty() ? 0.0 : double(a.params[at]),
+              b.params.empty() ? 0.0 : double(b.params[at]));
+  char over[96];
+  std::snprintf(over, sizeof over, "the largest difference %.3g is over the tolerance %.3g", worst,
+                tolerance);
+  STRAND_CHECK(tolerance < 0 || worst <= tolerance, Format, over, a_path + " vs " + b_path);
+}
+
 }  // namespace
 
 void add_model_command(CLI::App& app) {
@@ -90,6 +134,16 @@ void add_model_command(CLI::App& app) {
     const models::ModelSpec m = models::find_model(a->model);
     std::cout << models::to_model_json(m.arch, m.description);
   });
+  auto diff_args = std::make_shared<std::tuple<std::string, std::string, double>>("", "", -1.0);
+  CLI::App* diff = model->add_subcommand(
+      "diff",
+      "The largest difference between two models' parameters (exports, their directories or checkpoints)");
+  diff->add_option("a", std::get<0>(*diff_args), "A model file, export directory or checkpoint")->required();
+  diff->add_option("b", std::get<1>(*diff_args), "Another")->required();
+  diff->add_option("--tolerance", std::get<2>(*diff_args), "Exit 1 when the largest difference is over this")
+      ->check(CLI::NonNegativeNumber);
+  diff->callback(
+      [diff_args] { run_diff(std::get<0>(*diff_args), std::get<1>(*diff_args), std::get<2>(*diff_args)); });
   CLI::App* list = model->add_subcommand("list", "The built-in models");
   list->callback([] {
     for (const std::string& name : models::names())

@@ -67,6 +67,7 @@ job::JobSpec job_spec(CLI::App& cmd, TrainArgs& a) {
       .cuda = {.tf32 = a.device.tf32, .graphs = a.device.graphs, .cudnn_benchmark = a.device.cudnn_benchmark},
       .threads = a.threads};
   spec.train.checkpoint_dir = a.checkpoint_dir;  // empty: MODEL_DIR/checkpoints
+  if (const char* beat = std::getenv(job::kHeartbeatEnv)) spec.heartbeat = job::parse_heartbeat_target(beat);
   return spec;
 }
 

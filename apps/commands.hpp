@@ -7,6 +7,7 @@
 namespace strand::cli {
 
 void add_train_command(CLI::App& app);
+void add_launch_command(CLI::App& app);  // strand launch (apps/cmd_launch.cpp)
 void add_eval_command(CLI::App& app);
 void add_data_command(CLI::App& app);
 void add_model_command(CLI::App& app);  // model summary (apps/cmd_model.cpp)

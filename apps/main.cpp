@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.fallthrough(false);
   strand::cli::add_train_command(app);
+  strand::cli::add_launch_command(app);
   strand::cli::add_eval_command(app);
   strand::cli::add_data_command(app);
   strand::cli::add_model_command(app);

@@ -65,6 +65,8 @@ TrainConfig sized_for(const JobSpec& spec, int64_t world) {
 // is collective and would wait for the peers).
 struct Distributed {
   allreduce::MpiRuntime* mpi = nullptr;
+  Activity activity = {};  // what this rank does, for its heartbeats
+  std::unique_ptr<HeartbeatSender> heartbeat = {};
   std::unique_ptr<allreduce::MpiCommunicator> comm = {};
   std::unique_ptr<allreduce::NcclCommunicator> nccl = {};  // GPU ranks: gradients reduced on the GPUs
   // The model's gradients when the ranks share one machine (CPU).
@@ -154,21 +156,34 @@ ps::PsConfig start_ps(const Context& ctx, const JobSpec& spec, Distributed& dist
 // Serves until every worker has left or been dropped, or until nothing has happened on this
 // server (no update, no departure) for `idle_limit` seconds: a worker that never reached it
 // (it died before its first message) is never dropped, and must not keep the host up forever.
-void wait_for_departures(const Context& ctx, const ps::Server& server, int workers, double idle_limit) {
+// With `unheard_limit` > 0 (the host's own workers are gone), also once no worker has sent
+// anything, heartbeats included, for that long: none is left that needs this server.
+// Four of a worker's heartbeats (ps::DispatchOptions::heartbeat_s).
+constexpr double kUnheardLimit = 4 * ps::DispatchOptions{}.heartbeat_s;
+
+void wait_for_departures(const Context& ctx, const ps::Server& server, int workers, double idle_limit,
+                         double unheard_limit) {
   bool logged = false;
   ps::ServerStats last = server.stats();
-  auto last_change = Clock::now();
+  auto last_change = Clock::now(), last_heard = last_change;
   for (;;) {
     const ps::ServerStats st = server.stats();
     const int64_t done = st.workers_left + st.workers_dropped;
     if (done >= workers) return;
-    if (done != last.workers_left + last.workers_dropped || st.updates != last.updates) {
-      last = st;
+    if (st.heard != last.heard) last_heard = Clock::now();
+    if (done != last.workers_left + last.workers_dropped || st.updates != last.updates)
       last_change = Clock::now();
-    } else if (since(last_change) > idle_limit) {
+    last = st;
+    if (since(last_change) > idle_limit) {
       ctx.log("no worker has been heard from for " + std::to_string(int(idle_limit)) + " s; " +
               std::to_string(workers - done) + " of " + std::to_string(workers) +
               " never left: stopping the server");
+      return;
+    }
+    if (unheard_limit > 0 && since(last_heard) > unheard_limit) {
+      ctx.log("this host's workers have exited and no other worker has sent anything for " +
+              compact(unheard_limit) + " s (" + std::to_string(workers - done) + " of " +
+              std::to_string(workers) + " never left): stopping the server");
       return;
     }
     if (!logged) {
@@ -207,7 +222,10 @@ class MetricsFile {
 JobResult train_rank_on(const JobSpec& spec, const JobHooks& hooks, const Identity& id, Distributed& dist) {
   const StrategySpec& st = spec.strategy;
   const bool ps = st.kind == StrategyKind::Ps;
+  if (spec.heartbeat && !dist.heartbeat)
+    dist.heartbeat = std::make_unique<HeartbeatSender>(*spec.heartbeat, id, dist.activity);
   TrainConfig cfg = sized_for(spec, id.world);
+  cfg.activity = &dist.activity;
   DeviceSpec device = spec.device;
   const allreduce::Algorithm algorithm = allreduce_algorithm(st.allreduce, device.device);
   if (dist.mpi) {
@@ -241,8 +259,8 @@ JobResult train_rank_on(const JobSpec& spec, const JobHooks& hooks, const Identi
   if (allreduce_ranks) {
     allreduce::Communicator& grads =
         dist.nccl ? static_cast<allreduce::Communicator&>(*dist.nccl) : *dist.comm;
-    dist.allreduce =
-        std::make_unique<allreduce::AllreduceStrategy>(grads, st.allreduce.fusion_bytes, dist.timeline.get());
+    dist.allreduce = std::make_unique<allreduce::AllreduceStrategy>(grads, st.allreduce.fusion_bytes,
+                                                                    dist.timeline.get(), &dist.activity);
   }
 
   const io::DataSplits data = load_data(ctx, spec.data, data_options(spec));
@@ -303,7 +321,7 @@ JobResult train_rank_on(const JobSpec& spec, const JobHooks& hooks, const Identi
       if (st.ps.consistency.mode != ps::Consistency::Sync && eval) r.last_eval = evaluate(model, *eval);
     }
     dist.ps->leave();
-    if (dist.server) wait_for_departures(ctx, *dist.server, id.world, 2 * st.comm_timeout_s);
+    if (dist.server) wait_for_departures(ctx, *dist.server, id.world, 2 * st.comm_timeout_s, 0);
   }
   if (dist.allreduce) {
     const double wait = dist.comm->sum(dist.allreduce->wait_seconds()) / id.world;
@@ -419,8 +437,9 @@ JobResult run_sagemaker(const JobSpec& spec, const JobHooks& hooks, const Enviro
     failures += (failures.empty() ? "" : "; ") + who + " " + how;
   }
   // Also when every worker here failed (maybe before reaching any server): the other hosts'
-  // workers may still need this server, for as long as they are heard from.
-  wait_for_departures(ctx, server, world, 2 * spec.strategy.comm_timeout_s);
+  // workers may still need this server, for as long as they are heard from (a live worker
+  // sends a heartbeat every half second even while it waits).
+  wait_for_departures(ctx, server, world, 2 * spec.strategy.comm_timeout_s, kUnheardLimit);
   STRAND_CHECK(failures.empty(), Io, failures, "strand train on " + host);
   return {};
 }

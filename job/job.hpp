@@ -23,6 +23,7 @@
 #include <strand/core/backend.hpp>
 #include <strand/core/context.hpp>
 #include <strand/io/dataset.hpp>
+#include <strand/job/heartbeat.hpp>
 #include <strand/models/models.hpp>
 #include <strand/ps/server.hpp>
 #include <strand/ps/shard.hpp>
@@ -102,6 +103,8 @@ struct JobSpec {
   DeviceSpec device;
   std::filesystem::path metrics;   // when set, the chief appends one JSON line per evaluation
   std::filesystem::path timeline;  // when set, a Chrome trace of every rank's steps (mpirun jobs)
+  // When set (by `strand launch`, in kHeartbeatEnv), each rank sends heartbeats there.
+  std::optional<HeartbeatTarget> heartbeat;
 };
 
 // How the job reads its data: the spec's layout and validation split, and the model's class

@@ -240,6 +240,7 @@ void Server::Impl::handle(std::vector<Message>& parts) {
                  "worker " + std::to_string(h.sender) + " was dropped from the job or left it"));
     return;
   }
+  count(&ServerStats::heard);
   try {
     switch (h.type) {
       case MsgType::Heartbeat: {

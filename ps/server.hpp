@@ -55,6 +55,7 @@ struct ServerStats {
   int64_t workers_dropped = 0;
   int64_t workers_left = 0;   // workers that said leave(): with the dropped ones, who is done
   int64_t updates = 0;        // optimizer steps applied to chunks
+  int64_t heard = 0;          // messages from workers still in the job (their heartbeats too)
   int64_t max_staleness = 0;  // ssp/async: most steps a gradient's sender was ahead of the slowest
 };
 

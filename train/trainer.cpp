@@ -151,10 +151,15 @@ class Run {
   bool checkpoint_due() const;
   void log_written();
   void finish();
-  Clock::time_point phase(const char* name, Clock::time_point t0) {
+  // Ends the phase `name` begun at t0 (and enters `next`, for the heartbeats).
+  Clock::time_point phase(const char* name, Clock::time_point t0, std::optional<Phase> next = {}) {
     const auto t1 = Clock::now();
     if (cfg_.timeline) cfg_.timeline->record(name, Timeline::kCompute, t0, t1);
+    if (next) enter(*next);
     return t1;
+  }
+  void enter(Phase p) {
+    if (cfg_.activity) cfg_.activity->enter(p);
   }
 
   Context& ctx_;
@@ -291,14 +296,18 @@ void Run::train_step(int64_t epoch, int64_t s, const std::vector<int64_t>& order
   const Model::GradsReady ready = [&](int64_t begin, int64_t end) {
     strategy_.grads_ready(model_, begin, end);
   };
+  if (cfg_.activity) {
+    cfg_.activity->at_step(epoch, s, steps_, step_);
+    cfg_.activity->enter(Phase::Forward);
+  }
   auto t = Clock::now();
   be_.begin_step(b);
   be_.gather(gather_, order_dev + first, images_, labels_, x_.f32(), y_.i32());
   model_.forward(x_.f32(), b, true, step_key(cfg_.seed, step_), uint64_t(rank_ * b));
   model_.loss_accumulate(y_.i32(), b);
-  t = phase("forward", t);
+  t = phase("forward", t, Phase::Backward);
   model_.backward(ready);
-  t = phase("backward", t);
+  t = phase("backward", t, Phase::Reduce);
   strategy_.finish_step(model_, opt_);
   be_.end_step();
   strategy_.after_step(model_);
@@ -333,6 +342,7 @@ bool Run::evaluate_now(int64_t epoch, EpochStats& stats, Clock::time_point& t_tr
             .images_per_sec = all_seen / stats.train_seconds,
             .workers = int64_t(strategy_.sum(1.0))};
   if (eval_) {
+    enter(Phase::Evaluate);
     const auto t_eval = Clock::now();
     result_.last_eval = evaluate(model_, *eval_);
     excluded_seconds_ += since(t_eval);
@@ -366,6 +376,7 @@ bool Run::checkpoint_due() const {
 
 void Run::checkpoint(int64_t epoch, int64_t step_in_epoch) {
   if (!writer_) return;
+  enter(Phase::Checkpoint);
   const auto t_checkpoint = Clock::now();
   strategy_.before_checkpoint(model_, opt_);
   writer_->submit({.model = {model_.arch(), io::default_signature(model_), model_.get_params(), {}},
@@ -388,6 +399,7 @@ void Run::log_written() {
 }
 
 void Run::finish() {
+  enter(Phase::Finishing);
   if (writer_) {
     writer_->flush();
     log_written();

@@ -17,6 +17,7 @@
 #include <strand/core/model.hpp>
 #include <strand/core/optimizer.hpp>
 #include <strand/io/dataset.hpp>
+#include <strand/train/activity.hpp>
 #include <strand/train/schedule.hpp>
 #include <strand/train/strategy.hpp>
 #include <strand/train/timeline.hpp>
@@ -88,6 +89,7 @@ struct TrainConfig {
   int64_t eval_every = 0;        // also evaluate every this many steps (0: epoch ends only)
   double stop_at_accuracy = 0;   // stop at the first evaluation reaching it (0: off)
   Timeline* timeline = nullptr;  // when set, each step's phases are recorded
+  Activity* activity = nullptr;  // when set, kept up to date with the step and its phase
   std::function<void(const StepProgress&)> on_step;
   std::function<void(const Metrics&)> on_eval;
 };

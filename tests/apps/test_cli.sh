@@ -10,13 +10,15 @@ trap 'rm -rf "$work"' EXIT
 failures=0
 
 fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
-# expect CODE PATTERN -- CMD...: exit status CODE and PATTERN (grep -E) in stdout+stderr.
+# expect CODE PATTERN -- CMD...: exit status CODE and PATTERN (grep -E) in stdout+stderr (kept in
+# $last_out for more checks).
 expect() {
   local code=$1 pattern=$2
   shift 3
   local out status
   out=$("$@" 2>&1)
   status=$?
+  last_out=$out
   if [[ $status != "$code" ]]; then
     fail "'$*' exited $status, expected $code. Output:"$'\n'"$out"
     return
@@ -29,8 +31,8 @@ tiny=(--batch-size 50 --threads 1)
 
 # Help on every command.
 expect 0 "Subcommands" -- "$strand" --help
-for cmd in train eval data "data mnist" model "model summary" "model file" "model list" bench "bench train" \
-  "bench infer"; do
+for cmd in train launch eval data "data mnist" model "model summary" "model file" "model diff" "model list" \
+  bench "bench train" "bench infer"; do
   # shellcheck disable=SC2086
   expect 0 "Usage" -- "$strand" $cmd --help
 done
@@ -238,6 +240,37 @@ expect 2 "val-split" -- "$strand" train --data "$work/trainonly" --model-dir "$w
 expect 2 "'rotate'" -- "$strand" train --data "$work/trainonly" --model-dir "$work/vs" --augment rotate
 expect 2 "'diagonal'" -- "$strand" train --data "$work/trainonly" --model-dir "$work/vs" --layout diagonal
 expect 1 "no evaluation" -- "$strand" eval --model-dir "$work/vs" --data "$work/trainonly" --threads 1
+
+# model diff: the largest parameter difference, over a tolerance an error.
+"$strand" train --data "$work/data/npy" --model mnist_mlp --epochs 1 "${tiny[@]}" --model-dir "$work/d" \
+  >/dev/null 2>&1 || fail "training for model diff"
+"$strand" train --data "$work/data/npy" --model mnist_mlp --epochs 1 "${tiny[@]}" --seed 7 \
+  --model-dir "$work/d" >/dev/null 2>&1 || fail "training for model diff"
+expect 0 "814090 parameters; largest difference 0 " -- "$strand" model diff "$work/d/1" \
+  "$work/d/1/model.strand"
+expect 0 "largest difference 0 " -- "$strand" model diff "$work/d/2" \
+  "$work/d/checkpoints/checkpoint-1.strand"
+expect 1 "largest difference .* is over the tolerance 1e-06" -- "$strand" model diff "$work/d/1" "$work/d/2" \
+  --tolerance 1e-6
+expect 1 "cannot open it" -- "$strand" model diff "$work/d/1" "$work/d/9"
+
+# strand launch: its usage errors, and a job that fails every time ends it after its restarts.
+expect 2 "command is required" -- "$strand" launch --hosts localhost
+expect 2 "'a:0': the slots" -- "$strand" launch --hosts a:0 -- "$strand" train --model-dir "$work/l"
+expect 2 "host 'a' is listed twice" -- "$strand" launch --hosts a,a -- "$strand" train --model-dir "$work/l"
+expect 2 "either as --hosts or as --host-discovery-script" -- "$strand" launch -- "$strand" train \
+  --model-dir m
+expect 2 "no --model-dir or --checkpoint-dir" -- env -u SM_MODEL_DIR "$strand" launch --hosts localhost -- \
+  "$strand" train
+expect 2 "STRAND_HEARTBEAT='10.0.0.1:x/2/ab': the port" -- env STRAND_HEARTBEAT=10.0.0.1:x/2/ab \
+  "$strand" train --data "$work/data/npy" --model-dir "$work/l"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+expect 1 "no restarts are left \(--max-restarts 1\): $work/none: I/O error: data directory does not exist" \
+  -- "$strand" launch --hosts localhost:1 --max-restarts 1 --mpirun-args "--mca btl self,vader,tcp \
+  --mca btl_tcp_if_include lo --mca oob_tcp_if_include lo" -- "$strand" train --data "$work/none" \
+  --model-dir "$work/l"
+grep -q "restart 1 of at most 1: $work/none: I/O error: data directory does not exist; hosts localhost:1 -> \
+localhost:1; starting afresh" <<<"$last_out" || fail "launch: no restart line naming the failure"
 
 if ((failures)); then echo "$failures check(s) failed"; exit 1; fi
 echo "all CLI checks passed"
