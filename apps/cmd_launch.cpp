@@ -24,8 +24,9 @@ void run_launch(const LaunchArgs& a) {
   if (!a.hosts.empty()) c.hosts = elastic::parse_hosts(a.hosts, "--hosts");
   std::istringstream words(a.mpirun_args);
   for (std::string w; words >> w;) c.mpirun_args.push_back(w);
-  c.checkpoint_dir = a.checkpoint_dir.empty() ? elastic::checkpoint_dir_of(c.command, std::getenv("SM_MODEL_DIR"))
-                                              : std::filesystem::path(a.checkpoint_dir);
+  c.checkpoint_dir = a.checkpoint_dir.empty()
+                         ? elastic::checkpoint_dir_of(c.command, std::getenv("SM_MODEL_DIR"))
+                         : std::filesystem::path(a.checkpoint_dir);
   const auto has = [&](const std::string& flag) {
     for (const std::string& w : c.command)
       if (w == flag || w.rfind(flag + "=", 0) == 0) return true;

@@ -8,8 +8,8 @@
 
 #include <atomic>
 #include <chrono>
-#include <cstring>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <future>
 #include <map>
@@ -69,7 +69,8 @@ class EventLog {
   }
   void write(nlohmann::json event) {
     if (!out_.is_open()) return;
-    event["time"] = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+    event["time"] =
+        std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
     out_ << event.dump() << std::endl;
   }
 
@@ -213,7 +214,7 @@ class Launcher {
   std::map<std::string, Clock::time_point> cooling_;  // host -> when it may be probed again
   std::optional<job::HeartbeatReceiver> receiver_;
   std::string beat_address_;
-  int number_ = 0;        // attempts started
+  int number_ = 0;         // attempts started
   int64_t last_step_ = 0;  // rank 0's progress in the last attempt (global steps done)
   int64_t resumed_step_ = 0;
 };
@@ -266,7 +267,8 @@ void Launcher::apply(const Discovered& d) {
   }
   for (const std::string& h : d.refused) {
     cooling_[h] = Clock::now() + seconds(c_.host_cooldown_s);
-    log_("host " + h + " does not answer: left out for another " + std::to_string(int(c_.host_cooldown_s)) + " s");
+    log_("host " + h + " does not answer: left out for another " + std::to_string(int(c_.host_cooldown_s)) +
+         " s");
   }
 }
 
@@ -279,19 +281,21 @@ std::vector<HostSlots> Launcher::wait_for_hosts() {
     const int cap = c_.max_ranks > 0 ? c_.max_ranks : total_slots(d.up);
     std::vector<HostSlots> hosts = take_ranks(d.up, cap);
     if (d.error.empty() && total_slots(hosts) >= c_.min_ranks) return hosts;
-    const std::string now = d.error.empty() ? std::to_string(total_slots(d.up)) + " slot(s) up (" +
-                                                  to_string(d.up) + "), --min-ranks is " +
-                                                  std::to_string(c_.min_ranks)
-                                            : d.error;
-    STRAND_CHECK(since(t0) < c_.wait_for_hosts_s, Timeout,
-                 "gave up after " + std::to_string(int(c_.wait_for_hosts_s)) + " s (--wait-for-hosts): " + now,
-                 kWhere);
+    const std::string now = d.error.empty()
+                                ? std::to_string(total_slots(d.up)) + " slot(s) up (" + to_string(d.up) +
+                                      "), --min-ranks is " + std::to_string(c_.min_ranks)
+                                : d.error;
+    STRAND_CHECK(
+        since(t0) < c_.wait_for_hosts_s, Timeout,
+        "gave up after " + std::to_string(int(c_.wait_for_hosts_s)) + " s (--wait-for-hosts): " + now,
+        kWhere);
     if (now != last) log_("waiting for hosts: " + now);
     last = now;
     const auto slept = Clock::now();
     while (since(slept) < c_.discovery_interval_s) {
       if (const int sig = signals_.pending())
-        throw Error(ErrorKind::Io, std::string("interrupted by ") + strsignal(sig) + " while waiting for hosts", kWhere);
+        throw Error(ErrorKind::Io,
+                    std::string("interrupted by ") + strsignal(sig) + " while waiting for hosts", kWhere);
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
   }
@@ -323,13 +327,17 @@ Launcher::End Launcher::attempt(const std::vector<HostSlots>& hosts, Failure& fa
                                     .port = receiver_->port(),
                                     .period_s = c_.heartbeat_period_s,
                                     .job = (uint64_t(rd()) << 32 | rd()) | 1};
-  std::vector<std::string> argv{c_.mpirun, "-np", std::to_string(ranks), "-H", to_string(hosts),
-                                "-x",      job::kHeartbeatEnv};
+  std::vector<std::string> argv{c_.mpirun,        "-np", std::to_string(ranks), "-H",
+                                to_string(hosts), "-x",  job::kHeartbeatEnv};
   argv.insert(argv.end(), c_.mpirun_args.begin(), c_.mpirun_args.end());
   argv.insert(argv.end(), c_.command.begin(), c_.command.end());
   if (number_ > 1 && !has_option(c_.command, "--resume")) argv.push_back("--resume");
-  log_("attempt " + std::to_string(number_) + ": " + std::to_string(ranks) + " rank(s) on " + to_string(hosts));
-  events_.write({{"event", "start"}, {"attempt", number_}, {"ranks", ranks}, {"hosts", to_string(hosts)},
+  log_("attempt " + std::to_string(number_) + ": " + std::to_string(ranks) + " rank(s) on " +
+       to_string(hosts));
+  events_.write({{"event", "start"},
+                 {"attempt", number_},
+                 {"ranks", ranks},
+                 {"hosts", to_string(hosts)},
                  {"resume_step", resumed_step_}});
 
   const auto started = Clock::now();
@@ -365,18 +373,21 @@ Launcher::End Launcher::attempt(const std::vector<HostSlots>& hosts, Failure& fa
       mpirun.stop(kStopGrace);
       scan->finish();
       events_.write({{"event", "interrupted"}, {"attempt", number_}, {"signal", sig}});
-      throw Error(ErrorKind::Io, std::string("interrupted by ") + strsignal(sig) + " (the job was stopped)", kWhere);
+      throw Error(ErrorKind::Io, std::string("interrupted by ") + strsignal(sig) + " (the job was stopped)",
+                  kWhere);
     }
     if (const std::optional<int> st = mpirun.poll()) {
       const StderrScan::Found f = scan->finish();
       if (succeeded(*st)) return End::Finished;
+      events_.write({{"event", "detected"}, {"attempt", number_}, {"rank", f.signaled_rank}});
       if (const auto it = seen.find(f.signaled_rank); it != seen.end())
         return fail(it->second.beat.describe() + " was killed by signal " + std::to_string(f.signal) + " (" +
                         strsignal(f.signal) + ")",
                     host_of(it->second, hosts));
       if (f.signaled_rank >= 0)
-        return fail("rank " + std::to_string(f.signaled_rank) + " was killed by signal " + std::to_string(f.signal),
-                    "");
+        return fail(
+            "rank " + std::to_string(f.signaled_rank) + " was killed by signal " + std::to_string(f.signal),
+            "");
       if (!f.first_error.empty()) return fail(f.first_error, "");
       return fail("mpirun " + describe_status(*st), "");
     }
@@ -400,6 +411,7 @@ Launcher::End Launcher::attempt(const std::vector<HostSlots>& hosts, Failure& fa
         silent = &it->second;
     }
     if (silent) {
+      events_.write({{"event", "detected"}, {"attempt", number_}, {"rank", silent->beat.rank}});
       char what[64];
       std::snprintf(what, sizeof what, " sent no heartbeat for %.1f s", since(silent->last));
       const std::string cause = silent->beat.describe() + what +
@@ -468,32 +480,43 @@ void Launcher::run() {
     if (end == End::Grow) {
       log_("growing: hosts " + to_string(hosts) + " -> " + to_string(grow_to) + "; " + resume + ", " +
            std::to_string(lost) + " step(s) lost");
-      events_.write({{"event", "grow"}, {"hosts_before", to_string(hosts)}, {"hosts_after", to_string(grow_to)},
-                     {"resume_step", step}, {"steps_lost", lost}});
+      events_.write({{"event", "grow"},
+                     {"hosts_before", to_string(hosts)},
+                     {"hosts_after", to_string(grow_to)},
+                     {"resume_step", step},
+                     {"steps_lost", lost}});
       hosts = grow_to;
       resumed_step_ = step;
       continue;
     }
-    if (!failure.host.empty())
-      cooling_[failure.host] = Clock::now() + seconds(c_.host_cooldown_s);
-    events_.write({{"event", "failure"}, {"attempt", number_}, {"cause", failure.cause}, {"host", failure.host},
-                   {"last_step", last_step_}, {"resume_step", step}, {"steps_lost", lost}});
+    if (!failure.host.empty()) cooling_[failure.host] = Clock::now() + seconds(c_.host_cooldown_s);
+    events_.write({{"event", "failure"},
+                   {"attempt", number_},
+                   {"cause", failure.cause},
+                   {"host", failure.host},
+                   {"last_step", last_step_},
+                   {"resume_step", step},
+                   {"steps_lost", lost}});
     if (restarts >= c_.max_restarts) {
       events_.write({{"event", "gave_up"}, {"cause", failure.cause}});
       throw Error(ErrorKind::Io,
-                  "the job failed and no restarts are left (--max-restarts " + std::to_string(c_.max_restarts) +
-                      "): " + failure.cause,
+                  "the job failed and no restarts are left (--max-restarts " +
+                      std::to_string(c_.max_restarts) + "): " + failure.cause,
                   kWhere);
     }
     ++restarts;
     const std::vector<HostSlots> before = hosts;
     hosts = wait_for_hosts();
     log_("restart " + std::to_string(restarts) + " of at most " + std::to_string(c_.max_restarts) + ": " +
-         failure.cause + (failure.host.empty() ? "" : "; host " + failure.host + " left out for " +
-                                                           std::to_string(int(c_.host_cooldown_s)) + " s") +
-         "; hosts " + to_string(before) + " -> " + to_string(hosts) + "; " + resume + ", " + std::to_string(lost) +
-         " step(s) lost");
-    events_.write({{"event", "restart"}, {"restart", restarts}, {"hosts_before", to_string(before)},
+         failure.cause +
+         (failure.host.empty() ? ""
+                               : "; host " + failure.host + " left out for " +
+                                     std::to_string(int(c_.host_cooldown_s)) + " s") +
+         "; hosts " + to_string(before) + " -> " + to_string(hosts) + "; " + resume + ", " +
+         std::to_string(lost) + " step(s) lost");
+    events_.write({{"event", "restart"},
+                   {"restart", restarts},
+                   {"hosts_before", to_string(before)},
                    {"hosts_after", to_string(hosts)}});
     resumed_step_ = step;
   }
@@ -506,9 +529,10 @@ void validate(const LaunchConfig& c) {
   STRAND_CHECK(c.hosts.empty() != c.discovery_script.empty(), Usage,
                "give the hosts either as --hosts or as --host-discovery-script (one of them)", kWhere);
   STRAND_CHECK(c.min_ranks >= 1, Usage, "--min-ranks must be at least 1", kWhere);
-  STRAND_CHECK(c.max_ranks == 0 || c.max_ranks >= c.min_ranks, Usage,
-               "--max-ranks " + std::to_string(c.max_ranks) + " is below --min-ranks " + std::to_string(c.min_ranks),
-               kWhere);
+  STRAND_CHECK(
+      c.max_ranks == 0 || c.max_ranks >= c.min_ranks, Usage,
+      "--max-ranks " + std::to_string(c.max_ranks) + " is below --min-ranks " + std::to_string(c.min_ranks),
+      kWhere);
   STRAND_CHECK(c.max_restarts >= 0, Usage, "--max-restarts must be 0 or more", kWhere);
   STRAND_CHECK(c.heartbeat_period_s > 0 && c.start_timeout_s > 0 && c.discovery_interval_s > 0 &&
                    c.wait_for_hosts_s >= 0 && c.host_cooldown_s >= 0,

@@ -31,7 +31,8 @@ Child::Child(const std::vector<std::string>& argv, const std::vector<std::string
     const std::string_view v(*e);
     bool replaced = false;
     for (const std::string& mine : env)
-      if (v.substr(0, v.find('=') + 1) == std::string_view(mine).substr(0, mine.find('=') + 1)) replaced = true;
+      if (v.substr(0, v.find('=') + 1) == std::string_view(mine).substr(0, mine.find('=') + 1))
+        replaced = true;
     if (!replaced) envs.emplace_back(v);
   }
   envs.insert(envs.end(), env.begin(), env.end());

@@ -80,13 +80,14 @@ HeartbeatTarget parse_heartbeat_target(std::string_view text) {
 
 std::string Beat::encode() const {
   char line[512];
-  std::snprintf(line, sizeof line,
-                "%s job=%llx rank=%d world=%d pid=%d host=%s phase=%s epoch=%lld step=%lld steps=%lld global=%lld "
-                "bucket=%lld leaving=%d",
-                kMagic.data(), (unsigned long long)job, rank, world, pid, host.empty() ? "-" : host.c_str(),
-                to_string(activity.phase), (long long)activity.epoch, (long long)activity.step_in_epoch,
-                (long long)activity.steps_per_epoch, (long long)activity.global_step, (long long)activity.bucket,
-                leaving ? 1 : 0);
+  std::snprintf(
+      line, sizeof line,
+      "%s job=%llx rank=%d world=%d pid=%d host=%s phase=%s epoch=%lld step=%lld steps=%lld global=%lld "
+      "bucket=%lld leaving=%d",
+      kMagic.data(), (unsigned long long)job, rank, world, pid, host.empty() ? "-" : host.c_str(),
+      to_string(activity.phase), (long long)activity.epoch, (long long)activity.step_in_epoch,
+      (long long)activity.steps_per_epoch, (long long)activity.global_step, (long long)activity.bucket,
+      leaving ? 1 : 0);
   return line;
 }
 
@@ -162,7 +163,8 @@ HeartbeatSender::HeartbeatSender(const HeartbeatTarget& target, const Identity& 
   // learns without a period's delay that a restarted job trains again.
   thread_ = std::thread([this] {
     using Clock = std::chrono::steady_clock;
-    const auto period = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(target_.period_s));
+    const auto period =
+        std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(target_.period_s));
     const auto tick = std::min<Clock::duration>(period, std::chrono::milliseconds(100));
     std::optional<int64_t> first_step;  // the global step of its first step
     bool stepped = false;
@@ -214,7 +216,8 @@ HeartbeatReceiver::HeartbeatReceiver(const std::string& address, int port) {
   if (::bind(fd_, reinterpret_cast<const sockaddr*>(&a), sizeof a) != 0) {
     const std::string why = errno_text();
     ::close(fd_);
-    throw Error(ErrorKind::Io, "cannot listen for heartbeats on " + address + ":" + std::to_string(port) + ": " + why,
+    throw Error(ErrorKind::Io,
+                "cannot listen for heartbeats on " + address + ":" + std::to_string(port) + ": " + why,
                 "strand launch");
   }
   socklen_t len = sizeof a;
@@ -227,7 +230,8 @@ HeartbeatReceiver::~HeartbeatReceiver() { ::close(fd_); }
 std::optional<HeartbeatReceiver::Received> HeartbeatReceiver::receive(std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     pollfd p{.fd = fd_, .events = POLLIN, .revents = 0};
     const int ready = ::poll(&p, 1, int(std::max<int64_t>(0, left.count())));
     if (ready < 0 && errno == EINTR) continue;

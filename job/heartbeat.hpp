@@ -38,7 +38,7 @@ struct Beat {
   uint64_t job = 0;
   int rank = 0, world = 1;
   int pid = 0;
-  std::string host;  // the rank's host name
+  std::string host;      // the rank's host name
   bool leaving = false;  // the rank's last beat: it is exiting (for any reason)
   Activity::Snapshot activity;
   std::string encode() const;

@@ -10,14 +10,14 @@
 namespace strand {
 
 enum class Phase : uint8_t {
-  Starting,    // set-up: data, model, communicators
+  Starting,  // set-up: data, model, communicators
   Forward,
   Backward,
   Reduce,      // waiting for the step's gradients to be reduced (allreduce) or pushed (ps)
   Update,      // the optimizer, after the reduction
   Checkpoint,  // taking a checkpoint's snapshot
   Evaluate,
-  Finishing,   // the last checkpoint, the export
+  Finishing,  // the last checkpoint, the export
 };
 const char* to_string(Phase phase);
 
@@ -41,7 +41,7 @@ class Activity {
   }
   void reducing(int64_t bucket) { bucket_.store(bucket, std::memory_order_relaxed); }
   Snapshot read() const {
-    return {phase_.load(std::memory_order_relaxed),        epoch_.load(std::memory_order_relaxed),
+    return {phase_.load(std::memory_order_relaxed),         epoch_.load(std::memory_order_relaxed),
             step_in_epoch_.load(std::memory_order_relaxed), steps_per_epoch_.load(std::memory_order_relaxed),
             global_step_.load(std::memory_order_relaxed),   bucket_.load(std::memory_order_relaxed)};
   }

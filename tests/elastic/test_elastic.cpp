@@ -46,7 +46,8 @@ TEST(Hosts, TakeRanksCutsTheLastHosts) {
 TEST(Launcher, FindsTheCommandsCheckpoints) {
   EXPECT_EQ(checkpoint_dir_of({"strand", "train", "--model-dir", "m"}, nullptr), "m/checkpoints");
   EXPECT_EQ(checkpoint_dir_of({"strand", "train", "--model-dir=m"}, nullptr), "m/checkpoints");
-  EXPECT_EQ(checkpoint_dir_of({"strand", "train", "--model-dir", "m", "--checkpoint-dir", "c"}, nullptr), "c");
+  EXPECT_EQ(checkpoint_dir_of({"strand", "train", "--model-dir", "m", "--checkpoint-dir", "c"}, nullptr),
+            "c");
   EXPECT_EQ(checkpoint_dir_of({"strand", "train"}, "/opt/ml/model"), "/opt/ml/model/checkpoints");
   EXPECT_THROW(checkpoint_dir_of({"strand", "train"}, nullptr), Error);
 }
@@ -54,9 +55,7 @@ TEST(Launcher, FindsTheCommandsCheckpoints) {
 TEST(Launcher, ValidateRefusesContradictions) {
   LaunchConfig c{.command = {"true"}, .hosts = {{"a", 1}}, .checkpoint_dir = "c"};
   EXPECT_NO_THROW(validate(c));
-  auto refused = [](LaunchConfig x) {
-    EXPECT_THROW(validate(x), Error);
-  };
+  auto refused = [](LaunchConfig x) { EXPECT_THROW(validate(x), Error); };
   LaunchConfig both = c;
   both.discovery_script = "echo a";
   refused(both);

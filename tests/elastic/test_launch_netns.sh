@@ -9,7 +9,10 @@
 #  3. 3 hosts with 1, 1 and 2 slots, host 3 is cut off the network (its link down): restart on
 #     hosts 1 and 2; the link comes back and the job grows back to 4 ranks; same weights
 #     (global batch 48);
-#  4. --max-restarts 0: a killed rank ends the launch non-zero, naming it.
+#  4. a parameter-server job (sync): rank 1, which runs host 2's server, is killed; the job
+#     restarts on host 1 (one server holding every shard, from the checkpoint), takes host 2
+#     in again at a checkpoint (a second server and worker), and ends with the same weights;
+#  5. --max-restarts 0: a killed rank ends the launch non-zero, naming it.
 # Usage: test_launch_netns.sh STRAND
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -38,17 +41,20 @@ for gb in 32 48; do
     fail "reference run at batch $gb"
 done
 
-# start NAME HOSTS BATCH [LAUNCH_ARG...]: strand launch in the background, logs in $work/NAME.*
+# start NAME HOSTS BATCH [LAUNCH_ARG...]: strand launch in the background, logs in $work/NAME.*;
+# $strategy is the training command's.
+strategy=allreduce
 start() {
   local name=$1 hosts=$2 batch=$3
   shift 3
   "$strand" launch --hosts "$hosts" --mpirun-args "$mpirun_args" --heartbeat-period 1 --discovery-interval 1 \
-    --events "$work/$name.events" "$@" -- "$strand" "${recipe[@]}" --strategy allreduce --batch-size "$batch" \
-    --model-dir "$work/$name" >"$work/$name.log" 2>&1 &
+    --events "$work/$name.events" "$@" -- "$strand" "${recipe[@]}" --strategy "$strategy" \
+    --batch-size "$batch" --model-dir "$work/$name" >"$work/$name.log" 2>&1 &
   launch_pid=$!
   for _ in $(seq 300); do
     grep -q '"event":"training"' "$work/$name.events" 2>/dev/null && return 0
-    kill -0 "$launch_pid" 2>/dev/null || { cp "$work/$name.log" "$work/log"; fail "$name: launch ended early"; }
+    kill -0 "$launch_pid" 2>/dev/null ||
+      { cp "$work/$name.log" "$work/log"; fail "$name: launch ended early"; }
     sleep 0.1
   done
   cp "$work/$name.log" "$work/log"
@@ -60,7 +66,10 @@ rank_pid() { # NAME R
   for _ in $(seq 50); do
     for pid in $(pgrep -f "$strand train"); do
       tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -q "^STRAND_HEARTBEAT=" || continue
-      tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$2" && { echo "$pid"; return; }
+      if tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$2"; then
+        echo "$pid"
+        return
+      fi
     done
     sleep 0.1
   done
@@ -90,7 +99,8 @@ sleep 1
 victim=$(rank_pid kill 1) || exit 1
 kill -9 "$victim"
 finish kill ref32
-expect kill "restart 1 of at most 3: rank 1 \(.*\) .*(killed by signal 9|sent no heartbeat)" "no restart naming rank 1"
+expect kill "restart 1 of at most 3: rank 1 \(.*\) .*(killed by signal 9|sent no heartbeat)" \
+  "no restart naming rank 1"
 expect kill "hosts $h1:1,$h2:1 -> $h1:1; resuming from checkpoint-" "not restarted on host 1 alone"
 
 # 2. A rank is stopped; its host comes back.
@@ -99,10 +109,12 @@ sleep 1
 victim=$(rank_pid stop 1) || exit 1
 kill -STOP "$victim"
 finish stop ref32
-expect stop "rank 1 \($(ns_of 2), pid $victim\) at epoch [0-9]+ step [0-9]+/[0-9]+ .* sent no heartbeat for [0-9.]+ s" \
-  "the stopped rank is not named with its host, pid and step"
+named="rank 1 \($(ns_of 2), pid $victim\) at epoch [0-9]+ step [0-9]+/[0-9]+ .*"
+named+=" sent no heartbeat for [0-9.]+ s"
+expect stop "$named" "the stopped rank is not named with its host, pid and step"
 silent=$(sed -n 's/.*sent no heartbeat for \([0-9.]*\) s.*/\1/p' "$work/stop.log" | head -n 1)
-awk -v s="$silent" 'BEGIN { exit !(s <= 2.5) }' || fail "stop: detected after $silent s (want within 2 periods of 1 s)"
+awk -v s="$silent" 'BEGIN { exit !(s <= 2.5) }' ||
+  fail "stop: detected after $silent s (want within 2 periods of 1 s)"
 expect stop "host $h2 answers again" "host 2 was not taken in again"
 expect stop "growing: hosts $h1:1 -> $h1:1,$h2:1" "the job did not grow back to 2 ranks"
 
@@ -113,11 +125,24 @@ ip -n "$(ns_of 3)" link set eth0 down
 sleep 4
 ip -n "$(ns_of 3)" link set eth0 up
 finish cut ref48
-expect cut "restart 1 of at most 3: rank [23] \($(ns_of 3), .*sent no heartbeat" "the cut-off rank is not named"
+expect cut "restart 1 of at most 3: rank [23] \($(ns_of 3), .*sent no heartbeat" \
+  "the cut-off rank is not named"
 expect cut "hosts $h1:1,$h2:1,$h3:2 -> $h1:1,$h2:1;" "not restarted on hosts 1 and 2"
 expect cut "growing: hosts $h1:1,$h2:1 -> $h1:1,$h2:1,$h3:2" "host 3 was not taken in again"
 
-# 4. No restarts allowed.
+# 4. A parameter server dies.
+strategy=ps
+start ps "$h1:1,$h2:1" 16 --host-cooldown 1
+sleep 1
+victim=$(rank_pid ps 1) || exit 1
+kill -9 "$victim"
+finish ps ref32
+expect ps "restart 1 of at most 3: rank 1 \(.*hosts $h1:1,$h2:1 -> $h1:1; resuming from checkpoint-" \
+  "the PS job was not restarted on host 1"
+expect ps "growing: hosts $h1:1 -> $h1:1,$h2:1" "the PS job did not take host 2 in again"
+strategy=allreduce
+
+# 5. No restarts allowed.
 start norestart "$h1:1,$h2:1" 16 --max-restarts 0
 sleep 1
 victim=$(rank_pid norestart 1) || exit 1
@@ -126,5 +151,6 @@ wait "$launch_pid"
 rc=$?
 launch_pid=
 ((rc != 0)) || fail "--max-restarts 0: the launch exited 0 after a rank died"
-expect norestart "no restarts are left \(--max-restarts 0\): rank 1 " "--max-restarts 0: the failure is not named"
+expect norestart "no restarts are left \(--max-restarts 0\): rank 1 " \
+  "--max-restarts 0: the failure is not named"
 echo PASS

@@ -20,8 +20,8 @@ TEST(HeartbeatTarget, RoundTripsThroughItsText) {
 
 TEST(HeartbeatTarget, RefusesMalformedText) {
   for (const char* bad : {"", "10.77.0.1", "10.77.0.1:4242", "10.77.0.1:4242/2", "host:4242/2/ab",
-                          "10.77.0.1:0/2/ab", "10.77.0.1:70000/2/ab", "10.77.0.1:4242/0/ab", "10.77.0.1:4242/x/ab",
-                          "10.77.0.1:4242/2/xyz", "10.77.0.1:4242/2/"}) {
+                          "10.77.0.1:0/2/ab", "10.77.0.1:70000/2/ab", "10.77.0.1:4242/0/ab",
+                          "10.77.0.1:4242/x/ab", "10.77.0.1:4242/2/xyz", "10.77.0.1:4242/2/"}) {
     try {
       parse_heartbeat_target(bad);
       ADD_FAILURE() << "accepted '" << bad << "'";
@@ -57,8 +57,9 @@ TEST(Beat, RefusesWhatIsNotOne) {
     return s;
   };
   for (const std::string& bad :
-       {std::string(""), std::string("hello"), good.substr(0, good.size() / 2), replaced("strand-beat/1", "strand-beat/2"),
-        replaced("rank=2", "rank=4"), replaced("rank=2", "rank=-1"), replaced("phase=reduce", "phase=dancing"),
+       {std::string(""), std::string("hello"), good.substr(0, good.size() / 2),
+        replaced("strand-beat/1", "strand-beat/2"), replaced("rank=2", "rank=4"),
+        replaced("rank=2", "rank=-1"), replaced("phase=reduce", "phase=dancing"),
         replaced("pid=77", "pid=7x"), replaced("leaving=0", "leaving=2"), replaced(" world=4", ""),
         replaced("job=abc", "job=zz"), replaced("step=39", "step39")}) {
     try {
