@@ -27,15 +27,7 @@ void run_launch(const LaunchArgs& a) {
   c.checkpoint_dir = a.checkpoint_dir.empty()
                          ? elastic::checkpoint_dir_of(c.command, std::getenv("SM_MODEL_DIR"))
                          : std::filesystem::path(a.checkpoint_dir);
-  const auto has = [&](const std::string& flag) {
-    for (const std::string& w : c.command)
-      if (w == flag || w.rfind(flag + "=", 0) == 0) return true;
-    return false;
-  };
   const auto log = [](const std::string& line) { std::cerr << "[strand launch] " << line << std::endl; };
-  if (!has("--checkpoint-every") && !has("--checkpoint-every-seconds"))
-    log("the command checkpoints at epoch ends only: a restart repeats up to an epoch "
-        "(add --checkpoint-every-seconds 60)");
   elastic::launch(c, log);
 }
 

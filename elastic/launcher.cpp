@@ -455,6 +455,10 @@ Launcher::End Launcher::attempt(const std::vector<HostSlots>& hosts, Failure& fa
 
 void Launcher::run() {
   validate(c_);
+  if (!has_option(c_.command, "--checkpoint-every") && !has_option(c_.command, "--checkpoint-every-seconds"))
+    log_(
+        "the command checkpoints at epoch ends only: a restart repeats up to an epoch "
+        "(add --checkpoint-every-seconds 60)");
   std::vector<HostSlots> hosts = wait_for_hosts();
   beat_address_ = job::ps_bind_address(c_.bind, hosts.front().host);
   receiver_.emplace(beat_address_);
