@@ -7,7 +7,6 @@
 #include <fstream>
 #include <iostream>
 #include <memory>
-#include <tuple>
 
 #include <nlohmann/json.hpp>
 
@@ -87,7 +86,14 @@ io::ModelFile read_any_model(std::filesystem::path path) {
 
 // A Format error (exit 1) when the largest parameter difference is over the tolerance; a Usage
 // error when the models do not have the same parameters at all.
-void run_diff(const std::string& a_path, const std::string& b_path, double tolerance) {
+struct DiffArgs {
+  std::string a, b;
+  double tolerance = -1;  // none
+};
+
+void run_diff(const DiffArgs& args) {
+  const std::string &a_path = args.a, &b_path = args.b;
+  const double tolerance = args.tolerance;
   const io::ModelFile a = read_any_model(a_path), b = read_any_model(b_path);
   STRAND_CHECK(a.params.size() == b.params.size(), Usage,
                "they have " + std::to_string(a.params.size()) + " and " + std::to_string(b.params.size()) +
@@ -134,16 +140,15 @@ void add_model_command(CLI::App& app) {
     const models::ModelSpec m = models::find_model(a->model);
     std::cout << models::to_model_json(m.arch, m.description);
   });
-  auto diff_args = std::make_shared<std::tuple<std::string, std::string, double>>("", "", -1.0);
+  auto d = std::make_shared<DiffArgs>();
   CLI::App* diff = model->add_subcommand(
       "diff",
       "The largest difference between two models' parameters (exports, their directories or checkpoints)");
-  diff->add_option("a", std::get<0>(*diff_args), "A model file, export directory or checkpoint")->required();
-  diff->add_option("b", std::get<1>(*diff_args), "Another")->required();
-  diff->add_option("--tolerance", std::get<2>(*diff_args), "Exit 1 when the largest difference is over this")
+  diff->add_option("a", d->a, "A model file, export directory or checkpoint")->required();
+  diff->add_option("b", d->b, "Another")->required();
+  diff->add_option("--tolerance", d->tolerance, "Exit 1 when the largest difference is over this")
       ->check(CLI::NonNegativeNumber);
-  diff->callback(
-      [diff_args] { run_diff(std::get<0>(*diff_args), std::get<1>(*diff_args), std::get<2>(*diff_args)); });
+  diff->callback([d] { run_diff(*d); });
   CLI::App* list = model->add_subcommand("list", "The built-in models");
   list->callback([] {
     for (const std::string& name : models::names())

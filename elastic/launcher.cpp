@@ -15,7 +15,6 @@
 #include <map>
 #include <optional>
 #include <random>
-#include <set>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -355,6 +354,12 @@ Launcher::End Launcher::attempt(const std::vector<HostSlots>& hosts, Failure& fa
     failure = {std::move(cause), std::move(host)};
     return End::Failed;
   };
+  // The rank mpirun saw die on a signal, named from its last beat.
+  const auto killed = [&](const RankSeen& r, int signal) {
+    return fail(r.beat.describe() + " was killed by signal " + std::to_string(signal) + " (" +
+                    strsignal(signal) + ")",
+                host_of(r, hosts));
+  };
   for (;;) {
     if (auto got = receiver_->receive(std::chrono::milliseconds(100)); got && got->beat.job == target.job) {
       RankSeen& r = seen[got->beat.rank];
@@ -380,10 +385,7 @@ Launcher::End Launcher::attempt(const std::vector<HostSlots>& hosts, Failure& fa
       const StderrScan::Found f = scan->finish();
       if (succeeded(*st)) return End::Finished;
       events_.write({{"event", "detected"}, {"attempt", number_}, {"rank", f.signaled_rank}});
-      if (const auto it = seen.find(f.signaled_rank); it != seen.end())
-        return fail(it->second.beat.describe() + " was killed by signal " + std::to_string(f.signal) + " (" +
-                        strsignal(f.signal) + ")",
-                    host_of(it->second, hosts));
+      if (const auto it = seen.find(f.signaled_rank); it != seen.end()) return killed(it->second, f.signal);
       if (f.signaled_rank >= 0)
         return fail(
             "rank " + std::to_string(f.signaled_rank) + " was killed by signal " + std::to_string(f.signal),
@@ -422,10 +424,7 @@ Launcher::End Launcher::attempt(const std::vector<HostSlots>& hosts, Failure& fa
       const StderrScan::Found f = scan->found();
       mpirun.stop(kStopGrace);
       scan->finish();
-      if (const auto it = seen.find(f.signaled_rank); it != seen.end())
-        return fail(it->second.beat.describe() + " was killed by signal " + std::to_string(f.signal) + " (" +
-                        strsignal(f.signal) + ")",
-                    host_of(it->second, hosts));
+      if (const auto it = seen.find(f.signaled_rank); it != seen.end()) return killed(it->second, f.signal);
       return fail(cause, host_of(*silent, hosts));
     }
     if (!discovering.valid() && Clock::now() >= next_discovery && !grow_after)
@@ -438,9 +437,7 @@ Launcher::End Launcher::attempt(const std::vector<HostSlots>& hosts, Failure& fa
       std::vector<HostSlots> more = take_ranks(d.up, cap);
       if (d.error.empty() && total_slots(more) > ranks) {
         grow_to = more;
-        std::optional<std::filesystem::path> now;
-        checkpoint_step(now);
-        grow_after = now;
+        grow_after = io::latest_checkpoint(c_.checkpoint_dir);
         log_(std::to_string(total_slots(more) - ranks) + " more rank(s) can run (" + to_string(more) +
              "): growing at the next checkpoint");
       }

@@ -140,10 +140,7 @@ Ran run_for(const std::vector<std::string>& argv, double timeout_s, const std::v
     } else {
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
-    if (!open && c.poll()) {
-      r.status = c.poll();
-      return r;
-    }
+    if (!open && (r.status = c.poll())) return r;
   }
   c.stop(1);
   return r;
