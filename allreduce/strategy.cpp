@@ -31,7 +31,7 @@ AllreduceStrategy::~AllreduceStrategy() {
   thread_.join();
 }
 
-void AllreduceStrategy::broadcast_initial(Model& model, Optimizer& optimizer) {
+void AllreduceStrategy::broadcast_initial(Model& model, Optimizer& optimizer, const StartPoint&) {
   Backend& be = model.backend();
   if (comm_.reduces_device_buffers()) {
     lane_ = be.make_lane();

@@ -50,7 +50,7 @@ class AllreduceStrategy final : public Strategy {
   ~AllreduceStrategy() override;
 
   std::string name() const override { return "allreduce (" + comm_.name() + ")"; }
-  void broadcast_initial(Model& model, Optimizer& optimizer) override;
+  void broadcast_initial(Model& model, Optimizer& optimizer, const StartPoint& at) override;
   void grads_ready(Model& model, int64_t begin, int64_t end) override;
   void finish_step(Model& model, Optimizer& optimizer) override;
   void after_step(Model& model) override;

@@ -10,6 +10,7 @@
 #include <strand/core/text.hpp>
 #include <strand/io/dataset.hpp>
 #include <strand/job/job.hpp>
+#include <strand/job/launch.hpp>
 #include <strand/models/models.hpp>
 #include "apps/commands.hpp"
 #include "apps/common.hpp"
@@ -47,7 +48,8 @@ job::JobSpec job_spec(CLI::App& cmd, TrainArgs& a) {
   job::StrategySpec& st = spec.strategy;
   // A --ps-* flag with another strategy would be silently ignored: say so instead.
   if (st.kind != job::StrategyKind::Ps) {
-    for (const char* flag : {"--ps-mode", "--ps-chunk-bytes", "--ps-port", "--ps-bind", "--workers-per-host"})
+    for (const char* flag :
+         {"--ps-mode", "--ps-chunk-bytes", "--ps-port", "--ps-bind", "--workers-per-host", "--ps-join"})
       STRAND_CHECK(cmd.get_option(flag)->count() == 0, Usage,
                    std::string(flag) + " needs --strategy ps (the strategy is " +
                        std::string(job::to_string(st.kind)) + ")",
@@ -201,6 +203,11 @@ void add_train_command(CLI::App& app) {
       "ps: where a host's server listens: an IPv4 address, a network (10.77.0.0/24: this host's address in "
       "it), an interface name, or * (every interface). Default: the host name's address if it is this "
       "machine's, else the first non-loopback interface");
+  cmd->add_flag(
+      "--ps-join", st.ps.join,
+      "ps: join the running job as one more worker, from its next step on (run the job's own command "
+      "with this flag added, anywhere its servers can be reached: rank 0 left the way in, " +
+          std::string(job::kPsJobFile) + ", in the checkpoint directory)");
   cmd->add_option("--workers-per-host", st.ps.workers_per_host,
                   "ps, SageMaker launch: worker processes each host starts")
       ->check(CLI::PositiveNumber)

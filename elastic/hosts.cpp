@@ -69,4 +69,15 @@ std::vector<HostSlots> take_ranks(const std::vector<HostSlots>& hosts, int ranks
   return out;
 }
 
+std::vector<HostSlots> slots_beyond(const std::vector<HostSlots>& more, const std::vector<HostSlots>& hosts) {
+  std::vector<HostSlots> out;
+  for (const HostSlots& m : more) {
+    int have = 0;
+    for (const HostSlots& h : hosts)
+      if (h.host == m.host) have = h.slots;
+    if (m.slots > have) out.push_back({m.host, m.slots - have});
+  }
+  return out;
+}
+
 }  // namespace strand::elastic

@@ -23,5 +23,7 @@ std::string to_string(const std::vector<HostSlots>& hosts);
 int total_slots(const std::vector<HostSlots>& hosts);
 // The first hosts in order, their slots cut so that they hold at most `ranks` ranks.
 std::vector<HostSlots> take_ranks(const std::vector<HostSlots>& hosts, int ranks);
+// The slots of `more` that `hosts` does not have (a host's extra slots, hosts it lacks), in order.
+std::vector<HostSlots> slots_beyond(const std::vector<HostSlots>& more, const std::vector<HostSlots>& hosts);
 
 }  // namespace strand::elastic

@@ -347,6 +347,14 @@ Launcher::End Launcher::attempt(const std::vector<HostSlots>& hosts, Failure& fa
   auto next_discovery = Clock::now() + seconds(c_.discovery_interval_s);
   std::future<Discovered> discovering;
   std::optional<std::optional<std::filesystem::path>> grow_after;  // growing: the checkpoint to pass
+  // A parameter-server job grows without a restart: workers started on the new slots join it at
+  // its next step (strand train --ps-join), under an mpirun of their own.
+  const bool ps_job = option_value(c_.command, "--strategy") == "ps";
+  std::optional<Child> joiners;
+  std::optional<StderrScan> join_scan;
+  std::vector<HostSlots> job_hosts = hosts;  // with the joiners'
+  int joining = 0;                           // their ranks: ranks..ranks+joining-1
+  Clock::time_point joiners_started;
   const double silent_limit = 2 * c_.heartbeat_period_s;
   last_step_ = resumed_step_;
 
@@ -358,7 +366,16 @@ Launcher::End Launcher::attempt(const std::vector<HostSlots>& hosts, Failure& fa
   const auto killed = [&](const RankSeen& r, int signal) {
     return fail(r.beat.describe() + " was killed by signal " + std::to_string(signal) + " (" +
                     strsignal(signal) + ")",
-                host_of(r, hosts));
+                host_of(r, job_hosts));
+  };
+  const auto stop_all = [&] {
+    if (joiners) {
+      joiners->stop(kStopGrace);
+      join_scan->finish();
+      joiners.reset();
+    }
+    mpirun.stop(kStopGrace);
+    scan->finish();
   };
   for (;;) {
     if (auto got = receiver_->receive(std::chrono::milliseconds(100)); got && got->beat.job == target.job) {
@@ -375,15 +392,32 @@ Launcher::End Launcher::attempt(const std::vector<HostSlots>& hosts, Failure& fa
     }
     if (const int sig = signals_.pending()) {
       log_(std::string("got ") + strsignal(sig) + ": stopping the job");
-      mpirun.stop(kStopGrace);
-      scan->finish();
+      stop_all();
       events_.write({{"event", "interrupted"}, {"attempt", number_}, {"signal", sig}});
       throw Error(ErrorKind::Io, std::string("interrupted by ") + strsignal(sig) + " (the job was stopped)",
                   kWhere);
     }
+    if (joiners) {
+      if (const std::optional<int> st = joiners->poll()) {
+        const StderrScan::Found f = join_scan->finish();
+        joiners.reset();
+        if (!succeeded(*st)) {
+          events_.write({{"event", "detected"}, {"attempt", number_}, {"rank", f.signaled_rank}});
+          mpirun.stop(kStopGrace);
+          scan->finish();
+          return fail("the workers joining on " + to_string(slots_beyond(job_hosts, hosts)) + ": " +
+                          (f.first_error.empty() ? "mpirun " + describe_status(*st) : f.first_error),
+                      slots_beyond(job_hosts, hosts).front().host);
+        }
+      }
+    }
     if (const std::optional<int> st = mpirun.poll()) {
       const StderrScan::Found f = scan->finish();
-      if (succeeded(*st)) return End::Finished;
+      if (succeeded(*st)) {
+        // The servers waited for the joiners to leave: theirs is ending too.
+        if (joiners && !joiners->poll()) joiners->stop(kStopGrace);
+        return End::Finished;
+      }
       events_.write({{"event", "detected"}, {"attempt", number_}, {"rank", f.signaled_rank}});
       if (const auto it = seen.find(f.signaled_rank); it != seen.end()) return killed(it->second, f.signal);
       if (f.signaled_rank >= 0)
@@ -396,12 +430,11 @@ Launcher::End Launcher::attempt(const std::vector<HostSlots>& hosts, Failure& fa
     // The rank silent the longest is the one that failed: when mpirun ends a job, its other
     // ranks fall silent too, later.
     const RankSeen* silent = nullptr;
-    for (int r = 0; r < ranks; ++r) {
+    for (int r = 0; r < ranks + joining; ++r) {
       const auto it = seen.find(r);
       if (it == seen.end()) {
-        if (since(started) > c_.start_timeout_s) {
-          mpirun.stop(kStopGrace);
-          scan->finish();
+        if (since(r < ranks ? started : joiners_started) > c_.start_timeout_s) {
+          stop_all();
           return fail("rank " + std::to_string(r) + " sent no heartbeat within " +
                           std::to_string(int(c_.start_timeout_s)) + " s of the start (--start-timeout)",
                       "");
@@ -419,13 +452,14 @@ Launcher::End Launcher::attempt(const std::vector<HostSlots>& hosts, Failure& fa
       const std::string cause = silent->beat.describe() + what +
                                 " (stopped, hung or cut off; a heartbeat is due every " +
                                 compact_seconds(c_.heartbeat_period_s) + ")";
-      // mpirun may have seen that a rank died rather than hung (before it was stopped: the
-      // stop kills ranks too).
-      const StderrScan::Found f = scan->found();
-      mpirun.stop(kStopGrace);
-      scan->finish();
+      // mpirun may have seen that a rank died rather than hung, also while it ends the job (a
+      // rank that died on anything but the stop's SIGTERM died first).
+      const StderrScan::Found before = scan->found();
+      stop_all();
+      const StderrScan::Found after = scan->found();
+      const StderrScan::Found f = before.signaled_rank >= 0 || after.signal == SIGTERM ? before : after;
       if (const auto it = seen.find(f.signaled_rank); it != seen.end()) return killed(it->second, f.signal);
-      return fail(cause, host_of(*silent, hosts));
+      return fail(cause, host_of(*silent, job_hosts));
     }
     if (!discovering.valid() && Clock::now() >= next_discovery && !grow_after)
       discovering = std::async(std::launch::async, [this, cooling = cooling_] { return discover(cooling); });
@@ -435,7 +469,24 @@ Launcher::End Launcher::attempt(const std::vector<HostSlots>& hosts, Failure& fa
       next_discovery = Clock::now() + seconds(c_.discovery_interval_s);
       const int cap = c_.max_ranks > 0 ? c_.max_ranks : total_slots(d.up);
       std::vector<HostSlots> more = take_ranks(d.up, cap);
-      if (d.error.empty() && total_slots(more) > ranks) {
+      if (d.error.empty() && ps_job && !joiners && joining == 0 && total_slots(more) > ranks) {
+        const std::vector<HostSlots> extra = slots_beyond(more, hosts);
+        joining = total_slots(extra);
+        std::vector<std::string> join_argv{c_.mpirun,        "-np", std::to_string(joining), "-H",
+                                           to_string(extra), "-x",  job::kHeartbeatEnv};
+        join_argv.insert(join_argv.end(), c_.mpirun_args.begin(), c_.mpirun_args.end());
+        join_argv.insert(join_argv.end(), c_.command.begin(), c_.command.end());
+        join_argv.push_back("--ps-join");
+        log_(std::to_string(joining) + " more worker(s) can run (" + to_string(extra) +
+             "): they join the job at its next step (--ps-join)");
+        events_.write(
+            {{"event", "join"}, {"attempt", number_}, {"ranks", joining}, {"hosts", to_string(extra)}});
+        joiners.emplace(join_argv,
+                        std::vector<std::string>{std::string(job::kHeartbeatEnv) + "=" + target.str()}, true);
+        join_scan.emplace(joiners->stderr_fd());
+        joiners_started = Clock::now();
+        job_hosts = more;
+      } else if (d.error.empty() && !ps_job && total_slots(more) > ranks) {
         grow_to = more;
         grow_after = io::latest_checkpoint(c_.checkpoint_dir);
         log_(std::to_string(total_slots(more) - ranks) + " more rank(s) can run (" + to_string(more) +
@@ -443,8 +494,7 @@ Launcher::End Launcher::attempt(const std::vector<HostSlots>& hosts, Failure& fa
       }
     }
     if (grow_after && io::latest_checkpoint(c_.checkpoint_dir) != *grow_after) {
-      mpirun.stop(kStopGrace);
-      scan->finish();
+      stop_all();
       return End::Grow;
     }
   }

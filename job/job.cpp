@@ -1,6 +1,7 @@
 #include <strand/job/job.hpp>
 
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
@@ -78,6 +79,7 @@ struct Distributed {
   // The SageMaker launch (no MPI): the servers of every host and the job's token.
   std::vector<std::string> sm_servers = {};
   uint64_t sm_token = 0;
+  std::optional<ps::Joining> joining = {};  // a worker joining a running job: its rank, the job
 };
 
 ps::ServerOptions server_options(const JobSpec& spec, int workers, int index, int servers, uint64_t token,
@@ -115,6 +117,8 @@ ps::PsConfig start_ps(const Context& ctx, const JobSpec& spec, Distributed& dist
   if (!dist.mpi) {
     pc.servers = dist.sm_servers;
     pc.token = dist.sm_token;
+    pc.joining = dist.joining;
+    if (dist.joining) pc.dispatch.connect_timeout_s = spec.strategy.comm_timeout_s;
     return pc;
   }
   allreduce::MpiCommunicator& comm = *dist.comm;
@@ -163,12 +167,14 @@ constexpr double kUnheardLimit = 4 * ps::DispatchOptions{}.heartbeat_s;
 
 void wait_for_departures(const Context& ctx, const ps::Server& server, int workers, double idle_limit,
                          double unheard_limit) {
+  const int first_workers = workers;  // and those that joined
   bool logged = false;
   ps::ServerStats last = server.stats();
   auto last_change = Clock::now(), last_heard = last_change;
   for (;;) {
     const ps::ServerStats st = server.stats();
     const int64_t done = st.workers_left + st.workers_dropped;
+    workers = std::max(workers, int(st.joined) + first_workers);
     if (done >= workers) return;
     if (st.heard != last.heard) last_heard = Clock::now();
     if (done != last.workers_left + last.workers_dropped || st.updates != last.updates)
@@ -225,6 +231,8 @@ JobResult train_rank_on(const JobSpec& spec, const JobHooks& hooks, const Identi
   if (spec.heartbeat && !dist.heartbeat)
     dist.heartbeat = std::make_unique<HeartbeatSender>(*spec.heartbeat, id, dist.activity);
   TrainConfig cfg = sized_for(spec, id.world);
+  // A joiner's batch is its share of the job's global batch as the job started.
+  if (dist.joining) cfg.batch_size = dist.joining->job.global_batch / dist.joining->job.workers;
   cfg.activity = &dist.activity;
   DeviceSpec device = spec.device;
   const allreduce::Algorithm algorithm = allreduce_algorithm(st.allreduce, device.device);
@@ -273,9 +281,12 @@ JobResult train_rank_on(const JobSpec& spec, const JobHooks& hooks, const Identi
     dist.shared_grads.emplace(dist.comm->allocate(model.param_count()));
     model.place_grads(dist.shared_grads->data());
   }
-  if (ps)
-    dist.ps = std::make_unique<ps::PsStrategy>(ctx, start_ps(ctx, spec, dist, model.trainable_count()),
-                                               model.trainable_count());
+  const std::filesystem::path ps_job_file = cfg.checkpoint_dir / kPsJobFile;
+  if (ps) {
+    const ps::PsConfig pc = start_ps(ctx, spec, dist, model.trainable_count());
+    dist.ps = std::make_unique<ps::PsStrategy>(ctx, pc, model.trainable_count());
+    if (chief) write_ps_job_file(ps_job_file, {pc.servers, pc.token, pc.chunk_bytes});
+  }
   LocalStrategy local;
   Strategy& strategy = ps               ? static_cast<Strategy&>(*dist.ps)
                        : dist.allreduce ? static_cast<Strategy&>(*dist.allreduce)
@@ -321,6 +332,7 @@ JobResult train_rank_on(const JobSpec& spec, const JobHooks& hooks, const Identi
       if (st.ps.consistency.mode != ps::Consistency::Sync && eval) r.last_eval = evaluate(model, *eval);
     }
     dist.ps->leave();
+    if (chief) std::filesystem::remove(ps_job_file);  // no worker can join any more
     if (dist.server) wait_for_departures(ctx, *dist.server, id.world, 2 * st.comm_timeout_s, 0);
   }
   if (dist.allreduce) {
@@ -524,6 +536,12 @@ void validate(const JobSpec& spec) {
   const StrategySpec& st = spec.strategy;
   STRAND_CHECK(st.comm_timeout_s > 0, Usage, "the communication timeout must be positive", where);
   STRAND_CHECK(st.ps.workers_per_host >= 1, Usage, "--workers-per-host must be at least 1", where);
+  if (st.ps.join) {
+    STRAND_CHECK(st.kind == StrategyKind::Ps, Usage, "--ps-join needs --strategy ps", where);
+    STRAND_CHECK(!spec.train.resume, Usage,
+                 "--ps-join takes the running job's state from its servers: drop --resume", where);
+    STRAND_CHECK(spec.timeline.empty(), Usage, "--timeline is gathered over MPI: a joiner has none", where);
+  }
   if (st.kind == StrategyKind::Local) {
     STRAND_CHECK(st.global_batch_size == 0 && !st.scale_lr && spec.timeline.empty(), Usage,
                  "--global-batch-size, --scale-lr and --timeline need --strategy allreduce", where);
@@ -546,9 +564,36 @@ allreduce::Algorithm allreduce_algorithm(const AllreduceSpec& spec, Device devic
   return a;
 }
 
+namespace {
+
+// A worker joining a running ps job (PsSpec::join): the servers from the job's file, a rank
+// from server 0, then training from the step the servers agree on. No MPI.
+JobResult join_job(const JobSpec& spec, const JobHooks& hooks) {
+  const std::filesystem::path file = recipe(spec).checkpoint_dir / kPsJobFile;
+  const PsJobFile job = read_ps_job_file(file);
+  STRAND_CHECK(job.chunk_bytes == spec.strategy.ps.chunk_bytes, Usage,
+               "the job's chunks are " + std::to_string(job.chunk_bytes) +
+                   " bytes, this command's --ps-chunk-bytes " + std::to_string(spec.strategy.ps.chunk_bytes) +
+                   " (the same command must join)",
+               file.string());
+  char name[256] = {};
+  gethostname(name, sizeof name - 1);
+  Context boot(make_cpu_backend(1), {.host = name});
+  ps::WorkerOptions o{.servers = job.servers, .token = job.token};
+  // The job runs already: a server that does not answer is gone (a stale file), not starting.
+  o.dispatch.server_timeout_s = o.dispatch.connect_timeout_s = spec.strategy.comm_timeout_s;
+  boot.log("joining the job of " + file.string() + " (" + std::to_string(job.servers.size()) + " servers)");
+  const ps::Joining joining = ps::Worker::request_rank(boot, o);
+  Distributed dist{.sm_servers = job.servers, .sm_token = job.token, .joining = joining};
+  return train_rank(spec, hooks, {.rank = joining.rank, .world = joining.rank + 1, .host = name}, dist);
+}
+
+}  // namespace
+
 JobResult run_job(const JobSpec& spec, const JobHooks& hooks) {
   validate(spec);
   const StrategySpec& st = spec.strategy;
+  if (st.kind == StrategyKind::Ps && st.ps.join) return join_job(spec, hooks);
   const Environment env = Environment::current();
   if (st.kind == StrategyKind::Ps && env.get("SM_HOSTS")) return run_sagemaker(spec, hooks, env);
   if (st.kind == StrategyKind::Local) {

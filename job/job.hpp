@@ -54,6 +54,9 @@ struct PsSpec {
   int port = 0;
   std::string bind;          // where a host's server listens (job/launch.hpp ps_bind_address)
   int workers_per_host = 1;  // the SageMaker launch's worker processes per host
+  // Join the running job whose rank 0 wrote kPsJobFile (job/launch.hpp) into this job's
+  // checkpoint directory: this process is one more worker from the next step on, without MPI.
+  bool join = false;
 };
 // The SageMaker launch has no channel to exchange addresses: every host must know the port.
 inline constexpr int kSageMakerPort = 18470;

@@ -15,6 +15,8 @@
 #include <nlohmann/json.hpp>
 
 #include <strand/core/error.hpp>
+#include <strand/io/atomic_file.hpp>
+#include <strand/ps/header.hpp>
 
 extern char** environ;
 
@@ -133,6 +135,51 @@ SageMakerHosts sagemaker_hosts(const char* sm_hosts_json, const char* sm_current
                std::string("'") + sm_current_host + "' is not in SM_HOSTS " + sm_hosts_json,
                "SM_CURRENT_HOST");
   return out;
+}
+
+void write_ps_job_file(const std::filesystem::path& path, const PsJobFile& job) {
+  const nlohmann::json j = {
+      {"servers", job.servers}, {"token", ps::token_to_string(job.token)}, {"chunk_bytes", job.chunk_bytes}};
+  std::filesystem::create_directories(path.parent_path());
+  io::write_file_atomic(path, j.dump(2) + "\n");
+  std::filesystem::permissions(path,
+                               std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+}
+
+PsJobFile read_ps_job_file(const std::filesystem::path& path) {
+  const std::string where = path.string();
+  std::ifstream in(path);
+  STRAND_CHECK(
+      in, Usage,
+      "no running parameter-server job here (rank 0 of a --strategy ps job writes this file into its "
+      "checkpoint directory when training starts; is the job running, with the same --model-dir or "
+      "--checkpoint-dir?)",
+      where);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+  STRAND_CHECK(j.is_object(), Usage, "not a JSON object", where);
+  PsJobFile f;
+  const auto servers = j.find("servers");
+  STRAND_CHECK(servers != j.end() && servers->is_array() && !servers->empty(), Usage,
+               "'servers' must be a non-empty list of endpoints", where);
+  for (const auto& s : *servers) {
+    STRAND_CHECK(s.is_string() && s.get<std::string>().rfind("tcp://", 0) == 0, Usage,
+                 "'servers' holds " + s.dump() + ", not a tcp:// endpoint", where);
+    f.servers.push_back(s.get<std::string>());
+  }
+  const auto token = j.find("token");
+  STRAND_CHECK(token != j.end() && token->is_string(), Usage, "'token' must be a string of 16 hex digits",
+               where);
+  try {
+    f.token = ps::parse_token(token->get<std::string>());
+  } catch (const Error& e) {
+    throw Error(ErrorKind::Usage, e.message(), where);
+  }
+  const auto chunk = j.find("chunk_bytes");
+  STRAND_CHECK(chunk != j.end() && chunk->is_number_integer() && chunk->get<int64_t>() > 0, Usage,
+               "'chunk_bytes' must be a positive integer", where);
+  f.chunk_bytes = chunk->get<int64_t>();
+  return f;
 }
 
 std::vector<int> spawn_workers(int count) {

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,20 @@ struct SageMakerHosts {
 };
 // Usage error naming the variable when one is missing or malformed, or the current host is not listed.
 SageMakerHosts sagemaker_hosts(const char* sm_hosts_json, const char* sm_current_host);
+
+// What a worker needs to join a running ps job (`strand train --ps-join`): rank 0 writes it
+// as kPsJobFile into the checkpoint directory once the servers run, and removes it at the end.
+struct PsJobFile {
+  std::vector<std::string> servers;  // endpoint of server i
+  uint64_t token = 0;
+  int64_t chunk_bytes = 0;
+};
+inline constexpr const char* kPsJobFile = "ps-job.json";
+// Atomically, readable by its owner only (it holds the job's token).
+void write_ps_job_file(const std::filesystem::path& path, const PsJobFile& job);
+// Usage error naming the file when it is missing (the job has not started, or has ended) or
+// malformed.
+PsJobFile read_ps_job_file(const std::filesystem::path& path);
 
 // Set in the environment of the worker processes a host starts: the worker's index on the host.
 inline constexpr const char* kWorkerEnv = "STRAND_PS_WORKER";

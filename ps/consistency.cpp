@@ -41,13 +41,8 @@ class SyncPolicy final : public ConsistencyPolicy {
  public:
   SyncPolicy(const ShardMap& map, int server, int workers, PolicyHost& host)
       : host_(host), acc_(size_t(map.max_chunk_floats())) {
-    for (uint32_t id : map.chunks_of(server)) {
-      Round& r = rounds_[id];
-      r.n = map.chunks[id].size();
-      r.pending.resize(size_t(workers));
-      r.lr.assign(size_t(workers), 0.f);
-      r.has.assign(size_t(workers), false);
-    }
+    for (uint32_t id : map.chunks_of(server)) rounds_[id].n = map.chunks[id].size();
+    grow(workers);
   }
 
   void check_push(uint32_t id, int worker, int64_t step) const override {
@@ -72,21 +67,38 @@ class SyncPolicy final : public ConsistencyPolicy {
 
   bool readable(uint32_t id, int64_t clock) const override { return rounds_.at(id).version >= clock; }
 
-  void reset(uint32_t id) override {
+  void reset(uint32_t id, int64_t step) override {
     Round& r = rounds_.at(id);
-    r.version = 0;
+    r.version = step;
     std::fill(r.has.begin(), r.has.end(), false);
     for (auto& m : r.pending) m = Message();
   }
 
-  void worker_gone() override {
+  void grow(int count) override {
+    for (auto& [id, r] : rounds_) {
+      if (r.has.size() >= size_t(count)) continue;
+      r.pending.resize(size_t(count));
+      r.lr.resize(size_t(count), 0.f);
+      r.has.resize(size_t(count), false);
+    }
+  }
+
+  void joined(int, int64_t) override {}
+
+  int64_t frontier() const override {
+    int64_t f = 0;
+    for (const auto& [id, r] : rounds_) f = std::max(f, r.version + 1);
+    return f;
+  }
+
+  void members_changed() override {
     for (auto& [id, r] : rounds_) complete(id, r);
   }
 
  private:
   struct Round {
     int64_t n = 0;
-    int64_t version = 0;           // rounds applied
+    int64_t version = 0;           // the step collected now (rounds applied, from the start step)
     std::vector<Message> pending;  // this round's gradient per worker
     std::vector<float> lr;
     std::vector<bool> has;
@@ -96,7 +108,7 @@ class SyncPolicy final : public ConsistencyPolicy {
   void complete(uint32_t id, Round& r) {
     int contributors = 0, first = -1;
     for (size_t w = 0; w < r.has.size(); ++w) {
-      if (host_.live(int(w)) && !r.has[w]) return;
+      if (host_.counts(int(w), r.version) && !r.has[w]) return;
       if (r.has[w]) {
         ++contributors;
         if (first < 0) first = int(w);
@@ -152,12 +164,28 @@ class AsyncPolicy : public ConsistencyPolicy {
 
   bool readable(uint32_t, int64_t) const override { return true; }
 
-  void reset(uint32_t id) override {
+  void reset(uint32_t id, int64_t step) override {
     auto& c = clocks_.at(id);
-    std::fill(c.begin(), c.end(), 0);
+    std::fill(c.begin(), c.end(), step);
   }
 
-  void worker_gone() override {}
+  void grow(int count) override {
+    for (auto& [id, c] : clocks_)
+      if (c.size() < size_t(count)) c.resize(size_t(count), 0);
+  }
+
+  void joined(int worker, int64_t start) override {
+    for (auto& [id, c] : clocks_) c[size_t(worker)] = start;
+  }
+
+  int64_t frontier() const override {
+    int64_t f = 0;
+    for (const auto& [id, c] : clocks_)
+      for (int64_t k : c) f = std::max(f, k + 1);  // a worker at step k may have read clock k
+    return f;
+  }
+
+  void members_changed() override {}
 
  protected:
   // Pushes of chunk `id` by its slowest live worker.
@@ -165,13 +193,14 @@ class AsyncPolicy : public ConsistencyPolicy {
     const std::vector<int64_t>& c = clocks_.at(id);
     int64_t m = std::numeric_limits<int64_t>::max();
     for (size_t w = 0; w < c.size(); ++w)
-      if (host_.live(int(w))) m = std::min(m, c[w]);
+      if (host_.active(int(w))) m = std::min(m, c[w]);
     return m;
   }
 
  private:
   PolicyHost& host_;
-  std::unordered_map<uint32_t, std::vector<int64_t>> clocks_;  // pushes received per worker
+  // Per chunk and worker: the step of its next push (the start step plus its pushes).
+  std::unordered_map<uint32_t, std::vector<int64_t>> clocks_;
 };
 
 class SspPolicy final : public AsyncPolicy {

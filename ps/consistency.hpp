@@ -39,7 +39,11 @@ class Refusal : public Error {
 // What a policy needs of its server.
 class PolicyHost {
  public:
-  virtual bool live(int worker) const = 0;
+  // Whether step `step`'s gradient from `worker` is waited for: the worker is in the job (not
+  // dropped, not gone) and had joined by that step, or is about to join (ps/server's joins).
+  virtual bool counts(int worker, int64_t step) const = 0;
+  // Whether `worker` is training now: in the job and joined (for the slowest worker's clock).
+  virtual bool active(int worker) const = 0;
   // One optimizer step on chunk `id` with its floats at `grads` (any byte alignment).
   virtual void apply(uint32_t id, const float* grads, float lr) = 0;
 
@@ -58,10 +62,19 @@ class ConsistencyPolicy {
   virtual int64_t push(uint32_t id, int worker, Message grads, float lr) = 0;
   // Whether a worker that has pushed `clock` steps may read chunk `id` now.
   virtual bool readable(uint32_t id, int64_t clock) const = 0;
-  // Chunk `id` was (re)initialized: its clocks and rounds start over, gradients held are dropped.
-  virtual void reset(uint32_t id) = 0;
-  // A worker left or was dropped (host.live() says so now): rounds that waited for it go on.
-  virtual void worker_gone() = 0;
+  // Chunk `id` was (re)initialized: its rounds start over at step `step` (every worker's next
+  // push is of that step), gradients held are dropped.
+  virtual void reset(uint32_t id, int64_t step) = 0;
+  // Room for workers 0..count-1 (more join: ps/server).
+  virtual void grow(int count) = 0;
+  // Worker `worker` joined: its first push is of step `start`.
+  virtual void joined(int worker, int64_t start) = 0;
+  // The first clock no worker can have pulled at yet (a pull's reply counts the workers of its
+  // clock, so a joiner must start past every reply given): where a joiner can start.
+  virtual int64_t frontier() const = 0;
+  // A worker left, was dropped or joined (the host's counts() say so now): rounds that waited
+  // for it go on.
+  virtual void members_changed() = 0;
 };
 
 // The policy of `mode` for server `server`'s chunks of `map`, with workers 0..workers-1.

@@ -34,6 +34,8 @@ const char* to_string(MsgType t) {
       return "reply";
     case MsgType::Fail:
       return "fail";
+    case MsgType::Join:
+      return "join";
   }
   return "unknown";
 }
@@ -82,6 +84,7 @@ void Header::save(Archive& ar) const {
     hyper = {optimizer->momentum, optimizer->beta1, optimizer->beta2, optimizer->eps};
   }
   ar(magic, version, token, uint8_t(type), sender, request, step, lr, value, code, hyper);
+  ar(job.step, job.workers, job.global_batch);
   ar(uint32_t(chunks.size()));
   ar(cereal::binary_data(chunks.data(), chunks.size() * sizeof(uint32_t)));
   ar(uint32_t(text.size()));
@@ -101,6 +104,7 @@ void Header::load(Archive& ar) {
   uint8_t t = 0, o = 0;
   std::array<float, 4> hyper{};
   ar(token, t, sender, request, step, lr, value, o, hyper);
+  ar(job.step, job.workers, job.global_batch);
   if (t < 1 || t > kLastMsgType) throw invalid("unknown message type " + std::to_string(t));
   if (o > kLastWireCode) throw invalid("unknown optimizer " + std::to_string(o));
   type = MsgType(t);

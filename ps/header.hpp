@@ -21,7 +21,7 @@
 namespace strand::ps {
 
 inline constexpr uint32_t kMagic = 0x53505331;  // "SPS1"
-inline constexpr uint16_t kVersion = 1;
+inline constexpr uint16_t kVersion = 2;
 // A header is a few dozen bytes plus 4 per chunk id; anything larger is hostile or broken.
 inline constexpr size_t kMaxHeaderBytes = 64 * 1024;
 inline constexpr size_t kMaxChunksPerMessage = 8192;
@@ -37,8 +37,22 @@ enum class MsgType : uint8_t {
   Heartbeat = 7,  // both ways
   Reply = 8,      // server -> worker: the request `request` succeeded
   Fail = 9,       // server -> worker: the request failed; `text` says why
+  Join = 10,      // worker -> server: a worker joins the running job (ps/server.hpp, joins)
 };
-inline constexpr uint8_t kLastMsgType = 9;
+inline constexpr uint8_t kLastMsgType = 10;
+// A Join's step: ask server 0 for a rank (sender -1), or have a server hold its rounds for the
+// joiner (sender: its rank); a step >= 0 starts the joiner at that step.
+inline constexpr int64_t kJoinRank = -1, kJoinHold = -2;
+inline constexpr int kMaxWorkers = 4096;  // a job's, joiners included
+// Sum rounds are numbered clock x kSumsPerStep + the sum's number among those at that clock.
+inline constexpr int64_t kSumsPerStep = 1 << 16;
+
+// What a worker that joins later needs of the job (set by rank 0's Init, kept by the servers).
+struct JobShape {
+  int64_t step = 0;          // the global step the job's rounds started at
+  int32_t workers = 0;       // the workers then: with the batch below they fix the global batch
+  int64_t global_batch = 0;  // images per step over all workers
+};
 const char* to_string(MsgType t);
 
 struct Header {
@@ -48,14 +62,18 @@ struct Header {
   MsgType type = MsgType::Heartbeat;
   int32_t sender = -1;   // worker rank, or server index for server -> worker messages
   uint64_t request = 0;  // request id; a reply carries its request's id (0: none)
-  // push/pull: the worker's clock; sum: its round; init/gather: optimizer step;
-  // fail: the strand::ErrorKind the worker raises
+  // push/pull: the worker's clock (its global step); sum: its round; init/gather: optimizer
+  // step; join: kJoinRank, kJoinHold or the start step, and in replies the rank given or the
+  // server's frontier (the first step a joiner may start at); fail: the strand::ErrorKind raised
   int64_t step = 0;
   float lr = 0;      // push: the learning rate of this update
   double value = 0;  // sum
   // Init, Gather reply: the kind and hyper-parameters; its lr does not travel (each push
   // carries its own) and is the default.
   std::optional<OptimizerConfig> optimizer;
+  // Init, and the reply to a kJoinRank: the job's shape. Pull and start replies: its workers
+  // (workers) at the pull's or start's step.
+  JobShape job;
   std::vector<uint32_t> chunks;
   std::string text;  // Fail: the reason
 

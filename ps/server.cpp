@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <limits>
 #include <map>
 #include <mutex>
@@ -43,6 +44,15 @@ struct Server::Impl final : PolicyHost {
     std::string identity;
     Clock::time_point last_seen;
     bool seen = false, live = true, left = false;
+    // Joins: a worker past the first opt.workers is reserved (server 0 gave it its rank), then
+    // pending (rounds from `hold` on wait for it), then started: its first step is `from`.
+    bool started = true, pending = false;
+    int64_t from = 0, hold = 0;
+  };
+  // A rank request (sender -1) waiting for the join in progress to end.
+  struct RankRequest {
+    std::string identity;
+    uint64_t request;
   };
   struct Waiting {
     int worker;
@@ -75,6 +85,7 @@ struct Server::Impl final : PolicyHost {
   void run();
   void handle(std::vector<Message>& parts);
   void reply(int worker, Header h, std::vector<Message> frames = {});
+  void send_to(const std::string& identity, Header h, std::vector<Message> frames = {});
   void fail(int worker, uint64_t request, const Refusal& r);
   ChunkState& owned(uint32_t id);
   void push(const Header& h, std::vector<Message>& parts);
@@ -82,7 +93,23 @@ struct Server::Impl final : PolicyHost {
   void init(const Header& h, std::vector<Message>& parts);
   void gather(const Header& h, const std::vector<Message>& parts);
   void sum(const Header& h, const std::vector<Message>& parts);
-  bool live(int worker) const override { return peers[size_t(worker)].live; }
+  void join(const Header& h);
+  void give_rank(const RankRequest& q);
+  void serve_rank_requests();
+  void grow(size_t count);
+  bool joining() const;
+  int64_t frontier() const;
+  int64_t held_from() const;
+  int world_at(int64_t step) const;
+  bool in_sum(size_t worker, int64_t round) const;
+  bool counts(int worker, int64_t step) const override {
+    const Peer& p = peers[size_t(worker)];
+    return p.live && (p.pending ? step >= p.hold : p.started && step >= p.from);
+  }
+  bool active(int worker) const override {
+    const Peer& p = peers[size_t(worker)];
+    return p.live && p.started;
+  }
   void apply(uint32_t id, const float* g, float lr) override;
   void prepare_write(ChunkState& cs);
   void reevaluate();
@@ -107,6 +134,8 @@ struct Server::Impl final : PolicyHost {
   std::vector<Peer> peers;
   std::vector<Waiting> waiting;
   std::map<int64_t, SumRound> sums;
+  std::deque<RankRequest> rank_requests;
+  JobShape shape;  // rank 0's Init's, for joiners
   // Last, so destroyed first: closing the socket and ending the context make ZeroMQ let go of
   // the chunk buffers replies borrow before those are freed.
   ZmqContext zctx;
@@ -192,9 +221,12 @@ void Server::Impl::run() {
 }
 
 void Server::Impl::reply(int worker, Header h, std::vector<Message> frames) {
+  send_to(peers[size_t(worker)].identity, std::move(h), std::move(frames));
+}
+
+void Server::Impl::send_to(const std::string& id, Header h, std::vector<Message> frames) {
   h.token = opt.token;
   h.sender = opt.index;
-  const std::string& id = peers[size_t(worker)].identity;
   const std::string bytes = encode_header(h);
   std::vector<Message> parts;
   parts.emplace_back(id.data(), id.size());
@@ -224,15 +256,35 @@ void Server::Impl::handle(std::vector<Message>& parts) {
     count(&ServerStats::bad_token);
     return;
   }
-  if (h.sender < 0 || h.sender >= opt.workers || h.type == MsgType::Reply || h.type == MsgType::Fail) {
+  const std::string identity(reinterpret_cast<const char*>(parts[0].data()), parts[0].size());
+  // A joiner's heartbeats may come before its join reaches this server (and while it asks for
+  // its rank, as sender -1).
+  if (h.type == MsgType::Heartbeat && (h.sender < 0 || size_t(h.sender) >= peers.size())) return;
+  if (h.type == MsgType::Join && h.sender == -1 && h.step == kJoinRank && opt.index == 0) {
+    give_rank({identity, h.request});
+    return;
+  }
+  if (h.sender < 0 || h.sender >= kMaxWorkers || h.type == MsgType::Reply || h.type == MsgType::Fail ||
+      (size_t(h.sender) >= peers.size() && h.type != MsgType::Join)) {
     count(&ServerStats::malformed);
     return;
   }
+  if (size_t(h.sender) >= peers.size()) grow(size_t(h.sender) + 1);
   Peer& p = peers[size_t(h.sender)];
-  p.identity.assign(reinterpret_cast<const char*>(parts[0].data()), parts[0].size());
+  if (h.type == MsgType::Heartbeat && !p.started && !p.live) return;  // a joiner before its hold
+  p.identity = identity;
   p.last_seen = Clock::now();
   p.seen = true;
   if (p.left && h.type == MsgType::Heartbeat) return;  // its heartbeats may outlast leave()
+  if (h.type == MsgType::Join) {
+    try {
+      join(h);
+    } catch (const Refusal& r) {
+      count(&ServerStats::rejected);
+      fail(h.sender, h.request, r);
+    }
+    return;
+  }
   if (!p.live) {
     count(&ServerStats::rejected);
     fail(h.sender, h.request,
@@ -273,7 +325,7 @@ void Server::Impl::handle(std::vector<Message>& parts) {
         r.type = MsgType::Reply;
         r.request = h.request;
         reply(h.sender, r);
-        policy->worker_gone();
+        policy->members_changed();
         reevaluate();
         break;
       }
@@ -387,6 +439,7 @@ void Server::Impl::init(const Header& h, std::vector<Message>& parts) {
     const ChunkState& cs = owned(h.chunks[i]);
     for (size_t k = 0; k <= slots; ++k) check_size(parts[2 + i * (1 + slots) + k], cs.n, cs.id);
   }
+  shape = h.job;
   for (size_t i = 0; i < h.chunks.size(); ++i) {
     ChunkState& cs = chunks.at(h.chunks[i]);
     prepare_write(cs);
@@ -398,7 +451,7 @@ void Server::Impl::init(const Header& h, std::vector<Message>& parts) {
       std::memcpy(cs.slots[k].data(), parts[2 + i * (1 + slots) + 1 + k].data(), size_t(cs.n) * 4);
     }
     cs.opt_step = h.step;
-    policy->reset(cs.id);
+    policy->reset(cs.id, h.job.step);
     cs.initialized = true;
   }
   Header r;
@@ -406,6 +459,7 @@ void Server::Impl::init(const Header& h, std::vector<Message>& parts) {
   r.request = h.request;
   reply(h.sender, r);
   reevaluate();
+  serve_rank_requests();
 }
 
 void Server::Impl::gather(const Header& h, const std::vector<Message>& parts) {
@@ -437,10 +491,10 @@ void Server::Impl::gather(const Header& h, const std::vector<Message>& parts) {
 void Server::Impl::sum(const Header& h, const std::vector<Message>& parts) {
   check_frames(parts, 0, "a sum");
   SumRound& round = sums[h.step];
-  if (round.has.empty()) {
-    round.has.assign(peers.size(), false);
-    round.values.assign(peers.size(), 0);
-    round.requests.assign(peers.size(), 0);
+  if (round.has.size() < peers.size()) {
+    round.has.resize(peers.size(), false);
+    round.values.resize(peers.size(), 0);
+    round.requests.resize(peers.size(), 0);
   }
   const size_t w = size_t(h.sender);
   if (round.has[w]) throw Refusal(ErrorKind::Usage, "second value for sum round " + std::to_string(h.step));
@@ -457,8 +511,9 @@ void Server::Impl::reevaluate() {
     bool complete = false;
     double total = 0;
     for (size_t w = 0; w < peers.size(); ++w) {
-      if (r.has[w]) total += r.values[w], complete = true;
-      if (peers[w].live && !r.has[w]) {
+      const bool has = w < r.has.size() && r.has[w];
+      if (has) total += r.values[w], complete = true;
+      if (in_sum(w, it->first) && !has) {
         complete = false;
         break;
       }
@@ -467,7 +522,7 @@ void Server::Impl::reevaluate() {
       ++it;
       continue;
     }
-    for (size_t w = 0; w < peers.size(); ++w) {
+    for (size_t w = 0; w < r.has.size(); ++w) {
       if (!r.has[w] || !peers[w].live) continue;
       Header h;
       h.type = MsgType::Reply;
@@ -477,13 +532,16 @@ void Server::Impl::reevaluate() {
     }
     it = sums.erase(it);
   }
+  // While a worker joins, no pull reads past its hold: a pull's reply says how many workers
+  // train at its step, and from the hold on that depends on where the joiner starts.
+  const int64_t held = held_from();
   for (size_t i = 0; i < waiting.size();) {
     const Waiting& q = waiting[i];
     if (!peers[size_t(q.worker)].live) {
       waiting.erase(waiting.begin() + ptrdiff_t(i));
       continue;
     }
-    bool ready = true;
+    bool ready = q.clock < held;
     for (uint32_t id : q.chunks) ready = ready && chunks.at(id).initialized && policy->readable(id, q.clock);
     if (!ready) {
       ++i;
@@ -493,6 +551,7 @@ void Server::Impl::reevaluate() {
     r.type = MsgType::Reply;
     r.request = q.request;
     r.chunks = q.chunks;
+    r.job.workers = world_at(q.clock);
     std::vector<Message> frames;
     for (uint32_t id : q.chunks) {
       ChunkState& cs = chunks.at(id);
@@ -513,6 +572,12 @@ void Server::Impl::check_silent() {
     if (!p.live || !p.seen || quiet <= opt.worker_timeout_s) continue;
     p.live = false;
     changed = true;
+    if (!p.started) {
+      p.pending = false;
+      ctx.log(where + ": worker " + std::to_string(w) + " sent nothing for " + secs(quiet) +
+              " while joining; its join is called off");
+      continue;
+    }
     count(&ServerStats::workers_dropped);
     int live = 0;
     for (const Peer& q : peers) live += q.live;
@@ -520,8 +585,127 @@ void Server::Impl::check_silent() {
             "; dropped, the job goes on with " + std::to_string(live) + " workers");
   }
   if (changed) {
-    policy->worker_gone();
+    policy->members_changed();
     reevaluate();
+    serve_rank_requests();
+  }
+}
+
+// Joins, one at a time (server 0 gives the next rank once the join before it has started or
+// was called off): the rank, then every server's hold (its frontier; its rounds and pulls
+// from there wait), then the start at the latest hold, on every server.
+bool Server::Impl::joining() const {
+  for (const Peer& p : peers)
+    if (p.live && !p.started) return true;
+  return false;
+}
+
+void Server::Impl::grow(size_t count) {
+  while (peers.size() < count) {
+    Peer p;
+    p.live = p.started = false;
+    peers.push_back(p);
+  }
+  policy->grow(int(count));
+}
+
+int64_t Server::Impl::frontier() const {
+  int64_t f = policy->frontier();
+  for (const Peer& p : peers)
+    if (p.started) f = std::max(f, p.from);  // joiners start in the order of their ranks
+  return f;
+}
+
+int64_t Server::Impl::held_from() const {
+  int64_t h = std::numeric_limits<int64_t>::max();
+  for (const Peer& p : peers)
+    if (p.live && p.pending) h = std::min(h, p.hold);
+  return h;
+}
+
+int Server::Impl::world_at(int64_t step) const {
+  int n = opt.workers;
+  for (size_t w = size_t(opt.workers); w < peers.size(); ++w) n += peers[w].started && peers[w].from <= step;
+  return n;
+}
+
+// A sum at clock c is a worker's after c steps: a joiner's first is after its first step.
+bool Server::Impl::in_sum(size_t w, int64_t round) const {
+  const Peer& p = peers[w];
+  return p.live && p.started && (w < size_t(opt.workers) || round / kSumsPerStep > p.from);
+}
+
+void Server::Impl::give_rank(const RankRequest& q) {
+  Header r;
+  r.request = q.request;
+  if (shape.workers == 0 || joining()) {  // the job has not started yet, or another joins
+    rank_requests.push_back(q);
+    return;
+  }
+  size_t rank = size_t(opt.workers);
+  while (rank < peers.size() && peers[rank].started) ++rank;
+  if (rank >= size_t(kMaxWorkers)) {
+    r.type = MsgType::Fail;
+    r.step = int64_t(ErrorKind::Usage);
+    r.text = "the job has " + std::to_string(kMaxWorkers) + " workers, the most it can";
+    send_to(q.identity, r);
+    return;
+  }
+  if (rank >= peers.size()) grow(rank + 1);
+  Peer& p = peers[rank];
+  p = Peer{.identity = q.identity, .last_seen = Clock::now(), .seen = true, .started = false};
+  ctx.log(where + ": a worker asks to join; it is worker " + std::to_string(rank));
+  r.type = MsgType::Reply;
+  r.step = int64_t(rank);
+  r.job = shape;
+  reply(int(rank), r);
+}
+
+void Server::Impl::join(const Header& h) {
+  const int w = h.sender;
+  Peer& p = peers[size_t(w)];
+  if (w < opt.workers)
+    throw Refusal(ErrorKind::Usage, "worker " + std::to_string(w) + " was in the job from its start");
+  if (p.started) throw Refusal(ErrorKind::Usage, "worker " + std::to_string(w) + " has joined already");
+  Header r;
+  r.type = MsgType::Reply;
+  r.request = h.request;
+  if (h.step == kJoinHold) {
+    p.live = true;
+    p.left = false;
+    p.pending = true;
+    p.hold = frontier();
+    r.step = p.hold;
+    reply(w, r);
+    return;
+  }
+  if (h.step < 0 || !p.pending || !p.live)
+    throw Refusal(ErrorKind::Usage, "a start of worker " + std::to_string(w) +
+                                        " that this server does not hold" +
+                                        " (it was silent for too long, or its join skipped the hold)");
+  if (h.step < p.hold)
+    throw Refusal(ErrorKind::Usage, "worker " + std::to_string(w) + " cannot start at step " +
+                                        std::to_string(h.step) + ": this server is past it (at " +
+                                        std::to_string(p.hold) + ")");
+  p.pending = false;
+  p.started = true;
+  p.from = h.step;
+  policy->joined(w, h.step);
+  count(&ServerStats::joined);
+  r.job.workers = world_at(h.step);
+  ctx.log(where + ": worker " + std::to_string(w) + " joined; from step " + std::to_string(h.step) + " on, " +
+          std::to_string(r.job.workers) + " workers");
+  reply(w, r);
+  policy->members_changed();
+  reevaluate();
+  serve_rank_requests();
+}
+
+void Server::Impl::serve_rank_requests() {
+  while (shape.workers > 0 && !joining() && !rank_requests.empty()) {
+    const RankRequest q = rank_requests.front();
+    rank_requests.pop_front();
+    give_rank(q);
   }
 }
 

@@ -16,6 +16,13 @@
 // and never applied. Frames larger than the largest chunk are cut off by ZeroMQ before they
 // are buffered. The server binds to the address given, and refuses a wildcard address unless
 // `allow_any_interface` is set.
+//
+// Joins: a worker may join the running job (Worker::join). Server 0 gives it the next rank;
+// then each server holds for it (its rounds and pulls from its frontier, the first step no
+// worker can have read yet, wait) and the joiner starts at the latest server's hold, on every
+// server alike. From that step on rounds wait for it and pull replies count it among the
+// job's workers, so every worker re-divides the global batch at the same step. One join at
+// a time; a joiner silent for `worker_timeout_s` is called off and the hold ends.
 #pragma once
 
 #include <atomic>
@@ -37,7 +44,7 @@ struct ServerOptions {
   uint64_t token = 0;
   int index = 0;  // this server's number in the map
   ShardMap map;
-  int workers = 1;  // ranks 0..workers-1
+  int workers = 1;  // ranks 0..workers-1 at the start (more may join)
   Consistency consistency;
   double worker_timeout_s = 10;
   double check_interval_s = 0.1;  // how often silent workers are looked for
@@ -54,6 +61,7 @@ struct ServerStats {
   int64_t rejected = 0;
   int64_t workers_dropped = 0;
   int64_t workers_left = 0;   // workers that said leave(): with the dropped ones, who is done
+  int64_t joined = 0;         // workers that joined the running job
   int64_t updates = 0;        // optimizer steps applied to chunks
   int64_t heard = 0;          // messages from workers still in the job (their heartbeats too)
   int64_t max_staleness = 0;  // ssp/async: most steps a gradient's sender was ahead of the slowest

@@ -11,12 +11,17 @@ PsStrategy::PsStrategy(const Context& ctx, PsConfig config, int64_t param_count)
   WorkerOptions o;
   o.servers = std::move(config.servers);
   o.token = config.token;
-  o.rank = config.rank;
-  o.workers = config.workers;
+  o.rank = config.joining ? config.joining->rank : config.rank;
+  o.workers = config.joining ? o.rank + 1 : config.workers;
   o.map = ShardMap::build(param_count, config.chunk_bytes, int(o.servers.size()));
   o.dispatch = config.dispatch;
   if (o.rank == 0) ctx.log("PS shard map: " + o.map.describe());
   worker_ = std::make_unique<Worker>(ctx, std::move(o));
+  if (config.joining) {
+    joined_ = JoinPoint{.step = worker_->join(), .initial_world = config.joining->job.workers};
+    ctx.log("joined the job at step " + std::to_string(joined_->step) + " as worker " +
+            std::to_string(rank()) + " of " + std::to_string(world()));
+  }
 }
 
 PsStrategy::~PsStrategy() {
@@ -28,7 +33,7 @@ PsStrategy::~PsStrategy() {
   }
 }
 
-void PsStrategy::broadcast_initial(Model& model, Optimizer& optimizer) {
+void PsStrategy::broadcast_initial(Model& model, Optimizer& optimizer, const StartPoint& at) {
   STRAND_CHECK(model.trainable_count() == map().floats, Usage,
                "the model has " + std::to_string(model.trainable_count()) +
                    " trainable parameters, the shard map " + std::to_string(map().floats),
@@ -36,12 +41,15 @@ void PsStrategy::broadcast_initial(Model& model, Optimizer& optimizer) {
   optimizer_ = &optimizer;
   grads_stage_ = model.backend().make_stage(model.trainable_count());
   params_stage_ = model.backend().make_stage(model.trainable_count());
-  // Once per job, through host memory whatever the device.
+  // Once per job, through host memory whatever the device. A joiner takes the servers' state
+  // as it is at its start.
   std::vector<float> params = model.get_params();
-  if (rank() == 0) worker_->init(params.data(), optimizer.config(), optimizer.state());
-  worker_->pull_all(params.data(), 0);
+  clock_ = joined_ ? joined_->step : at.step;
+  if (rank() == 0 && !joined_)
+    worker_->init(params.data(), optimizer.config(), optimizer.state(),
+                  {.step = at.step, .workers = world(), .global_batch = at.global_batch});
+  worker_->pull_all(params.data(), clock_);
   model.set_params(params);
-  clock_ = 0;
   ready_from_ = -1;
   next_ = int64_t(map().chunks.size()) - 1;
 }

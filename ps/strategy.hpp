@@ -22,10 +22,15 @@
 //
 // leave() at the end of training tells the servers this worker is done; a worker that ends
 // without it looks like a crashed one and is dropped from sync rounds after the timeout.
+//
+// A worker may join a running job (PsConfig::joining: the rank Worker::request_rank gave): it
+// starts at the step the servers agree on, from their parameters, and the workers' world()
+// grows at that step on every worker, so the trainer re-divides the global batch there.
 #pragma once
 
 #include <deque>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -44,6 +49,8 @@ struct PsConfig {
   DispatchOptions dispatch;
   // When set: each push and pull (issue to reply, with its bytes) and the step's wait.
   Timeline* timeline = nullptr;
+  // Set: this worker joins the running job with this rank (rank and workers are ignored).
+  std::optional<Joining> joining;
 };
 
 class PsStrategy final : public Strategy {
@@ -53,10 +60,11 @@ class PsStrategy final : public Strategy {
   ~PsStrategy() override;
 
   std::string name() const override { return "parameter server"; }
-  void broadcast_initial(Model& model, Optimizer& optimizer) override;
+  void broadcast_initial(Model& model, Optimizer& optimizer, const StartPoint& at) override;
+  std::optional<JoinPoint> joined() const override { return joined_; }
   void grads_ready(Model& model, int64_t begin, int64_t end) override;
   void finish_step(Model& model, Optimizer& optimizer) override;
-  double sum(double value) override { return worker_->sum(value); }
+  double sum(double value) override { return worker_->sum(value, clock_); }
   int rank() const override { return worker_->rank(); }
   int world() const override { return worker_->workers(); }
   // Rank 0's checkpoints hold the servers' parameters and optimizer state (collect()).
@@ -78,7 +86,8 @@ class PsStrategy final : public Strategy {
   const Context& ctx_;
   std::unique_ptr<Worker> worker_;
   const Optimizer* optimizer_ = nullptr;
-  int64_t clock_ = 0;        // steps this worker has pushed
+  std::optional<JoinPoint> joined_;
+  int64_t clock_ = 0;        // the step this worker pushes next (the job's global step)
   int64_t ready_from_ = -1;  // lowest gradient offset final in this step (-1: none yet)
   int64_t next_ = -1;        // highest chunk not yet pushed in this step
   Timeline* timeline_;

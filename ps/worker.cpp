@@ -46,7 +46,59 @@ Worker::Worker(const Context& ctx, WorkerOptions options)
             d.max_frame_bytes = size_t(opt_.map.max_chunk_floats()) * 4;
             return d;
           }(),
-          where_) {}
+          where_) {
+  workers_ = opt_.workers;
+}
+
+Joining Worker::request_rank(const Context& ctx, const WorkerOptions& options) {
+  const std::string where = ctx.where().empty() ? "PS worker joining" : ctx.where();
+  STRAND_CHECK(options.token != 0 && !options.servers.empty(), Usage,
+               "a job token and the servers are needed to join", where);
+  // Server 0 alone: it gives the rank (and answers no heartbeat of a worker without one).
+  Dispatcher d({options.servers.front()}, options.token, -1, options.dispatch, where);
+  Header h;
+  h.type = MsgType::Join;
+  h.step = kJoinRank;
+  Joining out;
+  d.call(0, std::move(h), {}, [&out](const Header& r, std::vector<Message>&) {
+     STRAND_CHECK(r.step >= 0 && r.step < kMaxWorkers && r.job.workers >= 1 && r.job.global_batch >= 1,
+                  Format, "a rank reply without a rank or the job's shape", "PS reply");
+     out = {int(r.step), r.job};
+   }).wait();
+  return out;
+}
+
+int64_t Worker::join() {
+  const int n = opt_.map.servers;
+  std::vector<int64_t> holds(size_t(n), 0);
+  std::vector<Ticket> tickets;
+  for (int s = 0; s < n; ++s) {
+    Header h;
+    h.type = MsgType::Join;
+    h.step = kJoinHold;
+    int64_t* hold = &holds[size_t(s)];
+    tickets.push_back(dispatch_.call(s, std::move(h), {},
+                                     [hold](const Header& r, std::vector<Message>&) { *hold = r.step; }));
+  }
+  for (auto& t : tickets) t.wait();
+  tickets.clear();
+  const int64_t start = *std::max_element(holds.begin(), holds.end());
+  std::vector<int> workers(size_t(n), 0);
+  for (int s = 0; s < n; ++s) {
+    Header h;
+    h.type = MsgType::Join;
+    h.step = start;
+    int* w = &workers[size_t(s)];
+    tickets.push_back(dispatch_.call(s, std::move(h), {},
+                                     [w](const Header& r, std::vector<Message>&) { *w = r.job.workers; }));
+  }
+  for (auto& t : tickets) t.wait();
+  for (int w : workers)
+    STRAND_CHECK(w == workers.front() && w > opt_.rank, Internal,
+                 "the servers disagree on the workers at step " + std::to_string(start), where_);
+  workers_ = workers.front();
+  return start;
+}
 
 Ticket Worker::push(uint32_t id, const float* grads, int64_t clock, float lr) {
   const Chunk& c = opt_.map.chunks.at(id);
@@ -65,9 +117,11 @@ Ticket Worker::pull(uint32_t id, float* params, int64_t clock) {
   h.step = clock;
   h.chunks = {id};
   const int64_t n = c.size();
-  return dispatch_.call(c.server, std::move(h), {}, [params, n](const Header&, std::vector<Message>& frames) {
-    take(frames, 0, params, n);
-  });
+  return dispatch_.call(c.server, std::move(h), {},
+                        [this, params, n](const Header& r, std::vector<Message>& frames) {
+                          take(frames, 0, params, n);
+                          seen_workers(r.job.workers);
+                        });
 }
 
 std::vector<Worker::Batch> Worker::batches() const {
@@ -92,17 +146,19 @@ void Worker::pull_all(float* flat, int64_t clock) {
     h.chunks = b.chunks;
     tickets.push_back(
         dispatch_.call(b.server, std::move(h), {},
-                       [=, ids = std::move(b.chunks)](const Header&, std::vector<Message>& frames) {
+                       [=, this, ids = std::move(b.chunks)](const Header& r, std::vector<Message>& frames) {
                          for (size_t i = 0; i < ids.size(); ++i) {
                            const Chunk& c = map->chunks[ids[i]];
                            take(frames, i, flat + c.begin, c.size());
                          }
+                         seen_workers(r.job.workers);
                        }));
   }
   for (auto& t : tickets) t.wait();
 }
 
-void Worker::init(const float* flat, const OptimizerConfig& config, const OptimizerState& state) {
+void Worker::init(const float* flat, const OptimizerConfig& config, const OptimizerState& state,
+                  const JobShape& job) {
   STRAND_CHECK(state.kind == config.kind && state.slots.size() == slot_count(config.kind), Usage,
                "optimizer state of kind '" + std::string(to_string(state.kind)) +
                    "' does not fit optimizer '" + std::string(to_string(config.kind)) + "'",
@@ -115,6 +171,7 @@ void Worker::init(const float* flat, const OptimizerConfig& config, const Optimi
     h.type = MsgType::Init;
     h.step = state.step;
     h.optimizer = config;
+    h.job = job;
     std::vector<std::span<const std::byte>> payloads;
     for (uint32_t id : b.chunks) {
       const Chunk& c = opt_.map.chunks[id];
@@ -167,10 +224,13 @@ void Worker::gather(float* flat, OptimizerState& state) {
   state.slots = std::move(slots);
 }
 
-double Worker::sum(double value) {
+double Worker::sum(double value, int64_t clock) {
+  if (clock != sum_clock_) sum_clock_ = clock, sum_number_ = 0;
+  STRAND_CHECK(sum_number_ < kSumsPerStep, Usage,
+               "more than " + std::to_string(kSumsPerStep) + " sums at one step", where_);
   Header h;
   h.type = MsgType::Sum;
-  h.step = sum_round_++;
+  h.step = clock * kSumsPerStep + sum_number_++;
   h.value = value;
   double total = 0;
   dispatch_.call(0, std::move(h), {}, [&total](const Header& r, std::vector<Message>&) { total = r.value; })

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -14,12 +15,27 @@
 
 namespace strand {
 
+// Where training starts: its global step (a resume's) and its images per step over all workers.
+struct StartPoint {
+  int64_t step = 0;
+  int64_t global_batch = 0;
+};
+
+// A worker that joined a running job (a parameter server's): its first step, and the workers
+// whose batches made the job's global batch (its epochs' length).
+struct JoinPoint {
+  int64_t step = 0;
+  int initial_world = 1;
+};
+
 class Strategy {
  public:
   virtual ~Strategy() = default;
   virtual std::string name() const = 0;
-  // Every worker starts from the same parameters and optimizer state (e.g. rank 0's).
-  virtual void broadcast_initial(Model& /*model*/, Optimizer& /*optimizer*/) {}
+  // Every worker starts from the same parameters and optimizer state (e.g. rank 0's) at `at`.
+  virtual void broadcast_initial(Model& /*model*/, Optimizer& /*optimizer*/, const StartPoint& /*at*/) {}
+  // Set when this worker joined a running job: it takes the job's state instead of its own.
+  virtual std::optional<JoinPoint> joined() const { return std::nullopt; }
   // Gradients [begin, end) of the flat buffer are final for this step (last layer first).
   virtual void grads_ready(Model& /*model*/, int64_t /*begin*/, int64_t /*end*/) {}
   // Completes the step: after it, model.params() hold the updated parameters.
@@ -45,6 +61,7 @@ class Strategy {
     return all;
   }
   virtual int rank() const { return 0; }
+  // The workers at the step about to run (workers that join a parameter-server job add to it).
   virtual int world() const { return 1; }
 };
 

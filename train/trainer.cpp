@@ -111,8 +111,9 @@ class Run {
         opt_(be_, cfg.optimizer, model.param_count(), model.trainable_count()),
         world_(strategy.world()),
         rank_(strategy.rank()),
-        used_(train_set.size() - train_set.size() % world_),
-        global_batch_(cfg.batch_size * world_),
+        base_world_(strategy.joined() ? strategy.joined()->initial_world : world_),
+        used_(train_set.size() - train_set.size() % base_world_),
+        global_batch_(cfg.batch_size * base_world_),
         steps_(io::steps_per_epoch(used_, global_batch_)),
         total_steps_(cfg.epochs * steps_),
         gather_(gather_desc(model, train_set)) {
@@ -123,7 +124,7 @@ class Run {
 
   TrainResult operator()() {
     resume();
-    strategy_.broadcast_initial(model_, opt_);
+    strategy_.broadcast_initial(model_, opt_, {.step = step_, .global_batch = global_batch_});
     stage_data();
     be_.take_loss_totals();  // start from zero whatever ran on this backend before
     last_checkpoint_ = Clock::now();
@@ -171,8 +172,10 @@ class Run {
   const TrainConfig& cfg_;
   Strategy& strategy_;
   Optimizer opt_;
-  const int64_t world_, rank_;
-  const int64_t used_;  // every rank trains the same number of samples
+  int64_t world_;  // workers may join a parameter-server job: each step's, from the strategy
+  const int64_t rank_;
+  const int64_t base_world_;  // the workers whose batches make the global batch
+  const int64_t used_;        // samples an epoch trains on (a multiple of base_world_)
   const int64_t global_batch_, steps_, total_steps_;
   GatherDesc gather_;  // its batch and epoch set per step
 
@@ -195,6 +198,14 @@ class Run {
 
 void Run::resume() {
   model_.init(cfg_.seed);
+  if (const std::optional<JoinPoint> joined = strategy_.joined()) {
+    // The job's parameters and optimizer state are the servers' (broadcast_initial).
+    step_ = joined->step;
+    result_.resumed_from_epoch = step_ / steps_;
+    result_.resumed_from_step = step_;
+    resume_step_in_epoch_ = step_ % steps_;
+    return;
+  }
   if (cfg_.resume) {
     if (from_) {
       const io::Checkpoint& ck = from_->ck;
@@ -278,12 +289,23 @@ bool Run::run_epoch(int64_t epoch, int64_t first) {
 }
 
 void Run::train_step(int64_t epoch, int64_t s, const std::vector<int64_t>& order, const int64_t* order_dev) {
+  if (const int64_t w = strategy_.world(); w != world_) {
+    ctx_.log("from step " + std::to_string(step_) + " on, " + std::to_string(w) +
+             " workers share each global batch of " + std::to_string(global_batch_) + " (" +
+             std::to_string(global_batch_ / w) + " images each)");
+    world_ = w;
+  }
   // This worker's part of the global batch (the last one may be smaller; it still divides
-  // evenly because `used_` is a multiple of the world size).
+  // evenly because `used_` is a multiple of the world size, unless workers joined: shares are
+  // then equal and what is left over is not trained on).
   const std::span<const int64_t> epoch_order = std::span<const int64_t>(order).first(size_t(used_));
   const std::span<const int64_t> batch =
       io::shard(io::batch_slice(epoch_order, s, global_batch_), int(rank_), int(world_));
   const int64_t b = int64_t(batch.size());
+  STRAND_CHECK(b > 0, Usage,
+               "step " + std::to_string(s) + " of epoch " + std::to_string(epoch + 1) +
+                   " has fewer images than the " + std::to_string(world_) + " workers",
+               ctx_.where());
   const int64_t first = batch.data() - order.data();
   opt_.set_lr(cfg_.schedule.lr(cfg_.optimizer.lr, step_, total_steps_));
   if (steps_in_call_ == cfg_.untimed_steps) {  // the timed steps start: the warm-up is done

@@ -10,8 +10,9 @@
 #     hosts 1 and 2; the link comes back and the job grows back to 4 ranks; same weights
 #     (global batch 48);
 #  4. a parameter-server job (sync): rank 1, which runs host 2's server, is killed; the job
-#     restarts on host 1 (one server holding every shard, from the checkpoint), takes host 2
-#     in again at a checkpoint (a second server and worker), and ends with the same weights;
+#     restarts on host 1 (one server holding every shard, from the checkpoint); when host 2
+#     answers again a worker there joins the running job at its next step (no restart; the
+#     global batch is shared by two again), and the job ends with the same weights;
 #  5. --max-restarts 0: a killed rank ends the launch non-zero, naming it.
 # Usage: test_launch_netns.sh STRAND
 set -uo pipefail
@@ -139,7 +140,11 @@ kill -9 "$victim"
 finish ps ref32
 expect ps "restart 1 of at most 3: rank 1 \(.*hosts $h1:1,$h2:1 -> $h1:1; resuming from checkpoint-" \
   "the PS job was not restarted on host 1"
-expect ps "growing: hosts $h1:1 -> $h1:1,$h2:1" "the PS job did not take host 2 in again"
+expect ps "1 more worker\(s\) can run \($h2:1\): they join the job at its next step" \
+  "the PS job did not take host 2 in again"
+expect ps "joined the job at step [0-9]* as worker 1 of 2" "no worker joined on host 2"
+grep -q '"event":"join"' "$work/ps.events" || fail "no join event"
+grep -q '"event":"grow"' "$work/ps.events" && fail "the PS job was restarted to grow"
 strategy=allreduce
 
 # 5. No restarts allowed.

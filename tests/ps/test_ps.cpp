@@ -12,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 #include <limits>
+#include <optional>
 #include <random>
 #include <thread>
 
@@ -204,6 +205,7 @@ struct Cluster {
       t.unknown_chunk += x.unknown_chunk;
       t.rejected += x.rejected;
       t.workers_dropped += x.workers_dropped;
+      t.joined += x.joined;
       t.updates += x.updates;
       t.max_staleness = std::max(t.max_staleness, x.max_staleness);
     }
@@ -379,6 +381,111 @@ TEST_P(SyncEquality, WorkersMatchOneProcessWithTheGlobalBatch) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Workers, SyncEquality, ::testing::Values(2, 4));
+
+// A third worker joins two that train (their steps slowed, so it lands in the middle): from its
+// start on the three share each global batch of 12. In sync mode that is still one process's
+// trajectory at batch 12 (4 images each instead of 6: other summation, the same images).
+class Join : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(Join, AWorkerJoinsAtTheNextStepAndTheBatchIsShared) {
+  const std::string mode = GetParam();
+  const io::Dataset data = banded(300, 1);
+  const int64_t chunk = 256 * 4, steps = 30;
+  Cluster cl(2, 2, tiny_cnn_params(), chunk, mode);
+  TrainConfig cfg = config(6, steps);
+  cfg.eval_every = 1;  // sums every step: the joiner must take part in them from its start on
+  std::atomic<int64_t> done{0};
+  cfg.on_eval = [&](const Metrics& m) {
+    done = std::max<int64_t>(done, m.step);
+    std::this_thread::sleep_for(std::chrono::milliseconds(15));
+  };
+  std::vector<std::vector<float>> weights(3);
+  std::vector<TrainResult> res(3);
+  std::vector<std::string> errors(3);
+  std::vector<int64_t> workers_seen(3);
+  int64_t joined_at = -1;
+  auto run = [&](int r) {
+    try {
+      Context ctx = quiet_context(r, 3);
+      Model m(ctx.backend(), tiny_cnn());
+      PsConfig pc = cl.config(r, 2, chunk);
+      if (r == 2) {
+        while (done < 5) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        const Joining j = Worker::request_rank(ctx, cl.worker_options(0, 1));
+        EXPECT_EQ(j.rank, 2);
+        EXPECT_EQ(j.job.workers, 2);
+        EXPECT_EQ(j.job.global_batch, 12);
+        pc.joining = j;
+      }
+      PsStrategy s(ctx, pc, m.trainable_count());
+      if (r == 2) joined_at = s.joined()->step;
+      TrainConfig mine = cfg;
+      if (r == 2) mine.batch_size = 6;  // the job's batch per worker (job.cpp: global / workers)
+      res[size_t(r)] = train(ctx, m, data, nullptr, mine, s);
+      workers_seen[size_t(r)] = s.world();
+      s.sum(0);  // every worker has pushed its last step (as run_job does)
+      s.leave();
+      weights[size_t(r)] = m.get_params();
+    } catch (const std::exception& e) {
+      errors[size_t(r)] = e.what();
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int r = 0; r < 3; ++r) threads.emplace_back(run, r);
+  for (auto& t : threads) t.join();
+  for (int r = 0; r < 3; ++r) ASSERT_EQ(errors[size_t(r)], "") << "worker " << r;
+  EXPECT_GE(joined_at, 5);
+  EXPECT_LT(joined_at, steps) << "the joiner came too late to take part (slow machine?)";
+  EXPECT_EQ(cl.total().joined, 2) << "both servers took the joiner in";
+  EXPECT_EQ(cl.total().rejected + cl.total().malformed + cl.total().workers_dropped, 0);
+  for (int r = 0; r < 3; ++r) {
+    EXPECT_EQ(workers_seen[size_t(r)], 3) << "worker " << r;
+    EXPECT_EQ(res[size_t(r)].global_step, steps) << "worker " << r;
+  }
+  EXPECT_EQ(res[2].resumed_from_step, joined_at);
+  // The evaluations after the join count three workers.
+  EXPECT_EQ(res[0].evaluations.back().workers, 3);
+  EXPECT_EQ(res[0].evaluations.front().workers, 2);
+  if (mode != "sync") return;
+  EXPECT_EQ(cl.total().updates, steps * int64_t(cl.map.chunks.size())) << "one update per round";
+  for (int r = 1; r < 3; ++r) EXPECT_TRUE(weights[0] == weights[size_t(r)]) << "worker " << r;
+  Context ctx = quiet_context();
+  Model single(ctx.backend(), tiny_cnn());
+  train(ctx, single, data, nullptr, config(12, steps));
+  EXPECT_LT(test::rel_l2(weights[0], single.get_params()), 1e-4)
+      << "joined at step " << joined_at << ": not one process's trajectory at the global batch";
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, Join, ::testing::Values("sync", "async"));
+
+// A rank asked for before the job has started (no Init yet) is given once it has; a worker
+// cannot start twice.
+TEST(Join, WaitsForTheJobToStartAndIsRefusedTwice) {
+  Cluster cl(1, 1, 1000, 1000 * 4, "sync");
+  Context ctx = quiet_context();
+  std::optional<Joining> j;
+  std::thread asking([&] { j = Worker::request_rank(ctx, cl.worker_options(0, 1)); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_FALSE(j) << "a rank was given before the job started";
+  Worker w0(ctx, cl.worker_options(0, 1));
+  std::vector<float> p(1000);
+  w0.init(p.data(), {.kind = OptimizerKind::Sgd}, {.kind = OptimizerKind::Sgd, .step = 0, .slots = {}},
+          {.step = 0, .workers = 1, .global_batch = 4});
+  asking.join();
+  ASSERT_TRUE(j);
+  EXPECT_EQ(j->rank, 1);
+  EXPECT_EQ(j->job.global_batch, 4);
+  WorkerOptions o = cl.worker_options(1, 2);
+  Worker w1(ctx, o);
+  EXPECT_EQ(w1.join(), 1) << "worker 0 collects step 0: the joiner starts at step 1";
+  EXPECT_EQ(w1.workers(), 2);
+  try {
+    w1.join();
+    ADD_FAILURE() << "a worker joined twice";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("has joined already"), std::string::npos) << e.what();
+  }
+}
 
 // The servers hold the trainable parameters; each worker normalizes over its own samples and
 // keeps its own running statistics. With plain SGD one sync step gives every worker the mean of
@@ -566,7 +673,7 @@ int64_t max_lead(const std::string& mode, int steps, ServerStats* stats) {
     threads.emplace_back([&, r] {
       Stepper st(r, 2);
       PsStrategy s(st.ctx, cl.config(r, 2, chunk), st.model.param_count());
-      s.broadcast_initial(st.model, *st.opt);
+      s.broadcast_initial(st.model, *st.opt, {});
       for (int i = 0; i < steps; ++i) {
         if (r == 1) std::this_thread::sleep_for(std::chrono::milliseconds(25));
         st.step(s, i);
@@ -755,7 +862,7 @@ TEST(Sync, ADroppedWorkerDoesNotStopTheOthers) {
     try {
       Stepper st(0, 2);
       PsStrategy s(st.ctx, cl.config(0, 2, chunk), st.model.param_count());
-      s.broadcast_initial(st.model, *st.opt);
+      s.broadcast_initial(st.model, *st.opt, {});
       for (int i = 0; i < 12; ++i) st.step(s, i);
       s.leave();
     } catch (const std::exception& e) {
@@ -765,7 +872,7 @@ TEST(Sync, ADroppedWorkerDoesNotStopTheOthers) {
   {
     Stepper st(1, 2);
     PsStrategy s(st.ctx, cl.config(1, 2, chunk), st.model.param_count());
-    s.broadcast_initial(st.model, *st.opt);
+    s.broadcast_initial(st.model, *st.opt, {});
     for (int i = 0; i < 3; ++i) st.step(s, i);
   }  // gone without leave(): to the servers, a crash
   const auto t0 = Clock::now();
@@ -783,7 +890,7 @@ TEST(Worker, ADeadServerFailsTheStepWithinTheTimeout) {
   PsConfig c = cl.config(0, 1, chunk);
   c.dispatch.server_timeout_s = 1;
   PsStrategy s(st.ctx, c, st.model.param_count());
-  s.broadcast_initial(st.model, *st.opt);
+  s.broadcast_initial(st.model, *st.opt, {});
   st.step(s, 0);
   const std::string dead = cl.endpoints[1];
   cl.servers[1].reset();
@@ -831,7 +938,7 @@ TEST(Checkpoint, CollectsShardsAndRestoresOntoAnotherServerCount) {
   {
     Cluster two(2, 1, params, chunk, "sync");
     PsStrategy s(st.ctx, two.config(0, 1, chunk), params);
-    s.broadcast_initial(st.model, *st.opt);
+    s.broadcast_initial(st.model, *st.opt, {});
     for (int i = 0; i < 4; ++i) st.step(s, i);
     s.collect(st.model, *st.opt);
     saved = st.model.get_params();
@@ -846,7 +953,7 @@ TEST(Checkpoint, CollectsShardsAndRestoresOntoAnotherServerCount) {
   st.model.set_params(saved);
   st.opt->load_state(saved_state);
   PsStrategy s(st.ctx, three.config(0, 1, chunk), params);
-  s.broadcast_initial(st.model, *st.opt);
+  s.broadcast_initial(st.model, *st.opt, {});
   for (int i = 4; i < 8; ++i) st.step(s, i);
   EXPECT_TRUE(st.model.get_params() == continued) << "resumed on 3 servers differs from going on with 2";
   EXPECT_FALSE(saved == continued);
