@@ -66,6 +66,7 @@ class SyncPolicy final : public ConsistencyPolicy {
   }
 
   bool readable(uint32_t id, int64_t clock) const override { return rounds_.at(id).version >= clock; }
+  std::optional<int64_t> clock(uint32_t, int) const override { return std::nullopt; }
 
   void reset(uint32_t id, int64_t step) override {
     Round& r = rounds_.at(id);
@@ -163,6 +164,10 @@ class AsyncPolicy : public ConsistencyPolicy {
   }
 
   bool readable(uint32_t, int64_t) const override { return true; }
+  std::optional<int64_t> clock(uint32_t id, int worker) const override {
+    const std::vector<int64_t>& c = clocks_.at(id);
+    return size_t(worker) < c.size() ? c[size_t(worker)] : 0;
+  }
 
   void reset(uint32_t id, int64_t step) override {
     auto& c = clocks_.at(id);

@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <strand/core/error.hpp>
@@ -60,6 +61,9 @@ class ConsistencyPolicy {
   // Takes the gradient (the frame as received, the chunk's size checked). Returns how many
   // steps `worker` was ahead of the slowest live worker where the mode lets it be (else 0).
   virtual int64_t push(uint32_t id, int worker, Message grads, float lr) = 0;
+  // Async and ssp: the step of `worker`'s next push of chunk `id` (its start plus its pushes
+  // applied); nothing in sync mode, whose rounds are one step on every chunk.
+  virtual std::optional<int64_t> clock(uint32_t id, int worker) const = 0;
   // Whether a worker that has pushed `clock` steps may read chunk `id` now.
   virtual bool readable(uint32_t id, int64_t clock) const = 0;
   // Chunk `id` was (re)initialized: its rounds start over at step `step` (every worker's next

@@ -36,6 +36,10 @@ const char* to_string(MsgType t) {
       return "fail";
     case MsgType::Join:
       return "join";
+    case MsgType::Freeze:
+      return "freeze";
+    case MsgType::Thaw:
+      return "thaw";
   }
   return "unknown";
 }

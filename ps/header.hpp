@@ -38,8 +38,14 @@ enum class MsgType : uint8_t {
   Reply = 8,      // server -> worker: the request `request` succeeded
   Fail = 9,       // server -> worker: the request failed; `text` says why
   Join = 10,      // worker -> server: a worker joins the running job (ps/server.hpp, joins)
+  // worker -> server: hold further pushes (async, ssp); the reply's one frame holds, per worker,
+  // the most pushes applied to any chunk here (int64 each), or nothing in sync mode. A Gather
+  // with such a frame of cuts then applies held pushes up to them and answers once every chunk
+  // has each live worker's pushes up to its cut: a snapshot of the same pushes on every server.
+  Freeze = 11,
+  Thaw = 12,  // worker -> server: apply the held pushes and go on
 };
-inline constexpr uint8_t kLastMsgType = 10;
+inline constexpr uint8_t kLastMsgType = 12;
 // A Join's step: ask server 0 for a rank (sender -1), or have a server hold its rounds for the
 // joiner (sender: its rank); a step >= 0 starts the joiner at that step.
 inline constexpr int64_t kJoinRank = -1, kJoinHold = -2;

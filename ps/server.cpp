@@ -49,6 +49,20 @@ struct Server::Impl final : PolicyHost {
     bool started = true, pending = false;
     int64_t from = 0, hold = 0;
   };
+  // A push that arrived while a worker gathers a consistent snapshot (Freeze).
+  struct Held {
+    uint32_t id;
+    int worker;
+    Message grads;
+    float lr;
+  };
+  // A gather at cuts (per worker, the pushes its snapshot holds), answered once they are in.
+  struct CutGather {
+    int worker;
+    uint64_t request;
+    std::vector<uint32_t> chunks;
+    std::vector<int64_t> cut;
+  };
   // A rank request (sender -1) waiting for the join in progress to end.
   struct RankRequest {
     std::string identity;
@@ -92,6 +106,11 @@ struct Server::Impl final : PolicyHost {
   void pull(const Header& h, const std::vector<Message>& parts);
   void init(const Header& h, std::vector<Message>& parts);
   void gather(const Header& h, const std::vector<Message>& parts);
+  void send_gather(int worker, uint64_t request, const std::vector<uint32_t>& ids);
+  void freeze(const Header& h, const std::vector<Message>& parts);
+  void thaw();
+  void take_held();  // applies the held pushes below the cuts, answers the gathers they complete
+  void apply_push(uint32_t id, int worker, Message grads, float lr);
   void sum(const Header& h, const std::vector<Message>& parts);
   void join(const Header& h);
   void give_rank(const RankRequest& q);
@@ -135,6 +154,9 @@ struct Server::Impl final : PolicyHost {
   std::vector<Waiting> waiting;
   std::map<int64_t, SumRound> sums;
   std::deque<RankRequest> rank_requests;
+  int freezer = -1;  // the worker gathering a consistent snapshot (-1: none)
+  std::deque<Held> held;
+  std::vector<CutGather> cut_gathers;
   JobShape shape;  // rank 0's Init's, for joiners
   // Last, so destroyed first: closing the socket and ending the context make ZeroMQ let go of
   // the chunk buffers replies borrow before those are freed.
@@ -313,6 +335,17 @@ void Server::Impl::handle(std::vector<Message>& parts) {
       case MsgType::Gather:
         gather(h, parts);
         break;
+      case MsgType::Freeze:
+        freeze(h, parts);
+        break;
+      case MsgType::Thaw: {
+        if (freezer == h.sender) thaw();
+        Header r;
+        r.type = MsgType::Reply;
+        r.request = h.request;
+        reply(h.sender, r);
+        break;
+      }
       case MsgType::Sum:
         sum(h, parts);
         break;
@@ -321,6 +354,7 @@ void Server::Impl::handle(std::vector<Message>& parts) {
         p.left = true;
         count(&ServerStats::workers_left);
         ctx.log(where + ": worker " + std::to_string(h.sender) + " left");
+        if (freezer == h.sender) thaw();
         Header r;
         r.type = MsgType::Reply;
         r.request = h.request;
@@ -406,17 +440,87 @@ void Server::Impl::push(const Header& h, std::vector<Message>& parts) {
     policy->check_push(cs.id, h.sender, h.step);
   }
   for (size_t i = 0; i < h.chunks.size(); ++i) {
-    const int64_t ahead = policy->push(h.chunks[i], h.sender, std::move(parts[i + 2]), h.lr);
-    if (ahead > 0) {
-      std::lock_guard<std::mutex> l(stats_mu);
-      stats.max_staleness = std::max(stats.max_staleness, ahead);
-    }
+    if (freezer >= 0)
+      held.push_back({h.chunks[i], h.sender, std::move(parts[i + 2]), h.lr});
+    else
+      apply_push(h.chunks[i], h.sender, std::move(parts[i + 2]), h.lr);
   }
   Header r;
   r.type = MsgType::Reply;
   r.request = h.request;
   reply(h.sender, r);
+  if (freezer >= 0) take_held();
   reevaluate();
+}
+
+void Server::Impl::apply_push(uint32_t id, int worker, Message grads, float lr) {
+  const int64_t ahead = policy->push(id, worker, std::move(grads), lr);
+  if (ahead > 0) {
+    std::lock_guard<std::mutex> l(stats_mu);
+    stats.max_staleness = std::max(stats.max_staleness, ahead);
+  }
+}
+
+// A consistent snapshot in async and ssp modes, where a plain gather would read each server
+// after a different set of pushes: pushes are held from the freeze on, the gatherer takes the
+// most pushes of each worker any server applied as that worker's cut, and each server applies
+// the held ones up to the cuts (the rest of the steps in flight) before it answers.
+void Server::Impl::freeze(const Header& h, const std::vector<Message>& parts) {
+  check_frames(parts, 0, "a freeze");
+  std::vector<int64_t> applied;
+  if (policy->clock(chunks.begin()->first, 0)) {
+    if (freezer >= 0 && freezer != h.sender)
+      throw Refusal(ErrorKind::Usage, "worker " + std::to_string(freezer) + " is taking a snapshot already");
+    freezer = h.sender;
+    applied.assign(peers.size(), 0);
+    for (const auto& [id, cs] : chunks)
+      for (size_t w = 0; w < peers.size(); ++w) applied[w] = std::max(applied[w], *policy->clock(id, int(w)));
+  }
+  Header r;
+  r.type = MsgType::Reply;
+  r.request = h.request;
+  std::vector<Message> frames;
+  frames.emplace_back(applied.data(), applied.size() * sizeof(int64_t));
+  reply(h.sender, r, std::move(frames));
+}
+
+void Server::Impl::thaw() {
+  freezer = -1;
+  cut_gathers.clear();
+  while (!held.empty()) {
+    Held x = std::move(held.front());
+    held.pop_front();
+    apply_push(x.id, x.worker, std::move(x.grads), x.lr);
+  }
+  reevaluate();
+}
+
+void Server::Impl::take_held() {
+  for (CutGather& g : cut_gathers) {
+    for (auto it = held.begin(); it != held.end();) {
+      const size_t w = size_t(it->worker);
+      if (w < g.cut.size() && *policy->clock(it->id, it->worker) < g.cut[w]) {
+        apply_push(it->id, it->worker, std::move(it->grads), it->lr);
+        it = held.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (size_t i = 0; i < cut_gathers.size();) {
+    const CutGather& g = cut_gathers[i];
+    bool ready = true;
+    for (uint32_t id : g.chunks)
+      for (size_t w = 0; w < g.cut.size() && w < peers.size(); ++w)
+        ready = ready && (!active(int(w)) || *policy->clock(id, int(w)) >= g.cut[w]);
+    if (!ready) {
+      ++i;
+      continue;
+    }
+    const CutGather done = g;
+    cut_gathers.erase(cut_gathers.begin() + ptrdiff_t(i));
+    send_gather(done.worker, done.request, done.chunks);
+  }
 }
 
 void Server::Impl::pull(const Header& h, const std::vector<Message>& parts) {
@@ -463,29 +567,45 @@ void Server::Impl::init(const Header& h, std::vector<Message>& parts) {
 }
 
 void Server::Impl::gather(const Header& h, const std::vector<Message>& parts) {
-  check_frames(parts, 0, "a gather");
-  Header r;
-  r.type = MsgType::Reply;
-  r.request = h.request;
-  r.chunks = h.chunks;
-  r.step = std::numeric_limits<int64_t>::max();
+  if (parts.size() != 3) check_frames(parts, 0, "a gather");
   for (uint32_t id : h.chunks) {
     const ChunkState& cs = owned(id);
     if (!cs.initialized) throw Refusal(ErrorKind::Usage, "gather before the parameters were initialized");
-    if (id != h.chunks.front() && cs.optimizer != *r.optimizer)
+    if (cs.optimizer != chunks.at(h.chunks.front()).optimizer)
       throw Refusal(ErrorKind::Usage, "a gather of chunks initialized with different optimizers");
-    r.optimizer = cs.optimizer;
   }
+  if (parts.size() == 2) {
+    send_gather(h.sender, h.request, h.chunks);
+    return;
+  }
+  const Message& cuts = parts[2];
+  if (freezer != h.sender)
+    throw Refusal(ErrorKind::Usage, "a gather at cuts from a worker that did not freeze this server");
+  if (cuts.size() % sizeof(int64_t) != 0 || cuts.size() / sizeof(int64_t) > size_t(kMaxWorkers))
+    throw Refusal(ErrorKind::Format, "a gather's cuts of " + std::to_string(cuts.size()) + " bytes");
+  CutGather g{h.sender, h.request, h.chunks, std::vector<int64_t>(cuts.size() / sizeof(int64_t))};
+  std::memcpy(g.cut.data(), cuts.data(), cuts.size());
+  cut_gathers.push_back(std::move(g));
+  take_held();
+}
+
+void Server::Impl::send_gather(int worker, uint64_t request, const std::vector<uint32_t>& ids) {
+  Header r;
+  r.type = MsgType::Reply;
+  r.request = request;
+  r.chunks = ids;
+  r.step = std::numeric_limits<int64_t>::max();
+  if (!ids.empty()) r.optimizer = chunks.at(ids.front()).optimizer;
   std::vector<Message> frames;
-  for (uint32_t id : h.chunks) {
+  for (uint32_t id : ids) {
     ChunkState& cs = chunks.at(id);
     r.step = std::min(r.step, cs.opt_step);
     frames.push_back(Message::borrow(cs.params.data(), size_t(cs.n) * 4, cs.sending));
     for (const Buffer& b : cs.slots)
       frames.push_back(Message::borrow(b.data(), size_t(cs.n) * 4, cs.sending));
   }
-  if (h.chunks.empty()) r.step = 0;
-  reply(h.sender, r, std::move(frames));
+  if (ids.empty()) r.step = 0;
+  reply(worker, r, std::move(frames));
 }
 
 void Server::Impl::sum(const Header& h, const std::vector<Message>& parts) {
@@ -542,7 +662,10 @@ void Server::Impl::reevaluate() {
       continue;
     }
     bool ready = q.clock < held;
-    for (uint32_t id : q.chunks) ready = ready && chunks.at(id).initialized && policy->readable(id, q.clock);
+    // While a snapshot holds pushes, ssp's bound is off: a worker whose pulls waited for held
+    // pushes could not send the pushes the snapshot waits for.
+    for (uint32_t id : q.chunks)
+      ready = ready && chunks.at(id).initialized && (freezer >= 0 || policy->readable(id, q.clock));
     if (!ready) {
       ++i;
       continue;
@@ -579,6 +702,7 @@ void Server::Impl::check_silent() {
       continue;
     }
     count(&ServerStats::workers_dropped);
+    if (freezer == int(w)) thaw();  // its snapshot is lost with it: the others go on
     int live = 0;
     for (const Peer& q : peers) live += q.live;
     ctx.log(where + ": worker " + std::to_string(w) + " sent nothing for " + secs(quiet) +
@@ -586,6 +710,7 @@ void Server::Impl::check_silent() {
   }
   if (changed) {
     policy->members_changed();
+    if (freezer >= 0) take_held();  // a cut no longer waits for a dropped worker
     reevaluate();
     serve_rank_requests();
   }

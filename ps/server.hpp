@@ -23,6 +23,10 @@
 // server alike. From that step on rounds wait for it and pull replies count it among the
 // job's workers, so every worker re-divides the global batch at the same step. One join at
 // a time; a joiner silent for `worker_timeout_s` is called off and the hold ends.
+//
+// Snapshots (async, ssp): a worker freezes every server (pushes are held), then gathers at cuts
+// (per worker, the most pushes any server applied); each server applies the held pushes up to
+// them before it answers, so every shard holds the same pushes (ps/header.hpp Freeze).
 #pragma once
 
 #include <atomic>

@@ -137,7 +137,7 @@ void PsStrategy::wait_all(Model* model) {
 void PsStrategy::collect(Model& model, Optimizer& optimizer) {
   std::vector<float> params = model.get_params();  // the servers' hold all but the state
   OptimizerState st;
-  worker_->gather(params.data(), st);
+  worker_->snapshot(params.data(), st);
   model.set_params(params);
   optimizer.load_state(st);
 }

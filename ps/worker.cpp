@@ -184,7 +184,58 @@ void Worker::init(const float* flat, const OptimizerConfig& config, const Optimi
   for (auto& t : tickets) t.wait();
 }
 
-void Worker::gather(float* flat, OptimizerState& state) {
+void Worker::gather(float* flat, OptimizerState& state) { gather_at(flat, state, nullptr); }
+
+void Worker::snapshot(float* flat, OptimizerState& state) {
+  std::vector<std::vector<int64_t>> applied(size_t(opt_.map.servers));
+  std::vector<Ticket> tickets;
+  for (int s = 0; s < opt_.map.servers; ++s) {
+    Header h;
+    h.type = MsgType::Freeze;
+    std::vector<int64_t>* out = &applied[size_t(s)];
+    tickets.push_back(dispatch_.call(s, std::move(h), {}, [out](const Header&, std::vector<Message>& frames) {
+      STRAND_CHECK(frames.size() == 1 && frames[0].size() % sizeof(int64_t) == 0 &&
+                       frames[0].size() <= size_t(kMaxWorkers) * sizeof(int64_t),
+                   Format, "a freeze reply without the pushes applied", "PS reply");
+      out->resize(frames[0].size() / sizeof(int64_t));
+      std::memcpy(out->data(), frames[0].data(), frames[0].size());
+    }));
+  }
+  try {
+    for (auto& t : tickets) t.wait();
+  } catch (...) {
+    thaw();
+    throw;
+  }
+  std::vector<int64_t> cut;
+  for (const std::vector<int64_t>& a : applied) {
+    if (a.size() > cut.size()) cut.resize(a.size(), 0);
+    for (size_t w = 0; w < a.size(); ++w) cut[w] = std::max(cut[w], a[w]);
+  }
+  if (cut.empty()) {  // sync: nothing was frozen
+    gather_at(flat, state, nullptr);
+    return;
+  }
+  try {
+    gather_at(flat, state, &cut);
+  } catch (...) {
+    thaw();
+    throw;
+  }
+  thaw();
+}
+
+void Worker::thaw() {
+  std::vector<Ticket> tickets;
+  for (int s = 0; s < opt_.map.servers; ++s) {
+    Header h;
+    h.type = MsgType::Thaw;
+    tickets.push_back(dispatch_.call(s, std::move(h)));
+  }
+  for (auto& t : tickets) t.wait();
+}
+
+void Worker::gather_at(float* flat, OptimizerState& state, const std::vector<int64_t>* cut) {
   const std::vector<Batch> all = batches();
   std::vector<Ticket> tickets;
   std::vector<Header> replies(all.size());
@@ -197,20 +248,23 @@ void Worker::gather(float* flat, OptimizerState& state) {
     h.chunks = all[b].chunks;
     Header* out = &replies[b];
     const std::vector<uint32_t>* ids = &all[b].chunks;
-    tickets.push_back(dispatch_.call(
-        all[b].server, std::move(h), {}, [=, &slots](const Header& r, std::vector<Message>& frames) {
-          STRAND_CHECK(r.optimizer, Format, "gather reply without the optimizer", "PS reply");
-          const size_t k = slot_count(r.optimizer->kind);
-          STRAND_CHECK(frames.size() == ids->size() * (1 + k), Format,
-                       "gather reply with the wrong number of frames", "PS reply");
-          for (size_t i = 0; i < ids->size(); ++i) {
-            const Chunk& c = map->chunks[(*ids)[i]];
-            take(frames, i * (1 + k), flat + c.begin, c.size());
-            for (size_t j = 0; j < k; ++j)
-              take(frames, i * (1 + k) + 1 + j, slots[j].data() + c.begin, c.size());
-          }
-          *out = r;
-        }));
+    std::vector<std::span<const std::byte>> payload;
+    if (cut) payload.push_back(std::as_bytes(std::span<const int64_t>(*cut)));
+    tickets.push_back(
+        dispatch_.call(all[b].server, std::move(h), std::move(payload),
+                       [=, &slots](const Header& r, std::vector<Message>& frames) {
+                         STRAND_CHECK(r.optimizer, Format, "gather reply without the optimizer", "PS reply");
+                         const size_t k = slot_count(r.optimizer->kind);
+                         STRAND_CHECK(frames.size() == ids->size() * (1 + k), Format,
+                                      "gather reply with the wrong number of frames", "PS reply");
+                         for (size_t i = 0; i < ids->size(); ++i) {
+                           const Chunk& c = map->chunks[(*ids)[i]];
+                           take(frames, i * (1 + k), flat + c.begin, c.size());
+                           for (size_t j = 0; j < k; ++j)
+                             take(frames, i * (1 + k) + 1 + j, slots[j].data() + c.begin, c.size());
+                         }
+                         *out = r;
+                       }));
   }
   for (auto& t : tickets) t.wait();
   const OptimizerKind kind = replies.front().optimizer->kind;

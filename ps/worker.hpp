@@ -67,6 +67,9 @@ class Worker {
             const JobShape& job = {});
   // The whole flat buffer and optimizer state from every server (blocking).
   void gather(float* flat, OptimizerState& state);
+  // The same, with the same pushes of each worker applied on every server (async, ssp: the
+  // servers hold further pushes meanwhile, ps/header.hpp Freeze; sync is consistent as is).
+  void snapshot(float* flat, OptimizerState& state);
   // Sum of `value` over the live workers; every worker calls it the same number of times at
   // each clock (the steps it has pushed), and a joiner from its first step on.
   double sum(double value, int64_t clock);
@@ -80,6 +83,9 @@ class Worker {
     std::vector<uint32_t> chunks;
   };
   std::vector<Batch> batches() const;
+  // gather(), at `cut` (per worker, the pushes the snapshot holds) when given.
+  void gather_at(float* flat, OptimizerState& state, const std::vector<int64_t>* cut);
+  void thaw();
   // A pull reply's count of the job's workers (the I/O thread's; 0: none given).
   void seen_workers(int n) {
     int w = workers_.load();

@@ -33,7 +33,8 @@ start_job() {
 
 # Sync: join about a second into training (the job runs about 10 s here).
 start_job "$work/s" --epochs 100
-[[ $(stat -c %a "$work/s/checkpoints/ps-job.json") == 600 ]] || fail "the job file (it holds the token) is not 0600"
+[[ $(stat -c %a "$work/s/checkpoints/ps-job.json") == 600 ]] ||
+  fail "the job file (it holds the token) is not 0600"
 sleep 1
 timeout 120 "$strand" train "${args[@]}" --model-dir "$work/s" --epochs 100 --ps-join >"$work/j.out" \
   2>"$work/j.log" || { cat "$work/j.log" "$work/s.log"; fail "the joiner exited non-zero"; }
@@ -41,8 +42,10 @@ wait "$job" || { cat "$work/s.log" "$work/j.log"; fail "the job exited non-zero 
 step=$(sed -n 's/.*joined the job at step \([0-9]*\) as worker 2 of 3.*/\1/p' "$work/j.log")
 [[ -n "$step" ]] || { cat "$work/j.log"; fail "the joiner does not say where it joined"; }
 ((step > 0 && step < 1300)) || fail "joined at step $step, not inside the 1300-step job"
-grep -q "worker 2 joined; from step $step on, 3 workers" "$work/s.log" || fail "the server does not log the join"
-[[ $(grep -c "from step $step on, 3 workers share each global batch of 24 (8 images each)" "$work/s.log") == 2 ]] ||
+grep -q "worker 2 joined; from step $step on, 3 workers" "$work/s.log" ||
+  fail "the server does not log the join"
+shared="from step $step on, 3 workers share each global batch of 24 (8 images each)"
+[[ $(grep -c "$shared" "$work/s.log") == 2 ]] ||
   fail "both ranks must re-divide the global batch at step $step"
 [[ ! -e "$work/s/checkpoints/ps-job.json" ]] || fail "the job file outlived the job"
 [[ ! -s "$work/j.out" && ! -e "$work/s/2" ]] || fail "the joiner exported (only rank 0 does)"
@@ -60,7 +63,8 @@ grep -q "worker 2 joined; from step $step on, 3 workers" "$work/s.log" || fail "
 start_job "$work/a" --epochs 60 --ps-mode async
 sleep 1
 timeout 120 "$strand" train "${args[@]}" --model-dir "$work/a" --epochs 60 --ps-mode async --ps-join \
-  >/dev/null 2>"$work/ja.log" || { cat "$work/ja.log" "$work/a.log"; fail "the async joiner exited non-zero"; }
+  >/dev/null 2>"$work/ja.log" ||
+  { cat "$work/ja.log" "$work/a.log"; fail "the async joiner exited non-zero"; }
 wait "$job" || { cat "$work/a.log" "$work/ja.log"; fail "the async job exited non-zero after a join"; }
 grep -q "joined the job at step [0-9]* as worker 2 of 3" "$work/ja.log" || fail "async: no join"
 grep -q "test accuracy 100.00%; exported version 1" "$work/a.log" || fail "async: $(tail -2 "$work/a.log")"
@@ -76,13 +80,15 @@ expect_usage "no running job" "$work/none/checkpoints/ps-job.json.*no running pa
   "${args[@]}" --model-dir "$work/none" --ps-join
 mkdir -p "$work/bad/checkpoints"
 printf '{"servers": ["tcp://127.0.0.1:1"], "chunk_bytes": 262144}' >"$work/bad/checkpoints/ps-job.json"
-expect_usage "a job file without a token" "ps-job.json.*'token'" "${args[@]}" --model-dir "$work/bad" --ps-join
+expect_usage "a job file without a token" "ps-job.json.*'token'" "${args[@]}" --model-dir "$work/bad" \
+  --ps-join
 printf '{"servers": ["10.0.0.1"], "token": "00000000000000ab", "chunk_bytes": 262144}' \
   >"$work/bad/checkpoints/ps-job.json"
-expect_usage "a server that is no endpoint" "not a tcp:// endpoint" "${args[@]}" --model-dir "$work/bad" --ps-join
-printf 'not json' >"$work/bad/checkpoints/ps-job.json"
-expect_usage "a job file that is no JSON" "ps-job.json.*not a JSON object" "${args[@]}" --model-dir "$work/bad" \
+expect_usage "a server that is no endpoint" "not a tcp:// endpoint" "${args[@]}" --model-dir "$work/bad" \
   --ps-join
+printf 'not json' >"$work/bad/checkpoints/ps-job.json"
+expect_usage "a job file that is no JSON" "ps-job.json.*not a JSON object" "${args[@]}" \
+  --model-dir "$work/bad" --ps-join
 expect_usage "--ps-join with --resume" "drop --resume" "${args[@]}" --model-dir "$work/bad" --ps-join --resume
 expect_usage "--ps-join with allreduce" "--ps-join needs --strategy ps" --strategy allreduce \
   --data "$work/data/idx" --model-dir "$work/bad" --ps-join
@@ -91,7 +97,8 @@ printf '{"servers": ["tcp://127.0.0.1:9"], "token": "00000000000000ab", "chunk_b
   >"$work/bad/checkpoints/ps-job.json"
 rc=0
 start=$SECONDS
-"$strand" train "${base[@]}" --model-dir "$work/bad" --ps-join --comm-timeout 2 >/dev/null 2>"$work/e.log" || rc=$?
+"$strand" train "${base[@]}" --model-dir "$work/bad" --ps-join --comm-timeout 2 >/dev/null 2>"$work/e.log" ||
+  rc=$?
 ((rc == 1 && SECONDS - start < 15)) && grep -q "tcp://127.0.0.1:9" "$work/e.log" ||
   { cat "$work/e.log"; fail "a dead server: exit $rc after $((SECONDS - start)) s"; }
 grep -q -- "--ps-join" <("$strand" train --help) || fail "train --help lacks --ps-join"

@@ -14,6 +14,7 @@
 #include <limits>
 #include <optional>
 #include <random>
+#include <set>
 #include <thread>
 
 #include <strand/core/error.hpp>
@@ -457,6 +458,50 @@ TEST_P(Join, AWorkerJoinsAtTheNextStepAndTheBatchIsShared) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, Join, ::testing::Values("sync", "async"));
+
+// Async: worker 0 snapshots the servers while worker 1 keeps pushing. With SGD at lr 1 and
+// gradients of 1 (worker 0) and 1000 (worker 1), a chunk's value tells how many pushes of each
+// it holds: a consistent snapshot holds the same counts on every chunk of both servers.
+TEST(Snapshot, HoldsTheSamePushesOfEachWorkerOnEveryServer) {
+  const int64_t n = 4096, chunk = 256 * 4;
+  Cluster cl(2, 2, n, chunk, "async");
+  Context ctx = quiet_context();
+  Worker w0(ctx, cl.worker_options(0, 2)), w1(ctx, cl.worker_options(1, 2));
+  std::vector<float> p(size_t(n), 0.f);
+  init_sgd(w0, p);
+  const size_t chunks = cl.map.chunks.size();
+  ASSERT_GT(chunks, 4u);
+  std::atomic<bool> stop{false};
+  std::thread pusher([&] {
+    const std::vector<float> g(size_t(n), 1000.f);
+    for (int64_t step = 0; !stop && step < 900; ++step) {
+      std::vector<Ticket> t;
+      for (uint32_t c = 0; c < chunks; ++c)
+        t.push_back(w1.push(c, g.data() + cl.map.chunks[c].begin, step, 1.f));
+      for (auto& x : t) x.wait();
+    }
+  });
+  const std::vector<float> g(size_t(n), 1.f);
+  for (int64_t step = 0; step < 20; ++step) {
+    std::vector<Ticket> t;
+    for (uint32_t c = 0; c < chunks; ++c)
+      t.push_back(w0.push(c, g.data() + cl.map.chunks[c].begin, step, 1.f));
+    for (auto& x : t) x.wait();
+    std::vector<float> snap(static_cast<size_t>(n));
+    OptimizerState st;
+    w0.snapshot(snap.data(), st);
+    std::set<std::pair<int64_t, int64_t>> counts;
+    for (float v : snap) counts.insert({int64_t(-v) % 1000, int64_t(-v) / 1000});
+    ASSERT_EQ(counts.size(), 1u) << "step " << step << ": chunks hold different pushes";
+    EXPECT_EQ(counts.begin()->first, step + 1) << "worker 0's own pushes";
+  }
+  stop = true;
+  pusher.join();
+  std::vector<float> after(static_cast<size_t>(n));
+  w0.pull_all(after.data(), 0);
+  std::set<float> values(after.begin(), after.end());
+  EXPECT_EQ(values.size(), 1u) << "the held pushes were not all applied after the snapshot";
+}
 
 // A rank asked for before the job has started (no Init yet) is given once it has; a worker
 // cannot start twice.
