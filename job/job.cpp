@@ -230,8 +230,9 @@ JobResult train_rank_on(const JobSpec& spec, const JobHooks& hooks, const Identi
   const bool ps = st.kind == StrategyKind::Ps;
   if (spec.heartbeat && !dist.heartbeat)
     dist.heartbeat = std::make_unique<HeartbeatSender>(*spec.heartbeat, id, dist.activity);
-  TrainConfig cfg = sized_for(spec, id.world);
-  // A joiner's batch is its share of the job's global batch as the job started.
+  // A joiner sizes its recipe as the job's first workers did (the learning rate of --scale-lr),
+  // and its batch is their share of the job's global batch.
+  TrainConfig cfg = sized_for(spec, dist.joining ? dist.joining->job.workers : id.world);
   if (dist.joining) cfg.batch_size = dist.joining->job.global_batch / dist.joining->job.workers;
   cfg.activity = &dist.activity;
   DeviceSpec device = spec.device;

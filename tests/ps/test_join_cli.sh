@@ -3,9 +3,9 @@
 # job's own command plus --ps-join: it takes part from the next step on, the three workers
 # share each global batch, and in sync mode the job still ends with one process's weights at
 # that global batch (within 1e-4); rank 0's ps-job.json is owner-only and gone at the end; an
-# async job takes a joiner too. Broken joins are usage errors naming their input: no running
-# job, a malformed job file, --resume, another strategy; a stale file's dead server times out
-# within --comm-timeout, naming it.
+# async job given --global-batch-size and --scale-lr takes a joiner too. Broken joins are
+# usage errors naming their input: no running job, a malformed job file, --resume, another
+# strategy; a stale file's dead server times out within --comm-timeout, naming it.
 # Usage: test_join_cli.sh STRAND
 set -uo pipefail
 strand=$1
@@ -59,10 +59,12 @@ shared="from step $step on, 3 workers share each global batch of 24 (8 images ea
 "$strand" model diff "$work/other/1" "$work/ref/1" --tolerance 1e-4 >/dev/null &&
   fail "batch 12 and batch 24 gave the same weights: the comparison means nothing"
 
-# Async.
-start_job "$work/a" --epochs 60 --ps-mode async
+# Async, the batch given as the global one with --scale-lr (a joiner sizes them as the job's first
+# workers did, not over its own count).
+start_job "$work/a" --epochs 60 --ps-mode async --global-batch-size 24 --scale-lr
 sleep 1
-timeout 120 "$strand" train "${args[@]}" --model-dir "$work/a" --epochs 60 --ps-mode async --ps-join \
+timeout 120 "$strand" train "${args[@]}" --model-dir "$work/a" --epochs 60 --ps-mode async \
+  --global-batch-size 24 --scale-lr --ps-join \
   >/dev/null 2>"$work/ja.log" ||
   { cat "$work/ja.log" "$work/a.log"; fail "the async joiner exited non-zero"; }
 wait "$job" || { cat "$work/a.log" "$work/ja.log"; fail "the async job exited non-zero after a join"; }
