@@ -468,7 +468,7 @@ void Server::Impl::apply_push(uint32_t id, int worker, Message grads, float lr) 
 void Server::Impl::freeze(const Header& h, const std::vector<Message>& parts) {
   check_frames(parts, 0, "a freeze");
   std::vector<int64_t> applied;
-  if (policy->clock(chunks.begin()->first, 0)) {
+  if (opt.consistency.mode != Consistency::Sync) {  // sync rounds are one step on every chunk
     if (freezer >= 0 && freezer != h.sender)
       throw Refusal(ErrorKind::Usage, "worker " + std::to_string(freezer) + " is taking a snapshot already");
     freezer = h.sender;

@@ -503,6 +503,21 @@ TEST(Snapshot, HoldsTheSamePushesOfEachWorkerOnEveryServer) {
   EXPECT_EQ(values.size(), 1u) << "the held pushes were not all applied after the snapshot";
 }
 
+// A server may hold no chunk at all (more servers than chunks): it still takes part in a
+// snapshot, which then holds the one chunk's pushes.
+TEST(Snapshot, WorksWithAServerThatHoldsNoChunk) {
+  Cluster cl(2, 1, 100, 100 * 4, "async");
+  ASSERT_TRUE(cl.map.chunks_of(1).empty());
+  Context ctx = quiet_context();
+  Worker w(ctx, cl.worker_options(0, 1));
+  std::vector<float> p(100, 0.f), g(100, 1.f), snap(100);
+  init_sgd(w, p);
+  w.push(0, g.data(), 0, 1.f).wait();
+  OptimizerState st;
+  w.snapshot(snap.data(), st);
+  EXPECT_EQ(snap, std::vector<float>(100, -1.f));
+}
+
 // A rank asked for before the job has started (no Init yet) is given once it has; a worker
 // cannot start twice.
 TEST(Join, WaitsForTheJobToStartAndIsRefusedTwice) {
