@@ -195,6 +195,7 @@ class Launcher {
     job::Beat beat;
     std::string from;
     Clock::time_point last;
+    std::optional<Clock::time_point> died;  // its lifeline closed without a goodbye
   };
   enum class End { Finished, Failed, Grow };
 
@@ -203,6 +204,8 @@ class Launcher {
   std::vector<HostSlots> wait_for_hosts();
   End attempt(const std::vector<HostSlots>& hosts, Failure& failure, std::vector<HostSlots>& grow_to);
   bool probe(const std::string& host) const;
+  static const RankSeen* first_death(const std::map<int, RankSeen>& seen);
+  static std::string died(const RankSeen& r, const std::string& then);
   std::string host_of(const RankSeen& r, const std::vector<HostSlots>& hosts) const;
   int64_t checkpoint_step(std::optional<std::filesystem::path>& path) const;
 
@@ -217,6 +220,23 @@ class Launcher {
   int64_t last_step_ = 0;  // rank 0's progress in the last attempt (global steps done)
   int64_t resumed_step_ = 0;
 };
+
+// The rank whose process died first, if it died before any rank chose to exit (a rank that
+// exits on an error says so, and mpirun then ends the others: those deaths follow).
+const Launcher::RankSeen* Launcher::first_death(const std::map<int, RankSeen>& seen) {
+  const RankSeen* first = nullptr;
+  std::optional<Clock::time_point> first_exit;
+  for (const auto& [rank, r] : seen) {
+    if (r.died && (!first || *r.died < *first->died)) first = &r;
+    if (r.beat.leaving && (!first_exit || r.last < *first_exit)) first_exit = r.last;
+  }
+  return first && (!first_exit || *first->died < *first_exit) ? first : nullptr;
+}
+
+std::string Launcher::died(const RankSeen& r, const std::string& then) {
+  return r.beat.describe() + " died: its process ended abruptly (killed or crashed)" +
+         (then.empty() ? "" : "; then " + then);
+}
 
 bool Launcher::probe(const std::string& host) const {
   std::vector<std::string> argv{c_.mpirun, "-np", "1", "-H", host + ":1"};
@@ -378,9 +398,14 @@ Launcher::End Launcher::attempt(const std::vector<HostSlots>& hosts, Failure& fa
     scan->finish();
   };
   for (;;) {
-    if (auto got = receiver_->receive(std::chrono::milliseconds(100)); got && got->beat.job == target.job) {
+    if (auto got = receiver_->receive(std::chrono::milliseconds(100));
+        got && got->died && got->beat.job == target.job) {
+      RankSeen& r =
+          seen.try_emplace(got->beat.rank, RankSeen{got->beat, got->from, Clock::now(), {}}).first->second;
+      r.died = Clock::now();
+    } else if (got && got->beat.job == target.job) {
       RankSeen& r = seen[got->beat.rank];
-      r = {got->beat, got->from, Clock::now()};
+      r = {got->beat, got->from, Clock::now(), r.died};
       if (r.beat.rank == 0) last_step_ = std::max(last_step_, r.beat.activity.global_step);
       if (!training && r.beat.rank == 0 && r.beat.activity.global_step > resumed_step_) {
         training = true;
@@ -418,18 +443,25 @@ Launcher::End Launcher::attempt(const std::vector<HostSlots>& hosts, Failure& fa
         if (joiners && !joiners->poll()) joiners->stop(kStopGrace);
         return End::Finished;
       }
-      events_.write({{"event", "detected"}, {"attempt", number_}, {"rank", f.signaled_rank}});
+      const RankSeen* dead = first_death(seen);
+      events_.write({{"event", "detected"},
+                     {"attempt", number_},
+                     {"rank", f.signaled_rank >= 0 || !dead ? f.signaled_rank : dead->beat.rank}});
       if (const auto it = seen.find(f.signaled_rank); it != seen.end()) return killed(it->second, f.signal);
       if (f.signaled_rank >= 0)
         return fail(
             "rank " + std::to_string(f.signaled_rank) + " was killed by signal " + std::to_string(f.signal),
             "");
+      // mpirun named no rank (it may itself have crashed as the job failed): a rank whose
+      // process died before any rank chose to exit is the failure.
+      if (dead) return fail(died(*dead, "mpirun " + describe_status(*st)), host_of(*dead, job_hosts));
       if (!f.first_error.empty()) return fail(f.first_error, "");
       return fail("mpirun " + describe_status(*st), "");
     }
-    // The rank silent the longest is the one that failed: when mpirun ends a job, its other
-    // ranks fall silent too, later.
-    const RankSeen* silent = nullptr;
+    // A rank that died is the failure once mpirun has had a moment to name its signal; else the
+    // rank silent the longest is: when mpirun ends a job, its other ranks fall silent too, later.
+    const RankSeen* silent = first_death(seen);
+    if (silent && since(*silent->died) < std::min(1.0, c_.heartbeat_period_s)) silent = nullptr;
     for (int r = 0; r < ranks + joining; ++r) {
       const auto it = seen.find(r);
       if (it == seen.end()) {
@@ -442,16 +474,17 @@ Launcher::End Launcher::attempt(const std::vector<HostSlots>& hosts, Failure& fa
         continue;
       }
       if (!it->second.beat.leaving && since(it->second.last) > silent_limit &&
-          (!silent || it->second.last < silent->last))
+          (!silent || (!silent->died && it->second.last < silent->last)))
         silent = &it->second;
     }
     if (silent) {
       events_.write({{"event", "detected"}, {"attempt", number_}, {"rank", silent->beat.rank}});
       char what[64];
       std::snprintf(what, sizeof what, " sent no heartbeat for %.1f s", since(silent->last));
-      const std::string cause = silent->beat.describe() + what +
-                                " (stopped, hung or cut off; a heartbeat is due every " +
-                                compact_seconds(c_.heartbeat_period_s) + ")";
+      const std::string cause = silent->died ? died(*silent, "")
+                                             : silent->beat.describe() + what +
+                                                   " (stopped, hung or cut off; a heartbeat is due every " +
+                                                   compact_seconds(c_.heartbeat_period_s) + ")";
       // mpirun may have seen that a rank died rather than hung, also while it ends the job (a
       // rank that died on anything but the stop's SIGTERM died first).
       const StderrScan::Found before = scan->found();

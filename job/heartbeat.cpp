@@ -1,6 +1,7 @@
 #include <strand/job/heartbeat.hpp>
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -19,6 +20,7 @@ namespace strand::job {
 namespace {
 
 constexpr std::string_view kMagic = "strand-beat/1";
+constexpr std::string_view kBye = "bye";  // a lifeline's last line: the rank exits on purpose
 
 std::string errno_text() { return std::strerror(errno); }
 
@@ -41,6 +43,41 @@ sockaddr_in ipv4(const std::string& address, int port, const char* where) {
   STRAND_CHECK(inet_pton(AF_INET, address.c_str(), &a.sin_addr) == 1, Usage,
                "'" + address + "' is not an IPv4 address", where);
   return a;
+}
+
+std::string ip_text(const sockaddr_in& a) {
+  char ip[INET_ADDRSTRLEN] = {};
+  inet_ntop(AF_INET, &a.sin_addr, ip, sizeof ip);
+  return ip;
+}
+
+void write_all(int fd, std::string_view s) {
+  while (!s.empty()) {
+    const ssize_t n = ::send(fd, s.data(), s.size(), MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;  // the launcher is gone: nothing to tell
+    s.remove_prefix(size_t(n));
+  }
+}
+
+// A TCP connection to `to` within a few seconds, or -1: without one the launcher still has the
+// beats.
+int connect_lifeline(const sockaddr_in& to) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return -1;
+  if (::connect(fd, reinterpret_cast<const sockaddr*>(&to), sizeof to) != 0) {
+    pollfd p{.fd = fd, .events = POLLOUT, .revents = 0};
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (errno != EINPROGRESS || ::poll(&p, 1, 3000) != 1 ||
+        ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0) {
+      ::close(fd);
+      return -1;
+    }
+  }
+  const int flags = ::fcntl(fd, F_GETFL);
+  ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+  return fd;
 }
 
 }  // namespace
@@ -159,6 +196,8 @@ HeartbeatSender::HeartbeatSender(const HeartbeatTarget& target, const Identity& 
     ::close(fd_);
     throw Error(ErrorKind::Io, "cannot reach the heartbeat address " + target.str() + ": " + why, id.where());
   }
+  lifeline_fd_ = connect_lifeline(to);
+  if (lifeline_fd_ >= 0) write_all(lifeline_fd_, beat(false).encode() + "\n");
   // A beat every period, and one at once when the rank's first step is done: the launcher
   // learns without a period's delay that a restarted job trains again.
   thread_ = std::thread([this] {
@@ -193,61 +232,131 @@ HeartbeatSender::~HeartbeatSender() {
   thread_.join();
   send(true);
   ::close(fd_);
+  if (lifeline_fd_ >= 0) {
+    write_all(lifeline_fd_, std::string(kBye) + "\n");
+    ::close(lifeline_fd_);
+  }
+}
+
+Beat HeartbeatSender::beat(bool leaving) const {
+  return {.job = target_.job,
+          .rank = id_.rank,
+          .world = id_.world,
+          .pid = int(::getpid()),
+          .host = id_.host,
+          .leaving = leaving,
+          .activity = activity_.read()};
 }
 
 // A beat that cannot be sent (the network is down) is lost, as a datagram would be: the
 // launcher's deadline is what notices.
 void HeartbeatSender::send(bool leaving) {
-  Beat b{.job = target_.job,
-         .rank = id_.rank,
-         .world = id_.world,
-         .pid = int(::getpid()),
-         .host = id_.host,
-         .leaving = leaving,
-         .activity = activity_.read()};
-  const std::string d = b.encode();
+  const std::string d = beat(leaving).encode();
   [[maybe_unused]] const ssize_t n = ::send(fd_, d.data(), d.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
 }
 
 HeartbeatReceiver::HeartbeatReceiver(const std::string& address, int port) {
-  fd_ = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  STRAND_CHECK(fd_ >= 0, Io, "cannot open a heartbeat socket: " + errno_text(), "strand launch");
-  sockaddr_in a = ipv4(address, port, "strand launch");
-  if (::bind(fd_, reinterpret_cast<const sockaddr*>(&a), sizeof a) != 0) {
+  const auto fail = [&](const std::string& what) {
     const std::string why = errno_text();
+    if (fd_ >= 0) ::close(fd_);
+    if (listen_fd_ >= 0) ::close(listen_fd_);
+    return Error(
+        ErrorKind::Io,
+        "cannot listen for heartbeats on " + address + ":" + std::to_string(port) + " (" + what + "): " + why,
+        "strand launch");
+  };
+  // The TCP port first, then UDP on the same number; with port 0, another try while that
+  // number is taken for UDP.
+  for (int attempt = 0;; ++attempt) {
+    fd_ = listen_fd_ = -1;
+    listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (listen_fd_ < 0) throw fail("tcp");
+    const int one = 1;
+    ::setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_in a = ipv4(address, port, "strand launch");
+    if (::bind(listen_fd_, reinterpret_cast<const sockaddr*>(&a), sizeof a) != 0 ||
+        ::listen(listen_fd_, 256) != 0)
+      throw fail("tcp");
+    socklen_t len = sizeof a;
+    ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    fd_ = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd_ < 0) throw fail("udp");
+    if (::bind(fd_, reinterpret_cast<const sockaddr*>(&a), sizeof a) == 0) {
+      port_ = ntohs(a.sin_port);
+      return;
+    }
+    if (port != 0 || errno != EADDRINUSE || attempt == 50) throw fail("udp");
     ::close(fd_);
-    throw Error(ErrorKind::Io,
-                "cannot listen for heartbeats on " + address + ":" + std::to_string(port) + ": " + why,
-                "strand launch");
+    ::close(listen_fd_);
   }
-  socklen_t len = sizeof a;
-  ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
-  port_ = ntohs(a.sin_port);
 }
 
-HeartbeatReceiver::~HeartbeatReceiver() { ::close(fd_); }
+HeartbeatReceiver::~HeartbeatReceiver() {
+  ::close(fd_);
+  ::close(listen_fd_);
+  for (const Lifeline& l : lifelines_) ::close(l.fd);
+}
+
+bool HeartbeatReceiver::read_lifeline(Lifeline& l, std::optional<Received>& died) {
+  char buf[1024];
+  const ssize_t n = ::recv(l.fd, buf, sizeof buf, MSG_DONTWAIT);
+  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return true;
+  if (n <= 0) {  // closed (or reset: the process is gone either way)
+    if (l.hello && !l.bye) died = Received{*l.hello, l.from, true};
+    return false;
+  }
+  l.pending.append(buf, size_t(n));
+  for (size_t nl; (nl = l.pending.find('\n')) != std::string::npos; l.pending.erase(0, nl + 1)) {
+    const std::string_view line(l.pending.data(), nl);
+    if (!l.hello) {
+      try {
+        l.hello = decode_beat(line);
+      } catch (const Error&) {
+        return false;  // not a rank of ours
+      }
+    } else if (line == kBye) {
+      l.bye = true;
+    }
+  }
+  return l.pending.size() <= 4096;
+}
 
 std::optional<HeartbeatReceiver::Received> HeartbeatReceiver::receive(std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
     const auto left =
         std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    pollfd p{.fd = fd_, .events = POLLIN, .revents = 0};
-    const int ready = ::poll(&p, 1, int(std::max<int64_t>(0, left.count())));
+    // [lifelines..., listener, beats]
+    std::vector<pollfd> p;
+    for (const Lifeline& l : lifelines_) p.push_back({.fd = l.fd, .events = POLLIN, .revents = 0});
+    p.push_back({.fd = listen_fd_, .events = POLLIN, .revents = 0});
+    p.push_back({.fd = fd_, .events = POLLIN, .revents = 0});
+    const int ready = ::poll(p.data(), p.size(), int(std::max<int64_t>(0, left.count())));
     if (ready < 0 && errno == EINTR) continue;
     STRAND_CHECK(ready >= 0, Io, "waiting for heartbeats: " + errno_text(), "strand launch");
     if (ready == 0) return std::nullopt;
+    std::optional<Received> died;
+    for (size_t i = lifelines_.size(); i-- > 0;) {
+      if (!p[i].revents || read_lifeline(lifelines_[i], died)) continue;
+      ::close(lifelines_[i].fd);
+      lifelines_.erase(lifelines_.begin() + std::ptrdiff_t(i));
+      if (died) return died;
+    }
+    if (p[p.size() - 2].revents) {
+      sockaddr_in from{};
+      socklen_t len = sizeof from;
+      const int c = ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&from), &len, SOCK_CLOEXEC);
+      if (c >= 0)
+        lifelines_.push_back({.fd = c, .from = ip_text(from), .pending = {}, .hello = {}, .bye = false});
+    }
+    if (!p.back().revents) continue;
     char buf[1024];
     sockaddr_in from{};
     socklen_t len = sizeof from;
     const ssize_t n = ::recvfrom(fd_, buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &len);
     if (n < 0) continue;
     try {
-      Received r{decode_beat(std::string_view(buf, size_t(n))), {}};
-      char ip[INET_ADDRSTRLEN] = {};
-      inet_ntop(AF_INET, &from.sin_addr, ip, sizeof ip);
-      r.from = ip;
-      return r;
+      return Received{decode_beat(std::string_view(buf, size_t(n))), ip_text(from), false};
     } catch (const Error&) {
       // Something else on the port: not ours to act on.
     }

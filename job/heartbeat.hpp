@@ -2,6 +2,9 @@
 // side channel (UDP), a beat every period saying who it is and what it is doing (its Activity:
 // step, phase, bucket), so the launcher tells a rank that hangs (stopped, deadlocked in the
 // kernel, cut off) from a slow one within two periods, and names it with its host and step.
+// Beside the beats, each rank holds a TCP connection to the launcher (its lifeline) and says
+// goodbye on it as it exits: a connection that closes without one is a process that died (killed,
+// crashed), known at once and in order, even when mpirun itself fails before naming it.
 // The launcher hands its ranks the channel in the environment (kHeartbeatEnv); a job started
 // without one sends nothing.
 #pragma once
@@ -14,6 +17,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <vector>
 
 #include <strand/core/context.hpp>
 #include <strand/train/activity.hpp>
@@ -59,17 +63,20 @@ class HeartbeatSender {
 
  private:
   void send(bool leaving);
+  Beat beat(bool leaving) const;
   HeartbeatTarget target_;
   Identity id_;
   const Activity& activity_;
   int fd_ = -1;
+  int lifeline_fd_ = -1;  // -1: the launcher could not be reached over TCP (beats still go)
   std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;
   std::thread thread_;
 };
 
-// The launcher's end: a UDP socket bound to `address` (port 0: any free one).
+// The launcher's end: a UDP socket for the beats and a TCP listener for the lifelines, both on
+// `address` and one port (port 0: any port free for both).
 class HeartbeatReceiver {
  public:
   explicit HeartbeatReceiver(const std::string& address, int port = 0);
@@ -77,17 +84,28 @@ class HeartbeatReceiver {
   HeartbeatReceiver(const HeartbeatReceiver&) = delete;
   HeartbeatReceiver& operator=(const HeartbeatReceiver&) = delete;
   int port() const { return port_; }
-  // The next beat within `timeout` (datagrams that are not beats are skipped); with the
-  // sender's IPv4 address.
+  // The next beat within `timeout` (datagrams that are not beats are skipped), or the news
+  // that a rank's lifeline closed without a goodbye (`died`; `beat` is then the one it sent as
+  // it connected); with the sender's IPv4 address.
   struct Received {
     Beat beat;
     std::string from;
+    bool died = false;
   };
   std::optional<Received> receive(std::chrono::milliseconds timeout);
 
  private:
-  int fd_ = -1;
+  struct Lifeline {
+    int fd = -1;
+    std::string from, pending;  // pending: what came after the last newline
+    std::optional<Beat> hello;
+    bool bye = false;
+  };
+  // What a lifeline's bytes tell; false once it has closed (then `died` may be set).
+  bool read_lifeline(Lifeline& l, std::optional<Received>& died);
+  int fd_ = -1, listen_fd_ = -1;
   int port_ = 0;
+  std::vector<Lifeline> lifelines_;
 };
 
 }  // namespace strand::job

@@ -611,6 +611,9 @@ JobResult run_job(const JobSpec& spec, const JobHooks& hooks) {
                  "strand train");
     return train_rank(spec, hooks, id, dist);
   } catch (const std::exception& e) {
+    // Its goodbye before an abort: the launcher must not take the rank that chose to end the
+    // job for one that died.
+    dist.heartbeat.reset();
     if (hooks.on_failure && mpi.world_size() > 1) hooks.on_failure(mpi, e);
     throw;
   }

@@ -1,7 +1,9 @@
 // Heartbeats (job/heartbeat.hpp): the environment's target and the datagram parsed strictly,
 // and a sender's beats received on loopback with what the rank is doing, ending with a leaving
-// beat.
+// beat; a sender whose process dies is reported at once by its lifeline, one that exits is not.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <strand/core/error.hpp>
 #include <strand/job/heartbeat.hpp>
@@ -104,6 +106,60 @@ TEST(Heartbeat, SenderBeatsUntilItLeaves) {
   }
   EXPECT_TRUE(left);
   EXPECT_FALSE(rx.receive(std::chrono::milliseconds(200))) << "a beat after the leaving one";
+}
+
+// Waits for the next report that is not a plain beat.
+std::optional<HeartbeatReceiver::Received> next_death(HeartbeatReceiver& rx,
+                                                      std::chrono::milliseconds within) {
+  const auto until = std::chrono::steady_clock::now() + within;
+  while (std::chrono::steady_clock::now() < until)
+    if (auto r = rx.receive(std::chrono::milliseconds(50)); r && r->died) return r;
+  return std::nullopt;
+}
+
+TEST(Heartbeat, ALifelineReportsAProcessThatDied) {
+  HeartbeatReceiver rx("127.0.0.1");
+  const HeartbeatTarget target{.address = "127.0.0.1", .port = rx.port(), .period_s = 10, .job = 0x9};
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    Activity activity;
+    auto* tx = new HeartbeatSender(target, {.rank = 3, .world = 4, .host = "host-d"}, activity);
+    (void)tx;
+    ::pause();  // killed below: no goodbye
+    ::_exit(0);
+  }
+  // Its first beat says it runs; then it is killed.
+  auto first = rx.receive(std::chrono::seconds(5));
+  ASSERT_TRUE(first);
+  EXPECT_FALSE(first->died);
+  ::kill(child, SIGKILL);
+  ::waitpid(child, nullptr, 0);
+  const auto dead = next_death(rx, std::chrono::seconds(2));
+  ASSERT_TRUE(dead) << "no report of the killed sender";
+  EXPECT_EQ(dead->beat.rank, 3);
+  EXPECT_EQ(dead->beat.host, "host-d");
+  EXPECT_EQ(dead->beat.job, 0x9u);
+  EXPECT_EQ(dead->from, "127.0.0.1");
+}
+
+TEST(Heartbeat, ASenderThatExitsIsNotReportedDead) {
+  HeartbeatReceiver rx("127.0.0.1");
+  const HeartbeatTarget target{.address = "127.0.0.1", .port = rx.port(), .period_s = 10, .job = 0x9};
+  Activity activity;
+  { HeartbeatSender tx(target, {.rank = 0, .world = 1, .host = "host-a"}, activity); }
+  EXPECT_FALSE(next_death(rx, std::chrono::milliseconds(500))) << "a sender that exited was reported dead";
+}
+
+TEST(Heartbeat, ATakenPortIsAnErrorNamingIt) {
+  HeartbeatReceiver rx("127.0.0.1");
+  try {
+    HeartbeatReceiver again("127.0.0.1", rx.port());
+    ADD_FAILURE() << "a second receiver bound port " << rx.port();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::Io);
+    EXPECT_NE(std::string(e.what()).find(":" + std::to_string(rx.port())), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace
