@@ -46,6 +46,15 @@ job::JobSpec job_spec(CLI::App& cmd, TrainArgs& a) {
   apply_sagemaker_hyperparameters(cmd, std::getenv("SM_HPS"));
   job::JobSpec spec = a.spec;
   job::StrategySpec& st = spec.strategy;
+  // TF_CONFIG describes a parameter-server job (job/launch.hpp): it needs no --strategy.
+  if (std::getenv(job::kTfConfigEnv)) {
+    if (cmd.get_option("--strategy")->count() == 0) st.kind = job::StrategyKind::Ps;
+    STRAND_CHECK(st.kind == job::StrategyKind::Ps, Usage,
+                 "TF_CONFIG describes a parameter-server job; --strategy " +
+                     std::string(job::to_string(st.kind)) +
+                     " contradicts it (unset TF_CONFIG, or use --strategy ps)",
+                 "strand train");
+  }
   // A --ps-* flag with another strategy would be silently ignored: say so instead.
   if (st.kind != job::StrategyKind::Ps) {
     for (const char* flag :
@@ -158,8 +167,8 @@ void add_train_command(CLI::App& app) {
   add_device_options(*cmd, a->device);
   add_parsed(*cmd, "--strategy", st.kind, job::parse_strategy,
              "local; allreduce (data parallel over the ranks of an mpirun job); ps (parameter servers, one "
-             "per host: "
-             "under mpirun, or the SageMaker launch when SM_HOSTS is set)",
+             "per host: under mpirun, or the SageMaker launch when SM_HOSTS is set; with TF_CONFIG set, "
+             "its ps tasks; the default there)",
              std::string(job::to_string(st.kind)));
   add_parsed(*cmd, "--allreduce", st.allreduce.algorithm, allreduce::parse_algorithm,
              "Allreduce algorithm: ring (ours), hierarchical or mpi (MPI_Allreduce) over host memory "

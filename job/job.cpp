@@ -79,6 +79,14 @@ struct Distributed {
   // The SageMaker launch (no MPI): the servers of every host and the job's token.
   std::vector<std::string> sm_servers = {};
   uint64_t sm_token = 0;
+  // Without MPI, where this process also runs its host's server (the Slurm launch's first task
+  // on each node): server `index` of `count`, listening on address:port.
+  struct ServerPlan {
+    int index = 0, count = 1;
+    std::string address;
+    int port = 0;
+  };
+  std::optional<ServerPlan> own_server = {};
   std::optional<ps::Joining> joining = {};  // a worker joining a running job: its rank, the job
 };
 
@@ -115,6 +123,10 @@ ps::PsConfig start_ps(const Context& ctx, const JobSpec& spec, Distributed& dist
   pc.timeline = dist.timeline.get();
   pc.dispatch.server_timeout_s = spec.strategy.comm_timeout_s;
   if (!dist.mpi) {
+    if (const auto& plan = dist.own_server)
+      dist.server = std::make_unique<ps::Server>(
+          ctx, server_options(spec, id.world, plan->index, plan->count, dist.sm_token, param_count,
+                              plan->address, plan->port));
     pc.servers = dist.sm_servers;
     pc.token = dist.sm_token;
     pc.joining = dist.joining;
@@ -390,6 +402,77 @@ JobResult train_rank(const JobSpec& spec, const JobHooks& hooks, const Identity&
   }
 }
 
+// The trainable parameters the servers hold: their count may depend on the labels.
+int64_t served_params(const Context& ctx, const JobSpec& spec) {
+  const ModelArch arch = spec.model.classes
+                             ? spec.model.arch
+                             : job_arch(spec, load_data(ctx, spec.data, data_options(spec)).classes);
+  return Model(ctx.backend(), arch).trainable_count();
+}
+
+// The TF_CONFIG launch: every task is a process of its own. A ps task serves its shard until
+// the workers are done; the others are workers (chief first), their servers those of
+// cluster.ps.
+JobResult run_tf_config(const JobSpec& spec, const JobHooks& hooks, const std::string& tf_config) {
+  const TfConfig tf = parse_tf_config(tf_config);
+  const PsSpec& p = spec.strategy.ps;
+  const uint64_t env_token = token_from_env();
+  const uint64_t token = env_token ? env_token : tf.token;
+  const int world = int(tf.workers.size());
+  if (!tf.server) {
+    Distributed dist{.sm_token = token};
+    for (const TfConfig::Task& t : tf.servers)
+      dist.sm_servers.push_back("tcp://" + resolve_ipv4(t.host) + ":" + std::to_string(t.port));
+    // Tasks on one host are told apart by their order in the cluster (a GPU each, say).
+    const std::string& host = tf.workers[size_t(tf.index)].host;
+    Identity id{.rank = tf.index, .world = world, .host = host, .local_rank = 0, .local_size = 0};
+    for (int r = 0; r < world; ++r) {
+      if (tf.workers[size_t(r)].host != host) continue;
+      id.local_rank += r < tf.index;
+      ++id.local_size;
+    }
+    return train_rank(spec, hooks, id, dist);
+  }
+  const TfConfig::Task& me = tf.servers[size_t(tf.index)];
+  STRAND_CHECK(p.port == 0 || p.port == me.port, Usage,
+               "--ps-port " + std::to_string(p.port) +
+                   " contradicts TF_CONFIG, where this ps task listens on " + std::to_string(me.port),
+               "strand train");
+  Context ctx(make_cpu_backend(1), {.rank = 0, .world = 1, .host = me.host});
+  const int64_t params = served_params(ctx, spec);
+  ps::Server server(ctx, server_options(spec, world, tf.index, int(tf.servers.size()), token, params,
+                                        ps_bind_address(p.bind, me.host), me.port));
+  ctx.log("TF_CONFIG: ps task " + std::to_string(tf.index) + " of " + std::to_string(tf.servers.size()) +
+          ", serving " + std::to_string(world) + " worker(s)");
+  wait_for_departures(ctx, server, world, 2 * spec.strategy.comm_timeout_s, 0);
+  return {};
+}
+
+// The Slurm launch without MPI (srun): the first task on each node also runs the node's
+// server on --ps-port (kSageMakerPort by default) at the node's address; every task finds the
+// servers from the step's node list. The token comes from the job and step ids (or
+// STRAND_PS_TOKEN).
+JobResult run_slurm_ps(const JobSpec& spec, const JobHooks& hooks, const Environment& env) {
+  const PsSpec& p = spec.strategy.ps;
+  const Identity id = discover_identity(Launcher::Slurm, env);
+  const SlurmNodes nodes = slurm_nodes(env);
+  const int port = p.port ? p.port : kSageMakerPort;
+  const std::string* job_id = env.get("SLURM_JOB_ID");
+  const std::string* step_id = env.get("SLURM_STEP_ID");
+  const uint64_t env_token = token_from_env();
+  Distributed dist{.sm_token = env_token ? env_token
+                                         : token_from_text("slurm " + (job_id ? *job_id : "") + "." +
+                                                           (step_id ? *step_id : ""))};
+  for (const std::string& h : nodes.hosts)
+    dist.sm_servers.push_back("tcp://" + resolve_ipv4(h) + ":" + std::to_string(port));
+  if (id.local_rank == 0)
+    dist.own_server = Distributed::ServerPlan{.index = nodes.current,
+                                              .count = int(nodes.hosts.size()),
+                                              .address = ps_bind_address(p.bind, id.host),
+                                              .port = port};
+  return train_rank(spec, hooks, id, dist);
+}
+
 // The SageMaker launch: the same command on every host of SM_HOSTS. The host's process runs
 // the host's server and starts workers_per_host workers (this command again, with kWorkerEnv
 // set); the token comes from STRAND_PS_TOKEN (there is no channel to share a generated one).
@@ -413,11 +496,7 @@ JobResult run_sagemaker(const JobSpec& spec, const JobHooks& hooks, const Enviro
     return train_rank(spec, hooks, discover_identity(Launcher::SageMaker, env, nullptr, per_host), dist);
   }
   Context ctx(make_cpu_backend(1), {.rank = 0, .world = 1, .host = host});
-  // The servers hold the trainable parameters: their count may depend on the labels.
-  const ModelArch arch = spec.model.classes
-                             ? spec.model.arch
-                             : job_arch(spec, load_data(ctx, spec.data, data_options(spec)).classes);
-  const int64_t params = Model(ctx.backend(), arch).trainable_count();
+  const int64_t params = served_params(ctx, spec);
   // The address the other hosts resolve this host's name to, unless the bind spec says otherwise.
   const std::string address = p.bind.empty() ? resolve_ipv4(host) : ps_bind_address(p.bind, host);
   ps::Server server(
@@ -596,10 +675,33 @@ JobResult run_job(const JobSpec& spec, const JobHooks& hooks) {
   const StrategySpec& st = spec.strategy;
   if (st.kind == StrategyKind::Ps && st.ps.join) return join_job(spec, hooks);
   const Environment env = Environment::current();
-  if (st.kind == StrategyKind::Ps && env.get("SM_HOSTS")) return run_sagemaker(spec, hooks, env);
+  const Launcher launcher = detect_launcher(env);
   if (st.kind == StrategyKind::Local) {
     Distributed none;
     return train_rank(spec, hooks, discover_identity(Launcher::Single, env), none);
+  }
+  const std::string where = "strand train";
+  if (st.kind == StrategyKind::Ps) {
+    if (launcher == Launcher::TfConfig) return run_tf_config(spec, hooks, *env.get(kTfConfigEnv));
+    if (launcher == Launcher::SageMaker) return run_sagemaker(spec, hooks, env);
+    if (launcher == Launcher::Slurm) return run_slurm_ps(spec, hooks, env);
+    STRAND_CHECK(launcher != Launcher::Torchrun, Usage,
+                 "--strategy ps finds its servers from mpirun, srun, TF_CONFIG or SM_HOSTS; under torchrun "
+                 "(RANK, WORLD_SIZE) no launcher says which host runs which server",
+                 where);
+  } else {
+    STRAND_CHECK(launcher != Launcher::Slurm || discover_identity(launcher, env).world == 1, Usage,
+                 "srun started this task without MPI (SLURM_PROCID): --strategy allreduce reduces over "
+                 "MPI, start it with srun --mpi=pmix",
+                 where);
+    STRAND_CHECK(launcher != Launcher::Torchrun, Usage,
+                 "--strategy allreduce reduces over MPI: start it with mpirun or srun --mpi=pmix, not "
+                 "torchrun (RANK, WORLD_SIZE)",
+                 where);
+    STRAND_CHECK(launcher != Launcher::SageMaker || discover_identity(launcher, env).world == 1, Usage,
+                 "--strategy allreduce on several SageMaker hosts runs under mpirun (SageMaker's mpi "
+                 "distribution); SM_HOSTS alone starts one process per host",
+                 where);
   }
   allreduce::MpiRuntime mpi(nullptr, nullptr);
   Distributed dist{.mpi = &mpi};

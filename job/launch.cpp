@@ -6,6 +6,7 @@
 #include <netdb.h>
 #include <sys/prctl.h>
 #include <unistd.h>
+#include <charconv>
 #include <csignal>
 #include <fstream>
 
@@ -135,6 +136,93 @@ SageMakerHosts sagemaker_hosts(const char* sm_hosts_json, const char* sm_current
                std::string("'") + sm_current_host + "' is not in SM_HOSTS " + sm_hosts_json,
                "SM_CURRENT_HOST");
   return out;
+}
+
+uint64_t token_from_text(const std::string& text) {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a
+  for (const unsigned char c : text) h = (h ^ c) * 1099511628211ull;
+  return h ? h : 1;
+}
+
+TfConfig parse_tf_config(const std::string& json) {
+  const auto bad = [](const std::string& key, const std::string& what) {
+    return Error(ErrorKind::Usage, key + ": " + what, kTfConfigEnv);
+  };
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(json);
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(ErrorKind::Usage, std::string("not valid JSON: ") + e.what(), kTfConfigEnv);
+  }
+  if (!j.is_object()) throw bad("the value", "must be a JSON object with \"cluster\" and \"task\"");
+  if (!j.contains("cluster") || !j["cluster"].is_object())
+    throw bad("cluster", "missing or not an object of task lists");
+  const nlohmann::json& cluster = j["cluster"];
+  const auto tasks = [&](const std::string& type) {
+    std::vector<TfConfig::Task> out;
+    if (!cluster.contains(type)) return out;
+    const nlohmann::json& list = cluster[type];
+    if (!list.is_array()) throw bad("cluster." + type, "must be a list of \"HOST:PORT\"");
+    for (size_t i = 0; i < list.size(); ++i) {
+      const std::string key = "cluster." + type + "[" + std::to_string(i) + "]";
+      if (!list[i].is_string()) throw bad(key, "must be a \"HOST:PORT\" string");
+      const std::string entry = list[i].get<std::string>();
+      const size_t colon = entry.rfind(':');
+      TfConfig::Task t;
+      if (colon == std::string::npos || colon == 0) throw bad(key, "'" + entry + "' is not HOST:PORT");
+      t.host = entry.substr(0, colon);
+      const std::string port = entry.substr(colon + 1);
+      const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), t.port);
+      if (ec != std::errc() || end != port.data() + port.size() || t.port < 1 || t.port > 65535)
+        throw bad(key, "'" + entry + "': the port is not 1..65535");
+      out.push_back(std::move(t));
+    }
+    return out;
+  };
+  for (const auto& [type, list] : cluster.items())
+    if (type != "chief" && type != "master" && type != "worker" && type != "ps")
+      throw bad("cluster." + type, "strand runs chief (or master), worker and ps tasks; an " + type +
+                                       " has no part in its job (the chief evaluates every epoch)");
+  TfConfig c;
+  c.servers = tasks("ps");
+  if (c.servers.empty())
+    throw bad("cluster.ps", "missing or empty: strand runs TF_CONFIG as a parameter-server job");
+  const std::vector<TfConfig::Task> chief = tasks("chief"), master = tasks("master"),
+                                    workers = tasks("worker");
+  if (!chief.empty() && !master.empty())
+    throw bad("cluster.master", "a cluster has a chief or a master, not both");
+  if (chief.size() + master.size() > 1)
+    throw bad(chief.empty() ? "cluster.master" : "cluster.chief", "more than one task");
+  c.workers = chief.empty() ? master : chief;
+  c.workers.insert(c.workers.end(), workers.begin(), workers.end());
+  if (c.workers.empty()) throw bad("cluster.worker", "no chief, master or worker task: nothing would train");
+
+  if (!j.contains("task") || !j["task"].is_object())
+    throw bad("task", "missing or not an object with \"type\" and \"index\"");
+  const nlohmann::json& task = j["task"];
+  if (!task.contains("type") || !task["type"].is_string()) throw bad("task.type", "missing or not a string");
+  const std::string type = task["type"].get<std::string>();
+  int index = 0;
+  if (task.contains("index")) {
+    if (!task["index"].is_number_integer() || task["index"].get<int64_t>() < 0)
+      throw bad("task.index", "must be a non-negative integer");
+    index = int(std::min<int64_t>(task["index"].get<int64_t>(), 1 << 30));
+  }
+  const auto count = [&](const std::string& of) {
+    return of == "ps"       ? c.servers.size()
+           : of == "worker" ? workers.size()
+           : of == "chief"  ? chief.size()
+                            : master.size();
+  };
+  if (type != "chief" && type != "master" && type != "worker" && type != "ps")
+    throw bad("task.type", "'" + type + "' is not chief, master, worker or ps");
+  if (size_t(index) >= count(type))
+    throw bad("task.index", std::to_string(index) + " is outside cluster." + type + " (" +
+                                std::to_string(count(type)) + " task(s))");
+  c.server = type == "ps";
+  c.index = type == "worker" ? int(c.workers.size() - workers.size()) + index : index;
+  c.token = token_from_text(cluster.dump());
+  return c;
 }
 
 void write_ps_job_file(const std::filesystem::path& path, const PsJobFile& job) {

@@ -1,7 +1,7 @@
 // What a parameter-server job needs from its hosts: which address a host's server binds to, the
-// job token, and the SageMaker-style launch (no MPI: SM_HOSTS, SM_CURRENT_HOST, a port,
-// workers per host), where the process on each host runs that host's server and starts its
-// workers as child processes.
+// job token, the SageMaker-style launch (no MPI: SM_HOSTS, SM_CURRENT_HOST, a port, workers per
+// host), where the process on each host runs that host's server and starts its workers as child
+// processes, and TensorFlow's TF_CONFIG, where each task is a server or a worker of its own.
 #pragma once
 
 #include <cstdint>
@@ -23,6 +23,9 @@ std::string ps_bind_address(const std::string& spec, const std::string& host);
 std::string resolve_ipv4(const std::string& name);
 // STRAND_PS_TOKEN (1 to 16 hex digits, not 0) when set; 0 when unset; Usage error when malformed.
 uint64_t token_from_env();
+// A token every process of a job draws alike from the same text (a cluster description, a
+// scheduler's job id): not a secret, it tells jobs apart. Never 0.
+uint64_t token_from_text(const std::string& text);
 
 // The SageMaker launch, from SM_HOSTS (a JSON list of host names) and SM_CURRENT_HOST.
 struct SageMakerHosts {
@@ -31,6 +34,26 @@ struct SageMakerHosts {
 };
 // Usage error naming the variable when one is missing or malformed, or the current host is not listed.
 SageMakerHosts sagemaker_hosts(const char* sm_hosts_json, const char* sm_current_host);
+
+// TensorFlow's cluster description, as SageMaker's parameter-server distribution and
+// Kubeflow's TFJob set it in TF_CONFIG: {"cluster": {"chief": [...], "worker": [...], "ps":
+// [...]}, "task": {"type": "worker", "index": 1}}, each entry "HOST:PORT". A ps task runs server
+// `index`, listening on its entry's port; chief (or master) and worker tasks are the workers,
+// chief first. The job's token is drawn from the cluster's text, the same in every task (unless
+// STRAND_PS_TOKEN sets one).
+struct TfConfig {
+  struct Task {
+    std::string host;
+    int port = 0;
+  };
+  std::vector<Task> servers, workers;
+  bool server = false;  // this task runs a server, else a worker
+  int index = 0;        // its server index or worker rank
+  uint64_t token = 0;
+};
+inline constexpr const char* kTfConfigEnv = "TF_CONFIG";
+// Usage error naming TF_CONFIG and the key that is missing, malformed or inconsistent.
+TfConfig parse_tf_config(const std::string& json);
 
 // What a worker needs to join a running ps job (`strand train --ps-join`): rank 0 writes it
 // as kPsJobFile into the checkpoint directory once the servers run, and removes it at the end.

@@ -71,6 +71,237 @@ TEST(Identity, BrokenSageMakerVariablesAreNamed) {
   EXPECT_EQ(where(env(vars), 2), kWorkerEnv);  // index outside the workers per host
 }
 
+// Which launcher started the process, told from its variables; the innermost one counts.
+TEST(Identity, TheLauncherIsToldFromItsVariables) {
+  EXPECT_EQ(detect_launcher(env({})), Launcher::Single);
+  EXPECT_EQ(detect_launcher(env({{"OMPI_COMM_WORLD_RANK", "1"}, {"OMPI_COMM_WORLD_SIZE", "2"}})),
+            Launcher::Mpi);
+  EXPECT_EQ(detect_launcher(env({{"PMIX_RANK", "1"}, {"SLURM_PROCID", "1"}, {"SLURM_STEP_ID", "0"}})),
+            Launcher::Mpi);  // srun --mpi=pmix
+  EXPECT_EQ(detect_launcher(env({{"PMI_RANK", "0"}, {"PMI_SIZE", "4"}})), Launcher::Mpi);
+  // mpirun inside an sbatch allocation: its ranks inherit the daemons' SLURM_PROCID.
+  EXPECT_EQ(
+      detect_launcher(env({{"OMPI_COMM_WORLD_RANK", "3"}, {"SLURM_PROCID", "0"}, {"SLURM_STEP_ID", "0"}})),
+      Launcher::Mpi);
+  EXPECT_EQ(detect_launcher(env({{"SLURM_PROCID", "2"}, {"SLURM_STEP_ID", "0"}})), Launcher::Slurm);
+  // The batch script itself is no task of a step.
+  EXPECT_EQ(detect_launcher(env({{"SLURM_PROCID", "0"}, {"SLURM_JOB_ID", "7"}})), Launcher::Single);
+  // torchrun under srun.
+  EXPECT_EQ(detect_launcher(
+                env({{"RANK", "5"}, {"WORLD_SIZE", "8"}, {"SLURM_PROCID", "1"}, {"SLURM_STEP_ID", "0"}})),
+            Launcher::Torchrun);
+  EXPECT_EQ(detect_launcher(env({{"RANK", "5"}})), Launcher::Single);  // RANK alone is no launch
+  EXPECT_EQ(detect_launcher(env({{kTfConfigEnv, "{}"}})), Launcher::TfConfig);
+  EXPECT_EQ(detect_launcher(env({{"SM_HOSTS", R"(["a"])"}, {"SM_CURRENT_HOST", "a"}})), Launcher::SageMaker);
+  // mpirun under SageMaker (its mpi distribution).
+  EXPECT_EQ(detect_launcher(env({{"SM_HOSTS", R"(["a"])"}, {"OMPI_COMM_WORLD_RANK", "0"}})), Launcher::Mpi);
+}
+
+// Two sources that disagree are named, both, with their values.
+TEST(Identity, ConflictingSourcesAreNamedBoth) {
+  const auto message = [](const Environment& e) {
+    try {
+      detect_launcher(e);
+    } catch (const Error& err) {
+      EXPECT_EQ(err.kind(), ErrorKind::Usage);
+      return std::string(err.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(message(env({{"OMPI_COMM_WORLD_RANK", "0"}, {"RANK", "3"}, {"WORLD_SIZE", "4"}}))
+                .find("OMPI_COMM_WORLD_RANK=0 and RANK=3 give this process different ranks"),
+            std::string::npos);
+  EXPECT_NE(message(env({{"OMPI_COMM_WORLD_RANK", "1"}, {"PMIX_RANK", "2"}}))
+                .find("OMPI_COMM_WORLD_RANK=1 and PMIX_RANK=2"),
+            std::string::npos);
+  EXPECT_NE(message(env({{"OMPI_COMM_WORLD_RANK", "1"},
+                         {"OMPI_COMM_WORLD_SIZE", "2"},
+                         {"RANK", "1"},
+                         {"WORLD_SIZE", "3"}}))
+                .find("OMPI_COMM_WORLD_SIZE=2 and WORLD_SIZE=3 give this process different world sizes"),
+            std::string::npos);
+  EXPECT_NE(message(env({{"OMPI_COMM_WORLD_RANK", "1"}, {kTfConfigEnv, "{}"}}))
+                .find("OMPI_COMM_WORLD_RANK=1 and TF_CONFIG"),
+            std::string::npos);
+  EXPECT_NE(
+      message(env({{"RANK", "1"}, {"WORLD_SIZE", "2"}, {kTfConfigEnv, "{}"}})).find("RANK=1 and TF_CONFIG"),
+      std::string::npos);
+  EXPECT_NE(message(env({{kTfConfigEnv, "{}"}, {"SM_HOSTS", "[]"}})).find("TF_CONFIG={} and SM_HOSTS=[]"),
+            std::string::npos);
+  // Agreeing sources are fine.
+  EXPECT_EQ(
+      message(env({{"OMPI_COMM_WORLD_RANK", "2"}, {"PMIX_RANK", "2"}, {"RANK", "2"}, {"WORLD_SIZE", "4"}})),
+      "no error");
+}
+
+TEST(Identity, SlurmTasksArePlacedByTheStep) {
+  const Environment e = env({{"SLURM_PROCID", "3"},
+                             {"SLURM_STEP_ID", "0"},
+                             {"SLURM_STEP_NUM_TASKS", "5"},
+                             {"SLURM_LOCALID", "0"},
+                             {"SLURM_NODEID", "1"},
+                             {"SLURM_STEP_NODELIST", "node[07-08],gpu1"},
+                             {"SLURM_STEP_TASKS_PER_NODE", "3,1(x2)"}});
+  const Identity id = discover_identity(Launcher::Slurm, e);
+  EXPECT_EQ(id.rank, 3);
+  EXPECT_EQ(id.world, 5);
+  EXPECT_EQ(id.host, "node08");
+  EXPECT_EQ(id.local_rank, 0);
+  EXPECT_EQ(id.local_size, 1);
+  const auto where = [](std::map<std::string, std::string> vars) {
+    try {
+      discover_identity(Launcher::Slurm, env(std::move(vars)));
+    } catch (const Error& err) {
+      EXPECT_EQ(err.kind(), ErrorKind::Usage);
+      return err.where();
+    }
+    return std::string("no error");
+  };
+  std::map<std::string, std::string> ok = e.vars;
+  const auto with = [&](const std::string& k, const std::string& v) {
+    auto vars = ok;
+    if (v.empty())
+      vars.erase(k);
+    else
+      vars[k] = v;
+    return vars;
+  };
+  EXPECT_EQ(where(with("SLURM_PROCID", "5")), "SLURM_PROCID");  // outside the 5 tasks
+  EXPECT_EQ(where(with("SLURM_PROCID", "x")), "SLURM_PROCID");
+  EXPECT_EQ(where(with("SLURM_NODEID", "3")), "SLURM_NODEID");
+  EXPECT_EQ(where(with("SLURM_STEP_NODELIST", "node[07-")), "SLURM_STEP_NODELIST");
+  EXPECT_EQ(where(with("SLURM_STEP_TASKS_PER_NODE", "3,x")), "SLURM_STEP_TASKS_PER_NODE");
+  EXPECT_EQ(where(with("SLURM_LOCALID", "1")), "SLURM_LOCALID");  // node 1 runs one task
+  auto no_list = with("SLURM_STEP_NODELIST", "");
+  EXPECT_EQ(where(no_list), "SLURM_JOB_NODELIST");
+  EXPECT_EQ(where(with("SLURM_STEP_NUM_TASKS", "")), "SLURM_NTASKS");
+}
+
+TEST(Identity, SlurmNodeListsExpand) {
+  using V = std::vector<std::string>;
+  EXPECT_EQ(expand_slurm_nodelist("a", "L"), V{"a"});
+  EXPECT_EQ(expand_slurm_nodelist("node[01-03,7],gpu-a", "L"),
+            (V{"node01", "node02", "node03", "node7", "gpu-a"}));
+  EXPECT_EQ(expand_slurm_nodelist("x[8-10]-ib,y", "L"), (V{"x8-ib", "x9-ib", "x10-ib", "y"}));
+  EXPECT_EQ(expand_slurm_nodelist("n[001-002]", "L"), (V{"n001", "n002"}));
+  for (const char* bad :
+       {"", ",", "a,", "a,,b", "n[1-", "n[]", "n[3-1]", "n[a-b]", "n[1][2]", "n[1-2-3]", "n[-1]"}) {
+    try {
+      expand_slurm_nodelist(bad, "L");
+      ADD_FAILURE() << "accepted '" << bad << "'";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::Usage) << bad;
+      EXPECT_EQ(e.where(), "L") << bad;
+    }
+  }
+}
+
+TEST(Identity, TorchrunPlacesByItsVariables) {
+  const Identity id = discover_identity(Launcher::Torchrun, env({{"RANK", "5"},
+                                                                 {"WORLD_SIZE", "8"},
+                                                                 {"LOCAL_RANK", "1"},
+                                                                 {"LOCAL_WORLD_SIZE", "4"},
+                                                                 {"HOSTNAME", "n2"}}));
+  EXPECT_EQ(id.rank, 5);
+  EXPECT_EQ(id.world, 8);
+  EXPECT_EQ(id.local_rank, 1);
+  EXPECT_EQ(id.local_size, 4);
+  EXPECT_EQ(id.host, "n2");
+  for (const auto& [k, v] : std::vector<std::pair<std::string, std::string>>{
+           {"RANK", "8"}, {"RANK", "-1"}, {"WORLD_SIZE", "x"}, {"LOCAL_RANK", "4"}}) {
+    std::map<std::string, std::string> vars = {
+        {"RANK", "5"}, {"WORLD_SIZE", "8"}, {"LOCAL_RANK", "1"}, {"LOCAL_WORLD_SIZE", "4"}};
+    vars[k] = v;
+    try {
+      discover_identity(Launcher::Torchrun, env(vars));
+      ADD_FAILURE() << k << "=" << v << " accepted";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::Usage);
+    }
+  }
+}
+
+// SageMaker's parameter-server layout: a ps task and a worker on every host, the master first.
+constexpr const char* kCluster =
+    R"("cluster": {"master": ["algo-1:2222"], "worker": ["algo-2:2222", "algo-3:2222"],)"
+    R"( "ps": ["algo-1:2223", "algo-2:2223", "algo-3:2223"]})";
+
+std::string tf_config(const std::string& task) { return std::string("{") + kCluster + ", " + task + "}"; }
+
+TEST(TfConfig, TasksAreServersOrWorkersChiefFirst) {
+  const TfConfig ps = parse_tf_config(tf_config(R"("task": {"type": "ps", "index": 2})"));
+  EXPECT_TRUE(ps.server);
+  EXPECT_EQ(ps.index, 2);
+  ASSERT_EQ(ps.servers.size(), 3u);
+  EXPECT_EQ(ps.servers[2].host, "algo-3");
+  EXPECT_EQ(ps.servers[2].port, 2223);
+  ASSERT_EQ(ps.workers.size(), 3u);
+  EXPECT_EQ(ps.workers[0].host, "algo-1");  // the master is worker 0
+  const TfConfig master = parse_tf_config(tf_config(R"("task": {"type": "master", "index": 0})"));
+  EXPECT_FALSE(master.server);
+  EXPECT_EQ(master.index, 0);
+  const TfConfig worker = parse_tf_config(tf_config(R"("task": {"type": "worker", "index": 1})"));
+  EXPECT_FALSE(worker.server);
+  EXPECT_EQ(worker.index, 2);  // after the master and worker 0
+  // Every task draws the same token from the cluster; another cluster draws another.
+  EXPECT_EQ(ps.token, worker.token);
+  EXPECT_NE(ps.token, 0u);
+  const TfConfig other = parse_tf_config(
+      R"({"cluster": {"worker": ["a:1"], "ps": ["b:2"]}, "task": {"type": "worker", "index": 0}})");
+  EXPECT_NE(other.token, ps.token);
+  EXPECT_EQ(other.workers.size(), 1u);  // no chief: the first worker leads
+}
+
+// Each broken or inconsistent TF_CONFIG is a usage error naming the key.
+TEST(TfConfig, BrokenInputNamesTheKey) {
+  const std::string task = R"("task": {"type": "worker", "index": 0})";
+  const auto message = [](const std::string& json) {
+    try {
+      parse_tf_config(json);
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::Usage) << json;
+      EXPECT_EQ(e.where(), kTfConfigEnv) << json;
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"{", "not valid JSON"},
+      {"[]", "must be a JSON object"},
+      {"{" + task + "}", "cluster: missing"},
+      {R"({"cluster": [], )" + task + "}", "cluster: missing or not an object"},
+      {R"({"cluster": {"worker": ["a:1"]}, )" + task + "}", "cluster.ps: missing or empty"},
+      {R"({"cluster": {"worker": ["a:1"], "ps": []}, )" + task + "}", "cluster.ps: missing or empty"},
+      {R"({"cluster": {"worker": "a:1", "ps": ["b:2"]}, )" + task + "}", "cluster.worker: must be a list"},
+      {R"({"cluster": {"worker": [1], "ps": ["b:2"]}, )" + task + "}", "cluster.worker[0]: must be"},
+      {R"({"cluster": {"worker": ["a:1"], "ps": ["b"]}, )" + task + "}",
+       "cluster.ps[0]: 'b' is not HOST:PORT"},
+      {R"({"cluster": {"worker": ["a:1"], "ps": [":2"]}, )" + task + "}", "cluster.ps[0]: ':2' is not"},
+      {R"({"cluster": {"worker": ["a:1"], "ps": ["b:x"]}, )" + task + "}", "cluster.ps[0]: 'b:x': the port"},
+      {R"({"cluster": {"worker": ["a:1"], "ps": ["b:70000"]}, )" + task + "}", "cluster.ps[0]: 'b:70000'"},
+      {R"({"cluster": {"worker": ["a:1", "a:0"], "ps": ["b:2"]}, )" + task + "}", "cluster.worker[1]"},
+      {R"({"cluster": {"evaluator": ["e:1"], "worker": ["a:1"], "ps": ["b:2"]}, )" + task + "}",
+       "cluster.evaluator: strand runs chief"},
+      {R"({"cluster": {"chief": ["c:1"], "master": ["m:1"], "ps": ["b:2"]}, )" + task + "}",
+       "cluster.master: a cluster has a chief or a master"},
+      {R"({"cluster": {"chief": ["c:1", "d:1"], "ps": ["b:2"]}, )" + task + "}",
+       "cluster.chief: more than one"},
+      {R"({"cluster": {"ps": ["b:2"]}, )" + task + "}", "cluster.worker: no chief, master or worker"},
+      {std::string("{") + kCluster + "}", "task: missing"},
+      {std::string("{") + kCluster + R"(, "task": {"index": 0}})", "task.type: missing"},
+      {std::string("{") + kCluster + R"(, "task": {"type": "evaluator", "index": 0}})",
+       "task.type: 'evaluator'"},
+      {std::string("{") + kCluster + R"(, "task": {"type": "ps", "index": 3}})",
+       "task.index: 3 is outside cluster.ps (3 task(s))"},
+      {std::string("{") + kCluster + R"(, "task": {"type": "chief", "index": 0}})",
+       "task.index: 0 is outside cluster.chief (0 task(s))"},
+      {std::string("{") + kCluster + R"(, "task": {"type": "ps", "index": -1}})", "task.index: must be"},
+      {std::string("{") + kCluster + R"(, "task": {"type": "ps", "index": "1"}})", "task.index: must be"},
+  };
+  for (const auto& [json, want] : cases)
+    EXPECT_NE(message(json).find(want), std::string::npos) << json << "\n  gave: " << message(json);
+}
+
 TEST(Identity, EnvironmentSnapshotReadsTheProcessEnvironment) {
   ::setenv("STRAND_TEST_IDENTITY", "x=y", 1);
   const Environment e = Environment::current();
