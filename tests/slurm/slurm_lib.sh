@@ -12,7 +12,9 @@ stop_slurm() {
   slurm_pids=()
 }
 # A free TCP port on 127.0.0.1.
-free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+free_port() {
+  /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
 start_slurm() {
   local m
   for m in munged mungekey slurmctld slurmd srun sbatch sinfo; do

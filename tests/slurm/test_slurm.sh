@@ -34,7 +34,8 @@ submit() { # STRATEGY
   local acc
   acc=$(sed -n 's/.*test accuracy \([0-9.]*\)%; exported.*/\1/p' "$out")
   [[ -n "$acc" ]] || { cp "$out" "$work/log"; fail "$1: no final accuracy"; }
-  /usr/bin/python3 -c "import sys; sys.exit(0 if float('$acc') >= 98.5 else 1)" || fail "$1: accuracy $acc% < 98.5%"
+  /usr/bin/python3 -c "import sys; sys.exit(0 if float('$acc') >= 98.5 else 1)" ||
+    fail "$1: accuracy $acc% < 98.5%"
   [[ -f "$work/$1/1/model.strand" ]] || fail "$1: no exported model"
   echo "sbatch $1.sbatch, 2 tasks: $acc%"
 }
