@@ -22,6 +22,7 @@ struct MpiCommunicator::Groups {
   std::shared_ptr<SharedReduce> shared;  // the world's buffers, when the world shares memory
   std::string host;
   int host_count = 1;
+  int node_count = 0;
   int leader = 0;  // world rank of this host's first rank
 };
 
@@ -64,6 +65,31 @@ MpiCommunicator::MpiCommunicator(const MpiRuntime& rt, CommOptions options)
                    where);
   std::vector<std::string> hosts(static_cast<size_t>(world));
   for (int i = 0; i < world; ++i) hosts[size_t(i)] = names.data() + size_t(i) * kName;
+  // The node each rank runs on, as the launcher placed it (the lowest world rank sharing its
+  // memory): two machines with one name stay apart. The name then splits a node further
+  // (STRAND_HOST: tests simulate hosts on one machine).
+  int node = me;
+  {
+    MPI_Comm shared;
+    STRAND_MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, me, MPI_INFO_NULL, &shared),
+                     where);
+    const int rc = MPI_Allreduce(&me, &node, 1, MPI_INT, MPI_MIN, shared);
+    MPI_Comm_free(&shared);
+    STRAND_MPI_CHECK(rc, where);
+  }
+  std::vector<int> nodes(static_cast<size_t>(world));
+  STRAND_MPI_CHECK(MPI_Allgather(&node, 1, MPI_INT, nodes.data(), 1, MPI_INT, MPI_COMM_WORLD), where);
+  for (int i = 0; i < world; ++i) groups_->node_count += nodes[size_t(i)] == i;
+  const auto same_host = [&](int a, int b) {
+    return nodes[size_t(a)] == nodes[size_t(b)] && hosts[size_t(a)] == hosts[size_t(b)];
+  };
+  // Rank i's host: the first rank on it.
+  std::vector<int> first_on(static_cast<size_t>(world));
+  for (int i = 0; i < world; ++i) {
+    int f = 0;
+    while (!same_host(f, i)) ++f;
+    first_on[size_t(i)] = f;
+  }
 
   std::vector<int> all(static_cast<size_t>(world));
   for (int i = 0; i < world; ++i) all[size_t(i)] = i;
@@ -72,13 +98,13 @@ MpiCommunicator::MpiCommunicator(const MpiRuntime& rt, CommOptions options)
   if (groups_->world_channel) groups_->shared = std::make_shared<SharedReduce>(*groups_->world);
 
   // Ranks of one host share a colour: the first world rank on that host.
-  const int colour = int(std::find(hosts.begin(), hosts.end(), rt.host()) - hosts.begin());
+  const int colour = first_on[size_t(me)];
   MPI_Comm local;
   STRAND_MPI_CHECK(MPI_Comm_split(groups_->world->comm(), colour, me, &local), where);
   std::vector<int> local_ranks;
   std::vector<std::string> local_hosts;
   for (int i = 0; i < world; ++i)
-    if (hosts[size_t(i)] == rt.host()) {
+    if (first_on[size_t(i)] == colour) {
       local_ranks.push_back(i);
       local_hosts.push_back(hosts[size_t(i)]);
     }
@@ -92,7 +118,7 @@ MpiCommunicator::MpiCommunicator(const MpiRuntime& rt, CommOptions options)
   std::vector<int> leader_ranks;
   std::vector<std::string> leader_hosts;
   for (int i = 0; i < world; ++i)
-    if (std::find(hosts.begin(), hosts.end(), hosts[size_t(i)]) - hosts.begin() == i) {
+    if (first_on[size_t(i)] == i) {
       leader_ranks.push_back(i);
       leader_hosts.push_back(hosts[size_t(i)]);
     }
@@ -111,6 +137,7 @@ const std::string& MpiCommunicator::host() const { return groups_->host; }
 int MpiCommunicator::local_rank() const { return groups_->local->rank(); }
 int MpiCommunicator::local_size() const { return groups_->local->size(); }
 int MpiCommunicator::host_count() const { return groups_->host_count; }
+int MpiCommunicator::node_count() const { return groups_->node_count; }
 int MpiCommunicator::leader_rank() const { return groups_->leader; }
 
 void MpiCommunicator::allreduce_sum(float* data, int64_t n) {

@@ -44,10 +44,14 @@ class MpiCommunicator final : public Communicator {
   int rank() const override;
   int size() const override;
   const std::string& host() const override;
-  // Ranks on this host and this rank's index among them (by world rank).
+  // Ranks on this host and this rank's index among them (by world rank). Hosts are the
+  // machines the launcher placed the ranks on (MPI_COMM_TYPE_SHARED), not host names: two
+  // machines with one name are two hosts; a name (STRAND_HOST) splits one machine further.
   int local_rank() const;
   int local_size() const;
   int host_count() const;
+  // Machines, as the launcher placed the ranks (host_count() without the split by name).
+  int node_count() const;
   const CommOptions& options() const { return options_; }
   // World rank of this host's leader (its lowest rank).
   int leader_rank() const;

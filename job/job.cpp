@@ -111,6 +111,9 @@ std::string reachable(const ps::Server& server, const std::string& host) {
   return ep.substr(0, any) + ps_bind_address("", host) + ep.substr(any + 7);
 }
 
+// Seconds a worker gives a listening server to accept a connection at the start.
+constexpr double kReachTimeoutS = 5;
+
 // The workers' view of a ps job; under mpirun also this host's server (first rank on each
 // host), the token (rank 0's, from STRAND_PS_TOKEN or random) and the server addresses (in
 // host order by lowest rank), all exchanged over MPI.
@@ -151,8 +154,9 @@ ps::PsConfig start_ps(const Context& ctx, const JobSpec& spec, Distributed& dist
     dist.server = std::make_unique<ps::Server>(
         ctx, server_options(spec, id.world, index, count, token, param_count,
                             ps_bind_address(spec.strategy.ps.bind, id.host), spec.strategy.ps.port));
+  // "ENDPOINT HOST" of each server, in host order.
   const std::vector<std::string> endpoints =
-      comm.gather_to_root(leader ? reachable(*dist.server, id.host) : "");
+      comm.gather_to_root(leader ? reachable(*dist.server, id.host) + " " + id.host : "");
   std::string joined;
   for (const std::string& e : endpoints)
     if (!e.empty()) joined += e + "\n";
@@ -160,10 +164,26 @@ ps::PsConfig start_ps(const Context& ctx, const JobSpec& spec, Distributed& dist
   comm.broadcast(&length, sizeof length, 0);
   joined.resize(size_t(length));
   comm.broadcast(joined.data(), joined.size(), 0);
+  std::vector<std::string> server_hosts;
   for (size_t b = 0; b < joined.size();) {
-    const size_t e = joined.find('\n', b);
-    pc.servers.push_back(joined.substr(b, e - b));
+    const size_t e = joined.find('\n', b), space = joined.find(' ', b);
+    pc.servers.push_back(joined.substr(b, space - b));
+    server_hosts.push_back(joined.substr(space + 1, e - space - 1));
     b = e + 1;
+  }
+  // Every worker reaches every server now, or the job fails at once naming the one it cannot
+  // (the servers listen already): not after the workers' connect timeout.
+  for (size_t i = 0; i < pc.servers.size(); ++i) {
+    const std::string server =
+        "PS server " + std::to_string(i) + " (host " + server_hosts[i] + ") at " + pc.servers[i];
+    STRAND_CHECK(comm.node_count() == 1 || !is_loopback_endpoint(pc.servers[i]), Usage,
+                 server +
+                     " listens on loopback, which the job's other machines cannot reach (its host name "
+                     "resolves to loopback and no other interface is up, or --ps-bind says so): give "
+                     "--ps-bind an address, network or interface the hosts share",
+                 id.where());
+    const std::string why = tcp_probe(pc.servers[i], kReachTimeoutS);
+    STRAND_CHECK(why.empty(), Io, "cannot reach " + server + ": " + why, id.where());
   }
   pc.token = token;
   return pc;
@@ -325,8 +345,11 @@ JobResult train_rank_on(const JobSpec& spec, const JobHooks& hooks, const Identi
             " parameters) for " + std::to_string(cfg.epochs) + " epoch(s), batch " +
             std::to_string(cfg.batch_size) +
             (st.kind != StrategyKind::Local
-                 ? " per rank x " + std::to_string(id.world) + " ranks (" + strategy.name() +
-                       (ps ? " " + st.ps.consistency.str() : "") + ")"
+                 ? " per rank x " + std::to_string(id.world) + " ranks" +
+                       (dist.comm ? " on " + std::to_string(dist.comm->host_count()) +
+                                        (dist.comm->host_count() == 1 ? " host" : " hosts")
+                                  : "") +
+                       " (" + strategy.name() + (ps ? " " + st.ps.consistency.str() : "") + ")"
                  : "") +
             ", " + std::string(to_string(cfg.optimizer.kind)) + " lr " + compact(cfg.optimizer.lr) + ", " +
             std::to_string(device.threads) + " thread(s)");

@@ -4,10 +4,13 @@
 #include <ifaddrs.h>
 #include <net/if.h>
 #include <netdb.h>
+#include <poll.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #include <charconv>
 #include <csignal>
+#include <cstring>
 #include <fstream>
 
 #include <iterator>
@@ -66,11 +69,13 @@ std::string resolve_ipv4(const std::string& name) {
 std::string ps_bind_address(const std::string& spec, const std::string& host) {
   const std::vector<Interface> ifs = interfaces();
   if (spec.empty()) {
+    // A name that resolves to loopback (containers and cloud images map theirs to 127.0.0.1)
+    // says nothing another host can reach: look at the interfaces then too.
     try {
       const std::string mine = resolve_ipv4(host);
       for (const Interface& i : ifs)
-        if (text(i.addr) == mine) return mine;
-    } catch (const Error&) {  // a host name without an address (namespace hosts): look at the interfaces
+        if (text(i.addr) == mine && !i.loopback) return mine;
+    } catch (const Error&) {  // a host name without an address (namespace hosts)
     }
     for (const Interface& i : ifs)
       if (!i.loopback) return text(i.addr);
@@ -136,6 +141,56 @@ SageMakerHosts sagemaker_hosts(const char* sm_hosts_json, const char* sm_current
                std::string("'") + sm_current_host + "' is not in SM_HOSTS " + sm_hosts_json,
                "SM_CURRENT_HOST");
   return out;
+}
+
+namespace {
+// "tcp://A:P" -> A, P; false when it is not of that form.
+bool split_endpoint(const std::string& endpoint, std::string& address, int& port) {
+  const std::string scheme = "tcp://";
+  const size_t colon = endpoint.rfind(':');
+  if (endpoint.rfind(scheme, 0) != 0 || colon == std::string::npos || colon < scheme.size()) return false;
+  address = endpoint.substr(scheme.size(), colon - scheme.size());
+  const std::string p = endpoint.substr(colon + 1);
+  const auto [end, ec] = std::from_chars(p.data(), p.data() + p.size(), port);
+  return ec == std::errc() && end == p.data() + p.size() && port > 0 && port < 65536;
+}
+}  // namespace
+
+bool is_loopback_endpoint(const std::string& endpoint) {
+  std::string address;
+  int port = 0;
+  return split_endpoint(endpoint, address, port) && address.rfind("127.", 0) == 0;
+}
+
+std::string tcp_probe(const std::string& endpoint, double timeout_s) {
+  std::string address;
+  int port = 0;
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  if (!split_endpoint(endpoint, address, port) || inet_pton(AF_INET, address.c_str(), &to.sin_addr) != 1)
+    return "not a tcp://IPV4:PORT endpoint";
+  to.sin_port = htons(uint16_t(port));
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return std::string("cannot open a socket: ") + std::strerror(errno);
+  std::string why;
+  if (::connect(fd, reinterpret_cast<const sockaddr*>(&to), sizeof to) != 0) {
+    if (errno != EINPROGRESS) {
+      why = std::strerror(errno);
+    } else {
+      pollfd p{.fd = fd, .events = POLLOUT, .revents = 0};
+      int err = 0;
+      socklen_t len = sizeof err;
+      if (::poll(&p, 1, int(timeout_s * 1000)) != 1) {
+        char t[64];
+        std::snprintf(t, sizeof t, "no answer within %g s", timeout_s);
+        why = t;
+      } else if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0) {
+        why = std::strerror(err);
+      }
+    }
+  }
+  ::close(fd);
+  return why;
 }
 
 uint64_t token_from_text(const std::string& text) {

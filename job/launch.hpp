@@ -15,14 +15,21 @@ namespace strand::job {
 //   an address ("10.77.0.2"): itself; "*" or "0.0.0.0": every interface (explicitly asked);
 //   a network ("10.77.0.0/24"): this machine's address in it (as Open MPI's *_if_include);
 //   an interface name ("eth0"): its address;
-//   empty: `host`'s address when it resolves to one of this machine's interfaces, else the
-//   first non-loopback interface that is up, else 127.0.0.1 (all ranks on one machine).
+//   empty: `host`'s address when it resolves to one of this machine's interfaces other than
+//   loopback, else the first non-loopback interface that is up, else 127.0.0.1 (all ranks on
+//   one machine).
 // Usage error when the spec names no address of this machine.
 std::string ps_bind_address(const std::string& spec, const std::string& host);
 // `name`'s IPv4 address (an address is returned as is); Io error naming it when it does not resolve.
 std::string resolve_ipv4(const std::string& name);
 // STRAND_PS_TOKEN (1 to 16 hex digits, not 0) when set; 0 when unset; Usage error when malformed.
 uint64_t token_from_env();
+// Whether a TCP connection to `endpoint` ("tcp://ADDRESS:PORT") opens within `timeout_s`:
+// empty when it does, else why not (refused, timed out, no route).
+std::string tcp_probe(const std::string& endpoint, double timeout_s);
+// Whether `endpoint` is on 127.0.0.0/8.
+bool is_loopback_endpoint(const std::string& endpoint);
+
 // A token every process of a job draws alike from the same text (a cluster description, a
 // scheduler's job id): not a secret, it tells jobs apart. Never 0.
 uint64_t token_from_text(const std::string& text);

@@ -20,7 +20,7 @@ train() { "$here/../allreduce/run_mpi.sh" 2 "$strand" train --strategy ps --data
 
 train --model-dir "$work/a" --epochs 2 --metrics "$work/a.jsonl" --timeline "$work/trace.json" \
   >"$work/a.out" 2>"$work/a.log" || { cat "$work/a.log"; fail "training exited non-zero"; }
-grep -q "batch 16 per rank x 2 ranks (parameter server sync)" "$work/a.log" ||
+grep -q "batch 16 per rank x 2 ranks on 1 host (parameter server sync)" "$work/a.log" ||
   { cat "$work/a.log"; fail "no ps training line"; }
 grep -q "PS shard map: .* over 1 server:" "$work/a.log" || fail "want one server (one host) in the shard map"
 grep -q "PS server 0 .* at tcp://[0-9.]*:[0-9]*" "$work/a.log" || fail "server address not logged"
