@@ -445,7 +445,8 @@ JobResult run_tf_config(const JobSpec& spec, const JobHooks& hooks, const std::s
   if (!tf.server) {
     Distributed dist{.sm_token = token};
     for (const TfConfig::Task& t : tf.servers)
-      dist.sm_servers.push_back("tcp://" + resolve_ipv4(t.host) + ":" + std::to_string(t.port));
+      dist.sm_servers.push_back("tcp://" + server_address(t.host, p.bind, is_this_machine(t.host)) + ":" +
+                                std::to_string(t.port));
     // Tasks on one host are told apart by their order in the cluster (a GPU each, say).
     const std::string& host = tf.workers[size_t(tf.index)].host;
     Identity id{.rank = tf.index, .world = world, .host = host, .local_rank = 0, .local_size = 0};
@@ -486,8 +487,9 @@ JobResult run_slurm_ps(const JobSpec& spec, const JobHooks& hooks, const Environ
   Distributed dist{.sm_token = env_token ? env_token
                                          : token_from_text("slurm " + (job_id ? *job_id : "") + "." +
                                                            (step_id ? *step_id : ""))};
-  for (const std::string& h : nodes.hosts)
-    dist.sm_servers.push_back("tcp://" + resolve_ipv4(h) + ":" + std::to_string(port));
+  for (size_t i = 0; i < nodes.hosts.size(); ++i)
+    dist.sm_servers.push_back("tcp://" + server_address(nodes.hosts[i], p.bind, int(i) == nodes.current) +
+                              ":" + std::to_string(port));
   if (id.local_rank == 0)
     dist.own_server = Distributed::ServerPlan{.index = nodes.current,
                                               .count = int(nodes.hosts.size()),
@@ -514,14 +516,16 @@ JobResult run_sagemaker(const JobSpec& spec, const JobHooks& hooks, const Enviro
   const std::string& host = sm.hosts[size_t(sm.current)];
   if (env.get(kWorkerEnv)) {
     Distributed dist{.sm_token = token};
-    for (const std::string& h : sm.hosts)
-      dist.sm_servers.push_back("tcp://" + resolve_ipv4(h) + ":" + std::to_string(port));
+    for (size_t i = 0; i < sm.hosts.size(); ++i)
+      dist.sm_servers.push_back("tcp://" + server_address(sm.hosts[i], p.bind, int(i) == sm.current) + ":" +
+                                std::to_string(port));
     return train_rank(spec, hooks, discover_identity(Launcher::SageMaker, env, nullptr, per_host), dist);
   }
   Context ctx(make_cpu_backend(1), {.rank = 0, .world = 1, .host = host});
   const int64_t params = served_params(ctx, spec);
-  // The address the other hosts resolve this host's name to, unless the bind spec says otherwise.
-  const std::string address = p.bind.empty() ? resolve_ipv4(host) : ps_bind_address(p.bind, host);
+  // By default the address the other hosts resolve this host's name to (ps_bind_address), as
+  // this host's own workers compute it (server_address).
+  const std::string address = server_address(host, p.bind, true);
   ps::Server server(
       ctx, server_options(spec, world, sm.current, int(sm.hosts.size()), token, params, address, port));
   const std::vector<int> pids = spawn_workers(per_host);

@@ -66,6 +66,30 @@ std::string resolve_ipv4(const std::string& name) {
   return out;
 }
 
+bool is_this_machine(const std::string& host) {
+  std::string address;
+  try {
+    address = resolve_ipv4(host);
+  } catch (const Error&) {
+    return false;
+  }
+  if (address.rfind("127.", 0) == 0) return true;
+  for (const Interface& i : interfaces())
+    if (text(i.addr) == address) return true;
+  return false;
+}
+
+std::string server_address(const std::string& host, const std::string& bind, bool this_machine) {
+  if (this_machine) return ps_bind_address(bind, host);
+  const std::string address = resolve_ipv4(host);
+  STRAND_CHECK(address.rfind("127.", 0) != 0, Usage,
+               "resolves to " + address +
+                   " here, but its server runs on another machine: map the job's host names to addresses "
+                   "the machines share (/etc/hosts, DNS)",
+               host);
+  return address;
+}
+
 std::string ps_bind_address(const std::string& spec, const std::string& host) {
   const std::vector<Interface> ifs = interfaces();
   if (spec.empty()) {

@@ -22,6 +22,13 @@ namespace strand::job {
 std::string ps_bind_address(const std::string& spec, const std::string& host);
 // `name`'s IPv4 address (an address is returned as is); Io error naming it when it does not resolve.
 std::string resolve_ipv4(const std::string& name);
+// Where a worker without MPI (Slurm, SageMaker, TF_CONFIG) connects to the server of `host`:
+// on this machine, the address that server binds (ps_bind_address with the same `bind`), so a
+// host name that resolves to loopback still meets it; on another machine, the name's address.
+// Usage error naming the host when another machine's name resolves to loopback here.
+std::string server_address(const std::string& host, const std::string& bind, bool this_machine);
+// Whether `host` resolves to loopback or to one of this machine's addresses.
+bool is_this_machine(const std::string& host);
 // STRAND_PS_TOKEN (1 to 16 hex digits, not 0) when set; 0 when unset; Usage error when malformed.
 uint64_t token_from_env();
 // Whether a TCP connection to `endpoint` ("tcp://ADDRESS:PORT") opens within `timeout_s`:
