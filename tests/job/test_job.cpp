@@ -221,6 +221,23 @@ TEST(Identity, TorchrunPlacesByItsVariables) {
   }
 }
 
+// A worker without MPI never takes another machine's name that resolves to loopback for an
+// address; its own machine's server it meets where that server binds.
+TEST(ServerAddress, AnotherMachinesLoopbackNameIsRefused) {
+  try {
+    server_address("localhost", "", false);
+    ADD_FAILURE() << "took 'localhost' for another machine's address";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::Usage);
+    EXPECT_EQ(e.where(), "localhost");
+    EXPECT_NE(std::string(e.what()).find("resolves to 127.0.0.1"), std::string::npos) << e.what();
+  }
+  EXPECT_TRUE(is_this_machine("localhost"));
+  EXPECT_EQ(server_address("localhost", "127.0.0.1", true), "127.0.0.1");
+  EXPECT_EQ(server_address("localhost", "", true), ps_bind_address("", "localhost"));
+  EXPECT_EQ(server_address("192.0.2.77", "", false), "192.0.2.77");
+}
+
 // SageMaker's parameter-server layout: a ps task and a worker on every host, the master first.
 constexpr const char* kCluster =
     R"("cluster": {"master": ["algo-1:2222"], "worker": ["algo-2:2222", "algo-3:2222"],)"
