@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <climits>
 #include <cstring>
+#include <map>
 #include <tuple>
 
 #include <strand/allreduce/group.hpp>
@@ -80,16 +81,11 @@ MpiCommunicator::MpiCommunicator(const MpiRuntime& rt, CommOptions options)
   std::vector<int> nodes(static_cast<size_t>(world));
   STRAND_MPI_CHECK(MPI_Allgather(&node, 1, MPI_INT, nodes.data(), 1, MPI_INT, MPI_COMM_WORLD), where);
   for (int i = 0; i < world; ++i) groups_->node_count += nodes[size_t(i)] == i;
-  const auto same_host = [&](int a, int b) {
-    return nodes[size_t(a)] == nodes[size_t(b)] && hosts[size_t(a)] == hosts[size_t(b)];
-  };
-  // Rank i's host: the first rank on it.
+  // Rank i's host: the first rank on it (the same node and name).
+  std::map<std::pair<int, std::string>, int> first_of;
   std::vector<int> first_on(static_cast<size_t>(world));
-  for (int i = 0; i < world; ++i) {
-    int f = 0;
-    while (!same_host(f, i)) ++f;
-    first_on[size_t(i)] = f;
-  }
+  for (int i = 0; i < world; ++i)
+    first_on[size_t(i)] = first_of.try_emplace({nodes[size_t(i)], hosts[size_t(i)]}, i).first->second;
 
   std::vector<int> all(static_cast<size_t>(world));
   for (int i = 0; i < world; ++i) all[size_t(i)] = i;

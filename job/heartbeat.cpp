@@ -1,7 +1,6 @@
 #include <strand/job/heartbeat.hpp>
 
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -14,6 +13,7 @@
 #include <vector>
 
 #include <strand/core/error.hpp>
+#include <strand/job/launch.hpp>
 
 namespace strand::job {
 
@@ -58,26 +58,6 @@ void write_all(int fd, std::string_view s) {
     if (n <= 0) return;  // the launcher is gone: nothing to tell
     s.remove_prefix(size_t(n));
   }
-}
-
-// A TCP connection to `to` within a few seconds, or -1: without one the launcher still has the
-// beats.
-int connect_lifeline(const sockaddr_in& to) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (fd < 0) return -1;
-  if (::connect(fd, reinterpret_cast<const sockaddr*>(&to), sizeof to) != 0) {
-    pollfd p{.fd = fd, .events = POLLOUT, .revents = 0};
-    int err = 0;
-    socklen_t len = sizeof err;
-    if (errno != EINPROGRESS || ::poll(&p, 1, 3000) != 1 ||
-        ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0) {
-      ::close(fd);
-      return -1;
-    }
-  }
-  const int flags = ::fcntl(fd, F_GETFL);
-  ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
-  return fd;
 }
 
 }  // namespace
@@ -196,7 +176,9 @@ HeartbeatSender::HeartbeatSender(const HeartbeatTarget& target, const Identity& 
     ::close(fd_);
     throw Error(ErrorKind::Io, "cannot reach the heartbeat address " + target.str() + ": " + why, id.where());
   }
-  lifeline_fd_ = connect_lifeline(to);
+  // Without a lifeline (-1) the launcher still has the beats.
+  std::string no_lifeline;
+  lifeline_fd_ = tcp_connect(target.address, target.port, 3, no_lifeline);
   if (lifeline_fd_ >= 0) write_all(lifeline_fd_, beat(false).encode() + "\n");
   // A beat every period, and one at once when the rank's first step is done: the launcher
   // learns without a period's delay that a restarted job trains again.

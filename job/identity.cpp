@@ -85,24 +85,6 @@ std::vector<int> tasks_per_node(const std::string& text, const std::string& wher
 
 }  // namespace
 
-std::string_view to_string(Launcher l) {
-  switch (l) {
-    case Launcher::Single:
-      return "a single process";
-    case Launcher::Mpi:
-      return "MPI";
-    case Launcher::Slurm:
-      return "Slurm (srun)";
-    case Launcher::Torchrun:
-      return "torchrun";
-    case Launcher::TfConfig:
-      return "TF_CONFIG";
-    case Launcher::SageMaker:
-      return "SageMaker";
-  }
-  return "?";
-}
-
 Environment Environment::current() {
   Environment env;
   for (char** e = environ; *e; ++e) {

@@ -31,7 +31,6 @@ class MpiRuntime;
 namespace strand::job {
 
 enum class Launcher { Single, Mpi, Slurm, Torchrun, TfConfig, SageMaker };
-std::string_view to_string(Launcher l);
 
 // The environment variables a launcher sets, read once (Environment::current()); tests build
 // their own.

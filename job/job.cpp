@@ -523,9 +523,9 @@ JobResult run_sagemaker(const JobSpec& spec, const JobHooks& hooks, const Enviro
   }
   Context ctx(make_cpu_backend(1), {.rank = 0, .world = 1, .host = host});
   const int64_t params = served_params(ctx, spec);
-  // By default the address the other hosts resolve this host's name to (ps_bind_address), as
-  // this host's own workers compute it (server_address).
-  const std::string address = server_address(host, p.bind, true);
+  // By default the address the other hosts resolve this host's name to; this host's own
+  // workers meet it there (server_address).
+  const std::string address = ps_bind_address(p.bind, host);
   ps::Server server(
       ctx, server_options(spec, world, sm.current, int(sm.hosts.size()), token, params, address, port));
   const std::vector<int> pids = spawn_workers(per_host);

@@ -1,6 +1,7 @@
 #include <strand/job/launch.hpp>
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <ifaddrs.h>
 #include <net/if.h>
 #include <netdb.h>
@@ -47,6 +48,8 @@ std::vector<Interface> interfaces() {
   return out;
 }
 
+bool is_loopback(const std::string& address) { return address.rfind("127.", 0) == 0; }
+
 std::string text(in_addr a) {
   char buf[INET_ADDRSTRLEN];
   return inet_ntop(AF_INET, &a, buf, sizeof buf);
@@ -73,7 +76,7 @@ bool is_this_machine(const std::string& host) {
   } catch (const Error&) {
     return false;
   }
-  if (address.rfind("127.", 0) == 0) return true;
+  if (is_loopback(address)) return true;
   for (const Interface& i : interfaces())
     if (text(i.addr) == address) return true;
   return false;
@@ -82,7 +85,7 @@ bool is_this_machine(const std::string& host) {
 std::string server_address(const std::string& host, const std::string& bind, bool this_machine) {
   if (this_machine) return ps_bind_address(bind, host);
   const std::string address = resolve_ipv4(host);
-  STRAND_CHECK(address.rfind("127.", 0) != 0, Usage,
+  STRAND_CHECK(!is_loopback(address), Usage,
                "resolves to " + address +
                    " here, but its server runs on another machine: map the job's host names to addresses "
                    "the machines share (/etc/hosts, DNS)",
@@ -183,20 +186,23 @@ bool split_endpoint(const std::string& endpoint, std::string& address, int& port
 bool is_loopback_endpoint(const std::string& endpoint) {
   std::string address;
   int port = 0;
-  return split_endpoint(endpoint, address, port) && address.rfind("127.", 0) == 0;
+  return split_endpoint(endpoint, address, port) && is_loopback(address);
 }
 
-std::string tcp_probe(const std::string& endpoint, double timeout_s) {
-  std::string address;
-  int port = 0;
+int tcp_connect(const std::string& address, int port, double timeout_s, std::string& why) {
   sockaddr_in to{};
   to.sin_family = AF_INET;
-  if (!split_endpoint(endpoint, address, port) || inet_pton(AF_INET, address.c_str(), &to.sin_addr) != 1)
-    return "not a tcp://IPV4:PORT endpoint";
   to.sin_port = htons(uint16_t(port));
+  if (inet_pton(AF_INET, address.c_str(), &to.sin_addr) != 1) {
+    why = "'" + address + "' is not an IPv4 address";
+    return -1;
+  }
   const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (fd < 0) return std::string("cannot open a socket: ") + std::strerror(errno);
-  std::string why;
+  if (fd < 0) {
+    why = std::string("cannot open a socket: ") + std::strerror(errno);
+    return -1;
+  }
+  why.clear();
   if (::connect(fd, reinterpret_cast<const sockaddr*>(&to), sizeof to) != 0) {
     if (errno != EINPROGRESS) {
       why = std::strerror(errno);
@@ -213,7 +219,20 @@ std::string tcp_probe(const std::string& endpoint, double timeout_s) {
       }
     }
   }
-  ::close(fd);
+  if (!why.empty()) {
+    ::close(fd);
+    return -1;
+  }
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+  return fd;
+}
+
+std::string tcp_probe(const std::string& endpoint, double timeout_s) {
+  std::string address, why;
+  int port = 0;
+  if (!split_endpoint(endpoint, address, port)) return "not a tcp://IPV4:PORT endpoint";
+  const int fd = tcp_connect(address, port, timeout_s, why);
+  if (fd >= 0) ::close(fd);
   return why;
 }
 

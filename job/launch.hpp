@@ -31,8 +31,11 @@ std::string server_address(const std::string& host, const std::string& bind, boo
 bool is_this_machine(const std::string& host);
 // STRAND_PS_TOKEN (1 to 16 hex digits, not 0) when set; 0 when unset; Usage error when malformed.
 uint64_t token_from_env();
+// A TCP connection to IPv4 `address`:`port` within `timeout_s` (then a blocking socket), or -1
+// with `why` set (refused, timed out, no route).
+int tcp_connect(const std::string& address, int port, double timeout_s, std::string& why);
 // Whether a TCP connection to `endpoint` ("tcp://ADDRESS:PORT") opens within `timeout_s`:
-// empty when it does, else why not (refused, timed out, no route).
+// empty when it does, else why not.
 std::string tcp_probe(const std::string& endpoint, double timeout_s);
 // Whether `endpoint` is on 127.0.0.0/8.
 bool is_loopback_endpoint(const std::string& endpoint);
